@@ -1,0 +1,56 @@
+//! The contract between labctl's engine and the providers that create real things.
+//!
+//! A provider manages resources of a few *kinds* (a bucket, a dataset seeded into it, a
+//! credential, a host running workers, …). The engine hands it what the lab wants
+//! ([`ResourceSpec`]) and gets back what exists ([`Observed`]); everything else — order,
+//! retries, state — is the engine's job. Errors say whether trying again can help.
+
+mod error;
+mod null;
+mod resource;
+
+pub use error::{ErrorKind, ProviderError};
+pub use null::NullProvider;
+pub use resource::{Attributes, Deps, Found, KindSchema, Observed, ResourceSpec, Tags};
+
+use async_trait::async_trait;
+
+/// A source of real resources: the local machine, a cloud account, a cluster.
+///
+/// Every method must be idempotent with respect to the resource's identity: `create` of a
+/// resource that already exists with this lab's tags adopts it instead of failing or making
+/// a second one, and `delete` of a resource that is already gone succeeds. That is what lets
+/// the engine repair any interrupted run by simply running again.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Short name used in addresses, state and messages (`local`, `aws`, …).
+    fn name(&self) -> &str;
+
+    /// The kinds this provider manages, with their update rules.
+    fn kinds(&self) -> &[KindSchema];
+
+    /// Looks up what exists for a resource recorded in state; `None` if it is gone.
+    async fn read(&self, kind: &str, prior: &Observed) -> Result<Option<Observed>, ProviderError>;
+
+    /// Creates (or adopts) the resource. `deps` holds what its dependencies look like now.
+    async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError>;
+
+    /// Changes an existing resource in place to match `spec`.
+    async fn update(
+        &self,
+        spec: &ResourceSpec,
+        prior: &Observed,
+        deps: &Deps,
+    ) -> Result<Observed, ProviderError>;
+
+    /// Deletes the resource; succeeds if it is already gone.
+    async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError>;
+
+    /// Lists every resource carrying this lab's tags, whether or not state knows it.
+    async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError>;
+
+    /// The schema of `kind`, if this provider manages it.
+    fn kind(&self, kind: &str) -> Option<&KindSchema> {
+        self.kinds().iter().find(|k| k.name == kind)
+    }
+}

@@ -1,0 +1,358 @@
+//! The embedded `local` provider: everything a student gets, on this machine.
+//!
+//! A bucket is a directory, a dataset is files seeded into it, a credential is a token file
+//! readable only by its owner. Every resource lives under `<data dir>/<lab>/` and records
+//! its ownership tags in `tags/<kind>/<id>.json`, which is what `sweep` lists — so a lost
+//! state file never means a lost resource.
+
+mod fsutil;
+
+use std::io::ErrorKind as IoKind;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use labctl_datasets::Dataset;
+use labctl_provider_api::{
+    Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags,
+};
+use serde_json::{json, Value};
+
+use fsutil::{io_error, prune_empty, read_json, write_atomic};
+
+const KINDS: &[KindSchema] = &[
+    KindSchema { name: "bucket", replace_on: &["name"] },
+    KindSchema { name: "dataset", replace_on: &["*"] },
+    KindSchema { name: "credential", replace_on: &["*"] },
+];
+
+/// Kinds that carry a tag file (datasets live inside their bucket).
+const TAGGED: &[&str] = &["bucket", "credential"];
+
+/// Marks a fully seeded dataset; written last, so its presence means the data is complete.
+const MANIFEST: &str = "_LABCTL_MANIFEST.json";
+
+/// The local provider for one lab, rooted at `<data dir>/<lab>`.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    root: PathBuf,
+}
+
+impl LocalProvider {
+    /// A provider keeping lab `lab`'s resources under `data_dir/lab`.
+    pub fn new(data_dir: &Path, lab: &str) -> Self {
+        Self { root: data_dir.join(lab) }
+    }
+
+    /// Where the lab's resources live.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.root.parent().unwrap_or(&self.root)
+    }
+
+    fn bucket_path(&self, name: &str) -> PathBuf {
+        self.root.join("buckets").join(name)
+    }
+
+    fn tag_path(&self, kind: &str, id: &str) -> PathBuf {
+        self.root.join("tags").join(kind).join(format!("{id}.json"))
+    }
+
+    fn token_path(&self, student: &str) -> PathBuf {
+        self.root.join("students").join(student).join("token")
+    }
+
+    /// The tags recorded for a resource, if its tag file exists.
+    fn recorded_tags(&self, kind: &str, id: &str) -> Result<Option<Tags>, ProviderError> {
+        read_json(&self.tag_path(kind, id))
+    }
+
+    /// Claims `id` for this lab before anything else is made, so a crash right after still
+    /// leaves a trace that `sweep` finds. Refuses an id already claimed by another owner.
+    fn claim(&self, kind: &str, id: &str, tags: &Tags) -> Result<(), ProviderError> {
+        match self.recorded_tags(kind, id)? {
+            Some(existing) if existing == *tags => Ok(()),
+            Some(existing) => Err(ProviderError::invalid(format!(
+                "{kind} `{id}` already belongs to {}",
+                describe_owner(&existing)
+            ))),
+            None => write_atomic(&self.tag_path(kind, id), &serde_json::to_vec_pretty(tags).unwrap(), 0o644),
+        }
+    }
+
+    fn release(&self, kind: &str, id: &str) -> Result<(), ProviderError> {
+        fsutil::remove_file(&self.tag_path(kind, id))?;
+        prune_empty(self.data_dir(), &self.tag_path(kind, id));
+        Ok(())
+    }
+
+    fn bucket_observed(&self, name: &str) -> Observed {
+        let path = self.bucket_path(name);
+        Observed {
+            id: name.to_owned(),
+            attributes: attrs(json!({
+                "name": name,
+                "path": path,
+                "url": format!("file://{}", path.display()),
+            })),
+            sensitive: vec![],
+        }
+    }
+
+    fn create_bucket(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+        let name = str_attr(&spec.config, "name")?;
+        let path = self.bucket_path(name);
+        if self.recorded_tags("bucket", name)?.is_none() && path.exists() {
+            return Err(ProviderError::invalid(format!(
+                "{} already exists and was not made by labctl; remove it or choose another lab name",
+                path.display()
+            )));
+        }
+        self.claim("bucket", name, &spec.tags)?;
+        match std::fs::create_dir_all(&path) {
+            Ok(()) => Ok(self.bucket_observed(name)),
+            Err(e) => Err(io_error(&path, e).with_partial(self.bucket_observed(name))),
+        }
+    }
+
+    fn create_credential(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+        let student = str_attr(&spec.config, "student")?;
+        self.claim("credential", student, &spec.tags)?;
+        let path = self.token_path(student);
+        let token = match std::fs::read_to_string(&path) {
+            Ok(token) => token.trim().to_owned(),
+            Err(e) if e.kind() == IoKind::NotFound => {
+                let token = new_token();
+                write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
+                token
+            }
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        Ok(credential_observed(student, &path, Some(token)))
+    }
+
+    fn read_credential(&self, student: &str) -> Result<Option<Observed>, ProviderError> {
+        let path = self.token_path(student);
+        match std::fs::read_to_string(&path) {
+            Ok(token) => Ok(Some(credential_observed(student, &path, Some(token.trim().to_owned())))),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    fn dataset_dir(&self, bucket: &str, name: &str) -> PathBuf {
+        self.bucket_path(bucket).join("datasets").join(name)
+    }
+
+    fn dataset_observed(&self, bucket: &str, name: &str, manifest: Value) -> Observed {
+        let path = self.dataset_dir(bucket, name);
+        let mut attributes = attrs(json!({ "bucket": bucket, "name": name, "path": path }));
+        if let Value::Object(m) = manifest {
+            attributes.extend(m);
+        }
+        Observed { id: format!("{bucket}/{name}"), attributes, sensitive: vec![] }
+    }
+
+    fn read_dataset(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
+        let (bucket, name) = split_dataset_id(id)?;
+        let manifest: Option<Value> = read_json(&self.dataset_dir(bucket, name).join(MANIFEST))?;
+        Ok(manifest.map(|m| self.dataset_observed(bucket, name, m)))
+    }
+
+    /// Writes every part (temporary name, then rename) and the manifest last.
+    fn seed_dataset(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+        let bucket = str_attr(&spec.config, "bucket")?;
+        let name = str_attr(&spec.config, "name")?;
+        let dataset: Dataset = serde_json::from_value(
+            spec.config.get("dataset").cloned().unwrap_or(Value::Null),
+        )
+        .map_err(|e| ProviderError::invalid(format!("dataset `{name}`: {e}")))?;
+        let manifest = json!({ "dataset": dataset });
+        if let Some(found) = self.read_dataset(&format!("{bucket}/{name}"))? {
+            if found.attributes.get("dataset") == manifest.get("dataset") {
+                return Ok(found);
+            }
+        }
+        if !self.bucket_path(bucket).is_dir() {
+            return Err(ProviderError::invalid(format!("bucket `{bucket}` does not exist")));
+        }
+        let dir = self.dataset_dir(bucket, name);
+        let partial = || self.dataset_observed(bucket, name, Value::Null);
+        fsutil::remove_dir_all(&dir).map_err(|e| e.with_partial(partial()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e).with_partial(partial()))?;
+        for part in dataset.parts() {
+            let path = dir.join(&part.name);
+            fsutil::write_with(&path, 0o644, |out| dataset.write_part(&part, out))
+                .map_err(|e| e.with_partial(partial()))?;
+        }
+        let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+        write_atomic(&dir.join(MANIFEST), &bytes, 0o644).map_err(|e| e.with_partial(partial()))?;
+        Ok(self.dataset_observed(bucket, name, manifest))
+    }
+
+    fn create_blocking(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+        match spec.kind.as_str() {
+            "bucket" => self.create_bucket(spec),
+            "dataset" => self.seed_dataset(spec),
+            "credential" => self.create_credential(spec),
+            other => Err(unknown_kind(other)),
+        }
+    }
+
+    fn read_blocking(&self, kind: &str, id: &str) -> Result<Option<Observed>, ProviderError> {
+        match kind {
+            "bucket" => Ok((self.recorded_tags("bucket", id)?.is_some() && self.bucket_path(id).is_dir())
+                .then(|| self.bucket_observed(id))),
+            "dataset" => self.read_dataset(id),
+            "credential" => self.read_credential(id),
+            other => Err(unknown_kind(other)),
+        }
+    }
+
+    fn delete_blocking(&self, kind: &str, id: &str) -> Result<(), ProviderError> {
+        match kind {
+            "bucket" => {
+                let path = self.bucket_path(id);
+                fsutil::remove_dir_all(&path)?;
+                prune_empty(self.data_dir(), &path);
+                self.release("bucket", id)
+            }
+            "dataset" => {
+                let (bucket, name) = split_dataset_id(id)?;
+                let dir = self.dataset_dir(bucket, name);
+                fsutil::remove_dir_all(&dir)?;
+                prune_empty(&self.bucket_path(bucket), &dir);
+                Ok(())
+            }
+            "credential" => {
+                let path = self.token_path(id);
+                fsutil::remove_file(&path)?;
+                prune_empty(self.data_dir(), &path);
+                self.release("credential", id)
+            }
+            other => Err(unknown_kind(other)),
+        }
+    }
+
+    fn sweep_blocking(&self) -> Result<Vec<Found>, ProviderError> {
+        let mut found = vec![];
+        for kind in TAGGED {
+            let dir = self.root.join("tags").join(kind);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == IoKind::NotFound => continue,
+                Err(e) => return Err(io_error(&dir, e)),
+            };
+            for entry in entries {
+                let path = entry.map_err(|e| io_error(&dir, e))?.path();
+                let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                    continue;
+                };
+                if let Some(tags) = read_json::<Tags>(&path)? {
+                    found.push(Found { kind: (*kind).to_owned(), id: id.to_owned(), tags });
+                }
+            }
+        }
+        found.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+        Ok(found)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, ProviderError> + Send + 'static,
+    ) -> Result<T, ProviderError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| ProviderError::fatal(format!("local provider task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn kinds(&self) -> &[KindSchema] {
+        KINDS
+    }
+
+    async fn read(&self, kind: &str, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+        let (kind, id) = (kind.to_owned(), prior.id.clone());
+        self.blocking(move |p| p.read_blocking(&kind, &id)).await
+    }
+
+    async fn create(&self, spec: &ResourceSpec, _deps: &Deps) -> Result<Observed, ProviderError> {
+        let spec = spec.clone();
+        self.blocking(move |p| p.create_blocking(&spec)).await
+    }
+
+    async fn update(&self, spec: &ResourceSpec, _prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {
+        // Every attribute of every local kind forces replacement, so an update only
+        // re-records the config; creating again adopts what exists.
+        self.create(spec, deps).await
+    }
+
+    async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
+        let (kind, id) = (kind.to_owned(), prior.id.clone());
+        self.blocking(move |p| p.delete_blocking(&kind, &id)).await
+    }
+
+    async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
+        let lab = lab.to_owned();
+        let found = self.blocking(|p| p.sweep_blocking()).await?;
+        Ok(found.into_iter().filter(|f| f.tags.lab == lab).collect())
+    }
+}
+
+fn credential_observed(student: &str, path: &Path, token: Option<String>) -> Observed {
+    let mut attributes = attrs(json!({ "student": student, "path": path }));
+    if let Some(token) = token {
+        attributes.insert("token".into(), Value::String(token));
+    }
+    Observed { id: student.to_owned(), attributes, sensitive: vec!["token".into()] }
+}
+
+fn describe_owner(tags: &Tags) -> String {
+    let mut s = format!("lab `{}`", tags.lab);
+    if let Some(student) = &tags.student {
+        s.push_str(&format!(", student `{student}`"));
+    }
+    s
+}
+
+fn split_dataset_id(id: &str) -> Result<(&str, &str), ProviderError> {
+    id.split_once('/').ok_or_else(|| ProviderError::invalid(format!("malformed dataset id `{id}`")))
+}
+
+fn str_attr<'a>(config: &'a Attributes, key: &str) -> Result<&'a str, ProviderError> {
+    config
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProviderError::invalid(format!("missing string attribute `{key}`")))
+}
+
+fn attrs(value: Value) -> Attributes {
+    match value {
+        Value::Object(m) => m,
+        _ => unreachable!("attrs() is only called with object literals"),
+    }
+}
+
+fn unknown_kind(kind: &str) -> ProviderError {
+    ProviderError::invalid(format!("the local provider has no resource kind `{kind}`"))
+}
+
+/// 32 random bytes, hex encoded.
+fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;
