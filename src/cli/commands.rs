@@ -1,0 +1,348 @@
+//! plan, apply, destroy: the commands that change things.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use labctl_provider_api::ProviderError;
+
+use super::args::{Command, Place, RunOptions, StateCommand, Target};
+use super::{inspect, CliError, EXIT_FAILURE, EXIT_INTERRUPTED};
+use crate::engine::{self, Options, RetryPolicy};
+use crate::lab::{self, Lab};
+use crate::plan::{self, Filter, Plan, PLAN_FORMAT};
+use crate::providers::{ProviderSettings, Registry};
+use crate::report::{self, Progress};
+use crate::state::{LockInfo, ResourceState, StateLock, StateStore};
+
+pub async fn run(command: Command) -> Result<u8, CliError> {
+    match command {
+        Command::Validate { lab, json } => inspect::validate(&lab, json),
+        Command::Plan { target, out, destroy, json } => plan_command(&target, out, destroy, json).await,
+        Command::Apply { lab_or_plan, place, run, yes } => apply(&lab_or_plan, &place, &run, yes).await,
+        Command::Destroy { target, students, cohorts, sweep, run, yes } => {
+            destroy(&target, Filter { students, cohorts }, sweep, &run, yes).await
+        }
+        Command::Status { target, json } => inspect::status(&Opened::open(&target.lab, &target.place)?, json).await,
+        Command::Output { target, student, show_sensitive, json } => {
+            inspect::output(&Opened::open(&target.lab, &target.place)?, student.as_deref(), show_sensitive, json)
+        }
+        Command::State(StateCommand::List { target, json }) => inspect::state_list(&Opened::open(&target.lab, &target.place)?, json),
+        Command::State(StateCommand::Show { target, address, json }) => {
+            inspect::state_show(&Opened::open(&target.lab, &target.place)?, &address, json)
+        }
+        Command::State(StateCommand::Unlock { target }) => unlock(&target),
+        Command::Schema => inspect::schema(),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <super::Cli as clap::CommandFactory>::command(), "labctl", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
+
+/// A validated lab with its providers and state store.
+pub struct Opened {
+    pub lab: Lab,
+    pub settings: ProviderSettings,
+    pub store: StateStore,
+    pub registry: Registry,
+}
+
+impl Opened {
+    pub fn open(lab_path: &Path, place: &Place) -> Result<Self, CliError> {
+        let lab = load_lab(lab_path)?;
+        let settings = ProviderSettings::resolve(&lab.provider, place.data_dir.clone()).map_err(CliError::failed)?;
+        let store = match &place.state {
+            Some(path) => StateStore::new(path.clone()),
+            None => StateStore::beside(lab_path, &lab.name),
+        };
+        let registry = Registry::new(&settings, &lab.name);
+        Ok(Self { lab, settings, store, registry })
+    }
+
+    pub fn students(&self) -> usize {
+        self.lab.students().count()
+    }
+
+    pub fn load_state(&self) -> Result<crate::state::State, CliError> {
+        self.store.load(&self.lab.name).map_err(|e| CliError::failed(format!("cannot read state: {e}")))
+    }
+
+    pub fn lock(&self, operation: &str) -> Result<StateLock, CliError> {
+        lock(&self.store.lock_path(), operation)
+    }
+}
+
+/// Loads a lab file, printing its diagnostics; invalid input exits 2.
+pub fn load_lab(path: &Path) -> Result<Lab, CliError> {
+    match lab::load(path) {
+        Ok(lab) => {
+            for w in &lab.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(lab)
+        }
+        Err(diagnostics) => {
+            let mut err = anstream::stderr();
+            for d in &diagnostics {
+                let _ = writeln!(err, "{d}");
+            }
+            let n = diagnostics.len();
+            Err(CliError::invalid(format!("{} is invalid ({n} problem{})", path.display(), if n == 1 { "" } else { "s" })))
+        }
+    }
+}
+
+fn lock(path: &Path, operation: &str) -> Result<StateLock, CliError> {
+    StateLock::acquire(path, operation).map_err(|e| {
+        CliError::failed(format!(
+            "{e}\n  Wait for it to finish. If that run is gone for good, break the lock with `labctl state unlock LAB`."
+        ))
+    })
+}
+
+fn engine_options(run: &RunOptions) -> Options {
+    Options {
+        parallelism: run.parallelism as usize,
+        retry: RetryPolicy { deadline: Duration::from_secs(run.timeout), ..RetryPolicy::default() },
+    }
+}
+
+/// Refreshes state through the providers and diffs it against the lab.
+async fn make_plan(o: &Opened, state: &crate::state::State, options: &Options) -> Result<Plan, CliError> {
+    let refreshed = engine::refresh(state, &o.registry, options).await.map_err(|errors| {
+        CliError::failed(format!("cannot read the current resources:\n  {}", errors.join("\n  ")))
+    })?;
+    let desired = lab::expand(&o.lab);
+    let actions = plan::diff(&desired, state, &refreshed, |p, k| o.registry.schema(p, k));
+    Ok(new_plan(o, state, false, actions))
+}
+
+fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec<plan::Action>) -> Plan {
+    Plan {
+        format: PLAN_FORMAT.into(),
+        lab: o.lab.name.clone(),
+        lineage: state.lineage.clone(),
+        serial: state.serial,
+        state_path: std::path::absolute(o.store.path()).unwrap_or_else(|_| o.store.path().to_owned()),
+        provider: o.settings.clone(),
+        destroy,
+        actions,
+    }
+}
+
+async fn plan_command(target: &Target, out: Option<PathBuf>, destroy: bool, json: bool) -> Result<u8, CliError> {
+    let o = Opened::open(&target.lab, &target.place)?;
+    let state = o.load_state()?;
+    let options = engine_options(&RunOptions { parallelism: 10, timeout: 600, json });
+    let plan = if destroy {
+        new_plan(&o, &state, true, plan::destroy_plan(&state, &Filter::default()))
+    } else {
+        make_plan(&o, &state, &options).await?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
+    } else {
+        let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
+    }
+    if let Some(out) = out {
+        save_plan(&plan, &out)?;
+        if !json {
+            println!("\nSaved the plan to {}. Apply exactly it with: labctl apply {}", out.display(), out.display());
+        }
+    }
+    Ok(0)
+}
+
+fn save_plan(plan: &Plan, path: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let bytes = serde_json::to_vec_pretty(plan).expect("plans serialise");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(|e| CliError::failed(format!("cannot write the plan to {}: {e}", path.display())))
+}
+
+/// Reads `path` as a saved plan if it is one.
+fn read_plan(path: &Path) -> Result<Option<Plan>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::invalid(format!("cannot read {}: {e}", path.display())))?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| CliError::invalid(format!("{} is not a plan file: {e}", path.display())))?;
+    if value.get("format").and_then(|f| f.as_str()) != Some(PLAN_FORMAT) {
+        return Err(CliError::invalid(format!("{} is not a labctl plan (expected format `{PLAN_FORMAT}`)", path.display())));
+    }
+    serde_json::from_value(value).map(Some).map_err(|e| CliError::invalid(format!("{}: damaged plan: {e}", path.display())))
+}
+
+async fn apply(path: &Path, place: &Place, run: &RunOptions, yes: bool) -> Result<u8, CliError> {
+    let options = engine_options(run);
+    if let Some(plan) = read_plan(path)? {
+        return apply_saved_plan(plan, &options, run.json).await;
+    }
+    let o = Opened::open(path, place)?;
+    let _lock = o.lock("apply")?;
+    let mut state = o.load_state()?;
+    let plan = make_plan(&o, &state, &options).await?;
+    if !run.json {
+        let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
+    }
+    if plan.is_empty() {
+        return Ok(0);
+    }
+    if !yes {
+        confirm("apply")?;
+    }
+    execute(&plan, &mut state, &o.store, &o.registry, &options, "Apply", run.json).await
+}
+
+async fn apply_saved_plan(plan: Plan, options: &Options, json: bool) -> Result<u8, CliError> {
+    let store = StateStore::new(plan.state_path.clone());
+    let _lock = lock(&store.lock_path(), "apply")?;
+    let mut state = store.load(&plan.lab).map_err(|e| CliError::failed(format!("cannot read state: {e}")))?;
+    if state.lineage != plan.lineage && store.exists() {
+        return Err(CliError::failed(format!(
+            "this plan was made for another state (lineage {}), but {} has lineage {}",
+            plan.lineage,
+            store.path().display(),
+            state.lineage
+        )));
+    }
+    if state.serial != plan.serial {
+        return Err(CliError::failed(format!(
+            "the plan is stale: it was made against state serial {}, and the state is now at serial {}.\n  Run `labctl plan` again.",
+            plan.serial, state.serial
+        )));
+    }
+    state.lineage = plan.lineage.clone();
+    let registry = Registry::new(&plan.provider, &plan.lab);
+    execute(&plan, &mut state, &store, &registry, options, "Apply", json).await
+}
+
+async fn destroy(target: &Target, filter: Filter, sweep: bool, run: &RunOptions, yes: bool) -> Result<u8, CliError> {
+    let o = Opened::open(&target.lab, &target.place)?;
+    for id in &filter.students {
+        if !o.lab.students().any(|(_, s)| &s.id == id) {
+            tracing::warn!("student `{id}` is not in the lab file; destroying whatever state holds for them");
+        }
+    }
+    let _lock = o.lock("destroy")?;
+    let mut state = o.load_state()?;
+    if sweep {
+        adopt_orphans(&o, &mut state, &filter).await?;
+    }
+    let plan = new_plan(&o, &state, true, plan::destroy_plan(&state, &filter));
+    if !run.json {
+        let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
+    }
+    if plan.is_empty() {
+        return Ok(0);
+    }
+    if !yes {
+        confirm("destroy")?;
+    }
+    execute(&plan, &mut state, &o.store, &o.registry, &engine_options(run), "Destroy", run.json).await
+}
+
+/// Adds every tagged resource the providers know but state does not to state (in memory),
+/// under an `orphan.<kind>["<id>"]` address, so that destroy deletes it like any other.
+async fn adopt_orphans(o: &Opened, state: &mut crate::state::State, filter: &Filter) -> Result<(), CliError> {
+    for live in o.registry.all() {
+        let found = live.provider.sweep(&o.lab.name).await.map_err(|e: ProviderError| {
+            CliError::failed(format!("cannot sweep the {} provider: {e}", live.provider.name()))
+        })?;
+        for f in found.into_iter().filter(|f| filter.matches(&f.tags)) {
+            let known = state.resources.values().any(|r| r.provider == live.provider.name() && r.kind == f.kind && r.id == f.id);
+            if !known {
+                let address = format!("orphan.{}[\"{}\"]", f.kind, f.id);
+                let entry = ResourceState {
+                    provider: live.provider.name().to_owned(),
+                    kind: f.kind,
+                    id: f.id,
+                    config: Default::default(),
+                    attributes: Default::default(),
+                    sensitive: vec![],
+                    deps: vec![],
+                    tags: f.tags,
+                    tainted: false,
+                };
+                state.resources.insert(address, entry);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn execute(
+    plan: &Plan,
+    state: &mut crate::state::State,
+    store: &StateStore,
+    registry: &Registry,
+    options: &Options,
+    verb: &str,
+    json: bool,
+) -> Result<u8, CliError> {
+    let mut progress = Progress::new(plan.actions.len());
+    let report = engine::execute(plan, state, store, registry, options, &mut progress).await;
+    progress.finish();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report::summary_json(plan, &report)).unwrap_or_default());
+    } else {
+        let _ = write!(anstream::stdout(), "\n{}", report::render_summary(verb, plan, &report));
+    }
+    Ok(if report.interrupted {
+        EXIT_INTERRUPTED
+    } else if report.is_success() {
+        0
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+/// Asks on the terminal; refuses when there is nobody to ask.
+fn confirm(what: &str) -> Result<(), CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::invalid(format!(
+            "refusing to {what} without confirmation: standard input is not a terminal. Pass --yes to {what} anyway."
+        )));
+    }
+    print!("\nDo you want to {what}? Only `yes` is accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CliError::failed(format!("{what} cancelled")))
+    }
+}
+
+fn unlock(target: &Target) -> Result<u8, CliError> {
+    let lab = load_lab(&target.lab)?;
+    let store = match &target.place.state {
+        Some(p) => StateStore::new(p.clone()),
+        None => StateStore::beside(&target.lab, &lab.name),
+    };
+    let path = store.lock_path();
+    let holder: Option<LockInfo> = StateLock::holder(&path);
+    match StateLock::force_unlock(&path) {
+        Ok(()) => {
+            match holder {
+                Some(h) => println!("Broke the lock held by {h}."),
+                None => println!("Removed the lock file {}.", path.display()),
+            }
+            Ok(0)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("The state of lab `{}` is not locked.", lab.name);
+            Ok(0)
+        }
+        Err(e) => Err(CliError::failed(format!("cannot remove {}: {e}", path.display()))),
+    }
+}

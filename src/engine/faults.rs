@@ -1,0 +1,132 @@
+//! Fault injection for testing the engine against a real provider: `LABCTL_FAULTS` makes
+//! chosen provider calls fail (throttled, 5xx, timeout, invalid) or stall, a given number
+//! of times, before the real call is made. Like moto's and LocalStack's fault injection,
+//! it is for tests and drills; unset, the providers are used as they are.
+//!
+//! Format: comma-separated `OP:KIND[@ID]:EFFECT:TIMES`, where OP is
+//! read|create|update|delete, ID matches a substring of the resource id or address, EFFECT
+//! is throttled|unavailable|timeout|invalid|sleep<ms>. Example:
+//! `create:bucket@bob:invalid:1,create:dataset:throttled:2`.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use labctl_provider_api::{
+    Deps, ErrorKind, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec,
+};
+
+pub const ENV: &str = "LABCTL_FAULTS";
+
+#[derive(Debug)]
+struct Rule {
+    op: String,
+    kind: String,
+    id: Option<String>,
+    effect: Effect,
+    remaining: AtomicU32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Effect {
+    Fail(ErrorKind),
+    Sleep(Duration),
+}
+
+/// A provider whose calls first pass through the configured faults.
+pub struct FaultInjector {
+    inner: Arc<dyn Provider>,
+    rules: Vec<Rule>,
+}
+
+impl FaultInjector {
+    /// Wraps `provider` if `LABCTL_FAULTS` is set (rules for other kinds are harmless).
+    pub fn wrap_from_env(provider: Arc<dyn Provider>) -> Arc<dyn Provider> {
+        match std::env::var(ENV) {
+            Ok(spec) if !spec.trim().is_empty() => {
+                let rules = parse(&spec).unwrap_or_else(|e| panic!("{ENV}: {e}"));
+                Arc::new(Self { inner: provider, rules })
+            }
+            _ => provider,
+        }
+    }
+
+    async fn inject(&self, op: &str, kind: &str, id: &str) -> Result<(), ProviderError> {
+        for rule in &self.rules {
+            let hit = rule.op == op && rule.kind == kind && rule.id.as_ref().is_none_or(|s| id.contains(s.as_str()));
+            if !hit || rule.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
+                continue;
+            }
+            match rule.effect {
+                Effect::Sleep(d) => tokio::time::sleep(d).await,
+                Effect::Fail(kind) => {
+                    return Err(ProviderError::new(kind, format!("injected {kind:?} fault ({ENV})").to_lowercase()))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse(spec: &str) -> Result<Vec<Rule>, String> {
+    spec.split(',')
+        .map(|rule| {
+            let parts: Vec<&str> = rule.trim().split(':').collect();
+            let [op, target, effect, times] = parts[..] else {
+                return Err(format!("`{rule}` is not OP:KIND[@ID]:EFFECT:TIMES"));
+            };
+            let (kind, id) = match target.split_once('@') {
+                Some((k, id)) => (k, Some(id.to_owned())),
+                None => (target, None),
+            };
+            let effect = match effect {
+                "throttled" => Effect::Fail(ErrorKind::Throttled),
+                "unavailable" => Effect::Fail(ErrorKind::Unavailable),
+                "timeout" => Effect::Fail(ErrorKind::Timeout),
+                "invalid" => Effect::Fail(ErrorKind::Invalid),
+                s => match s.strip_prefix("sleep").and_then(|ms| ms.parse().ok()) {
+                    Some(ms) => Effect::Sleep(Duration::from_millis(ms)),
+                    None => return Err(format!("unknown effect `{s}`")),
+                },
+            };
+            let times = times.parse().map_err(|_| format!("`{times}` is not a count"))?;
+            Ok(Rule { op: op.into(), kind: kind.into(), id, effect, remaining: AtomicU32::new(times) })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Provider for FaultInjector {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn kinds(&self) -> &[KindSchema] {
+        self.inner.kinds()
+    }
+
+    async fn read(&self, kind: &str, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+        self.inject("read", kind, &prior.id).await?;
+        self.inner.read(kind, prior).await
+    }
+
+    async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+        self.inject("create", &spec.kind, &spec.address).await?;
+        self.inner.create(spec, deps).await
+    }
+
+    async fn update(&self, spec: &ResourceSpec, prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {
+        self.inject("update", &spec.kind, &spec.address).await?;
+        self.inner.update(spec, prior, deps).await
+    }
+
+    async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
+        self.inject("delete", kind, &prior.id).await?;
+        self.inner.delete(kind, prior).await
+    }
+
+    async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
+        self.inner.sweep(lab).await
+    }
+}

@@ -1,0 +1,416 @@
+//! The walk: executes a plan's actions through the providers — dependencies first, in
+//! parallel up to a bound, rate-limited and retried per provider — recording every result
+//! in state as it happens, continuing past failures, and stopping cleanly on Ctrl-C.
+
+mod faults;
+mod ratelimit;
+mod retry;
+mod walk;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use labctl_provider_api::{Deps, ErrorKind, Observed, ProviderError};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use faults::FaultInjector;
+pub use ratelimit::RateLimiter;
+pub use retry::RetryPolicy;
+pub use walk::{Status, Walk};
+
+use crate::plan::{Action, ActionKind, Plan, Refreshed};
+use crate::providers::{Live, Registry};
+use crate::state::{redact_text, ResourceState, State, StateStore};
+
+/// How the walk runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Provider operations in flight at once.
+    pub parallelism: usize,
+    pub retry: RetryPolicy,
+}
+
+/// How one action ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done { elapsed: Duration },
+    Failed { error: String, elapsed: Duration },
+    Skipped { because: String },
+}
+
+/// What happened during a walk, for progress displays.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Started(&'a Action),
+    Retrying { action: &'a Action, error: &'a str, delay: Duration },
+    Finished { action: &'a Action, outcome: &'a Outcome },
+    Interrupted { in_flight: usize },
+}
+
+/// Receives [`Event`]s as the walk goes.
+pub trait Observer {
+    fn event(&mut self, event: Event<'_>);
+}
+
+/// The result of executing a plan.
+#[derive(Debug)]
+pub struct Report {
+    /// One per plan action, in plan order.
+    pub outcomes: Vec<Outcome>,
+    pub interrupted: bool,
+    pub elapsed: Duration,
+    /// The state could not be saved: the most serious failure of all.
+    pub state_error: Option<String>,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. })).count()
+    }
+
+    pub fn is_success(&self) -> bool {
+        !self.interrupted && self.state_error.is_none() && self.outcomes.iter().all(|o| matches!(o, Outcome::Done { .. }))
+    }
+}
+
+/// State writes are grouped: after a completion, the state is written at once if the last
+/// write is older than this (or nothing else is in flight), else at most this much later.
+const STATE_WRITE_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Runs `plan` against the providers, recording every result in `state` and persisting it
+/// through `store` as it goes.
+pub async fn execute(
+    plan: &Plan,
+    state: &mut State,
+    store: &StateStore,
+    registry: &Registry,
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Report {
+    let started = Instant::now();
+    let actions = &plan.actions;
+    let mut walk = Walk::new(actions);
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; actions.len()];
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
+    let mut tasks = JoinSet::new();
+    let mut writer = StateWriter { store, dirty: false, last: Instant::now(), error: None };
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupted = false;
+    let mut op_started = vec![Instant::now(); actions.len()];
+
+    loop {
+        while tasks.len() < options.parallelism.max(1) {
+            let Some(i) = walk.next_ready() else { break };
+            let action = &actions[i];
+            observer.event(Event::Started(action));
+            op_started[i] = Instant::now();
+            match task_for(action, state, registry) {
+                Ok(task) => {
+                    let ctx = Ctx { i, policy: options.retry, cancel: cancel_rx.clone(), retries: retry_tx.clone() };
+                    tasks.spawn(task.run(ctx));
+                }
+                Err(error) => {
+                    let outcome = Outcome::Failed { error, elapsed: Duration::ZERO };
+                    record(&mut walk, &mut outcomes, actions, i, outcome, observer);
+                }
+            }
+        }
+        if tasks.is_empty() {
+            if walk.is_stuck_or_done() {
+                for i in walk.stop("it is part of a dependency cycle") {
+                    skip(&mut outcomes, actions, &walk, i, observer);
+                }
+                break;
+            }
+            continue;
+        }
+        tokio::select! {
+            Some(joined) = tasks.join_next() => {
+                let (i, result) = joined.expect("engine tasks do not panic");
+                let outcome = apply_result(state, &actions[i], result, op_started[i].elapsed());
+                record(&mut walk, &mut outcomes, actions, i, outcome, observer);
+                writer.dirty = true;
+                if tasks.is_empty() || writer.last.elapsed() >= STATE_WRITE_INTERVAL {
+                    writer.flush(state);
+                }
+            }
+            Some((i, error, delay)) = retry_rx.recv() => {
+                let error = redact_text(&error, state);
+                observer.event(Event::Retrying { action: &actions[i], error: &error, delay });
+            }
+            _ = tokio::time::sleep_until(writer.last + STATE_WRITE_INTERVAL), if writer.dirty => writer.flush(state),
+            _ = async { tokio::select! { _ = interrupt.recv() => {}, _ = terminate.recv() => {} } } => {
+                if interrupted {
+                    // Second interrupt: leave now. Every write so far was atomic; save what
+                    // is known, and the next run adopts whatever was in flight.
+                    writer.dirty = true;
+                    writer.flush(state);
+                    std::process::exit(130);
+                }
+                interrupted = true;
+                let _ = cancel_tx.send(true);
+                observer.event(Event::Interrupted { in_flight: tasks.len() });
+                for i in walk.stop("interrupted") {
+                    skip(&mut outcomes, actions, &walk, i, observer);
+                }
+            }
+        }
+    }
+    writer.flush(state);
+    Report {
+        outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Skipped { because: "interrupted".into() })).collect(),
+        interrupted,
+        elapsed: started.elapsed(),
+        state_error: writer.error,
+    }
+}
+
+fn record(
+    walk: &mut Walk,
+    outcomes: &mut [Option<Outcome>],
+    actions: &[Action],
+    i: usize,
+    outcome: Outcome,
+    observer: &mut dyn Observer,
+) {
+    let ok = matches!(outcome, Outcome::Done { .. });
+    observer.event(Event::Finished { action: &actions[i], outcome: &outcome });
+    outcomes[i] = Some(outcome);
+    for s in walk.finish(i, ok) {
+        skip(outcomes, actions, walk, s, observer);
+    }
+}
+
+fn skip(outcomes: &mut [Option<Outcome>], actions: &[Action], walk: &Walk, i: usize, observer: &mut dyn Observer) {
+    let because = match walk.status(i) {
+        Status::Skipped { because } => because.clone(),
+        _ => "interrupted".into(),
+    };
+    let outcome = Outcome::Skipped { because };
+    observer.event(Event::Finished { action: &actions[i], outcome: &outcome });
+    outcomes[i] = Some(outcome);
+}
+
+/// Writes state at most every [`STATE_WRITE_INTERVAL`] while work completes.
+struct StateWriter<'a> {
+    store: &'a StateStore,
+    dirty: bool,
+    last: Instant,
+    error: Option<String>,
+}
+
+impl StateWriter<'_> {
+    fn flush(&mut self, state: &mut State) {
+        if !self.dirty {
+            return;
+        }
+        if let Err(e) = self.store.save(state) {
+            tracing::error!("cannot save state to {}: {e}", self.store.path().display());
+            self.error = Some(format!("cannot save state to {}: {e}", self.store.path().display()));
+        }
+        self.dirty = false;
+        self.last = Instant::now();
+    }
+}
+
+/// What a task reports back.
+enum TaskResult {
+    Written(Observed),
+    Deleted,
+    /// The prior resource is gone (a replace deleted it) but the new one failed.
+    Failed { error: ProviderError, prior_deleted: bool },
+}
+
+/// Everything one action needs, owned, so it can run on its own task.
+struct Task {
+    action: Action,
+    prior: Option<Observed>,
+    deps: Deps,
+    provider: Arc<dyn labctl_provider_api::Provider>,
+    limiter: Arc<RateLimiter>,
+}
+
+struct Ctx {
+    i: usize,
+    policy: RetryPolicy,
+    cancel: watch::Receiver<bool>,
+    retries: mpsc::UnboundedSender<(usize, String, Duration)>,
+}
+
+fn task_for(action: &Action, state: &State, registry: &Registry) -> Result<Task, String> {
+    let Live { provider, limiter } =
+        registry.get(&action.provider).ok_or_else(|| format!("no provider `{}` is configured", action.provider))?;
+    let prior = state.resources.get(&action.address).map(ResourceState::observed);
+    let deps = match action.action {
+        ActionKind::Delete => Deps::new(),
+        _ => action
+            .deps
+            .iter()
+            .filter_map(|d| state.resources.get(d).map(|r| (d.clone(), r.observed())))
+            .collect(),
+    };
+    Ok(Task { action: action.clone(), prior, deps, provider: provider.clone(), limiter: limiter.clone() })
+}
+
+impl Task {
+    async fn run(self, mut ctx: Ctx) -> (usize, TaskResult) {
+        let i = ctx.i;
+        let result = self.perform(&mut ctx).await;
+        (i, result)
+    }
+
+    async fn perform(&self, ctx: &mut Ctx) -> TaskResult {
+        let a = &self.action;
+        let spec = || a.spec.as_ref().expect("creates and updates carry a spec");
+        let written = |r: Result<Observed, ProviderError>, prior_deleted| match r {
+            Ok(o) => TaskResult::Written(o),
+            Err(error) => TaskResult::Failed { error, prior_deleted },
+        };
+        match a.action {
+            ActionKind::Create => written(retrying(&self.limiter, ctx, &mut || self.provider.create(spec(), &self.deps)).await, false),
+            ActionKind::Update => {
+                let prior = self.prior.clone().unwrap_or_default();
+                written(retrying(&self.limiter, ctx, &mut || self.provider.update(spec(), &prior, &self.deps)).await, false)
+            }
+            ActionKind::Replace => {
+                if let Some(prior) = &self.prior {
+                    if let Err(error) = retrying(&self.limiter, ctx, &mut || self.provider.delete(&a.kind, prior)).await {
+                        return TaskResult::Failed { error, prior_deleted: false };
+                    }
+                }
+                written(retrying(&self.limiter, ctx, &mut || self.provider.create(spec(), &self.deps)).await, self.prior.is_some())
+            }
+            ActionKind::Delete => {
+                let prior = self.prior.clone().unwrap_or_default();
+                match retrying(&self.limiter, ctx, &mut || self.provider.delete(&a.kind, &prior)).await {
+                    Ok(()) => TaskResult::Deleted,
+                    Err(error) => TaskResult::Failed { error, prior_deleted: false },
+                }
+            }
+        }
+    }
+}
+
+/// One provider call: rate-limited, bounded by the deadline, retried while the error says
+/// it may help, abandoned between attempts once the walk is interrupted.
+async fn retrying<T, F, Fut>(limiter: &RateLimiter, ctx: &mut Ctx, f: &mut F) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    let start = Instant::now();
+    let mut attempt = 0;
+    loop {
+        limiter.acquire().await;
+        let remaining = ctx.policy.deadline.saturating_sub(start.elapsed());
+        let result = tokio::time::timeout(remaining, f()).await.unwrap_or_else(|_| {
+            Err(ProviderError::new(ErrorKind::Timeout, format!("no answer within {:?}", ctx.policy.deadline)))
+        });
+        let error = match result {
+            Err(e) if e.kind.is_retryable() => e,
+            other => return other,
+        };
+        attempt += 1;
+        let delay = ctx.policy.delay(attempt, &mut rand::thread_rng());
+        if start.elapsed() + delay >= ctx.policy.deadline {
+            let message = format!("{} (gave up after {attempt} attempts in {:.1?})", error.message, start.elapsed());
+            return Err(ProviderError { message, ..error });
+        }
+        if *ctx.cancel.borrow() {
+            return Err(error);
+        }
+        let _ = ctx.retries.send((ctx.i, error.message.clone(), delay));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.cancel.changed() => return Err(error),
+        }
+    }
+}
+
+/// Records a task's result in state; returns the action's outcome.
+fn apply_result(state: &mut State, action: &Action, result: TaskResult, elapsed: Duration) -> Outcome {
+    let entry = |observed: Observed, tainted: bool| {
+        let spec = action.spec.as_ref().expect("writes carry a spec");
+        ResourceState {
+            provider: action.provider.clone(),
+            kind: action.kind.clone(),
+            id: observed.id,
+            config: spec.config.clone(),
+            attributes: observed.attributes,
+            sensitive: observed.sensitive,
+            deps: action.deps.clone(),
+            tags: action.tags.clone(),
+            tainted,
+        }
+    };
+    match result {
+        TaskResult::Written(observed) => {
+            state.resources.insert(action.address.clone(), entry(observed, false));
+            Outcome::Done { elapsed }
+        }
+        TaskResult::Deleted => {
+            state.resources.remove(&action.address);
+            Outcome::Done { elapsed }
+        }
+        TaskResult::Failed { error, prior_deleted } => {
+            match error.partial.clone() {
+                Some(partial) if action.spec.is_some() => {
+                    state.resources.insert(action.address.clone(), entry(partial, true));
+                }
+                _ if prior_deleted => {
+                    state.resources.remove(&action.address);
+                }
+                _ => {}
+            }
+            let verb = action.action.verb();
+            let error = format!("{verb} failed: {}", redact_text(&error.message, state));
+            Outcome::Failed { error, elapsed }
+        }
+    }
+}
+
+/// Asks the providers whether each resource in state still exists, in parallel.
+/// Returns the per-address answers, or every lookup that failed.
+pub async fn refresh(state: &State, registry: &Registry, options: &Options) -> Result<Refreshed, Vec<String>> {
+    let permits = Arc::new(Semaphore::new(options.parallelism.max(1)));
+    let (_cancel_tx, cancel) = watch::channel(false);
+    let (retries, _retry_rx) = mpsc::unbounded_channel();
+    let mut tasks = JoinSet::new();
+    let mut errors = vec![];
+    for (address, r) in &state.resources {
+        let Some(live) = registry.get(&r.provider) else {
+            errors.push(format!("{address}: no provider `{}` is configured", r.provider));
+            continue;
+        };
+        let (provider, limiter) = (live.provider.clone(), live.limiter.clone());
+        let (address, kind, prior) = (address.clone(), r.kind.clone(), r.observed());
+        let permits = permits.clone();
+        let mut ctx = Ctx { i: 0, policy: options.retry, cancel: cancel.clone(), retries: retries.clone() };
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("semaphore open");
+            let found = retrying(&limiter, &mut ctx, &mut || provider.read(&kind, &prior)).await;
+            (address, found.map(|o| o.is_some()))
+        });
+    }
+    let mut refreshed = Refreshed::with_capacity(state.resources.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("refresh tasks do not panic") {
+            (address, Ok(exists)) => {
+                refreshed.insert(address, exists);
+            }
+            (address, Err(e)) => errors.push(format!("{address}: {}", redact_text(&e.message, state))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(refreshed)
+    } else {
+        errors.sort();
+        Err(errors)
+    }
+}

@@ -1,0 +1,273 @@
+//! The lab file's TOML format, as serde types. Field names here *are* the file format:
+//! unknown keys are refused, and [`schemars`] turns these types into `labctl schema`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A lab: one cohort (or several) of students and what each of them gets.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabFile {
+    pub lab: LabSection,
+    pub provider: ProviderSection,
+    /// The students, in one or more cohorts (e.g. one per teaching group).
+    #[serde(default)]
+    pub cohort: Vec<CohortSection>,
+    /// What every student gets.
+    #[serde(default)]
+    pub student: StudentSection,
+    /// Named datasets that buckets are seeded with.
+    #[serde(default)]
+    pub datasets: BTreeMap<String, DatasetSection>,
+    /// Shared network (cloud providers).
+    pub network: Option<NetworkSection>,
+    /// Shared Kubernetes clusters and their node pools (cloud providers).
+    #[serde(default)]
+    pub cluster: BTreeMap<String, ClusterSection>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabSection {
+    /// Lab name: a DNS label of at most 30 characters; prefixes every resource name.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    /// When the lab must be gone (RFC 3339 date-time or date); `labctl reap` destroys it after.
+    #[schemars(with = "Option<String>")]
+    pub expires: Option<Spanned<toml::value::Datetime>>,
+    pub budget: Option<BudgetSection>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    /// Currency of the amounts below (default USD).
+    pub currency: Option<String>,
+    /// Refuse to apply when the estimated cost per student-hour exceeds this.
+    #[schemars(with = "Option<f64>")]
+    pub per_student_per_hour: Option<Spanned<f64>>,
+    /// Refuse to apply when the estimated cost until `expires` exceeds this.
+    #[schemars(with = "Option<f64>")]
+    pub total: Option<Spanned<f64>>,
+}
+
+/// Where the lab is provisioned: exactly one of the tables below.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub local: Option<LocalSettings>,
+    pub aws: Option<AwsSettings>,
+    pub kubernetes: Option<KubernetesSettings>,
+    pub gcp: Option<GcpSettings>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSettings {
+    /// Where buckets and worker data live (default: the user's data directory).
+    pub data_dir: Option<String>,
+    /// Maximum provider requests per second (default: unlimited).
+    pub rate_limit: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    pub region: String,
+    /// API endpoint override (an emulator, LocalStack).
+    pub endpoint: Option<String>,
+    pub profile: Option<String>,
+    pub rate_limit: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSettings {
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+    /// Worker image reference.
+    pub image: Option<String>,
+    pub rate_limit: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GcpSettings {
+    pub project: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub rate_limit: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CohortSection {
+    /// Cohort name: a DNS label.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// A CSV roster with the header `id,name,email`, relative to the lab file.
+    #[schemars(with = "Option<String>")]
+    pub roster: Option<Spanned<String>>,
+    /// The roster, inline.
+    pub students: Option<Vec<StudentEntry>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StudentEntry {
+    /// Student id: a DNS label of at most 32 characters (it names their resources).
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    pub name: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub email: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StudentSection {
+    pub bucket: Option<BucketSpec>,
+    pub compute: Option<ComputeSpec>,
+    pub workers: Option<WorkersSpec>,
+    /// Smoke workloads proving the environment works.
+    #[serde(default)]
+    #[schemars(with = "Vec<SmokeWorkload>")]
+    pub smoke: Vec<Spanned<SmokeWorkload>>,
+    #[schemars(with = "Option<GpuSpec>")]
+    pub gpu: Option<Spanned<GpuSpec>>,
+    /// Give every student an access credential (default true).
+    pub credentials: Option<bool>,
+    /// Placeholder resources that exist only in state, like Terraform's `terraform_data`.
+    pub null: Option<NullSpec>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSpec {
+    /// Datasets (names from `[datasets]`) seeded into the bucket.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub datasets: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeSpec {
+    /// Cloud instance type (ignored by the local provider).
+    pub instance_type: Option<String>,
+    pub disk_gb: Option<u32>,
+    /// Machine image: an id, or a name pattern.
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersSpec {
+    pub mapreduce: Option<MapReduceWorkers>,
+    pub scheduler: Option<SchedulerWorkers>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MapReduceWorkers {
+    /// Number of MapReduce workers beside the coordinator.
+    pub workers: u32,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerWorkers {
+    pub workers: u32,
+    /// Task slots per worker (default 1).
+    pub slots: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmokeWorkload {
+    /// Word count through the student's MapReduce over their text dataset.
+    Wordcount,
+    /// Hyperparameter search through the student's scheduler over their tabular dataset.
+    Hpsearch,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    pub count: u32,
+    /// Accelerator type, e.g. `nvidia-tesla-t4`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NullSpec {
+    /// How many per student.
+    #[schemars(with = "u32")]
+    pub count: Spanned<u32>,
+    /// Stored as is; changing it updates in place.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub input: Option<toml::Value>,
+    /// Changing it replaces the resources.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub triggers_replace: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+    #[schemars(with = "DatasetGenerator")]
+    pub kind: Spanned<DatasetGenerator>,
+    /// Text: total size in MiB (fractions allowed).
+    #[schemars(with = "Option<f64>")]
+    pub size_mb: Option<Spanned<f64>>,
+    /// Tabular: number of rows.
+    #[schemars(with = "Option<u64>")]
+    pub rows: Option<Spanned<u64>>,
+    /// Number of files (default 4 for text, 1 for tabular).
+    #[schemars(with = "Option<u32>")]
+    pub files: Option<Spanned<u32>>,
+    /// Generator seed (default 7): the same seed gives the same bytes.
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetGenerator {
+    Text,
+    Tabular,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    pub cidr: Option<String>,
+    /// Availability zones to spread subnets over (default 2).
+    pub zones: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub version: Option<String>,
+    #[serde(default)]
+    pub node_pool: BTreeMap<String, NodePoolSection>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePoolSection {
+    pub instance_type: String,
+    #[serde(default)]
+    pub min: u32,
+    #[schemars(with = "u32")]
+    pub max: Spanned<u32>,
+    /// GPUs per node; a pool with GPUs is tainted `nvidia.com/gpu`.
+    #[serde(default)]
+    pub gpu: u32,
+}

@@ -1,0 +1,336 @@
+//! Checks everything a cloud would reject later, up front, with a location for each.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use labctl_datasets::{Dataset, DatasetKind};
+use toml::Spanned;
+
+use super::file::{DatasetGenerator, DatasetSection, LabFile, ProviderSection, SmokeWorkload};
+use super::{roster, Cohort, Diagnostic, Lab, ProviderConfig, Source, Student};
+
+/// Lab names prefix bucket names (at most 63 characters) as `<lab>-<student>`.
+const MAX_LAB_NAME: usize = 30;
+const MAX_STUDENT_ID: usize = 32;
+const MAX_NULL_PER_STUDENT: u32 = 10_000;
+
+const DNS_LABEL_RULE: &str =
+    "lowercase letters, digits and `-`, starting with a letter and ending with a letter or digit";
+
+pub fn validate(file: LabFile, source: &Source, path: &Path) -> Result<Lab, Vec<Diagnostic>> {
+    let mut v = Validator { source, errors: vec![], warnings: vec![] };
+    let name = v.dns_label(&file.lab.name, "lab name", MAX_LAB_NAME);
+    let provider = v.provider(&file.provider);
+    let cohorts = v.cohorts(&file, path);
+    let datasets = v.datasets(&file.datasets);
+    v.student_section(&file, provider.as_ref(), &datasets);
+    let expires = file.lab.expires.as_ref().and_then(|e| v.expiry(e));
+    if let Some(budget) = &file.lab.budget {
+        for amount in [&budget.per_student_per_hour, &budget.total].into_iter().flatten() {
+            if !(*amount.get_ref() > 0.0) {
+                v.error(amount, format!("budget amount {} is not positive", amount.get_ref()), "allowed: a number > 0");
+            }
+        }
+    }
+    for (cluster, c) in &file.cluster {
+        for (pool, p) in &c.node_pool {
+            if p.min > *p.max.get_ref() {
+                v.error(
+                    &p.max,
+                    format!("node pool `{pool}` of cluster `{cluster}` has max {} below min {}", p.max.get_ref(), p.min),
+                    "allowed: max >= min",
+                );
+            }
+        }
+    }
+    if matches!(provider, Some(ProviderConfig::Local(_))) && (file.network.is_some() || !file.cluster.is_empty()) {
+        v.warnings.push("the local provider ignores [network] and [cluster]: they apply on cloud providers".into());
+    }
+    match (v.errors.is_empty(), provider) {
+        (true, Some(provider)) => Ok(Lab {
+            name: name.unwrap_or_default(),
+            path: path.to_owned(),
+            provider,
+            cohorts,
+            student: file.student,
+            datasets,
+            clusters: file.cluster,
+            expires,
+            warnings: v.warnings,
+        }),
+        _ => Err(v.errors),
+    }
+}
+
+struct Validator<'a> {
+    source: &'a Source,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<String>,
+}
+
+impl Validator<'_> {
+    fn error<T>(&mut self, at: &Spanned<T>, message: String, allowed: &str) {
+        self.errors.push(self.source.error(at.span(), message).note(allowed));
+    }
+
+    /// Checks a DNS-1123 label (which is also a valid bucket-name part).
+    fn dns_label(&mut self, value: &Spanned<String>, what: &str, max: usize) -> Option<String> {
+        let s = value.get_ref();
+        if is_dns_label(s) && s.len() <= max {
+            return Some(s.clone());
+        }
+        self.error(
+            value,
+            format!("{what} `{s}` cannot name cloud resources"),
+            &format!("allowed: {DNS_LABEL_RULE}; at most {max} characters"),
+        );
+        None
+    }
+
+    fn provider(&mut self, p: &ProviderSection) -> Option<ProviderConfig> {
+        let mut chosen: Vec<ProviderConfig> = [
+            p.local.clone().map(ProviderConfig::Local),
+            p.aws.clone().map(ProviderConfig::Aws),
+            p.kubernetes.clone().map(ProviderConfig::Kubernetes),
+            p.gcp.clone().map(ProviderConfig::Gcp),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if chosen.len() == 1 {
+            return chosen.pop();
+        }
+        let names: Vec<&str> = chosen.iter().map(ProviderConfig::name).collect();
+        let message = if names.is_empty() {
+            "no provider is configured".to_owned()
+        } else {
+            format!("more than one provider is configured: {}", names.join(", "))
+        };
+        let at = self.source.text.find("[provider").unwrap_or(0);
+        let d = self.source.error(at..at + "[provider".len(), message);
+        self.errors.push(d.note("allowed: exactly one of [provider.local], [provider.aws], [provider.kubernetes], [provider.gcp]"));
+        None
+    }
+
+    fn cohorts(&mut self, file: &LabFile, lab_path: &Path) -> Vec<Cohort> {
+        if file.cohort.is_empty() {
+            self.error(&file.lab.name, "the lab has no cohort".into(), "allowed: one or more [[cohort]] tables with students");
+        }
+        let mut cohort_names: HashMap<String, usize> = HashMap::new();
+        let mut first_seen: HashMap<String, String> = HashMap::new();
+        let mut cohorts = vec![];
+        for section in &file.cohort {
+            let name = self.dns_label(&section.name, "cohort name", 63).unwrap_or_default();
+            if let Some(first) = cohort_names.insert(name.clone(), section.name.span().start) {
+                let d = self.source.error(section.name.span(), format!("duplicate cohort `{name}`"));
+                self.errors.push(d.note(format!("first defined at {}", self.source.location(first))));
+            }
+            let students = match (&section.roster, &section.students) {
+                (Some(roster), None) => self.roster(roster, lab_path, &mut first_seen),
+                (None, Some(inline)) if inline.is_empty() => {
+                    self.error(&section.name, format!("cohort `{name}` has no students"), "allowed: at least one student");
+                    vec![]
+                }
+                (None, Some(inline)) => inline
+                    .iter()
+                    .filter_map(|s| {
+                        let at = self.source.location(s.id.span().start);
+                        if let Some(email) = &s.email {
+                            if !email.get_ref().contains('@') {
+                                self.error(email, format!("`{}` is not an email address", email.get_ref()), "allowed: name@domain");
+                            }
+                        }
+                        let id = self.student_id(&s.id, at, &mut first_seen)?;
+                        Some(Student { id, name: s.name.clone(), email: s.email.as_ref().map(|e| e.get_ref().clone()) })
+                    })
+                    .collect(),
+                _ => {
+                    self.error(&section.name, format!("cohort `{name}` needs its students"), "allowed: exactly one of `roster = \"file.csv\"` or `students = [...]`");
+                    continue;
+                }
+            };
+            cohorts.push(Cohort { name, students });
+        }
+        cohorts
+    }
+
+    fn roster(&mut self, roster: &Spanned<String>, lab_path: &Path, first_seen: &mut HashMap<String, String>) -> Vec<Student> {
+        let path = lab_path.parent().unwrap_or(Path::new(".")).join(roster.get_ref());
+        let display = path.strip_prefix("./").unwrap_or(&path).display().to_string();
+        if !path.is_file() {
+            self.error(roster, format!("roster `{}` does not exist", path.display()), "allowed: a CSV file, relative to the lab file");
+            return vec![];
+        }
+        let (rows, source) = match roster::read(&path, display) {
+            Ok(ok) => ok,
+            Err(errors) => {
+                self.errors.extend(errors);
+                return vec![];
+            }
+        };
+        if rows.is_empty() {
+            self.error(roster, format!("roster `{}` has no students", source.name), "allowed: at least one row after the header");
+        }
+        let mut students = vec![];
+        for row in rows {
+            let at = format!("{}:{}", source.name, row.line);
+            let problem = if !is_dns_label(&row.id) || row.id.len() > MAX_STUDENT_ID {
+                Some(format!("student id `{}` cannot name cloud resources", row.id))
+            } else if row.email.as_ref().is_some_and(|e| !e.contains('@')) {
+                Some(format!("`{}` is not an email address", row.email.as_deref().unwrap_or_default()))
+            } else if let Some(first) = first_seen.get(&row.id) {
+                Some(format!("duplicate student id `{}` (first at {first})", row.id))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                self.errors.push(source.line_error(row.line, message).note(format!("allowed: ids are unique; {DNS_LABEL_RULE}; at most {MAX_STUDENT_ID} characters")));
+                continue;
+            }
+            first_seen.insert(row.id.clone(), at);
+            students.push(Student { id: row.id, name: row.name, email: row.email });
+        }
+        students
+    }
+
+    fn student_id(&mut self, id: &Spanned<String>, at: String, first_seen: &mut HashMap<String, String>) -> Option<String> {
+        let value = self.dns_label(id, "student id", MAX_STUDENT_ID)?;
+        if let Some(first) = first_seen.get(&value) {
+            let d = self.source.error(id.span(), format!("duplicate student id `{value}`"));
+            self.errors.push(d.note(format!("first defined at {first}")));
+            return None;
+        }
+        first_seen.insert(value.clone(), at);
+        Some(value)
+    }
+
+    fn datasets(&mut self, sections: &BTreeMap<String, DatasetSection>) -> BTreeMap<String, Dataset> {
+        let mut out = BTreeMap::new();
+        for (name, d) in sections {
+            let files = d.files.as_ref().map(|f| *f.get_ref());
+            if let Some(f) = &d.files {
+                if !(1..=1024).contains(f.get_ref()) {
+                    self.error(f, format!("dataset `{name}` has {} files", f.get_ref()), "allowed: 1 to 1024");
+                }
+            }
+            let kind = match *d.kind.get_ref() {
+                DatasetGenerator::Text => match &d.size_mb {
+                    Some(size) if *size.get_ref() > 0.0 && *size.get_ref() <= 1024.0 * 1024.0 => {
+                        DatasetKind::Text { size_bytes: (size.get_ref() * 1024.0 * 1024.0) as u64, files: files.unwrap_or(4) }
+                    }
+                    Some(size) => {
+                        self.error(size, format!("dataset `{name}` has size_mb = {}", size.get_ref()), "allowed: a size in MiB above 0");
+                        continue;
+                    }
+                    None => {
+                        self.error(&d.kind, format!("text dataset `{name}` needs `size_mb`"), "allowed: size_mb = <MiB>");
+                        continue;
+                    }
+                },
+                DatasetGenerator::Tabular => match &d.rows {
+                    Some(rows) if *rows.get_ref() > 0 => DatasetKind::Tabular { rows: *rows.get_ref(), files: files.unwrap_or(1) },
+                    Some(rows) => {
+                        self.error(rows, format!("dataset `{name}` has rows = 0"), "allowed: rows >= 1");
+                        continue;
+                    }
+                    None => {
+                        self.error(&d.kind, format!("tabular dataset `{name}` needs `rows`"), "allowed: rows = <count>");
+                        continue;
+                    }
+                },
+            };
+            out.insert(name.clone(), Dataset { kind, seed: d.seed.unwrap_or(7) });
+        }
+        out
+    }
+
+    fn student_section(&mut self, file: &LabFile, provider: Option<&ProviderConfig>, datasets: &BTreeMap<String, Dataset>) {
+        let s = &file.student;
+        let seeded = s.bucket.as_ref().map(|b| b.datasets.as_slice()).unwrap_or_default();
+        for name in seeded {
+            if !datasets.contains_key(name.get_ref()) && !file.datasets.contains_key(name.get_ref()) {
+                let known: Vec<&str> = file.datasets.keys().map(String::as_str).collect();
+                let mut d = self.source.error(name.span(), format!("unknown dataset `{}`", name.get_ref()));
+                if let Some(s) = super::did_you_mean(name.get_ref(), known.iter().copied()) {
+                    d = d.note(format!("help: did you mean `{s}`?"));
+                }
+                let allowed = if known.is_empty() { "none: define one under [datasets.<name>]".into() } else { known.join(", ") };
+                self.errors.push(d.note(format!("allowed: {allowed}")));
+            }
+        }
+        let has = |kind: DatasetGenerator| {
+            seeded.iter().any(|n| file.datasets.get(n.get_ref()).is_some_and(|d| *d.kind.get_ref() == kind))
+        };
+        let workers = s.workers.as_ref();
+        for smoke in &s.smoke {
+            let missing = match smoke.get_ref() {
+                SmokeWorkload::Wordcount if workers.and_then(|w| w.mapreduce.as_ref()).is_none() => Some("[student.workers.mapreduce]"),
+                SmokeWorkload::Wordcount if !has(DatasetGenerator::Text) => Some("a text dataset in [student.bucket] datasets"),
+                SmokeWorkload::Hpsearch if workers.and_then(|w| w.scheduler.as_ref()).is_none() => Some("[student.workers.scheduler]"),
+                SmokeWorkload::Hpsearch if !has(DatasetGenerator::Tabular) => Some("a tabular dataset in [student.bucket] datasets"),
+                _ => None,
+            };
+            if let Some(missing) = missing {
+                self.error(smoke, format!("smoke workload `{:?}` needs {missing}", smoke.get_ref()).to_lowercase(), "allowed: add what it needs, or drop the workload");
+            }
+        }
+        if let (Some(gpu), Some(provider)) = (&s.gpu, provider) {
+            let gpu_pools = file.cluster.values().flat_map(|c| c.node_pool.values()).filter(|p| p.gpu > 0).count();
+            if gpu.get_ref().count == 0 {
+                self.error(gpu, "gpu count is 0".into(), "allowed: count >= 1, or remove [student.gpu]");
+            } else if !provider.offers_gpus() {
+                self.error(gpu, format!("the {} provider cannot give students GPUs", provider.name()), "allowed: GPUs on aws, kubernetes or gcp with a [cluster.<name>.node_pool.<pool>] that has gpu > 0");
+            } else if gpu_pools == 0 {
+                self.error(gpu, "GPUs requested but no cluster has a GPU node pool".into(), "allowed: add a [cluster.<name>.node_pool.<pool>] with gpu > 0");
+            }
+        }
+        if let Some(null) = &s.null {
+            if *null.count.get_ref() > MAX_NULL_PER_STUDENT {
+                self.error(&null.count, format!("null count {} is too large", null.count.get_ref()), &format!("allowed: 0 to {MAX_NULL_PER_STUDENT}"));
+            }
+        }
+    }
+
+    fn expiry(&mut self, value: &Spanned<toml::value::Datetime>) -> Option<jiff::Timestamp> {
+        let text = value.get_ref().to_string();
+        let parsed = text
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .or_else(|| text.parse::<jiff::civil::DateTime>().ok().and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok()).map(|z| z.timestamp()))
+            .or_else(|| text.parse::<jiff::civil::Date>().ok().and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok()).map(|z| z.timestamp()));
+        match parsed {
+            Some(t) if t <= jiff::Timestamp::now() => {
+                self.error(value, format!("expiry {text} is in the past"), "allowed: a future date-time, e.g. 2030-06-30T18:00:00Z");
+                None
+            }
+            Some(t) => Some(t),
+            None => {
+                self.error(value, format!("expiry {text} is not a date"), "allowed: an RFC 3339 date-time or date");
+                None
+            }
+        }
+    }
+}
+
+/// DNS-1123 label that is also a valid S3/GCS bucket-name part.
+fn is_dns_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dns_labels() {
+        for ok in ["ada", "a1", "ada-l", "x"] {
+            assert!(super::is_dns_label(ok), "{ok}");
+        }
+        for bad in ["", "Ada", "1ada", "ada-", "ad_a", "ad.a", &"a".repeat(64)] {
+            assert!(!super::is_dns_label(bad), "{bad}");
+        }
+    }
+}

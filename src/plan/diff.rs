@@ -1,0 +1,138 @@
+//! Desired graph × state × what providers see now → actions.
+
+use std::collections::{BTreeSet, HashMap};
+
+use labctl_provider_api::KindSchema;
+
+use super::{Action, ActionKind, Change};
+use crate::lab::Node;
+use crate::state::{ResourceState, State};
+
+/// What each state resource looks like at the provider now: `false` if it is gone.
+pub type Refreshed = HashMap<String, bool>;
+
+/// Which students or cohorts an operation is limited to.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub students: Vec<String>,
+    pub cohorts: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, tags: &labctl_provider_api::Tags) -> bool {
+        let student_ok = self.students.is_empty() || tags.student.as_ref().is_some_and(|s| self.students.contains(s));
+        let cohort_ok = self.cohorts.is_empty() || tags.cohort.as_ref().is_some_and(|c| self.cohorts.contains(c));
+        student_ok && cohort_ok
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.students.is_empty() && self.cohorts.is_empty()
+    }
+}
+
+/// The actions that take `state` to `desired`. `schema` tells, per provider and kind, which
+/// attribute changes force a replacement.
+pub fn diff<'a>(
+    desired: &[Node],
+    state: &State,
+    refreshed: &Refreshed,
+    schema: impl Fn(&str, &str) -> Option<&'a KindSchema>,
+) -> Vec<Action> {
+    let mut actions = vec![];
+    let mut wanted = BTreeSet::new();
+    for node in desired {
+        let address = &node.spec.address;
+        wanted.insert(address.as_str());
+        let Some(current) = state.resources.get(address) else {
+            actions.push(upsert(node, ActionKind::Create, vec![], None));
+            continue;
+        };
+        if !refreshed.get(address).copied().unwrap_or(true) {
+            actions.push(upsert(node, ActionKind::Create, vec![], Some("deleted outside labctl".into())));
+            continue;
+        }
+        if current.tainted {
+            actions.push(upsert(node, ActionKind::Replace, vec![], Some("tainted: its creation did not finish".into())));
+            continue;
+        }
+        if current.kind != node.spec.kind || current.provider != node.provider {
+            actions.push(upsert(node, ActionKind::Replace, vec![], Some("its kind changed".into())));
+            continue;
+        }
+        let kind_schema = schema(&node.provider, &node.spec.kind);
+        let changes = changes(&current.config, &node.spec.config, kind_schema);
+        if changes.is_empty() {
+            continue;
+        }
+        let action = if changes.iter().any(|c| c.forces_replace) { ActionKind::Replace } else { ActionKind::Update };
+        actions.push(upsert(node, action, changes, None));
+    }
+    let unwanted = state.resources.iter().filter(|(a, _)| !wanted.contains(a.as_str()));
+    actions.extend(deletes(state, unwanted));
+    actions
+}
+
+/// Deletes every state resource matching `filter`.
+pub fn destroy_plan(state: &State, filter: &Filter) -> Vec<Action> {
+    deletes(state, state.resources.iter().filter(|(_, r)| filter.matches(&r.tags)))
+}
+
+fn deletes<'a>(state: &State, doomed: impl Iterator<Item = (&'a String, &'a ResourceState)>) -> Vec<Action> {
+    // A delete waits for the deletes of everything that depends on it.
+    let doomed: Vec<_> = doomed.collect();
+    let doomed_set: BTreeSet<&str> = doomed.iter().map(|(a, _)| a.as_str()).collect();
+    let mut dependents: HashMap<&str, Vec<String>> = HashMap::new();
+    for (address, r) in &state.resources {
+        for dep in &r.deps {
+            if doomed_set.contains(dep.as_str()) && doomed_set.contains(address.as_str()) {
+                dependents.entry(dep.as_str()).or_default().push(address.clone());
+            }
+        }
+    }
+    doomed
+        .into_iter()
+        .map(|(address, r)| Action {
+            address: address.clone(),
+            action: ActionKind::Delete,
+            provider: r.provider.clone(),
+            kind: r.kind.clone(),
+            tags: r.tags.clone(),
+            spec: None,
+            deps: dependents.remove(address.as_str()).unwrap_or_default(),
+            changes: vec![],
+            reason: None,
+        })
+        .collect()
+}
+
+fn upsert(node: &Node, action: ActionKind, changes: Vec<Change>, reason: Option<String>) -> Action {
+    Action {
+        address: node.spec.address.clone(),
+        action,
+        provider: node.provider.clone(),
+        kind: node.spec.kind.clone(),
+        tags: node.spec.tags.clone(),
+        spec: Some(node.spec.clone()),
+        deps: node.deps.clone(),
+        changes,
+        reason,
+    }
+}
+
+fn changes(
+    before: &labctl_provider_api::Attributes,
+    after: &labctl_provider_api::Attributes,
+    schema: Option<&KindSchema>,
+) -> Vec<Change> {
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .map(|k| Change {
+            attribute: k.clone(),
+            before: before.get(k).cloned(),
+            after: after.get(k).cloned(),
+            forces_replace: schema.is_none_or(|s| s.forces_replace(k)),
+        })
+        .collect()
+}
+

@@ -1,0 +1,132 @@
+//! The plan: the difference between what the lab wants and what state says exists, as a
+//! value that can be shown, saved, and applied later exactly as shown.
+
+mod diff;
+
+use std::path::PathBuf;
+
+use labctl_provider_api::{ResourceSpec, Tags};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use diff::{destroy_plan, diff, Filter, Refreshed};
+
+use crate::providers::ProviderSettings;
+
+/// Marks a file as a saved plan.
+pub const PLAN_FORMAT: &str = "labctl-plan/1";
+
+/// A saved or shown plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: String,
+    pub lab: String,
+    /// The state this plan was made against; applying it to any other is refused.
+    pub lineage: String,
+    pub serial: u64,
+    pub state_path: PathBuf,
+    pub provider: ProviderSettings,
+    pub destroy: bool,
+    pub actions: Vec<Action>,
+}
+
+/// What happens to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl ActionKind {
+    /// The sign shown before the address: `+`, `~`, `-/+`, `-`.
+    pub fn sign(self) -> &'static str {
+        match self {
+            Self::Create => "+",
+            Self::Update => "~",
+            Self::Replace => "-/+",
+            Self::Delete => "-",
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Replace => "replace",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    pub address: String,
+    pub action: ActionKind,
+    pub provider: String,
+    pub kind: String,
+    pub tags: Tags,
+    /// What to create or update to; absent for deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<ResourceSpec>,
+    /// For creates and updates: what must exist first. For deletes: what depended on it
+    /// must be deleted first (the resources listed in their `deps`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// Why, when it is not obvious: tainted, deleted outside labctl, forced by an attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One attribute's change. Sensitive values never get here: configs hold no secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub attribute: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    /// This change forces a replacement.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forces_replace: bool,
+}
+
+/// Counts per action kind, for summary lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+}
+
+impl Counts {
+    pub fn add(&mut self, kind: ActionKind) {
+        match kind {
+            ActionKind::Create => self.create += 1,
+            ActionKind::Update => self.update += 1,
+            ActionKind::Replace => self.replace += 1,
+            ActionKind::Delete => self.delete += 1,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.create + self.update + self.replace + self.delete
+    }
+}
+
+impl Plan {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        self.actions.iter().for_each(|a| c.add(a.action));
+        c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+}

@@ -1,0 +1,83 @@
+//! Turning the lab's provider block into live providers, each with its own rate limit.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use labctl_provider_api::{KindSchema, NullProvider, Provider};
+use labctl_provider_local::LocalProvider;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{FaultInjector, RateLimiter};
+use crate::lab::ProviderConfig;
+
+/// The provider block resolved to concrete settings; saved in plans so that `apply PLAN`
+/// needs nothing but the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum ProviderSettings {
+    Local { data_dir: PathBuf, rate_limit: Option<f64> },
+}
+
+impl ProviderSettings {
+    /// Resolves the lab's provider block; `data_dir` overrides the local provider's.
+    pub fn resolve(config: &ProviderConfig, data_dir: Option<PathBuf>) -> Result<Self, String> {
+        match config {
+            ProviderConfig::Local(local) => {
+                let data_dir = data_dir
+                    .or_else(|| local.data_dir.as_ref().map(PathBuf::from))
+                    .or_else(|| dirs::data_dir().map(|d| d.join("labctl")))
+                    .ok_or("no data directory: pass --data-dir")?;
+                let data_dir = std::path::absolute(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+                Ok(Self::Local { data_dir, rate_limit: local.rate_limit })
+            }
+            other => Err(format!(
+                "the {} provider is not available in this build of labctl yet; use [provider.local]",
+                other.name()
+            )),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Local { .. } => "local",
+        }
+    }
+}
+
+/// A provider ready for the engine, with its request rate limit.
+pub struct Live {
+    pub provider: Arc<dyn Provider>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// The providers one lab uses, by name: its own and the built-in `null`.
+pub struct Registry {
+    live: HashMap<String, Live>,
+}
+
+impl Registry {
+    pub fn new(settings: &ProviderSettings, lab: &str) -> Self {
+        let (main, rate): (Arc<dyn Provider>, _) = match settings {
+            ProviderSettings::Local { data_dir, rate_limit } => (Arc::new(LocalProvider::new(data_dir, lab)), *rate_limit),
+        };
+        let mut live = HashMap::new();
+        for (provider, rate) in [(main, rate), (Arc::new(NullProvider) as Arc<dyn Provider>, None)] {
+            let provider = FaultInjector::wrap_from_env(provider);
+            live.insert(provider.name().to_owned(), Live { provider, limiter: Arc::new(RateLimiter::new(rate)) });
+        }
+        Self { live }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Live> {
+        self.live.get(name)
+    }
+
+    pub fn schema(&self, provider: &str, kind: &str) -> Option<&KindSchema> {
+        self.live.get(provider)?.provider.kind(kind)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Live> {
+        self.live.values()
+    }
+}

@@ -1,0 +1,136 @@
+//! The state lock: one writer at a time, and a message saying who holds it.
+//!
+//! The lock is an OS file lock (`flock`) on `<state>.lock`, so a writer that dies — even by
+//! SIGKILL — releases it; the file's content (owner, pid, host, since) is what a refused
+//! second writer is shown. `state unlock` removes the file to break a lock held by a process
+//! that is still alive but stuck (or by a host whose file system does not honour flock).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Who holds a lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub owner: String,
+    pub pid: u32,
+    pub host: String,
+    pub since: String,
+    pub operation: String,
+}
+
+impl std::fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (pid {} on {}) since {}, running `{}`", self.owner, self.pid, self.host, self.since, self.operation)
+    }
+}
+
+/// A held lock; released when dropped.
+#[derive(Debug)]
+pub struct StateLock {
+    path: PathBuf,
+    _file: File,
+}
+
+/// Why a lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("the state is locked by {0}")]
+    Held(LockInfo),
+    #[error("the state is locked by another process (its lock file {0} is unreadable)")]
+    HeldUnknown(PathBuf),
+    #[error("cannot lock the state: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl StateLock {
+    /// Takes the lock for `operation` or says who holds it.
+    pub fn acquire(path: &Path, operation: &str) -> Result<Self, LockError> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        loop {
+            let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+            // SAFETY: flock on a file descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                    return Err(err.into());
+                }
+                let mut text = String::new();
+                file.read_to_string(&mut text)?;
+                return Err(match serde_json::from_str(&text) {
+                    Ok(info) => LockError::Held(info),
+                    Err(_) => LockError::HeldUnknown(path.to_owned()),
+                });
+            }
+            // The previous holder may have removed the file between our open and flock:
+            // then we locked an orphan, and must start over on the new file.
+            let same = fs::metadata(path).map(|m| m.ino() == file.metadata().map(|f| f.ino()).unwrap_or(0));
+            if !matches!(same, Ok(true)) {
+                continue;
+            }
+            let info = LockInfo {
+                owner: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+                pid: std::process::id(),
+                host: hostname(),
+                since: jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string(),
+                operation: operation.to_owned(),
+            };
+            file.set_len(0)?;
+            file.rewind()?;
+            file.write_all(serde_json::to_string(&info).unwrap_or_default().as_bytes())?;
+            file.sync_all()?;
+            return Ok(Self { path: path.to_owned(), _file: file });
+        }
+    }
+
+    /// Who holds the lock at `path`, if anyone does.
+    pub fn holder(path: &Path) -> Option<LockInfo> {
+        let text = fs::read_to_string(path).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Breaks the lock at `path`, whoever holds it.
+    pub fn force_unlock(path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_writer_is_told_who_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.lock");
+        let held = StateLock::acquire(&path, "apply").unwrap();
+        match StateLock::acquire(&path, "destroy") {
+            Err(LockError::Held(info)) => {
+                assert_eq!(info.pid, std::process::id());
+                assert_eq!(info.operation, "apply");
+            }
+            other => panic!("expected a held lock, got {other:?}"),
+        }
+        drop(held);
+        assert!(!path.exists());
+        StateLock::acquire(&path, "destroy").unwrap();
+    }
+}

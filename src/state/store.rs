@@ -1,0 +1,128 @@
+//! Reading and writing the state file: temp file, fsync, rename; the previous version kept
+//! as `<state>.backup`; mode 0600 because state holds secrets.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{State, FORMAT_VERSION};
+
+/// Where one lab's state lives, and how it is read and written.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    path: PathBuf,
+}
+
+impl StateStore {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// The default place: `.labctl/<lab>.state.json` beside the lab file.
+    pub fn beside(lab_file: &Path, lab: &str) -> Self {
+        let dir = lab_file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Self::new(dir.join(".labctl").join(format!("{lab}.state.json")))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn backup_path(&self) -> PathBuf {
+        with_suffix(&self.path, ".backup")
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        with_suffix(&self.path, ".lock")
+    }
+
+    /// Reads the state; a missing file is a fresh state for `lab`.
+    pub fn load(&self, lab: &str) -> io::Result<State> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::new(lab)),
+            Err(e) => return Err(e),
+        };
+        let state: State = serde_json::from_slice(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display())))?;
+        if state.format_version != FORMAT_VERSION {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: state format version {} is not supported by this labctl (which reads {FORMAT_VERSION})",
+                    self.path.display(),
+                    state.format_version
+                ),
+            ));
+        }
+        if state.lab != lab {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: this state belongs to lab `{}`, not `{lab}`", self.path.display(), state.lab),
+            ));
+        }
+        Ok(state)
+    }
+
+    /// Whether a state file exists yet.
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// Writes `state` with the next serial. Readers (and a crash at any instant) see either
+    /// the previous complete file or this one.
+    pub fn save(&self, state: &mut State) -> io::Result<()> {
+        state.serial += 1;
+        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+        self.write_bytes(&bytes)
+    }
+
+    fn write_bytes(&self, bytes: &[u8]) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let tmp = with_suffix(&self.path, &format!(".tmp-{}", std::process::id()));
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        if self.path.exists() {
+            let backup = self.backup_path();
+            let _ = fs::remove_file(&backup);
+            fs::hard_link(&self.path, &backup)?;
+        }
+        fs::rename(&tmp, &self.path)?;
+        // Make the rename itself durable.
+        fs::File::open(dir)?.sync_all()
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn save_load_backup_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join(".labctl/lab1.state.json"));
+        let mut state = store.load("lab1").unwrap();
+        assert_eq!(state.serial, 0);
+        store.save(&mut state).unwrap();
+        store.save(&mut state).unwrap();
+        let back = store.load("lab1").unwrap();
+        assert_eq!((back.serial, back.lineage.as_str()), (2, state.lineage.as_str()));
+        let previous: State = serde_json::from_slice(&fs::read(store.backup_path()).unwrap()).unwrap();
+        assert_eq!(previous.serial, 1);
+        let mode = fs::metadata(store.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(store.load("other").unwrap_err().to_string().contains("belongs to lab `lab1`"));
+    }
+}
