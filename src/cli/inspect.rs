@@ -68,7 +68,8 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
         } else if missing.is_empty() && tainted.is_empty() {
             "ok".to_owned()
         } else {
-            format!("{} missing, {} tainted", missing.len(), tainted.len())
+            let parts = [(missing.len(), "missing (run apply to repair)"), (tainted.len(), "tainted")];
+            parts.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect::<Vec<_>>().join(", ")
         };
         rows.push(json!({
             "student": student.id, "cohort": cohort.name, "resources": resources.len(),

@@ -5,7 +5,8 @@
 //!
 //! Format: comma-separated `OP:KIND[@ID]:EFFECT:TIMES`, where OP is
 //! read|create|update|delete, ID matches a substring of the resource id or address, EFFECT
-//! is throttled|unavailable|timeout|invalid|sleep<ms>. Example:
+//! is throttled|unavailable|timeout|invalid|sleep<ms>, or `partial`: the real call is made,
+//! then reported as failed with what it made (a create that dies half-way). Example:
 //! `create:bucket@bob:invalid:1,create:dataset:throttled:2`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,6 +33,7 @@ struct Rule {
 enum Effect {
     Fail(ErrorKind),
     Sleep(Duration),
+    Partial,
 }
 
 /// A provider whose calls first pass through the configured faults.
@@ -52,7 +54,10 @@ impl FaultInjector {
         }
     }
 
-    async fn inject(&self, op: &str, kind: &str, id: &str) -> Result<(), ProviderError> {
+    /// Applies the matching rules before a call; returns whether the call must then be
+    /// reported as a half-finished failure.
+    async fn inject(&self, op: &str, kind: &str, id: &str) -> Result<bool, ProviderError> {
+        let mut partial = false;
         for rule in &self.rules {
             let hit = rule.op == op && rule.kind == kind && rule.id.as_ref().is_none_or(|s| id.contains(s.as_str()));
             if !hit || rule.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
@@ -60,12 +65,13 @@ impl FaultInjector {
             }
             match rule.effect {
                 Effect::Sleep(d) => tokio::time::sleep(d).await,
+                Effect::Partial => partial = true,
                 Effect::Fail(kind) => {
                     return Err(ProviderError::new(kind, format!("injected {kind:?} fault ({ENV})").to_lowercase()))
                 }
             }
         }
-        Ok(())
+        Ok(partial)
     }
 }
 
@@ -85,6 +91,7 @@ fn parse(spec: &str) -> Result<Vec<Rule>, String> {
                 "unavailable" => Effect::Fail(ErrorKind::Unavailable),
                 "timeout" => Effect::Fail(ErrorKind::Timeout),
                 "invalid" => Effect::Fail(ErrorKind::Invalid),
+                "partial" => Effect::Partial,
                 s => match s.strip_prefix("sleep").and_then(|ms| ms.parse().ok()) {
                     Some(ms) => Effect::Sleep(Duration::from_millis(ms)),
                     None => return Err(format!("unknown effect `{s}`")),
@@ -112,8 +119,13 @@ impl Provider for FaultInjector {
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
-        self.inject("create", &spec.kind, &spec.address).await?;
-        self.inner.create(spec, deps).await
+        let partial = self.inject("create", &spec.kind, &spec.address).await?;
+        let made = self.inner.create(spec, deps).await?;
+        if partial {
+            let error = ProviderError::fatal(format!("injected failure after the create ({ENV})"));
+            return Err(error.with_partial(made));
+        }
+        Ok(made)
     }
 
     async fn update(&self, spec: &ResourceSpec, prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {

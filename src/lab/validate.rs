@@ -174,17 +174,18 @@ impl Validator<'_> {
         let mut students = vec![];
         for row in rows {
             let at = format!("{}:{}", source.name, row.line);
+            let id_rule = format!("allowed: {DNS_LABEL_RULE}; at most {MAX_STUDENT_ID} characters");
             let problem = if !is_dns_label(&row.id) || row.id.len() > MAX_STUDENT_ID {
-                Some(format!("student id `{}` cannot name cloud resources", row.id))
-            } else if row.email.as_ref().is_some_and(|e| !e.contains('@')) {
-                Some(format!("`{}` is not an email address", row.email.as_deref().unwrap_or_default()))
+                Some((format!("student id `{}` cannot name cloud resources", row.id), id_rule))
             } else if let Some(first) = first_seen.get(&row.id) {
-                Some(format!("duplicate student id `{}` (first at {first})", row.id))
+                Some((format!("duplicate student id `{}`", row.id), format!("first defined at {first}")))
+            } else if let Some(email) = row.email.as_ref().filter(|e| !e.contains('@')) {
+                Some((format!("`{email}` is not an email address"), "allowed: name@domain, or an empty field".into()))
             } else {
                 None
             };
-            if let Some(message) = problem {
-                self.errors.push(source.line_error(row.line, message).note(format!("allowed: ids are unique; {DNS_LABEL_RULE}; at most {MAX_STUDENT_ID} characters")));
+            if let Some((message, note)) = problem {
+                self.errors.push(source.line_error(row.line, message).note(note));
                 continue;
             }
             first_seen.insert(row.id.clone(), at);

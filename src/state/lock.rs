@@ -51,7 +51,7 @@ impl StateLock {
     /// Takes the lock for `operation` or says who holds it.
     pub fn acquire(path: &Path, operation: &str) -> Result<Self, LockError> {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            super::store::create_private_dir(dir)?;
         }
         loop {
             let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;

@@ -80,8 +80,10 @@ impl StateStore {
 
     fn write_bytes(&self, bytes: &[u8]) -> io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        let tmp = with_suffix(&self.path, &format!(".tmp-{}", std::process::id()));
+        create_private_dir(dir)?;
+        // A fixed name: the lock makes this run the only writer, and a temp left by a crash
+        // is simply overwritten.
+        let tmp = with_suffix(&self.path, ".tmp");
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -95,6 +97,11 @@ impl StateStore {
         // Make the rename itself durable.
         fs::File::open(dir)?.sync_all()
     }
+}
+
+/// Creates the state directory readable by its owner only: state holds secrets.
+pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -1,1 +1,11 @@
+//! Integration tests: the `labctl` binary against real files, directories and processes.
+//! One test binary for the crate (see ARCHITECTURE.md), one module per behaviour group.
 
+mod support;
+
+mod crash;
+mod failures;
+mod lifecycle;
+mod locking;
+mod secrets;
+mod validate;

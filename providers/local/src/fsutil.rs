@@ -3,7 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use labctl_provider_api::ProviderError;
 use serde::de::DeserializeOwned;
@@ -12,8 +12,15 @@ pub fn io_error(path: &Path, e: io::Error) -> ProviderError {
     ProviderError::fatal(format!("{}: {e}", path.display()))
 }
 
+/// The temporary sibling `path` is written through. Its name is fixed, so a run that dies
+/// mid-write leaves one that the next write of the same file reuses, and that
+/// [`remove_file`] removes with the file.
+fn temp_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!(".{}.tmp", path.file_name().unwrap_or_default().to_string_lossy()))
+}
+
 /// Writes `path` through a temporary sibling, fsync and rename: readers see the old
-/// content or the new, never a part.
+/// content or the new, never a part. One writer per path at a time (the state lock).
 pub fn write_with(
     path: &Path,
     mode: u32,
@@ -21,11 +28,7 @@ pub fn write_with(
 ) -> Result<(), ProviderError> {
     let parent = path.parent().expect("paths written here have a parent");
     fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = temp_path(path);
     let result = (|| {
         let file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -54,11 +57,15 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Provider
     }
 }
 
+/// Removes `path` and any temporary left by an interrupted write of it.
 pub fn remove_file(path: &Path) -> Result<(), ProviderError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != ErrorKind::NotFound => Err(io_error(path, e)),
-        _ => Ok(()),
+    for p in [temp_path(path), path.to_owned()] {
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(io_error(&p, e)),
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 pub fn remove_dir_all(path: &Path) -> Result<(), ProviderError> {

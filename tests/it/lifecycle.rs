@@ -1,0 +1,157 @@
+//! E2 plan is a value, E3 idempotence, E4 change, E10 destroy.
+
+use crate::support::{expected_addresses, expected_files, lab, stable, Env};
+
+#[test]
+fn apply_then_reapply_changes_nothing() {
+    let env = Env::new();
+    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 2));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    assert_eq!(env.state_addresses("lab1"), expected_addresses(&["ada", "bob"], 2));
+    assert_eq!(env.data_files(), expected_files("lab1", &["ada", "bob"]));
+    let serial = env.state("lab1")["serial"].clone();
+    let mtime = |f: &str| std::fs::metadata(env.data().join(f)).unwrap().modified().unwrap();
+    let before = mtime("lab1/buckets/lab1-ada/datasets/corpus/part-00000.txt");
+
+    let again = env.run(&["apply", "lab.toml", "--yes"]).ok();
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    assert_eq!(env.state("lab1")["serial"], serial, "state untouched");
+    assert_eq!(mtime("lab1/buckets/lab1-ada/datasets/corpus/part-00000.txt"), before, "data untouched");
+}
+
+#[test]
+fn a_saved_plan_is_applied_exactly_and_refused_once_stale() {
+    let env = Env::new();
+    env.write("lab.toml", &lab("lab1", &["ada"], 1));
+    env.run(&["plan", "lab.toml", "--out", "p1.json"]).ok();
+    // The lab file changes after the plan was saved: the plan still applies as saved.
+    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 1));
+    let applied = env.run(&["apply", "p1.json"]).ok();
+    assert!(applied.stdout.contains("Apply complete: 5 created"), "{}", applied.stdout);
+    assert_eq!(env.state_addresses("lab1"), expected_addresses(&["ada"], 1));
+
+    let again = env.run(&["apply", "p1.json"]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("the plan is stale: it was made against state serial 0"), "{}", again.stderr);
+}
+
+#[test]
+fn plan_output_shows_every_kind_of_change() {
+    let env = Env::new();
+    let _s = stable(&env);
+    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 2));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    // bob leaves, cy joins, ada's placeholders change an in-place and a forcing attribute.
+    let changed = lab("lab1", &["ada", "cy"], 2).replace("input = \"v1\"", "input = \"v2\"");
+    env.write("lab.toml", &changed);
+    let plan = env.run(&["plan", "lab.toml"]).ok();
+    insta::assert_snapshot!("plan_every_kind", plan.stdout);
+
+    env.write("lab.toml", &changed.replace("triggers_replace = \"t1\"", "triggers_replace = \"t2\""));
+    let plan = env.run(&["plan", "lab.toml", "--json"]).ok();
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let replaced = doc["actions"].as_array().unwrap().iter().filter(|a| a["action"] == "replace").count();
+    assert_eq!(replaced, 2, "ada's two placeholders: `triggers_replace` forces replacement");
+}
+
+#[test]
+fn adding_and_removing_a_student_touches_only_theirs() {
+    let env = Env::new();
+    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 1));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    let ada_token = std::fs::read_to_string(env.data().join("lab1/students/ada/token")).unwrap();
+
+    env.write("lab.toml", &lab("lab1", &["ada", "bob", "cy"], 1));
+    let added = env.run(&["apply", "lab.toml", "--yes", "--json"]).ok();
+    let doc: serde_json::Value = serde_json::from_str(&added.stdout).unwrap();
+    let touched: Vec<&str> = doc["actions"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
+    assert_eq!(touched.len(), 5);
+    assert!(touched.iter().all(|a| a.starts_with("student[\"cy\"]")), "{touched:?}");
+
+    env.write("lab.toml", &lab("lab1", &["ada", "cy"], 1));
+    let removed = env.run(&["apply", "lab.toml", "--yes", "--json"]).ok();
+    let doc: serde_json::Value = serde_json::from_str(&removed.stdout).unwrap();
+    let actions = doc["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 5);
+    assert!(actions.iter().all(|a| a["action"] == "delete" && a["address"].as_str().unwrap().starts_with("student[\"bob\"]")));
+    assert_eq!(env.data_files(), expected_files("lab1", &["ada", "cy"]));
+    assert_eq!(std::fs::read_to_string(env.data().join("lab1/students/ada/token")).unwrap(), ada_token, "ada untouched");
+}
+
+#[test]
+fn a_changed_dataset_is_replaced_and_in_place_changes_update() {
+    let env = Env::new();
+    env.write("lab.toml", &lab("lab1", &["ada"], 1));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    let text = lab("lab1", &["ada"], 1).replace("rows = 500", "rows = 600").replace("input = \"v1\"", "input = \"v2\"");
+    env.write("lab.toml", &text);
+    let run = env.run(&["apply", "lab.toml", "--yes"]).ok();
+    assert!(run.stdout.contains("-/+ student[\"ada\"].dataset[\"table\"] (dataset)"), "{}", run.stdout);
+    assert!(run.stdout.contains("  ~ student[\"ada\"].null[0] (null)"), "{}", run.stdout);
+    assert!(run.stdout.contains("Apply complete: 0 created, 1 updated, 1 replaced, 0 deleted"), "{}", run.stdout);
+    let csv = std::fs::read_to_string(env.data().join("lab1/buckets/lab1-ada/datasets/table/part-00000.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 601);
+}
+
+#[test]
+fn drift_is_planned_and_repaired() {
+    let env = Env::new();
+    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 0));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    std::fs::remove_dir_all(env.data().join("lab1/buckets/lab1-bob/datasets/corpus")).unwrap();
+    let plan = env.run(&["plan", "lab.toml"]).ok();
+    assert!(plan.stdout.contains("+ student[\"bob\"].dataset[\"corpus\"] (dataset)  # deleted outside labctl"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("Plan: 1 to create, 0 to update, 0 to replace, 0 to delete."), "{}", plan.stdout);
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    assert_eq!(env.data_files(), expected_files("lab1", &["ada", "bob"]));
+}
+
+#[test]
+fn destroy_runs_in_reverse_order_is_filtered_and_idempotent() {
+    let env = Env::new();
+    env.write("lab.toml", &lab("lab1", &["ada", "bob", "cy"], 0));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+
+    let one = env.run(&["destroy", "lab.toml", "--student", "bob", "--yes"]).ok();
+    let pos = |s: &str| one.stderr.find(s).unwrap_or_else(|| panic!("{s} not in {}", one.stderr));
+    assert!(pos("deleted student[\"bob\"].dataset[\"corpus\"]") < pos("deleted student[\"bob\"].bucket"));
+    assert_eq!(env.data_files(), expected_files("lab1", &["ada", "cy"]));
+
+    env.run(&["destroy", "lab.toml", "--cohort", "mon", "--yes"]).ok();
+    assert!(!env.data().join("lab1").exists(), "{:?}", env.data_files());
+    assert!(env.state_addresses("lab1").is_empty());
+    let again = env.run(&["destroy", "lab.toml", "--yes"]).ok();
+    assert!(again.stdout.contains("Nothing to destroy."), "{}", again.stdout);
+}
+
+#[test]
+fn sweep_finds_what_a_lost_state_forgot() {
+    let env = Env::new();
+    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 1));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    std::fs::remove_dir_all(env.path(".labctl")).unwrap();
+
+    let plain = env.run(&["destroy", "lab.toml", "--yes"]).ok();
+    assert!(plain.stdout.contains("Nothing to destroy."));
+    assert!(!env.data_files().is_empty());
+
+    let swept = env.run(&["destroy", "lab.toml", "--sweep", "--yes"]).ok();
+    assert!(swept.stdout.contains("- orphan.bucket[\"lab1-ada\"] (bucket)"), "{}", swept.stdout);
+    assert!(env.data_files().is_empty(), "{:?}", env.data_files());
+}
+
+#[test]
+fn status_output_and_state_show_what_exists() {
+    let env = Env::new();
+    let _s = stable(&env);
+    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 1));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    std::fs::remove_dir_all(env.data().join("lab1/buckets/lab1-bob/datasets/table")).unwrap();
+    insta::assert_snapshot!("status", env.run(&["status", "lab.toml"]).ok().stdout);
+    insta::assert_snapshot!("output_ada", env.run(&["output", "lab.toml", "--student", "ada"]).ok().stdout);
+    let list = env.run(&["state", "list", "lab.toml"]).ok();
+    assert_eq!(list.stdout.lines().count(), 10);
+    let missing = env.run(&["state", "show", "lab.toml", "student[\"ada\"].bukket"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("Did you mean `student[\"ada\"].bucket`?"), "{}", missing.stderr);
+}

@@ -1,0 +1,149 @@
+//! E1: every invalid lab file gets file:line:column, the offending value and what is
+//! allowed; exit code 2; nothing is created and no state is written.
+
+use crate::support::{lab, stable, Env};
+
+/// Writes `text` as lab.toml, validates it (and plans it: that must refuse too, touching
+/// nothing), and returns the diagnostics.
+fn invalid(env: &Env, text: &str) -> String {
+    env.write("lab.toml", text);
+    let run = env.run(&["validate", "lab.toml"]);
+    assert_eq!(run.code, 2, "validate must exit 2 on invalid input:\n{}", run.all());
+    let applied = env.run(&["apply", "lab.toml", "--yes"]);
+    assert_eq!(applied.code, 2, "{}", applied.all());
+    assert!(!env.path(".labctl").exists(), "no state is written");
+    assert!(!env.data().exists(), "nothing is created");
+    run.stderr
+}
+
+fn good() -> String {
+    lab("lab1", &["ada", "bob"], 1)
+}
+
+#[test]
+fn misspelt_key_gets_a_suggestion() {
+    let env = Env::new();
+    let _s = stable(&env);
+    insta::assert_snapshot!(invalid(&env, &good().replace("bucket = {", "bukcet = {")));
+}
+
+#[test]
+fn unknown_provider_value_lists_what_is_allowed() {
+    let env = Env::new();
+    let _s = stable(&env);
+    insta::assert_snapshot!(invalid(&env, &good().replace("[provider.local]", "[provider.lcoal]")));
+}
+
+#[test]
+fn student_ids_must_be_dns_labels_and_unique() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let text = good().replace(
+        r#"students = [{ id = "ada" }, { id = "bob" }]"#,
+        "students = [\n  { id = \"ada\" },\n  { id = \"Bob_S\" },\n  { id = \"ada\" },\n]",
+    );
+    insta::assert_snapshot!(invalid(&env, &text));
+}
+
+#[test]
+fn roster_errors_name_the_csv_row() {
+    let env = Env::new();
+    let _s = stable(&env);
+    env.write("roster.csv", "id,name,email\nada,Ada,ada@example.edu\nbob,Bob,not-an-email\n9lives,Cat,cat@example.edu\nada,Again,a@example.edu\n");
+    let text = good().replace(r#"students = [{ id = "ada" }, { id = "bob" }]"#, r#"roster = "roster.csv""#);
+    insta::assert_snapshot!(invalid(&env, &text));
+}
+
+#[test]
+fn roster_needs_its_header() {
+    let env = Env::new();
+    let _s = stable(&env);
+    env.write("roster.csv", "ada,Ada,ada@example.edu\n");
+    let text = good().replace(r#"students = [{ id = "ada" }, { id = "bob" }]"#, r#"roster = "roster.csv""#);
+    insta::assert_snapshot!(invalid(&env, &text));
+}
+
+#[test]
+fn empty_cohort_gpu_on_local_past_expiry_and_unknown_dataset_are_all_reported() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let text = good()
+        .replace(r#"students = [{ id = "ada" }, { id = "bob" }]"#, "students = []")
+        .replace("name = \"lab1\"", "name = \"lab1\"\nexpires = 2020-01-01T00:00:00Z")
+        .replace(r#"datasets = ["corpus", "table"]"#, r#"datasets = ["corpus", "tabel"]"#)
+        .replace("[student]\n", "[student]\ngpu = { count = 1 }\n");
+    insta::assert_snapshot!(invalid(&env, &text));
+}
+
+#[test]
+fn provider_block_needs_exactly_one_provider() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let text = good().replace("[provider.local]", "[provider.local]\n[provider.aws]\nregion = \"eu-west-1\"");
+    insta::assert_snapshot!(invalid(&env, &text));
+}
+
+#[test]
+fn toml_syntax_errors_point_at_the_spot() {
+    let env = Env::new();
+    let _s = stable(&env);
+    insta::assert_snapshot!(invalid(&env, &good().replace("name = \"lab1\"", "name = \"lab1")));
+}
+
+#[test]
+fn gpu_needs_a_gpu_node_pool_on_cloud_providers() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let text = good()
+        .replace("[provider.local]", "[provider.aws]\nregion = \"eu-west-1\"")
+        .replace("[student]\n", "[student]\ngpu = { count = 1 }\n")
+        + "\n[cluster.shared.node_pool.cpu]\ninstance_type = \"m5.large\"\nmax = 3\n";
+    insta::assert_snapshot!(invalid(&env, &text));
+}
+
+#[test]
+fn json_diagnostics_for_tools() {
+    let env = Env::new();
+    env.write("lab.toml", &good().replace("bucket = {", "bukcet = {"));
+    let run = env.run(&["validate", "lab.toml", "--json"]);
+    assert_eq!(run.code, 2);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["valid"], false);
+    let d = &doc["diagnostics"][0];
+    assert_eq!((d["file"].as_str(), d["line"].as_u64(), d["column"].as_u64()), (Some("lab.toml"), Some(11), Some(1)));
+}
+
+#[test]
+fn a_valid_lab_says_what_it_holds() {
+    let env = Env::new();
+    env.write("lab.toml", &good());
+    let run = env.run(&["validate", "lab.toml"]).ok();
+    assert_eq!(run.stdout, "lab.toml is valid: lab `lab1`, local provider, 1 cohort(s), 2 student(s), 10 resources.\n");
+}
+
+#[test]
+fn every_example_lab_is_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let env = Env::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            env.run(&["validate", path.to_str().unwrap()]).ok();
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn schema_describes_the_lab_file() {
+    let env = Env::new();
+    let run = env.run(&["schema"]).ok();
+    let schema: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let props = &schema["properties"];
+    for key in ["lab", "provider", "cohort", "student", "datasets", "cluster", "network"] {
+        assert!(props.get(key).is_some(), "schema lacks `{key}`");
+    }
+    assert_eq!(schema["additionalProperties"], false);
+}
