@@ -78,7 +78,10 @@ impl Report {
 }
 
 /// State writes are grouped: after a completion, the state is written at once if the last
-/// write is older than this (or nothing else is in flight), else at most this much later.
+/// write is older than the interval (or nothing else is in flight), else at most one
+/// interval later. The interval is this, or four times what the last write took if more,
+/// so that writing a large state never takes more than a fifth of the walk and the cost
+/// of an apply stays linear in its size.
 const STATE_WRITE_INTERVAL: Duration = Duration::from_millis(25);
 
 /// Runs `plan` against the providers, recording every result in `state` and persisting it
@@ -98,7 +101,7 @@ pub async fn execute(
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
-    let mut writer = StateWriter { store, dirty: false, last: Instant::now(), error: None };
+    let mut writer = StateWriter { store, dirty: false, last: Instant::now(), interval: STATE_WRITE_INTERVAL, error: None };
     let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut interrupted = false;
@@ -136,7 +139,7 @@ pub async fn execute(
                 let outcome = apply_result(state, &actions[i], result, op_started[i].elapsed());
                 record(&mut walk, &mut outcomes, actions, i, outcome, observer);
                 writer.dirty = true;
-                if tasks.is_empty() || writer.last.elapsed() >= STATE_WRITE_INTERVAL {
+                if tasks.is_empty() || writer.last.elapsed() >= writer.interval {
                     writer.flush(state);
                 }
             }
@@ -144,7 +147,7 @@ pub async fn execute(
                 let error = redact_text(&error, state);
                 observer.event(Event::Retrying { action: &actions[i], error: &error, delay });
             }
-            _ = tokio::time::sleep_until(writer.last + STATE_WRITE_INTERVAL), if writer.dirty => writer.flush(state),
+            _ = tokio::time::sleep_until(writer.last + writer.interval), if writer.dirty => writer.flush(state),
             _ = async { tokio::select! { _ = interrupt.recv() => {}, _ = terminate.recv() => {} } } => {
                 if interrupted {
                     // Second interrupt: leave now. Every write so far was atomic; save what
@@ -197,11 +200,12 @@ fn skip(outcomes: &mut [Option<Outcome>], actions: &[Action], walk: &Walk, i: us
     outcomes[i] = Some(outcome);
 }
 
-/// Writes state at most every [`STATE_WRITE_INTERVAL`] while work completes.
+/// Writes state at most once per interval while work completes.
 struct StateWriter<'a> {
     store: &'a StateStore,
     dirty: bool,
     last: Instant,
+    interval: Duration,
     error: Option<String>,
 }
 
@@ -210,7 +214,10 @@ impl StateWriter<'_> {
         if !self.dirty {
             return;
         }
-        if let Err(e) = self.store.save(state) {
+        let started = Instant::now();
+        let saved = self.store.save(state);
+        self.interval = STATE_WRITE_INTERVAL.max(started.elapsed() * 4);
+        if let Err(e) = saved {
             tracing::error!("cannot save state to {}: {e}", self.store.path().display());
             self.error = Some(format!("cannot save state to {}: {e}", self.store.path().display()));
         }

@@ -155,3 +155,26 @@ fn status_output_and_state_show_what_exists() {
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("Did you mean `student[\"ada\"].bucket`?"), "{}", missing.stderr);
 }
+
+#[test]
+fn apply_without_yes_needs_a_terminal_to_confirm() {
+    let env = Env::new();
+    env.write("lab.toml", &lab("lab1", &["ada"], 0));
+    let run = env.run(&["apply", "lab.toml"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("refusing to apply without confirmation"), "{}", run.stderr);
+    assert!(run.stdout.contains("Plan: 4 to create"), "the plan is shown first: {}", run.stdout);
+    assert!(!env.data().exists());
+}
+
+#[test]
+fn help_lists_every_command() {
+    let env = Env::new();
+    insta::assert_snapshot!("help", env.run(&["--help"]).ok().stdout);
+    for command in ["validate", "plan", "apply", "destroy", "status", "output", "state", "schema", "completions"] {
+        let help = env.run(&[command, "--help"]).ok();
+        assert!(help.stdout.contains("Usage: labctl"), "{command}: {}", help.stdout);
+    }
+    let completions = env.run(&["completions", "bash"]).ok();
+    assert!(completions.stdout.contains("labctl"));
+}
