@@ -18,7 +18,7 @@ TF_SIZES=${TF_SIZES-"500 2000"}
 # measure NAME CMD...: runs CMD, records "seconds peak_kib" in $WORK/NAME.
 measure() {
   local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/$name" "$@" >/dev/null 2>"$WORK/$name.err" || { cat "$WORK/$name.err"; exit 1; }
+  /usr/bin/time -f "%e %M" -o "$WORK/$name" "$@" >/dev/null 2>"$WORK/$name.err" || { tail -20 "$WORK/$name.err"; exit 1; }
 }
 fig() { cut -d' ' -f1 "$WORK/$1"; }
 mem() { echo $(( $(cut -d' ' -f2 "$WORK/$1") / 1024 )); }
@@ -53,19 +53,20 @@ done
 
 [ -z "$TF_SIZES" ] && exit 0
 command -v terraform >/dev/null || { echo "terraform not installed: skipping the comparison"; exit 0; }
+export TF_CLI_CONFIG_FILE="$WORK/terraformrc" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
+: >"$TF_CLI_CONFIG_FILE"
 echo
 echo "terraform $(terraform version | head -1 | cut -d' ' -f2), same graph shape (10 terraform_data per student, 9 depending on the first)"
 printf '%-10s %12s %12s %12s %12s | %28s\n' resources apply replan destroy "peak MiB" "labctl at the same size: apply / replan / destroy"
 for n in $TF_SIZES; do
   d="$WORK/tf-$n"; mkdir -p "$d"
   for s in $(seq 1 $((n / 10))); do
-    echo "resource \"terraform_data\" \"s${s}_0\" { input = \"x\" }"
+    printf 'resource "terraform_data" "s%s_0" {\n  input = "x"\n}\n' "$s"
     for i in $(seq 1 9); do
-      echo "resource \"terraform_data\" \"s${s}_$i\" { input = \"x\"
-  depends_on = [terraform_data.s${s}_0] }"
+      printf 'resource "terraform_data" "s%s_%s" {\n  input      = "x"\n  depends_on = [terraform_data.s%s_0]\n}\n' "$s" "$i" "$s"
     done
   done >"$d/main.tf"
-  (cd "$d" && terraform init -input=false >/dev/null)
+  (cd "$d" && terraform init -input=false >"$WORK/tfinit.log" 2>&1) || { tail -20 "$WORK/tfinit.log"; exit 1; }
   measure tfapply-$n terraform -chdir="$d" apply -auto-approve -input=false
   measure tfplan-$n terraform -chdir="$d" plan -input=false
   measure tfdestroy-$n terraform -chdir="$d" destroy -auto-approve -input=false

@@ -1,0 +1,129 @@
+//! Where job data lives, through `object_store`: local paths and `file://` URLs today,
+//! any `object_store` URL scheme the build enables.
+//!
+//! A [`Location`] is a store plus a key prefix. Object stores have no rename, so outputs are
+//! written under a temporary key and published once (`rename`, which is an atomic rename on
+//! a local file system and a single copy on an object store).
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+
+/// A store and a key prefix inside it.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    /// The directory, when the store is the local file system.
+    pub local_dir: Option<std::path::PathBuf>,
+}
+
+/// An input file and its size.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputFile {
+    pub url: String,
+    pub size: u64,
+}
+
+impl Location {
+    /// Parses a local path, `file://` URL, or object store URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let path = match url.strip_prefix("file://") {
+            Some(p) => p.to_owned(),
+            None if url.contains("://") => {
+                let parsed = url::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
+                let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
+                    .map_err(|e| format!("`{url}`: {e}"))?;
+                return Ok(Self { store: Arc::from(store), prefix, local_dir: None });
+            }
+            None => url.to_owned(),
+        };
+        let abs = std::path::absolute(&path).map_err(|e| format!("`{url}`: {e}"))?;
+        let key = abs.to_string_lossy().trim_start_matches('/').to_owned();
+        Ok(Self { store: Arc::new(LocalFileSystem::new()), prefix: Path::from(key), local_dir: Some(abs) })
+    }
+
+    /// The key of `name` under this location.
+    pub fn key(&self, name: &str) -> Path {
+        name.split('/').fold(self.prefix.clone(), |p, part| p.child(part))
+    }
+
+    pub async fn get(&self, key: &Path) -> Result<bytes::Bytes, String> {
+        let r = self.store.get(key).await.map_err(|e| format!("reading {key}: {e}"))?;
+        r.bytes().await.map_err(|e| format!("reading {key}: {e}"))
+    }
+
+    pub async fn get_range(&self, key: &Path, range: std::ops::Range<u64>) -> Result<bytes::Bytes, String> {
+        if range.start >= range.end {
+            return Ok(bytes::Bytes::new());
+        }
+        self.store.get_range(key, range).await.map_err(|e| format!("reading {key}: {e}"))
+    }
+
+    pub async fn put(&self, key: &Path, data: Vec<u8>) -> Result<(), String> {
+        self.store.put(key, PutPayload::from(data)).await.map(|_| ()).map_err(|e| format!("writing {key}: {e}"))
+    }
+
+    /// Publishes `from` as `to`, once.
+    pub async fn publish(&self, from: &Path, to: &Path) -> Result<(), String> {
+        self.store.rename(from, to).await.map_err(|e| format!("publishing {from} as {to}: {e}"))
+    }
+
+    pub async fn delete(&self, key: &Path) -> Result<(), String> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(format!("deleting {key}: {e}")),
+        }
+    }
+
+    /// Every object under `name` (recursively).
+    pub async fn list(&self, name: &str) -> Result<Vec<object_store::ObjectMeta>, String> {
+        let prefix = if name.is_empty() { self.prefix.clone() } else { self.key(name) };
+        self.store.list(Some(&prefix)).try_collect().await.map_err(|e| format!("listing {prefix}: {e}"))
+    }
+
+    /// Removes everything under `name`, including (locally) the directories.
+    pub async fn remove_all(&self, name: &str) -> Result<(), String> {
+        for meta in self.list(name).await? {
+            self.delete(&meta.location).await?;
+        }
+        if let Some(dir) = &self.local_dir {
+            let _ = std::fs::remove_dir_all(dir.join(name));
+        }
+        Ok(())
+    }
+}
+
+/// The input files of a job: each input is a file, or a prefix whose objects are all
+/// taken (except names starting with `_` or `.`, such as markers and temporaries).
+pub async fn input_files(inputs: &[String]) -> Result<Vec<InputFile>, String> {
+    let mut files = vec![];
+    for input in inputs {
+        let loc = Location::parse(input)?;
+        match loc.store.head(&loc.prefix).await {
+            Ok(meta) => files.push(InputFile { url: input.clone(), size: meta.size }),
+            Err(_) => {
+                let mut found: Vec<_> = loc
+                    .list("")
+                    .await?
+                    .into_iter()
+                    .filter(|m| m.location.parts().all(|p| !p.as_ref().starts_with('_') && !p.as_ref().starts_with('.')))
+                    .collect();
+                if found.is_empty() {
+                    return Err(format!("input `{input}` matches no file"));
+                }
+                found.sort_by(|a, b| a.location.cmp(&b.location));
+                let base = input.trim_end_matches('/');
+                let strip = loc.prefix.as_ref().len();
+                for m in found {
+                    let rel = m.location.as_ref()[strip..].trim_start_matches('/').to_owned();
+                    files.push(InputFile { url: format!("{base}/{rel}"), size: m.size });
+                }
+            }
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,68 @@
+//! A worker: asks the coordinator for tasks and runs them one at a time, heartbeating
+//! meanwhile; exits when told the job is over or when the coordinator is gone.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc::unbounded_channel;
+
+use crate::protocol::{connect, Reply, Request, Role};
+use crate::task;
+
+/// How often a worker says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// Runs tasks for the coordinator at `addr` until it says stop or goes away.
+pub async fn run(addr: &str, token: &str, name: &str) -> Result<(), String> {
+    let (conn, id) = connect(addr, token, Role::Worker, name, Duration::from_secs(30)).await?;
+    tracing::info!("worker {name} joined {addr} as #{id}");
+    let (mut sink, mut stream) = conn.split();
+    let (tx, mut outbound) = unbounded_channel::<Request>();
+    // One writer, fed by the task loop and the heartbeat.
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = outbound.recv().await {
+            let bytes = serde_json::to_vec(&msg).expect("requests serialise");
+            if sink.send(bytes.into()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let heartbeat = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(HEARTBEAT);
+            while tx.send(Request::Heartbeat).is_ok() {
+                every.tick().await;
+            }
+        })
+    };
+    let result = loop {
+        if tx.send(Request::NextTask).is_err() {
+            break Ok(());
+        }
+        let reply = match stream.next().await.map(|f| f.map(|b| serde_json::from_slice::<Reply>(&b))) {
+            Some(Ok(Ok(reply))) => reply,
+            Some(Ok(Err(e))) => break Err(format!("unreadable message from the coordinator: {e}")),
+            Some(Err(_)) | None => {
+                tracing::info!("the coordinator is gone; exiting");
+                break Ok(());
+            }
+        };
+        match reply {
+            Reply::Assign { job, task, attempt, spec } => {
+                tracing::info!("running {task:?} attempt {attempt}");
+                let msg = match task::run(spec, attempt).await {
+                    Ok((outputs, stats)) => Request::Finished { job, task, attempt, outputs, stats },
+                    Err(error) => Request::Failed { job, task, attempt, error },
+                };
+                let _ = tx.send(msg);
+            }
+            Reply::Exit => break Ok(()),
+            other => tracing::warn!("unexpected message: {other:?}"),
+        }
+    };
+    heartbeat.abort();
+    drop(tx);
+    let _ = writer.await;
+    result
+}

@@ -1,0 +1,1 @@
+//! Integration tests: coordinator and workers as separate OS processes.
