@@ -71,6 +71,7 @@ pub async fn serve(listener: TcpListener, config: Config, jobs: Vec<JobSpec>) ->
         reports: BTreeMap::new(),
         waiters: HashMap::new(),
         done_since: None,
+        finished_outputs: HashMap::new(),
     };
     for spec in jobs {
         c.submit(spec);
@@ -82,11 +83,11 @@ pub async fn serve(listener: TcpListener, config: Config, jobs: Vec<JobSpec>) ->
             Some(msg) = inbound.recv() => c.inbound(msg).await,
             _ = tick.tick() => c.tick().await,
         }
-        if let Some(since) = c.done_since {
-            let workers = c.peers.values().filter(|p| p.role == Role::Worker).count();
-            if workers == 0 || since.elapsed() > Duration::from_secs(3) {
-                return c.reports.into_values().collect();
-            }
+        // One-shot mode ends when every worker has been told to go (a straggler still busy
+        // with a duplicate gets told when it reports; a frozen one is dropped at its
+        // heartbeat timeout), so that no late temporary is left behind.
+        if c.done_since.is_some() && !c.peers.values().any(|p| p.role == Role::Worker) {
+            return c.reports.into_values().collect();
         }
     }
 }
@@ -147,6 +148,8 @@ struct Coordinator {
     waiters: HashMap<u64, Vec<u64>>,
     /// When the last job finished in one-shot mode.
     done_since: Option<Instant>,
+    /// Where finished jobs wrote, to clean up after their stragglers.
+    finished_outputs: HashMap<u64, Location>,
 }
 
 impl Coordinator {
@@ -189,6 +192,10 @@ impl Coordinator {
             Request::Finished { job, task, attempt, outputs, stats } => {
                 if self.current.as_ref().is_some_and(|r| r.id == job) {
                     self.feed(Event::Finished { worker: conn, task, attempt, outputs, stats }).await;
+                } else if let Some(output) = self.finished_outputs.get(&job) {
+                    // A straggler of a finished job: its job's temporaries go.
+                    tracing::info!("ignored a duplicate completion of {task:?} after job {job} finished");
+                    let _ = output.remove_all("_temporary").await;
                 }
                 self.redispatch().await;
             }
@@ -337,6 +344,7 @@ impl Coordinator {
             self.reply(conn, Reply::Report { report: report.clone() });
         }
         self.reports.insert(run.id, report);
+        self.finished_outputs.insert(run.id, run.output);
         self.start_next().await;
     }
 

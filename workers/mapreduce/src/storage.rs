@@ -79,6 +79,11 @@ impl Location {
         }
     }
 
+    /// The size of the object at this location.
+    pub async fn size(&self) -> Result<u64, String> {
+        self.store.head(&self.prefix).await.map(|m| m.size).map_err(|e| format!("{}: {e}", self.prefix))
+    }
+
     /// Every object under `name` (recursively).
     pub async fn list(&self, name: &str) -> Result<Vec<object_store::ObjectMeta>, String> {
         let prefix = if name.is_empty() { self.prefix.clone() } else { self.key(name) };
@@ -103,24 +108,27 @@ pub async fn input_files(inputs: &[String]) -> Result<Vec<InputFile>, String> {
     let mut files = vec![];
     for input in inputs {
         let loc = Location::parse(input)?;
-        match loc.store.head(&loc.prefix).await {
-            Ok(meta) => files.push(InputFile { url: input.clone(), size: meta.size }),
+        match loc.size().await {
+            Ok(size) => files.push(InputFile { url: input.clone(), size }),
             Err(_) => {
-                let mut found: Vec<_> = loc
+                let strip = loc.prefix.as_ref().len();
+                let relative = |m: &object_store::ObjectMeta| m.location.as_ref()[strip..].trim_start_matches('/').to_owned();
+                let mut found: Vec<String> = loc
                     .list("")
                     .await?
-                    .into_iter()
-                    .filter(|m| m.location.parts().all(|p| !p.as_ref().starts_with('_') && !p.as_ref().starts_with('.')))
+                    .iter()
+                    .map(relative)
+                    .filter(|rel| rel.split('/').all(|p| !p.starts_with('_') && !p.starts_with('.')))
                     .collect();
                 if found.is_empty() {
                     return Err(format!("input `{input}` matches no file"));
                 }
-                found.sort_by(|a, b| a.location.cmp(&b.location));
+                found.sort();
                 let base = input.trim_end_matches('/');
-                let strip = loc.prefix.as_ref().len();
-                for m in found {
-                    let rel = m.location.as_ref()[strip..].trim_start_matches('/').to_owned();
-                    files.push(InputFile { url: format!("{base}/{rel}"), size: m.size });
+                for rel in found {
+                    let url = format!("{base}/{rel}");
+                    let size = Location::parse(&url)?.size().await?;
+                    files.push(InputFile { url, size });
                 }
             }
         }
