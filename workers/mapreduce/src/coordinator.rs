@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -98,7 +97,7 @@ async fn connection(stream: TcpStream, conn: u64, token: String, inbound: Unboun
     let role = match c.recv::<Request>().await {
         Some(Ok(Request::Hello { version, token: theirs, role, name })) => {
             let refusal = if version != PROTOCOL_VERSION {
-                Some(format!("protocol version {version} is not supported: this coordinator speaks version {PROTOCOL_VERSION}"))
+                Some(labctl_wire::version_mismatch(version, PROTOCOL_VERSION))
             } else if theirs != token {
                 Some("wrong token".to_owned())
             } else {
@@ -123,14 +122,11 @@ async fn connection(stream: TcpStream, conn: u64, token: String, inbound: Unboun
     loop {
         tokio::select! {
             reply = outbound.recv() => match reply {
-                Some(reply) => {
-                    let bytes = serde_json::to_vec(&reply).expect("replies serialise");
-                    if sink.send(bytes.into()).await.is_err() { break; }
-                }
+                Some(reply) => if sink.send(&reply).await.is_err() { break },
                 None => break,
             },
-            frame = stream.next() => match frame.map(|f| f.map(|b| serde_json::from_slice::<Request>(&b))) {
-                Some(Ok(Ok(request))) => { let _ = inbound.send(Inbound::Message { conn, request }); }
+            request = stream.recv::<Request>() => match request {
+                Some(Ok(request)) => { let _ = inbound.send(Inbound::Message { conn, request }); }
                 _ => break,
             },
         }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::protocol::{connect, Reply, Request, Role};
@@ -21,8 +20,7 @@ pub async fn run(addr: &str, token: &str, name: &str) -> Result<(), String> {
     // One writer, fed by the task loop and the heartbeat.
     let writer = tokio::spawn(async move {
         while let Some(msg) = outbound.recv().await {
-            let bytes = serde_json::to_vec(&msg).expect("requests serialise");
-            if sink.send(bytes.into()).await.is_err() {
+            if sink.send(&msg).await.is_err() {
                 break;
             }
         }
@@ -40,9 +38,9 @@ pub async fn run(addr: &str, token: &str, name: &str) -> Result<(), String> {
         if tx.send(Request::NextTask).is_err() {
             break Ok(());
         }
-        let reply = match stream.next().await.map(|f| f.map(|b| serde_json::from_slice::<Reply>(&b))) {
-            Some(Ok(Ok(reply))) => reply,
-            Some(Ok(Err(e))) => break Err(format!("unreadable message from the coordinator: {e}")),
+        let reply = match stream.recv::<Reply>().await {
+            Some(Ok(reply)) => reply,
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::Other => break Err(format!("unreadable message from the coordinator: {e}")),
             Some(Err(_)) | None => {
                 tracing::info!("the coordinator is gone; exiting");
                 break Ok(());

@@ -1,0 +1,502 @@
+//! The scheduler's brain as a pure state machine, after HyperQueue's `tako` reactor: each
+//! `on_*` method takes an event and returns [`Command`]s for the edge to carry out. No
+//! sockets, no clock: every rule — readiness, placement by locality and load, prefetch
+//! depth, work stealing, lost-result recomputation, poison tasks, error propagation — is
+//! unit-tested directly.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+pub type TaskId = u64;
+pub type WorkerId = u64;
+pub type ClientId = u64;
+
+/// A task as the scheduler sees it: dependencies and needs; what it runs stays at the edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDef {
+    pub id: TaskId,
+    #[serde(default)]
+    pub deps: Vec<TaskId>,
+    #[serde(default)]
+    pub gpus: u32,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// Worker deaths while running a task before the task is declared poison.
+pub const MAX_DEATHS: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run these tasks; `inputs` says where each dependency's result is held.
+    Assign { worker: WorkerId, tasks: Vec<(TaskId, Vec<(TaskId, WorkerId)>)> },
+    /// Ask a worker to give back queued (not started) tasks.
+    Steal { worker: WorkerId, tasks: Vec<TaskId> },
+    /// Bring `task`'s result from `worker` to the client that wants it.
+    Fetch { task: TaskId, worker: WorkerId, client: ClientId },
+    /// A task the client wants failed (itself or a dependency).
+    Error { client: ClientId, task: TaskId, error: String },
+    /// Forget a result nobody needs any more.
+    Release { worker: WorkerId, task: TaskId },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Waiting,
+    Ready,
+    /// Queued or running on a worker.
+    Assigned(WorkerId),
+    Done(Vec<WorkerId>),
+    Failed(String),
+    /// Its result was lost with a worker while nobody needed it; recomputed on demand.
+    Lost,
+}
+
+#[derive(Debug)]
+struct Task {
+    state: State,
+    deps: Vec<TaskId>,
+    dependents: Vec<TaskId>,
+    deps_left: u32,
+    gpus: u32,
+    priority: i32,
+    client: ClientId,
+    /// The client wants its result.
+    wanted: bool,
+    started: bool,
+    deaths: u32,
+    /// Dependents not yet done; the result may be released at zero (unless wanted).
+    pending_dependents: u32,
+}
+
+#[derive(Debug)]
+struct Worker {
+    slots: u32,
+    gpus: u32,
+    /// Queued or running here, in assignment order.
+    assigned: BTreeSet<TaskId>,
+    stealing: bool,
+}
+
+/// Counters for the status endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub finished: u64,
+    pub failed: u64,
+    pub recomputed: u64,
+    pub stolen: u64,
+    pub workers_lost: u64,
+}
+
+/// The scheduler's state.
+#[derive(Debug, Default)]
+pub struct Core {
+    tasks: HashMap<TaskId, Task>,
+    workers: HashMap<WorkerId, Worker>,
+    ready: BinaryHeap<(i32, Reverse<TaskId>)>,
+    /// Tasks assigned per worker beyond its slots, to hide round trips.
+    pub prefetch: u32,
+    pub stats: Stats,
+}
+
+impl Core {
+    pub fn new(prefetch: u32) -> Self {
+        Self { prefetch, ..Self::default() }
+    }
+
+    /// Tasks by state, for status.
+    pub fn counts(&self) -> HashMap<&'static str, usize> {
+        let mut c = HashMap::new();
+        for t in self.tasks.values() {
+            let k = match t.state {
+                State::Waiting => "waiting",
+                State::Ready => "ready",
+                State::Assigned(_) if t.started => "running",
+                State::Assigned(_) => "queued",
+                State::Done(_) => "done",
+                State::Failed(_) => "failed",
+                State::Lost => "lost",
+            };
+            *c.entry(k).or_default() += 1;
+        }
+        c
+    }
+
+    /// The client that submitted `task`.
+    pub fn client_of(&self, task: TaskId) -> Option<ClientId> {
+        self.tasks.get(&task).map(|t| t.client)
+    }
+
+    /// Where the result of `task` is, if it is done.
+    pub fn holders(&self, task: TaskId) -> Option<&[WorkerId]> {
+        match &self.tasks.get(&task)?.state {
+            State::Done(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn on_worker_joined(&mut self, worker: WorkerId, slots: u32, gpus: u32) -> Vec<Command> {
+        self.workers.insert(worker, Worker { slots: slots.max(1), gpus, assigned: BTreeSet::new(), stealing: false });
+        let mut out = self.schedule();
+        out.extend(self.balance());
+        out
+    }
+
+    /// A client submits tasks (dependencies first or in any order within the batch);
+    /// `wanted` are the ones whose results it will receive.
+    pub fn on_submit(&mut self, client: ClientId, defs: Vec<TaskDef>, wanted: &[TaskId]) -> Vec<Command> {
+        let mut out = vec![];
+        for def in &defs {
+            self.tasks.insert(
+                def.id,
+                Task {
+                    state: State::Waiting,
+                    deps: def.deps.clone(),
+                    dependents: vec![],
+                    deps_left: 0,
+                    gpus: def.gpus,
+                    priority: def.priority,
+                    client,
+                    wanted: false,
+                    started: false,
+                    deaths: 0,
+                    pending_dependents: 0,
+                },
+            );
+        }
+        for def in &defs {
+            for dep in &def.deps {
+                if let Some(d) = self.tasks.get_mut(dep) {
+                    d.dependents.push(def.id);
+                    if !matches!(d.state, State::Done(_)) {
+                        d.pending_dependents += 1;
+                    }
+                }
+            }
+        }
+        for &w in wanted {
+            if let Some(t) = self.tasks.get_mut(&w) {
+                t.wanted = true;
+            }
+        }
+        for def in &defs {
+            let mut left = 0;
+            let mut failed = None;
+            for dep in &def.deps {
+                if self.tasks.get(dep).is_some_and(|d| d.state == State::Lost) {
+                    self.stats.recomputed += 1;
+                    self.requeue(*dep);
+                }
+                match self.tasks.get(dep).map(|d| &d.state) {
+                    Some(State::Done(_)) => {}
+                    Some(State::Failed(e)) => failed = Some(format!("dependency {dep} failed: {e}")),
+                    Some(_) => left += 1,
+                    None => failed = Some(format!("dependency {dep} does not exist")),
+                }
+            }
+            let t = self.tasks.get_mut(&def.id).expect("inserted above");
+            t.deps_left = left;
+            if let Some(error) = failed {
+                out.extend(self.fail(def.id, error));
+            } else if left == 0 {
+                self.make_ready(def.id);
+            }
+        }
+        // Already-done wanted tasks (resubmitted keys) go straight to the client.
+        for &w in wanted {
+            if let Some(State::Done(h)) = self.tasks.get(&w).map(|t| &t.state) {
+                out.push(Command::Fetch { task: w, worker: h[0], client });
+            }
+        }
+        out.extend(self.schedule());
+        out
+    }
+
+    /// Tasks started on a worker (only reported for tasks that may kill it).
+    pub fn on_started(&mut self, tasks: &[TaskId]) {
+        for t in tasks {
+            if let Some(t) = self.tasks.get_mut(t) {
+                t.started = true;
+            }
+        }
+    }
+
+    pub fn on_finished(&mut self, worker: WorkerId, done: &[TaskId]) -> Vec<Command> {
+        let mut out = vec![];
+        for &id in done {
+            let Some(t) = self.tasks.get_mut(&id) else { continue };
+            if t.state != State::Assigned(worker) {
+                continue;
+            }
+            t.state = State::Done(vec![worker]);
+            self.stats.finished += 1;
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.assigned.remove(&id);
+            }
+            let (client, wanted) = (t.client, t.wanted);
+            if wanted {
+                out.push(Command::Fetch { task: id, worker, client });
+            }
+            let deps = t.deps.clone();
+            for d in t.dependents.clone() {
+                let dt = self.tasks.get_mut(&d).expect("dependents exist");
+                if dt.state == State::Waiting {
+                    dt.deps_left -= 1;
+                    if dt.deps_left == 0 {
+                        self.make_ready(d);
+                    }
+                }
+            }
+            // Inputs whose last dependent just finished can be forgotten.
+            for dep in deps {
+                out.extend(self.dependent_done(dep));
+            }
+            if self.tasks[&id].dependents.is_empty() && !wanted {
+                out.push(Command::Release { worker, task: id });
+            }
+        }
+        out.extend(self.schedule());
+        out.extend(self.balance());
+        out
+    }
+
+    fn dependent_done(&mut self, dep: TaskId) -> Vec<Command> {
+        let Some(d) = self.tasks.get_mut(&dep) else { return vec![] };
+        d.pending_dependents = d.pending_dependents.saturating_sub(1);
+        match &d.state {
+            State::Done(holders) if d.pending_dependents == 0 && !d.wanted => {
+                holders.iter().map(|&worker| Command::Release { worker, task: dep }).collect()
+            }
+            _ => vec![],
+        }
+    }
+
+    /// A task failed with an error: it and everything depending on it fail.
+    pub fn on_failed(&mut self, worker: WorkerId, task: TaskId, error: String) -> Vec<Command> {
+        if self.tasks.get(&task).map(|t| &t.state) != Some(&State::Assigned(worker)) {
+            return vec![];
+        }
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.assigned.remove(&task);
+        }
+        let mut out = self.fail(task, error);
+        out.extend(self.schedule());
+        out
+    }
+
+    /// A task could not fetch an input: its holder is gone. Put the task back to wait for
+    /// the input's recomputation.
+    pub fn on_input_lost(&mut self, worker: WorkerId, task: TaskId) -> Vec<Command> {
+        if self.tasks.get(&task).map(|t| &t.state) != Some(&State::Assigned(worker)) {
+            return vec![];
+        }
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.assigned.remove(&task);
+        }
+        self.requeue(task);
+        self.schedule()
+    }
+
+    /// A worker gave back stolen tasks (those it had not started).
+    pub fn on_stolen(&mut self, worker: WorkerId, tasks: &[TaskId]) -> Vec<Command> {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.stealing = false;
+        }
+        for &t in tasks {
+            if self.tasks.get(&t).map(|t| &t.state) == Some(&State::Assigned(worker)) {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.assigned.remove(&t);
+                }
+                self.stats.stolen += 1;
+                self.make_ready(t);
+            }
+        }
+        self.schedule()
+    }
+
+    pub fn on_worker_lost(&mut self, worker: WorkerId) -> Vec<Command> {
+        let Some(w) = self.workers.remove(&worker) else { return vec![] };
+        self.stats.workers_lost += 1;
+        let mut out = vec![];
+        for id in w.assigned {
+            let t = self.tasks.get_mut(&id).expect("assigned tasks exist");
+            if t.started {
+                t.deaths += 1;
+            }
+            if t.deaths >= MAX_DEATHS {
+                out.extend(self.fail(id, format!("task killed {MAX_DEATHS} workers")));
+            } else {
+                self.requeue(id);
+            }
+        }
+        // Results held only there are gone: recompute those still needed.
+        let lost: Vec<TaskId> = self
+            .tasks
+            .iter_mut()
+            .filter_map(|(id, t)| match &mut t.state {
+                State::Done(holders) => {
+                    holders.retain(|h| *h != worker);
+                    holders.is_empty().then_some(*id)
+                }
+                _ => None,
+            })
+            .collect();
+        for id in lost {
+            let t = &self.tasks[&id];
+            if t.wanted || t.pending_dependents > 0 {
+                self.stats.recomputed += 1;
+                self.requeue(id);
+            } else {
+                // Not needed by anyone now: recomputed if that changes.
+                self.tasks.get_mut(&id).expect("exists").state = State::Lost;
+            }
+        }
+        out.extend(self.schedule());
+        out
+    }
+
+    /// Sets a task back to waiting for whichever of its dependencies are not done (which
+    /// are recomputed too), and un-readies its dependents.
+    fn requeue(&mut self, id: TaskId) {
+        let t = self.tasks.get_mut(&id).expect("exists");
+        let was_done = matches!(t.state, State::Done(_));
+        t.started = false;
+        t.state = State::Waiting;
+        let deps = t.deps.clone();
+        if was_done {
+            for d in self.tasks[&id].dependents.clone() {
+                let dt = self.tasks.get_mut(&d).expect("exists");
+                if matches!(dt.state, State::Waiting | State::Ready) {
+                    if dt.state == State::Ready {
+                        dt.state = State::Waiting;
+                    }
+                    dt.deps_left += 1;
+                }
+            }
+        }
+        let mut left = 0;
+        for dep in deps {
+            match self.tasks.get(&dep).map(|d| d.state.clone()) {
+                Some(State::Done(_)) => {}
+                Some(State::Lost) => {
+                    // A lost, unneeded input is needed again.
+                    self.stats.recomputed += 1;
+                    self.requeue(dep);
+                    left += 1;
+                }
+                _ => left += 1,
+            }
+        }
+        self.tasks.get_mut(&id).expect("exists").deps_left = left;
+        if left == 0 {
+            self.make_ready(id);
+        }
+    }
+
+    fn make_ready(&mut self, id: TaskId) {
+        let t = self.tasks.get_mut(&id).expect("exists");
+        t.state = State::Ready;
+        self.ready.push((t.priority, Reverse(id)));
+    }
+
+    /// Fails `id` and, transitively, its dependents; tells clients about the wanted ones.
+    fn fail(&mut self, id: TaskId, error: String) -> Vec<Command> {
+        let mut out = vec![];
+        let mut stack = vec![(id, error)];
+        while let Some((id, error)) = stack.pop() {
+            let t = self.tasks.get_mut(&id).expect("exists");
+            if matches!(t.state, State::Failed(_)) {
+                continue;
+            }
+            t.state = State::Failed(error.clone());
+            self.stats.failed += 1;
+            out.push(Command::Error { client: t.client, task: id, error: error.clone() });
+            for d in t.dependents.clone() {
+                stack.push((d, format!("dependency {id} failed: {error}")));
+            }
+        }
+        out
+    }
+
+    /// Places ready tasks: highest priority first, on the worker holding most of its inputs
+    /// among those with room, else the least loaded.
+    fn schedule(&mut self) -> Vec<Command> {
+        let mut batches: HashMap<WorkerId, Vec<(TaskId, Vec<(TaskId, WorkerId)>)>> = HashMap::new();
+        let mut skipped = vec![];
+        while let Some((prio, Reverse(id))) = self.ready.pop() {
+            let Some(t) = self.tasks.get(&id) else { continue };
+            if t.state != State::Ready {
+                continue;
+            }
+            let capacity = |w: &Worker| w.slots + self.prefetch;
+            let fits = |w: &Worker| (w.assigned.len() as u32) < capacity(w) && w.gpus >= t.gpus;
+            let local = t.deps.iter().filter_map(|d| match &self.tasks[d].state {
+                State::Done(h) => h.iter().find(|w| self.workers.get(w).is_some_and(fits)).copied(),
+                _ => None,
+            });
+            let best = local.max_by_key(|w| (self.workers[w].slots + self.prefetch).saturating_sub(self.workers[w].assigned.len() as u32)).or_else(|| {
+                self.workers
+                    .iter()
+                    .filter(|(_, w)| fits(w))
+                    .min_by_key(|(id, w)| (w.assigned.len() * 1000 / w.slots as usize, **id))
+                    .map(|(id, _)| *id)
+            });
+            let Some(worker) = best else {
+                skipped.push((prio, Reverse(id)));
+                if self.workers.values().all(|w| w.gpus >= t.gpus && !fits(w)) {
+                    break;
+                }
+                continue;
+            };
+            let inputs = t
+                .deps
+                .iter()
+                .map(|d| match &self.tasks[d].state {
+                    State::Done(h) => (*d, if h.contains(&worker) { worker } else { h[0] }),
+                    _ => unreachable!("ready tasks have every input done"),
+                })
+                .collect();
+            self.tasks.get_mut(&id).expect("exists").state = State::Assigned(worker);
+            self.workers.get_mut(&worker).expect("exists").assigned.insert(id);
+            batches.entry(worker).or_default().push((id, inputs));
+        }
+        self.ready.extend(skipped);
+        let mut out: Vec<Command> = batches.into_iter().map(|(worker, tasks)| Command::Assign { worker, tasks }).collect();
+        out.sort_by_key(|c| match c {
+            Command::Assign { worker, .. } => *worker,
+            _ => 0,
+        });
+        out
+    }
+
+    /// Work stealing: a worker with free slots and nothing queued takes half of the queue
+    /// of the most loaded worker (tasks it has not started; the victim confirms which).
+    fn balance(&mut self) -> Vec<Command> {
+        if !self.ready.is_empty() {
+            return vec![];
+        }
+        let idle: Vec<WorkerId> = self.workers.iter().filter(|(_, w)| (w.assigned.len() as u32) < w.slots).map(|(id, _)| *id).collect();
+        let mut out = vec![];
+        for _thief in idle {
+            let victim = self
+                .workers
+                .iter()
+                .filter(|(_, w)| !w.stealing && w.assigned.len() as u32 > w.slots + 1)
+                .max_by_key(|(_, w)| w.assigned.len())
+                .map(|(id, _)| *id);
+            let Some(victim) = victim else { break };
+            let w = self.workers.get_mut(&victim).expect("exists");
+            let excess = w.assigned.len() - w.slots as usize;
+            let tasks: Vec<TaskId> = w.assigned.iter().rev().take(excess.div_ceil(2)).copied().collect();
+            w.stealing = true;
+            out.push(Command::Steal { worker: victim, tasks });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

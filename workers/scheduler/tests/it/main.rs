@@ -1,0 +1,1 @@
+//! Integration tests: scheduler and workers as separate OS processes.
