@@ -28,7 +28,8 @@ impl Client {
         Ok(Self { conn })
     }
 
-    /// Submits `tasks` and waits until every task in `wanted` has a result or an error.
+    /// Submits `tasks` and waits until every task has finished or failed, and every task in
+    /// `wanted` has its result (or error) here.
     pub async fn run(&mut self, tasks: Vec<TaskSpec>, wanted: &[TaskId]) -> Result<Outcome, String> {
         let lost = || "the scheduler closed the connection".to_owned();
         self.conn.send(&ToScheduler::Submit { tasks, wanted: wanted.to_vec() }).await.map_err(|e| e.to_string())?;
@@ -38,8 +39,10 @@ impl Client {
         };
         let mut outcome = Outcome::default();
         let mut missing: std::collections::HashSet<TaskId> = wanted.iter().copied().collect();
-        while !missing.is_empty() {
+        let mut all_done = false;
+        while !missing.is_empty() || !all_done {
             match self.conn.recv().await.ok_or_else(lost)?.map_err(|e| e.to_string())? {
+                FromScheduler::AllDone => all_done = true,
                 FromScheduler::Result { task, value } => {
                     missing.remove(&(task - base));
                     outcome.results.insert(task - base, value);

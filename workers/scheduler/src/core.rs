@@ -41,6 +41,8 @@ pub enum Command {
     Error { client: ClientId, task: TaskId, error: String },
     /// Forget a result nobody needs any more.
     Release { worker: WorkerId, task: TaskId },
+    /// Every task the client submitted has finished or failed.
+    AllDone { client: ClientId },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,8 +69,12 @@ struct Task {
     /// The client wants its result.
     wanted: bool,
     started: bool,
+    /// Counted in its client's outstanding tasks until it first finishes or fails.
+    outstanding: bool,
     deaths: u32,
-    /// Dependents not yet done; the result may be released at zero (unless wanted).
+    /// Dependents not done: the result is needed while this is above zero (or it is
+    /// wanted). Kept exact across recomputation: a dependent that is done again after
+    /// losing its result counts again.
     pending_dependents: u32,
 }
 
@@ -97,6 +103,8 @@ pub struct Core {
     tasks: HashMap<TaskId, Task>,
     workers: HashMap<WorkerId, Worker>,
     ready: BinaryHeap<(i32, Reverse<TaskId>)>,
+    /// Per client, tasks that have not finished or failed yet.
+    outstanding: HashMap<ClientId, usize>,
     /// Tasks assigned per worker beyond its slots, to hide round trips.
     pub prefetch: u32,
     pub stats: Stats,
@@ -162,6 +170,7 @@ impl Core {
                     client,
                     wanted: false,
                     started: false,
+                    outstanding: true,
                     deaths: 0,
                     pending_dependents: 0,
                 },
@@ -182,6 +191,7 @@ impl Core {
                 t.wanted = true;
             }
         }
+        *self.outstanding.entry(client).or_default() += defs.len();
         for def in &defs {
             let mut left = 0;
             let mut failed = None;
@@ -233,6 +243,12 @@ impl Core {
             }
             t.state = State::Done(vec![worker]);
             self.stats.finished += 1;
+            let first = std::mem::take(&mut t.outstanding);
+            let client = t.client;
+            if first {
+                out.extend(self.settle(client));
+            }
+            let t = self.tasks.get_mut(&id).expect("exists");
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.assigned.remove(&id);
             }
@@ -287,14 +303,18 @@ impl Core {
         out
     }
 
-    /// A task could not fetch an input: its holder is gone. Put the task back to wait for
-    /// the input's recomputation.
-    pub fn on_input_lost(&mut self, worker: WorkerId, task: TaskId) -> Vec<Command> {
+    /// A task could not get `input` (its holder is gone, frozen, or dropped it): the input
+    /// is recomputed and the task waits for it.
+    pub fn on_input_lost(&mut self, worker: WorkerId, task: TaskId, input: TaskId) -> Vec<Command> {
         if self.tasks.get(&task).map(|t| &t.state) != Some(&State::Assigned(worker)) {
             return vec![];
         }
         if let Some(w) = self.workers.get_mut(&worker) {
             w.assigned.remove(&task);
+        }
+        if matches!(self.tasks.get(&input).map(|t| &t.state), Some(State::Done(_))) {
+            self.stats.recomputed += 1;
+            self.requeue(input);
         }
         self.requeue(task);
         self.schedule()
@@ -367,6 +387,12 @@ impl Core {
         t.state = State::Waiting;
         let deps = t.deps.clone();
         if was_done {
+            // It needs its inputs again.
+            for dep in &deps {
+                if let Some(d) = self.tasks.get_mut(dep) {
+                    d.pending_dependents += 1;
+                }
+            }
             for d in self.tasks[&id].dependents.clone() {
                 let dt = self.tasks.get_mut(&d).expect("exists");
                 if matches!(dt.state, State::Waiting | State::Ready) {
@@ -396,6 +422,16 @@ impl Core {
         }
     }
 
+    /// One more of `client`'s tasks is settled; says so when it was the last.
+    fn settle(&mut self, client: ClientId) -> Option<Command> {
+        let left = self.outstanding.get_mut(&client)?;
+        *left -= 1;
+        (*left == 0).then(|| {
+            self.outstanding.remove(&client);
+            Command::AllDone { client }
+        })
+    }
+
     fn make_ready(&mut self, id: TaskId) {
         let t = self.tasks.get_mut(&id).expect("exists");
         t.state = State::Ready;
@@ -413,8 +449,12 @@ impl Core {
             }
             t.state = State::Failed(error.clone());
             self.stats.failed += 1;
-            out.push(Command::Error { client: t.client, task: id, error: error.clone() });
-            for d in t.dependents.clone() {
+            let (client, first, dependents) = (t.client, std::mem::take(&mut t.outstanding), t.dependents.clone());
+            out.push(Command::Error { client, task: id, error: error.clone() });
+            if first {
+                out.extend(self.settle(client));
+            }
+            for d in dependents {
                 stack.push((d, format!("dependency {id} failed: {error}")));
             }
         }

@@ -40,7 +40,7 @@ fn builtin(function: &str, args: &Value, inputs: &[Value]) -> Result<Value, Stri
         "noop" => Ok(Value::Null),
         "sleep" => {
             std::thread::sleep(Duration::from_millis(arg_f64(args, "ms")? as u64));
-            Ok(Value::Null)
+            Ok(args.get("value").cloned().unwrap_or(Value::Null))
         }
         "square" => {
             let x = arg_f64(args, "x")?;

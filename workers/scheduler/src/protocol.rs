@@ -66,8 +66,9 @@ pub enum ToScheduler {
         done: Vec<TaskId>,
         #[serde(default)]
         failed: Vec<(TaskId, String)>,
+        /// (task, input) pairs: the task could not get that input.
         #[serde(default)]
-        input_lost: Vec<TaskId>,
+        input_lost: Vec<(TaskId, TaskId)>,
     },
     /// The tasks a worker gave back after a steal request (it had not started them).
     Stolen { tasks: Vec<TaskId> },
@@ -89,6 +90,8 @@ pub enum FromScheduler {
     Submitted { base: TaskId },
     Result { task: TaskId, value: Value },
     Error { task: TaskId, error: String },
+    /// Every task submitted by this client has finished or failed.
+    AllDone,
 }
 
 /// Worker-to-worker: ask for a result held by the data server.

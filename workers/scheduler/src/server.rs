@@ -61,6 +61,7 @@ pub async fn serve(listener: TcpListener, http: Option<TcpListener>, config: Con
         status,
         rate: (Instant::now(), 0, 0.0),
     };
+    s.publish_status();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -178,8 +179,8 @@ impl Server {
                 for (task, error) in failed {
                     out.extend(self.core.on_failed(conn, task, error));
                 }
-                for task in input_lost {
-                    out.extend(self.core.on_input_lost(conn, task));
+                for (task, input) in input_lost {
+                    out.extend(self.core.on_input_lost(conn, task, input));
                 }
                 out
             }
@@ -251,6 +252,7 @@ impl Server {
                 Command::Fetch { task, worker, .. } => self.send(worker, FromScheduler::Fetch { task }),
                 Command::Error { client, task, error } => self.send(client, FromScheduler::Error { task, error }),
                 Command::Release { worker, task } => releases.entry(worker).or_default().push(task),
+                Command::AllDone { client } => self.send(client, FromScheduler::AllDone),
             }
         }
         for (worker, tasks) in releases {

@@ -22,7 +22,8 @@ type Results = Arc<Mutex<HashMap<TaskId, Value>>>;
 enum Outcome {
     Done(Value),
     Failed(String),
-    InputLost,
+    /// This input could not be had.
+    InputLost(TaskId),
 }
 
 /// Runs tasks for the scheduler at `addr` until it goes away.
@@ -58,7 +59,7 @@ pub async fn run(addr: &str, token: &str, name: &str, slots: u32, gpus: u32) -> 
                 done.push(id);
             }
             Outcome::Failed(e) => failed.push((id, e)),
-            Outcome::InputLost => lost.push(id),
+            Outcome::InputLost(dep) => lost.push((id, dep)),
         };
         tokio::select! {
             msg = inbox.recv() => {
@@ -106,16 +107,16 @@ pub async fn run(addr: &str, token: &str, name: &str, slots: u32, gpus: u32) -> 
             let Some(task) = queue.pop_front() else { break };
             let local = task.inputs.iter().all(|(_, holder)| holder.is_none());
             if local && functions::is_trivial(&task.payload) {
-                let inputs: Option<Vec<Value>> = {
+                let inputs: Result<Vec<Value>, TaskId> = {
                     let r = results.lock().unwrap();
-                    task.inputs.iter().map(|(d, _)| r.get(d).cloned()).collect()
+                    task.inputs.iter().map(|(d, _)| r.get(d).cloned().ok_or(*d)).collect()
                 };
                 let outcome = match inputs {
-                    Some(inputs) => match functions::run(&task.payload, &inputs) {
+                    Ok(inputs) => match functions::run(&task.payload, &inputs) {
                         Ok(v) => Outcome::Done(v),
                         Err(e) => Outcome::Failed(e),
                     },
-                    None => Outcome::InputLost,
+                    Err(dep) => Outcome::InputLost(dep),
                 };
                 record(task.id, outcome, &results);
                 continue;
@@ -150,7 +151,7 @@ async fn execute(task: RunTask, results: Results, token: &str) -> Outcome {
         };
         match value {
             Some(v) => inputs.push(v),
-            None => return Outcome::InputLost,
+            None => return Outcome::InputLost(*dep),
         }
     }
     let payload = task.payload;
@@ -161,12 +162,29 @@ async fn execute(task: RunTask, results: Results, token: &str) -> Outcome {
     }
 }
 
-/// Fetches a result from the worker holding it.
+/// Fetches a result from the worker holding it, over a connection kept per holder.
+/// `None` if the holder is gone, frozen (no answer within [`FETCH_TIMEOUT`]), or no longer
+/// has it.
 async fn fetch(addr: &str, task: TaskId, token: &str) -> Option<Value> {
-    let mut conn = labctl_wire::Conn::connect(addr, Duration::ZERO).await.ok()?;
-    conn.send(&DataRequest { task, token: token.to_owned() }).await.ok()?;
-    conn.recv::<Option<Value>>().await?.ok()?
+    static POOL: std::sync::OnceLock<Mutex<HashMap<String, labctl_wire::Conn>>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(Default::default);
+    let pooled = pool.lock().unwrap().remove(addr);
+    let attempt = async {
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => labctl_wire::Conn::connect(addr, Duration::ZERO).await.ok()?,
+        };
+        conn.send(&DataRequest { task, token: token.to_owned() }).await.ok()?;
+        let value = conn.recv::<Option<Value>>().await?.ok()?;
+        Some((conn, value))
+    };
+    let (conn, value) = tokio::time::timeout(FETCH_TIMEOUT, attempt).await.ok()??;
+    pool.lock().unwrap().insert(addr.to_owned(), conn);
+    value
 }
+
+/// How long a holder may take to hand over a result.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves this worker's results to other workers.
 async fn serve_data(listener: TcpListener, results: Results, token: String) {
