@@ -1,5 +1,6 @@
-//! Where job data lives, through `object_store`: local paths and `file://` URLs today,
-//! any `object_store` URL scheme the build enables.
+//! Where job data lives, through `object_store`: local paths, `file://` URLs, and `s3://`
+//! buckets (configured from the standard `AWS_*` environment: `AWS_ENDPOINT` points at an
+//! emulator or LocalStack, `AWS_ALLOW_HTTP=true` for a plain-HTTP one).
 //!
 //! A [`Location`] is a store plus a key prefix. Object stores have no rename, so outputs are
 //! written under a temporary key and published once (`rename`, which is an atomic rename on
@@ -33,6 +34,14 @@ impl Location {
     pub fn parse(url: &str) -> Result<Self, String> {
         let path = match url.strip_prefix("file://") {
             Some(p) => p.to_owned(),
+            None if url.starts_with("s3://") => {
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| format!("`{url}`: {e}"))?;
+                let key = url.trim_start_matches("s3://").split_once('/').map_or("", |(_, k)| k).trim_end_matches('/');
+                return Ok(Self { store: Arc::new(store), prefix: Path::from(key), local_dir: None });
+            }
             None if url.contains("://") => {
                 let parsed = url::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
                 let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())

@@ -88,7 +88,7 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         folds: u32,
         /// Gradient descent epochs per fit (about 0.1 ms each on 20,000 rows).
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 600)]
         epochs: u32,
     },
     /// Measure the scheduler: independent no-op tasks, then a chain of dependent ones.

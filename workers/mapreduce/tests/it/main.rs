@@ -1,4 +1,4 @@
-//! Integration tests of M1–M11 (`shared/acceptance/mapreduce.md`): the coordinator and
+//! Integration tests of M1–M12 (`shared/acceptance/mapreduce.md`): the coordinator and
 //! every worker are separate OS processes; crashes are real SIGKILLs and exits.
 
 mod support;
@@ -6,4 +6,5 @@ mod support;
 mod correctness;
 mod faults;
 mod parallelism;
+mod objectstore;
 mod streaming;
