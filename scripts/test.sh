@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
-# The project's test command (README): builds everything and runs every test.
-# Installs what the tests need first; today that is only the Rust toolchain's cargo-nextest
-# (already on the development machines), with `cargo test` as the fallback.
+# The project's test command (see README): installs what the tests need, then builds and
+# runs every test of the workspace.
+#
+# Needs: the Rust toolchain (cargo-nextest if present, else `cargo test`), Python 3 with
+# venv, and a registry for PyPI. The AWS API emulator (moto's server) is installed into a
+# venv under ~/.cache the first time; the tests start and stop it on loopback themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/labctl-test
+VENV="$CACHE/venv"
+if [ ! -x "$VENV/bin/moto_server" ]; then
+  echo "installing the AWS API emulator (moto[server]) into $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]"
+fi
+export MOTO_SERVER="$VENV/bin/moto_server"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
