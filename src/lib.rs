@@ -10,3 +10,4 @@ pub mod plan;
 pub mod providers;
 pub mod report;
 pub mod state;
+pub mod verify;

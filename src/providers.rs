@@ -45,6 +45,15 @@ impl ProviderSettings {
     }
 }
 
+/// Where the bundled worker binaries are: `LABCTL_WORKER_BIN_DIR`, else beside `labctl`
+/// (they are built from the same workspace).
+pub fn worker_bin_dir() -> PathBuf {
+    std::env::var_os("LABCTL_WORKER_BIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)))
+        .unwrap_or_default()
+}
+
 /// A provider ready for the engine, with its request rate limit.
 pub struct Live {
     pub provider: Arc<dyn Provider>,
@@ -59,7 +68,7 @@ pub struct Registry {
 impl Registry {
     pub fn new(settings: &ProviderSettings, lab: &str) -> Self {
         let (main, rate): (Arc<dyn Provider>, _) = match settings {
-            ProviderSettings::Local { data_dir, rate_limit } => (Arc::new(LocalProvider::new(data_dir, lab)), *rate_limit),
+            ProviderSettings::Local { data_dir, rate_limit } => (Arc::new(LocalProvider::new(data_dir, lab, &worker_bin_dir())), *rate_limit),
         };
         let mut live = HashMap::new();
         for (provider, rate) in [(main, rate), (Arc::new(NullProvider) as Arc<dyn Provider>, None)] {

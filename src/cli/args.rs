@@ -57,6 +57,27 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Do not run the smoke workloads after applying.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Run the smoke workloads in every student's environment: a pass/fail matrix.
+    ///
+    /// Word count through each student's MapReduce over their bucket, checked against an
+    /// independent count; the hyperparameter search through their scheduler, checked
+    /// against a sequential run. Exits 1 if any check fails.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        /// Only this student (repeatable).
+        #[arg(long = "student", value_name = "ID")]
+        students: Vec<String>,
+        /// Print the matrix as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the results as JUnit XML, for CI.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Delete the lab's resources (all of them, or some students' or cohorts').
     Destroy {

@@ -19,7 +19,10 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Validate { lab, json } => inspect::validate(&lab, json),
         Command::Plan { target, out, destroy, json } => plan_command(&target, out, destroy, json).await,
-        Command::Apply { lab_or_plan, place, run, yes } => apply(&lab_or_plan, &place, &run, yes).await,
+        Command::Apply { lab_or_plan, place, run, yes, no_verify } => apply(&lab_or_plan, &place, &run, yes, no_verify).await,
+        Command::Verify { target, students, json, junit } => {
+            verify(&Opened::open(&target.lab, &target.place)?, &students, json, junit.as_deref()).await
+        }
         Command::Destroy { target, students, cohorts, sweep, run, yes } => {
             destroy(&target, Filter { students, cohorts }, sweep, &run, yes).await
         }
@@ -181,13 +184,13 @@ fn read_plan(path: &Path) -> Result<Option<Plan>, CliError> {
     serde_json::from_value(value).map(Some).map_err(|e| CliError::invalid(format!("{}: damaged plan: {e}", path.display())))
 }
 
-async fn apply(path: &Path, place: &Place, run: &RunOptions, yes: bool) -> Result<u8, CliError> {
+async fn apply(path: &Path, place: &Place, run: &RunOptions, yes: bool, no_verify: bool) -> Result<u8, CliError> {
     let options = engine_options(run);
     if let Some(plan) = read_plan(path)? {
         return apply_saved_plan(plan, &options, run.json).await;
     }
     let o = Opened::open(path, place)?;
-    let _lock = o.lock("apply")?;
+    let lock = o.lock("apply")?;
     let mut state = o.load_state()?;
     let plan = make_plan(&o, &state, &options).await?;
     if !run.json {
@@ -199,7 +202,28 @@ async fn apply(path: &Path, place: &Place, run: &RunOptions, yes: bool) -> Resul
     if !yes {
         confirm("apply")?;
     }
-    execute(&plan, &mut state, &o.store, &o.registry, &options, "Apply", run.json).await
+    let code = execute(&plan, &mut state, &o.store, &o.registry, &options, "Apply", run.json).await?;
+    drop(lock);
+    if code != 0 || no_verify || o.lab.student.smoke.is_empty() || run.json {
+        return Ok(code);
+    }
+    println!("\nVerifying every student's environment (skip with --no-verify):\n");
+    verify(&o, &[], false, None).await
+}
+
+/// Runs the smoke workloads and prints the matrix; exit 1 if any check failed.
+async fn verify(o: &Opened, students: &[String], json: bool, junit: Option<&Path>) -> Result<u8, CliError> {
+    let state = o.load_state()?;
+    let checks = crate::verify::verify(&o.lab, &state, &crate::providers::worker_bin_dir(), students).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks).expect("checks serialise"));
+    } else {
+        let _ = write!(anstream::stdout(), "{}", report::render_matrix(&checks));
+    }
+    if let Some(path) = junit {
+        std::fs::write(path, report::junit(&checks)).map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(if checks.iter().all(|c| c.passed) { 0 } else { EXIT_FAILURE })
 }
 
 async fn apply_saved_plan(plan: Plan, options: &Options, json: bool) -> Result<u8, CliError> {
@@ -247,7 +271,26 @@ async fn destroy(target: &Target, filter: Filter, sweep: bool, run: &RunOptions,
     if !yes {
         confirm("destroy")?;
     }
-    execute(&plan, &mut state, &o.store, &o.registry, &engine_options(run), "Destroy", run.json).await
+    let code = execute(&plan, &mut state, &o.store, &o.registry, &engine_options(run), "Destroy", run.json).await?;
+    if code != 0 || !filter.is_empty() {
+        return Ok(code);
+    }
+    // Prove it: ask every provider what still carries the lab's tags.
+    let mut left = vec![];
+    for live in o.registry.all() {
+        match live.provider.sweep(&o.lab.name).await {
+            Ok(found) => left.extend(found.into_iter().map(|f| format!("{} {} `{}`", live.provider.name(), f.kind, f.id))),
+            Err(e) => left.push(format!("cannot check the {} provider: {e}", live.provider.name())),
+        }
+    }
+    if left.is_empty() {
+        return Ok(0);
+    }
+    Err(CliError::failed(format!(
+        "these resources of lab `{}` still exist:\n  {}\n  Run `labctl destroy --sweep` to remove them.",
+        o.lab.name,
+        left.join("\n  ")
+    )))
 }
 
 /// Adds every tagged resource the providers know but state does not to state (in memory),

@@ -46,7 +46,7 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
     let base = format!("student[\"{}\"]", student.id);
     let tags = Tags { lab: lab.name.clone(), cohort: Some(cohort.name.clone()), student: Some(student.id.clone()) };
     let s = &lab.student;
-    if s.credentials.unwrap_or(true) {
+    if s.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
         let config = json!({ "student": student.id });
         nodes.push(node(provider, &format!("{base}.credential"), "credential", config, &tags, vec![]));
     }
@@ -59,6 +59,19 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
             let config = json!({ "bucket": bucket_name, "name": name, "dataset": lab.datasets[name] });
             let address = format!("{base}.dataset[\"{name}\"]");
             nodes.push(node(provider, &address, "dataset", config, &tags, vec![bucket_address.clone()]));
+        }
+    }
+    if let Some(workers) = &s.workers {
+        // The workers' shared secret is the student's credential token.
+        let credential = vec![format!("{base}.credential")];
+        let version = env!("CARGO_PKG_VERSION");
+        if let Some(m) = &workers.mapreduce {
+            let config = json!({ "student": student.id, "workers": m.workers, "version": version });
+            nodes.push(node(provider, &format!("{base}.mapreduce"), "mapreduce", config, &tags, credential.clone()));
+        }
+        if let Some(sch) = &workers.scheduler {
+            let config = json!({ "student": student.id, "workers": sch.workers, "slots": sch.slots.unwrap_or(1), "version": version });
+            nodes.push(node(provider, &format!("{base}.scheduler"), "scheduler", config, &tags, credential));
         }
     }
     if let Some(placeholders) = &s.null {

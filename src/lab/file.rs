@@ -139,8 +139,9 @@ pub struct StudentSection {
     pub smoke: Vec<Spanned<SmokeWorkload>>,
     #[schemars(with = "Option<GpuSpec>")]
     pub gpu: Option<Spanned<GpuSpec>>,
-    /// Give every student an access credential (default true).
-    pub credentials: Option<bool>,
+    /// Give every student an access credential (default true; workers need it).
+    #[schemars(with = "Option<bool>")]
+    pub credentials: Option<Spanned<bool>>,
     /// Placeholder resources that exist only in state, like Terraform's `terraform_data`.
     pub null: Option<NullSpec>,
 }

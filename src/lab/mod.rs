@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{did_you_mean, Diagnostic, Source};
 pub use expand::{expand, Node};
-pub use file::LabFile;
+pub use file::{LabFile, SmokeWorkload};
 
 use file::{ClusterSection, StudentSection};
 use labctl_datasets::Dataset;

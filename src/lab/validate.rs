@@ -285,6 +285,11 @@ impl Validator<'_> {
                 self.error(gpu, "GPUs requested but no cluster has a GPU node pool".into(), "allowed: add a [cluster.<name>.node_pool.<pool>] with gpu > 0");
             }
         }
+        if let (Some(credentials), Some(_)) = (&s.credentials, &s.workers) {
+            if !credentials.get_ref() {
+                self.error(credentials, "workers need the students' credentials (their token)".into(), "allowed: credentials = true, or no [student.workers]");
+            }
+        }
         if let Some(null) = &s.null {
             if *null.count.get_ref() > MAX_NULL_PER_STUDENT {
                 self.error(&null.count, format!("null count {} is too large", null.count.get_ref()), &format!("allowed: 0 to {MAX_NULL_PER_STUDENT}"));

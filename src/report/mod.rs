@@ -1,9 +1,11 @@
 //! Everything labctl prints: plans, progress, summaries, tables — for people and as JSON.
 
+mod matrix;
 mod plan;
 mod progress;
 mod summary;
 
+pub use matrix::{junit, render_matrix};
 pub use plan::render_plan;
 pub use progress::Progress;
 pub use summary::{render_summary, summary_json};

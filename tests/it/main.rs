@@ -6,6 +6,7 @@ mod support;
 mod crash;
 mod failures;
 mod lifecycle;
+mod local_e2e;
 mod locking;
 mod secrets;
 mod validate;

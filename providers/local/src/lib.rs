@@ -6,6 +6,8 @@
 //! state file never means a lost resource.
 
 mod fsutil;
+mod process;
+mod services;
 
 use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
@@ -23,10 +25,12 @@ const KINDS: &[KindSchema] = &[
     KindSchema { name: "bucket", replace_on: &["name"] },
     KindSchema { name: "dataset", replace_on: &["*"] },
     KindSchema { name: "credential", replace_on: &["*"] },
+    KindSchema { name: "mapreduce", replace_on: &["*"] },
+    KindSchema { name: "scheduler", replace_on: &["*"] },
 ];
 
 /// Kinds that carry a tag file (datasets live inside their bucket).
-const TAGGED: &[&str] = &["bucket", "credential"];
+const TAGGED: &[&str] = &["bucket", "credential", "mapreduce", "scheduler"];
 
 /// Marks a fully seeded dataset; written last, so its presence means the data is complete.
 const MANIFEST: &str = "_LABCTL_MANIFEST.json";
@@ -35,12 +39,19 @@ const MANIFEST: &str = "_LABCTL_MANIFEST.json";
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
     root: PathBuf,
+    /// Where `lab-mapreduce` and `lab-scheduler` are.
+    bin_dir: PathBuf,
 }
 
 impl LocalProvider {
-    /// A provider keeping lab `lab`'s resources under `data_dir/lab`.
-    pub fn new(data_dir: &Path, lab: &str) -> Self {
-        Self { root: data_dir.join(lab) }
+    /// A provider keeping lab `lab`'s resources under `data_dir/lab`, running the worker
+    /// binaries found in `bin_dir`.
+    pub fn new(data_dir: &Path, lab: &str, bin_dir: &Path) -> Self {
+        Self { root: data_dir.join(lab), bin_dir: bin_dir.to_owned() }
+    }
+
+    fn service_dir(&self, student: &str, kind: &str) -> PathBuf {
+        self.root.join("students").join(student).join(kind)
     }
 
     /// Where the lab's resources live.
@@ -192,12 +203,17 @@ impl LocalProvider {
         Ok(self.dataset_observed(bucket, name, manifest))
     }
 
-    fn create_blocking(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+    fn create_blocking(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
         match spec.kind.as_str() {
             "bucket" => self.create_bucket(spec),
             "dataset" => self.seed_dataset(spec),
             "credential" => self.create_credential(spec),
-            other => Err(unknown_kind(other)),
+            kind => {
+                let service = services::Service::from_kind(kind).ok_or_else(|| unknown_kind(kind))?;
+                let student = str_attr(&spec.config, "student")?;
+                self.claim(kind, student, &spec.tags)?;
+                services::start(service, student, &self.service_dir(student, kind), &self.bin_dir, spec, deps)
+            }
         }
     }
 
@@ -207,6 +223,7 @@ impl LocalProvider {
                 .then(|| self.bucket_observed(id))),
             "dataset" => self.read_dataset(id),
             "credential" => self.read_credential(id),
+            "mapreduce" | "scheduler" => services::read(id, &self.service_dir(id, kind)),
             other => Err(unknown_kind(other)),
         }
     }
@@ -231,6 +248,13 @@ impl LocalProvider {
                 fsutil::remove_file(&path)?;
                 prune_empty(self.data_dir(), &path);
                 self.release("credential", id)
+            }
+            "mapreduce" | "scheduler" => {
+                let dir = self.service_dir(id, kind);
+                services::stop(&dir)?;
+                fsutil::remove_dir_all(&dir)?;
+                prune_empty(self.data_dir(), &dir);
+                self.release(kind, id)
             }
             other => Err(unknown_kind(other)),
         }
@@ -285,9 +309,9 @@ impl Provider for LocalProvider {
         self.blocking(move |p| p.read_blocking(&kind, &id)).await
     }
 
-    async fn create(&self, spec: &ResourceSpec, _deps: &Deps) -> Result<Observed, ProviderError> {
-        let spec = spec.clone();
-        self.blocking(move |p| p.create_blocking(&spec)).await
+    async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+        let (spec, deps) = (spec.clone(), deps.clone());
+        self.blocking(move |p| p.create_blocking(&spec, &deps)).await
     }
 
     async fn update(&self, spec: &ResourceSpec, _prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {

@@ -21,7 +21,7 @@ fn dataset_spec(bucket: &str) -> ResourceSpec {
 #[tokio::test]
 async fn bucket_lifecycle_is_idempotent_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let p = LocalProvider::new(dir.path(), "lab1");
+    let p = LocalProvider::new(dir.path(), "lab1", dir.path());
     let s = spec("bucket", json!({"name": "lab1-ada"}), "ada");
     let made = p.create(&s, &Deps::new()).await.unwrap();
     assert!(p.bucket_path("lab1-ada").is_dir());
@@ -41,7 +41,7 @@ async fn bucket_lifecycle_is_idempotent_and_leaves_nothing() {
 #[tokio::test]
 async fn a_bucket_path_taken_by_someone_else_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let p = LocalProvider::new(dir.path(), "lab1");
+    let p = LocalProvider::new(dir.path(), "lab1", dir.path());
     std::fs::create_dir_all(p.bucket_path("lab1-ada")).unwrap();
     let err = p.create(&spec("bucket", json!({"name": "lab1-ada"}), "ada"), &Deps::new()).await.unwrap_err();
     assert_eq!(err.kind, labctl_provider_api::ErrorKind::Invalid);
@@ -51,7 +51,7 @@ async fn a_bucket_path_taken_by_someone_else_is_refused() {
 #[tokio::test]
 async fn credential_is_private_and_sensitive() {
     let dir = tempfile::tempdir().unwrap();
-    let p = LocalProvider::new(dir.path(), "lab1");
+    let p = LocalProvider::new(dir.path(), "lab1", dir.path());
     let made = p.create(&spec("credential", json!({"student": "ada"}), "ada"), &Deps::new()).await.unwrap();
     assert_eq!(made.sensitive, vec!["token".to_owned()]);
     let token = made.attributes["token"].as_str().unwrap();
@@ -66,7 +66,7 @@ async fn credential_is_private_and_sensitive() {
 #[tokio::test]
 async fn dataset_is_seeded_completely_and_deleting_it_keeps_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
-    let p = LocalProvider::new(dir.path(), "lab1");
+    let p = LocalProvider::new(dir.path(), "lab1", dir.path());
     p.create(&spec("bucket", json!({"name": "b"}), "ada"), &Deps::new()).await.unwrap();
     let made = p.create(&dataset_spec("b"), &Deps::new()).await.unwrap();
     let data = p.dataset_dir("b", "corpus");
@@ -88,7 +88,7 @@ async fn dataset_is_seeded_completely_and_deleting_it_keeps_the_bucket() {
 #[tokio::test]
 async fn seeding_into_a_missing_bucket_fails_without_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let p = LocalProvider::new(dir.path(), "lab1");
+    let p = LocalProvider::new(dir.path(), "lab1", dir.path());
     let err = p.create(&dataset_spec("nope"), &Deps::new()).await.unwrap_err();
     assert!(!err.kind.is_retryable());
 }

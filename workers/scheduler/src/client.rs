@@ -24,7 +24,7 @@ pub struct Outcome {
 
 impl Client {
     pub async fn connect(addr: &str, token: &str) -> Result<Self, String> {
-        let (conn, _) = connect(addr, token, "client", Role::Client, Duration::from_secs(10)).await?;
+        let (conn, _) = connect(addr, token, "client", Role::Client, Duration::from_secs(3)).await?;
         Ok(Self { conn })
     }
 

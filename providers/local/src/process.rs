@@ -1,0 +1,107 @@
+//! Detached worker processes: started in their own process group so they outlive
+//! `labctl apply` and ignore its Ctrl-C, identified by pid *and* start time so that a
+//! reused pid is never mistaken for ours, stopped gracefully then forcefully.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A process we started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proc {
+    pub role: String,
+    pub pid: u32,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start: u64,
+}
+
+/// Starts `exe args` detached, with stdout and stderr in `log` (a previous log is kept as
+/// `<log>.1`).
+pub fn spawn(role: &str, exe: &Path, args: &[String], env: &[(&str, &str)], log: &Path) -> std::io::Result<Proc> {
+    if log.exists() {
+        let mut old = log.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(log, old)?;
+    }
+    let out = OpenOptions::new().create(true).write(true).truncate(true).open(log)?;
+    let child = Command::new(exe)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()?;
+    let pid = child.id();
+    // The child is reaped by init once labctl exits; its start time pins its identity.
+    std::mem::forget(child);
+    let start = start_time(pid).ok_or_else(|| std::io::Error::other(format!("{role} (pid {pid}) exited at once; see {}", log.display())))?;
+    Ok(Proc { role: role.to_owned(), pid, start })
+}
+
+/// The start time of `pid`, if it exists (and is not a zombie).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields resume after its ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+impl Proc {
+    /// Whether this very process is still running.
+    pub fn alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`. Returns once it is gone.
+    pub fn stop(&self, grace: Duration) {
+        if !self.alive() {
+            return;
+        }
+        // SAFETY: signalling a process whose identity (pid + start time) we just checked.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while self.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.alive() {
+            // SAFETY: as above.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+            while self.alive() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Waits for a line containing `marker` in `log` and returns what follows it up to the
+/// next whitespace (e.g. the address after "listening on ").
+pub fn wait_for(log: &Path, marker: &str, proc: &Proc, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(after) = text.split(marker).nth(1) {
+            return Ok(after.split_whitespace().next().unwrap_or_default().to_owned());
+        }
+        if !proc.alive() {
+            return Err(format!("{} exited during start-up; its log ({}) ends with:\n{}", proc.role, log.display(), tail(&text)));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} did not report `{marker}` within {timeout:?}; see {}", proc.role, log.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}

@@ -1,0 +1,196 @@
+//! Functional verification: an environment is ready only when the smoke workloads have
+//! run in it and given the right answer. Per student: word count through their MapReduce
+//! over their bucket, checked against an independent count; the hyperparameter search
+//! through their scheduler, checked against a sequential run of the same search.
+
+mod wordcount;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::process::Command;
+use tokio::sync::Semaphore;
+
+use crate::lab::SmokeWorkload;
+use crate::lab::Lab;
+use crate::state::State;
+
+/// One check of one student.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub student: String,
+    pub check: &'static str,
+    pub passed: bool,
+    pub seconds: f64,
+    /// Why it failed: which step, the worker's error, where the logs are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// How long one smoke workload may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Students verified at once.
+const PARALLEL: usize = 2;
+
+/// Runs every smoke workload of `lab` for the students in `only` (all if empty).
+pub async fn verify(lab: &Lab, state: &State, bin_dir: &Path, only: &[String]) -> Vec<Check> {
+    let permits = Arc::new(Semaphore::new(PARALLEL));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut order = vec![];
+    for (_, student) in lab.students().filter(|(_, s)| only.is_empty() || only.contains(&s.id)) {
+        for smoke in &lab.student.smoke {
+            let check = Smoke::new(*smoke.get_ref(), &student.id, lab, state, bin_dir);
+            order.push((student.id.clone(), check.name()));
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("open");
+                check.run().await
+            });
+        }
+    }
+    let mut checks = vec![];
+    while let Some(done) = tasks.join_next().await {
+        checks.push(done.expect("checks do not panic"));
+    }
+    checks.sort_by_key(|c| order.iter().position(|(s, n)| *s == c.student && *n == c.check));
+    checks
+}
+
+/// Everything one smoke workload needs, looked up in state beforehand.
+struct Smoke {
+    kind: SmokeWorkload,
+    student: String,
+    bin_dir: PathBuf,
+    /// Service address, token, log dir, dataset path, bucket path — or why missing.
+    setup: Result<Setup, String>,
+}
+
+struct Setup {
+    address: String,
+    token: String,
+    log_dir: String,
+    dataset: PathBuf,
+    bucket: PathBuf,
+}
+
+impl Smoke {
+    fn new(kind: SmokeWorkload, student: &str, lab: &Lab, state: &State, bin_dir: &Path) -> Self {
+        let setup = (|| {
+            let get = |what: &str| {
+                state.resources.get(&format!("student[\"{student}\"].{what}")).ok_or_else(|| format!("`{what}` is not created yet: run `labctl apply`"))
+            };
+            let attr = |r: &crate::state::ResourceState, key: &str| r.attributes.get(key).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("{} has no `{key}`", r.kind));
+            let service = match kind {
+                SmokeWorkload::Wordcount => "mapreduce",
+                SmokeWorkload::Hpsearch => "scheduler",
+            };
+            let svc = get(service)?;
+            let name = lab
+                .student
+                .bucket
+                .iter()
+                .flat_map(|b| &b.datasets)
+                .map(|d| d.get_ref())
+                .find(|d| lab.datasets.get(*d).is_some_and(|ds| feeds(kind, ds)))
+                .ok_or("no dataset of the right kind")?;
+            let dataset = get(&format!("dataset[\"{name}\"]"))?;
+            Ok(Setup {
+                address: attr(svc, "address")?,
+                log_dir: attr(svc, "log_dir")?,
+                token: attr(get("credential")?, "token")?,
+                dataset: PathBuf::from(attr(dataset, "path")?),
+                bucket: PathBuf::from(attr(get("bucket")?, "path")?),
+            })
+        })();
+        Self { kind, student: student.to_owned(), bin_dir: bin_dir.to_owned(), setup }
+    }
+
+    fn name(&self) -> &'static str {
+        match self.kind {
+            SmokeWorkload::Wordcount => "wordcount",
+            SmokeWorkload::Hpsearch => "hpsearch",
+        }
+    }
+
+    async fn run(self) -> Check {
+        let start = Instant::now();
+        let result = match &self.setup {
+            Err(e) => Err(e.clone()),
+            Ok(setup) => match tokio::time::timeout(CHECK_TIMEOUT, self.workload(setup)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+            },
+        };
+        let detail = result.err().map(|e| match &self.setup {
+            Ok(s) => format!("{e} (worker logs: {})", s.log_dir),
+            Err(_) => e,
+        });
+        let check = self.name();
+        Check { student: self.student, check, passed: detail.is_none(), seconds: start.elapsed().as_secs_f64(), detail }
+    }
+
+    async fn workload(&self, s: &Setup) -> Result<(), String> {
+        match self.kind {
+            SmokeWorkload::Wordcount => {
+                let out = s.bucket.join("smoke").join("wordcount");
+                let report = self
+                    .tool("lab-mapreduce", "LAB_MAPREDUCE_TOKEN", &s.token, &[
+                        "submit", "--coordinator", &s.address, "--wait", "--json", "--job", "wordcount", "--reduces", "2",
+                        "--input", &s.dataset.display().to_string(), "--output", &out.display().to_string(),
+                    ])
+                    .await
+                    .map_err(|e| format!("word count through the MapReduce coordinator at {}: {e}", s.address))?;
+                let report: Value = serde_json::from_str(&report).map_err(|e| format!("unreadable job report: {e}"))?;
+                if report["succeeded"] != Value::Bool(true) {
+                    return Err(format!("the word count job failed: {}", report["error"].as_str().unwrap_or("no error given")));
+                }
+                wordcount::compare(&s.dataset, &out)
+            }
+            SmokeWorkload::Hpsearch => {
+                let data = s.dataset.join("part-00000.csv").display().to_string();
+                let args = ["hpsearch", "--data", &data, "--epochs", "30"];
+                let through = self
+                    .tool("lab-scheduler", "LAB_SCHEDULER_TOKEN", &s.token, &[&args[..], &["--scheduler", &s.address]].concat())
+                    .await
+                    .map_err(|e| format!("hyperparameter search through the scheduler at {}: {e}", s.address))?;
+                let here = self.tool("lab-scheduler", "LAB_SCHEDULER_TOKEN", &s.token, &args).await.map_err(|e| format!("sequential search: {e}"))?;
+                let strip = |text: &str| -> Result<Value, String> {
+                    let mut v: Value = serde_json::from_str(text).map_err(|e| format!("unreadable search result: {e}"))?;
+                    v.as_object_mut().map(|m| m.remove("seconds"));
+                    Ok(v)
+                };
+                if strip(&through)? != strip(&here)? {
+                    return Err("the distributed search differs from the sequential one".into());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs a worker binary as a client; its stdout, or its stderr as the error.
+    async fn tool(&self, binary: &str, token_env: &str, token: &str, args: &[&str]) -> Result<String, String> {
+        let exe = self.bin_dir.join(binary);
+        let out = Command::new(&exe)
+            .args(args)
+            .env(token_env, token)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(err.lines().last().unwrap_or("failed without a message").trim().to_owned())
+        }
+    }
+}
+
+/// Whether a dataset is what a smoke workload reads.
+fn feeds(kind: SmokeWorkload, dataset: &labctl_datasets::Dataset) -> bool {
+    use labctl_datasets::DatasetKind;
+    matches!((kind, &dataset.kind), (SmokeWorkload::Wordcount, DatasetKind::Text { .. }) | (SmokeWorkload::Hpsearch, DatasetKind::Tabular { .. }))
+}
