@@ -171,7 +171,7 @@ fn apply_without_yes_needs_a_terminal_to_confirm() {
 fn help_lists_every_command() {
     let env = Env::new();
     insta::assert_snapshot!("help", env.run(&["--help"]).ok().stdout);
-    for command in ["validate", "plan", "apply", "destroy", "status", "output", "state", "schema", "completions"] {
+    for command in ["validate", "plan", "apply", "verify", "destroy", "status", "output", "state", "schema", "completions"] {
         let help = env.run(&[command, "--help"]).ok();
         assert!(help.stdout.contains("Usage: labctl"), "{command}: {}", help.stdout);
     }
