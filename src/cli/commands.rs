@@ -80,8 +80,9 @@ impl Opened {
 pub fn load_lab(path: &Path) -> Result<Lab, CliError> {
     match lab::load(path) {
         Ok(lab) => {
+            let mut err = anstream::stderr();
             for w in &lab.warnings {
-                tracing::warn!("{w}");
+                let _ = writeln!(err, "{} {w}", report::paint(anstyle::AnsiColor::Yellow.on_default().bold(), "warning:"));
             }
             Ok(lab)
         }

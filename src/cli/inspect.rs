@@ -16,9 +16,6 @@ pub fn validate(path: &Path, json: bool) -> Result<u8, CliError> {
     if !json {
         let lab = load_lab(path)?;
         let resources = lab::expand(&lab).len();
-        for w in &lab.warnings {
-            println!("warning: {w}");
-        }
         println!(
             "{} is valid: lab `{}`, {} provider, {} cohort(s), {} student(s), {resources} resources.",
             path.display(),

@@ -122,18 +122,20 @@ fn a_valid_lab_says_what_it_holds() {
 }
 
 #[test]
-fn every_example_lab_is_valid() {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+fn every_lab_in_labs_and_examples_is_valid() {
     let env = Env::new();
     let mut checked = 0;
-    for entry in std::fs::read_dir(examples).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            env.run(&["validate", path.to_str().unwrap()]).ok();
-            checked += 1;
+    for dir in ["examples", "labs"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                env.run(&["validate", path.to_str().unwrap()]).ok();
+                checked += 1;
+            }
         }
     }
-    assert!(checked >= 1);
+    assert!(checked >= 4, "the quickstart and one lab per course module");
 }
 
 #[test]
