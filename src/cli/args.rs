@@ -118,6 +118,9 @@ pub enum Command {
         show_sensitive: bool,
         #[arg(long)]
         json: bool,
+        /// Write one handout per student (Markdown and HTML, mode 0600) into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        handout: Option<PathBuf>,
     },
     /// Inspect the state file, or break a lock.
     #[command(subcommand)]

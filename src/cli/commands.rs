@@ -27,7 +27,13 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
             destroy(&target, Filter { students, cohorts }, sweep, &run, yes).await
         }
         Command::Status { target, json } => inspect::status(&Opened::open(&target.lab, &target.place)?, json).await,
-        Command::Output { target, student, show_sensitive, json } => {
+        Command::Output { target, handout: Some(dir), .. } => {
+            let o = Opened::open(&target.lab, &target.place)?;
+            let files = report::write_handouts(&o.lab, &o.load_state()?, &dir).map_err(CliError::failed)?;
+            println!("Wrote {} handouts ({} files) to {}.", o.students(), files.len(), dir.display());
+            Ok(0)
+        }
+        Command::Output { target, student, show_sensitive, json, handout: None } => {
             inspect::output(&Opened::open(&target.lab, &target.place)?, student.as_deref(), show_sensitive, json)
         }
         Command::State(StateCommand::List { target, json }) => inspect::state_list(&Opened::open(&target.lab, &target.place)?, json),

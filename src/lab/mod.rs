@@ -20,6 +20,7 @@ use labctl_datasets::Dataset;
 #[derive(Debug)]
 pub struct Lab {
     pub name: String,
+    pub description: Option<String>,
     /// The lab file, as given on the command line.
     pub path: PathBuf,
     pub provider: ProviderConfig,

@@ -49,6 +49,7 @@ pub fn validate(file: LabFile, source: &Source, path: &Path) -> Result<Lab, Vec<
     match (v.errors.is_empty(), provider) {
         (true, Some(provider)) => Ok(Lab {
             name: name.unwrap_or_default(),
+            description: file.lab.description.clone(),
             path: path.to_owned(),
             provider,
             cohorts,

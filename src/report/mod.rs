@@ -1,10 +1,12 @@
 //! Everything labctl prints: plans, progress, summaries, tables — for people and as JSON.
 
+mod handout;
 mod matrix;
 mod plan;
 mod progress;
 mod summary;
 
+pub use handout::write_handouts;
 pub use matrix::{junit, render_matrix};
 pub use plan::render_plan;
 pub use progress::Progress;

@@ -74,6 +74,17 @@ fn apply_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leaves_no
     let junit = std::fs::read_to_string(env.path("junit.xml")).unwrap();
     assert!(junit.contains("<testsuite name=\"hpsearch\" tests=\"2\" failures=\"0\">"), "{junit}");
 
+    // Handouts: one Markdown and one HTML file per student, private, with what they need.
+    env.run(&["output", "lab.toml", "--handout", "handouts"]).ok();
+    let token = std::fs::read_to_string(env.data().join("e2e/students/ada/token")).unwrap();
+    for ext in ["md", "html"] {
+        let path = env.path(&format!("handouts/ada.{ext}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(token.trim()) && text.contains(&addrs[0]) && text.contains(&addrs[1]), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
     // Killing bob's scheduler fails exactly bob's search, naming the cause.
     let (_, sched) = procs.iter().find(|(r, _)| r == "bob/scheduler/scheduler").unwrap();
     // SAFETY: a process this test's lab started.
