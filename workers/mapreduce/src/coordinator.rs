@@ -96,14 +96,7 @@ async fn connection(stream: TcpStream, conn: u64, token: String, inbound: Unboun
     let mut c = Conn::new(stream);
     let role = match c.recv::<Request>().await {
         Some(Ok(Request::Hello { version, token: theirs, role, name })) => {
-            let refusal = if version != PROTOCOL_VERSION {
-                Some(labctl_wire::version_mismatch(version, PROTOCOL_VERSION))
-            } else if theirs != token {
-                Some("wrong token".to_owned())
-            } else {
-                None
-            };
-            if let Some(reason) = refusal {
+            if let Some(reason) = labctl_wire::refusal(version, PROTOCOL_VERSION, &theirs, &token) {
                 tracing::warn!("refused {role:?} `{name}`: {reason}");
                 let _ = c.send(&Reply::Refused { reason }).await;
                 return;
@@ -116,21 +109,12 @@ async fn connection(stream: TcpStream, conn: u64, token: String, inbound: Unboun
     if c.send(&Reply::Welcome { id: conn }).await.is_err() {
         return;
     }
-    let (tx, mut outbound) = unbounded_channel();
+    let (tx, outbound) = unbounded_channel();
     let _ = inbound.send(Inbound::Joined { conn, role, tx });
-    let (mut sink, mut stream) = c.split();
-    loop {
-        tokio::select! {
-            reply = outbound.recv() => match reply {
-                Some(reply) => if sink.send(&reply).await.is_err() { break },
-                None => break,
-            },
-            request = stream.recv::<Request>() => match request {
-                Some(Ok(request)) => { let _ = inbound.send(Inbound::Message { conn, request }); }
-                _ => break,
-            },
-        }
-    }
+    labctl_wire::relay(c, outbound, |request| {
+        let _ = inbound.send(Inbound::Message { conn, request });
+    })
+    .await;
     let _ = inbound.send(Inbound::Left { conn });
 }
 

@@ -85,14 +85,7 @@ async fn connection(stream: TcpStream, conn: u64, token: String, inbound: Unboun
     let mut c = labctl_wire::Conn::new(stream);
     let (name, role) = match c.recv::<ToScheduler>().await {
         Some(Ok(ToScheduler::Hello { version, token: theirs, name, role })) => {
-            let refusal = if version != PROTOCOL_VERSION {
-                Some(labctl_wire::version_mismatch(version, PROTOCOL_VERSION))
-            } else if theirs != token {
-                Some("wrong token".to_owned())
-            } else {
-                None
-            };
-            if let Some(reason) = refusal {
+            if let Some(reason) = labctl_wire::refusal(version, PROTOCOL_VERSION, &theirs, &token) {
                 tracing::warn!("refused `{name}`: {reason}");
                 let _ = c.send(&FromScheduler::Refused { reason }).await;
                 return;
@@ -104,21 +97,12 @@ async fn connection(stream: TcpStream, conn: u64, token: String, inbound: Unboun
     if c.send(&FromScheduler::Welcome { id: conn }).await.is_err() {
         return;
     }
-    let (tx, mut outbound) = unbounded_channel();
+    let (tx, outbound) = unbounded_channel();
     let _ = inbound.send(Inbound::Joined { conn, name, role, tx });
-    let (mut sink, mut stream) = c.split();
-    loop {
-        tokio::select! {
-            msg = outbound.recv() => match msg {
-                Some(msg) => if sink.send(&msg).await.is_err() { break },
-                None => break,
-            },
-            msg = stream.recv::<ToScheduler>() => match msg {
-                Some(Ok(msg)) => { let _ = inbound.send(Inbound::Message { conn, msg }); }
-                _ => break,
-            },
-        }
-    }
+    labctl_wire::relay(c, outbound, |msg| {
+        let _ = inbound.send(Inbound::Message { conn, msg });
+    })
+    .await;
     let _ = inbound.send(Inbound::Left { conn });
 }
 

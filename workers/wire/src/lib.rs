@@ -77,7 +77,36 @@ fn decode<T: DeserializeOwned>(frame: std::io::Result<bytes::BytesMut>) -> Optio
     Some(frame.and_then(|b| serde_json::from_slice(&b).map_err(std::io::Error::other)))
 }
 
-/// The refusal text for a peer speaking another protocol version: names both.
-pub fn version_mismatch(theirs: u32, ours: u32) -> String {
-    format!("protocol version {theirs} is not supported: this server speaks version {ours}")
+/// Why a hello must be refused, if it must: another protocol version (naming both) or
+/// the wrong token.
+pub fn refusal(their_version: u32, our_version: u32, their_token: &str, our_token: &str) -> Option<String> {
+    if their_version != our_version {
+        Some(format!("protocol version {their_version} is not supported: this server speaks version {our_version}"))
+    } else if their_token != our_token {
+        Some("wrong token".to_owned())
+    } else {
+        None
+    }
+}
+
+/// Relays a connection after its handshake: messages from `outbound` are sent to the
+/// peer, messages from the peer go to `inbound`, until either side closes.
+pub async fn relay<In: DeserializeOwned, Out: Serialize>(
+    conn: Conn,
+    mut outbound: tokio::sync::mpsc::UnboundedReceiver<Out>,
+    mut inbound: impl FnMut(In),
+) {
+    let (mut sink, mut stream) = conn.split();
+    loop {
+        tokio::select! {
+            msg = outbound.recv() => match msg {
+                Some(msg) => if sink.send(&msg).await.is_err() { break },
+                None => break,
+            },
+            msg = stream.recv::<In>() => match msg {
+                Some(Ok(msg)) => inbound(msg),
+                _ => break,
+            },
+        }
+    }
 }
