@@ -5,36 +5,16 @@ use std::path::Path;
 
 use crate::support::{Env, Run};
 
-const LAB: &str = r#"[lab]
-name = "e2e"
-
-[provider.local]
-
-[[cohort]]
-name = "mon"
-students = [{ id = "ada" }, { id = "bob" }]
-
-[student]
-bucket = { datasets = ["corpus", "table"] }
-workers = { mapreduce = { workers = 2 }, scheduler = { workers = 2 } }
-smoke = ["wordcount", "hpsearch"]
-
-[datasets.corpus]
-kind = "text"
-size_mb = 0.5
-files = 2
-
-[datasets.table]
-kind = "tabular"
-rows = 1000
-"#;
+/// The README's main job: `examples/quickstart.toml`, three students.
+const LAB: &str = include_str!("../../examples/quickstart.toml");
+const STUDENTS: [&str; 3] = ["ada", "alan", "grace"];
 
 /// (role, pid, start time) of every process the lab started, and the addresses they use.
 fn processes(env: &Env) -> (Vec<(String, u32)>, Vec<String>) {
     let (mut procs, mut addrs) = (vec![], vec![]);
-    for student in ["ada", "bob"] {
+    for student in STUDENTS {
         for service in ["mapreduce", "scheduler"] {
-            let path = env.data().join(format!("e2e/students/{student}/{service}/processes.json"));
+            let path = env.data().join(format!("quickstart/students/{student}/{service}/processes.json"));
             let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
             for p in record["processes"].as_array().unwrap() {
                 procs.push((format!("{student}/{service}/{}", p["role"].as_str().unwrap()), p["pid"].as_u64().unwrap() as u32));
@@ -57,26 +37,26 @@ fn workers_built() {
 }
 
 #[test]
-fn apply_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leaves_nothing() {
+fn quickstart_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leaves_nothing() {
     workers_built();
     let env = Env::new();
     env.write("lab.toml", LAB);
     let applied: Run = env.run(&["apply", "lab.toml", "--yes"]).ok();
-    assert!(applied.stdout.contains("2 students, 4 of 4 checks passed."), "{}", applied.stdout);
+    assert!(applied.stdout.contains("3 students, 6 of 6 checks passed."), "{}", applied.stdout);
     let (procs, addrs) = processes(&env);
-    assert_eq!(procs.len(), 12, "a coordinator, a scheduler and 2 workers each, per student");
+    assert_eq!(procs.len(), 18, "a coordinator, a scheduler and 2 workers each, per student");
     assert!(procs.iter().all(|(_, pid)| running(*pid)));
 
     // JSON and JUnit for CI.
     let verified = env.run(&["verify", "lab.toml", "--json", "--junit", "junit.xml"]).ok();
     let checks: serde_json::Value = serde_json::from_str(&verified.stdout).unwrap();
-    assert_eq!(checks.as_array().unwrap().len(), 4);
+    assert_eq!(checks.as_array().unwrap().len(), 6);
     let junit = std::fs::read_to_string(env.path("junit.xml")).unwrap();
-    assert!(junit.contains("<testsuite name=\"hpsearch\" tests=\"2\" failures=\"0\">"), "{junit}");
+    assert!(junit.contains("<testsuite name=\"hpsearch\" tests=\"3\" failures=\"0\">"), "{junit}");
 
     // Handouts: one Markdown and one HTML file per student, private, with what they need.
     env.run(&["output", "lab.toml", "--handout", "handouts"]).ok();
-    let token = std::fs::read_to_string(env.data().join("e2e/students/ada/token")).unwrap();
+    let token = std::fs::read_to_string(env.data().join("quickstart/students/ada/token")).unwrap();
     for ext in ["md", "html"] {
         let path = env.path(&format!("handouts/ada.{ext}"));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -85,20 +65,20 @@ fn apply_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leaves_no
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
-    // Killing bob's scheduler fails exactly bob's search, naming the cause.
-    let (_, sched) = procs.iter().find(|(r, _)| r == "bob/scheduler/scheduler").unwrap();
+    // Killing alan's scheduler fails exactly alan's search, naming the cause.
+    let (_, sched) = procs.iter().find(|(r, _)| r == "alan/scheduler/scheduler").unwrap();
     // SAFETY: a process this test's lab started.
     unsafe { libc::kill(*sched as i32, libc::SIGKILL) };
     let broken = env.run(&["verify", "lab.toml"]);
     assert_eq!(broken.code, 1, "{}", broken.all());
-    assert!(broken.stdout.contains("3 of 4 checks passed"), "{}", broken.stdout);
-    assert!(broken.stdout.contains("bob / hpsearch: hyperparameter search through the scheduler at"), "{}", broken.stdout);
+    assert!(broken.stdout.contains("5 of 6 checks passed"), "{}", broken.stdout);
+    assert!(broken.stdout.contains("alan / hpsearch: hyperparameter search through the scheduler at"), "{}", broken.stdout);
     assert!(broken.stdout.contains("cannot reach the scheduler"), "{}", broken.stdout);
-    assert!(!broken.stdout.contains("ada / "), "{}", broken.stdout);
+    assert!(!broken.stdout.contains("ada / ") && !broken.stdout.contains("grace / "), "{}", broken.stdout);
 
     let repaired = env.run(&["apply", "lab.toml", "--yes"]).ok();
-    assert!(repaired.stdout.contains("+ student[\"bob\"].scheduler (scheduler)  # deleted outside labctl"), "{}", repaired.stdout);
-    assert!(repaired.stdout.contains("2 students, 4 of 4 checks passed."), "{}", repaired.stdout);
+    assert!(repaired.stdout.contains("+ student[\"alan\"].scheduler (scheduler)  # deleted outside labctl"), "{}", repaired.stdout);
+    assert!(repaired.stdout.contains("3 students, 6 of 6 checks passed."), "{}", repaired.stdout);
 
     let (procs_after, addrs_after) = processes(&env);
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
