@@ -68,9 +68,14 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
             let parts = [(missing.len(), "missing (run apply to repair)"), (tainted.len(), "tainted")];
             parts.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect::<Vec<_>>().join(", ")
         };
+        let services: serde_json::Map<String, Value> = crate::verify::service_health(&state, &student.id, &crate::providers::worker_bin_dir())
+            .await
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect();
         rows.push(json!({
             "student": student.id, "cohort": cohort.name, "resources": resources.len(),
-            "missing": missing, "tainted": tainted, "health": health,
+            "missing": missing, "tainted": tainted, "health": health, "services": services,
         }));
     }
     let orphans: Vec<&str> = state
@@ -97,15 +102,17 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
         state.serial
     );
     let width = rows.iter().map(|r| r["student"].as_str().unwrap_or_default().len()).max().unwrap_or(0).max(7);
-    let _ = writeln!(out, "{:width$}  {:10}  {:>9}  HEALTH", "STUDENT", "COHORT", "RESOURCES");
+    let _ = writeln!(out, "{:width$}  {:10}  {:>9}  {:34}  SERVICES", "STUDENT", "COHORT", "RESOURCES", "HEALTH");
     for r in &rows {
+        let services: Vec<String> = r["services"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default())).collect();
         let _ = writeln!(
             out,
-            "{:width$}  {:10}  {:>9}  {}",
+            "{:width$}  {:10}  {:>9}  {:34}  {}",
             r["student"].as_str().unwrap_or_default(),
             r["cohort"].as_str().unwrap_or_default(),
             r["resources"].as_u64().unwrap_or_default(),
-            r["health"].as_str().unwrap_or_default()
+            r["health"].as_str().unwrap_or_default(),
+            if services.is_empty() { "-".to_owned() } else { services.join(", ") }
         );
     }
     if !orphans.is_empty() {

@@ -170,22 +170,63 @@ impl Smoke {
         }
     }
 
-    /// Runs a worker binary as a client; its stdout, or its stderr as the error.
     async fn tool(&self, binary: &str, token_env: &str, token: &str, args: &[&str]) -> Result<String, String> {
-        let exe = self.bin_dir.join(binary);
-        let out = Command::new(&exe)
-            .args(args)
-            .env(token_env, token)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            let err = String::from_utf8_lossy(&out.stderr);
-            Err(err.lines().last().unwrap_or("failed without a message").trim().to_owned())
-        }
+        run_tool(&self.bin_dir, binary, token_env, token, args).await
+    }
+}
+
+/// Runs a worker binary as a client; its stdout, or the last line of its stderr as the error.
+pub async fn run_tool(bin_dir: &Path, binary: &str, token_env: &str, token: &str, args: &[&str]) -> Result<String, String> {
+    let exe = bin_dir.join(binary);
+    let out = Command::new(&exe)
+        .args(args)
+        .env(token_env, token)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err.lines().last().unwrap_or("failed without a message").trim().to_owned())
+    }
+}
+
+/// Asks a student's running services how many workers they have: `(service, answer)`.
+pub async fn service_health(state: &State, student: &str, bin_dir: &Path) -> Vec<(&'static str, String)> {
+    let token = state
+        .resources
+        .get(&format!("student[\"{student}\"].credential"))
+        .and_then(|r| r.attributes.get("token"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut out = vec![];
+    for (service, binary, env, flag) in [
+        ("mapreduce", "lab-mapreduce", "LAB_MAPREDUCE_TOKEN", "--coordinator"),
+        ("scheduler", "lab-scheduler", "LAB_SCHEDULER_TOKEN", "--http"),
+    ] {
+        let Some(r) = state.resources.get(&format!("student[\"{student}\"].{service}")) else { continue };
+        let target = match service {
+            "scheduler" => r.attributes.get("status_url").and_then(Value::as_str).map(|u| u.trim_start_matches("http://").trim_end_matches("/status").to_owned()),
+            _ => r.attributes.get("address").and_then(Value::as_str).map(str::to_owned),
+        };
+        let Some(target) = target else { continue };
+        let answer = match tokio::time::timeout(Duration::from_secs(5), run_tool(bin_dir, binary, env, token, &["status", flag, &target])).await {
+            Ok(Ok(text)) => workers_in(&text).map_or_else(|| "up".to_owned(), |n| format!("{n} workers")),
+            Ok(Err(e)) => format!("down ({e})"),
+            Err(_) => "no answer".to_owned(),
+        };
+        out.push((service, answer));
+    }
+    out
+}
+
+/// The worker count in a status answer (JSON from lab-mapreduce, text from lab-scheduler).
+fn workers_in(text: &str) -> Option<u64> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => v["workers"].as_u64(),
+        Err(_) => text.lines().find_map(|l| l.strip_prefix("workers:")).and_then(|n| n.trim().parse().ok()),
     }
 }
 

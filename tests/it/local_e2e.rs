@@ -69,6 +69,10 @@ fn quickstart_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leav
     let (_, sched) = procs.iter().find(|(r, _)| r == "alan/scheduler/scheduler").unwrap();
     // SAFETY: a process this test's lab started.
     unsafe { libc::kill(*sched as i32, libc::SIGKILL) };
+    let status = env.run(&["status", "lab.toml"]).ok();
+    let line = |who: &str| status.stdout.lines().find(|l| l.starts_with(who)).unwrap_or_default().to_owned();
+    assert!(line("ada").contains("mapreduce: 2 workers, scheduler: 2 workers"), "{}", status.stdout);
+    assert!(line("alan").contains("1 missing") && line("alan").contains("scheduler: down"), "{}", status.stdout);
     let broken = env.run(&["verify", "lab.toml"]);
     assert_eq!(broken.code, 1, "{}", broken.all());
     assert!(broken.stdout.contains("5 of 6 checks passed"), "{}", broken.stdout);
