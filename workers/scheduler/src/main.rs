@@ -117,7 +117,9 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // One thread: the scheduler and its workers are message pumps; hops between threads
+    // would only add latency. CPU-heavy tasks run on the blocking pool.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     match rt.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
