@@ -30,9 +30,13 @@ start_cluster() {
 stop_cluster() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; PIDS=(); sleep 0.2; }
 field() { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
 
+start_cluster 1
+"$BIN" stress --scheduler "$ADDR" --tasks "$TASKS" --chain 10 >"$WORK/one.json"
+stop_cluster
 start_cluster 2
 "$BIN" stress --scheduler "$ADDR" --tasks "$TASKS" --chain "$CHAIN" >"$WORK/stress.json"
 stop_cluster
+printf 'per-task overhead, 1 worker: %.1f µs per no-op task (%s tasks)\n\n' "$(field "$WORK/one.json" us_per_task)" "$TASKS"
 tps=$(field "$WORK/stress.json" tasks_per_second); us=$(field "$WORK/stress.json" us_per_task); ms=$(field "$WORK/stress.json" ms_per_step)
 echo "no-op tasks and dependent chain, 2 workers, $(nproc) cores"
 printf '%-16s %14s %12s %14s\n' system tasks/s "µs/task" "ms/chain step"
