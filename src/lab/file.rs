@@ -36,7 +36,7 @@ pub struct LabSection {
     #[schemars(with = "String")]
     pub name: Spanned<String>,
     pub description: Option<String>,
-    /// When the lab must be gone (RFC 3339 date-time or date); `labctl reap` destroys it after.
+    /// When the lab must be gone (RFC 3339 date-time or date); plan and apply refuse a past one.
     #[schemars(with = "Option<String>")]
     pub expires: Option<Spanned<toml::value::Datetime>>,
     pub budget: Option<BudgetSection>,
