@@ -61,10 +61,7 @@ impl Opened {
     pub fn open(lab_path: &Path, place: &Place) -> Result<Self, CliError> {
         let lab = load_lab(lab_path)?;
         let settings = ProviderSettings::resolve(&lab.provider, place.data_dir.clone()).map_err(CliError::failed)?;
-        let store = match &place.state {
-            Some(path) => StateStore::new(path.clone()),
-            None => StateStore::beside(lab_path, &lab.name),
-        };
+        let store = store_for(lab_path, &lab.name, place);
         let registry = Registry::new(&settings, &lab.name);
         Ok(Self { lab, settings, store, registry })
     }
@@ -79,6 +76,14 @@ impl Opened {
 
     pub fn lock(&self, operation: &str) -> Result<StateLock, CliError> {
         lock(&self.store.lock_path(), operation)
+    }
+}
+
+/// The state store: `--state`, else beside the lab file.
+fn store_for(lab_path: &Path, lab: &str, place: &Place) -> StateStore {
+    match &place.state {
+        Some(path) => StateStore::new(path.clone()),
+        None => StateStore::beside(lab_path, lab),
     }
 }
 
@@ -119,13 +124,19 @@ fn engine_options(run: &RunOptions) -> Options {
 }
 
 /// Refreshes state through the providers and diffs it against the lab.
-async fn make_plan(o: &Opened, state: &crate::state::State, options: &Options) -> Result<Plan, CliError> {
-    let refreshed = engine::refresh(state, &o.registry, options).await.map_err(|errors| {
-        CliError::failed(format!("cannot read the current resources:\n  {}", errors.join("\n  ")))
-    })?;
+async fn make_plan(o: &Opened, state: &crate::state::State) -> Result<Plan, CliError> {
+    let refreshed = refresh(o, state).await?;
     let desired = lab::expand(&o.lab);
     let actions = plan::diff(&desired, state, &refreshed, |p, k| o.registry.schema(p, k));
     Ok(new_plan(o, state, false, actions))
+}
+
+/// Asks the providers what exists now.
+pub async fn refresh(o: &Opened, state: &crate::state::State) -> Result<crate::plan::Refreshed, CliError> {
+    let options = Options { parallelism: 10, retry: RetryPolicy::default() };
+    engine::refresh(state, &o.registry, &options)
+        .await
+        .map_err(|errors| CliError::failed(format!("cannot read the current resources:\n  {}", errors.join("\n  "))))
 }
 
 fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec<plan::Action>) -> Plan {
@@ -144,11 +155,10 @@ fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec
 async fn plan_command(target: &Target, out: Option<PathBuf>, destroy: bool, json: bool) -> Result<u8, CliError> {
     let o = Opened::open(&target.lab, &target.place)?;
     let state = o.load_state()?;
-    let options = engine_options(&RunOptions { parallelism: 10, timeout: 600, json });
     let plan = if destroy {
         new_plan(&o, &state, true, plan::destroy_plan(&state, &Filter::default()))
     } else {
-        make_plan(&o, &state, &options).await?
+        make_plan(&o, &state).await?
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
@@ -199,7 +209,7 @@ async fn apply(path: &Path, place: &Place, run: &RunOptions, yes: bool, no_verif
     let o = Opened::open(path, place)?;
     let lock = o.lock("apply")?;
     let mut state = o.load_state()?;
-    let plan = make_plan(&o, &state, &options).await?;
+    let plan = make_plan(&o, &state).await?;
     if !run.json {
         let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
     }
@@ -221,7 +231,14 @@ async fn apply(path: &Path, place: &Place, run: &RunOptions, yes: bool, no_verif
 /// Runs the smoke workloads and prints the matrix; exit 1 if any check failed.
 async fn verify(o: &Opened, students: &[String], json: bool, junit: Option<&Path>) -> Result<u8, CliError> {
     let state = o.load_state()?;
-    let checks = crate::verify::verify(&o.lab, &state, &crate::providers::worker_bin_dir(), students).await;
+    let bin_dir = crate::providers::worker_bin_dir();
+    let checks = tokio::select! {
+        checks = crate::verify::verify(&o.lab, &state, &bin_dir, students) => checks,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("Interrupted: verification stopped.");
+            return Ok(EXIT_INTERRUPTED);
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&checks).expect("checks serialise"));
     } else {
@@ -375,11 +392,7 @@ fn confirm(what: &str) -> Result<(), CliError> {
 
 fn unlock(target: &Target) -> Result<u8, CliError> {
     let lab = load_lab(&target.lab)?;
-    let store = match &target.place.state {
-        Some(p) => StateStore::new(p.clone()),
-        None => StateStore::beside(&target.lab, &lab.name),
-    };
-    let path = store.lock_path();
+    let path = store_for(&target.lab, &lab.name, &target.place).lock_path();
     let holder: Option<LockInfo> = StateLock::holder(&path);
     match StateLock::force_unlock(&path) {
         Ok(()) => {

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use super::commands::{load_lab, Opened};
 use super::{CliError, EXIT_INVALID};
-use crate::engine::{self, Options, RetryPolicy};
 use crate::lab;
 use crate::state::{redact, ResourceState};
 
@@ -50,10 +49,7 @@ fn by_student(resources: &BTreeMap<String, ResourceState>) -> BTreeMap<Option<&s
 
 pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
     let state = o.load_state()?;
-    let options = Options { parallelism: 10, retry: RetryPolicy::default() };
-    let refreshed = engine::refresh(&state, &o.registry, &options)
-        .await
-        .map_err(|errors| CliError::failed(format!("cannot read the current resources:\n  {}", errors.join("\n  "))))?;
+    let refreshed = super::commands::refresh(o, &state).await?;
     let groups = by_student(&state.resources);
     let mut rows = vec![];
     for (cohort, student) in o.lab.students() {

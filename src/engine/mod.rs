@@ -241,6 +241,8 @@ struct Task {
     deps: Deps,
     provider: Arc<dyn labctl_provider_api::Provider>,
     limiter: Arc<RateLimiter>,
+    /// Who deletes what a replace removes: the provider and kind it was made with.
+    old: (Arc<dyn labctl_provider_api::Provider>, Arc<RateLimiter>, String),
 }
 
 struct Ctx {
@@ -253,7 +255,15 @@ struct Ctx {
 fn task_for(action: &Action, state: &State, registry: &Registry) -> Result<Task, String> {
     let Live { provider, limiter } =
         registry.get(&action.provider).ok_or_else(|| format!("no provider `{}` is configured", action.provider))?;
-    let prior = state.resources.get(&action.address).map(ResourceState::observed);
+    let recorded = state.resources.get(&action.address);
+    let prior = recorded.map(ResourceState::observed);
+    let old = match recorded {
+        Some(r) => {
+            let live = registry.get(&r.provider).ok_or_else(|| format!("no provider `{}` is configured", r.provider))?;
+            (live.provider.clone(), live.limiter.clone(), r.kind.clone())
+        }
+        None => (provider.clone(), limiter.clone(), action.kind.clone()),
+    };
     let deps = match action.action {
         ActionKind::Delete => Deps::new(),
         _ => action
@@ -262,7 +272,7 @@ fn task_for(action: &Action, state: &State, registry: &Registry) -> Result<Task,
             .filter_map(|d| state.resources.get(d).map(|r| (d.clone(), r.observed())))
             .collect(),
     };
-    Ok(Task { action: action.clone(), prior, deps, provider: provider.clone(), limiter: limiter.clone() })
+    Ok(Task { action: action.clone(), prior, deps, provider: provider.clone(), limiter: limiter.clone(), old })
 }
 
 impl Task {
@@ -287,7 +297,8 @@ impl Task {
             }
             ActionKind::Replace => {
                 if let Some(prior) = &self.prior {
-                    if let Err(error) = retrying(&self.limiter, ctx, &mut || self.provider.delete(&a.kind, prior)).await {
+                    let (provider, limiter, kind) = &self.old;
+                    if let Err(error) = retrying(limiter, ctx, &mut || provider.delete(kind, prior)).await {
                         return TaskResult::Failed { error, prior_deleted: false };
                     }
                 }

@@ -40,6 +40,10 @@ pub fn diff<'a>(
 ) -> Vec<Action> {
     let mut actions = vec![];
     let mut wanted = BTreeSet::new();
+    // Existing resources made anew by this plan: what depends on them is made anew too
+    // (a recreated credential has a new token that running services must get). Nodes come
+    // dependencies first, so one pass suffices.
+    let mut recreated: BTreeSet<&str> = BTreeSet::new();
     for node in desired {
         let address = &node.spec.address;
         wanted.insert(address.as_str());
@@ -47,16 +51,25 @@ pub fn diff<'a>(
             actions.push(upsert(node, ActionKind::Create, vec![], None));
             continue;
         };
+        let recreated_dep = node.deps.iter().find(|d| recreated.contains(d.as_str()));
         if !refreshed.get(address).copied().unwrap_or(true) {
             actions.push(upsert(node, ActionKind::Create, vec![], Some("deleted outside labctl".into())));
+            recreated.insert(address);
+            continue;
+        }
+        if let Some(dep) = recreated_dep {
+            actions.push(upsert(node, ActionKind::Replace, vec![], Some(format!("{dep} is recreated"))));
+            recreated.insert(address);
             continue;
         }
         if current.tainted {
             actions.push(upsert(node, ActionKind::Replace, vec![], Some("tainted: its creation did not finish".into())));
+            recreated.insert(address);
             continue;
         }
         if current.kind != node.spec.kind || current.provider != node.provider {
             actions.push(upsert(node, ActionKind::Replace, vec![], Some("its kind changed".into())));
+            recreated.insert(address);
             continue;
         }
         let kind_schema = schema(&node.provider, &node.spec.kind);
@@ -65,6 +78,9 @@ pub fn diff<'a>(
             continue;
         }
         let action = if changes.iter().any(|c| c.forces_replace) { ActionKind::Replace } else { ActionKind::Update };
+        if action == ActionKind::Replace {
+            recreated.insert(address);
+        }
         actions.push(upsert(node, action, changes, None));
     }
     let unwanted = state.resources.iter().filter(|(a, _)| !wanted.contains(a.as_str()));
@@ -136,3 +152,49 @@ fn changes(
         .collect()
 }
 
+
+#[cfg(test)]
+mod tests {
+    use labctl_provider_api::{ResourceSpec, Tags};
+    use serde_json::json;
+
+    use super::*;
+
+    fn node(address: &str, kind: &str, deps: &[&str]) -> Node {
+        let spec = ResourceSpec { address: address.into(), kind: kind.into(), config: json!({ "v": 1 }).as_object().unwrap().clone(), tags: Tags::default() };
+        Node { provider: "local".into(), spec, deps: deps.iter().map(|d| d.to_string()).collect() }
+    }
+
+    fn applied(n: &Node) -> ResourceState {
+        ResourceState {
+            provider: n.provider.clone(),
+            kind: n.spec.kind.clone(),
+            id: n.spec.address.clone(),
+            config: n.spec.config.clone(),
+            attributes: Default::default(),
+            sensitive: vec![],
+            deps: n.deps.clone(),
+            tags: Tags::default(),
+            tainted: false,
+        }
+    }
+
+    #[test]
+    fn what_depends_on_a_recreated_resource_is_replaced_and_nothing_else() {
+        let desired = [node("cred", "credential", &[]), node("svc", "scheduler", &["cred"]), node("other", "bucket", &[])];
+        let mut state = State::new("lab");
+        for n in &desired {
+            state.resources.insert(n.spec.address.clone(), applied(n));
+        }
+        let none = |_: &str, _: &str| None;
+        assert!(diff(&desired, &state, &Refreshed::new(), none).is_empty());
+
+        let gone: Refreshed = [("cred".to_owned(), false)].into();
+        let actions = diff(&desired, &state, &gone, none);
+        let summary: Vec<(&str, ActionKind, Option<&str>)> = actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
+        assert_eq!(
+            summary,
+            vec![("cred", ActionKind::Create, Some("deleted outside labctl")), ("svc", ActionKind::Replace, Some("cred is recreated"))]
+        );
+    }
+}

@@ -102,8 +102,13 @@ impl StateLock {
 }
 
 impl Drop for StateLock {
+    /// Removes the lock file only if it is still ours: after `state unlock`, another run
+    /// may hold a new file at the same path.
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let ours = |m: fs::Metadata| self._file.metadata().is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
+        if fs::metadata(&self.path).is_ok_and(ours) {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -116,6 +121,18 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_lock_s_old_holder_does_not_remove_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.lock");
+        let stuck = StateLock::acquire(&path, "apply").unwrap();
+        StateLock::force_unlock(&path).unwrap();
+        let _new = StateLock::acquire(&path, "apply").unwrap();
+        drop(stuck);
+        assert!(path.exists(), "the new holder's lock file stays");
+        assert!(matches!(StateLock::acquire(&path, "destroy"), Err(LockError::Held(_))));
+    }
 
     #[test]
     fn second_writer_is_told_who_holds_the_lock() {

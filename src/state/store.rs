@@ -89,9 +89,12 @@ impl StateStore {
         file.sync_all()?;
         drop(file);
         if self.path.exists() {
+            // Best effort: a file system without hard links still gets its state saved.
             let backup = self.backup_path();
             let _ = fs::remove_file(&backup);
-            fs::hard_link(&self.path, &backup)?;
+            if let Err(e) = fs::hard_link(&self.path, &backup) {
+                tracing::warn!("cannot keep a backup of the state at {}: {e}", backup.display());
+            }
         }
         fs::rename(&tmp, &self.path)?;
         // Make the rename itself durable.

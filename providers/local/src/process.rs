@@ -61,20 +61,21 @@ impl Proc {
         start_time(self.pid) == Some(self.start)
     }
 
-    /// SIGTERM, then SIGKILL after `grace`. Returns once it is gone.
+    /// SIGTERM, then SIGKILL after `grace`, to its whole process group (it leads one, so
+    /// the programs its tasks started go too). Returns once it is gone.
     pub fn stop(&self, grace: Duration) {
         if !self.alive() {
             return;
         }
         // SAFETY: signalling a process whose identity (pid + start time) we just checked.
-        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        unsafe { libc::kill(-(self.pid as i32), libc::SIGTERM) };
         let deadline = Instant::now() + grace;
         while self.alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         if self.alive() {
             // SAFETY: as above.
-            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+            unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
             while self.alive() {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -88,7 +89,8 @@ pub fn wait_for(log: &Path, marker: &str, proc: &Proc, timeout: Duration) -> Res
     let deadline = Instant::now() + timeout;
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(after) = text.split(marker).nth(1) {
+        // Only a complete line: the writer may be half-way through it.
+        if let Some(after) = text.split(marker).nth(1).filter(|a| a.contains('\n')) {
             return Ok(after.split_whitespace().next().unwrap_or_default().to_owned());
         }
         if !proc.alive() {
