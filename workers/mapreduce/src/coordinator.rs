@@ -14,7 +14,7 @@ use crate::job::JobSpec;
 use crate::protocol::{Conn, Reply, Request, Role, PROTOCOL_VERSION};
 use crate::report::JobReport;
 use crate::storage::{input_files, Location};
-use crate::task::{intermediate_name, splits, Split, TaskSpec};
+use crate::task::{intermediate_name, job_temporaries, splits, Split, TaskSpec};
 
 /// How the coordinator runs.
 #[derive(Debug, Clone)]
@@ -173,9 +173,9 @@ impl Coordinator {
                 if self.current.as_ref().is_some_and(|r| r.id == job) {
                     self.feed(Event::Finished { worker: conn, task, attempt, outputs, stats }).await;
                 } else if let Some(output) = self.finished_outputs.get(&job) {
-                    // A straggler of a finished job: its job's temporaries go.
+                    // A straggler of a finished job: its temporaries go.
                     tracing::info!("ignored a duplicate completion of {task:?} after job {job} finished");
-                    let _ = output.remove_all("_temporary").await;
+                    let _ = output.remove_all(&job_temporaries(job)).await;
                 }
                 self.redispatch().await;
             }
@@ -269,16 +269,23 @@ impl Coordinator {
             }
             Command::Exit { worker } => self.reply(worker, Reply::Exit),
             Command::Commit { task, outputs } => {
+                let mut published = Ok(());
                 for o in &outputs {
                     let (from, to) = (run.output.key(&o.temp), run.output.key(&o.final_name));
-                    if let Err(error) = run.output.publish(&from, &to).await {
-                        tracing::error!("{error}");
-                        let commands = run.job.handle(Event::CommitFailed { task, error }, Instant::now());
-                        for c in commands {
-                            Box::pin(self.command(c)).await;
-                        }
-                        return;
+                    published = run.output.publish(&from, &to).await;
+                    if published.is_err() {
+                        break;
                     }
+                }
+                let event = match published {
+                    Ok(()) => Event::Committed { task },
+                    Err(error) => {
+                        tracing::error!("{error}");
+                        Event::CommitFailed { task, error }
+                    }
+                };
+                for c in run.job.handle(event, Instant::now()) {
+                    Box::pin(self.command(c)).await;
                 }
             }
             Command::Discard { task, outputs } => {
@@ -394,7 +401,7 @@ fn task_spec(run: &Running, task: TaskId) -> TaskSpec {
         Phase::Reduce => TaskSpec::Reduce {
             index: task.index,
             job: spec.job.clone(),
-            inputs: (0..run.splits.len() as u32).map(|m| intermediate_name(m, task.index)).collect(),
+            inputs: (0..run.splits.len() as u32).map(|m| intermediate_name(run.id, m, task.index)).collect(),
             output: spec.output.clone(),
         },
     }

@@ -46,7 +46,10 @@ pub enum Event {
     Request { worker: WorkerId },
     Finished { worker: WorkerId, task: TaskId, attempt: u64, outputs: Vec<Output>, stats: TaskStats },
     Failed { worker: WorkerId, task: TaskId, attempt: u64, error: String },
-    /// Publishing a winning attempt's outputs failed: run the task again.
+    /// The outputs of a [`Command::Commit`] are published: the task is done.
+    Committed { task: TaskId },
+    /// Publishing a winning attempt's outputs failed: run the task again (this counts as a
+    /// failed attempt).
     CommitFailed { task: TaskId, error: String },
     /// The worker disconnected or missed its heartbeats.
     WorkerLost { worker: WorkerId },
@@ -61,7 +64,8 @@ pub enum Command {
     Wait { worker: WorkerId },
     /// The job is over; the worker may go.
     Exit { worker: WorkerId },
-    /// Publish the first completion of a task.
+    /// Publish the first completion of a task, then report [`Event::Committed`] or
+    /// [`Event::CommitFailed`].
     Commit { task: TaskId, outputs: Vec<Output> },
     /// Delete what a duplicate (late) completion wrote.
     Discard { task: TaskId, outputs: Vec<Output> },
@@ -83,13 +87,14 @@ pub struct Limits {
 #[derive(Debug, Default)]
 struct Task {
     done: bool,
+    /// A completion is being published; later ones are duplicates.
+    committing: bool,
     /// Executions in flight: attempt → (worker, started).
     running: HashMap<u64, (WorkerId, Instant)>,
     /// Whether it is waiting to be (re)assigned.
     queued: bool,
     failures: u32,
     errors: Vec<String>,
-    executions: u32,
     outputs: Vec<Output>,
     stats: TaskStats,
 }
@@ -190,14 +195,8 @@ impl Job {
             Event::Request { worker } => vec![self.assign(worker, now)],
             Event::Finished { worker: _, task, attempt, outputs, stats } => self.finished_task(task, attempt, outputs, stats, now),
             Event::Failed { worker: _, task, attempt, error } => self.failed_task(task, attempt, error),
-            Event::CommitFailed { task, error } => {
-                let t = &mut self.tasks_mut(task.phase)[task.index as usize];
-                t.done = false;
-                t.queued = true;
-                t.outputs.clear();
-                t.errors.push(format!("publishing the output failed: {error}"));
-                vec![]
-            }
+            Event::Committed { task } => self.committed(task, now),
+            Event::CommitFailed { task, error } => self.failed_commit(task, error),
             Event::WorkerLost { worker } => {
                 self.counters.workers_lost += 1;
                 for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
@@ -234,7 +233,6 @@ impl Job {
         self.next_attempt += 1;
         let t = &mut self.tasks_mut(phase)[index];
         t.queued = false;
-        t.executions += 1;
         t.running.insert(attempt, (worker, now));
         match phase {
             Phase::Map => self.counters.map_executions += 1,
@@ -243,18 +241,28 @@ impl Job {
         Command::Assign { worker, task: TaskId { phase, index: index as u32 }, attempt }
     }
 
-    fn finished_task(&mut self, task: TaskId, attempt: u64, outputs: Vec<Output>, stats: TaskStats, now: Instant) -> Vec<Command> {
+    fn finished_task(&mut self, task: TaskId, attempt: u64, outputs: Vec<Output>, stats: TaskStats, _now: Instant) -> Vec<Command> {
         let t = &mut self.tasks_mut(task.phase)[task.index as usize];
         t.running.remove(&attempt);
-        if t.done {
+        if t.done || t.committing {
             self.counters.ignored_completions += 1;
             return vec![Command::Discard { task, outputs }];
         }
-        t.done = true;
+        t.committing = true;
         t.queued = false;
         t.outputs = outputs.clone();
         t.stats = stats;
-        let written: u64 = outputs.iter().map(|o| o.bytes).sum();
+        vec![Command::Commit { task, outputs }]
+    }
+
+    fn committed(&mut self, task: TaskId, now: Instant) -> Vec<Command> {
+        let t = &mut self.tasks_mut(task.phase)[task.index as usize];
+        if !t.committing {
+            return vec![];
+        }
+        t.committing = false;
+        t.done = true;
+        let (stats, written) = (t.stats, t.outputs.iter().map(|o| o.bytes).sum::<u64>());
         match task.phase {
             Phase::Map => {
                 self.counters.bytes_in += stats.bytes_in;
@@ -265,8 +273,7 @@ impl Job {
                 self.counters.records_out += stats.records_out;
             }
         }
-        let mut commands = vec![Command::Commit { task, outputs }];
-        if self.maps.iter().all(|t| t.done) && self.phase == Phase::Map {
+        if self.phase == Phase::Map && self.maps.iter().all(|t| t.done) {
             self.phase = Phase::Reduce;
             self.counters.map_phase = now.duration_since(self.started);
             self.reduce_started = Some(now);
@@ -274,19 +281,28 @@ impl Job {
         if self.phase == Phase::Reduce && self.reduces.iter().all(|t| t.done) {
             self.finished = true;
             self.counters.reduce_phase = now.duration_since(self.reduce_started.unwrap_or(now));
-            commands.push(Command::Done);
+            return vec![Command::Done];
         }
-        commands
+        vec![]
     }
 
-    fn failed_task(&mut self, task: TaskId, attempt: u64, error: String) -> Vec<Command> {
-        let max = self.limits.max_attempts;
+    fn failed_commit(&mut self, task: TaskId, error: String) -> Vec<Command> {
         let t = &mut self.tasks_mut(task.phase)[task.index as usize];
-        if t.running.remove(&attempt).is_none() || t.done {
+        if !t.committing {
             return vec![];
         }
+        t.committing = false;
+        t.outputs.clear();
+        t.errors.push(format!("publishing the output failed: {error}"));
         t.failures += 1;
-        t.errors.push(error);
+        self.give_up_or_retry(task)
+    }
+
+    /// After a failed attempt: fails the job once the task has failed `max_attempts`
+    /// times, else queues it again (unless another attempt still runs).
+    fn give_up_or_retry(&mut self, task: TaskId) -> Vec<Command> {
+        let max = self.limits.max_attempts;
+        let t = &mut self.tasks_mut(task.phase)[task.index as usize];
         let failed_for_good = t.failures >= max;
         if !failed_for_good && t.running.is_empty() {
             t.queued = true;
@@ -298,6 +314,16 @@ impl Job {
             return vec![Command::JobFailed { task, errors }];
         }
         vec![]
+    }
+
+    fn failed_task(&mut self, task: TaskId, attempt: u64, error: String) -> Vec<Command> {
+        let t = &mut self.tasks_mut(task.phase)[task.index as usize];
+        if t.running.remove(&attempt).is_none() || t.done || t.committing {
+            return vec![];
+        }
+        t.failures += 1;
+        t.errors.push(error);
+        self.give_up_or_retry(task)
     }
 }
 

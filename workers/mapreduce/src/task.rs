@@ -27,9 +27,14 @@ pub enum TaskSpec {
     Reduce { index: u32, job: JobKind, inputs: Vec<String>, output: String },
 }
 
+/// Where job `job` keeps its intermediate and temporary files, under its output.
+pub fn job_temporaries(job: u64) -> String {
+    format!("_temporary/job-{job}")
+}
+
 /// Where map task `map`'s intermediate data for partition `reduce` is published.
-pub fn intermediate_name(map: u32, reduce: u32) -> String {
-    format!("_temporary/map-{map:05}/part-{reduce:05}")
+pub fn intermediate_name(job: u64, map: u32, reduce: u32) -> String {
+    format!("{}/map-{map:05}/part-{reduce:05}", job_temporaries(job))
 }
 
 /// The final name of reduce partition `reduce`'s output.
@@ -37,13 +42,13 @@ pub fn output_name(reduce: u32) -> String {
     format!("part-r-{reduce:05}")
 }
 
-/// The temporary name attempt `attempt` writes `name` under.
-fn temp_name(name: &str, attempt: u64) -> String {
-    format!("_temporary/attempt-{attempt:06}/{}", name.replace('/', "_"))
+/// The temporary name attempt `attempt` of job `job` writes `name` under.
+fn temp_name(job: u64, name: &str, attempt: u64) -> String {
+    format!("{}/attempt-{attempt:06}/{}", job_temporaries(job), name.replace('/', "_"))
 }
 
 /// Runs a task; returns its outputs (under temporary names) and what it measured.
-pub async fn run(task: TaskSpec, attempt: u64) -> Result<(Vec<Output>, TaskStats), String> {
+pub async fn run(task: TaskSpec, job_id: u64, attempt: u64) -> Result<(Vec<Output>, TaskStats), String> {
     match task {
         TaskSpec::Map { index, job, combiner, reduces, split, output } => {
             let input = Location::parse(&split.url)?;
@@ -61,7 +66,7 @@ pub async fn run(task: TaskSpec, attempt: u64) -> Result<(Vec<Output>, TaskStats
             let out = Location::parse(&output)?;
             let mut outputs = vec![];
             for (r, bytes) in parts.into_iter().enumerate() {
-                outputs.push(write(&out, &intermediate_name(index, r as u32), attempt, bytes).await?);
+                outputs.push(write(&out, &intermediate_name(job_id, index, r as u32), job_id, attempt, bytes).await?);
             }
             Ok((outputs, TaskStats { bytes_in, records_out: 0 }))
         }
@@ -81,7 +86,7 @@ pub async fn run(task: TaskSpec, attempt: u64) -> Result<(Vec<Output>, TaskStats
             })
             .await
             .map_err(|e| format!("reduce task panicked: {e}"))??;
-            let written = write(&out, &output_name(index), attempt, result).await?;
+            let written = write(&out, &output_name(index), job_id, attempt, result).await?;
             Ok((vec![written], TaskStats { bytes_in, records_out }))
         }
     }
@@ -100,8 +105,8 @@ pub fn groups<'a>(sorted: &'a [(&'a [u8], &'a [u8])]) -> impl Iterator<Item = (&
     })
 }
 
-async fn write(loc: &Location, name: &str, attempt: u64, bytes: Vec<u8>) -> Result<Output, String> {
-    let temp = temp_name(name, attempt);
+async fn write(loc: &Location, name: &str, job: u64, attempt: u64, bytes: Vec<u8>) -> Result<Output, String> {
+    let temp = temp_name(job, name, attempt);
     let len = bytes.len() as u64;
     loc.put(&loc.key(&temp), bytes).await?;
     Ok(Output { temp, final_name: name.to_owned(), bytes: len })

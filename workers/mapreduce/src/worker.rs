@@ -49,7 +49,7 @@ pub async fn run(addr: &str, token: &str, name: &str) -> Result<(), String> {
         match reply {
             Reply::Assign { job, task, attempt, spec } => {
                 tracing::info!("running {task:?} attempt {attempt}");
-                let msg = match task::run(spec, attempt).await {
+                let msg = match task::run(spec, job, attempt).await {
                     Ok((outputs, stats)) => Request::Finished { job, task, attempt, outputs, stats },
                     Err(error) => Request::Failed { job, task, attempt, error },
                 };

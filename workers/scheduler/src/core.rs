@@ -447,6 +447,13 @@ impl Core {
             if matches!(t.state, State::Failed(_)) {
                 continue;
             }
+            if let State::Assigned(w) = t.state {
+                // It frees its place on that worker (whose late report is then ignored).
+                if let Some(worker) = self.workers.get_mut(&w) {
+                    worker.assigned.remove(&id);
+                }
+            }
+            let t = self.tasks.get_mut(&id).expect("exists");
             t.state = State::Failed(error.clone());
             self.stats.failed += 1;
             let (client, first, dependents) = (t.client, std::mem::take(&mut t.outstanding), t.dependents.clone());

@@ -13,8 +13,13 @@ fn assigned(cmds: &[Command]) -> (TaskId, u64) {
     }
 }
 
+/// A completion, and the edge publishing it successfully.
 fn finish(job: &mut Job, worker: WorkerId, task: TaskId, attempt: u64, now: Instant) -> Vec<Command> {
-    job.handle(Event::Finished { worker, task, attempt, outputs: out(&format!("{task:?}")), stats: TaskStats::default() }, now)
+    let mut cmds = job.handle(Event::Finished { worker, task, attempt, outputs: out(&format!("{task:?}")), stats: TaskStats::default() }, now);
+    if matches!(cmds[..], [Command::Commit { .. }]) {
+        cmds.extend(job.handle(Event::Committed { task }, now));
+    }
+    cmds
 }
 
 #[test]
@@ -100,4 +105,22 @@ fn no_spurious_reexecution_when_tasks_finish_in_time() {
         }
     }
     assert_eq!((job.counters.map_executions, job.counters.reduce_executions, job.counters.backup_executions), (4, 3, 0));
+}
+
+#[test]
+fn a_failed_publish_is_a_failed_attempt_and_the_job_is_not_done_before_the_output_is() {
+    let t0 = Instant::now();
+    let mut job = Job::new(1, 1, LIMITS, t0);
+    let (m, a) = assigned(&job.handle(Event::Request { worker: 1 }, t0));
+    finish(&mut job, 1, m, a, t0);
+    let (r, a) = assigned(&job.handle(Event::Request { worker: 1 }, t0));
+    let cmds = job.handle(Event::Finished { worker: 1, task: r, attempt: a, outputs: out("r"), stats: TaskStats::default() }, t0);
+    assert!(matches!(cmds[..], [Command::Commit { .. }]), "no Done before publishing: {cmds:?}");
+    assert!(job.handle(Event::CommitFailed { task: r, error: "disk full".into() }, t0).is_empty());
+    assert!(!job.is_finished());
+    assert_eq!(job.counters.failed_executions, 1);
+    let (again, a2) = assigned(&job.handle(Event::Request { worker: 2 }, t0));
+    assert_eq!(again, r);
+    let cmds = finish(&mut job, 2, r, a2, t0);
+    assert!(matches!(cmds[..], [Command::Commit { .. }, Command::Done]), "{cmds:?}");
 }

@@ -38,7 +38,7 @@ fn m7_m8_crashing_and_straggling_workers_still_give_the_reference_with_atomic_ou
                 if let Ok(bytes) = std::fs::read(&path) {
                     seen.entry(name).or_insert(bytes);
                 }
-            } else if name.starts_with("_temporary/map-") {
+            } else if name.starts_with("_temporary/") && name.contains("/map-") {
                 // A published intermediate file never changes size (it is never partial).
                 if let Ok(m) = std::fs::metadata(&path) {
                     let first = *sizes.entry(name.clone()).or_insert(m.len());
