@@ -125,13 +125,12 @@ pub async fn execute(
             }
         }
         if tasks.is_empty() {
-            if walk.is_stuck_or_done() {
-                for i in walk.stop("it is part of a dependency cycle") {
-                    skip(&mut outcomes, actions, &walk, i, observer);
-                }
-                break;
+            // Nothing runs and nothing could start: whatever still waits is in a cycle.
+            debug_assert!(walk.is_stuck_or_done());
+            for i in walk.stop("it is part of a dependency cycle") {
+                skip(&mut outcomes, actions, &walk, i, observer);
             }
-            continue;
+            break;
         }
         tokio::select! {
             Some(joined) = tasks.join_next() => {

@@ -110,10 +110,6 @@ impl Walk {
         skipped
     }
 
-    pub fn running(&self) -> usize {
-        self.running
-    }
-
     /// Nothing is running and nothing can start: the walk is over.
     pub fn is_stuck_or_done(&self) -> bool {
         self.running == 0 && self.ready.is_empty()

@@ -54,11 +54,6 @@ impl LocalProvider {
         self.root.join("students").join(student).join(kind)
     }
 
-    /// Where the lab's resources live.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn data_dir(&self) -> &Path {
         self.root.parent().unwrap_or(&self.root)
     }

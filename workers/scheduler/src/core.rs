@@ -138,14 +138,6 @@ impl Core {
         self.tasks.get(&task).map(|t| t.client)
     }
 
-    /// Where the result of `task` is, if it is done.
-    pub fn holders(&self, task: TaskId) -> Option<&[WorkerId]> {
-        match &self.tasks.get(&task)?.state {
-            State::Done(h) => Some(h),
-            _ => None,
-        }
-    }
-
     pub fn on_worker_joined(&mut self, worker: WorkerId, slots: u32, gpus: u32) -> Vec<Command> {
         self.workers.insert(worker, Worker { slots: slots.max(1), gpus, assigned: BTreeSet::new(), stealing: false });
         let mut out = self.schedule();
@@ -196,10 +188,6 @@ impl Core {
             let mut left = 0;
             let mut failed = None;
             for dep in &def.deps {
-                if self.tasks.get(dep).is_some_and(|d| d.state == State::Lost) {
-                    self.stats.recomputed += 1;
-                    self.requeue(*dep);
-                }
                 match self.tasks.get(dep).map(|d| &d.state) {
                     Some(State::Done(_)) => {}
                     Some(State::Failed(e)) => failed = Some(format!("dependency {dep} failed: {e}")),
@@ -213,12 +201,6 @@ impl Core {
                 out.extend(self.fail(def.id, error));
             } else if left == 0 {
                 self.make_ready(def.id);
-            }
-        }
-        // Already-done wanted tasks (resubmitted keys) go straight to the client.
-        for &w in wanted {
-            if let Some(State::Done(h)) = self.tasks.get(&w).map(|t| &t.state) {
-                out.push(Command::Fetch { task: w, worker: h[0], client });
             }
         }
         out.extend(self.schedule());
