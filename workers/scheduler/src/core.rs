@@ -207,6 +207,27 @@ impl Core {
         out
     }
 
+    /// A client went away: its tasks are forgotten, their results released. Returns the
+    /// forgotten ids (so the edge can drop what it keeps about them) and the commands.
+    pub fn on_client_left(&mut self, client: ClientId) -> (Vec<TaskId>, Vec<Command>) {
+        let ids: Vec<TaskId> = self.tasks.iter().filter(|(_, t)| t.client == client).map(|(id, _)| *id).collect();
+        let mut out = vec![];
+        for id in &ids {
+            match self.tasks.remove(id).map(|t| t.state) {
+                Some(State::Done(holders)) => out.extend(holders.into_iter().map(|worker| Command::Release { worker, task: *id })),
+                Some(State::Assigned(w)) => {
+                    if let Some(worker) = self.workers.get_mut(&w) {
+                        worker.assigned.remove(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.outstanding.remove(&client);
+        out.extend(self.schedule());
+        (ids, out)
+    }
+
     /// Tasks started on a worker (only reported for tasks that may kill it).
     pub fn on_started(&mut self, tasks: &[TaskId]) {
         for t in tasks {
@@ -219,7 +240,11 @@ impl Core {
     pub fn on_finished(&mut self, worker: WorkerId, done: &[TaskId]) -> Vec<Command> {
         let mut out = vec![];
         for &id in done {
-            let Some(t) = self.tasks.get_mut(&id) else { continue };
+            let Some(t) = self.tasks.get_mut(&id) else {
+                // Its client has gone: nobody will ask for the result.
+                out.push(Command::Release { worker, task: id });
+                continue;
+            };
             if t.state != State::Assigned(worker) {
                 continue;
             }

@@ -140,7 +140,14 @@ impl Server {
                     tracing::warn!("worker `{name}` (#{conn}) is gone");
                     self.core.on_worker_lost(conn)
                 }
-                _ => vec![],
+                Some(Peer { role: Role::Client, .. }) => {
+                    let (forgotten, commands) = self.core.on_client_left(conn);
+                    for id in forgotten {
+                        self.payloads.remove(&id);
+                    }
+                    commands
+                }
+                None => vec![],
             },
             Inbound::Message { conn, msg } => {
                 if let Some(p) = self.peers.get_mut(&conn) {

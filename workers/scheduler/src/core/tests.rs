@@ -135,3 +135,18 @@ fn higher_priority_first() {
     core.on_submit(1, vec![def(1, &[]), TaskDef { id: 2, deps: vec![], gpus: 0, priority: 5 }], &[]);
     assert_eq!(assigned(&core.on_worker_joined(1, 1, 0)), vec![(1, vec![2])]);
 }
+
+#[test]
+fn a_departed_client_s_tasks_are_forgotten_and_their_results_released() {
+    let mut core = Core::new(0);
+    core.on_worker_joined(1, 1, 0);
+    core.on_submit(3, vec![def(1, &[]), def(2, &[1]), def(3, &[])], &[2]);
+    core.on_finished(1, &[1]);
+    let (mut ids, cmds) = core.on_client_left(3);
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert!(cmds.contains(&Command::Release { worker: 1, task: 1 }), "{cmds:?}");
+    assert!(core.counts().is_empty());
+    // A late report of a forgotten task only releases its result.
+    assert_eq!(core.on_finished(1, &[2]), vec![Command::Release { worker: 1, task: 2 }]);
+}
