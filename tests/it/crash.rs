@@ -53,7 +53,8 @@ fn sigkill_at_any_point_then_apply_converges_and_destroy_leaves_nothing() {
         }
         env.run(&["destroy", "lab.toml", "--yes"]).ok();
         assert_eq!(env.data_files(), Vec::<String>::new(), "trial {trial}: destroy left files");
-        assert!(!env.data().join("crash").exists(), "trial {trial}: the lab directory remains");
+        let left: Vec<_> = walkdirs(&env.data());
+        assert!(left.is_empty(), "trial {trial}: directories remain: {left:?}");
     }
     assert!(killed_mid_apply >= 5, "only {killed_mid_apply} of 20 kills landed during an apply");
 }
@@ -100,4 +101,19 @@ fn a_second_ctrl_c_exits_at_once_with_consistent_state() {
     assert_eq!(env.data_files(), expected_files("lab1", &STUDENTS));
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert!(env.data_files().is_empty());
+}
+
+/// Every directory under `root`, relative.
+fn walkdirs(root: &std::path::Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                out.push(e.path().strip_prefix(root).unwrap().display().to_string());
+                stack.push(e.path());
+            }
+        }
+    }
+    out
 }

@@ -76,12 +76,19 @@ pub fn remove_dir_all(path: &Path) -> Result<(), ProviderError> {
 }
 
 /// Removes the now-empty directories above `path`, up to but not including `stop`, so
-/// that a destroyed lab leaves no trace. Stops at the first directory that is not empty.
+/// that a destroyed lab leaves no trace. Stops at the first directory that is not empty;
+/// one already removed (by a concurrent delete) does not stop it, so whichever delete
+/// empties a directory last always goes on to its parent.
 pub fn prune_empty(stop: &Path, path: &Path) {
     let mut dir = path.parent();
     while let Some(d) = dir {
-        if d == stop || !d.starts_with(stop) || fs::remove_dir(d).is_err() {
+        if d == stop || !d.starts_with(stop) {
             break;
+        }
+        match fs::remove_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(_) => break,
         }
         dir = d.parent();
     }

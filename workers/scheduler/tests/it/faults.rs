@@ -57,7 +57,7 @@ fn s5_s12_a_killed_worker_s_results_are_recomputed_while_status_answers() {
 
 #[test]
 fn s6_a_task_that_kills_three_workers_fails_and_the_cluster_stays_healthy() {
-    let mut cluster = Cluster::start(4, "5");
+    let cluster = Cluster::start(4, "5");
     let tasks = vec![
         builtin(0, &[], "crash", json!(null)),
         builtin(1, &[0], "add", json!({ "x": 1 })),
