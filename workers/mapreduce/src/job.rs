@@ -151,30 +151,34 @@ fn split_tab(line: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// For each byte: 0 if it is not an ASCII letter, else the letter in lowercase.
+const LOWER: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut c = b'a';
+    while c <= b'z' {
+        table[c as usize] = c;
+        table[(c - 32) as usize] = c;
+        c += 1;
+    }
+    table
+};
+
 /// Calls `f` with every word of `data`: maximal runs of ASCII letters, lowercased.
 pub fn words(data: &[u8], mut f: impl FnMut(&[u8])) {
     let mut lower = Vec::with_capacity(64);
-    let mut i = 0;
-    let n = data.len();
-    while i < n {
-        while i < n && !data[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let start = i;
-        while i < n && data[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        if start == i {
-            break;
-        }
-        let word = &data[start..i];
+    let mut rest = data;
+    while let Some(start) = rest.iter().position(|&b| LOWER[b as usize] != 0) {
+        rest = &rest[start..];
+        let len = rest.iter().position(|&b| LOWER[b as usize] == 0).unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(len);
         if word.iter().any(u8::is_ascii_uppercase) {
             lower.clear();
-            lower.extend(word.iter().map(u8::to_ascii_lowercase));
+            lower.extend(word.iter().map(|&b| LOWER[b as usize]));
             f(&lower);
         } else {
             f(word);
         }
+        rest = tail;
     }
 }
 
