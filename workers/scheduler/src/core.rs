@@ -105,6 +105,8 @@ pub struct Core {
     ready: BinaryHeap<(i32, Reverse<TaskId>)>,
     /// Per client, tasks that have not finished or failed yet.
     outstanding: HashMap<ClientId, usize>,
+    /// Commands produced deep inside a state change, sent with the next [`Core::schedule`].
+    deferred: Vec<Command>,
     /// Tasks assigned per worker beyond its slots, to hide round trips.
     pub prefetch: u32,
     pub stats: Stats,
@@ -338,7 +340,8 @@ impl Core {
                     w.assigned.remove(&t);
                 }
                 self.stats.stolen += 1;
-                self.make_ready(t);
+                // Not simply ready: an input may have been lost since it was assigned.
+                self.requeue(t);
             }
         }
         self.schedule()
@@ -347,6 +350,23 @@ impl Core {
     pub fn on_worker_lost(&mut self, worker: WorkerId) -> Vec<Command> {
         let Some(w) = self.workers.remove(&worker) else { return vec![] };
         self.stats.workers_lost += 1;
+        // Results held only there are gone: first mark them all lost, so that the
+        // requeues below see one consistent picture.
+        let lost: Vec<TaskId> = self
+            .tasks
+            .iter_mut()
+            .filter_map(|(id, t)| match &mut t.state {
+                State::Done(holders) => {
+                    holders.retain(|h| *h != worker);
+                    if holders.is_empty() {
+                        t.state = State::Lost;
+                        return Some(*id);
+                    }
+                    None
+                }
+                _ => None,
+            })
+            .collect();
         let mut out = vec![];
         for id in w.assigned {
             let t = self.tasks.get_mut(&id).expect("assigned tasks exist");
@@ -359,26 +379,13 @@ impl Core {
                 self.requeue(id);
             }
         }
-        // Results held only there are gone: recompute those still needed.
-        let lost: Vec<TaskId> = self
-            .tasks
-            .iter_mut()
-            .filter_map(|(id, t)| match &mut t.state {
-                State::Done(holders) => {
-                    holders.retain(|h| *h != worker);
-                    holders.is_empty().then_some(*id)
-                }
-                _ => None,
-            })
-            .collect();
+        // Recompute the lost results still needed (some already are, as inputs of the
+        // tasks requeued above); the others stay lost until something needs them.
         for id in lost {
             let t = &self.tasks[&id];
-            if t.wanted || t.pending_dependents > 0 {
+            if t.state == State::Lost && (t.wanted || t.pending_dependents > 0) {
                 self.stats.recomputed += 1;
                 self.requeue(id);
-            } else {
-                // Not needed by anyone now: recomputed if that changes.
-                self.tasks.get_mut(&id).expect("exists").state = State::Lost;
             }
         }
         out.extend(self.schedule());
@@ -386,10 +393,10 @@ impl Core {
     }
 
     /// Sets a task back to waiting for whichever of its dependencies are not done (which
-    /// are recomputed too), and un-readies its dependents.
+    /// are recomputed too). Its dependents waiting for it count it again.
     fn requeue(&mut self, id: TaskId) {
         let t = self.tasks.get_mut(&id).expect("exists");
-        let was_done = matches!(t.state, State::Done(_));
+        let was_done = matches!(t.state, State::Done(_) | State::Lost);
         t.started = false;
         t.state = State::Waiting;
         let deps = t.deps.clone();
@@ -401,31 +408,45 @@ impl Core {
                 }
             }
             for d in self.tasks[&id].dependents.clone() {
-                let dt = self.tasks.get_mut(&d).expect("exists");
-                if matches!(dt.state, State::Waiting | State::Ready) {
-                    if dt.state == State::Ready {
-                        dt.state = State::Waiting;
-                    }
-                    dt.deps_left += 1;
+                if matches!(self.tasks[&d].state, State::Waiting | State::Ready) {
+                    self.recount(d);
                 }
             }
         }
-        let mut left = 0;
-        for dep in deps {
-            match self.tasks.get(&dep).map(|d| d.state.clone()) {
-                Some(State::Done(_)) => {}
+        for dep in &deps {
+            match self.tasks.get(dep).map(|d| d.state.clone()) {
                 Some(State::Lost) => {
                     // A lost, unneeded input is needed again.
                     self.stats.recomputed += 1;
-                    self.requeue(dep);
-                    left += 1;
+                    self.requeue(*dep);
                 }
-                _ => left += 1,
+                Some(State::Failed(error)) => {
+                    let failed = self.fail(id, format!("dependency {dep} failed: {error}"));
+                    self.deferred.extend(failed);
+                    return;
+                }
+                _ => {}
             }
         }
-        self.tasks.get_mut(&id).expect("exists").deps_left = left;
+        self.recount(id);
+    }
+
+    /// Sets a waiting or ready task's count of inputs not yet available, from scratch, and
+    /// its state to match.
+    fn recount(&mut self, id: TaskId) {
+        let left = self.tasks[&id]
+            .deps
+            .iter()
+            .filter(|d| !matches!(&self.tasks[*d].state, State::Done(h) if !h.is_empty()))
+            .count() as u32;
+        let t = self.tasks.get_mut(&id).expect("exists");
+        t.deps_left = left;
         if left == 0 {
-            self.make_ready(id);
+            if t.state != State::Ready {
+                self.make_ready(id);
+            }
+        } else {
+            t.state = State::Waiting;
         }
     }
 
@@ -480,9 +501,16 @@ impl Core {
     fn schedule(&mut self) -> Vec<Command> {
         let mut batches: HashMap<WorkerId, Vec<(TaskId, Vec<(TaskId, WorkerId)>)>> = HashMap::new();
         let mut skipped = vec![];
+        let mut recheck = vec![];
         while let Some((prio, Reverse(id))) = self.ready.pop() {
             let Some(t) = self.tasks.get(&id) else { continue };
             if t.state != State::Ready {
+                continue;
+            }
+            let inputs_held = t.deps.iter().all(|d| matches!(&self.tasks[d].state, State::Done(h) if !h.is_empty()));
+            if !inputs_held {
+                // An input was lost after this task became ready: wait for it again.
+                recheck.push(id);
                 continue;
             }
             let capacity = |w: &Worker| w.slots + self.prefetch;
@@ -510,7 +538,7 @@ impl Core {
                 .iter()
                 .map(|d| match &self.tasks[d].state {
                     State::Done(h) => (*d, if h.contains(&worker) { worker } else { h[0] }),
-                    _ => unreachable!("ready tasks have every input done"),
+                    _ => unreachable!("inputs were checked above"),
                 })
                 .collect();
             self.tasks.get_mut(&id).expect("exists").state = State::Assigned(worker);
@@ -518,7 +546,11 @@ impl Core {
             batches.entry(worker).or_default().push((id, inputs));
         }
         self.ready.extend(skipped);
-        let mut out: Vec<Command> = batches.into_iter().map(|(worker, tasks)| Command::Assign { worker, tasks }).collect();
+        for id in recheck {
+            self.requeue(id);
+        }
+        let mut out: Vec<Command> = std::mem::take(&mut self.deferred);
+        out.extend(batches.into_iter().map(|(worker, tasks)| Command::Assign { worker, tasks }));
         out.sort_by_key(|c| match c {
             Command::Assign { worker, .. } => *worker,
             _ => 0,

@@ -150,3 +150,21 @@ fn a_departed_client_s_tasks_are_forgotten_and_their_results_released() {
     // A late report of a forgotten task only releases its result.
     assert_eq!(core.on_finished(1, &[2]), vec![Command::Release { worker: 1, task: 2 }]);
 }
+
+#[test]
+fn a_stolen_task_whose_input_was_lost_waits_for_it_again() {
+    let mut core = Core::new(0);
+    core.on_worker_joined(2, 1, 0);
+    core.on_submit(1, vec![def(1, &[])], &[]);
+    core.on_finished(2, &[1]);
+    core.on_submit(1, vec![def(3, &[])], &[]);
+    core.on_worker_joined(1, 1, 0);
+    let cmds = core.on_submit(1, vec![def(2, &[1])], &[2]);
+    assert_eq!(assigned(&cmds), vec![(1, vec![2])], "worker 2 is full");
+    // Worker 2 dies with task 1's result; task 2 still sits in worker 1's queue.
+    core.on_worker_lost(2);
+    // Worker 1 gives task 2 back: it must wait for task 1, which runs first.
+    let cmds = core.on_stolen(1, &[2]);
+    assert_eq!(assigned(&cmds), vec![(1, vec![1])], "{cmds:?}");
+    assert_eq!(assigned(&core.on_finished(1, &[1])), vec![(1, vec![2])]);
+}
