@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use labctl_provider_api::{KindSchema, NullProvider, Provider};
+use labctl_provider_aws::{AwsConfig, AwsProvider};
 use labctl_provider_local::LocalProvider;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,7 @@ use crate::lab::ProviderConfig;
 #[serde(tag = "name", rename_all = "snake_case")]
 pub enum ProviderSettings {
     Local { data_dir: PathBuf, rate_limit: Option<f64> },
+    Aws { config: AwsConfig, rate_limit: Option<f64> },
 }
 
 impl ProviderSettings {
@@ -31,6 +33,15 @@ impl ProviderSettings {
                 let data_dir = std::path::absolute(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
                 Ok(Self::Local { data_dir, rate_limit: local.rate_limit })
             }
+            ProviderConfig::Aws(aws) => Ok(Self::Aws {
+                config: AwsConfig {
+                    region: aws.region.clone(),
+                    endpoint: aws.endpoint.clone(),
+                    profile: aws.profile.clone(),
+                    concurrency: aws.concurrency.unwrap_or(labctl_provider_aws::DEFAULT_CONCURRENCY),
+                },
+                rate_limit: aws.rate_limit,
+            }),
             other => Err(format!(
                 "the {} provider is not available in this build of labctl yet; use [provider.local]",
                 other.name()
@@ -41,6 +52,19 @@ impl ProviderSettings {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Local { .. } => "local",
+            Self::Aws { .. } => "aws",
+        }
+    }
+}
+
+impl ProviderSettings {
+    /// Whether `labctl verify` can run the smoke workloads against this provider's workers.
+    pub fn can_verify(&self) -> Result<(), String> {
+        match self {
+            Self::Local { .. } => Ok(()),
+            Self::Aws { .. } => Err("smoke workloads run against the local provider only in this version of labctl; \
+                 on aws each VM's cloud-init installs and starts the workers (see the VM's console output)"
+                .into()),
         }
     }
 }
@@ -69,6 +93,7 @@ impl Registry {
     pub fn new(settings: &ProviderSettings, lab: &str) -> Self {
         let (main, rate): (Arc<dyn Provider>, _) = match settings {
             ProviderSettings::Local { data_dir, rate_limit } => (Arc::new(LocalProvider::new(data_dir, lab, &worker_bin_dir())), *rate_limit),
+            ProviderSettings::Aws { config, rate_limit } => (Arc::new(AwsProvider::new(config.clone(), lab, &worker_bin_dir())), *rate_limit),
         };
         let mut live = HashMap::new();
         for (provider, rate) in [(main, rate), (Arc::new(NullProvider) as Arc<dyn Provider>, None)] {

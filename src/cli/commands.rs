@@ -224,12 +224,17 @@ async fn apply(path: &Path, place: &Place, run: &RunOptions, yes: bool, no_verif
     if code != 0 || no_verify || o.lab.student.smoke.is_empty() || run.json {
         return Ok(code);
     }
+    if let Err(why) = o.settings.can_verify() {
+        println!("\nNot verifying: {why}");
+        return Ok(code);
+    }
     println!("\nVerifying every student's environment (skip with --no-verify):\n");
     verify(&o, &[], false, None).await
 }
 
 /// Runs the smoke workloads and prints the matrix; exit 1 if any check failed.
 async fn verify(o: &Opened, students: &[String], json: bool, junit: Option<&Path>) -> Result<u8, CliError> {
+    o.settings.can_verify().map_err(CliError::failed)?;
     let state = o.load_state()?;
     let bin_dir = crate::providers::worker_bin_dir();
     let checks = tokio::select! {
@@ -289,15 +294,17 @@ async fn destroy(target: &Target, filter: Filter, sweep: bool, run: &RunOptions,
     if !run.json {
         let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
     }
-    if plan.is_empty() {
+    if !plan.is_empty() {
+        if !yes {
+            confirm("destroy")?;
+        }
+        let code = execute(&plan, &mut state, &o.store, &o.registry, &engine_options(run), "Destroy", run.json).await?;
+        if code != 0 {
+            return Ok(code);
+        }
+    }
+    if !filter.is_empty() {
         return Ok(0);
-    }
-    if !yes {
-        confirm("destroy")?;
-    }
-    let code = execute(&plan, &mut state, &o.store, &o.registry, &engine_options(run), "Destroy", run.json).await?;
-    if code != 0 || !filter.is_empty() {
-        return Ok(code);
     }
     // Prove it: ask every provider what still carries the lab's tags.
     let mut left = vec![];

@@ -20,11 +20,16 @@ pub fn expand(lab: &Lab) -> Vec<Node> {
     let mut nodes = vec![];
     let provider = lab.provider.name();
     let lab_tags = Tags { lab: lab.name.clone(), cohort: None, student: None };
+    let aws = matches!(lab.provider, ProviderConfig::Aws(_));
+    if aws {
+        expand_aws_shared(lab, &lab_tags, &mut nodes);
+    }
     if !matches!(lab.provider, ProviderConfig::Local(_)) {
+        let network = if aws { vec![NETWORK.to_owned()] } else { vec![] };
         for (name, cluster) in &lab.clusters {
             let address = format!("cluster[\"{name}\"]");
             let config = json!({ "name": format!("{}-{name}", lab.name), "version": cluster.version });
-            nodes.push(node(provider, &address, "cluster", config, &lab_tags, vec![]));
+            nodes.push(node(provider, &address, "cluster", config, &lab_tags, network.clone()));
             for (pool, p) in &cluster.node_pool {
                 let config = json!({
                     "cluster": name, "name": pool, "instance_type": p.instance_type,
@@ -41,30 +46,104 @@ pub fn expand(lab: &Lab) -> Vec<Node> {
     nodes
 }
 
+/// Addresses of the lab-wide AWS resources students depend on.
+const NETWORK: &str = "network";
+const ARTIFACTS: &str = "artifacts";
+const INSTANCE_PROFILE: &str = "instance_profile";
+
+/// Whether students get VMs (on AWS): they do when they get compute or workers.
+fn has_vms(lab: &Lab) -> bool {
+    lab.student.compute.is_some() || lab.student.workers.is_some()
+}
+
+/// The AWS resources the whole lab shares: the network, the artifacts bucket (worker
+/// binaries and datasets, uploaded once) and the VMs' instance profile.
+fn expand_aws_shared(lab: &Lab, tags: &Tags, nodes: &mut Vec<Node>) {
+    let network = lab.network.as_ref();
+    if has_vms(lab) || !lab.clusters.is_empty() {
+        let config = json!({
+            "name": lab.name,
+            "cidr": network.and_then(|n| n.cidr.clone()).unwrap_or_else(|| "10.0.0.0/16".into()),
+            "zones": network.and_then(|n| n.zones).unwrap_or(2),
+        });
+        nodes.push(node("aws", NETWORK, "network", config, tags, vec![]));
+    }
+    let datasets: serde_json::Map<String, Value> = lab
+        .student
+        .bucket
+        .iter()
+        .flat_map(|b| &b.datasets)
+        .map(|d| (d.get_ref().clone(), json!(lab.datasets[d.get_ref()])))
+        .collect();
+    if has_vms(lab) || !datasets.is_empty() {
+        let workers = lab.student.workers.is_some().then_some(env!("CARGO_PKG_VERSION"));
+        let config = json!({ "name": artifacts_bucket(lab), "datasets": datasets, "workers": workers });
+        nodes.push(node("aws", ARTIFACTS, "artifacts", config, tags, vec![]));
+    }
+    if has_vms(lab) {
+        let config = json!({ "name": format!("{}-vm", lab.name), "artifacts": artifacts_bucket(lab) });
+        nodes.push(node("aws", INSTANCE_PROFILE, "instance_profile", config, tags, vec![ARTIFACTS.to_owned()]));
+    }
+}
+
+fn artifacts_bucket(lab: &Lab) -> String {
+    format!("{}-artifacts", lab.name)
+}
+
 fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec<Node>) {
     let provider = lab.provider.name();
+    let aws = matches!(lab.provider, ProviderConfig::Aws(_));
     let base = format!("student[\"{}\"]", student.id);
     let tags = Tags { lab: lab.name.clone(), cohort: Some(cohort.name.clone()), student: Some(student.id.clone()) };
     let s = &lab.student;
+    let bucket_name = format!("{}-{}", lab.name, student.id);
+    let credential = format!("{base}.credential");
     if s.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
-        let config = json!({ "student": student.id });
-        nodes.push(node(provider, &format!("{base}.credential"), "credential", config, &tags, vec![]));
+        let config = if aws {
+            json!({ "student": student.id, "user": bucket_name, "bucket": bucket_name, "artifacts": artifacts_bucket(lab) })
+        } else {
+            json!({ "student": student.id })
+        };
+        nodes.push(node(provider, &credential, "credential", config, &tags, vec![]));
     }
     if let Some(bucket) = &s.bucket {
-        let bucket_name = format!("{}-{}", lab.name, student.id);
         let bucket_address = format!("{base}.bucket");
         nodes.push(node(provider, &bucket_address, "bucket", json!({ "name": bucket_name }), &tags, vec![]));
         for name in &bucket.datasets {
             let name = name.get_ref();
             let config = json!({ "bucket": bucket_name, "name": name, "dataset": lab.datasets[name] });
             let address = format!("{base}.dataset[\"{name}\"]");
-            nodes.push(node(provider, &address, "dataset", config, &tags, vec![bucket_address.clone()]));
+            let mut deps = vec![bucket_address.clone()];
+            if aws {
+                deps.push(ARTIFACTS.to_owned());
+            }
+            nodes.push(node(provider, &address, "dataset", config, &tags, deps));
         }
     }
-    if let Some(workers) = &s.workers {
+    let version = env!("CARGO_PKG_VERSION");
+    if aws && has_vms(lab) {
+        // On AWS the workers run on the student's VM, installed by its cloud-init.
+        let firewall = format!("{base}.firewall");
+        nodes.push(node(provider, &firewall, "firewall", json!({ "name": bucket_name }), &tags, vec![NETWORK.to_owned()]));
+        let compute = s.compute.as_ref();
+        let image = compute.and_then(|c| c.image.clone());
+        let workers = s.workers.as_ref();
+        let config = json!({
+            "name": bucket_name,
+            "student": student.id,
+            "instance_type": compute.and_then(|c| c.instance_type.clone()).unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into()),
+            "disk_gb": compute.and_then(|c| c.disk_gb).unwrap_or(30),
+            "image_owner": compute.and_then(|c| c.image_owner.clone()).or_else(|| image.is_none().then(|| DEFAULT_IMAGE_OWNER.into())),
+            "image": image.unwrap_or_else(|| DEFAULT_IMAGE.into()),
+            "mapreduce": workers.and_then(|w| w.mapreduce.as_ref()).map(|m| json!({ "workers": m.workers })),
+            "scheduler": workers.and_then(|w| w.scheduler.as_ref()).map(|sch| json!({ "workers": sch.workers, "slots": sch.slots.unwrap_or(1) })),
+            "version": version,
+        });
+        let deps = vec![NETWORK.to_owned(), firewall, INSTANCE_PROFILE.to_owned(), ARTIFACTS.to_owned(), credential];
+        nodes.push(node(provider, &format!("{base}.vm"), "vm", config, &tags, deps));
+    } else if let Some(workers) = &s.workers {
         // The workers' shared secret is the student's credential token.
-        let credential = vec![format!("{base}.credential")];
-        let version = env!("CARGO_PKG_VERSION");
+        let credential = vec![credential];
         if let Some(m) = &workers.mapreduce {
             let config = json!({ "student": student.id, "workers": m.workers, "version": version });
             nodes.push(node(provider, &format!("{base}.mapreduce"), "mapreduce", config, &tags, credential.clone()));
@@ -86,6 +165,12 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
         }
     }
 }
+
+/// VM defaults on AWS: a general-purpose instance and the newest Ubuntu LTS-style image
+/// published by Canonical.
+const DEFAULT_INSTANCE_TYPE: &str = "t3.large";
+const DEFAULT_IMAGE: &str = "ubuntu/images/hvm-ssd*/ubuntu-*-amd64-server-*";
+const DEFAULT_IMAGE_OWNER: &str = "099720109477";
 
 fn node(provider: &str, address: &str, kind: &str, config: Value, tags: &Tags, deps: Vec<String>) -> Node {
     let config: Attributes = match config {

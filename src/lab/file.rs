@@ -81,7 +81,10 @@ pub struct AwsSettings {
     /// API endpoint override (an emulator, LocalStack).
     pub endpoint: Option<String>,
     pub profile: Option<String>,
+    /// Maximum provider requests per second (default: unlimited; AWS throttling is retried).
     pub rate_limit: Option<f64>,
+    /// Requests in flight per AWS service (EC2, S3, IAM, EKS); default 16.
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -161,8 +164,10 @@ pub struct ComputeSpec {
     /// Cloud instance type (ignored by the local provider).
     pub instance_type: Option<String>,
     pub disk_gb: Option<u32>,
-    /// Machine image: an id, or a name pattern.
+    /// Machine image: an id (`ami-…`), or a name pattern (`*` wildcards; the newest match).
     pub image: Option<String>,
+    /// Account that publishes `image` when it is a pattern (default: Canonical's Ubuntu).
+    pub image_owner: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -13,7 +13,7 @@ pub use diag::{did_you_mean, Diagnostic, Source};
 pub use expand::{expand, Node};
 pub use file::{LabFile, SmokeWorkload};
 
-use file::{ClusterSection, StudentSection};
+use file::{ClusterSection, NetworkSection, StudentSection};
 use labctl_datasets::Dataset;
 
 /// A validated lab: everything later stages need, with no way left to be invalid.
@@ -28,6 +28,8 @@ pub struct Lab {
     pub student: StudentSection,
     pub datasets: BTreeMap<String, Dataset>,
     pub clusters: BTreeMap<String, ClusterSection>,
+    /// The shared network (cloud providers).
+    pub network: Option<NetworkSection>,
     pub expires: Option<jiff::Timestamp>,
     /// Things that are allowed but probably not what the instructor meant.
     pub warnings: Vec<String>,

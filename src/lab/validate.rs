@@ -56,6 +56,7 @@ pub fn validate(file: LabFile, source: &Source, path: &Path) -> Result<Lab, Vec<
             student: file.student,
             datasets,
             clusters: file.cluster,
+            network: file.network,
             expires,
             warnings: v.warnings,
         }),

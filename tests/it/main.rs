@@ -3,6 +3,7 @@
 
 mod support;
 
+mod aws;
 mod crash;
 mod failures;
 mod lifecycle;

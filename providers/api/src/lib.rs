@@ -11,7 +11,7 @@ mod resource;
 
 pub use error::{ErrorKind, ProviderError};
 pub use null::NullProvider;
-pub use resource::{Attributes, Deps, Found, KindSchema, Observed, ResourceSpec, Tags};
+pub use resource::{attrs, str_attr, Attributes, Deps, Found, KindSchema, Observed, ResourceSpec, Tags};
 
 use async_trait::async_trait;
 
@@ -53,4 +53,12 @@ pub trait Provider: Send + Sync {
     fn kind(&self, kind: &str) -> Option<&KindSchema> {
         self.kinds().iter().find(|k| k.name == kind)
     }
+}
+
+/// A fresh secret: 32 random bytes from the OS, hex encoded (worker tokens and the like).
+pub fn random_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

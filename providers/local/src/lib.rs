@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use labctl_datasets::Dataset;
 use labctl_provider_api::{
-    Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags,
+    attrs, str_attr, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags,
 };
 use serde_json::{json, Value};
 
@@ -130,7 +130,7 @@ impl LocalProvider {
         let token = match std::fs::read_to_string(&path) {
             Ok(token) => token.trim().to_owned(),
             Err(e) if e.kind() == IoKind::NotFound => {
-                let token = new_token();
+                let token = labctl_provider_api::random_token();
                 write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
                 token
             }
@@ -347,30 +347,8 @@ fn split_dataset_id(id: &str) -> Result<(&str, &str), ProviderError> {
     id.split_once('/').ok_or_else(|| ProviderError::invalid(format!("malformed dataset id `{id}`")))
 }
 
-fn str_attr<'a>(config: &'a Attributes, key: &str) -> Result<&'a str, ProviderError> {
-    config
-        .get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| ProviderError::invalid(format!("missing string attribute `{key}`")))
-}
-
-fn attrs(value: Value) -> Attributes {
-    match value {
-        Value::Object(m) => m,
-        _ => unreachable!("attrs() is only called with object literals"),
-    }
-}
-
 fn unknown_kind(kind: &str) -> ProviderError {
     ProviderError::invalid(format!("the local provider has no resource kind `{kind}`"))
-}
-
-/// 32 random bytes, hex encoded.
-fn new_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,106 @@
+//! The SDK clients, made once on first use, and the per-service bound on requests in flight.
+
+use aws_config::{BehaviorVersion, Region};
+use labctl_provider_api::ProviderError;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
+
+/// Where and how to reach AWS. Credentials come from the standard chain (environment,
+/// profiles, SSO, instance roles).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AwsConfig {
+    pub region: String,
+    /// An endpoint for every service (an emulator, LocalStack); `AWS_ENDPOINT_URL` works too.
+    pub endpoint: Option<String>,
+    pub profile: Option<String>,
+    /// Requests in flight per service (EC2, S3, IAM, EKS).
+    pub concurrency: usize,
+}
+
+/// Default requests in flight per service: well under every service's burst limit.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+pub(crate) struct Clients {
+    config: AwsConfig,
+    cell: OnceCell<Aws>,
+}
+
+/// Ready clients, each with its own bound on requests in flight.
+pub(crate) struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub eks: aws_sdk_eks::Client,
+    pub region: String,
+    ec2_slots: Semaphore,
+    s3_slots: Semaphore,
+    iam_slots: Semaphore,
+    eks_slots: Semaphore,
+}
+
+/// Which service a request goes to, for [`Aws::slot`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Service {
+    Ec2,
+    S3,
+    Iam,
+    Eks,
+}
+
+impl Clients {
+    pub fn new(config: AwsConfig) -> Self {
+        Self { config, cell: OnceCell::new() }
+    }
+
+    pub async fn get(&self) -> Result<&Aws, ProviderError> {
+        self.cell.get_or_try_init(|| Aws::connect(&self.config)).await
+    }
+}
+
+impl Aws {
+    async fn connect(config: &AwsConfig) -> Result<Self, ProviderError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            // The engine retries with its own backoff and deadline; one policy, not two.
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+        if let Some(endpoint) = &config.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
+        let shared = loader.load().await;
+        // Emulators serve buckets by path, not by virtual host.
+        let path_style = config.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
+        let slots = || Semaphore::new(config.concurrency.max(1));
+        Ok(Self {
+            ec2: aws_sdk_ec2::Client::new(&shared),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            iam: aws_sdk_iam::Client::new(&shared),
+            eks: aws_sdk_eks::Client::new(&shared),
+            region: config.region.clone(),
+            ec2_slots: slots(),
+            s3_slots: slots(),
+            iam_slots: slots(),
+            eks_slots: slots(),
+        })
+    }
+
+    /// Waits for a free request slot of `service`; hold it while the request is in flight.
+    async fn slot(&self, service: Service) -> SemaphorePermit<'_> {
+        let slots = match service {
+            Service::Ec2 => &self.ec2_slots,
+            Service::S3 => &self.s3_slots,
+            Service::Iam => &self.iam_slots,
+            Service::Eks => &self.eks_slots,
+        };
+        slots.acquire().await.expect("the semaphores are never closed")
+    }
+
+    /// Sends one request to `service` within its bound on requests in flight.
+    pub async fn call<T>(&self, service: Service, request: impl std::future::Future<Output = T>) -> T {
+        let _slot = self.slot(service).await;
+        request.await
+    }
+}

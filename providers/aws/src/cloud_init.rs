@@ -1,0 +1,83 @@
+//! A VM's cloud-init user data, rendered from `templates/cloud-init.yaml.tera`.
+
+use std::collections::BTreeMap;
+
+use labctl_provider_api::ProviderError;
+use serde::Serialize;
+
+const TEMPLATE: &str = include_str!("../../../templates/cloud-init.yaml.tera");
+
+/// The ports the workers listen on inside a VM (reached over SSH tunnels or from the
+/// student's own VMs: the security group lets nothing else in).
+#[derive(Debug, Serialize)]
+pub(crate) struct Ports {
+    pub mapreduce: u16,
+    pub scheduler: u16,
+    pub scheduler_http: u16,
+}
+
+pub(crate) const PORTS: Ports = Ports { mapreduce: 7070, scheduler: 7080, scheduler_http: 7081 };
+
+#[derive(Debug, Serialize)]
+pub(crate) struct MapReduce {
+    pub workers: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Scheduler {
+    pub workers: u64,
+    pub slots: u64,
+}
+
+/// What the user data needs to know.
+#[derive(Debug, Serialize)]
+pub(crate) struct UserData<'a> {
+    pub lab: &'a str,
+    pub student: &'a str,
+    pub region: &'a str,
+    pub artifacts_bucket: &'a str,
+    /// Worker binary name → SHA-256, checked after download.
+    pub binaries: BTreeMap<String, String>,
+    /// The student's worker token.
+    pub token: &'a str,
+    pub mapreduce: Option<MapReduce>,
+    pub scheduler: Option<Scheduler>,
+    pub ports: Ports,
+}
+
+/// Renders the user data.
+pub(crate) fn render(data: &UserData) -> Result<String, ProviderError> {
+    let context = tera::Context::from_serialize(data).map_err(|e| ProviderError::fatal(format!("user data: {e}")))?;
+    tera::Tera::one_off(TEMPLATE, &context, false).map_err(|e| ProviderError::fatal(format!("user data template: {e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(mapreduce: Option<MapReduce>, scheduler: Option<Scheduler>) -> String {
+        let binaries = [("lab-mapreduce", "aa11"), ("lab-scheduler", "bb22")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        render(&UserData {
+            lab: "bigdata",
+            student: "ada",
+            region: "eu-west-1",
+            artifacts_bucket: "bigdata-artifacts",
+            binaries,
+            token: "0123abcd",
+            mapreduce,
+            scheduler,
+            ports: PORTS,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn user_data_with_both_services() {
+        insta::assert_snapshot!(sample(Some(MapReduce { workers: 2 }), Some(Scheduler { workers: 2, slots: 4 })));
+    }
+
+    #[test]
+    fn user_data_with_mapreduce_only() {
+        insta::assert_snapshot!(sample(Some(MapReduce { workers: 1 }), None));
+    }
+}

@@ -1,0 +1,193 @@
+//! EC2: each student's VM, whose cloud-init installs and runs their workers.
+
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance, InstanceStateName, InstanceType,
+    ResourceType, VolumeType,
+};
+use base64::Engine;
+use labctl_provider_api::{attrs, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use serde_json::{json, Value};
+
+use crate::clients::{Aws, Service::Ec2};
+use crate::cloud_init::{self, MapReduce, Scheduler, UserData, PORTS};
+use crate::errors::{code, failed, ignore_missing, is_missing};
+use crate::storage::sha256;
+use crate::tagging::{ec2_filter, ec2_owned, ec2_spec};
+use crate::dep_attr;
+
+/// States of an instance that still exists (and bills).
+const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+/// How long a delete waits for an instance to be terminated before the engine retries.
+const TERMINATE_WAIT: Duration = Duration::from_secs(300);
+
+pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+    if let Some(found) = find(c, spec).await? {
+        return Ok(observed(&found));
+    }
+    let name = str_attr(&spec.config, "name")?;
+    let student = str_attr(&spec.config, "student")?;
+    let instance_type = str_attr(&spec.config, "instance_type")?;
+    let disk_gb = spec.config.get("disk_gb").and_then(Value::as_i64).unwrap_or(30) as i32;
+    let image = image_id(c, str_attr(&spec.config, "image")?, spec.config.get("image_owner").and_then(Value::as_str)).await?;
+    let subnets: Vec<&str> = deps
+        .values()
+        .find_map(|d| d.attributes.get("subnets").and_then(Value::as_array))
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    // Spread students over the zones, the same way on every run.
+    let subnet = subnets
+        .get(student.bytes().map(usize::from).sum::<usize>() % subnets.len().max(1))
+        .ok_or_else(|| ProviderError::invalid(format!("{} needs the network's subnets", spec.address)))?;
+    let user_data = render_user_data(c, spec, deps, student)?;
+    let disk = BlockDeviceMapping::builder()
+        .device_name("/dev/sda1")
+        .ebs(EbsBlockDevice::builder().volume_size(disk_gb).volume_type(VolumeType::Gp3).delete_on_termination(true).build())
+        .build();
+    let out = c
+        .call(
+            Ec2,
+            c.ec2
+                .run_instances()
+                .image_id(&image)
+                .instance_type(InstanceType::from(instance_type))
+                .min_count(1)
+                .max_count(1)
+                .subnet_id(*subnet)
+                .security_group_ids(dep_attr(deps, "group_id")?)
+                .iam_instance_profile(IamInstanceProfileSpecification::builder().name(dep_attr(deps, "instance_profile")?).build())
+                .user_data(base64::engine::general_purpose::STANDARD.encode(&user_data))
+                .block_device_mappings(disk)
+                .tag_specifications(ec2_spec(ResourceType::Instance, spec, name))
+                .tag_specifications(ec2_spec(ResourceType::Volume, spec, name))
+                .send(),
+        )
+        .await
+        .map_err(failed(format!("starting VM {name} ({instance_type})")))?;
+    let instance = out.instances().first().ok_or_else(|| ProviderError::fatal(format!("no instance returned for {name}")))?;
+    let mut observed = observed(instance);
+    observed.attributes.insert("user_data_sha256".into(), Value::String(sha256(user_data.as_bytes())));
+    Ok(observed)
+}
+
+fn render_user_data(c: &Aws, spec: &ResourceSpec, deps: &Deps, student: &str) -> Result<String, ProviderError> {
+    let binaries = deps
+        .values()
+        .find_map(|d| d.attributes.get("binaries").and_then(Value::as_object))
+        .map(|b| b.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default();
+    let count = |service: &str, key: &str| spec.config.get(service).and_then(|s| s.get(key)).and_then(Value::as_u64);
+    cloud_init::render(&UserData {
+        lab: &spec.tags.lab,
+        student,
+        region: &c.region,
+        artifacts_bucket: dep_attr(deps, "artifacts_bucket")?,
+        binaries,
+        token: dep_attr(deps, "token")?,
+        mapreduce: count("mapreduce", "workers").map(|workers| MapReduce { workers }),
+        scheduler: count("scheduler", "workers").map(|workers| Scheduler { workers, slots: count("scheduler", "slots").unwrap_or(1) }),
+        ports: PORTS,
+    })
+}
+
+/// An explicit `ami-…` id, or the newest image whose name matches the pattern.
+async fn image_id(c: &Aws, image: &str, owner: Option<&str>) -> Result<String, ProviderError> {
+    if image.starts_with("ami-") {
+        return Ok(image.to_owned());
+    }
+    let out = c
+        .call(Ec2, c.ec2.describe_images().filters(ec2_filter("name", image)).set_owners(owner.map(|o| vec![o.to_owned()])).send())
+        .await
+        .map_err(failed(format!("looking up image `{image}`")))?;
+    out.images()
+        .iter()
+        .max_by_key(|i| i.creation_date().unwrap_or_default())
+        .and_then(|i| i.image_id())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ProviderError::invalid(format!(
+                "no machine image named like `{image}`{} in {}",
+                owner.map(|o| format!(" owned by {o}")).unwrap_or_default(),
+                c.region
+            ))
+        })
+}
+
+/// The live instance an earlier (maybe interrupted) create made for this address.
+async fn find(c: &Aws, spec: &ResourceSpec) -> Result<Option<Instance>, ProviderError> {
+    let mut filters = ec2_owned(spec);
+    filters.push(aws_sdk_ec2::types::Filter::builder().name("instance-state-name").set_values(Some(LIVE.map(String::from).to_vec())).build());
+    let out = c
+        .call(Ec2, c.ec2.describe_instances().set_filters(Some(filters)).send())
+        .await
+        .map_err(failed(format!("looking for the VM of {}", spec.address)))?;
+    Ok(out.reservations().iter().flat_map(|r| r.instances()).next().cloned())
+}
+
+fn observed(i: &Instance) -> Observed {
+    Observed {
+        id: i.instance_id().unwrap_or_default().to_owned(),
+        attributes: attrs(json!({
+            "instance_id": i.instance_id(),
+            "instance_type": i.instance_type().map(|t| t.as_str()),
+            "image_id": i.image_id(),
+            "subnet_id": i.subnet_id(),
+            "private_ip": i.private_ip_address(),
+            "public_ip": i.public_ip_address(),
+            "state": i.state().and_then(|s| s.name()).map(|s| s.as_str()),
+            "ports": { "mapreduce": PORTS.mapreduce, "scheduler": PORTS.scheduler, "scheduler_http": PORTS.scheduler_http },
+        })),
+        sensitive: vec![],
+    }
+}
+
+async fn describe(c: &Aws, id: &str) -> Result<Option<Instance>, ProviderError> {
+    match c.call(Ec2, c.ec2.describe_instances().instance_ids(id).send()).await {
+        Ok(out) => Ok(out.reservations().iter().flat_map(|r| r.instances()).next().cloned()),
+        Err(e) if is_missing(&e, &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"]) => Ok(None),
+        Err(e) => Err(failed(format!("reading VM {id}"))(e)),
+    }
+}
+
+fn is_gone(i: &Instance) -> bool {
+    matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown))
+}
+
+pub(crate) async fn read(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    Ok(describe(c, &prior.id).await?.filter(|i| !is_gone(i)).map(|i| {
+        let mut now = observed(&i);
+        if let Some(hash) = prior.attributes.get("user_data_sha256") {
+            now.attributes.insert("user_data_sha256".into(), hash.clone());
+        }
+        now
+    }))
+}
+
+/// Terminates the VM and waits until it is gone (its security group can go only then).
+pub(crate) async fn delete(c: &Aws, id: &str) -> Result<(), ProviderError> {
+    ignore_missing(
+        c.call(Ec2, c.ec2.terminate_instances().instance_ids(id).send()).await,
+        &["InvalidInstanceID.NotFound"],
+        &format!("terminating VM {id}"),
+    )?;
+    let start = tokio::time::Instant::now();
+    while let Some(i) = describe(c, id).await? {
+        if i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Terminated) {
+            return Ok(());
+        }
+        if start.elapsed() > TERMINATE_WAIT {
+            return Err(ProviderError::new(ErrorKind::Timeout, format!("VM {id} is still shutting down")));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ok(())
+}
+
+pub(crate) async fn delete_volume(c: &Aws, id: &str) -> Result<(), ProviderError> {
+    match c.call(Ec2, c.ec2.delete_volume().volume_id(id).send()).await {
+        Err(e) if code(&e) == Some("VolumeInUse") => Err(ProviderError::new(ErrorKind::Unavailable, format!("volume {id} is still attached"))),
+        result => ignore_missing(result, &["InvalidVolume.NotFound"], &format!("deleting volume {id}")),
+    }
+}

@@ -1,0 +1,288 @@
+//! EKS: the lab's managed Kubernetes clusters and their node groups (GPU groups tainted so
+//! that only GPU workloads land there, scaling to zero when idle).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_eks::types::{AmiTypes, Cluster, Nodegroup, NodegroupScalingConfig, Taint, TaintEffect, VpcConfigRequest};
+use labctl_provider_api::{attrs, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use serde_json::{json, Value};
+
+use crate::clients::{Aws, Service::Eks};
+use crate::errors::{failed, ignore_missing, is_missing};
+use crate::identity::{delete_role, ensure_role};
+use crate::{dep_attr, tagging};
+
+const MISSING: &[&str] = &["ResourceNotFoundException"];
+
+/// How long to wait for a cluster or node group to become active or go away.
+const WAIT: Duration = Duration::from_secs(30 * 60);
+const POLL: Duration = Duration::from_secs(5);
+
+/// The taint and label of GPU node groups; GPU workloads tolerate and select them.
+pub const GPU_TAINT: &str = "nvidia.com/gpu";
+
+const CLUSTER_POLICIES: &[&str] = &["AmazonEKSClusterPolicy"];
+const NODE_POLICIES: &[&str] = &["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"];
+
+fn cluster_role(cluster: &str) -> String {
+    format!("{cluster}-cluster")
+}
+
+fn node_role(cluster: &str) -> String {
+    format!("{cluster}-node")
+}
+
+pub(crate) async fn create_cluster(c: &Aws, spec: &ResourceSpec, deps: &Deps, lab: &str) -> Result<Observed, ProviderError> {
+    let name = str_attr(&spec.config, "name")?;
+    let role_arn = ensure_role(c, spec, lab, &cluster_role(name), "eks.amazonaws.com", CLUSTER_POLICIES, None).await?;
+    let node_role_arn = ensure_role(c, spec, lab, &node_role(name), "ec2.amazonaws.com", NODE_POLICIES, None).await?;
+    let subnets: Vec<String> = deps
+        .values()
+        .find_map(|d| d.attributes.get("subnets").and_then(Value::as_array))
+        .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let partial = |e: ProviderError| e.with_partial(Observed { id: name.to_owned(), ..Default::default() });
+    match describe_cluster(c, name).await? {
+        Some(found) if found.tags().and_then(|t| t.get(tagging::LAB)) != Some(&spec.tags.lab) => {
+            return Err(ProviderError::invalid(format!("EKS cluster `{name}` already exists and is not this lab's")));
+        }
+        Some(_) => {}
+        None => {
+            let vpc = VpcConfigRequest::builder().set_subnet_ids(Some(subnets.clone())).build();
+            c.call(
+                Eks,
+                c.eks
+                    .create_cluster()
+                    .name(name)
+                    .role_arn(&role_arn)
+                    .resources_vpc_config(vpc)
+                    .set_version(spec.config.get("version").and_then(Value::as_str).map(str::to_owned))
+                    .set_tags(Some(tagging::eks(spec, name)))
+                    .send(),
+            )
+            .await
+            .map_err(failed(format!("creating EKS cluster {name}")))
+            .map_err(partial)?;
+        }
+    }
+    let cluster = wait_active(name, || describe_cluster(c, name), |c| c.status().map(|s| s.as_str().to_owned()))
+        .await
+        .map_err(partial)?;
+    let mut observed = cluster_observed(&cluster, &c.region);
+    observed.attributes.insert("node_role_arn".into(), Value::String(node_role_arn));
+    observed.attributes.insert("subnets".into(), json!(subnets));
+    Ok(observed)
+}
+
+async fn describe_cluster(c: &Aws, name: &str) -> Result<Option<Cluster>, ProviderError> {
+    match c.call(Eks, c.eks.describe_cluster().name(name).send()).await {
+        Ok(out) => Ok(out.cluster().cloned()),
+        Err(e) if is_missing(&e, MISSING) => Ok(None),
+        Err(e) => Err(failed(format!("reading EKS cluster {name}"))(e)),
+    }
+}
+
+fn cluster_observed(cluster: &Cluster, region: &str) -> Observed {
+    let name = cluster.name().unwrap_or_default();
+    let endpoint = cluster.endpoint().unwrap_or_default();
+    let ca = cluster.certificate_authority().and_then(|c| c.data()).unwrap_or_default();
+    Observed {
+        id: name.to_owned(),
+        attributes: attrs(json!({
+            "cluster_name": name,
+            "arn": cluster.arn(),
+            "endpoint": endpoint,
+            "version": cluster.version(),
+            "status": cluster.status().map(|s| s.as_str()),
+            "kubeconfig": kubeconfig(name, endpoint, ca, region),
+        })),
+        sensitive: vec![],
+    }
+}
+
+/// A kubeconfig for the cluster that authenticates through `aws eks get-token` (it holds no
+/// secret); the Kubernetes provider and instructors use it.
+fn kubeconfig(name: &str, endpoint: &str, ca: &str, region: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+  - name: {name}
+    cluster:
+      server: {endpoint}
+      certificate-authority-data: {ca}
+contexts:
+  - name: {name}
+    context:
+      cluster: {name}
+      user: {name}
+current-context: {name}
+users:
+  - name: {name}
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1beta1
+        command: aws
+        args: [eks, get-token, --cluster-name, {name}, --region, {region}]
+"
+    )
+}
+
+pub(crate) async fn read_cluster(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    Ok(describe_cluster(c, &prior.id).await?.map(|cluster| {
+        let mut now = cluster_observed(&cluster, &c.region);
+        for kept in ["node_role_arn", "subnets"] {
+            if let Some(v) = prior.attributes.get(kept) {
+                now.attributes.insert(kept.into(), v.clone());
+            }
+        }
+        now
+    }))
+}
+
+/// Deletes the cluster, waits until it is gone, then its roles.
+pub(crate) async fn delete_cluster(c: &Aws, name: &str) -> Result<(), ProviderError> {
+    ignore_missing(c.call(Eks, c.eks.delete_cluster().name(name).send()).await, MISSING, &format!("deleting EKS cluster {name}"))?;
+    wait_gone(name, || describe_cluster(c, name)).await?;
+    delete_role(c, &cluster_role(name)).await?;
+    delete_role(c, &node_role(name)).await
+}
+
+/// Creates the node group, or converges an existing one's size.
+pub(crate) async fn create_node_pool(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+    let cluster = dep_attr(deps, "cluster_name")?;
+    let name = str_attr(&spec.config, "name")?;
+    let number = |key: &str| spec.config.get(key).and_then(Value::as_i64).unwrap_or(0) as i32;
+    let (min, max, gpu) = (number("min"), number("max"), number("gpu"));
+    let scaling = NodegroupScalingConfig::builder().min_size(min).max_size(max).desired_size(min).build();
+    let id = format!("{cluster}/{name}");
+    let partial = |e: ProviderError| e.with_partial(Observed { id: id.clone(), ..Default::default() });
+    match describe_node_pool(c, cluster, name).await? {
+        Some(found) => {
+            let current = found.scaling_config();
+            if current.and_then(|s| s.min_size()) != Some(min) || current.and_then(|s| s.max_size()) != Some(max) {
+                c.call(Eks, c.eks.update_nodegroup_config().cluster_name(cluster).nodegroup_name(name).scaling_config(scaling).send())
+                    .await
+                    .map_err(failed(format!("resizing node group {id}")))?;
+            }
+        }
+        None => {
+            let subnets: Vec<String> = deps
+                .values()
+                .find_map(|d| d.attributes.get("subnets").and_then(Value::as_array))
+                .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default();
+            let mut labels = HashMap::from([("labctl/pool".to_owned(), name.to_owned())]);
+            let mut request = c
+                .eks
+                .create_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .scaling_config(scaling)
+                .set_subnets(Some(subnets))
+                .instance_types(str_attr(&spec.config, "instance_type")?)
+                .node_role(dep_attr(deps, "node_role_arn")?)
+                .set_tags(Some(tagging::eks(spec, &id)));
+            if gpu > 0 {
+                labels.insert("nvidia.com/gpu.present".into(), "true".into());
+                labels.insert("nvidia.com/gpu.count".into(), gpu.to_string());
+                let taint = Taint::builder().key(GPU_TAINT).value("present").effect(TaintEffect::NoSchedule).build();
+                request = request.ami_type(AmiTypes::Al2X8664Gpu).taints(taint);
+            }
+            c.call(Eks, request.set_labels(Some(labels)).send())
+                .await
+                .map_err(failed(format!("creating node group {id}")))
+                .map_err(partial)?;
+        }
+    }
+    let pool = wait_active(&id, || describe_node_pool(c, cluster, name), |n| n.status().map(|s| s.as_str().to_owned()))
+        .await
+        .map_err(partial)?;
+    Ok(node_pool_observed(&id, &pool))
+}
+
+async fn describe_node_pool(c: &Aws, cluster: &str, name: &str) -> Result<Option<Nodegroup>, ProviderError> {
+    match c.call(Eks, c.eks.describe_nodegroup().cluster_name(cluster).nodegroup_name(name).send()).await {
+        Ok(out) => Ok(out.nodegroup().cloned()),
+        Err(e) if is_missing(&e, MISSING) => Ok(None),
+        Err(e) => Err(failed(format!("reading node group {cluster}/{name}"))(e)),
+    }
+}
+
+fn node_pool_observed(id: &str, pool: &Nodegroup) -> Observed {
+    let scaling = pool.scaling_config();
+    Observed {
+        id: id.to_owned(),
+        attributes: attrs(json!({
+            "arn": pool.nodegroup_arn(),
+            "instance_types": pool.instance_types(),
+            "min": scaling.and_then(|s| s.min_size()),
+            "max": scaling.and_then(|s| s.max_size()),
+            "labels": pool.labels(),
+            "taints": pool.taints().iter().map(|t| format!(
+                "{}={}:{}",
+                t.key().unwrap_or_default(),
+                t.value().unwrap_or_default(),
+                t.effect().map(|e| e.as_str()).unwrap_or_default()
+            )).collect::<Vec<_>>(),
+            "status": pool.status().map(|s| s.as_str()),
+        })),
+        sensitive: vec![],
+    }
+}
+
+fn split_pool_id(id: &str) -> Result<(&str, &str), ProviderError> {
+    id.split_once('/').ok_or_else(|| ProviderError::invalid(format!("malformed node group id `{id}`")))
+}
+
+pub(crate) async fn read_node_pool(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    let (cluster, name) = split_pool_id(&prior.id)?;
+    Ok(describe_node_pool(c, cluster, name).await?.map(|p| node_pool_observed(&prior.id, &p)))
+}
+
+pub(crate) async fn delete_node_pool(c: &Aws, id: &str) -> Result<(), ProviderError> {
+    let (cluster, name) = split_pool_id(id)?;
+    ignore_missing(
+        c.call(Eks, c.eks.delete_nodegroup().cluster_name(cluster).nodegroup_name(name).send()).await,
+        MISSING,
+        &format!("deleting node group {id}"),
+    )?;
+    wait_gone(id, || describe_node_pool(c, cluster, name)).await
+}
+
+/// Polls until the thing is `ACTIVE`; a failed state or the timeout is an error naming it.
+async fn wait_active<T, F>(what: &str, describe: impl Fn() -> F, status: impl Fn(&T) -> Option<String>) -> Result<T, ProviderError>
+where
+    F: Future<Output = Result<Option<T>, ProviderError>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        let found = describe().await?.ok_or_else(|| ProviderError::new(ErrorKind::Unavailable, format!("{what} vanished while being created")))?;
+        match status(&found).as_deref() {
+            Some("ACTIVE") => return Ok(found),
+            Some(failed @ ("FAILED" | "CREATE_FAILED" | "DEGRADED")) => {
+                return Err(ProviderError::invalid(format!("{what} is {failed}; see the EKS console for the reason")));
+            }
+            state if start.elapsed() > WAIT => {
+                return Err(ProviderError::new(ErrorKind::Timeout, format!("{what} is still {} after {} minutes", state.unwrap_or("unknown"), WAIT.as_secs() / 60)));
+            }
+            _ => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+async fn wait_gone<T, F>(what: &str, describe: impl Fn() -> F) -> Result<(), ProviderError>
+where
+    F: Future<Output = Result<Option<T>, ProviderError>>,
+{
+    let start = tokio::time::Instant::now();
+    while describe().await?.is_some() {
+        if start.elapsed() > WAIT {
+            return Err(ProviderError::new(ErrorKind::Timeout, format!("{what} is still being deleted")));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! labctl's AWS provider, through aws-sdk-rust.
+//!
+//! What a lab gets on AWS:
+//!
+//! | kind               | what it is                                                          |
+//! |--------------------|---------------------------------------------------------------------|
+//! | `network`          | a VPC with one public subnet per availability zone, an internet gateway and routes |
+//! | `artifacts`        | one S3 bucket per lab holding the worker binaries and the datasets (content-hashed) |
+//! | `instance_profile` | an IAM role + instance profile that lets the VMs read the artifacts |
+//! | `cluster`          | an EKS cluster with its cluster and node IAM roles                  |
+//! | `node_pool`        | an EKS managed node group (GPU pools tainted `nvidia.com/gpu`)       |
+//! | `credential`       | per student: an IAM user scoped to their bucket, an access key, a worker token |
+//! | `bucket`           | per student: an S3 bucket                                           |
+//! | `dataset`          | per student: a dataset copied from the artifacts bucket into theirs |
+//! | `firewall`         | per student: a security group (their VMs reach each other; SSH in)  |
+//! | `vm`               | per student: an EC2 instance whose cloud-init installs and runs the workers |
+//!
+//! Every resource carries the tags `labctl/lab`, `labctl/cohort`, `labctl/student` and
+//! `labctl/address`; IAM users, roles and instance profiles also live under the path
+//! `/labctl/<lab>/`. Creates look for a tagged resource before making one, so a run killed
+//! at any point is repaired by the next one without duplicates. Sweeps list by those tags.
+
+mod clients;
+mod cloud_init;
+mod compute;
+mod eks;
+mod errors;
+mod identity;
+mod network;
+mod storage;
+mod sweep;
+mod tagging;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use labctl_provider_api::{Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec};
+
+pub use clients::{AwsConfig, DEFAULT_CONCURRENCY};
+use clients::Clients;
+
+const KINDS: &[KindSchema] = &[
+    KindSchema { name: "network", replace_on: &["cidr", "zones"] },
+    KindSchema { name: "artifacts", replace_on: &["name"] },
+    KindSchema { name: "instance_profile", replace_on: &["*"] },
+    KindSchema { name: "cluster", replace_on: &["name"] },
+    KindSchema { name: "node_pool", replace_on: &["cluster", "name", "instance_type", "gpu"] },
+    KindSchema { name: "credential", replace_on: &["*"] },
+    KindSchema { name: "bucket", replace_on: &["name"] },
+    KindSchema { name: "dataset", replace_on: &["*"] },
+    KindSchema { name: "firewall", replace_on: &["*"] },
+    KindSchema { name: "vm", replace_on: &["*"] },
+    // Found only by sweeps: leftovers of a VM or a cluster.
+    KindSchema { name: "volume", replace_on: &["*"] },
+    KindSchema { name: "network_interface", replace_on: &["*"] },
+    KindSchema { name: "role", replace_on: &["*"] },
+];
+
+/// The AWS provider for one lab.
+pub struct AwsProvider {
+    lab: String,
+    clients: Clients,
+    /// Where `lab-mapreduce` and `lab-scheduler` are, to upload them as artifacts.
+    bin_dir: PathBuf,
+}
+
+impl AwsProvider {
+    /// A provider for lab `lab`; it connects on first use.
+    pub fn new(config: AwsConfig, lab: &str, bin_dir: &Path) -> Self {
+        Self { lab: lab.to_owned(), clients: Clients::new(config), bin_dir: bin_dir.to_owned() }
+    }
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn name(&self) -> &str {
+        "aws"
+    }
+
+    fn kinds(&self) -> &[KindSchema] {
+        KINDS
+    }
+
+    async fn read(&self, kind: &str, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+        let c = self.clients.get().await?;
+        match kind {
+            "network" => network::read(c, prior).await,
+            "firewall" => network::read_firewall(c, prior).await,
+            "artifacts" => storage::read_artifacts(c, prior).await,
+            "bucket" => storage::read_bucket(c, prior).await,
+            "dataset" => storage::read_dataset(c, prior).await,
+            "credential" => identity::read_credential(c, prior).await,
+            "instance_profile" => identity::read_instance_profile(c, prior).await,
+            "vm" => compute::read(c, prior).await,
+            "cluster" => eks::read_cluster(c, prior).await,
+            "node_pool" => eks::read_node_pool(c, prior).await,
+            other => Err(unknown_kind(other)),
+        }
+    }
+
+    async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+        let c = self.clients.get().await?;
+        match spec.kind.as_str() {
+            "network" => network::create(c, spec).await,
+            "firewall" => network::create_firewall(c, spec, deps).await,
+            "artifacts" => storage::create_artifacts(c, spec, &self.bin_dir).await,
+            "bucket" => storage::create_bucket(c, spec).await,
+            "dataset" => storage::create_dataset(c, spec, deps).await,
+            "credential" => identity::create_credential(c, spec, &self.lab).await,
+            "instance_profile" => identity::create_instance_profile(c, spec, &self.lab).await,
+            "vm" => compute::create(c, spec, deps).await,
+            "cluster" => eks::create_cluster(c, spec, deps, &self.lab).await,
+            "node_pool" => eks::create_node_pool(c, spec, deps).await,
+            other => Err(unknown_kind(other)),
+        }
+    }
+
+    async fn update(&self, spec: &ResourceSpec, _prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {
+        // Attributes that cannot change in place force replacement (see KINDS); for the
+        // rest, creating again converges the existing resource (re-upload changed
+        // artifacts, resize a node group, re-tag).
+        self.create(spec, deps).await
+    }
+
+    async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
+        let c = self.clients.get().await?;
+        match kind {
+            "network" => network::delete(c, prior).await,
+            "firewall" => network::delete_firewall(c, &prior.id).await,
+            "network_interface" => network::delete_interface(c, &prior.id).await,
+            "artifacts" | "bucket" => storage::delete_bucket(c, &prior.id).await,
+            "dataset" => storage::delete_dataset(c, &prior.id).await,
+            "credential" => identity::delete_user(c, &prior.id).await,
+            "instance_profile" => identity::delete_instance_profile(c, &prior.id).await,
+            "role" => identity::delete_role(c, &prior.id).await,
+            "vm" => compute::delete(c, &prior.id).await,
+            "volume" => compute::delete_volume(c, &prior.id).await,
+            "cluster" => eks::delete_cluster(c, &prior.id).await,
+            "node_pool" => eks::delete_node_pool(c, &prior.id).await,
+            other => Err(unknown_kind(other)),
+        }
+    }
+
+    async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
+        sweep::sweep(self.clients.get().await?, lab).await
+    }
+}
+
+/// An attribute of whichever dependency has it (a VM's subnet comes from the network, its
+/// security group from its firewall, …).
+fn dep_attr<'a>(deps: &'a Deps, key: &str) -> Result<&'a str, ProviderError> {
+    deps.values()
+        .find_map(|d| d.attributes.get(key).and_then(|v| v.as_str()))
+        .ok_or_else(|| ProviderError::invalid(format!("no dependency provides `{key}`")))
+}
+
+/// The spec of one part of a composite resource (a network's subnet), tagged with its own
+/// address so that a create finds each part an interrupted create already made.
+fn part_of(spec: &ResourceSpec, part: &str) -> ResourceSpec {
+    ResourceSpec { address: format!("{}/{part}", spec.address), ..spec.clone() }
+}
+
+fn unknown_kind(kind: &str) -> ProviderError {
+    ProviderError::invalid(format!("the aws provider has no resource kind `{kind}`"))
+}

@@ -1,0 +1,347 @@
+//! The AWS provider against the AWS API emulator (moto's server) on loopback: each test
+//! starts its own server. `scripts/test.sh` installs moto; `MOTO_SERVER` names the
+//! executable (default: `moto_server` on the PATH). What exists is checked by listing
+//! through the AWS API with the SDK, never through labctl itself.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+
+use crate::support::*;
+
+const REGION: &str = "eu-west-1";
+
+/// A moto server on a free loopback port, stopped on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let exe = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(&exe)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // AWS's managed policies (AmazonEKSClusterPolicy, …), which real accounts have.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{exe}` ({e}): run the tests through scripts/test.sh, which installs moto"));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, endpoint }
+    }
+
+    /// Turns IAM enforcement on: from now on every request must be signed by a key whose
+    /// policies allow it (moto's `INITIAL_NO_AUTH_ACTION_COUNT`).
+    pub fn enforce_iam(&self) {
+        let out = Command::new("curl")
+            .args(["-sf", "-X", "POST", "--data", "0", &format!("{}/moto-api/reset-auth", self.endpoint)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cannot turn on IAM enforcement");
+    }
+
+    /// SDK configuration for this server with the given key.
+    pub fn sdk(&self, key: &str, secret: &str) -> aws_config::SdkConfig {
+        let credentials = aws_sdk_s3::config::Credentials::new(key, secret, None, None, "test");
+        block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(REGION))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(credentials)
+                .load(),
+        )
+    }
+
+    pub fn s3(&self, key: &str, secret: &str) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk(key, secret)).force_path_style(true).build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Everything on the server that carries `lab`'s tag or lives under its IAM path, as
+    /// `kind id` lines, sorted.
+    pub fn tagged(&self, lab: &str) -> Vec<String> {
+        let sdk = self.sdk("testing", "testing");
+        block_on(tagged(&sdk, self.s3("testing", "testing"), lab))
+    }
+
+    /// `kind` lines of [`Moto::tagged`] only.
+    pub fn count(&self, lab: &str, kind: &str) -> usize {
+        self.tagged(lab).iter().filter(|l| l.split(' ').next() == Some(kind)).count()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+async fn tagged(sdk: &aws_config::SdkConfig, s3: aws_sdk_s3::Client, lab: &str) -> Vec<String> {
+    let mut found = vec![];
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let by_lab = || Filter::builder().name("tag:labctl/lab").values(lab).build();
+    let reservations = ec2.describe_instances().filters(by_lab()).send().await.unwrap();
+    for i in reservations.reservations().iter().flat_map(|r| r.instances()) {
+        if i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated") {
+            found.push(format!("instance {}", i.instance_id().unwrap()));
+        }
+    }
+    for v in ec2.describe_volumes().filters(by_lab()).send().await.unwrap().volumes() {
+        found.push(format!("volume {}", v.volume_id().unwrap()));
+    }
+    for n in ec2.describe_network_interfaces().filters(by_lab()).send().await.unwrap().network_interfaces() {
+        found.push(format!("network_interface {}", n.network_interface_id().unwrap()));
+    }
+    for g in ec2.describe_security_groups().filters(by_lab()).send().await.unwrap().security_groups() {
+        found.push(format!("security_group {}", g.group_id().unwrap()));
+    }
+    for v in ec2.describe_vpcs().filters(by_lab()).send().await.unwrap().vpcs() {
+        found.push(format!("vpc {}", v.vpc_id().unwrap()));
+    }
+    for s in ec2.describe_subnets().filters(by_lab()).send().await.unwrap().subnets() {
+        found.push(format!("subnet {}", s.subnet_id().unwrap()));
+    }
+    for g in ec2.describe_internet_gateways().filters(by_lab()).send().await.unwrap().internet_gateways() {
+        found.push(format!("internet_gateway {}", g.internet_gateway_id().unwrap()));
+    }
+    for t in ec2.describe_route_tables().filters(by_lab()).send().await.unwrap().route_tables() {
+        found.push(format!("route_table {}", t.route_table_id().unwrap()));
+    }
+    for b in s3.list_buckets().send().await.unwrap().buckets() {
+        let name = b.name().unwrap();
+        if let Ok(tags) = s3.get_bucket_tagging().bucket(name).send().await {
+            if tags.tag_set().iter().any(|t| t.key() == "labctl/lab" && t.value() == lab) {
+                found.push(format!("bucket {name}"));
+            }
+        }
+    }
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let path = format!("/labctl/{lab}/");
+    for u in iam.list_users().path_prefix(&path).send().await.unwrap().users() {
+        found.push(format!("user {}", u.user_name()));
+    }
+    for r in iam.list_roles().path_prefix(&path).send().await.unwrap().roles() {
+        found.push(format!("role {}", r.role_name()));
+    }
+    for p in iam.list_instance_profiles().path_prefix(&path).send().await.unwrap().instance_profiles() {
+        found.push(format!("instance_profile {}", p.instance_profile_name()));
+    }
+    let eks = aws_sdk_eks::Client::new(sdk);
+    for name in eks.list_clusters().send().await.unwrap().clusters() {
+        let cluster = eks.describe_cluster().name(name).send().await.unwrap();
+        if cluster.cluster().and_then(|c| c.tags()).and_then(|t| t.get("labctl/lab")).map(String::as_str) == Some(lab) {
+            found.push(format!("cluster {name}"));
+            for group in eks.list_nodegroups().cluster_name(name).send().await.unwrap().nodegroups() {
+                found.push(format!("node_group {name}/{group}"));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A scratch directory holding `examples/aws.toml` pointed at `moto`.
+fn aws_example(moto: &Moto) -> Env {
+    let env = Env::new();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws.toml")).unwrap();
+    let text = text.replace("# endpoint = \"http://127.0.0.1:5000\"", &format!("endpoint = \"{}\"", moto.endpoint));
+    assert!(text.contains(&moto.endpoint), "examples/aws.toml has the commented endpoint line");
+    env.write("lab.toml", &text);
+    env
+}
+
+/// A small lab: two students with a bucket (one dataset) and an IAM user each.
+fn storage_lab(moto: &Moto) -> Env {
+    let env = Env::new();
+    env.write(
+        "lab.toml",
+        &format!(
+            r#"
+[lab]
+name = "iamlab"
+
+[provider.aws]
+region = "{REGION}"
+endpoint = "{}"
+
+[[cohort]]
+name = "c1"
+students = [{{ id = "ann" }}, {{ id = "bob" }}]
+
+[student]
+bucket = {{ datasets = ["corpus"] }}
+
+[datasets.corpus]
+kind = "text"
+size_mb = 0.05
+files = 2
+"#,
+            moto.endpoint
+        ),
+    );
+    env
+}
+
+/// `labctl` with the emulator's test credentials and nothing from the user's AWS config.
+fn run(env: &Env, args: &[&str]) -> Run {
+    let mut cmd = aws_command(env, args);
+    let out = cmd.output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    Run {
+        code: out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+fn aws_command(env: &Env, args: &[&str]) -> Command {
+    let mut cmd = env.command(args);
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", env.path("no-aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", env.path("no-aws-credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL");
+    cmd
+}
+
+#[test]
+fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
+    let moto = Moto::start();
+    let env = aws_example(&moto);
+    let lab = "bigdata-aws";
+
+    let plan = run(&env, &["plan", "lab.toml"]).ok();
+    assert!(plan.stdout.contains("student[\"ada\"].vm"), "{}", plan.stdout);
+    run(&env, &["apply", "lab.toml", "--yes"]).ok();
+
+    let found = moto.tagged(lab);
+    let count = |kind: &str| found.iter().filter(|l| l.starts_with(&format!("{kind} "))).count();
+    assert_eq!(count("instance"), 5, "{found:#?}");
+    assert_eq!(count("bucket"), 6, "5 students + artifacts: {found:#?}");
+    assert_eq!(count("user"), 5, "{found:#?}");
+    assert_eq!(count("security_group"), 5, "{found:#?}");
+    assert_eq!(count("subnet"), 2, "{found:#?}");
+    assert_eq!(count("cluster"), 1, "{found:#?}");
+    assert_eq!(count("node_group"), 2, "{found:#?}");
+
+    // The GPU node group is tainted and scales to zero.
+    let sdk = moto.sdk("testing", "testing");
+    let gpu = block_on(aws_sdk_eks::Client::new(&sdk).describe_nodegroup().cluster_name("bigdata-aws-shared").nodegroup_name("gpu").send())
+        .unwrap();
+    let gpu = gpu.nodegroup().unwrap();
+    assert_eq!(gpu.scaling_config().unwrap().min_size(), Some(0));
+    assert!(gpu.taints().iter().any(|t| t.key() == Some("nvidia.com/gpu")), "{gpu:?}");
+    assert_eq!(gpu.instance_types(), ["g4dn.xlarge"]);
+
+    // Datasets were copied into every student's bucket.
+    let s3 = moto.s3("testing", "testing");
+    let objects = block_on(s3.list_objects_v2().bucket("bigdata-aws-ada").prefix("datasets/corpus/").send()).unwrap();
+    assert!(objects.contents().iter().any(|o| o.key().unwrap().ends_with("part-00000.txt")), "{objects:?}");
+
+    let again = run(&env, &["plan", "lab.toml"]).ok();
+    assert!(again.stdout.contains("No changes"), "re-plan after apply:\n{}", again.stdout);
+
+    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+    assert_eq!(moto.tagged(lab), Vec::<String>::new());
+}
+
+#[test]
+fn a_students_key_opens_their_own_bucket_only() {
+    let moto = Moto::start();
+    let env = storage_lab(&moto);
+    run(&env, &["apply", "lab.toml", "--yes"]).ok();
+    let outputs = run(&env, &["output", "lab.toml", "--show-sensitive", "--json"]).ok();
+    let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
+    let key = |student: &str, attribute: &str| -> String {
+        let credential = &outputs["students"][student]["credential"];
+        credential[attribute].as_str().unwrap_or_else(|| panic!("{attribute} of {student} in {outputs:#}")).to_owned()
+    };
+    let ann = moto.s3(&key("ann", "access_key_id"), &key("ann", "secret_access_key"));
+
+    moto.enforce_iam();
+    block_on(ann.put_object().bucket("iamlab-ann").key("notes.txt").body(b"mine".to_vec().into()).send()).expect("ann writes her bucket");
+    let got = block_on(ann.get_object().bucket("iamlab-ann").key("notes.txt").send()).expect("ann reads her bucket");
+    assert_eq!(block_on(got.body.collect()).unwrap().into_bytes().as_ref(), b"mine");
+    block_on(ann.get_object().bucket("iamlab-ann").key("datasets/corpus/part-00000.txt").send()).expect("ann reads her dataset");
+
+    let denied = block_on(ann.get_object().bucket("iamlab-bob").key("datasets/corpus/part-00000.txt").send()).unwrap_err();
+    assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
+    let denied = block_on(ann.put_object().bucket("iamlab-bob").key("x").body(b"x".to_vec().into()).send()).unwrap_err();
+    assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
+}
+
+#[test]
+fn a_bucket_deleted_outside_labctl_is_drift_that_apply_repairs() {
+    let moto = Moto::start();
+    let env = storage_lab(&moto);
+    run(&env, &["apply", "lab.toml", "--yes"]).ok();
+
+    let s3 = moto.s3("testing", "testing");
+    let objects = block_on(s3.list_objects_v2().bucket("iamlab-bob").send()).unwrap();
+    for o in objects.contents() {
+        block_on(s3.delete_object().bucket("iamlab-bob").key(o.key().unwrap()).send()).unwrap();
+    }
+    block_on(s3.delete_bucket().bucket("iamlab-bob").send()).unwrap();
+
+    let plan = run(&env, &["plan", "lab.toml"]).ok();
+    assert!(plan.stdout.contains("student[\"bob\"].bucket"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("deleted outside labctl"), "{}", plan.stdout);
+    run(&env, &["apply", "lab.toml", "--yes"]).ok();
+    block_on(s3.head_object().bucket("iamlab-bob").key("datasets/corpus/part-00001.txt").send()).expect("bucket and dataset are back");
+    assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+    assert_eq!(moto.tagged("iamlab"), Vec::<String>::new());
+}
+
+/// E6 of the engine's acceptance, on AWS: SIGKILL apply at several points, then apply again:
+/// no duplicate VM or bucket, and destroy leaves nothing.
+#[test]
+fn apply_killed_at_any_point_is_repaired_without_duplicates() {
+    let moto = Moto::start();
+    let env = aws_example(&moto);
+    let lab = "bigdata-aws";
+    for delay_ms in [300, 900, 1_800, 3_000] {
+        let mut child = aws_command(&env, &["apply", "lab.toml", "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(moto.count(lab, "instance") <= 5, "after a kill at {delay_ms} ms: {:#?}", moto.tagged(lab));
+    }
+    run(&env, &["apply", "lab.toml", "--yes"]).ok();
+    assert_eq!(moto.count(lab, "instance"), 5, "{:#?}", moto.tagged(lab));
+    assert_eq!(moto.count(lab, "bucket"), 6, "{:#?}", moto.tagged(lab));
+    assert_eq!(moto.count(lab, "vpc"), 1, "{:#?}", moto.tagged(lab));
+    assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+    assert_eq!(moto.tagged(lab), Vec::<String>::new());
+}
+
+/// `destroy --sweep` without state finds everything by its tags and deletes it in order.
+#[test]
+fn sweep_removes_tagged_resources_state_forgot() {
+    let moto = Moto::start();
+    let env = aws_example(&moto);
+    run(&env, &["apply", "lab.toml", "--yes"]).ok();
+    std::fs::remove_dir_all(env.path(".labctl")).unwrap();
+    let plain = run(&env, &["destroy", "lab.toml", "--yes"]);
+    assert_ne!(plain.code, 0, "a destroy that knows nothing must say what is left:\n{}", plain.all());
+    assert!(plain.all().contains("--sweep"), "{}", plain.all());
+    run(&env, &["destroy", "lab.toml", "--yes", "--sweep"]).ok();
+    assert_eq!(moto.tagged("bigdata-aws"), Vec::<String>::new());
+}
