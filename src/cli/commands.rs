@@ -326,28 +326,35 @@ async fn destroy(target: &Target, filter: Filter, sweep: bool, run: &RunOptions,
 
 /// Adds every tagged resource the providers know but state does not to state (in memory),
 /// under an `orphan.<kind>["<id>"]` address, so that destroy deletes it like any other.
+/// Providers list what they find in a safe deletion order; each orphan is made to depend on
+/// the orphans of the kind listed after its own, so destroy keeps that order.
 async fn adopt_orphans(o: &Opened, state: &mut crate::state::State, filter: &Filter) -> Result<(), CliError> {
     for live in o.registry.all() {
         let found = live.provider.sweep(&o.lab.name).await.map_err(|e: ProviderError| {
             CliError::failed(format!("cannot sweep the {} provider: {e}", live.provider.name()))
         })?;
-        for f in found.into_iter().filter(|f| filter.matches(&f.tags)) {
-            let known = state.resources.values().any(|r| r.provider == live.provider.name() && r.kind == f.kind && r.id == f.id);
-            if !known {
-                let address = format!("orphan.{}[\"{}\"]", f.kind, f.id);
-                let entry = ResourceState {
-                    provider: live.provider.name().to_owned(),
-                    kind: f.kind,
-                    id: f.id,
-                    config: Default::default(),
-                    attributes: Default::default(),
-                    sensitive: vec![],
-                    deps: vec![],
-                    tags: f.tags,
-                    tainted: false,
-                };
-                state.resources.insert(address, entry);
-            }
+        let provider = live.provider.name();
+        let orphans: Vec<_> = found
+            .into_iter()
+            .filter(|f| filter.matches(&f.tags))
+            .filter(|f| !state.resources.values().any(|r| r.provider == provider && r.kind == f.kind && r.id == f.id))
+            .collect();
+        let address = |f: &labctl_provider_api::Found| format!("orphan.{}[\"{}\"]", f.kind, f.id);
+        for (i, f) in orphans.iter().enumerate() {
+            let next_kind = orphans[i..].iter().map(|n| &n.kind).find(|k| **k != f.kind);
+            let deps = orphans.iter().filter(|n| Some(&n.kind) == next_kind).map(address).collect();
+            let entry = ResourceState {
+                provider: provider.to_owned(),
+                kind: f.kind.clone(),
+                id: f.id.clone(),
+                config: Default::default(),
+                attributes: Default::default(),
+                sensitive: vec![],
+                deps,
+                tags: f.tags.clone(),
+                tainted: false,
+            };
+            state.resources.insert(address(f), entry);
         }
     }
     Ok(())

@@ -43,7 +43,7 @@ impl Moto {
     /// policies allow it (moto's `INITIAL_NO_AUTH_ACTION_COUNT`).
     pub fn enforce_iam(&self) {
         let out = Command::new("curl")
-            .args(["-sf", "-X", "POST", "--data", "0", &format!("{}/moto-api/reset-auth", self.endpoint)])
+            .args(["-sf", "-X", "POST", "-H", "Content-Type: text/plain", "--data", "0", &format!("{}/moto-api/reset-auth", self.endpoint)])
             .output()
             .unwrap();
         assert!(out.status.success(), "cannot turn on IAM enforcement");

@@ -46,7 +46,8 @@ pub trait Provider: Send + Sync {
     /// Deletes the resource; succeeds if it is already gone.
     async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError>;
 
-    /// Lists every resource carrying this lab's tags, whether or not state knows it.
+    /// Lists every resource carrying this lab's tags, whether or not state knows it, in an
+    /// order that is safe to delete in (what must go first, first).
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError>;
 
     /// The schema of `kind`, if this provider manages it.
