@@ -58,6 +58,18 @@ impl ProviderSettings {
 }
 
 impl ProviderSettings {
+    /// How to reach S3 for an `s3://` state: with the lab's AWS settings, if it has them.
+    pub fn s3(&self) -> crate::state::S3Settings {
+        match self {
+            Self::Aws { config, .. } => crate::state::S3Settings {
+                region: Some(config.region.clone()),
+                endpoint: config.endpoint.clone(),
+                profile: config.profile.clone(),
+            },
+            Self::Local { .. } => crate::state::S3Settings::default(),
+        }
+    }
+
     /// Whether `labctl verify` can run the smoke workloads against this provider's workers.
     pub fn can_verify(&self) -> Result<(), String> {
         match self {

@@ -61,7 +61,7 @@ impl Opened {
     pub fn open(lab_path: &Path, place: &Place) -> Result<Self, CliError> {
         let lab = load_lab(lab_path)?;
         let settings = ProviderSettings::resolve(&lab.provider, place.data_dir.clone()).map_err(CliError::failed)?;
-        let store = store_for(lab_path, &lab.name, place);
+        let store = store_for(lab_path, &lab, place, &settings);
         let registry = Registry::new(&settings, &lab.name);
         Ok(Self { lab, settings, store, registry })
     }
@@ -75,15 +75,20 @@ impl Opened {
     }
 
     pub fn lock(&self, operation: &str) -> Result<StateLock, CliError> {
-        lock(&self.store.lock_path(), operation)
+        lock(&self.store, operation)
     }
 }
 
-/// The state store: `--state`, else beside the lab file.
-fn store_for(lab_path: &Path, lab: &str, place: &Place) -> StateStore {
-    match &place.state {
-        Some(path) => StateStore::new(path.clone()),
-        None => StateStore::beside(lab_path, lab),
+/// The state store: `--state`, else the lab file's `state`, else beside the lab file. An
+/// `s3://bucket/key` location is reached with the lab's AWS settings.
+fn store_for(lab_path: &Path, lab: &Lab, place: &Place, settings: &ProviderSettings) -> StateStore {
+    let configured = place.state.clone().or_else(|| {
+        let state = lab.state.as_ref()?;
+        Some(if state.starts_with("s3://") { PathBuf::from(state) } else { lab_path.parent().unwrap_or(Path::new(".")).join(state) })
+    });
+    match configured {
+        Some(location) => StateStore::at(&location, &settings.s3()),
+        None => StateStore::beside(lab_path, &lab.name),
     }
 }
 
@@ -108,8 +113,8 @@ pub fn load_lab(path: &Path) -> Result<Lab, CliError> {
     }
 }
 
-fn lock(path: &Path, operation: &str) -> Result<StateLock, CliError> {
-    StateLock::acquire(path, operation).map_err(|e| {
+fn lock(store: &StateStore, operation: &str) -> Result<StateLock, CliError> {
+    store.lock(operation).map_err(|e| {
         CliError::failed(format!(
             "{e}\n  Wait for it to finish. If that run is gone for good, break the lock with `labctl state unlock LAB`."
         ))
@@ -145,7 +150,7 @@ fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec
         lab: o.lab.name.clone(),
         lineage: state.lineage.clone(),
         serial: state.serial,
-        state_path: std::path::absolute(o.store.path()).unwrap_or_else(|_| o.store.path().to_owned()),
+        state_path: o.store.absolute(),
         provider: o.settings.clone(),
         destroy,
         actions,
@@ -256,8 +261,8 @@ async fn verify(o: &Opened, students: &[String], json: bool, junit: Option<&Path
 }
 
 async fn apply_saved_plan(plan: Plan, options: &Options, json: bool) -> Result<u8, CliError> {
-    let store = StateStore::new(plan.state_path.clone());
-    let _lock = lock(&store.lock_path(), "apply")?;
+    let store = StateStore::at(&plan.state_path, &plan.provider.s3());
+    let _lock = lock(&store, "apply")?;
     let mut state = store.load(&plan.lab).map_err(|e| CliError::failed(format!("cannot read state: {e}")))?;
     if state.lineage != plan.lineage && store.exists() {
         return Err(CliError::failed(format!(
@@ -406,13 +411,14 @@ fn confirm(what: &str) -> Result<(), CliError> {
 
 fn unlock(target: &Target) -> Result<u8, CliError> {
     let lab = load_lab(&target.lab)?;
-    let path = store_for(&target.lab, &lab.name, &target.place).lock_path();
-    let holder: Option<LockInfo> = StateLock::holder(&path);
-    match StateLock::force_unlock(&path) {
+    let settings = ProviderSettings::resolve(&lab.provider, target.place.data_dir.clone()).map_err(CliError::failed)?;
+    let store = store_for(&target.lab, &lab, &target.place, &settings);
+    let holder: Option<LockInfo> = store.lock_holder();
+    match store.force_unlock() {
         Ok(()) => {
             match holder {
                 Some(h) => println!("Broke the lock held by {h}."),
-                None => println!("Removed the lock file {}.", path.display()),
+                None => println!("Removed the lock of {}.", store.path().display()),
             }
             Ok(0)
         }
@@ -420,6 +426,6 @@ fn unlock(target: &Target) -> Result<u8, CliError> {
             println!("The state of lab `{}` is not locked.", lab.name);
             Ok(0)
         }
-        Err(e) => Err(CliError::failed(format!("cannot remove {}: {e}", path.display()))),
+        Err(e) => Err(CliError::failed(format!("cannot remove the lock of {}: {e}", store.path().display()))),
     }
 }

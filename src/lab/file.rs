@@ -40,6 +40,10 @@ pub struct LabSection {
     #[schemars(with = "Option<String>")]
     pub expires: Option<Spanned<toml::value::Datetime>>,
     pub budget: Option<BudgetSection>,
+    /// Where the state lives: a file (relative to the lab file), or `s3://bucket/key` so
+    /// that several people can apply the lab (locked by conditional writes). Default:
+    /// `.labctl/<name>.state.json` beside the lab file. `--state` overrides it.
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

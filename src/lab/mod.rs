@@ -31,6 +31,8 @@ pub struct Lab {
     /// The shared network (cloud providers).
     pub network: Option<NetworkSection>,
     pub expires: Option<jiff::Timestamp>,
+    /// Where the state lives, if the lab file says (a path or an `s3://` URL).
+    pub state: Option<String>,
     /// Things that are allowed but probably not what the instructor meant.
     pub warnings: Vec<String>,
 }

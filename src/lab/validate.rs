@@ -58,6 +58,7 @@ pub fn validate(file: LabFile, source: &Source, path: &Path) -> Result<Lab, Vec<
             clusters: file.cluster,
             network: file.network,
             expires,
+            state: file.lab.state.clone(),
             warnings: v.warnings,
         }),
         _ => Err(v.errors),

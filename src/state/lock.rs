@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::remote::S3Object;
+
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -31,9 +33,11 @@ impl std::fmt::Display for LockInfo {
 
 /// A held lock; released when dropped.
 #[derive(Debug)]
-pub struct StateLock {
-    path: PathBuf,
-    _file: File,
+pub enum StateLock {
+    /// An flock on the lock file beside the state file.
+    File { path: PathBuf, file: File },
+    /// The lock object beside the state object in S3, holding `info`.
+    S3 { object: S3Object, info: LockInfo },
 }
 
 /// Why a lock could not be taken.
@@ -41,7 +45,7 @@ pub struct StateLock {
 pub enum LockError {
     #[error("the state is locked by {0}")]
     Held(LockInfo),
-    #[error("the state is locked by another process (its lock file {0} is unreadable)")]
+    #[error("the state is locked by another process (its lock {0} is unreadable)")]
     HeldUnknown(PathBuf),
     #[error("cannot lock the state: {0}")]
     Io(#[from] io::Error),
@@ -74,18 +78,21 @@ impl StateLock {
             if !matches!(same, Ok(true)) {
                 continue;
             }
-            let info = LockInfo {
-                owner: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-                pid: std::process::id(),
-                host: hostname(),
-                since: jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string(),
-                operation: operation.to_owned(),
-            };
             file.set_len(0)?;
             file.rewind()?;
-            file.write_all(serde_json::to_string(&info).unwrap_or_default().as_bytes())?;
+            file.write_all(serde_json::to_string(&LockInfo::mine(operation)).unwrap_or_default().as_bytes())?;
             file.sync_all()?;
-            return Ok(Self { path: path.to_owned(), _file: file });
+            return Ok(Self::File { path: path.to_owned(), file });
+        }
+    }
+
+    /// Takes the S3 lock by creating its object only if it does not exist.
+    pub fn acquire_s3(object: &S3Object, operation: &str) -> Result<Self, LockError> {
+        let info = LockInfo::mine(operation);
+        match object.lock(&info)? {
+            Ok(()) => Ok(Self::S3 { object: object.clone(), info }),
+            Err(Some(holder)) => Err(LockError::Held(holder)),
+            Err(None) => Err(LockError::HeldUnknown(PathBuf::from(format!("{}.lock", object.url())))),
         }
     }
 
@@ -101,13 +108,35 @@ impl StateLock {
     }
 }
 
+impl LockInfo {
+    /// This process, about to run `operation`.
+    fn mine(operation: &str) -> Self {
+        Self {
+            owner: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            pid: std::process::id(),
+            host: hostname(),
+            since: jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string(),
+            operation: operation.to_owned(),
+        }
+    }
+}
+
 impl Drop for StateLock {
-    /// Removes the lock file only if it is still ours: after `state unlock`, another run
-    /// may hold a new file at the same path.
+    /// Removes the lock only if it is still ours: after `state unlock`, another run may
+    /// hold a new lock at the same place.
     fn drop(&mut self) {
-        let ours = |m: fs::Metadata| self._file.metadata().is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
-        if fs::metadata(&self.path).is_ok_and(ours) {
-            let _ = fs::remove_file(&self.path);
+        match self {
+            Self::File { path, file } => {
+                let ours = |m: fs::Metadata| file.metadata().is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
+                if fs::metadata(&*path).is_ok_and(ours) {
+                    let _ = fs::remove_file(&*path);
+                }
+            }
+            Self::S3 { object, info } => {
+                if let Err(e) = object.unlock(Some(info)) {
+                    tracing::warn!("cannot release the state lock: {e}; break it with `labctl state unlock`");
+                }
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! secrets marked.
 
 mod lock;
+mod remote;
 mod store;
 
 use std::collections::BTreeMap;
@@ -10,7 +11,8 @@ use labctl_provider_api::{Attributes, Observed, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use lock::{LockInfo, StateLock};
+pub use lock::{LockError, LockInfo, StateLock};
+pub use remote::S3Settings;
 pub use store::StateStore;
 
 /// Bumped when the state layout changes incompatibly.

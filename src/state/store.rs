@@ -1,22 +1,39 @@
-//! Reading and writing the state file: temp file, fsync, rename; the previous version kept
-//! as `<state>.backup`; mode 0600 because state holds secrets.
+//! Reading and writing state. In a file: temp file, fsync, rename; the previous version
+//! kept as `<state>.backup`; mode 0600 because state holds secrets. Or in S3 (see
+//! [`super::remote`]), for a lab several people apply.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{State, FORMAT_VERSION};
+use super::lock::{LockError, StateLock};
+use super::remote::{S3Object, S3Settings};
+use super::{LockInfo, State, FORMAT_VERSION};
 
 /// Where one lab's state lives, and how it is read and written.
 #[derive(Debug, Clone)]
 pub struct StateStore {
     path: PathBuf,
+    /// Set when the state lives in S3 (`path` is then its `s3://` URL).
+    remote: Option<S3Object>,
 }
 
 impl StateStore {
+    /// A state file at `path`.
     pub fn new(path: PathBuf) -> Self {
-        Self { path }
+        Self { path, remote: None }
+    }
+
+    /// A state file, or an S3 object when `location` is an `s3://bucket/key` URL.
+    pub fn at(location: &Path, s3: &S3Settings) -> Self {
+        match location.to_str().and_then(S3Object::parse) {
+            Some((bucket, key)) => {
+                let remote = S3Object::connect(bucket, key, s3);
+                Self { path: PathBuf::from(remote.url()), remote: Some(remote) }
+            }
+            None => Self::new(location.to_owned()),
+        }
     }
 
     /// The default place: `.labctl/<lab>.state.json` beside the lab file.
@@ -25,8 +42,41 @@ impl StateStore {
         Self::new(dir.join(".labctl").join(format!("{lab}.state.json")))
     }
 
+    /// The state file's path, or the state object's `s3://` URL.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The location a saved plan records: an absolute path, or the `s3://` URL.
+    pub fn absolute(&self) -> PathBuf {
+        match &self.remote {
+            Some(_) => self.path.clone(),
+            None => std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone()),
+        }
+    }
+
+    /// Takes the state lock for `operation`, or says who holds it.
+    pub fn lock(&self, operation: &str) -> Result<StateLock, LockError> {
+        match &self.remote {
+            Some(remote) => StateLock::acquire_s3(remote, operation),
+            None => StateLock::acquire(&self.lock_path(), operation),
+        }
+    }
+
+    /// Who holds the state lock, if anyone.
+    pub fn lock_holder(&self) -> Option<LockInfo> {
+        match &self.remote {
+            Some(remote) => remote.holder().ok().flatten(),
+            None => StateLock::holder(&self.lock_path()),
+        }
+    }
+
+    /// Breaks the state lock, whoever holds it.
+    pub fn force_unlock(&self) -> io::Result<()> {
+        match &self.remote {
+            Some(remote) => remote.unlock(None),
+            None => StateLock::force_unlock(&self.lock_path()),
+        }
     }
 
     pub fn backup_path(&self) -> PathBuf {
@@ -39,11 +89,15 @@ impl StateStore {
 
     /// Reads the state; a missing file is a fresh state for `lab`.
     pub fn load(&self, lab: &str) -> io::Result<State> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::new(lab)),
-            Err(e) => return Err(e),
+        let bytes = match &self.remote {
+            Some(remote) => remote.get()?,
+            None => match fs::read(&self.path) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
         };
+        let Some(bytes) = bytes else { return Ok(State::new(lab)) };
         let state: State = serde_json::from_slice(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display())))?;
         if state.format_version != FORMAT_VERSION {
@@ -65,9 +119,12 @@ impl StateStore {
         Ok(state)
     }
 
-    /// Whether a state file exists yet.
+    /// Whether a state exists yet.
     pub fn exists(&self) -> bool {
-        self.path.exists()
+        match &self.remote {
+            Some(remote) => remote.get().is_ok_and(|b| b.is_some()),
+            None => self.path.exists(),
+        }
     }
 
     /// Writes `state` with the next serial. Readers (and a crash at any instant) see either
@@ -75,7 +132,10 @@ impl StateStore {
     pub fn save(&self, state: &mut State) -> io::Result<()> {
         state.serial += 1;
         let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
-        self.write_bytes(&bytes)
+        match &self.remote {
+            Some(remote) => remote.put(bytes),
+            None => self.write_bytes(&bytes),
+        }
     }
 
     fn write_bytes(&self, bytes: &[u8]) -> io::Result<()> {

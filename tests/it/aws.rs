@@ -345,3 +345,58 @@ fn sweep_removes_tagged_resources_state_forgot() {
     run(&env, &["destroy", "lab.toml", "--yes", "--sweep"]).ok();
     assert_eq!(moto.tagged("bigdata-aws"), Vec::<String>::new());
 }
+
+/// Two teaching assistants apply the same lab with its state in S3: one gets the lock, the
+/// other a refusal naming the holder; the state ends up in the bucket.
+#[test]
+fn concurrent_applies_on_the_s3_state_backend_are_serialised_by_the_lock() {
+    let moto = Moto::start();
+    let env = storage_lab(&moto);
+    let s3 = moto.s3("testing", "testing");
+    block_on(s3.create_bucket().bucket("course-state").create_bucket_configuration(
+        aws_sdk_s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+            .build(),
+    ).send())
+    .unwrap();
+    let state = ["--state", "s3://course-state/labs/iamlab.json"];
+    let args = |verb: &'static str| [&[verb, "lab.toml", "--yes"][..], &state[..]].concat();
+
+    // The first apply stalls on its buckets, holding the lock.
+    let first = aws_command(&env, &args("apply")).env("LABCTL_FAULTS", "create:bucket:sleep3000:2").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while block_on(s3.head_object().bucket("course-state").key("labs/iamlab.json.lock").send()).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the first apply never took the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = run(&env, &args("apply"));
+    assert_eq!(second.code, 1, "{}", second.all());
+    assert!(second.stderr.contains("the state is locked by"), "{}", second.stderr);
+    assert!(second.stderr.contains("running `apply`"), "{}", second.stderr);
+    let first = finish(first);
+    assert_eq!(first.code, 0, "{}", first.all());
+
+    // The state is in the bucket, the lock is gone, and the next run sees no changes.
+    block_on(s3.head_object().bucket("course-state").key("labs/iamlab.json").send()).expect("state object");
+    assert!(block_on(s3.head_object().bucket("course-state").key("labs/iamlab.json.lock").send()).is_err(), "lock released");
+    assert!(!env.path(".labctl").exists(), "no local state file");
+    let plan = run(&env, &[&["plan", "lab.toml"][..], &state[..]].concat()).ok();
+    assert!(plan.stdout.contains("No changes"), "{}", plan.stdout);
+
+    // A holder killed outright leaves its lock; `state unlock` breaks it.
+    let mut killed = aws_command(&env, &args("destroy")).env("LABCTL_FAULTS", "delete:bucket:sleep5000:2").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while block_on(s3.head_object().bucket("course-state").key("labs/iamlab.json.lock").send()).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "destroy never took the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let refused = run(&env, &args("destroy"));
+    assert!(refused.stderr.contains("running `destroy`"), "{}", refused.all());
+    let unlocked = run(&env, &[&["state", "unlock", "lab.toml"][..], &state[..]].concat()).ok();
+    assert!(unlocked.stdout.contains("Broke the lock held by"), "{}", unlocked.stdout);
+    run(&env, &args("destroy")).ok();
+    assert_eq!(moto.tagged("iamlab"), Vec::<String>::new());
+}
