@@ -60,6 +60,10 @@ pub enum Command {
         /// Do not run the smoke workloads after applying.
         #[arg(long)]
         no_verify: bool,
+        /// Give every student a new cloud access key (the old ones stop working); their
+        /// worker tokens stay. Hand out the new keys with `labctl output --handout`.
+        #[arg(long)]
+        rotate_keys: bool,
     },
     /// Run the smoke workloads in every student's environment: a pass/fail matrix.
     ///

@@ -19,7 +19,9 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Validate { lab, json } => inspect::validate(&lab, json),
         Command::Plan { target, out, destroy, json } => plan_command(&target, out, destroy, json).await,
-        Command::Apply { lab_or_plan, place, run, yes, no_verify } => apply(&lab_or_plan, &place, &run, yes, no_verify).await,
+        Command::Apply { lab_or_plan, place, run, yes, no_verify, rotate_keys } => {
+            apply(&lab_or_plan, &place, &run, ApplyOptions { yes, no_verify, rotate_keys }).await
+        }
         Command::Verify { target, students, json, junit } => {
             verify(&Opened::open(&target.lab, &target.place)?, &students, json, junit.as_deref()).await
         }
@@ -128,11 +130,22 @@ fn engine_options(run: &RunOptions) -> Options {
     }
 }
 
-/// Refreshes state through the providers and diffs it against the lab.
-async fn make_plan(o: &Opened, state: &crate::state::State) -> Result<Plan, CliError> {
+/// Refreshes state through the providers and diffs it against the lab; with `rotate_keys`,
+/// every credential is updated too.
+async fn make_plan(o: &Opened, state: &crate::state::State, rotate_keys: bool) -> Result<Plan, CliError> {
     let refreshed = refresh(o, state).await?;
     let desired = lab::expand(&o.lab);
-    let actions = plan::diff(&desired, state, &refreshed, |p, k| o.registry.schema(p, k));
+    let mut actions = plan::diff(&desired, state, &refreshed, |p, k| o.registry.schema(p, k));
+    if rotate_keys {
+        if !matches!(o.settings, ProviderSettings::Aws { .. }) {
+            return Err(CliError::invalid(format!(
+                "--rotate-keys: the {} provider's credentials are worker tokens, not access keys; \
+                 to renew a student's token, destroy and apply their credential (`labctl destroy --student ID`)",
+                o.settings.name()
+            )));
+        }
+        plan::force_update(&desired, &mut actions, "credential", "access key rotation (--rotate-keys)");
+    }
     Ok(new_plan(o, state, false, actions))
 }
 
@@ -163,7 +176,7 @@ async fn plan_command(target: &Target, out: Option<PathBuf>, destroy: bool, json
     let plan = if destroy {
         new_plan(&o, &state, true, plan::destroy_plan(&state, &Filter::default()))
     } else {
-        make_plan(&o, &state).await?
+        make_plan(&o, &state, false).await?
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
@@ -206,7 +219,14 @@ fn read_plan(path: &Path) -> Result<Option<Plan>, CliError> {
     serde_json::from_value(value).map(Some).map_err(|e| CliError::invalid(format!("{}: damaged plan: {e}", path.display())))
 }
 
-async fn apply(path: &Path, place: &Place, run: &RunOptions, yes: bool, no_verify: bool) -> Result<u8, CliError> {
+/// The switches of `labctl apply`.
+struct ApplyOptions {
+    yes: bool,
+    no_verify: bool,
+    rotate_keys: bool,
+}
+
+async fn apply(path: &Path, place: &Place, run: &RunOptions, opts: ApplyOptions) -> Result<u8, CliError> {
     let options = engine_options(run);
     if let Some(plan) = read_plan(path)? {
         return apply_saved_plan(plan, &options, run.json).await;
@@ -214,19 +234,19 @@ async fn apply(path: &Path, place: &Place, run: &RunOptions, yes: bool, no_verif
     let o = Opened::open(path, place)?;
     let lock = o.lock("apply")?;
     let mut state = o.load_state()?;
-    let plan = make_plan(&o, &state).await?;
+    let plan = make_plan(&o, &state, opts.rotate_keys).await?;
     if !run.json {
         let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
     }
     if plan.is_empty() {
         return Ok(0);
     }
-    if !yes {
+    if !opts.yes {
         confirm("apply")?;
     }
     let code = execute(&plan, &mut state, &o.store, &o.registry, &options, "Apply", run.json).await?;
     drop(lock);
-    if code != 0 || no_verify || o.lab.student.smoke.is_empty() || run.json {
+    if code != 0 || opts.no_verify || o.lab.student.smoke.is_empty() || run.json {
         return Ok(code);
     }
     if let Err(why) = o.settings.can_verify() {

@@ -88,6 +88,16 @@ pub fn diff<'a>(
     actions
 }
 
+/// Adds an update of every desired resource of `kind` that the plan does not touch yet, for
+/// `reason` (e.g. rotating credentials' keys).
+pub fn force_update(desired: &[Node], actions: &mut Vec<Action>, kind: &str, reason: &str) {
+    for node in desired.iter().filter(|n| n.spec.kind == kind) {
+        if !actions.iter().any(|a| a.address == node.spec.address) {
+            actions.push(upsert(node, ActionKind::Update, vec![], Some(reason.to_owned())));
+        }
+    }
+}
+
 /// Deletes every state resource matching `filter`.
 pub fn destroy_plan(state: &State, filter: &Filter) -> Vec<Action> {
     deletes(state, state.resources.iter().filter(|(_, r)| filter.matches(&r.tags)))

@@ -29,6 +29,8 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
         let attr = |what: &str, key: &str| -> Value {
             state.resources.get(&format!("student[\"{}\"].{what}", student.id)).and_then(|r| r.attributes.get(key)).cloned().unwrap_or(Value::Null)
         };
+        // On a cloud VM the workers listen on fixed ports, reached through an SSH tunnel.
+        let vm_port = |service: &str| attr("vm", "ports").get(service).and_then(Value::as_u64);
         let datasets: Vec<Value> = lab
             .student
             .bucket
@@ -48,11 +50,17 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
             "lab": { "name": lab.name, "description": lab.description },
             "student": { "id": student.id, "name": student.name, "email": student.email, "cohort": cohort.name },
             "token": attr("credential", "token"),
-            "bucket": attr("bucket", "path"),
+            "bucket": or(attr("bucket", "path"), attr("bucket", "url")),
             "datasets": datasets,
-            "mapreduce": attr("mapreduce", "address"),
-            "scheduler": attr("scheduler", "address"),
-            "status_url": attr("scheduler", "status_url"),
+            "mapreduce": or(attr("mapreduce", "address"), vm_port("mapreduce").map(|p| format!("127.0.0.1:{p}")).into()),
+            "scheduler": or(attr("scheduler", "address"), vm_port("scheduler").map(|p| format!("127.0.0.1:{p}")).into()),
+            "status_url": or(attr("scheduler", "status_url"), vm_port("scheduler_http").map(|p| format!("http://127.0.0.1:{p}/status")).into()),
+            "aws": (!attr("credential", "access_key_id").is_null()).then(|| json!({
+                "access_key_id": attr("credential", "access_key_id"),
+                "secret_access_key": attr("credential", "secret_access_key"),
+                "vm_ip": or(attr("vm", "public_ip"), attr("vm", "private_ip")),
+                "ports": attr("vm", "ports"),
+            })),
         });
         let context = tera::Context::from_value(context).map_err(|e| e.to_string())?;
         for (ext, _) in TEMPLATES {
@@ -70,4 +78,13 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
         }
     }
     Ok(written)
+}
+
+/// `first` unless it is null.
+fn or(first: Value, second: Value) -> Value {
+    if first.is_null() {
+        second
+    } else {
+        first
+    }
 }

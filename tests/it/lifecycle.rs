@@ -131,8 +131,12 @@ fn sweep_finds_what_a_lost_state_forgot() {
     env.run(&["apply", "lab.toml", "--yes"]).ok();
     std::fs::remove_dir_all(env.path(".labctl")).unwrap();
 
-    let plain = env.run(&["destroy", "lab.toml", "--yes"]).ok();
+    // Without state, destroy has nothing to delete, but says what still exists.
+    let plain = env.run(&["destroy", "lab.toml", "--yes"]);
+    assert_eq!(plain.code, 1, "{}", plain.all());
     assert!(plain.stdout.contains("Nothing to destroy."));
+    assert!(plain.stderr.contains("local bucket `lab1-ada`"), "{}", plain.stderr);
+    assert!(plain.stderr.contains("labctl destroy --sweep"), "{}", plain.stderr);
     assert!(!env.data_files().is_empty());
 
     let swept = env.run(&["destroy", "lab.toml", "--sweep", "--yes"]).ok();

@@ -15,8 +15,8 @@ const POLICY: &str = "labctl";
 
 /// The student's IAM user with a policy for their own bucket and the shared datasets, a
 /// fresh access key (older keys of the user are deleted: their secrets cannot be read back)
-/// and a random token their workers use to authenticate clients.
-pub(crate) async fn create_credential(c: &Aws, spec: &ResourceSpec, lab: &str) -> Result<Observed, ProviderError> {
+/// and the token their workers use to authenticate clients (`token`, or a new random one).
+pub(crate) async fn create_credential(c: &Aws, spec: &ResourceSpec, lab: &str, token: Option<&str>) -> Result<Observed, ProviderError> {
     let user = str_attr(&spec.config, "user")?;
     let bucket = str_attr(&spec.config, "bucket")?;
     let artifacts = str_attr(&spec.config, "artifacts")?;
@@ -66,7 +66,7 @@ pub(crate) async fn create_credential(c: &Aws, spec: &ResourceSpec, lab: &str) -
             "bucket": bucket,
             "access_key_id": key.access_key_id(),
             "secret_access_key": key.secret_access_key(),
-            "token": labctl_provider_api::random_token(),
+            "token": token.map_or_else(labctl_provider_api::random_token, str::to_owned),
         })),
         sensitive: vec!["secret_access_key".into(), "token".into()],
     })

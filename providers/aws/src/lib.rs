@@ -106,7 +106,7 @@ impl Provider for AwsProvider {
             "artifacts" => storage::create_artifacts(c, spec, &self.bin_dir).await,
             "bucket" => storage::create_bucket(c, spec).await,
             "dataset" => storage::create_dataset(c, spec, deps).await,
-            "credential" => identity::create_credential(c, spec, &self.lab).await,
+            "credential" => identity::create_credential(c, spec, &self.lab, None).await,
             "instance_profile" => identity::create_instance_profile(c, spec, &self.lab).await,
             "vm" => compute::create(c, spec, deps).await,
             "cluster" => eks::create_cluster(c, spec, deps, &self.lab).await,
@@ -115,7 +115,12 @@ impl Provider for AwsProvider {
         }
     }
 
-    async fn update(&self, spec: &ResourceSpec, _prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {
+    async fn update(&self, spec: &ResourceSpec, prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {
+        if spec.kind == "credential" {
+            // Key rotation: a new access key, the same worker token.
+            let token = prior.attributes.get("token").and_then(|t| t.as_str());
+            return identity::create_credential(self.clients.get().await?, spec, &self.lab, token).await;
+        }
         // Attributes that cannot change in place force replacement (see KINDS); for the
         // rest, creating again converges the existing resource (re-upload changed
         // artifacts, resize a node group, re-tag).
