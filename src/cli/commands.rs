@@ -362,7 +362,8 @@ async fn adopt_orphans(o: &Opened, state: &mut crate::state::State, filter: &Fil
         let orphans: Vec<_> = found
             .into_iter()
             .filter(|f| filter.matches(&f.tags))
-            .filter(|f| !state.resources.values().any(|r| r.provider == provider && r.kind == f.kind && r.id == f.id))
+            // By id alone: a sweep may name a kind differently (the artifacts bucket is a bucket).
+            .filter(|f| !state.resources.values().any(|r| r.provider == provider && r.id == f.id))
             .collect();
         let address = |f: &labctl_provider_api::Found| format!("orphan.{}[\"{}\"]", f.kind, f.id);
         for (i, f) in orphans.iter().enumerate() {

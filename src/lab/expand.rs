@@ -135,6 +135,7 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
             "disk_gb": compute.and_then(|c| c.disk_gb).unwrap_or(30),
             "image_owner": compute.and_then(|c| c.image_owner.clone()).or_else(|| image.is_none().then(|| DEFAULT_IMAGE_OWNER.into())),
             "image": image.unwrap_or_else(|| DEFAULT_IMAGE.into()),
+            "ssh_keys": compute.map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>()).filter(|k| !k.is_empty()),
             "mapreduce": workers.and_then(|w| w.mapreduce.as_ref()).map(|m| json!({ "workers": m.workers })),
             "scheduler": workers.and_then(|w| w.scheduler.as_ref()).map(|sch| json!({ "workers": sch.workers, "slots": sch.slots.unwrap_or(1) })),
             "version": version,

@@ -172,6 +172,11 @@ pub struct ComputeSpec {
     pub image: Option<String>,
     /// Account that publishes `image` when it is a pattern (default: Canonical's Ubuntu).
     pub image_owner: Option<String>,
+    /// SSH public keys that may log in to the VMs as the image's default user (the
+    /// instructor's; students reach their workers through SSH tunnels).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ssh_keys: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -12,6 +12,14 @@ use super::{roster, Cohort, Diagnostic, Lab, ProviderConfig, Source, Student};
 /// Lab names prefix bucket names (at most 63 characters) as `<lab>-<student>`.
 const MAX_LAB_NAME: usize = 30;
 const MAX_STUDENT_ID: usize = 32;
+
+/// Student ids that would name a lab-wide resource (`<lab>-artifacts` is the AWS artifacts
+/// bucket).
+const RESERVED_STUDENT_IDS: &[&str] = &["artifacts"];
+
+fn reserved_note() -> String {
+    format!("allowed: any other id; reserved: {}", RESERVED_STUDENT_IDS.join(", "))
+}
 const MAX_NULL_PER_STUDENT: u32 = 10_000;
 
 const DNS_LABEL_RULE: &str =
@@ -180,6 +188,8 @@ impl Validator<'_> {
             let id_rule = format!("allowed: {DNS_LABEL_RULE}; at most {MAX_STUDENT_ID} characters");
             let problem = if !is_dns_label(&row.id) || row.id.len() > MAX_STUDENT_ID {
                 Some((format!("student id `{}` cannot name cloud resources", row.id), id_rule))
+            } else if RESERVED_STUDENT_IDS.contains(&row.id.as_str()) {
+                Some((format!("student id `{}` is reserved", row.id), reserved_note()))
             } else if let Some(first) = first_seen.get(&row.id) {
                 Some((format!("duplicate student id `{}`", row.id), format!("first defined at {first}")))
             } else if let Some(email) = row.email.as_ref().filter(|e| !e.contains('@')) {
@@ -199,6 +209,10 @@ impl Validator<'_> {
 
     fn student_id(&mut self, id: &Spanned<String>, at: String, first_seen: &mut HashMap<String, String>) -> Option<String> {
         let value = self.dns_label(id, "student id", MAX_STUDENT_ID)?;
+        if RESERVED_STUDENT_IDS.contains(&value.as_str()) {
+            self.error(id, format!("student id `{value}` is reserved"), &reserved_note());
+            return None;
+        }
         if let Some(first) = first_seen.get(&value) {
             let d = self.source.error(id.span(), format!("duplicate student id `{value}`"));
             self.errors.push(d.note(format!("first defined at {first}")));
@@ -286,6 +300,21 @@ impl Validator<'_> {
                 self.error(gpu, format!("the {} provider cannot give students GPUs", provider.name()), "allowed: GPUs on aws, kubernetes or gcp with a [cluster.<name>.node_pool.<pool>] that has gpu > 0");
             } else if gpu_pools == 0 {
                 self.error(gpu, "GPUs requested but no cluster has a GPU node pool".into(), "allowed: add a [cluster.<name>.node_pool.<pool>] with gpu > 0");
+            }
+        }
+        if let Some(compute) = &s.compute {
+            let pattern = compute.image.as_ref().filter(|i| !i.starts_with("ami-"));
+            if let (Some(pattern), None) = (pattern, &compute.image_owner) {
+                self.warnings.push(format!(
+                    "[student.compute] image `{pattern}` is a name pattern without `image_owner`: anyone can publish an image by that name; set image_owner (an account id, or \"amazon\")"
+                ));
+            }
+        }
+        for key in s.compute.iter().flat_map(|c| &c.ssh_keys) {
+            let text = key.get_ref();
+            let kinds = ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-", "sk-ssh-ed25519@openssh.com ", "sk-ecdsa-sha2-"];
+            if !kinds.iter().any(|k| text.starts_with(k)) || text.contains(['"', '\n', '\r']) {
+                self.error(key, "not an SSH public key".into(), "allowed: one line of an OpenSSH public key file, e.g. `ssh-ed25519 AAAA… you@host`");
             }
         }
         if let (Some(credentials), Some(_)) = (&s.credentials, &s.workers) {

@@ -23,6 +23,9 @@ pub struct LockInfo {
     pub host: String,
     pub since: String,
     pub operation: String,
+    /// Random per lock: tells this run's lock from a later one of the same process.
+    #[serde(default)]
+    pub nonce: String,
 }
 
 impl std::fmt::Display for LockInfo {
@@ -117,6 +120,7 @@ impl LockInfo {
             host: hostname(),
             since: jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string(),
             operation: operation.to_owned(),
+            nonce: labctl_provider_api::random_token(),
         }
     }
 }

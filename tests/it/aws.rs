@@ -304,6 +304,13 @@ fn a_students_key_opens_their_own_bucket_only() {
     assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
     let denied = block_on(ann.put_object().bucket("iamlab-bob").key("x").body(b"x".to_vec().into()).send()).unwrap_err();
     assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
+
+    // The shared datasets are read-only, and her bucket's settings stay the instructor's.
+    block_on(ann.get_object().bucket("iamlab-artifacts").key("datasets/corpus/part-00000.txt").send()).expect("ann reads the shared dataset");
+    let denied = block_on(ann.put_object().bucket("iamlab-artifacts").key("datasets/corpus/x").body(b"x".to_vec().into()).send()).unwrap_err();
+    assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
+    let denied = block_on(ann.delete_bucket().bucket("iamlab-ann").send()).unwrap_err();
+    assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
 }
 
 #[test]

@@ -149,3 +149,12 @@ fn schema_describes_the_lab_file() {
     }
     assert_eq!(schema["additionalProperties"], false);
 }
+
+#[test]
+fn an_ssh_key_that_is_not_one_is_pointed_at() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let text = good().replace("[provider.local]", "[provider.aws]\nregion = \"eu-west-1\"")
+        + "\n[student.compute]\nssh_keys = [\"ssh-ed25519 AAAAC3Nza ok@host\", \"my password\"]\n";
+    insta::assert_snapshot!(invalid(&env, &text));
+}

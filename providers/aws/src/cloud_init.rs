@@ -40,9 +40,14 @@ pub(crate) struct UserData<'a> {
     pub binaries: BTreeMap<String, String>,
     /// The student's worker token.
     pub token: &'a str,
+    /// The student's AWS key, scoped to their bucket: the workers' S3 access.
+    pub access_key_id: &'a str,
+    pub secret_access_key: &'a str,
     pub mapreduce: Option<MapReduce>,
     pub scheduler: Option<Scheduler>,
     pub ports: Ports,
+    /// Public keys allowed to log in as the image's default user.
+    pub ssh_keys: Vec<String>,
 }
 
 /// Renders the user data.
@@ -64,9 +69,12 @@ mod tests {
             artifacts_bucket: "bigdata-artifacts",
             binaries,
             token: "0123abcd",
+            access_key_id: "AKIAEXAMPLE",
+            secret_access_key: "secretexample",
             mapreduce,
             scheduler,
             ports: PORTS,
+            ssh_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKey instructor@example.edu".into()],
         })
         .unwrap()
     }

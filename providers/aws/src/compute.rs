@@ -18,9 +18,9 @@ use crate::tagging::{ec2_filter, ec2_owned, ec2_spec};
 use crate::dep_attr;
 
 /// States of an instance that still exists (and bills).
-const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+pub(crate) const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
-/// How long a delete waits for an instance to be terminated before the engine retries.
+/// How long to wait for an instance to start running or to be terminated.
 const TERMINATE_WAIT: Duration = Duration::from_secs(300);
 
 pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
@@ -67,9 +67,29 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
         .await
         .map_err(failed(format!("starting VM {name} ({instance_type})")))?;
     let instance = out.instances().first().ok_or_else(|| ProviderError::fatal(format!("no instance returned for {name}")))?;
-    let mut observed = observed(instance);
+    let id = instance.instance_id().unwrap_or_default().to_owned();
+    // The addresses are known once the instance runs; the handout needs them.
+    let running = wait_running(c, &id).await.map_err(|e| e.with_partial(observed(instance)))?;
+    let mut observed = observed(&running);
     observed.attributes.insert("user_data_sha256".into(), Value::String(sha256(user_data.as_bytes())));
     Ok(observed)
+}
+
+async fn wait_running(c: &Aws, id: &str) -> Result<Instance, ProviderError> {
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(i) = describe(c, id).await? {
+            match i.state().and_then(|s| s.name()) {
+                Some(InstanceStateName::Running) => return Ok(i),
+                Some(InstanceStateName::Pending) | None => {}
+                Some(other) => return Err(ProviderError::invalid(format!("VM {id} is {} instead of running", other.as_str()))),
+            }
+        }
+        if start.elapsed() > TERMINATE_WAIT {
+            return Err(ProviderError::new(ErrorKind::Timeout, format!("VM {id} is not running after {} s", TERMINATE_WAIT.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 fn render_user_data(c: &Aws, spec: &ResourceSpec, deps: &Deps, student: &str) -> Result<String, ProviderError> {
@@ -86,9 +106,18 @@ fn render_user_data(c: &Aws, spec: &ResourceSpec, deps: &Deps, student: &str) ->
         artifacts_bucket: dep_attr(deps, "artifacts_bucket")?,
         binaries,
         token: dep_attr(deps, "token")?,
+        // The workers read and write the student's bucket with the student's own key.
+        access_key_id: dep_attr(deps, "access_key_id")?,
+        secret_access_key: dep_attr(deps, "secret_access_key")?,
         mapreduce: count("mapreduce", "workers").map(|workers| MapReduce { workers }),
         scheduler: count("scheduler", "workers").map(|workers| Scheduler { workers, slots: count("scheduler", "slots").unwrap_or(1) }),
         ports: PORTS,
+        ssh_keys: spec
+            .config
+            .get("ssh_keys")
+            .and_then(Value::as_array)
+            .map(|keys| keys.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default(),
     })
 }
 

@@ -26,6 +26,11 @@ pub const GPU_TAINT: &str = "nvidia.com/gpu";
 const CLUSTER_POLICIES: &[&str] = &["AmazonEKSClusterPolicy"];
 const NODE_POLICIES: &[&str] = &["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"];
 
+/// The IAM roles a cluster's create makes (and its delete removes).
+pub(crate) fn roles(cluster: &str) -> [String; 2] {
+    [cluster_role(cluster), node_role(cluster)]
+}
+
 fn cluster_role(cluster: &str) -> String {
     format!("{cluster}-cluster")
 }

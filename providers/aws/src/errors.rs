@@ -20,6 +20,25 @@ const THROTTLING: &[&str] = &[
     "EC2ThrottledException",
 ];
 
+/// Error codes for conditions that pass by themselves: a dependant still being deleted, a
+/// concurrent change, a service hiccup.
+const TRANSIENT: &[&str] = &[
+    "InternalError",
+    "ServiceUnavailable",
+    "DependencyViolation",
+    "DeleteConflict",
+    "ConcurrentModification",
+    "IncorrectState",
+    "OperationAborted",
+];
+
+/// IAM is eventually consistent: a role or instance profile made a moment ago may not be
+/// usable by EC2 or EKS yet.
+fn is_propagating(code: &str, message: &str) -> bool {
+    (code == "InvalidParameterValue" && message.contains("IAM Instance Profile"))
+        || (code == "InvalidParameterException" && message.contains("could not be assumed"))
+}
+
 /// The service's error code, if the service answered with one.
 pub(crate) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     match e {
@@ -71,7 +90,7 @@ where
             let message = s.err().message().unwrap_or("");
             let kind = if THROTTLING.contains(&code) || status == 429 {
                 ErrorKind::Throttled
-            } else if status >= 500 || code == "InternalError" || code == "ServiceUnavailable" {
+            } else if status >= 500 || TRANSIENT.contains(&code) || is_propagating(code, message) {
                 ErrorKind::Unavailable
             } else {
                 ErrorKind::Invalid

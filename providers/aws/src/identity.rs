@@ -33,11 +33,19 @@ pub(crate) async fn create_credential(c: &Aws, spec: &ResourceSpec, lab: &str, t
     let policy = json!({
         "Version": "2012-10-17",
         "Statement": [
+            // Objects only: the bucket's policy, tags, versioning and public access stay
+            // the instructor's.
             {
                 "Sid": "OwnBucket",
                 "Effect": "Allow",
-                "Action": "s3:*",
-                "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+                "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+                "Resource": format!("arn:aws:s3:::{bucket}"),
+            },
+            {
+                "Sid": "OwnObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                "Resource": format!("arn:aws:s3:::{bucket}/*"),
             },
             {
                 "Sid": "SharedDatasets",

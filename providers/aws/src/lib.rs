@@ -50,9 +50,9 @@ const KINDS: &[KindSchema] = &[
     KindSchema { name: "dataset", replace_on: &["*"] },
     KindSchema { name: "firewall", replace_on: &["*"] },
     KindSchema { name: "vm", replace_on: &["*"] },
-    // Found only by sweeps: leftovers of a VM or a cluster.
+    // Found only by sweeps: leftovers of a VM, a network or a cluster.
     KindSchema { name: "volume", replace_on: &["*"] },
-    KindSchema { name: "network_interface", replace_on: &["*"] },
+    KindSchema { name: "internet_gateway", replace_on: &["*"] },
     KindSchema { name: "role", replace_on: &["*"] },
 ];
 
@@ -123,8 +123,12 @@ impl Provider for AwsProvider {
         }
         // Attributes that cannot change in place force replacement (see KINDS); for the
         // rest, creating again converges the existing resource (re-upload changed
-        // artifacts, resize a node group, re-tag).
-        self.create(spec, deps).await
+        // artifacts, resize a node group, re-tag). A failed update leaves a resource in
+        // use, never a half-made one to replace: no `partial`.
+        self.create(spec, deps).await.map_err(|mut e| {
+            e.partial = None;
+            e
+        })
     }
 
     async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
@@ -132,7 +136,7 @@ impl Provider for AwsProvider {
         match kind {
             "network" => network::delete(c, prior).await,
             "firewall" => network::delete_firewall(c, &prior.id).await,
-            "network_interface" => network::delete_interface(c, &prior.id).await,
+            "internet_gateway" => network::delete_gateway(c, &prior.id).await,
             "artifacts" | "bucket" => storage::delete_bucket(c, &prior.id).await,
             "dataset" => storage::delete_dataset(c, &prior.id).await,
             "credential" => identity::delete_user(c, &prior.id).await,

@@ -99,29 +99,20 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, Pro
             .await
             .map_err(failed("listing subnets"))
             .map_err(partial)?;
-        if !found.subnets().is_empty() {
-            continue;
+        let subnet_id = match found.subnets().first().and_then(|s| s.subnet_id()) {
+            Some(id) => id.to_owned(),
+            None => create_subnet(c, &vpc_id, &subnet_cidr(cidr, i).map_err(|e| partial(ProviderError::invalid(e)))?, zone, &subnet_spec, name)
+                .await
+                .map_err(partial)?,
+        };
+        // Converged every time: a create killed after making the subnet left these undone.
+        let routed = table.is_some_and(|t| t.associations().iter().any(|a| a.subnet_id() == Some(subnet_id.as_str())));
+        if !routed {
+            c.call(Ec2, c.ec2.associate_route_table().route_table_id(&table_id).subnet_id(&subnet_id).send())
+                .await
+                .map_err(failed("routing the subnet"))
+                .map_err(partial)?;
         }
-        let block = subnet_cidr(cidr, i).map_err(|e| partial(ProviderError::invalid(e)))?;
-        let out = c
-            .call(
-                Ec2,
-                c.ec2
-                    .create_subnet()
-                    .vpc_id(&vpc_id)
-                    .cidr_block(&block)
-                    .availability_zone(*zone)
-                    .tag_specifications(ec2_spec(ResourceType::Subnet, &subnet_spec, &format!("{name}-{zone}")))
-                    .send(),
-            )
-            .await
-            .map_err(failed(format!("creating subnet {block} in {zone}")))
-            .map_err(partial)?;
-        let subnet_id = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_owned();
-        c.call(Ec2, c.ec2.associate_route_table().route_table_id(&table_id).subnet_id(&subnet_id).send())
-            .await
-            .map_err(failed("routing the subnet"))
-            .map_err(partial)?;
         c.call(
             Ec2,
             c.ec2
@@ -135,6 +126,23 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, Pro
         .map_err(partial)?;
     }
     observe(c, &vpc_id).await?.ok_or_else(|| ProviderError::new(ErrorKind::Unavailable, format!("VPC {vpc_id} vanished while being made")))
+}
+
+async fn create_subnet(c: &Aws, vpc_id: &str, block: &str, zone: &str, spec: &ResourceSpec, name: &str) -> Result<String, ProviderError> {
+    let out = c
+            .call(
+                Ec2,
+                c.ec2
+                    .create_subnet()
+                    .vpc_id(vpc_id)
+                    .cidr_block(block)
+                    .availability_zone(zone)
+                    .tag_specifications(ec2_spec(ResourceType::Subnet, spec, &format!("{name}-{zone}")))
+                    .send(),
+            )
+            .await
+            .map_err(failed(format!("creating subnet {block} in {zone}")))?;
+    Ok(out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_owned())
 }
 
 async fn find_vpc(c: &Aws, spec: &ResourceSpec) -> Result<Option<String>, ProviderError> {
@@ -210,17 +218,7 @@ pub(crate) async fn delete(c: &Aws, prior: &Observed) -> Result<(), ProviderErro
         .await
         .map_err(failed("listing internet gateways"))?;
     for gateway in gateways.internet_gateways() {
-        let id = gateway.internet_gateway_id().unwrap_or_default();
-        ignore_missing(
-            c.call(Ec2, c.ec2.detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send()).await,
-            &["Gateway.NotAttached", "InvalidInternetGatewayID.NotFound"],
-            "detaching the internet gateway",
-        )?;
-        ignore_missing(
-            c.call(Ec2, c.ec2.delete_internet_gateway().internet_gateway_id(id).send()).await,
-            &["InvalidInternetGatewayID.NotFound"],
-            "deleting the internet gateway",
-        )?;
+        delete_gateway(c, gateway.internet_gateway_id().unwrap_or_default()).await?;
     }
     let groups = c.call(Ec2, c.ec2.describe_security_groups().filters(in_vpc()).send()).await.map_err(failed("listing security groups"))?;
     for group in groups.security_groups().iter().filter(|g| g.group_name() != Some("default")) {
@@ -309,11 +307,25 @@ pub(crate) async fn delete_firewall(c: &Aws, group_id: &str) -> Result<(), Provi
     }
 }
 
-pub(crate) async fn delete_interface(c: &Aws, id: &str) -> Result<(), ProviderError> {
+/// Detaches an internet gateway from whatever VPC it is attached to, then deletes it.
+pub(crate) async fn delete_gateway(c: &Aws, id: &str) -> Result<(), ProviderError> {
+    let found = match c.call(Ec2, c.ec2.describe_internet_gateways().internet_gateway_ids(id).send()).await {
+        Ok(out) => out,
+        Err(e) if is_missing(&e, &["InvalidInternetGatewayID.NotFound"]) => return Ok(()),
+        Err(e) => return Err(failed(format!("reading internet gateway {id}"))(e)),
+    };
+    for attachment in found.internet_gateways().iter().flat_map(|g| g.attachments()) {
+        let vpc = attachment.vpc_id().unwrap_or_default();
+        ignore_missing(
+            c.call(Ec2, c.ec2.detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send()).await,
+            &["Gateway.NotAttached", "InvalidInternetGatewayID.NotFound"],
+            &format!("detaching internet gateway {id}"),
+        )?;
+    }
     ignore_missing(
-        c.call(Ec2, c.ec2.delete_network_interface().network_interface_id(id).send()).await,
-        &["InvalidNetworkInterfaceID.NotFound"],
-        &format!("deleting network interface {id}"),
+        c.call(Ec2, c.ec2.delete_internet_gateway().internet_gateway_id(id).send()).await,
+        &["InvalidInternetGatewayID.NotFound"],
+        &format!("deleting internet gateway {id}"),
     )
 }
 

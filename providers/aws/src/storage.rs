@@ -50,6 +50,8 @@ pub(crate) async fn create_artifacts(c: &Aws, spec: &ResourceSpec, bin_dir: &Pat
         let hash = sha256(definition.to_string().as_bytes());
         let manifest_key = format!("datasets/{name}/{MANIFEST}");
         if object_hash(c, bucket, &manifest_key).await.map_err(partial)?.as_deref() != Some(hash.as_str()) {
+            // A changed definition may have fewer parts: none of the old ones may linger.
+            delete_prefix(c, bucket, Some(&format!("datasets/{name}/"))).await.map_err(partial)?;
             for part in dataset.parts() {
                 let key = format!("datasets/{name}/{}", part.name);
                 let (dataset, part) = (dataset.clone(), part.clone());
@@ -110,9 +112,15 @@ async fn bucket_exists(c: &Aws, name: &str) -> Result<bool, ProviderError> {
     }
 }
 
-/// Makes the bucket, or adopts it if it is this resource's own (tagged with its address)
-/// or an untagged empty one an interrupted create left; tags it and blocks public access.
+/// Makes the bucket, or adopts it if it is this resource's own (tagged for this lab, cohort
+/// and student) or an untagged empty one an interrupted create left; tags it and blocks
+/// public access.
 async fn ensure_bucket(c: &Aws, name: &str, spec: &ResourceSpec) -> Result<(), ProviderError> {
+    // us-east-1 answers a create of a bucket the account owns with 200, not
+    // BucketAlreadyOwnedByYou: look first, so another lab's bucket is never taken over.
+    if bucket_exists(c, name).await? {
+        check_adoptable(c, name, spec).await?;
+    }
     let mut create = c.s3.create_bucket().bucket(name);
     if c.region != "us-east-1" {
         let location = CreateBucketConfiguration::builder()
@@ -188,6 +196,17 @@ pub(crate) async fn delete_bucket(c: &Aws, name: &str) -> Result<(), ProviderErr
     }
 }
 
+/// Every key under `prefix`, over all pages.
+async fn list_keys(c: &Aws, bucket: &str, prefix: &str) -> Result<Vec<String>, ProviderError> {
+    let mut keys = vec![];
+    let mut pages = c.s3.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+    while let Some(page) = c.call(S3, pages.next()).await {
+        let page = page.map_err(failed(format!("listing s3://{bucket}/{prefix}")))?;
+        keys.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_owned));
+    }
+    Ok(keys)
+}
+
 /// Deletes every object under `prefix` (the whole bucket for `None`), a thousand at a time.
 async fn delete_prefix(c: &Aws, bucket: &str, prefix: Option<&str>) -> Result<(), ProviderError> {
     loop {
@@ -205,9 +224,18 @@ async fn delete_prefix(c: &Aws, bucket: &str, prefix: Option<&str>) -> Result<()
             return Ok(());
         }
         let delete = Delete::builder().set_objects(Some(keys)).quiet(true).build().expect("objects are set");
-        c.call(S3, c.s3.delete_objects().bucket(bucket).delete(delete).send())
+        let out = c
+            .call(S3, c.s3.delete_objects().bucket(bucket).delete(delete).send())
             .await
             .map_err(failed(format!("emptying bucket {bucket}")))?;
+        if let Some(e) = out.errors().first() {
+            return Err(ProviderError::invalid(format!(
+                "cannot delete s3://{bucket}/{}: {} ({} objects refused)",
+                e.key().unwrap_or_default(),
+                e.message().or(e.code()).unwrap_or("refused"),
+                out.errors().len()
+            )));
+        }
     }
 }
 
@@ -231,15 +259,10 @@ pub(crate) async fn create_dataset(c: &Aws, spec: &ResourceSpec, deps: &Deps) ->
     }
     let partial = |e: ProviderError| e.with_partial(dataset_observed(bucket, name, ""));
     delete_prefix(c, bucket, Some(&prefix)).await.map_err(partial)?;
-    let listing = c
-        .call(S3, c.s3.list_objects_v2().bucket(artifacts).prefix(&prefix).send())
-        .await
-        .map_err(failed(format!("listing dataset {name} in {artifacts}")))
-        .map_err(partial)?;
-    let mut keys: Vec<&str> = listing.contents().iter().filter_map(|o| o.key()).collect();
+    let mut keys = list_keys(c, artifacts, &prefix).await.map_err(partial)?;
     // The manifest goes last: its presence means the copy is complete.
     keys.sort_by_key(|k| k.ends_with(MANIFEST));
-    for key in keys {
+    for key in &keys {
         c.call(S3, c.s3.copy_object().bucket(bucket).key(key).copy_source(format!("{artifacts}/{key}")).send())
             .await
             .map_err(failed(format!("copying {key} into bucket {bucket}")))

@@ -1,11 +1,12 @@
 //! Finding everything that carries a lab's tags, whether or not state knows it, in an order
-//! that is safe to delete in: VMs and node groups before clusters, interfaces and volumes
-//! before security groups, those before the network, storage and identities last.
+//! that is safe to delete in: VMs and node groups before clusters, volumes and security
+//! groups before the network, storage and identities last.
 
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use labctl_provider_api::{Found, ProviderError, Tags};
 
 use crate::clients::{Aws, Service::{Ec2, Eks, Iam, S3}};
+use crate::compute::LIVE;
 use crate::errors::{code, failed};
 use crate::tagging::{self, ec2_filter, ec2_parse, iam_path, ADDRESS, LAB};
 
@@ -13,10 +14,7 @@ pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderErro
     let mut found = vec![];
     let lab_filter = || ec2_filter(&format!("tag:{LAB}"), lab);
 
-    let live = aws_sdk_ec2::types::Filter::builder()
-        .name("instance-state-name")
-        .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
-        .build();
+    let live = aws_sdk_ec2::types::Filter::builder().name("instance-state-name").set_values(Some(LIVE.map(String::from).to_vec())).build();
     let reservations = c
         .call(Ec2, all(c.ec2.describe_instances().filters(lab_filter()).filters(live).into_paginator().items().send()))
         .await
@@ -29,13 +27,6 @@ pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderErro
     found.extend(pools);
     found.extend(clusters);
 
-    let interfaces = c
-        .call(Ec2, all(c.ec2.describe_network_interfaces().filters(lab_filter()).into_paginator().items().send()))
-        .await
-        .map_err(failed("listing network interfaces"))?;
-    for n in &interfaces {
-        push(&mut found, "network_interface", n.network_interface_id(), ec2_parse(n.tag_set()));
-    }
     let volumes = c
         .call(Ec2, all(c.ec2.describe_volumes().filters(lab_filter()).into_paginator().items().send()))
         .await
@@ -55,12 +46,21 @@ pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderErro
         .call(Ec2, all(c.ec2.describe_vpcs().filters(lab_filter()).filters(ec2_filter(&format!("tag:{ADDRESS}"), "network")).into_paginator().items().send()))
         .await
         .map_err(failed("listing VPCs"))?;
+    // A gateway whose create was interrupted before it was attached belongs to no VPC.
+    let gateways = c
+        .call(Ec2, all(c.ec2.describe_internet_gateways().filters(lab_filter()).into_paginator().items().send()))
+        .await
+        .map_err(failed("listing internet gateways"))?;
+    for g in gateways.iter().filter(|g| g.attachments().is_empty()) {
+        push(&mut found, "internet_gateway", g.internet_gateway_id(), ec2_parse(g.tags()));
+    }
     for v in &vpcs {
         push(&mut found, "network", v.vpc_id(), ec2_parse(v.tags()));
     }
 
     found.extend(buckets(c, lab).await?);
-    found.extend(identities(c, lab).await?);
+    let identities = identities(c, lab, &found).await?;
+    found.extend(identities);
     Ok(found)
 }
 
@@ -84,7 +84,7 @@ async fn eks(c: &Aws, lab: &str) -> Result<(Vec<Found>, Vec<Found>), ProviderErr
     let (mut pools, mut clusters) = (vec![], vec![]);
     let names = c.call(Eks, all(c.eks.list_clusters().into_paginator().items().send())).await.map_err(failed("listing EKS clusters"))?;
     for name in names {
-        let Ok(out) = c.call(Eks, c.eks.describe_cluster().name(&name).send()).await else { continue };
+        let out = c.call(Eks, c.eks.describe_cluster().name(&name).send()).await.map_err(failed(format!("reading EKS cluster {name}")))?;
         let tags = out.cluster().and_then(|c| c.tags()).and_then(|t| tagging::parse(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         let Some(tags) = tags.filter(|t| t.lab == lab) else { continue };
         let groups = c
@@ -107,7 +107,8 @@ async fn buckets(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
     for bucket in listed.buckets().iter().filter_map(|b| b.name()).filter(|n| n.starts_with(&prefix)) {
         let tags = match c.call(S3, c.s3.get_bucket_tagging().bucket(bucket).send()).await {
             Ok(out) => tagging::parse(out.tag_set().iter().map(|t| (t.key(), t.value()))),
-            Err(e) if matches!(code(&e), Some("NoSuchTagSet" | "NoSuchBucket")) => None,
+            // Another region's bucket, or one this account may not read: not this lab's.
+            Err(e) if matches!(code(&e), Some("NoSuchTagSet" | "NoSuchBucket" | "PermanentRedirect" | "AccessDenied")) => None,
             Err(e) => return Err(failed(format!("reading the tags of bucket {bucket}"))(e)),
         };
         push(&mut found, "bucket", Some(bucket), tags.filter(|t| t.lab == lab));
@@ -116,7 +117,7 @@ async fn buckets(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
 }
 
 /// Users, instance profiles and roles under the lab's IAM path.
-async fn identities(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
+async fn identities(c: &Aws, lab: &str, swept: &[Found]) -> Result<Vec<Found>, ProviderError> {
     let mut found = vec![];
     let path = iam_path(lab);
     let users = c
@@ -139,7 +140,12 @@ async fn identities(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
         .call(Iam, all(c.iam.list_roles().path_prefix(&path).into_paginator().items().send()))
         .await
         .map_err(failed("listing IAM roles"))?;
-    for role in roles.iter().filter(|r| !profiles.iter().any(|p| p.instance_profile_name() == r.role_name())) {
+    // Roles that go with an instance profile or a cluster found above are deleted with it.
+    let owned = |role: &str| {
+        profiles.iter().any(|p| p.instance_profile_name() == role)
+            || swept.iter().any(|f| f.kind == "cluster" && crate::eks::roles(&f.id).iter().any(|r| r == role))
+    };
+    for role in roles.iter().filter(|r| !owned(r.role_name())) {
         push(&mut found, "role", Some(role.role_name()), Some(lab_only(lab)));
     }
     Ok(found)
