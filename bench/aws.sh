@@ -52,16 +52,16 @@ requests() { grep -c '" [0-9][0-9][0-9] ' "$WORK/moto.log" || true; }
 step() { # NAME ARGS...: runs labctl; prints wall time, peak RSS, requests and requests/s
   local name=$1; shift
   local before; before=$(requests)
-  /usr/bin/time -f "%e %M" -o "$WORK/t" "$LABCTL" "$@" --parallelism "$PARALLELISM" >"$WORK/out" 2>&1 || { tail -20 "$WORK/out"; exit 1; }
+  /usr/bin/time -f "%e %M" -o "$WORK/t" "$LABCTL" "$@" >"$WORK/out" 2>&1 || { tail -20 "$WORK/out"; exit 1; }
   read -r secs kib <"$WORK/t"
   local n=$(( $(requests) - before ))
   printf '%-10s %7ss %6s MiB %7s requests %8s requests/s\n' "$name" "$secs" "$((kib / 1024))" "$n" "$(python3 -c "print(round($n/max($secs,0.001)))")"
 }
 echo "aws provider against moto $("$VENV/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p') on loopback: $STUDENTS students x (bucket + IAM user + key + security group + VM), shared VPC, artifacts and instance profile"
 echo "engine parallelism $PARALLELISM, $CONCURRENCY requests in flight per AWS service, $(nproc) cores"
-step apply apply "$WORK/lab.toml" --yes
+step apply apply "$WORK/lab.toml" --yes --parallelism "$PARALLELISM"
 tail -1 "$WORK/out"
 step re-plan plan "$WORK/lab.toml"
 tail -1 "$WORK/out"
-step destroy destroy "$WORK/lab.toml" --yes
+step destroy destroy "$WORK/lab.toml" --yes --parallelism "$PARALLELISM"
 tail -1 "$WORK/out"
