@@ -390,6 +390,20 @@ fn concurrent_applies_on_the_s3_state_backend_are_serialised_by_the_lock() {
     let state = ["--state", "s3://course-state/labs/iamlab.json"];
     let args = |verb: &'static str| [&[verb, "lab.toml", "--yes"][..], &state[..]].concat();
 
+    // Started together and each stalling 2 s under the lock: exactly one wins the
+    // conditional write, the other is refused.
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut cmd = aws_command(&env, &args("apply"));
+            cmd.env("LABCTL_FAULTS", "create:bucket:sleep2000:2").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    let mut runs: Vec<Run> = racers.into_iter().map(finish).collect();
+    runs.sort_by_key(|r| r.code);
+    assert_eq!(runs.iter().map(|r| r.code).collect::<Vec<_>>(), [0, 1], "{}\n---\n{}", runs[0].all(), runs[1].all());
+    assert!(runs[1].stderr.contains("the state is locked by"), "{}", runs[1].stderr);
+    run(&env, &args("destroy")).ok();
+
     // The first apply stalls on its buckets, holding the lock.
     let first = aws_command(&env, &args("apply")).env("LABCTL_FAULTS", "create:bucket:sleep3000:2").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let start = Instant::now();

@@ -53,7 +53,15 @@ pub(crate) async fn create_cluster(c: &Aws, spec: &ResourceSpec, deps: &Deps, la
         Some(found) if found.tags().and_then(|t| t.get(tagging::LAB)) != Some(&spec.tags.lab) => {
             return Err(ProviderError::invalid(format!("EKS cluster `{name}` already exists and is not this lab's")));
         }
-        Some(_) => {}
+        Some(found) => {
+            // A version bump upgrades the control plane in place (one minor version a time).
+            let wanted = spec.config.get("version").and_then(Value::as_str);
+            if let Some(version) = wanted.filter(|v| found.version() != Some(*v)) {
+                c.call(Eks, c.eks.update_cluster_version().name(name).version(version).send())
+                    .await
+                    .map_err(failed(format!("upgrading EKS cluster {name} to {version}")))?;
+            }
+        }
         None => {
             let vpc = VpcConfigRequest::builder().set_subnet_ids(Some(subnets.clone())).build();
             c.call(
