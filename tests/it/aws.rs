@@ -274,6 +274,15 @@ fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
     let again = run(&env, &["plan", "lab.toml"]).ok();
     assert!(again.stdout.contains("No changes"), "re-plan after apply:\n{}", again.stdout);
 
+    // Resizing a node group is an in-place update.
+    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    env.write("lab.toml", &text.replacen("max = 5", "max = 8", 1));
+    let resized = run(&env, &["apply", "lab.toml", "--yes"]).ok();
+    assert!(resized.stdout.contains("1 updated, 0 replaced"), "{}", resized.stdout);
+    let cpu = block_on(aws_sdk_eks::Client::new(&sdk).describe_nodegroup().cluster_name("bigdata-aws-shared").nodegroup_name("cpu").send())
+        .unwrap();
+    assert_eq!(cpu.nodegroup().unwrap().scaling_config().unwrap().max_size(), Some(8));
+
     run(&env, &["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(moto.tagged(lab), Vec::<String>::new());
 }
