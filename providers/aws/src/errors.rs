@@ -47,10 +47,12 @@ pub(crate) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&st
     }
 }
 
-/// Whether the service said the thing does not exist (any of `codes`, or HTTP 404).
+/// Whether the service said the thing does not exist, with one of `codes`. A bare 404 is
+/// not enough: an endpoint that is not AWS at all (a wrong `endpoint`) answers that too,
+/// and taking it for "gone" would drop every resource from state.
 pub(crate) fn is_missing<E: ProvideErrorMetadata>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>, codes: &[&str]) -> bool {
     match e {
-        SdkError::ServiceError(s) => s.err().code().is_some_and(|c| codes.contains(&c)) || s.raw().status().as_u16() == 404,
+        SdkError::ServiceError(s) => s.err().code().is_some_and(|c| codes.contains(&c)),
         _ => false,
     }
 }
@@ -122,4 +124,46 @@ fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.dedup();
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::head_bucket::HeadBucketError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn answer(status: u16, code: &str, message: &str) -> SdkError<HeadBucketError, Response> {
+        let meta = ErrorMetadata::builder().code(code).message(message).build();
+        SdkError::service_error(HeadBucketError::generic(meta), Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()))
+    }
+
+    fn kind(status: u16, code: &str, message: &str) -> ErrorKind {
+        failed("reading bucket b")(answer(status, code, message)).kind
+    }
+
+    #[test]
+    fn throttling_and_transient_answers_are_retried_and_the_rest_is_not() {
+        assert_eq!(kind(503, "SlowDown", "Please reduce your request rate."), ErrorKind::Throttled);
+        assert_eq!(kind(400, "RequestLimitExceeded", ""), ErrorKind::Throttled);
+        assert_eq!(kind(400, "Throttling", "Rate exceeded"), ErrorKind::Throttled);
+        assert_eq!(kind(429, "", ""), ErrorKind::Throttled);
+        assert_eq!(kind(500, "InternalError", ""), ErrorKind::Unavailable);
+        assert_eq!(kind(400, "DependencyViolation", "has dependencies"), ErrorKind::Unavailable);
+        assert_eq!(kind(400, "InvalidParameterValue", "Value (x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"), ErrorKind::Unavailable);
+        assert_eq!(kind(403, "AccessDenied", "no"), ErrorKind::Invalid);
+        assert_eq!(kind(400, "InvalidParameterValue", "bad CIDR"), ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn messages_say_what_was_being_done_and_what_aws_said() {
+        let e = failed("creating bucket b")(answer(409, "BucketAlreadyExists", "The requested bucket name is not available."));
+        assert_eq!(e.message, "creating bucket b: BucketAlreadyExists: The requested bucket name is not available.");
+        assert!(!is_missing(&answer(404, "", "Not Found"), &["NoSuchBucket"]), "a bare 404 is not AWS saying gone");
+        assert!(is_missing(&answer(404, "NotFound", ""), &["NotFound"]));
+        assert!(is_missing(&answer(400, "NoSuchEntity", ""), &["NoSuchEntity"]));
+        assert!(!is_missing(&answer(403, "AccessDenied", ""), &["NoSuchEntity"]));
+    }
 }
