@@ -154,7 +154,28 @@ pub async fn refresh(o: &Opened, state: &crate::state::State) -> Result<crate::p
     let options = Options { parallelism: 10, retry: RetryPolicy::default() };
     engine::refresh(state, &o.registry, &options)
         .await
-        .map_err(|errors| CliError::failed(format!("cannot read the current resources:\n  {}", errors.join("\n  "))))
+        .map_err(|errors| CliError::failed(format!("cannot read the current resources:\n  {}", group_by_message(&errors).join("\n  "))))
+}
+
+/// `address: message` lines with the same message folded into one (a missing credential
+/// fails every resource the same way).
+fn group_by_message(errors: &[String]) -> Vec<String> {
+    let mut groups: Vec<(&str, Vec<&str>)> = vec![];
+    for line in errors {
+        let (address, message) = line.split_once(": ").unwrap_or(("", line));
+        match groups.iter_mut().find(|(m, _)| *m == message) {
+            Some((_, addresses)) => addresses.push(address),
+            None => groups.push((message, vec![address])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(message, addresses)| match addresses.as_slice() {
+            [one] => format!("{one}: {message}"),
+            [first, ..] => format!("{first} and {} more: {message}", addresses.len() - 1),
+            [] => message.to_owned(),
+        })
+        .collect()
 }
 
 fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec<plan::Action>) -> Plan {

@@ -202,6 +202,12 @@ pub async fn service_health(state: &State, student: &str, bin_dir: &Path) -> Vec
         .and_then(Value::as_str)
         .unwrap_or_default();
     let mut out = vec![];
+    if let Some(vm) = state.resources.get(&format!("student[\"{student}\"].vm")) {
+        // A cloud VM: its workers are behind SSH; show what the provider reported.
+        let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+        let ip = vm.attributes.get("public_ip").and_then(Value::as_str).map_or_else(|| attribute("private_ip"), str::to_owned);
+        out.push(("vm", format!("{} {} ({})", vm.id, ip, attribute("state"))));
+    }
     for (service, binary, env, flag) in [
         ("mapreduce", "lab-mapreduce", "LAB_MAPREDUCE_TOKEN", "--coordinator"),
         ("scheduler", "lab-scheduler", "LAB_SCHEDULER_TOKEN", "--http"),

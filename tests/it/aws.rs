@@ -514,3 +514,31 @@ fn every_course_lab_applies_on_aws_by_switching_the_provider_block() {
     }
     assert_eq!(names.len(), 3, "one lab per course module: {names:?}");
 }
+
+/// Without credentials, labctl stops at once with one message saying where they come from,
+/// instead of retrying every resource until the deadline.
+#[test]
+fn missing_credentials_fail_fast_with_one_clear_message() {
+    let moto = Moto::start();
+    let env = storage_lab(&moto);
+    let mut cmd = aws_command(&env, &["apply", "lab.toml", "--yes"]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    let start = Instant::now();
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(30), "took {:?}", start.elapsed());
+    assert!(stderr.contains("no AWS credentials"), "{stderr}");
+    assert!(stderr.contains("AWS_PROFILE"), "{stderr}");
+    assert_eq!(moto.tagged("iamlab"), Vec::<String>::new());
+
+    // With resources in state, the refresh fails the same way, in one line for all of them.
+    run(&env, &["apply", "lab.toml", "--yes"]).ok();
+    let mut cmd = aws_command(&env, &["plan", "lab.toml"]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("and 6 more: no AWS credentials"), "one line for all seven resources: {stderr}");
+    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+}

@@ -22,7 +22,8 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 
 pub(crate) struct Clients {
     config: AwsConfig,
-    cell: OnceCell<Aws>,
+    /// The clients, or why they cannot be made (kept: every resource gets the same answer).
+    cell: OnceCell<Result<Aws, ProviderError>>,
 }
 
 /// Ready clients, each with its own bound on requests in flight.
@@ -53,7 +54,7 @@ impl Clients {
     }
 
     pub async fn get(&self) -> Result<&Aws, ProviderError> {
-        self.cell.get_or_try_init(|| Aws::connect(&self.config)).await
+        self.cell.get_or_init(|| Aws::connect(&self.config)).await.as_ref().map_err(Clone::clone)
     }
 }
 
@@ -70,6 +71,16 @@ impl Aws {
             loader = loader.profile_name(profile);
         }
         let shared = loader.load().await;
+        // Fail once, clearly, rather than on every request.
+        if let Some(credentials) = shared.credentials_provider() {
+            use aws_credential_types::provider::ProvideCredentials;
+            credentials.provide_credentials().await.map_err(|e| {
+                ProviderError::fatal(format!(
+                    "no AWS credentials ({e}); set AWS_PROFILE (or `profile` in [provider.aws]), run `aws sso login`, \
+                     or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                ))
+            })?;
+        }
         // Emulators serve buckets by path, not by virtual host.
         let path_style = config.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
         let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();

@@ -106,9 +106,14 @@ where
             ProviderError::new(kind, format!("{what}: {detail}"))
         }
         SdkError::TimeoutError(_) => ProviderError::new(ErrorKind::Timeout, format!("{what}: no answer in time")),
-        SdkError::DispatchFailure(f) if !f.is_user() => {
+        SdkError::DispatchFailure(f) if f.is_io() || f.is_timeout() => {
             ProviderError::new(ErrorKind::Unavailable, format!("{what}: cannot reach AWS: {}", source_chain(e)))
         }
+        // Typically no credentials: trying again cannot help.
+        SdkError::DispatchFailure(_) => ProviderError::fatal(format!(
+            "{what}: {}\n  (credentials come from the standard AWS chain: AWS_PROFILE, `aws sso login`, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+            source_chain(e)
+        )),
         SdkError::ResponseError(_) => ProviderError::new(ErrorKind::Unavailable, format!("{what}: {}", source_chain(e))),
         _ => ProviderError::new(ErrorKind::Fatal, format!("{what}: {}", source_chain(e))),
     }
