@@ -55,9 +55,7 @@ impl ProviderSettings {
             Self::Aws { .. } => "aws",
         }
     }
-}
 
-impl ProviderSettings {
     /// How to reach S3 for an `s3://` state: with the lab's AWS settings, if it has them.
     pub fn s3(&self) -> crate::state::S3Settings {
         match self {

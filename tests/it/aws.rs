@@ -208,14 +208,7 @@ files = 2
 
 /// `labctl` with the emulator's test credentials and nothing from the user's AWS config.
 fn run(env: &Env, args: &[&str]) -> Run {
-    let mut cmd = aws_command(env, args);
-    let out = cmd.output().unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    Run {
-        code: out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    Run::from(aws_command(env, args).output().unwrap())
 }
 
 fn aws_command(env: &Env, args: &[&str]) -> Command {

@@ -17,7 +17,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Self {
+    pub fn from(out: Output) -> Self {
         use std::os::unix::process::ExitStatusExt;
         let code = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
         Self { code, stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }

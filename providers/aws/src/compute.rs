@@ -15,7 +15,7 @@ use crate::cloud_init::{self, MapReduce, Scheduler, UserData, PORTS};
 use crate::errors::{code, failed, ignore_missing, is_missing};
 use crate::storage::sha256;
 use crate::tagging::{ec2_filter, ec2_owned, ec2_spec};
-use crate::dep_attr;
+use crate::{dep_attr, dep_list};
 
 /// States of an instance that still exists (and bills).
 pub(crate) const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
@@ -32,11 +32,7 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
     let instance_type = str_attr(&spec.config, "instance_type")?;
     let disk_gb = spec.config.get("disk_gb").and_then(Value::as_i64).unwrap_or(30) as i32;
     let image = image_id(c, str_attr(&spec.config, "image")?, spec.config.get("image_owner").and_then(Value::as_str)).await?;
-    let subnets: Vec<&str> = deps
-        .values()
-        .find_map(|d| d.attributes.get("subnets").and_then(Value::as_array))
-        .map(|s| s.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let subnets = dep_list(deps, "subnets");
     // Spread students over the zones, the same way on every run.
     let subnet = subnets
         .get(student.bytes().map(usize::from).sum::<usize>() % subnets.len().max(1))
@@ -55,7 +51,7 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
                 .instance_type(InstanceType::from(instance_type))
                 .min_count(1)
                 .max_count(1)
-                .subnet_id(*subnet)
+                .subnet_id(subnet)
                 .security_group_ids(dep_attr(deps, "group_id")?)
                 .iam_instance_profile(IamInstanceProfileSpecification::builder().name(dep_attr(deps, "instance_profile")?).build())
                 .user_data(base64::engine::general_purpose::STANDARD.encode(&user_data))

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::clients::{Aws, Service::Eks};
 use crate::errors::{failed, ignore_missing, is_missing};
 use crate::identity::{delete_role, ensure_role};
-use crate::{dep_attr, tagging};
+use crate::{dep_attr, dep_list, tagging};
 
 const MISSING: &[&str] = &["ResourceNotFoundException"];
 
@@ -43,11 +43,7 @@ pub(crate) async fn create_cluster(c: &Aws, spec: &ResourceSpec, deps: &Deps, la
     let name = str_attr(&spec.config, "name")?;
     let role_arn = ensure_role(c, spec, lab, &cluster_role(name), "eks.amazonaws.com", CLUSTER_POLICIES, None).await?;
     let node_role_arn = ensure_role(c, spec, lab, &node_role(name), "ec2.amazonaws.com", NODE_POLICIES, None).await?;
-    let subnets: Vec<String> = deps
-        .values()
-        .find_map(|d| d.attributes.get("subnets").and_then(Value::as_array))
-        .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default();
+    let subnets = dep_list(deps, "subnets");
     let partial = |e: ProviderError| e.with_partial(Observed { id: name.to_owned(), ..Default::default() });
     match describe_cluster(c, name).await? {
         Some(found) if found.tags().and_then(|t| t.get(tagging::LAB)) != Some(&spec.tags.lab) => {
@@ -182,11 +178,6 @@ pub(crate) async fn create_node_pool(c: &Aws, spec: &ResourceSpec, deps: &Deps) 
             }
         }
         None => {
-            let subnets: Vec<String> = deps
-                .values()
-                .find_map(|d| d.attributes.get("subnets").and_then(Value::as_array))
-                .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                .unwrap_or_default();
             let mut labels = HashMap::from([("labctl/pool".to_owned(), name.to_owned())]);
             let mut request = c
                 .eks
@@ -194,7 +185,7 @@ pub(crate) async fn create_node_pool(c: &Aws, spec: &ResourceSpec, deps: &Deps) 
                 .cluster_name(cluster)
                 .nodegroup_name(name)
                 .scaling_config(scaling)
-                .set_subnets(Some(subnets))
+                .set_subnets(Some(dep_list(deps, "subnets")))
                 .instance_types(str_attr(&spec.config, "instance_type")?)
                 .node_role(dep_attr(deps, "node_role_arn")?)
                 .set_tags(Some(tagging::eks(spec, &id)));

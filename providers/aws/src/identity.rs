@@ -107,11 +107,13 @@ pub(crate) async fn read_credential(c: &Aws, prior: &Observed) -> Result<Option<
     Ok(key_exists.then(|| prior.clone()))
 }
 
+/// Deletes every access key of the user (none if the user is gone).
 async fn delete_access_keys(c: &Aws, user: &str) -> Result<(), ProviderError> {
-    let keys = c
-        .call(Iam, c.iam.list_access_keys().user_name(user).send())
-        .await
-        .map_err(failed(format!("listing access keys of {user}")))?;
+    let keys = match c.call(Iam, c.iam.list_access_keys().user_name(user).send()).await {
+        Ok(keys) => keys,
+        Err(e) if is_missing(&e, MISSING) => return Ok(()),
+        Err(e) => return Err(failed(format!("listing access keys of {user}"))(e)),
+    };
     for key in keys.access_key_metadata() {
         let id = key.access_key_id().unwrap_or_default();
         ignore_missing(c.call(Iam, c.iam.delete_access_key().user_name(user).access_key_id(id).send()).await, MISSING, "deleting an access key")?;
@@ -121,10 +123,7 @@ async fn delete_access_keys(c: &Aws, user: &str) -> Result<(), ProviderError> {
 
 /// Deletes the user with its keys and inline policies.
 pub(crate) async fn delete_user(c: &Aws, user: &str) -> Result<(), ProviderError> {
-    match delete_access_keys(c, user).await {
-        Err(e) if e.message.contains("NoSuchEntity") => return Ok(()),
-        other => other?,
-    }
+    delete_access_keys(c, user).await?;
     let policies = c.call(Iam, c.iam.list_user_policies().user_name(user).send()).await;
     if let Ok(policies) = &policies {
         for policy in policies.policy_names() {

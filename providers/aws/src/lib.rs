@@ -163,6 +163,14 @@ fn dep_attr<'a>(deps: &'a Deps, key: &str) -> Result<&'a str, ProviderError> {
         .ok_or_else(|| ProviderError::invalid(format!("no dependency provides `{key}`")))
 }
 
+/// A list attribute of whichever dependency has it (the network's subnets); empty if none.
+fn dep_list(deps: &Deps, key: &str) -> Vec<String> {
+    deps.values()
+        .find_map(|d| d.attributes.get(key).and_then(|v| v.as_array()))
+        .map(|items| items.iter().filter_map(|i| i.as_str()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 /// The spec of one part of a composite resource (a network's subnet), tagged with its own
 /// address so that a create finds each part an interrupted create already made.
 fn part_of(spec: &ResourceSpec, part: &str) -> ResourceSpec {

@@ -39,7 +39,10 @@ pub(crate) async fn create_artifacts(c: &Aws, spec: &ResourceSpec, bin_dir: &Pat
                 )))
             })?;
             let hash = sha256(&bytes);
-            upload_if_changed(c, bucket, &format!("bin/{name}"), &hash, move || Ok(bytes)).await.map_err(partial)?;
+            let key = format!("bin/{name}");
+            if object_hash(c, bucket, &key).await.map_err(partial)?.as_deref() != Some(hash.as_str()) {
+                put(c, bucket, &key, &hash, move || Ok(bytes)).await.map_err(partial)?;
+            }
             binaries.insert(name.to_owned(), Value::String(hash));
         }
     }
@@ -182,10 +185,7 @@ async fn check_adoptable(c: &Aws, name: &str, spec: &ResourceSpec) -> Result<(),
 
 /// Empties the bucket, then deletes it.
 pub(crate) async fn delete_bucket(c: &Aws, name: &str) -> Result<(), ProviderError> {
-    match delete_prefix(c, name, None).await {
-        Err(e) if e.kind == ErrorKind::Invalid && e.message.contains("NoSuchBucket") => return Ok(()),
-        other => other?,
-    }
+    delete_prefix(c, name, None).await?;
     match c.call(S3, c.s3.delete_bucket().bucket(name).send()).await {
         Ok(_) => Ok(()),
         Err(e) if is_missing(&e, &["NoSuchBucket"]) => Ok(()),
@@ -207,13 +207,15 @@ async fn list_keys(c: &Aws, bucket: &str, prefix: &str) -> Result<Vec<String>, P
     Ok(keys)
 }
 
-/// Deletes every object under `prefix` (the whole bucket for `None`), a thousand at a time.
+/// Deletes every object under `prefix` (the whole bucket for `None`), a thousand at a time;
+/// a bucket that is gone has nothing left to delete.
 async fn delete_prefix(c: &Aws, bucket: &str, prefix: Option<&str>) -> Result<(), ProviderError> {
     loop {
-        let page = c
-            .call(S3, c.s3.list_objects_v2().bucket(bucket).set_prefix(prefix.map(str::to_owned)).send())
-            .await
-            .map_err(failed(format!("listing bucket {bucket}")))?;
+        let page = match c.call(S3, c.s3.list_objects_v2().bucket(bucket).set_prefix(prefix.map(str::to_owned)).send()).await {
+            Ok(page) => page,
+            Err(e) if is_missing(&e, &["NoSuchBucket"]) => return Ok(()),
+            Err(e) => return Err(failed(format!("listing bucket {bucket}"))(e)),
+        };
         let keys: Vec<ObjectIdentifier> = page
             .contents()
             .iter()
@@ -292,10 +294,7 @@ pub(crate) async fn read_dataset(c: &Aws, prior: &Observed) -> Result<Option<Obs
 
 pub(crate) async fn delete_dataset(c: &Aws, id: &str) -> Result<(), ProviderError> {
     let (bucket, name) = split_dataset_id(id)?;
-    match delete_prefix(c, bucket, Some(&format!("datasets/{name}/"))).await {
-        Err(e) if e.message.contains("NoSuchBucket") => Ok(()),
-        other => other,
-    }
+    delete_prefix(c, bucket, Some(&format!("datasets/{name}/"))).await
 }
 
 fn split_dataset_id(id: &str) -> Result<(&str, &str), ProviderError> {
@@ -309,20 +308,6 @@ async fn object_hash(c: &Aws, bucket: &str, key: &str) -> Result<Option<String>,
         Err(e) if is_missing(&e, &["NotFound", "NoSuchKey", "NoSuchBucket"]) => Ok(None),
         Err(e) => Err(failed(format!("reading s3://{bucket}/{key}"))(e)),
     }
-}
-
-/// Uploads unless the object already carries `hash`.
-async fn upload_if_changed(
-    c: &Aws,
-    bucket: &str,
-    key: &str,
-    hash: &str,
-    body: impl FnOnce() -> std::io::Result<Vec<u8>> + Send + 'static,
-) -> Result<(), ProviderError> {
-    if object_hash(c, bucket, key).await?.as_deref() == Some(hash) {
-        return Ok(());
-    }
-    put(c, bucket, key, hash, body).await
 }
 
 /// Puts one object whose bytes `body` produces (off the async threads), recording `hash`.
