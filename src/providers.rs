@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use labctl_provider_api::{KindSchema, NullProvider, Provider};
 use labctl_provider_aws::{AwsConfig, AwsProvider};
+use labctl_provider_kubernetes::{KubernetesConfig, KubernetesProvider};
 use labctl_provider_local::LocalProvider;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,7 @@ use crate::lab::ProviderConfig;
 pub enum ProviderSettings {
     Local { data_dir: PathBuf, rate_limit: Option<f64> },
     Aws { config: AwsConfig, rate_limit: Option<f64> },
+    Kubernetes { config: KubernetesConfig, rate_limit: Option<f64> },
 }
 
 impl ProviderSettings {
@@ -42,6 +44,15 @@ impl ProviderSettings {
                 },
                 rate_limit: aws.rate_limit,
             }),
+            ProviderConfig::Kubernetes(k8s) => Ok(Self::Kubernetes {
+                config: KubernetesConfig {
+                    kubeconfig: k8s.kubeconfig.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p))),
+                    context: k8s.context.clone(),
+                    image: k8s.image.clone().unwrap_or_else(labctl_provider_kubernetes::default_image),
+                    ready_timeout_secs: k8s.ready_timeout.unwrap_or(labctl_provider_kubernetes::DEFAULT_READY_TIMEOUT_SECS),
+                },
+                rate_limit: k8s.rate_limit,
+            }),
             other => Err(format!(
                 "the {} provider is not available in this build of labctl yet; use [provider.local]",
                 other.name()
@@ -53,6 +64,7 @@ impl ProviderSettings {
         match self {
             Self::Local { .. } => "local",
             Self::Aws { .. } => "aws",
+            Self::Kubernetes { .. } => "kubernetes",
         }
     }
 
@@ -64,7 +76,7 @@ impl ProviderSettings {
                 endpoint: config.endpoint.clone(),
                 profile: config.profile.clone(),
             },
-            Self::Local { .. } => crate::state::S3Settings::default(),
+            Self::Local { .. } | Self::Kubernetes { .. } => crate::state::S3Settings::default(),
         }
     }
 
@@ -74,6 +86,9 @@ impl ProviderSettings {
             Self::Local { .. } => Ok(()),
             Self::Aws { .. } => Err("smoke workloads run against the local provider only in this version of labctl; \
                  on aws each VM's cloud-init installs and starts the workers (see the VM's console output)"
+                .into()),
+            Self::Kubernetes { .. } => Err("smoke workloads run against the local provider only in this version of labctl; \
+                 on kubernetes apply waits until every student's workers are ready (`kubectl get deployments -n <namespace>`)"
                 .into()),
         }
     }
@@ -104,6 +119,7 @@ impl Registry {
         let (main, rate): (Arc<dyn Provider>, _) = match settings {
             ProviderSettings::Local { data_dir, rate_limit } => (Arc::new(LocalProvider::new(data_dir, lab, &worker_bin_dir())), *rate_limit),
             ProviderSettings::Aws { config, rate_limit } => (Arc::new(AwsProvider::new(config.clone(), lab, &worker_bin_dir())), *rate_limit),
+            ProviderSettings::Kubernetes { config, rate_limit } => (Arc::new(KubernetesProvider::new(config.clone())), *rate_limit),
         };
         let mut live = HashMap::new();
         for (provider, rate) in [(main, rate), (Arc::new(NullProvider) as Arc<dyn Provider>, None)] {

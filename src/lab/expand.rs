@@ -4,6 +4,8 @@
 use labctl_provider_api::{Attributes, ResourceSpec, Tags};
 use serde_json::{json, Value};
 
+use toml::Spanned;
+
 use super::{Cohort, Lab, ProviderConfig, Student};
 
 /// One desired resource and the addresses it depends on.
@@ -24,7 +26,8 @@ pub fn expand(lab: &Lab) -> Vec<Node> {
     if aws {
         expand_aws_shared(lab, &lab_tags, &mut nodes);
     }
-    if !matches!(lab.provider, ProviderConfig::Local(_)) {
+    // Clusters are made on AWS; on Kubernetes `[cluster]` describes the context's cluster.
+    if aws {
         let network = if aws { vec![NETWORK.to_owned()] } else { vec![] };
         for (name, cluster) in &lab.clusters {
             let address = format!("cluster[\"{name}\"]");
@@ -98,13 +101,20 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
     let s = &lab.student;
     let bucket_name = format!("{}-{}", lab.name, student.id);
     let credential = format!("{base}.credential");
+    let namespace = format!("{base}.namespace");
+    let kubernetes = matches!(lab.provider, ProviderConfig::Kubernetes(_));
+    if kubernetes {
+        expand_namespace(lab, cohort, student, &namespace, &tags, nodes);
+    }
     if s.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
-        let config = if aws {
-            json!({ "student": student.id, "user": bucket_name, "bucket": bucket_name, "artifacts": artifacts_bucket(lab) })
+        let (config, deps) = if aws {
+            (json!({ "student": student.id, "user": bucket_name, "bucket": bucket_name, "artifacts": artifacts_bucket(lab) }), vec![])
+        } else if kubernetes {
+            (json!({ "student": student.id, "namespace": namespace_name(lab, student) }), vec![namespace.clone()])
         } else {
-            json!({ "student": student.id })
+            (json!({ "student": student.id }), vec![])
         };
-        nodes.push(node(provider, &credential, "credential", config, &tags, vec![]));
+        nodes.push(node(provider, &credential, "credential", config, &tags, deps));
     }
     if let Some(bucket) = &s.bucket {
         let bucket_address = format!("{base}.bucket");
@@ -140,18 +150,35 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
             "scheduler": workers.and_then(|w| w.scheduler.as_ref()).map(|sch| json!({ "workers": sch.workers, "slots": sch.slots.unwrap_or(1) })),
             "version": version,
         });
-        let deps = vec![NETWORK.to_owned(), firewall, INSTANCE_PROFILE.to_owned(), ARTIFACTS.to_owned(), credential];
+        let deps = vec![NETWORK.to_owned(), firewall, INSTANCE_PROFILE.to_owned(), ARTIFACTS.to_owned(), credential.clone()];
         nodes.push(node(provider, &format!("{base}.vm"), "vm", config, &tags, deps));
-    } else if let Some(workers) = &s.workers {
+    }
+    if let Some(workers) = s.workers.as_ref().filter(|_| !aws) {
         // The workers' shared secret is the student's credential token.
-        let credential = vec![credential];
+        let mut deps = vec![credential];
+        let k8s = |config: &mut Value, cpu: &Option<Spanned<String>>, memory: &Option<Spanned<String>>| {
+            if let ProviderConfig::Kubernetes(settings) = &lab.provider {
+                config["namespace"] = json!(namespace_name(lab, student));
+                config["image"] = json!(settings.image.clone().unwrap_or_else(labctl_provider_kubernetes::default_image));
+                config["cpu"] = json!(quantity(cpu, DEFAULT_WORKER_CPU));
+                config["memory"] = json!(quantity(memory, DEFAULT_WORKER_MEMORY));
+            }
+        };
+        if kubernetes {
+            deps.push(namespace);
+        }
         if let Some(m) = &workers.mapreduce {
-            let config = json!({ "student": student.id, "workers": m.workers, "version": version });
-            nodes.push(node(provider, &format!("{base}.mapreduce"), "mapreduce", config, &tags, credential.clone()));
+            let mut config = json!({ "student": student.id, "workers": m.workers, "version": version });
+            k8s(&mut config, &m.cpu, &m.memory);
+            nodes.push(node(provider, &format!("{base}.mapreduce"), "mapreduce", config, &tags, deps.clone()));
         }
         if let Some(sch) = &workers.scheduler {
-            let config = json!({ "student": student.id, "workers": sch.workers, "slots": sch.slots.unwrap_or(1), "version": version });
-            nodes.push(node(provider, &format!("{base}.scheduler"), "scheduler", config, &tags, credential));
+            let mut config = json!({ "student": student.id, "workers": sch.workers, "slots": sch.slots.unwrap_or(1), "version": version });
+            k8s(&mut config, &sch.cpu, &sch.memory);
+            if let Some(gpu) = gpu_placement(lab, cohort) {
+                config["gpu"] = gpu;
+            }
+            nodes.push(node(provider, &format!("{base}.scheduler"), "scheduler", config, &tags, deps));
         }
     }
     if let Some(placeholders) = &s.null {
@@ -166,6 +193,53 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
         }
     }
 }
+
+/// The student's namespace on Kubernetes, with its quota and limits.
+fn expand_namespace(lab: &Lab, cohort: &Cohort, student: &Student, address: &str, tags: &Tags, nodes: &mut Vec<Node>) {
+    let quota = lab.student.quota.as_ref();
+    let limits = lab.student.limits.as_ref();
+    let gpu_workers = lab.student.workers.as_ref().and_then(|w| w.scheduler.as_ref()).map_or(0, |s| s.workers);
+    let config = json!({
+        "namespace": namespace_name(lab, student),
+        "quota": {
+            "cpu": quantity(&quota.and_then(|q| q.cpu.clone()), "4"),
+            "memory": quantity(&quota.and_then(|q| q.memory.clone()), "8Gi"),
+            "pods": quota.and_then(|q| q.pods).unwrap_or(20),
+            "gpu": lab.gpus(cohort) * gpu_workers,
+        },
+        "limits": {
+            "default_cpu": quantity(&limits.and_then(|l| l.default_cpu.clone()), "250m"),
+            "default_memory": quantity(&limits.and_then(|l| l.default_memory.clone()), "256Mi"),
+            "max_cpu": quantity(&limits.and_then(|l| l.max_cpu.clone()), "2"),
+            "max_memory": quantity(&limits.and_then(|l| l.max_memory.clone()), "4Gi"),
+        },
+    });
+    nodes.push(node("kubernetes", address, "namespace", config, tags, vec![]));
+}
+
+fn namespace_name(lab: &Lab, student: &Student) -> String {
+    format!("{}-{}", lab.name, student.id)
+}
+
+/// Where a cohort's GPU workers go on Kubernetes: how many GPUs each, and the labels of the
+/// cluster's GPU pool (validation made sure there is one).
+fn gpu_placement(lab: &Lab, cohort: &Cohort) -> Option<Value> {
+    let count = lab.gpus(cohort);
+    if count == 0 || !matches!(lab.provider, ProviderConfig::Kubernetes(_)) {
+        return None;
+    }
+    let (name, pool) = lab.clusters.values().flat_map(|c| &c.node_pool).find(|(_, p)| p.gpu > 0)?;
+    let selector = if pool.labels.is_empty() { [("labctl/pool".to_owned(), name.clone())].into() } else { pool.labels.clone() };
+    Some(json!({ "count": count, "node_selector": selector }))
+}
+
+fn quantity(value: &Option<Spanned<String>>, default: &str) -> String {
+    value.as_ref().map_or_else(|| default.to_owned(), |v| v.get_ref().clone())
+}
+
+/// What each worker container gets on Kubernetes unless the lab says otherwise.
+const DEFAULT_WORKER_CPU: &str = "250m";
+const DEFAULT_WORKER_MEMORY: &str = "256Mi";
 
 /// VM defaults on AWS: a general-purpose instance and the newest Ubuntu LTS-style image
 /// published by Canonical.

@@ -94,11 +94,17 @@ pub struct AwsSettings {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSettings {
+    /// Kubeconfig file (default: `KUBECONFIG`, then `~/.kube/config`).
     pub kubeconfig: Option<String>,
+    /// Context in it (default: its current context).
     pub context: Option<String>,
-    /// Worker image reference.
+    /// Worker image, built by the repository's Dockerfile (default
+    /// `ghcr.io/labctl/workers:<labctl version>`).
     pub image: Option<String>,
+    /// Maximum API requests per second (default: unlimited).
     pub rate_limit: Option<f64>,
+    /// Seconds to wait for workers to become ready, or a namespace to be gone (default 300).
+    pub ready_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -121,6 +127,9 @@ pub struct CohortSection {
     pub roster: Option<Spanned<String>>,
     /// The roster, inline.
     pub students: Option<Vec<StudentEntry>>,
+    /// GPUs for this cohort's students, instead of `[student.gpu]`.
+    #[schemars(with = "Option<GpuSpec>")]
+    pub gpu: Option<Spanned<GpuSpec>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -151,6 +160,41 @@ pub struct StudentSection {
     pub credentials: Option<Spanned<bool>>,
     /// Placeholder resources that exist only in state, like Terraform's `terraform_data`.
     pub null: Option<NullSpec>,
+    /// What each student's namespace may use in all (Kubernetes): its ResourceQuota.
+    pub quota: Option<QuotaSpec>,
+    /// Per-container defaults and ceilings in each namespace (Kubernetes): its LimitRange.
+    pub limits: Option<LimitsSpec>,
+}
+
+/// Kubernetes quantities are strings like `"500m"`, `"2"`, `"512Mi"`, `"8Gi"`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    /// CPU for the whole namespace (default "4").
+    #[schemars(with = "Option<String>")]
+    pub cpu: Option<Spanned<String>>,
+    /// Memory for the whole namespace (default "8Gi").
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
+    /// Pods at once (default 20).
+    pub pods: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// CPU of a container that asks for none (default "250m").
+    #[schemars(with = "Option<String>")]
+    pub default_cpu: Option<Spanned<String>>,
+    /// Memory of a container that asks for none (default "256Mi").
+    #[schemars(with = "Option<String>")]
+    pub default_memory: Option<Spanned<String>>,
+    /// Most CPU one container may have (default "2").
+    #[schemars(with = "Option<String>")]
+    pub max_cpu: Option<Spanned<String>>,
+    /// Most memory one container may have (default "4Gi").
+    #[schemars(with = "Option<String>")]
+    pub max_memory: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -191,7 +235,14 @@ pub struct WorkersSpec {
 pub struct MapReduceWorkers {
     /// Number of MapReduce workers beside the coordinator.
     pub workers: u32,
+    /// CPU per worker container on Kubernetes (default "250m"; requests = limits).
+    #[schemars(with = "Option<String>")]
+    pub cpu: Option<Spanned<String>>,
+    /// Memory per worker container on Kubernetes (default "256Mi").
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
 }
+
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +250,12 @@ pub struct SchedulerWorkers {
     pub workers: u32,
     /// Task slots per worker (default 1).
     pub slots: Option<u32>,
+    /// CPU per worker container on Kubernetes (default "250m"; requests = limits).
+    #[schemars(with = "Option<String>")]
+    pub cpu: Option<Spanned<String>>,
+    /// Memory per worker container on Kubernetes (default "256Mi").
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -285,4 +342,8 @@ pub struct NodePoolSection {
     /// GPUs per node; a pool with GPUs is tainted `nvidia.com/gpu`.
     #[serde(default)]
     pub gpu: u32,
+    /// Node labels that select this pool's nodes (default `labctl/pool = "<pool>"`, the
+    /// label labctl gives pools it makes); GPU workers are scheduled with them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }

@@ -76,6 +76,8 @@ impl ProviderConfig {
 pub struct Cohort {
     pub name: String,
     pub students: Vec<Student>,
+    /// GPUs per student in this cohort, instead of `[student.gpu]`.
+    pub gpu: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +88,11 @@ pub struct Student {
 }
 
 impl Lab {
+    /// GPUs each of a cohort's students gets (0: none).
+    pub fn gpus(&self, cohort: &Cohort) -> u32 {
+        cohort.gpu.or_else(|| self.student.gpu.as_ref().map(|g| g.get_ref().count)).unwrap_or(0)
+    }
+
     /// Every student with their cohort, in file order.
     pub fn students(&self) -> impl Iterator<Item = (&Cohort, &Student)> {
         self.cohorts.iter().flat_map(|c| c.students.iter().map(move |s| (c, s)))

@@ -160,7 +160,8 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            cohorts.push(Cohort { name, students });
+            let gpu = section.gpu.as_ref().map(|g| g.get_ref().count);
+            cohorts.push(Cohort { name, students, gpu });
         }
         cohorts
     }
@@ -292,14 +293,12 @@ impl Validator<'_> {
                 self.error(smoke, format!("smoke workload `{:?}` needs {missing}", smoke.get_ref()).to_lowercase(), "allowed: add what it needs, or drop the workload");
             }
         }
-        if let (Some(gpu), Some(provider)) = (&s.gpu, provider) {
-            let gpu_pools = file.cluster.values().flat_map(|c| c.node_pool.values()).filter(|p| p.gpu > 0).count();
-            if gpu.get_ref().count == 0 {
-                self.error(gpu, "gpu count is 0".into(), "allowed: count >= 1, or remove [student.gpu]");
-            } else if !provider.offers_gpus() {
-                self.error(gpu, format!("the {} provider cannot give students GPUs", provider.name()), "allowed: GPUs on aws, kubernetes or gcp with a [cluster.<name>.node_pool.<pool>] that has gpu > 0");
-            } else if gpu_pools == 0 {
-                self.error(gpu, "GPUs requested but no cluster has a GPU node pool".into(), "allowed: add a [cluster.<name>.node_pool.<pool>] with gpu > 0");
+        if let Some(provider) = provider {
+            for gpu in s.gpu.iter().chain(file.cohort.iter().filter_map(|c| c.gpu.as_ref())) {
+                self.gpu(gpu, file, provider);
+            }
+            if let ProviderConfig::Kubernetes(_) = provider {
+                self.kubernetes(file);
             }
         }
         if let Some(compute) = &s.compute {
@@ -329,6 +328,47 @@ impl Validator<'_> {
         }
     }
 
+    /// GPUs need a provider that has them, and a pool to run on.
+    fn gpu(&mut self, gpu: &Spanned<super::file::GpuSpec>, file: &LabFile, provider: &ProviderConfig) {
+        let gpu_pools = file.cluster.values().flat_map(|c| c.node_pool.values()).filter(|p| p.gpu > 0).count();
+        let scheduler = file.student.workers.as_ref().and_then(|w| w.scheduler.as_ref());
+        if gpu.get_ref().count == 0 {
+            self.error(gpu, "gpu count is 0".into(), "allowed: count >= 1, or remove the gpu setting");
+        } else if !provider.offers_gpus() {
+            self.error(gpu, format!("the {} provider cannot give students GPUs", provider.name()), "allowed: GPUs on aws, kubernetes or gcp with a [cluster.<name>.node_pool.<pool>] that has gpu > 0");
+        } else if gpu_pools == 0 {
+            self.error(gpu, "GPUs requested but no cluster has a GPU node pool".into(), "allowed: add a [cluster.<name>.node_pool.<pool>] with gpu > 0");
+        } else if matches!(provider, ProviderConfig::Kubernetes(_)) && scheduler.is_none() {
+            self.error(gpu, "GPUs go to the scheduler's workers, and there are none".into(), "allowed: add [student.workers.scheduler], or remove the gpu setting");
+        }
+    }
+
+    /// What the kubernetes provider cannot do, and Kubernetes quantities.
+    fn kubernetes(&mut self, file: &LabFile) {
+        if let Some(bucket) = &file.student.bucket {
+            let at = bucket.datasets.first().map(|d| d.span()).unwrap_or_else(|| self.source.text.find("bucket").map(|i| i..i + 6).unwrap_or(0..0));
+            let d = self.source.error(at, "the kubernetes provider has no buckets or datasets");
+            self.errors.push(d.note("allowed: remove [student.bucket], or use [provider.aws] for buckets"));
+        }
+        if file.cluster.len() > 1 {
+            let at = self.source.text.find("[cluster").unwrap_or(0);
+            let d = self.source.error(at..at + "[cluster".len(), format!("{} clusters are described, but the kubernetes provider works on one (its kubeconfig context)", file.cluster.len()));
+            self.errors.push(d.note("allowed: at most one [cluster.<name>], describing the context's node pools"));
+        }
+        let s = &file.student;
+        let workers = s.workers.as_ref();
+        let mapreduce = workers.and_then(|w| w.mapreduce.as_ref()).map(|m| [&m.cpu, &m.memory]);
+        let scheduler = workers.and_then(|w| w.scheduler.as_ref()).map(|w| [&w.cpu, &w.memory]);
+        let quota = s.quota.as_ref().map(|q| [&q.cpu, &q.memory]);
+        let limits = s.limits.as_ref().map(|l| [&l.default_cpu, &l.default_memory, &l.max_cpu, &l.max_memory]);
+        let quantities = mapreduce.into_iter().flatten().chain(scheduler.into_iter().flatten()).chain(quota.into_iter().flatten()).chain(limits.into_iter().flatten());
+        for q in quantities.flatten() {
+            if !is_quantity(q.get_ref()) {
+                self.error(q, format!("`{}` is not a Kubernetes quantity", q.get_ref()), "allowed: a number with an optional suffix, e.g. \"500m\", \"2\", \"512Mi\", \"8Gi\"");
+            }
+        }
+    }
+
     fn expiry(&mut self, value: &Spanned<toml::value::Datetime>) -> Option<jiff::Timestamp> {
         let text = value.get_ref().to_string();
         let parsed = text
@@ -350,6 +390,19 @@ impl Validator<'_> {
     }
 }
 
+/// A Kubernetes resource quantity: a decimal number with an optional SI or binary suffix.
+fn is_quantity(s: &str) -> bool {
+    const SUFFIXES: [&str; 13] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E"];
+    let number = SUFFIXES.iter().find_map(|x| s.strip_suffix(x)).unwrap_or(s);
+    let mut parts = number.splitn(2, '.');
+    let whole = parts.next().unwrap_or_default();
+    let fraction = parts.next();
+    !number.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+        && (!whole.is_empty() || fraction.is_some())
+}
+
 /// DNS-1123 label that is also a valid S3/GCS bucket-name part.
 fn is_dns_label(s: &str) -> bool {
     let bytes = s.as_bytes();
@@ -362,6 +415,16 @@ fn is_dns_label(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quantities() {
+        for ok in ["1", "500m", "0.5", "512Mi", "8Gi", "2k", ".5"] {
+            assert!(super::is_quantity(ok), "{ok}");
+        }
+        for bad in ["", "Mi", "1 Gi", "1GB", "-1", "one", "1.2.3"] {
+            assert!(!super::is_quantity(bad), "{bad}");
+        }
+    }
+
     #[test]
     fn dns_labels() {
         for ok in ["ada", "a1", "ada-l", "x"] {

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use labctl_provider_api::ports;
 use serde_json::{json, Value};
 
 use crate::lab::Lab;
@@ -29,8 +30,16 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
         let attr = |what: &str, key: &str| -> Value {
             state.resources.get(&format!("student[\"{}\"].{what}", student.id)).and_then(|r| r.attributes.get(key)).cloned().unwrap_or(Value::Null)
         };
-        // On a cloud VM the workers listen on fixed ports, reached through an SSH tunnel.
-        let vm_port = |service: &str| attr("vm", "ports").get(service).and_then(Value::as_u64);
+        // On a cloud VM the workers listen on fixed ports, reached through an SSH tunnel; on
+        // Kubernetes on the same ports, reached through `kubectl port-forward`.
+        let kubernetes = !attr("namespace", "namespace").is_null();
+        let vm_port = |service: &str, kind: &str, port: u16| {
+            let forwarded = (kubernetes && !attr(kind, "address").is_null()).then_some(u64::from(port));
+            forwarded.or_else(|| attr("vm", "ports").get(service).and_then(Value::as_u64))
+        };
+        let mapreduce_port = vm_port("mapreduce", "mapreduce", ports::MAPREDUCE);
+        let scheduler_port = vm_port("scheduler", "scheduler", ports::SCHEDULER);
+        let status_port = vm_port("scheduler_http", "scheduler", ports::SCHEDULER_HTTP);
         let datasets: Vec<Value> = lab
             .student
             .bucket
@@ -52,9 +61,13 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
             "token": attr("credential", "token"),
             "bucket": or(attr("bucket", "path"), attr("bucket", "url")),
             "datasets": datasets,
-            "mapreduce": or(attr("mapreduce", "address"), vm_port("mapreduce").map(|p| format!("127.0.0.1:{p}")).into()),
-            "scheduler": or(attr("scheduler", "address"), vm_port("scheduler").map(|p| format!("127.0.0.1:{p}")).into()),
-            "status_url": or(attr("scheduler", "status_url"), vm_port("scheduler_http").map(|p| format!("http://127.0.0.1:{p}/status")).into()),
+            "mapreduce": or(mapreduce_port.map(|p| format!("127.0.0.1:{p}")).into(), attr("mapreduce", "address")),
+            "scheduler": or(scheduler_port.map(|p| format!("127.0.0.1:{p}")).into(), attr("scheduler", "address")),
+            "status_url": or(status_port.map(|p| format!("http://127.0.0.1:{p}/status")).into(), attr("scheduler", "status_url")),
+            "kubernetes": (!attr("namespace", "namespace").is_null()).then(|| json!({
+                "namespace": attr("namespace", "namespace"),
+                "kubeconfig": attr("namespace", "kubeconfig"),
+            })),
             "aws": (!attr("credential", "access_key_id").is_null()).then(|| json!({
                 "access_key_id": attr("credential", "access_key_id"),
                 "secret_access_key": attr("credential", "secret_access_key"),

@@ -5,6 +5,7 @@ mod support;
 
 mod aws;
 mod crash;
+mod kubernetes;
 mod failures;
 mod lifecycle;
 mod local_e2e;

@@ -63,3 +63,11 @@ pub fn random_token() -> String {
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The ports the bundled workers listen on where they have a host or pod to themselves (a
+/// cloud VM, a Kubernetes pod); the local provider lets the kernel choose instead.
+pub mod ports {
+    pub const MAPREDUCE: u16 = 7070;
+    pub const SCHEDULER: u16 = 7080;
+    pub const SCHEDULER_HTTP: u16 = 7081;
+}

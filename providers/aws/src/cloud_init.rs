@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use labctl_provider_api::ProviderError;
+use labctl_provider_api::{ports, ProviderError};
 use serde::Serialize;
 
 const TEMPLATE: &str = include_str!("../../../templates/cloud-init.yaml.tera");
@@ -16,7 +16,7 @@ pub(crate) struct Ports {
     pub scheduler_http: u16,
 }
 
-pub(crate) const PORTS: Ports = Ports { mapreduce: 7070, scheduler: 7080, scheduler_http: 7081 };
+pub(crate) const PORTS: Ports = Ports { mapreduce: ports::MAPREDUCE, scheduler: ports::SCHEDULER, scheduler_http: ports::SCHEDULER_HTTP };
 
 #[derive(Debug, Serialize)]
 pub(crate) struct MapReduce {

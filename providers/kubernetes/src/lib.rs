@@ -1,0 +1,191 @@
+//! labctl's Kubernetes provider: on any cluster a kubeconfig reaches (kind, EKS, GKE), each
+//! student gets a namespace with a quota, limits, a service account confined to it and a
+//! network policy keeping other students out; their MapReduce and scheduler run in it as
+//! Deployments. Objects are rendered from `templates/kubernetes/` and applied server-side
+//! under the field manager `labctl`, so a re-apply is idempotent and takes back fields
+//! edited by hand.
+//!
+//! Kinds: `namespace`, `credential` (the Secret with the workers' token), `mapreduce` and
+//! `scheduler`. Everything carries the `labctl/lab`, `labctl/cohort` and `labctl/student`
+//! labels; deleting the namespace deletes everything in it.
+
+mod cluster;
+mod errors;
+mod manifests;
+mod objects;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use labctl_provider_api::{random_token, str_attr, Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags};
+use serde_json::{json, Value};
+
+pub use cluster::{default_image, KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
+use manifests::{ObjectRef, Service, LAB_LABEL, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
+
+const KINDS: &[KindSchema] = &[
+    KindSchema { name: "namespace", replace_on: &["namespace"] },
+    KindSchema { name: "credential", replace_on: &["namespace"] },
+    KindSchema { name: "mapreduce", replace_on: &["namespace"] },
+    KindSchema { name: "scheduler", replace_on: &["namespace"] },
+];
+
+/// The provider: one lab on one cluster.
+pub struct KubernetesProvider {
+    connection: cluster::Connection,
+}
+
+impl KubernetesProvider {
+    pub fn new(config: KubernetesConfig) -> Self {
+        Self { connection: cluster::Connection::new(config) }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.connection.config().ready_timeout_secs)
+    }
+
+    async fn client(&self) -> Result<&kube::Client, ProviderError> {
+        Ok(&self.connection.get().await?.client)
+    }
+
+    /// Applies the student's namespace and returns it with the student's kubeconfig.
+    async fn apply_namespace(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+        let cluster = self.connection.get().await?;
+        let namespace = str_attr(&spec.config, "namespace")?;
+        let docs = manifests::namespace(&Value::Object(spec.config.clone()), &spec.tags)?;
+        let objects = objects::apply(&cluster.client, &docs).await?;
+        let partial = observed(namespace, &objects, Attributes::new(), &[]);
+        let token = objects::wait_token(&cluster.client, namespace, STUDENT_TOKEN_SECRET, self.timeout()).await.map_err(|e| e.with_partial(partial))?;
+        let kubeconfig = manifests::student_kubeconfig(&manifests::StudentKubeconfig {
+            cluster: &cluster.name,
+            server: &cluster.server,
+            ca: cluster.ca.as_deref(),
+            student: spec.tags.student.as_deref().unwrap_or(namespace),
+            namespace,
+            token: &token,
+        })?;
+        let attributes = labctl_provider_api::attrs(json!({ "namespace": namespace, "kubeconfig": kubeconfig }));
+        Ok(observed(namespace, &objects, attributes, &["kubeconfig"]))
+    }
+
+    /// Applies the workers' token Secret, keeping the token it already holds.
+    async fn apply_credential(&self, spec: &ResourceSpec, prior: Option<&Observed>) -> Result<Observed, ProviderError> {
+        let client = self.client().await?;
+        let namespace = str_attr(&spec.config, "namespace")?;
+        let known = prior.and_then(|p| p.attributes.get("token")).and_then(Value::as_str).map(str::to_owned);
+        let token = match known {
+            Some(token) => token,
+            None => objects::secret_value(client, namespace, TOKEN_SECRET, "token").await?.unwrap_or_else(random_token),
+        };
+        let objects = objects::apply(client, &manifests::credential(namespace, &token, &spec.tags)?).await?;
+        Ok(observed(&format!("{namespace}/{TOKEN_SECRET}"), &objects, labctl_provider_api::attrs(json!({ "token": token })), &["token"]))
+    }
+
+    /// Applies a service's Deployments and Service and waits for them to be ready.
+    async fn apply_service(&self, service: Service, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+        let client = self.client().await?;
+        let namespace = str_attr(&spec.config, "namespace")?;
+        let docs = manifests::workers(service, &Value::Object(spec.config.clone()), &spec.tags)?;
+        let objects = objects::apply(client, &docs).await?;
+        let mut attributes = labctl_provider_api::attrs(json!({
+            "namespace": namespace,
+            "address": format!("{}.{namespace}.svc:{}", service.name(), service.port()),
+        }));
+        if service == Service::Scheduler {
+            let url = format!("http://{}.{namespace}.svc:{}/status", service.name(), labctl_provider_api::ports::SCHEDULER_HTTP);
+            attributes.insert("status_url".into(), json!(url));
+        }
+        let result = observed(&format!("{namespace}/{}", service.name()), &objects, attributes, &[]);
+        objects::wait_ready(client, &objects, self.timeout()).await.map_err(|e| e.with_partial(result.clone()))?;
+        Ok(result)
+    }
+
+    async fn upsert(&self, spec: &ResourceSpec, prior: Option<&Observed>) -> Result<Observed, ProviderError> {
+        match spec.kind.as_str() {
+            "namespace" => self.apply_namespace(spec).await,
+            "credential" => self.apply_credential(spec, prior).await,
+            kind => match Service::from_kind(kind) {
+                Some(service) => self.apply_service(service, spec).await,
+                None => Err(unknown_kind(kind)),
+            },
+        }
+    }
+}
+
+fn unknown_kind(kind: &str) -> ProviderError {
+    ProviderError::invalid(format!("the kubernetes provider has no `{kind}` resources"))
+}
+
+/// A resource as applied: its id, the objects it is made of, and its attributes.
+fn observed(id: &str, objects: &[ObjectRef], mut attributes: Attributes, sensitive: &[&str]) -> Observed {
+    attributes.insert("objects".into(), json!(objects));
+    Observed { id: id.to_owned(), attributes, sensitive: sensitive.iter().map(|s| (*s).to_owned()).collect() }
+}
+
+/// The objects recorded for a resource; a namespace found by a sweep has only its name.
+fn recorded_objects(kind: &str, prior: &Observed) -> Vec<ObjectRef> {
+    let recorded: Vec<ObjectRef> = prior.attributes.get("objects").and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default();
+    if recorded.is_empty() && kind == "namespace" {
+        return vec![namespace_ref(&prior.id)];
+    }
+    recorded
+}
+
+fn namespace_ref(name: &str) -> ObjectRef {
+    ObjectRef { api_version: "v1".into(), kind: "Namespace".into(), namespace: None, name: name.to_owned() }
+}
+
+#[async_trait]
+impl Provider for KubernetesProvider {
+    fn name(&self) -> &str {
+        "kubernetes"
+    }
+
+    fn kinds(&self) -> &[KindSchema] {
+        KINDS
+    }
+
+    async fn read(&self, kind: &str, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+        let missing = objects::missing(self.client().await?, &recorded_objects(kind, prior)).await?;
+        if !missing.is_empty() {
+            tracing::info!("{}: {} missing", prior.id, missing.join(", "));
+        }
+        Ok(missing.is_empty().then(|| prior.clone()))
+    }
+
+    async fn create(&self, spec: &ResourceSpec, _deps: &Deps) -> Result<Observed, ProviderError> {
+        self.upsert(spec, None).await
+    }
+
+    async fn update(&self, spec: &ResourceSpec, prior: &Observed, _deps: &Deps) -> Result<Observed, ProviderError> {
+        self.upsert(spec, Some(prior)).await
+    }
+
+    async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
+        let client = self.client().await?;
+        let objects = recorded_objects(kind, prior);
+        if kind == "namespace" {
+            // The namespace takes everything in it along; wait until it has.
+            let namespace = namespace_ref(&prior.id);
+            objects::delete(client, std::slice::from_ref(&namespace)).await?;
+            return objects::wait_gone(client, &namespace, self.timeout()).await;
+        }
+        objects::delete(client, &objects).await
+    }
+
+    async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
+        use k8s_openapi::api::core::v1::Namespace;
+        let namespaces: kube::Api<Namespace> = kube::Api::all(self.client().await?.clone());
+        let params = kube::api::ListParams::default().labels(&format!("{LAB_LABEL}={lab}"));
+        let list = namespaces.list(&params).await.map_err(|e| errors::failed("listing namespaces", e))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|n| {
+                let labels = n.metadata.labels.unwrap_or_default();
+                let tags = Tags { lab: lab.to_owned(), cohort: labels.get("labctl/cohort").cloned(), student: labels.get("labctl/student").cloned() };
+                Some(Found { kind: "namespace".into(), id: n.metadata.name?, tags })
+            })
+            .collect())
+    }
+}

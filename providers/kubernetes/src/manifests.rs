@@ -1,0 +1,285 @@
+//! The objects labctl applies, rendered from the tera templates in `templates/kubernetes/`
+//! (built into the binary) and parsed into JSON documents ready for server-side apply.
+
+use std::collections::BTreeMap;
+
+use labctl_provider_api::{ports, ProviderError, Tags};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+const TEMPLATES: [(&str, &str); 5] = [
+    ("labels.yaml.tera", include_str!("../../../templates/kubernetes/labels.yaml.tera")),
+    ("namespace.yaml.tera", include_str!("../../../templates/kubernetes/namespace.yaml.tera")),
+    ("credential.yaml.tera", include_str!("../../../templates/kubernetes/credential.yaml.tera")),
+    ("workers.yaml.tera", include_str!("../../../templates/kubernetes/workers.yaml.tera")),
+    ("kubeconfig.yaml.tera", include_str!("../../../templates/kubernetes/kubeconfig.yaml.tera")),
+];
+
+/// The Secret holding the token a student's workers share.
+pub(crate) const TOKEN_SECRET: &str = "labctl-worker-token";
+/// The Secret the token controller fills with the student's service-account token.
+pub(crate) const STUDENT_TOKEN_SECRET: &str = "student-token";
+
+/// The label every object carries, naming its lab (what `sweep` selects on).
+pub(crate) const LAB_LABEL: &str = "labctl/lab";
+
+/// One object of a rendered manifest, by identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// How messages name the object: `deployment ada/mapreduce`.
+    pub fn describe(&self) -> String {
+        let kind = self.kind.to_lowercase();
+        match &self.namespace {
+            Some(ns) => format!("{kind} {ns}/{}", self.name),
+            None => format!("{kind} {}", self.name),
+        }
+    }
+
+    pub fn of(doc: &Value) -> Result<Self, ProviderError> {
+        let field = |path: &[&str]| path.iter().try_fold(doc, |v, k| v.get(k)).and_then(Value::as_str).map(str::to_owned);
+        Ok(Self {
+            api_version: field(&["apiVersion"]).ok_or_else(|| ProviderError::fatal("a manifest without apiVersion"))?,
+            kind: field(&["kind"]).ok_or_else(|| ProviderError::fatal("a manifest without kind"))?,
+            namespace: field(&["metadata", "namespace"]),
+            name: field(&["metadata", "name"]).ok_or_else(|| ProviderError::fatal("a manifest without metadata.name"))?,
+        })
+    }
+}
+
+/// The labels every object of a student carries.
+pub(crate) fn labels(tags: &Tags) -> BTreeMap<&'static str, String> {
+    let mut labels = BTreeMap::from([(LAB_LABEL, tags.lab.clone())]);
+    if let Some(cohort) = &tags.cohort {
+        labels.insert("labctl/cohort", cohort.clone());
+    }
+    if let Some(student) = &tags.student {
+        labels.insert("labctl/student", student.clone());
+    }
+    labels
+}
+
+/// Renders `template` with `context` into its YAML text.
+pub(crate) fn render_text(template: &str, context: &Value) -> Result<String, ProviderError> {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_templates(TEMPLATES).map_err(|e| ProviderError::fatal(format!("kubernetes templates: {e:?}")))?;
+    let context = tera::Context::from_value(context.clone()).map_err(|e| ProviderError::fatal(format!("{template}: {e}")))?;
+    tera.render(template, &context).map_err(|e| ProviderError::fatal(format!("rendering {template}: {e:?}")))
+}
+
+/// Renders `template` and parses its documents.
+pub(crate) fn render(template: &str, context: &Value) -> Result<Vec<Value>, ProviderError> {
+    let text = render_text(template, context)?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| ProviderError::fatal(format!("{template} rendered invalid YAML: {e}")))?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// The student's namespace: the Namespace, its quota and limits, the student's service
+/// account with a role bound to it, a token for it, and the network policy.
+pub(crate) fn namespace(config: &Value, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
+    render("namespace.yaml.tera", &with_labels(config, tags))
+}
+
+/// The Secret with the workers' shared token.
+pub(crate) fn credential(namespace: &str, token: &str, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
+    let token_base64 = serde_json::to_value(k8s_openapi::ByteString(token.as_bytes().to_vec())).unwrap_or_default();
+    let context = json!({ "namespace": namespace, "token_secret": TOKEN_SECRET, "token_base64": token_base64 });
+    render("credential.yaml.tera", &with_labels(&context, tags))
+}
+
+/// The two services labctl runs for a student.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    MapReduce,
+    Scheduler,
+}
+
+impl Service {
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        match kind {
+            "mapreduce" => Some(Self::MapReduce),
+            "scheduler" => Some(Self::Scheduler),
+            _ => None,
+        }
+    }
+
+    /// The name of its Deployment and Service (the workers' Deployment adds `-workers`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MapReduce => "mapreduce",
+            Self::Scheduler => "scheduler",
+        }
+    }
+
+    /// The port clients use.
+    pub fn port(self) -> u16 {
+        match self {
+            Self::MapReduce => ports::MAPREDUCE,
+            Self::Scheduler => ports::SCHEDULER,
+        }
+    }
+
+    fn template_context(self, config: &Value) -> Value {
+        let workers = config["workers"].as_u64().unwrap_or(1);
+        let listen = |port: u16| format!("0.0.0.0:{port}");
+        let head = format!("{}:{}", self.name(), self.port());
+        let (binary, token_env, head_args, ports, worker_args) = match self {
+            Self::MapReduce => (
+                "lab-mapreduce",
+                "LAB_MAPREDUCE_TOKEN",
+                vec!["coordinator".to_owned(), "--listen".into(), listen(ports::MAPREDUCE)],
+                json!([{ "name": "rpc", "port": ports::MAPREDUCE }]),
+                vec!["worker".to_owned(), "--coordinator".into(), head],
+            ),
+            Self::Scheduler => (
+                "lab-scheduler",
+                "LAB_SCHEDULER_TOKEN",
+                vec!["scheduler".to_owned(), "--listen".into(), listen(ports::SCHEDULER), "--http".into(), listen(ports::SCHEDULER_HTTP)],
+                json!([{ "name": "rpc", "port": ports::SCHEDULER }, { "name": "http", "port": ports::SCHEDULER_HTTP }]),
+                vec!["worker".to_owned(), "--scheduler".into(), head, "--slots".into(), config["slots"].as_u64().unwrap_or(1).to_string()],
+            ),
+        };
+        json!({
+            "namespace": config["namespace"],
+            "image": config["image"],
+            "service": self.name(),
+            "binary": binary,
+            "token_env": token_env,
+            "token_secret": TOKEN_SECRET,
+            "head": { "args": head_args, "ports": ports, "cpu": config["cpu"], "memory": config["memory"] },
+            "workers": { "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] },
+            "gpu": config.get("gpu"),
+        })
+    }
+}
+
+/// A service's Deployments and Service.
+pub(crate) fn workers(service: Service, config: &Value, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
+    render("workers.yaml.tera", &with_labels(&service.template_context(config), tags))
+}
+
+/// What a student's kubeconfig needs.
+#[derive(Debug, Serialize)]
+pub(crate) struct StudentKubeconfig<'a> {
+    pub cluster: &'a str,
+    pub server: &'a str,
+    pub ca: Option<&'a str>,
+    pub student: &'a str,
+    pub namespace: &'a str,
+    pub token: &'a str,
+}
+
+/// A kubeconfig that opens the student's namespace with their service account's token.
+pub(crate) fn student_kubeconfig(k: &StudentKubeconfig) -> Result<String, ProviderError> {
+    render_text("kubeconfig.yaml.tera", &json!(k))
+}
+
+fn with_labels(context: &Value, tags: &Tags) -> Value {
+    let mut context = context.clone();
+    context["labels"] = json!(labels(tags));
+    context["lab"] = json!(tags.lab);
+    context["student"] = json!(tags.student);
+    context
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
+
+    use super::*;
+
+    fn tags(student: &str) -> Tags {
+        Tags { lab: "bigdata".into(), cohort: Some("tuesday".into()), student: Some(student.into()) }
+    }
+
+    fn namespace_config(student: &str, gpu: u32) -> Value {
+        json!({
+            "namespace": format!("bigdata-{student}"),
+            "quota": { "cpu": "4", "memory": "8Gi", "pods": 20, "gpu": gpu },
+            "limits": { "default_cpu": "250m", "default_memory": "256Mi", "max_cpu": "2", "max_memory": "4Gi" },
+        })
+    }
+
+    fn scheduler_config(student: &str, gpu: bool) -> Value {
+        let mut config = json!({
+            "namespace": format!("bigdata-{student}"), "image": "ghcr.io/labctl/workers:0.1.0",
+            "workers": 2, "slots": 2, "cpu": "500m", "memory": "512Mi",
+        });
+        if gpu {
+            config["gpu"] = json!({ "count": 1, "node_selector": { "labctl/pool": "gpu" } });
+        }
+        config
+    }
+
+    /// Every document, parsed into its typed object and serialised again, is unchanged: a
+    /// misspelt or misplaced field would be dropped on the way and fail this.
+    fn assert_round_trips(docs: &[Value]) {
+        fn check<T: serde::de::DeserializeOwned + Serialize>(doc: &Value) {
+            let typed: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e}: {doc:#}"));
+            assert_eq!(&serde_json::to_value(typed).unwrap(), doc);
+        }
+        for doc in docs {
+            match doc["kind"].as_str().unwrap() {
+                "Namespace" => check::<core::Namespace>(doc),
+                "ResourceQuota" => check::<core::ResourceQuota>(doc),
+                "LimitRange" => check::<core::LimitRange>(doc),
+                "ServiceAccount" => check::<core::ServiceAccount>(doc),
+                "Secret" => check::<core::Secret>(doc),
+                "Service" => check::<core::Service>(doc),
+                "Role" => check::<rbac::Role>(doc),
+                "RoleBinding" => check::<rbac::RoleBinding>(doc),
+                "NetworkPolicy" => check::<net::NetworkPolicy>(doc),
+                "Deployment" => check::<apps::Deployment>(doc),
+                other => panic!("no typed check for {other}"),
+            }
+        }
+    }
+
+    fn snapshot(docs: &[Value]) -> String {
+        docs.iter().map(|d| serde_json::to_string_pretty(d).unwrap()).collect::<Vec<_>>().join("\n---\n")
+    }
+
+    #[test]
+    fn cpu_student() {
+        let mut docs = namespace(&namespace_config("ada", 0), &tags("ada")).unwrap();
+        docs.extend(credential("bigdata-ada", "t0ken", &tags("ada")).unwrap());
+        docs.extend(workers(Service::MapReduce, &scheduler_config("ada", false), &tags("ada")).unwrap());
+        docs.extend(workers(Service::Scheduler, &scheduler_config("ada", false), &tags("ada")).unwrap());
+        assert_round_trips(&docs);
+        insta::assert_snapshot!(snapshot(&docs));
+    }
+
+    #[test]
+    fn gpu_student() {
+        let mut docs = namespace(&namespace_config("grace", 2), &tags("grace")).unwrap();
+        docs.extend(workers(Service::Scheduler, &scheduler_config("grace", true), &tags("grace")).unwrap());
+        assert_round_trips(&docs);
+        let workers = docs.iter().find(|d| d["metadata"]["name"] == "scheduler-workers").unwrap();
+        let pod = &workers["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "1");
+        assert_eq!(pod["nodeSelector"]["labctl/pool"], "gpu");
+        assert_eq!(pod["tolerations"][0]["key"], "nvidia.com/gpu");
+        insta::assert_snapshot!(snapshot(&docs));
+    }
+
+    #[test]
+    fn student_kubeconfig_parses() {
+        let text = student_kubeconfig(&StudentKubeconfig {
+            cluster: "prod", server: "https://k8s.example:6443", ca: Some("Q0E="), student: "ada", namespace: "bigdata-ada", token: "abc",
+        })
+        .unwrap();
+        let parsed: kube::config::Kubeconfig = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(parsed.current_context.as_deref(), Some("prod-ada"));
+        assert_eq!(parsed.contexts[0].context.as_ref().unwrap().namespace.as_deref(), Some("bigdata-ada"));
+        assert_eq!(parsed.auth_infos[0].name, "ada");
+        let raw: Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(raw["users"][0]["user"]["token"], "abc");
+    }
+}

@@ -1,0 +1,286 @@
+//! A Kubernetes API server for tests, on loopback.
+//!
+//! [`kube_fake_client`] keeps objects in memory with real API semantics (resource versions,
+//! label selectors, status subresources, server-side apply with field ownership). This
+//! crate serves it over HTTP so that a `labctl` process can reach it through an ordinary
+//! kubeconfig, and runs the few controllers whose effects labctl waits on — which the fake
+//! itself does not run:
+//!
+//! - a namespace's objects go when the namespace goes (the namespace controller);
+//! - a Deployment's status reports its replicas ready (the Deployment controller and the
+//!   kubelets), except in namespaces a test holds back with [`Emulator::hold_unready`];
+//! - a service-account token Secret gets its token (the token controller).
+//!
+//! The fake's router takes every `/api/v1/namespaces/…` path for a namespaced one, so it
+//! cannot reach Namespaces themselves; [`rewrite`] routes those to a plural it can reach.
+//! Every client of the emulator, its own controllers included, goes through HTTP.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
+use serde_json::json;
+
+/// How often the controllers look at the objects.
+const RESYNC: Duration = Duration::from_millis(50);
+
+/// A running emulator; stops when dropped.
+pub struct Emulator {
+    addr: SocketAddr,
+    client: Client,
+    held: Arc<Mutex<BTreeSet<String>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Emulator {
+    /// Starts an empty API server on a free loopback port, with its own runtime.
+    pub fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let held = Arc::new(Mutex::new(BTreeSet::new()));
+        let (addr, client) = runtime.block_on(serve("127.0.0.1:0".parse().expect("an address"), held.clone()))?;
+        Ok(Self { addr, client, held, runtime: Some(runtime) })
+    }
+
+    /// The server's URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig (YAML) whose only context, `emulator`, points at this server.
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig(&self.url())
+    }
+
+    /// A client that talks to the objects directly, for a test's assertions and edits.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Runs `f` on the emulator's runtime (for a test that is not async itself).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.as_ref().expect("running").block_on(f)
+    }
+
+    /// From now on, Deployments in `namespace` never become ready.
+    pub fn hold_unready(&self, namespace: &str) {
+        self.held.lock().expect("not poisoned").insert(namespace.to_owned());
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A kubeconfig for a server at `url` without TLS or credentials.
+pub fn kubeconfig(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {url}\ncontexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\ncurrent-context: emulator\nusers:\n- name: emulator\n  user: {{}}\n"
+    )
+}
+
+/// Binds `addr`, serves the fake API on it and starts the controllers; returns the bound
+/// address and an in-memory client on the same objects.
+pub async fn serve(addr: SocketAddr, held: Arc<Mutex<BTreeSet<String>>>) -> std::io::Result<(SocketAddr, Client)> {
+    let fake = kube_fake_client::ClientBuilder::new()
+        .with_resource::<StoredNamespace>()
+        .with_status_subresource::<Deployment>()
+        .with_status_subresource::<Job>()
+        .with_status_subresource::<Pod>()
+        .build()
+        .await
+        .map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let client = fake.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| forward(client.clone(), req));
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    let url = format!("http://{addr}").parse().map_err(std::io::Error::other)?;
+    let client = Client::try_from(kube::Config::new(url)).map_err(std::io::Error::other)?;
+    tokio::spawn(controllers(client.clone(), held));
+    Ok((addr, client))
+}
+
+/// Hands one HTTP request to the fake and its answer back.
+async fn forward(client: Client, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = rewrite(&parts.uri);
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let request = Request::from_parts(parts, kube::client::Body::from(body.to_vec()));
+    let response = match client.send(request).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Response::from_parts(parts, Full::new(bytes))
+        }
+        Err(e) => {
+            let status = json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": e.to_string(), "reason": "InternalError", "code": 500 });
+            let mut response = Response::new(Full::new(Bytes::from(status.to_string())));
+            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    };
+    Ok(response)
+}
+
+/// Where Namespaces are kept in the fake: core `v1` with a plural its router does not mistake
+/// for a namespaced path. The kind, group and version are the real ones, so the fake knows a
+/// Namespace is cluster-scoped and bodies need no change.
+struct StoredNamespace {
+    metadata: ObjectMeta,
+}
+
+const NAMESPACES_PLURAL: &str = "clusternamespaces";
+
+impl kube::Resource for StoredNamespace {
+    type DynamicType = ();
+    type Scope = k8s_openapi::ClusterResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Namespace".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        NAMESPACES_PLURAL.into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// `/api/v1/namespaces` and `/api/v1/namespaces/{name}` → the stored plural; anything else
+/// as is.
+fn rewrite(uri: &http::Uri) -> http::Uri {
+    let parts: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    if !matches!(parts.as_slice(), ["api", "v1", "namespaces"] | ["api", "v1", "namespaces", _]) {
+        return uri.clone();
+    }
+    let mut path = format!("/api/v1/{NAMESPACES_PLURAL}");
+    if let Some(name) = parts.get(3) {
+        path = format!("{path}/{name}");
+    }
+    if let Some(query) = uri.query() {
+        path = format!("{path}?{query}");
+    }
+    path.parse().unwrap_or_else(|_| uri.clone())
+}
+
+/// The controllers, forever.
+async fn controllers(client: Client, held: Arc<Mutex<BTreeSet<String>>>) {
+    loop {
+        tokio::time::sleep(RESYNC).await;
+        let _ = collect_orphans(&client).await;
+        let held = held.lock().expect("not poisoned").clone();
+        let _ = ready_deployments(&client, &held).await;
+        let _ = issue_tokens(&client).await;
+    }
+}
+
+/// The namespaced kinds labctl creates (and the namespace controller therefore cleans up).
+fn namespaced_kinds() -> Vec<ApiResource> {
+    use k8s_openapi::api::{core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
+    vec![
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<Job>(&()),
+        ApiResource::erase::<Pod>(&()),
+        ApiResource::erase::<Secret>(&()),
+        ApiResource::erase::<core::ConfigMap>(&()),
+        ApiResource::erase::<core::Service>(&()),
+        ApiResource::erase::<core::ServiceAccount>(&()),
+        ApiResource::erase::<core::ResourceQuota>(&()),
+        ApiResource::erase::<core::LimitRange>(&()),
+        ApiResource::erase::<rbac::Role>(&()),
+        ApiResource::erase::<rbac::RoleBinding>(&()),
+        ApiResource::erase::<net::NetworkPolicy>(&()),
+    ]
+}
+
+/// Deletes every object whose namespace no longer exists.
+async fn collect_orphans(client: &Client) -> kube::Result<()> {
+    let namespaces: BTreeSet<String> =
+        Api::<Namespace>::all(client.clone()).list(&ListParams::default()).await?.items.into_iter().filter_map(|n| n.metadata.name).collect();
+    for resource in namespaced_kinds() {
+        let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        for object in all.list(&ListParams::default()).await?.items {
+            let (Some(ns), Some(name)) = (object.metadata.namespace, object.metadata.name) else { continue };
+            if !namespaces.contains(&ns) {
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+                api.delete(&name, &DeleteParams::default()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reports every Deployment's replicas ready, outside the held namespaces.
+async fn ready_deployments(client: &Client, held: &BTreeSet<String>) -> kube::Result<()> {
+    for d in Api::<Deployment>::all(client.clone()).list(&ListParams::default()).await?.items {
+        let (Some(ns), Some(name)) = (d.metadata.namespace.clone(), d.metadata.name.clone()) else { continue };
+        if held.contains(&ns) {
+            continue;
+        }
+        let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = d.status.unwrap_or_default();
+        if status.ready_replicas == Some(replicas) && status.observed_generation == d.metadata.generation {
+            continue;
+        }
+        let patch = json!({ "status": {
+            "observedGeneration": d.metadata.generation,
+            "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+            "conditions": [{ "type": "Available", "status": "True", "reason": "MinimumReplicasAvailable" }],
+        }});
+        Api::<Deployment>::namespaced(client.clone(), &ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+/// Fills in the token of service-account token Secrets.
+async fn issue_tokens(client: &Client) -> kube::Result<()> {
+    for s in Api::<Secret>::all(client.clone()).list(&ListParams::default()).await?.items {
+        let (Some(ns), Some(name)) = (s.metadata.namespace.clone(), s.metadata.name.clone()) else { continue };
+        let has_token = s.data.as_ref().is_some_and(|d| d.contains_key("token"));
+        if s.type_.as_deref() != Some("kubernetes.io/service-account-token") || has_token {
+            continue;
+        }
+        let token = format!("emulated-token-{ns}-{name}");
+        let patch = json!({ "data": { "token": base64(&token), "ca.crt": base64("emulator has no TLS") } });
+        Api::<Secret>::namespaced(client.clone(), &ns).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+fn base64(text: &str) -> String {
+    use k8s_openapi::ByteString;
+    serde_json::to_value(ByteString(text.as_bytes().to_vec())).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
