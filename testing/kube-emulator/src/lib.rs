@@ -6,7 +6,7 @@
 //! kubeconfig, and runs the few controllers whose effects labctl waits on — which the fake
 //! itself does not run:
 //!
-//! - a namespace's objects go when the namespace goes (the namespace controller);
+//! - a namespace is gone only once its objects are (the namespace controller);
 //! - a Deployment's status reports its replicas ready (the Deployment controller and the
 //!   kubelets), except in namespaces a test holds back with [`Emulator::hold_unready`];
 //! - a service-account token Secret gets its token (the token controller).
@@ -27,7 +27,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
@@ -47,9 +47,14 @@ pub struct Emulator {
 impl Emulator {
     /// Starts an empty API server on a free loopback port, with its own runtime.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().expect("an address"))
+    }
+
+    /// Starts an empty API server on `addr`, with its own runtime.
+    pub fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let held = Arc::new(Mutex::new(BTreeSet::new()));
-        let (addr, client) = runtime.block_on(serve("127.0.0.1:0".parse().expect("an address"), held.clone()))?;
+        let (addr, client) = runtime.block_on(serve(addr, held.clone()))?;
         Ok(Self { addr, client, held, runtime: Some(runtime) })
     }
 
@@ -127,6 +132,11 @@ pub async fn serve(addr: SocketAddr, held: Arc<Mutex<BTreeSet<String>>>) -> std:
 /// Hands one HTTP request to the fake and its answer back.
 async fn forward(client: Client, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (mut parts, body) = req.into_parts();
+    if parts.method == http::Method::DELETE {
+        if let Some(namespace) = namespace_named(&parts.uri) {
+            let _ = purge(&client, &namespace).await;
+        }
+    }
     parts.uri = rewrite(&parts.uri);
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let request = Request::from_parts(parts, kube::client::Body::from(body.to_vec()));
@@ -179,6 +189,15 @@ impl kube::Resource for StoredNamespace {
     }
 }
 
+/// The namespace a `/api/v1/namespaces/{name}` path names.
+fn namespace_named(uri: &http::Uri) -> Option<String> {
+    let parts: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    match parts.as_slice() {
+        ["api", "v1", "namespaces", name] => Some((*name).to_owned()),
+        _ => None,
+    }
+}
+
 /// `/api/v1/namespaces` and `/api/v1/namespaces/{name}` → the stored plural; anything else
 /// as is.
 fn rewrite(uri: &http::Uri) -> http::Uri {
@@ -200,14 +219,13 @@ fn rewrite(uri: &http::Uri) -> http::Uri {
 async fn controllers(client: Client, held: Arc<Mutex<BTreeSet<String>>>) {
     loop {
         tokio::time::sleep(RESYNC).await;
-        let _ = collect_orphans(&client).await;
         let held = held.lock().expect("not poisoned").clone();
         let _ = ready_deployments(&client, &held).await;
         let _ = issue_tokens(&client).await;
     }
 }
 
-/// The namespaced kinds labctl creates (and the namespace controller therefore cleans up).
+/// The namespaced kinds labctl creates (and deleting a namespace therefore deletes).
 fn namespaced_kinds() -> Vec<ApiResource> {
     use k8s_openapi::api::{core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
     vec![
@@ -226,16 +244,12 @@ fn namespaced_kinds() -> Vec<ApiResource> {
     ]
 }
 
-/// Deletes every object whose namespace no longer exists.
-async fn collect_orphans(client: &Client) -> kube::Result<()> {
-    let namespaces: BTreeSet<String> =
-        Api::<Namespace>::all(client.clone()).list(&ListParams::default()).await?.items.into_iter().filter_map(|n| n.metadata.name).collect();
+/// Deletes everything in `namespace`.
+async fn purge(client: &Client, namespace: &str) -> kube::Result<()> {
     for resource in namespaced_kinds() {
-        let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        for object in all.list(&ListParams::default()).await?.items {
-            let (Some(ns), Some(name)) = (object.metadata.namespace, object.metadata.name) else { continue };
-            if !namespaces.contains(&ns) {
-                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        for object in api.list(&ListParams::default()).await?.items {
+            if let Some(name) = object.metadata.name {
                 api.delete(&name, &DeleteParams::default()).await?;
             }
         }
@@ -243,22 +257,27 @@ async fn collect_orphans(client: &Client) -> kube::Result<()> {
     Ok(())
 }
 
-/// Reports every Deployment's replicas ready, outside the held namespaces.
+/// Reports every Deployment's replicas ready; in the held namespaces, seen but never ready
+/// (as when an image cannot be pulled).
 async fn ready_deployments(client: &Client, held: &BTreeSet<String>) -> kube::Result<()> {
     for d in Api::<Deployment>::all(client.clone()).list(&ListParams::default()).await?.items {
         let (Some(ns), Some(name)) = (d.metadata.namespace.clone(), d.metadata.name.clone()) else { continue };
-        if held.contains(&ns) {
-            continue;
-        }
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let ready = if held.contains(&ns) { 0 } else { replicas };
         let status = d.status.unwrap_or_default();
-        if status.ready_replicas == Some(replicas) && status.observed_generation == d.metadata.generation {
+        if status.ready_replicas.unwrap_or(0) == ready && status.observed_generation == d.metadata.generation {
             continue;
         }
+        let available = if ready == replicas {
+            json!({ "type": "Available", "status": "True", "reason": "MinimumReplicasAvailable" })
+        } else {
+            json!({ "type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "Deployment does not have minimum availability." })
+        };
         let patch = json!({ "status": {
             "observedGeneration": d.metadata.generation,
-            "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
-            "conditions": [{ "type": "Available", "status": "True", "reason": "MinimumReplicasAvailable" }],
+            "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
+            "unavailableReplicas": replicas - ready,
+            "conditions": [available],
         }});
         Api::<Deployment>::namespaced(client.clone(), &ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     }
