@@ -54,7 +54,8 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
     let mut rows = vec![];
     for (cohort, student) in o.lab.students() {
         let resources = groups.get(&Some(student.id.as_str())).map(Vec::as_slice).unwrap_or_default();
-        let missing: Vec<&str> = resources.iter().filter(|(a, _)| !refreshed.get(*a).copied().unwrap_or(true)).map(|(a, _)| a.as_str()).collect();
+        let missing: Vec<&str> =
+            resources.iter().filter(|(a, _)| refreshed.get(*a) == Some(&crate::plan::Refresh::Gone)).map(|(a, _)| a.as_str()).collect();
         let tainted: Vec<&str> = resources.iter().filter(|(_, r)| r.tainted).map(|(a, _)| a.as_str()).collect();
         let health = if resources.is_empty() {
             "not created".to_owned()

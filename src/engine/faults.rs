@@ -118,6 +118,11 @@ impl Provider for FaultInjector {
         self.inner.read(kind, prior).await
     }
 
+    async fn edits(&self, kind: &str, prior: &Observed) -> Result<Vec<String>, ProviderError> {
+        self.inject("read", kind, &prior.id).await?;
+        self.inner.edits(kind, prior).await
+    }
+
     async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
         let partial = self.inject("create", &spec.kind, &spec.address).await?;
         let made = self.inner.create(spec, deps).await?;

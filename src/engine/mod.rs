@@ -22,7 +22,7 @@ pub use ratelimit::RateLimiter;
 pub use retry::RetryPolicy;
 pub use walk::{Status, Walk};
 
-use crate::plan::{Action, ActionKind, Plan, Refreshed};
+use crate::plan::{Action, ActionKind, Plan, Refresh, Refreshed};
 use crate::providers::{Live, Registry};
 use crate::state::{redact_text, ResourceState, State, StateStore};
 
@@ -392,7 +392,8 @@ fn apply_result(state: &mut State, action: &Action, result: TaskResult, elapsed:
     }
 }
 
-/// Asks the providers whether each resource in state still exists, in parallel.
+/// Asks the providers whether each resource in state still exists, and what of it was
+/// edited outside labctl, in parallel.
 /// Returns the per-address answers, or every lookup that failed.
 pub async fn refresh(state: &State, registry: &Registry, options: &Options) -> Result<Refreshed, Vec<String>> {
     let permits = Arc::new(Semaphore::new(options.parallelism.max(1)));
@@ -411,15 +412,21 @@ pub async fn refresh(state: &State, registry: &Registry, options: &Options) -> R
         let mut ctx = Ctx { i: 0, policy: options.retry, cancel: cancel.clone(), retries: retries.clone() };
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore open");
-            let found = retrying(&limiter, &mut ctx, &mut || provider.read(&kind, &prior)).await;
-            (address, found.map(|o| o.is_some()))
+            let found = match retrying(&limiter, &mut ctx, &mut || provider.read(&kind, &prior)).await {
+                Ok(Some(_)) => retrying(&limiter, &mut ctx, &mut || provider.edits(&kind, &prior))
+                    .await
+                    .map(|edits| if edits.is_empty() { Refresh::Unchanged } else { Refresh::Edited(edits) }),
+                Ok(None) => Ok(Refresh::Gone),
+                Err(e) => Err(e),
+            };
+            (address, found)
         });
     }
     let mut refreshed = Refreshed::with_capacity(state.resources.len());
     while let Some(joined) = tasks.join_next().await {
         match joined.expect("refresh tasks do not panic") {
-            (address, Ok(exists)) => {
-                refreshed.insert(address, exists);
+            (address, Ok(refresh)) => {
+                refreshed.insert(address, refresh);
             }
             (address, Err(e)) => errors.push(format!("{address}: {}", redact_text(&e.message, state))),
         }

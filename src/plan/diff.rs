@@ -8,8 +8,19 @@ use super::{Action, ActionKind, Change};
 use crate::lab::Node;
 use crate::state::{ResourceState, State};
 
-/// What each state resource looks like at the provider now: `false` if it is gone.
-pub type Refreshed = HashMap<String, bool>;
+/// What each state resource looks like at the provider now.
+pub type Refreshed = HashMap<String, Refresh>;
+
+/// One resource, looked up at its provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// As labctl left it (or the provider cannot tell otherwise).
+    Unchanged,
+    /// Deleted outside labctl.
+    Gone,
+    /// Changed outside labctl: what was.
+    Edited(Vec<String>),
+}
 
 /// Which students or cohorts an operation is limited to.
 #[derive(Debug, Clone, Default)]
@@ -52,7 +63,8 @@ pub fn diff<'a>(
             continue;
         };
         let recreated_dep = node.deps.iter().find(|d| recreated.contains(d.as_str()));
-        if !refreshed.get(address).copied().unwrap_or(true) {
+        let refresh = refreshed.get(address).unwrap_or(&Refresh::Unchanged);
+        if *refresh == Refresh::Gone {
             actions.push(upsert(node, ActionKind::Create, vec![], Some("deleted outside labctl".into())));
             recreated.insert(address);
             continue;
@@ -75,6 +87,10 @@ pub fn diff<'a>(
         let kind_schema = schema(&node.provider, &node.spec.kind);
         let changes = changes(&current.config, &node.spec.config, kind_schema);
         if changes.is_empty() {
+            if let Refresh::Edited(edits) = refresh {
+                let reason = format!("edited outside labctl: {}", edits.join("; "));
+                actions.push(upsert(node, ActionKind::Update, vec![], Some(reason)));
+            }
             continue;
         }
         let action = if changes.iter().any(|c| c.forces_replace) { ActionKind::Replace } else { ActionKind::Update };
@@ -199,12 +215,17 @@ mod tests {
         let none = |_: &str, _: &str| None;
         assert!(diff(&desired, &state, &Refreshed::new(), none).is_empty());
 
-        let gone: Refreshed = [("cred".to_owned(), false)].into();
+        let gone: Refreshed = [("cred".to_owned(), Refresh::Gone)].into();
         let actions = diff(&desired, &state, &gone, none);
         let summary: Vec<(&str, ActionKind, Option<&str>)> = actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
         assert_eq!(
             summary,
             vec![("cred", ActionKind::Create, Some("deleted outside labctl")), ("svc", ActionKind::Replace, Some("cred is recreated"))]
         );
+
+        let edited: Refreshed = [("svc".to_owned(), Refresh::Edited(vec!["deployment a/svc: spec.replicas is 5, labctl set 2".into()]))].into();
+        let actions = diff(&desired, &state, &edited, none);
+        let summary: Vec<(&str, ActionKind, Option<&str>)> = actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
+        assert_eq!(summary, vec![("svc", ActionKind::Update, Some("edited outside labctl: deployment a/svc: spec.replicas is 5, labctl set 2"))]);
     }
 }

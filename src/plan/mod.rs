@@ -9,7 +9,7 @@ use labctl_provider_api::{ResourceSpec, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use diff::{destroy_plan, diff, force_update, Filter, Refreshed};
+pub use diff::{destroy_plan, diff, force_update, Filter, Refresh, Refreshed};
 
 use crate::providers::ProviderSettings;
 

@@ -170,7 +170,7 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
 }
 
 #[test]
-fn an_object_deleted_by_hand_is_drift_that_apply_recreates() {
+fn an_object_deleted_or_edited_by_hand_is_drift_that_apply_repairs() {
     let cluster = Cluster::start();
     let env = cluster.env(&small_lab(60));
     env.run(&["apply", "lab.toml", "--yes"]).ok();
@@ -183,6 +183,21 @@ fn an_object_deleted_by_hand_is_drift_that_apply_recreates() {
     assert!(plan.stdout.contains("student[\"bob\"].mapreduce"), "{}", plan.stdout);
     assert!(plan.stdout.contains("deleted outside labctl"), "{}", plan.stdout);
     assert!(!plan.stdout.contains("student[\"ann\"]"), "only bob's workers drifted: {}", plan.stdout);
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    assert_eq!(cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas, Some(2));
+    assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+
+    // Scaled by hand: the plan names the field, apply takes it back.
+    let scale = serde_json::json!({ "spec": { "replicas": 5 } });
+    cluster.block_on(deployments.patch("mapreduce-workers", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&scale))).unwrap();
+    let plan = env.run(&["plan", "lab.toml"]).ok();
+    assert!(plan.stdout.contains("~ student[\"bob\"].mapreduce"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("edited outside labctl: deployment k8slab-bob/mapreduce-workers: spec.replicas is 5, labctl set 2"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("student[\"ann\"]"), "{}", plan.stdout);
     env.run(&["apply", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas, Some(2));
     assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));

@@ -32,6 +32,13 @@ pub trait Provider: Send + Sync {
     /// Looks up what exists for a resource recorded in state; `None` if it is gone.
     async fn read(&self, kind: &str, prior: &Observed) -> Result<Option<Observed>, ProviderError>;
 
+    /// For a resource that exists: what was changed outside labctl since it was applied
+    /// (each a short description a re-apply puts back); empty if nothing was, or if the
+    /// provider cannot tell.
+    async fn edits(&self, _kind: &str, _prior: &Observed) -> Result<Vec<String>, ProviderError> {
+        Ok(vec![])
+    }
+
     /// Creates (or adopts) the resource. `deps` holds what its dependencies look like now.
     async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError>;
 

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 pub use cluster::{default_image, KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
 use manifests::{ObjectRef, Service, LAB_LABEL, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
+use objects::Applied;
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "namespace", replace_on: &["namespace"] },
@@ -96,7 +97,8 @@ impl KubernetesProvider {
             attributes.insert("status_url".into(), json!(url));
         }
         let result = observed(&format!("{namespace}/{}", service.name()), &objects, attributes, &[]);
-        objects::wait_ready(client, &objects, self.timeout()).await.map_err(|e| e.with_partial(result.clone()))?;
+        let refs: Vec<ObjectRef> = objects.iter().map(|a| a.object.clone()).collect();
+        objects::wait_ready(client, &refs, self.timeout()).await.map_err(|e| e.with_partial(result.clone()))?;
         Ok(result)
     }
 
@@ -116,15 +118,21 @@ fn unknown_kind(kind: &str) -> ProviderError {
     ProviderError::invalid(format!("the kubernetes provider has no `{kind}` resources"))
 }
 
-/// A resource as applied: its id, the objects it is made of, and its attributes.
-fn observed(id: &str, objects: &[ObjectRef], mut attributes: Attributes, sensitive: &[&str]) -> Observed {
-    attributes.insert("objects".into(), json!(objects));
+/// A resource as applied: its id, the objects it is made of (with the fields labctl set,
+/// to tell edits made by hand), and its attributes.
+fn observed(id: &str, applied: &[Applied], mut attributes: Attributes, sensitive: &[&str]) -> Observed {
+    attributes.insert("objects".into(), json!(applied));
     Observed { id: id.to_owned(), attributes, sensitive: sensitive.iter().map(|s| (*s).to_owned()).collect() }
+}
+
+/// The objects recorded for a resource, as applied.
+fn recorded(prior: &Observed) -> Vec<Applied> {
+    prior.attributes.get("objects").and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default()
 }
 
 /// The objects recorded for a resource; a namespace found by a sweep has only its name.
 fn recorded_objects(kind: &str, prior: &Observed) -> Vec<ObjectRef> {
-    let recorded: Vec<ObjectRef> = prior.attributes.get("objects").and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default();
+    let recorded: Vec<ObjectRef> = recorded(prior).into_iter().map(|a| a.object).collect();
     if recorded.is_empty() && kind == "namespace" {
         return vec![namespace_ref(&prior.id)];
     }
@@ -151,6 +159,10 @@ impl Provider for KubernetesProvider {
             tracing::info!("{}: {} missing", prior.id, missing.join(", "));
         }
         Ok(missing.is_empty().then(|| prior.clone()))
+    }
+
+    async fn edits(&self, _kind: &str, prior: &Observed) -> Result<Vec<String>, ProviderError> {
+        objects::edits(self.client().await?, &recorded(prior)).await
     }
 
     async fn create(&self, spec: &ResourceSpec, _deps: &Deps) -> Result<Observed, ProviderError> {

@@ -6,6 +6,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use labctl_provider_api::{ErrorKind, ProviderError};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::errors::{failed, is_not_found};
@@ -43,17 +44,79 @@ fn api(client: &kube::Client, object: &ObjectRef) -> Result<Api<DynamicObject>, 
     })
 }
 
+/// An object as labctl applied it: its identity and the fields it set (a Secret's data
+/// left out: it is kept, if at all, as a sensitive attribute).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Applied {
+    #[serde(flatten)]
+    pub object: ObjectRef,
+    pub fields: Value,
+}
+
 /// Applies every document in order (server-side, forcing ownership of labctl's fields back
-/// from whoever edited them); returns their identities.
-pub(crate) async fn apply(client: &kube::Client, docs: &[Value]) -> Result<Vec<ObjectRef>, ProviderError> {
+/// from whoever edited them); returns what was applied.
+pub(crate) async fn apply(client: &kube::Client, docs: &[Value]) -> Result<Vec<Applied>, ProviderError> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut refs = vec![];
+    let mut applied = vec![];
     for doc in docs {
         let object = ObjectRef::of(doc)?;
         api(client, &object)?.patch(&object.name, &params, &Patch::Apply(doc)).await.map_err(|e| failed(&format!("applying {}", object.describe()), e))?;
-        refs.push(object);
+        let mut fields = doc.clone();
+        if let Some(fields) = fields.as_object_mut() {
+            fields.remove("data");
+            fields.remove("stringData");
+        }
+        applied.push(Applied { object, fields });
     }
-    Ok(refs)
+    Ok(applied)
+}
+
+/// Fields labctl applied that now hold something else, as `deployment ns/name: spec.replicas
+/// is 5, labctl set 2`.
+pub(crate) async fn edits(client: &kube::Client, applied: &[Applied]) -> Result<Vec<String>, ProviderError> {
+    let mut edits = vec![];
+    for a in applied {
+        let live = match api(client, &a.object)?.get(&a.object.name).await {
+            Ok(live) => serde_json::to_value(live).unwrap_or_default(),
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(failed(&format!("reading {}", a.object.describe()), e)),
+        };
+        if let Some((path, was)) = first_difference(&a.fields, &live, String::new()) {
+            edits.push(format!("{}: {path} is {was}, labctl set {}", a.object.describe(), pointer(&a.fields, &path)));
+        }
+    }
+    Ok(edits)
+}
+
+/// The first field of `want` that `have` lacks or holds differently (fields `have` adds, such
+/// as defaults and status, do not count): its dotted path and what `have` holds there.
+fn first_difference(want: &Value, have: &Value, path: String) -> Option<(String, String)> {
+    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => w.iter().find_map(|(k, v)| match h.get(k) {
+            Some(hv) => first_difference(v, hv, join(k)),
+            None if v.is_null() => None,
+            None => Some((join(k), "unset".to_owned())),
+        }),
+        (Value::Array(w), Value::Array(h)) if w.len() == h.len() => {
+            w.iter().zip(h).enumerate().find_map(|(i, (wv, hv))| first_difference(wv, hv, format!("{path}[{i}]")))
+        }
+        _ if want == have => None,
+        _ => Some((path, have.to_string())),
+    }
+}
+
+/// The value at a dotted path made by [`first_difference`], for messages.
+fn pointer(value: &Value, path: &str) -> String {
+    let mut current = value;
+    for part in path.split('.') {
+        let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+        current = &current[key];
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            current = &current[index.trim_end_matches(']').parse::<usize>().unwrap_or(usize::MAX)];
+        }
+    }
+    current.to_string()
 }
 
 /// The objects that are missing (or being deleted), by description.
@@ -173,6 +236,19 @@ pub(crate) async fn secret_value(client: &kube::Client, namespace: &str, name: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edits_are_fields_labctl_set_that_changed() {
+        let want = serde_json::json!({ "spec": { "replicas": 2, "template": { "containers": [{ "name": "w", "image": "a" }] } } });
+        let defaulted = serde_json::json!({ "spec": { "replicas": 2, "paused": false, "template": { "containers": [{ "name": "w", "image": "a", "imagePullPolicy": "Always" }] } }, "status": {} });
+        assert_eq!(first_difference(&want, &defaulted, String::new()), None);
+        let scaled = serde_json::json!({ "spec": { "replicas": 5, "template": { "containers": [{ "name": "w", "image": "a" }] } } });
+        let (path, was) = first_difference(&want, &scaled, String::new()).unwrap();
+        assert_eq!((path.as_str(), was.as_str(), pointer(&want, &path)), ("spec.replicas", "5", "2".to_owned()));
+        let image = serde_json::json!({ "spec": { "replicas": 2, "template": { "containers": [{ "name": "w", "image": "b" }] } } });
+        let (path, was) = first_difference(&want, &image, String::new()).unwrap();
+        assert_eq!((path.as_str(), was.as_str(), pointer(&want, &path)), ("spec.template.containers[0].image", "\"b\"", "\"a\"".to_owned()));
+    }
 
     fn deployment(status: Value) -> Deployment {
         serde_json::from_value(serde_json::json!({
