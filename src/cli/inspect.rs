@@ -149,11 +149,22 @@ pub fn output(o: &Opened, only: Option<&str>, show_sensitive: bool, json: bool) 
         }
         for (name, attributes) in outputs {
             for (k, v) in attributes.as_object().into_iter().flatten() {
-                println!("  {name}.{k} = {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                println!("  {name}.{k} = {}", show(v));
             }
         }
     }
     Ok(0)
+}
+
+/// An attribute for the text output: a long list (the objects a resource is made of, say)
+/// is summarised; `--json` has it whole.
+fn show(v: &Value) -> String {
+    const LONG: usize = 160;
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if v.to_string().len() > LONG => format!("({} objects; --json shows them)", items.len()),
+        other => other.to_string(),
+    }
 }
 
 pub fn state_list(o: &Opened, json: bool) -> Result<u8, CliError> {

@@ -208,6 +208,12 @@ pub async fn service_health(state: &State, student: &str, bin_dir: &Path) -> Vec
         let ip = vm.attributes.get("public_ip").and_then(Value::as_str).map_or_else(|| attribute("private_ip"), str::to_owned);
         out.push(("vm", format!("{} {} ({})", vm.id, ip, attribute("state"))));
     }
+    if let Some(ns) = state.resources.get(&format!("student[\"{student}\"].namespace")) {
+        // Kubernetes: the services answer inside the cluster only (apply waited for them).
+        let name = ns.attributes.get("namespace").and_then(Value::as_str).unwrap_or("?");
+        out.push(("namespace", format!("{name} (services in-cluster: kubectl port-forward)")));
+        return out;
+    }
     for (service, binary, env, flag) in [
         ("mapreduce", "lab-mapreduce", "LAB_MAPREDUCE_TOKEN", "--coordinator"),
         ("scheduler", "lab-scheduler", "LAB_SCHEDULER_TOKEN", "--http"),
