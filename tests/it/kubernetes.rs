@@ -230,3 +230,25 @@ fn a_deployment_that_never_becomes_ready_fails_that_student_only() {
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
 }
+
+/// A run killed at any point is repaired by the next: SIGKILL apply at several moments,
+/// then apply again: every namespace once, nothing to change, and a clean destroy.
+#[test]
+fn apply_killed_at_any_point_is_repaired() {
+    let cluster = Cluster::start();
+    let env = cluster.env(&example());
+    let lab = "bigdata-k8s";
+    for delay_ms in [20, 80, 200, 400] {
+        let mut child = env.command(&["apply", "lab.toml", "--yes"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    let found = cluster.labelled(lab);
+    assert_eq!(found.iter().filter(|l| l.starts_with("Namespace ")).count(), 5, "{found:#?}");
+    assert_eq!(found.iter().filter(|l| l.starts_with("Deployment ")).count(), 20, "{found:#?}");
+    assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+    env.run(&["destroy", "lab.toml", "--yes"]).ok();
+    assert_eq!(cluster.labelled(lab), Vec::<String>::new());
+}
