@@ -46,9 +46,8 @@ impl ProviderSettings {
             }),
             ProviderConfig::Kubernetes(k8s) => Ok(Self::Kubernetes {
                 config: KubernetesConfig {
-                    kubeconfig: k8s.kubeconfig.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p))),
+                    kubeconfig: k8s.kubeconfig.as_deref().map(expand_home),
                     context: k8s.context.clone(),
-                    image: k8s.image.clone().unwrap_or_else(labctl_provider_kubernetes::default_image),
                     ready_timeout_secs: k8s.ready_timeout.unwrap_or(labctl_provider_kubernetes::DEFAULT_READY_TIMEOUT_SECS),
                 },
                 rate_limit: k8s.rate_limit,
@@ -94,6 +93,16 @@ impl ProviderSettings {
     }
 }
 
+/// A path as written in a lab file: `~/` is the home directory, a relative path is taken
+/// from the working directory.
+fn expand_home(path: &str) -> PathBuf {
+    let path = match (path.strip_prefix("~/"), dirs::home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    };
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 /// Where the bundled worker binaries are: `LABCTL_WORKER_BIN_DIR`, else beside `labctl`
 /// (they are built from the same workspace).
 pub fn worker_bin_dir() -> PathBuf {
@@ -119,7 +128,7 @@ impl Registry {
         let (main, rate): (Arc<dyn Provider>, _) = match settings {
             ProviderSettings::Local { data_dir, rate_limit } => (Arc::new(LocalProvider::new(data_dir, lab, &worker_bin_dir())), *rate_limit),
             ProviderSettings::Aws { config, rate_limit } => (Arc::new(AwsProvider::new(config.clone(), lab, &worker_bin_dir())), *rate_limit),
-            ProviderSettings::Kubernetes { config, rate_limit } => (Arc::new(KubernetesProvider::new(config.clone())), *rate_limit),
+            ProviderSettings::Kubernetes { config, rate_limit } => (Arc::new(KubernetesProvider::new(config.clone(), lab)), *rate_limit),
         };
         let mut live = HashMap::new();
         for (provider, rate) in [(main, rate), (Arc::new(NullProvider) as Arc<dyn Provider>, None)] {

@@ -23,16 +23,13 @@ pub fn expand(lab: &Lab) -> Vec<Node> {
     let provider = lab.provider.name();
     let lab_tags = Tags { lab: lab.name.clone(), cohort: None, student: None };
     let aws = matches!(lab.provider, ProviderConfig::Aws(_));
-    if aws {
-        expand_aws_shared(lab, &lab_tags, &mut nodes);
-    }
     // Clusters are made on AWS; on Kubernetes `[cluster]` describes the context's cluster.
     if aws {
-        let network = if aws { vec![NETWORK.to_owned()] } else { vec![] };
+        expand_aws_shared(lab, &lab_tags, &mut nodes);
         for (name, cluster) in &lab.clusters {
             let address = format!("cluster[\"{name}\"]");
             let config = json!({ "name": format!("{}-{name}", lab.name), "version": cluster.version });
-            nodes.push(node(provider, &address, "cluster", config, &lab_tags, network.clone()));
+            nodes.push(node(provider, &address, "cluster", config, &lab_tags, vec![NETWORK.to_owned()]));
             for (pool, p) in &cluster.node_pool {
                 let config = json!({
                     "cluster": name, "name": pool, "instance_type": p.instance_type,
@@ -159,7 +156,7 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
         let k8s = |config: &mut Value, cpu: &Option<Spanned<String>>, memory: &Option<Spanned<String>>| {
             if let ProviderConfig::Kubernetes(settings) = &lab.provider {
                 config["namespace"] = json!(namespace_name(lab, student));
-                config["image"] = json!(settings.image.clone().unwrap_or_else(labctl_provider_kubernetes::default_image));
+                config["image"] = json!(settings.image);
                 config["cpu"] = json!(quantity(cpu, DEFAULT_WORKER_CPU));
                 config["memory"] = json!(quantity(memory, DEFAULT_WORKER_MEMORY));
             }
@@ -214,7 +211,7 @@ fn expand_namespace(lab: &Lab, cohort: &Cohort, student: &Student, address: &str
             "max_memory": quantity(&limits.and_then(|l| l.max_memory.clone()), "4Gi"),
         },
     });
-    nodes.push(node("kubernetes", address, "namespace", config, tags, vec![]));
+    nodes.push(node(lab.provider.name(), address, "namespace", config, tags, vec![]));
 }
 
 fn namespace_name(lab: &Lab, student: &Student) -> String {

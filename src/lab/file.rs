@@ -98,8 +98,8 @@ pub struct KubernetesSettings {
     pub kubeconfig: Option<String>,
     /// Context in it (default: its current context).
     pub context: Option<String>,
-    /// Worker image, built by the repository's Dockerfile (default
-    /// `ghcr.io/labctl/workers:<labctl version>`).
+    /// The workers' image, built by the repository's Dockerfile and pushed where the cluster
+    /// can pull it (kind: `kind load docker-image`). Required when students get workers.
     pub image: Option<String>,
     /// Maximum API requests per second (default: unlimited).
     pub rate_limit: Option<f64>,

@@ -6,7 +6,7 @@ use std::path::Path;
 use labctl_datasets::{Dataset, DatasetKind};
 use toml::Spanned;
 
-use super::file::{DatasetGenerator, DatasetSection, LabFile, ProviderSection, SmokeWorkload};
+use super::file::{DatasetGenerator, DatasetSection, KubernetesSettings, LabFile, ProviderSection, SmokeWorkload};
 use super::{roster, Cohort, Diagnostic, Lab, ProviderConfig, Source, Student};
 
 /// Lab names prefix bucket names (at most 63 characters) as `<lab>-<student>`.
@@ -297,8 +297,8 @@ impl Validator<'_> {
             for gpu in s.gpu.iter().chain(file.cohort.iter().filter_map(|c| c.gpu.as_ref())) {
                 self.gpu(gpu, file, provider);
             }
-            if let ProviderConfig::Kubernetes(_) = provider {
-                self.kubernetes(file);
+            if let ProviderConfig::Kubernetes(settings) = provider {
+                self.kubernetes(file, settings);
             }
         }
         if let Some(compute) = &s.compute {
@@ -343,8 +343,13 @@ impl Validator<'_> {
         }
     }
 
-    /// What the kubernetes provider cannot do, and Kubernetes quantities.
-    fn kubernetes(&mut self, file: &LabFile) {
+    /// What the kubernetes provider needs and cannot do, and Kubernetes quantities.
+    fn kubernetes(&mut self, file: &LabFile, settings: &KubernetesSettings) {
+        if settings.image.is_none() && file.student.workers.is_some() {
+            let at = self.source.text.find("[provider.kubernetes]").unwrap_or(0);
+            let d = self.source.error(at..at + "[provider.kubernetes]".len(), "the workers need an image, and none is set");
+            self.errors.push(d.note("allowed: image = \"<registry>/<name>:<tag>\", built from the repository's Dockerfile and pullable by the cluster"));
+        }
         if let Some(bucket) = &file.student.bucket {
             let at = bucket.datasets.first().map(|d| d.span()).unwrap_or_else(|| self.source.text.find("bucket").map(|i| i..i + 6).unwrap_or(0..0));
             let d = self.source.error(at, "the kubernetes provider has no buckets or datasets");

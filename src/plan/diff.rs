@@ -88,7 +88,7 @@ pub fn diff<'a>(
         let changes = changes(&current.config, &node.spec.config, kind_schema);
         if changes.is_empty() {
             if let Refresh::Edited(edits) = refresh {
-                let reason = format!("edited outside labctl: {}", edits.join("; "));
+                let reason = format!("changed outside labctl: {}", edits.join("; "));
                 actions.push(upsert(node, ActionKind::Update, vec![], Some(reason)));
             }
             continue;
@@ -226,6 +226,6 @@ mod tests {
         let edited: Refreshed = [("svc".to_owned(), Refresh::Edited(vec!["deployment a/svc: spec.replicas is 5, labctl set 2".into()]))].into();
         let actions = diff(&desired, &state, &edited, none);
         let summary: Vec<(&str, ActionKind, Option<&str>)> = actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
-        assert_eq!(summary, vec![("svc", ActionKind::Update, Some("edited outside labctl: deployment a/svc: spec.replicas is 5, labctl set 2"))]);
+        assert_eq!(summary, vec![("svc", ActionKind::Update, Some("changed outside labctl: deployment a/svc: spec.replicas is 5, labctl set 2"))]);
     }
 }

@@ -33,13 +33,13 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
         // On a cloud VM the workers listen on fixed ports, reached through an SSH tunnel; on
         // Kubernetes on the same ports, reached through `kubectl port-forward`.
         let kubernetes = !attr("namespace", "namespace").is_null();
-        let vm_port = |service: &str, kind: &str, port: u16| {
+        let port = |service: &str, kind: &str, port: u16| {
             let forwarded = (kubernetes && !attr(kind, "address").is_null()).then_some(u64::from(port));
             forwarded.or_else(|| attr("vm", "ports").get(service).and_then(Value::as_u64))
         };
-        let mapreduce_port = vm_port("mapreduce", "mapreduce", ports::MAPREDUCE);
-        let scheduler_port = vm_port("scheduler", "scheduler", ports::SCHEDULER);
-        let status_port = vm_port("scheduler_http", "scheduler", ports::SCHEDULER_HTTP);
+        let mapreduce_port = port("mapreduce", "mapreduce", ports::MAPREDUCE);
+        let scheduler_port = port("scheduler", "scheduler", ports::SCHEDULER);
+        let status_port = port("scheduler_http", "scheduler", ports::SCHEDULER_HTTP);
         let datasets: Vec<Value> = lab
             .student
             .bucket

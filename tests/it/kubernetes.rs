@@ -180,8 +180,8 @@ fn an_object_deleted_or_edited_by_hand_is_drift_that_apply_repairs() {
     assert!(cluster.deployment("k8slab-bob", "mapreduce-workers").is_none());
 
     let plan = env.run(&["plan", "lab.toml"]).ok();
-    assert!(plan.stdout.contains("student[\"bob\"].mapreduce"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("deleted outside labctl"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("~ student[\"bob\"].mapreduce"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("changed outside labctl: deployment k8slab-bob/mapreduce-workers: deleted"), "{}", plan.stdout);
     assert!(!plan.stdout.contains("student[\"ann\"]"), "only bob's workers drifted: {}", plan.stdout);
     env.run(&["apply", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas, Some(2));
@@ -193,13 +193,25 @@ fn an_object_deleted_or_edited_by_hand_is_drift_that_apply_repairs() {
     let plan = env.run(&["plan", "lab.toml"]).ok();
     assert!(plan.stdout.contains("~ student[\"bob\"].mapreduce"), "{}", plan.stdout);
     assert!(
-        plan.stdout.contains("edited outside labctl: deployment k8slab-bob/mapreduce-workers: spec.replicas is 5, labctl set 2"),
+        plan.stdout.contains("changed outside labctl: deployment k8slab-bob/mapreduce-workers: spec.replicas is 5, labctl set 2"),
         "{}",
         plan.stdout
     );
     assert!(!plan.stdout.contains("student[\"ann\"]"), "{}", plan.stdout);
     env.run(&["apply", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas, Some(2));
+    assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+
+    // A namespace deleted by hand takes everything in it: the plan makes it again and replaces
+    // what lived in it.
+    let namespaces = Api::<Namespace>::all(cluster.client.clone());
+    cluster.block_on(namespaces.delete("k8slab-ann", &DeleteParams::default())).unwrap();
+    let plan = env.run(&["plan", "lab.toml"]).ok();
+    assert!(plan.stdout.contains("+ student[\"ann\"].namespace"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("deleted outside labctl"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("+ student[\"ann\"].mapreduce"), "{}", plan.stdout);
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    assert!(cluster.deployment("k8slab-ann", "mapreduce-workers").is_some());
     assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
 
     // With the state lost, a sweep still finds the lab's namespaces and removes them.
@@ -219,7 +231,7 @@ fn a_deployment_that_never_becomes_ready_fails_that_student_only() {
     let env = cluster.env(&small_lab(2));
     let apply = env.run(&["apply", "lab.toml", "--yes"]);
     assert_ne!(apply.code, 0, "{}", apply.all());
-    assert!(apply.all().contains("deployment k8slab-bob/mapreduce is not ready after 2s: 0 of 1 replicas ready; not Available (Deployment does not have minimum availability.)"), "{}", apply.all());
+    assert!(apply.all().contains("deployment k8slab-bob/mapreduce is not ready after 2s: 0 of 1 replicas available (Deployment does not have minimum availability.)"), "{}", apply.all());
     assert!(!apply.all().contains("k8slab-ann/"), "ann's workers are fine: {}", apply.all());
 
     let state = env.state("k8slab");
@@ -251,4 +263,23 @@ fn apply_killed_at_any_point_is_repaired() {
     assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.labelled(lab), Vec::<String>::new());
+}
+
+/// A namespace of the same name that labctl did not make is not taken over (nor, later,
+/// deleted): that student fails with the reason, the others are made.
+#[test]
+fn a_namespace_labctl_did_not_make_is_not_taken_over() {
+    let cluster = Cluster::start();
+    let mut foreign = Namespace::default();
+    foreign.metadata.name = Some("k8slab-ann".into());
+    cluster.block_on(Api::<Namespace>::all(cluster.client.clone()).create(&Default::default(), &foreign)).unwrap();
+    let env = cluster.env(&small_lab(60));
+    let apply = env.run(&["apply", "lab.toml", "--yes"]);
+    assert_ne!(apply.code, 0, "{}", apply.all());
+    assert!(apply.all().contains("namespace k8slab-ann already exists and labctl did not create it"), "{}", apply.all());
+    assert!(cluster.deployment("k8slab-bob", "mapreduce").is_some());
+    env.run(&["destroy", "lab.toml", "--yes"]).ok();
+    let left = cluster.block_on(Api::<Namespace>::all(cluster.client.clone()).get_opt("k8slab-ann")).unwrap();
+    assert!(left.is_some(), "the foreign namespace is left alone");
+    assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
 }

@@ -101,15 +101,16 @@ fn gpu_needs_a_gpu_node_pool_on_cloud_providers() {
     insta::assert_snapshot!(invalid(&env, &text));
 }
 
-/// The kubernetes example with its GPU pool gone and a quantity misspelt: the research
-/// cohort's GPUs and the quantity are both pointed at.
+/// The kubernetes example with its GPU pool gone, a quantity misspelt and no image: the
+/// research cohort's GPUs, the quantity and the missing image are all pointed at.
 #[test]
 fn kubernetes_gpus_need_a_gpu_pool_and_quantities_are_checked() {
     let env = Env::new();
     let _s = stable(&env);
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap();
     let without_gpu_pool = example.split("[cluster.course.node_pool.gpu]").next().unwrap().to_owned();
-    insta::assert_snapshot!(invalid(&env, &without_gpu_pool.replace("memory = \"512Mi\"", "memory = \"512MB\"")));
+    let text = without_gpu_pool.replace("memory = \"512Mi\"", "memory = \"512MB\"").replace("image = \"ghcr.io/labctl/workers:0.1.0\"\n", "");
+    insta::assert_snapshot!(invalid(&env, &text));
 }
 
 #[test]

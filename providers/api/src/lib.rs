@@ -74,7 +74,10 @@ pub fn random_token() -> String {
 /// The ports the bundled workers listen on where they have a host or pod to themselves (a
 /// cloud VM, a Kubernetes pod); the local provider lets the kernel choose instead.
 pub mod ports {
+    /// The MapReduce coordinator's RPC port.
     pub const MAPREDUCE: u16 = 7070;
+    /// The scheduler's RPC port.
     pub const SCHEDULER: u16 = 7080;
+    /// The scheduler's HTTP status page.
     pub const SCHEDULER_HTTP: u16 = 7081;
 }

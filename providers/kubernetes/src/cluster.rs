@@ -15,19 +15,12 @@ pub struct KubernetesConfig {
     pub kubeconfig: Option<PathBuf>,
     /// A context in it; default its current context.
     pub context: Option<String>,
-    /// The workers' container image.
-    pub image: String,
     /// How long to wait for a workload to become ready, or a namespace to be gone.
     pub ready_timeout_secs: u64,
 }
 
 /// Default of [`KubernetesConfig::ready_timeout_secs`]: enough to pull an image and start.
 pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 300;
-
-/// The image built by the repository's Dockerfile for this version of labctl.
-pub fn default_image() -> String {
-    format!("ghcr.io/labctl/workers:{}", env!("CARGO_PKG_VERSION"))
-}
 
 /// A connected cluster and what a student's kubeconfig needs to reach it.
 pub(crate) struct Cluster {

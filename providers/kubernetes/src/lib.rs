@@ -13,16 +13,17 @@ mod cluster;
 mod errors;
 mod manifests;
 mod objects;
+mod waits;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labctl_provider_api::{random_token, str_attr, Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags};
+use labctl_provider_api::{attrs, random_token, str_attr, Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags};
 use serde_json::{json, Value};
 
-pub use cluster::{default_image, KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
+pub use cluster::{KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
 use manifests::{ObjectRef, Service, LAB_LABEL, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
-use objects::Applied;
+use objects::{Applied, Stopped};
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "namespace", replace_on: &["namespace"] },
@@ -34,11 +35,13 @@ const KINDS: &[KindSchema] = &[
 /// The provider: one lab on one cluster.
 pub struct KubernetesProvider {
     connection: cluster::Connection,
+    lab: String,
 }
 
 impl KubernetesProvider {
-    pub fn new(config: KubernetesConfig) -> Self {
-        Self { connection: cluster::Connection::new(config) }
+    /// A provider for `lab` on the cluster `config` names; it connects on first use.
+    pub fn new(config: KubernetesConfig, lab: &str) -> Self {
+        Self { connection: cluster::Connection::new(config), lab: lab.to_owned() }
     }
 
     fn timeout(&self) -> Duration {
@@ -49,14 +52,32 @@ impl KubernetesProvider {
         Ok(&self.connection.get().await?.client)
     }
 
-    /// Applies the student's namespace and returns it with the student's kubeconfig.
+    /// Applies `docs`; a failure part of the way records what was applied as `id`.
+    async fn apply(&self, id: &str, docs: &[Value]) -> Result<Vec<Applied>, ProviderError> {
+        objects::apply(self.client().await?, docs).await.map_err(|Stopped { error, applied }| error.with_partial(observed(id, &applied, Attributes::new(), &[])))
+    }
+
+    /// Applies the student's namespace and returns it with the student's kubeconfig. A
+    /// namespace of that name that is not this lab's is refused, not taken over; one still
+    /// terminating is waited for.
     async fn apply_namespace(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
         let cluster = self.connection.get().await?;
         let namespace = str_attr(&spec.config, "namespace")?;
+        let existing = namespace_ref(namespace);
+        if let Some(found) = objects::get(&cluster.client, &existing).await? {
+            let owner = found.metadata.labels.as_ref().and_then(|l| l.get(LAB_LABEL));
+            if owner != Some(&self.lab) {
+                let whose = owner.map_or_else(|| "labctl did not create it".to_owned(), |lab| format!("it belongs to lab `{lab}`"));
+                return Err(ProviderError::invalid(format!("namespace {namespace} already exists and {whose}: rename the lab or delete the namespace")));
+            }
+            if found.metadata.deletion_timestamp.is_some() {
+                waits::gone(&cluster.client, &existing, self.timeout()).await?;
+            }
+        }
         let docs = manifests::namespace(&Value::Object(spec.config.clone()), &spec.tags)?;
-        let objects = objects::apply(&cluster.client, &docs).await?;
-        let partial = observed(namespace, &objects, Attributes::new(), &[]);
-        let token = objects::wait_token(&cluster.client, namespace, STUDENT_TOKEN_SECRET, self.timeout()).await.map_err(|e| e.with_partial(partial))?;
+        let applied = self.apply(namespace, &docs).await?;
+        let partial = observed(namespace, &applied, Attributes::new(), &[]);
+        let token = waits::token(&cluster.client, namespace, STUDENT_TOKEN_SECRET, self.timeout()).await.map_err(|e| e.with_partial(partial))?;
         let kubeconfig = manifests::student_kubeconfig(&manifests::StudentKubeconfig {
             cluster: &cluster.name,
             server: &cluster.server,
@@ -65,30 +86,30 @@ impl KubernetesProvider {
             namespace,
             token: &token,
         })?;
-        let attributes = labctl_provider_api::attrs(json!({ "namespace": namespace, "kubeconfig": kubeconfig }));
-        Ok(observed(namespace, &objects, attributes, &["kubeconfig"]))
+        let attributes = attrs(json!({ "namespace": namespace, "kubeconfig": kubeconfig }));
+        Ok(observed(namespace, &applied, attributes, &["kubeconfig"]))
     }
 
     /// Applies the workers' token Secret, keeping the token it already holds.
     async fn apply_credential(&self, spec: &ResourceSpec, prior: Option<&Observed>) -> Result<Observed, ProviderError> {
-        let client = self.client().await?;
         let namespace = str_attr(&spec.config, "namespace")?;
         let known = prior.and_then(|p| p.attributes.get("token")).and_then(Value::as_str).map(str::to_owned);
         let token = match known {
             Some(token) => token,
-            None => objects::secret_value(client, namespace, TOKEN_SECRET, "token").await?.unwrap_or_else(random_token),
+            None => objects::secret_value(self.client().await?, namespace, TOKEN_SECRET, "token").await?.unwrap_or_else(random_token),
         };
-        let objects = objects::apply(client, &manifests::credential(namespace, &token, &spec.tags)?).await?;
-        Ok(observed(&format!("{namespace}/{TOKEN_SECRET}"), &objects, labctl_provider_api::attrs(json!({ "token": token })), &["token"]))
+        let id = format!("{namespace}/{TOKEN_SECRET}");
+        let applied = self.apply(&id, &manifests::credential(namespace, &token, &spec.tags)?).await?;
+        Ok(observed(&id, &applied, attrs(json!({ "token": token })), &["token"]))
     }
 
     /// Applies a service's Deployments and Service and waits for them to be ready.
     async fn apply_service(&self, service: Service, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
-        let client = self.client().await?;
         let namespace = str_attr(&spec.config, "namespace")?;
+        let id = format!("{namespace}/{}", service.name());
         let docs = manifests::workers(service, &Value::Object(spec.config.clone()), &spec.tags)?;
-        let objects = objects::apply(client, &docs).await?;
-        let mut attributes = labctl_provider_api::attrs(json!({
+        let applied = self.apply(&id, &docs).await?;
+        let mut attributes = attrs(json!({
             "namespace": namespace,
             "address": format!("{}.{namespace}.svc:{}", service.name(), service.port()),
         }));
@@ -96,9 +117,9 @@ impl KubernetesProvider {
             let url = format!("http://{}.{namespace}.svc:{}/status", service.name(), labctl_provider_api::ports::SCHEDULER_HTTP);
             attributes.insert("status_url".into(), json!(url));
         }
-        let result = observed(&format!("{namespace}/{}", service.name()), &objects, attributes, &[]);
-        let refs: Vec<ObjectRef> = objects.iter().map(|a| a.object.clone()).collect();
-        objects::wait_ready(client, &refs, self.timeout()).await.map_err(|e| e.with_partial(result.clone()))?;
+        let result = observed(&id, &applied, attributes, &[]);
+        let refs: Vec<ObjectRef> = applied.into_iter().map(|a| a.object).collect();
+        waits::ready(self.client().await?, &refs, self.timeout()).await.map_err(|e| e.with_partial(result.clone()))?;
         Ok(result)
     }
 
@@ -108,14 +129,10 @@ impl KubernetesProvider {
             "credential" => self.apply_credential(spec, prior).await,
             kind => match Service::from_kind(kind) {
                 Some(service) => self.apply_service(service, spec).await,
-                None => Err(unknown_kind(kind)),
+                None => Err(ProviderError::invalid(format!("the kubernetes provider has no `{kind}` resources"))),
             },
         }
     }
-}
-
-fn unknown_kind(kind: &str) -> ProviderError {
-    ProviderError::invalid(format!("the kubernetes provider has no `{kind}` resources"))
 }
 
 /// A resource as applied: its id, the objects it is made of (with the fields labctl set,
@@ -130,13 +147,11 @@ fn recorded(prior: &Observed) -> Vec<Applied> {
     prior.attributes.get("objects").and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default()
 }
 
-/// The objects recorded for a resource; a namespace found by a sweep has only its name.
-fn recorded_objects(kind: &str, prior: &Observed) -> Vec<ObjectRef> {
-    let recorded: Vec<ObjectRef> = recorded(prior).into_iter().map(|a| a.object).collect();
-    if recorded.is_empty() && kind == "namespace" {
-        return vec![namespace_ref(&prior.id)];
-    }
-    recorded
+/// The object a resource stands or falls with: the first it applied (the Namespace, the
+/// Secret, the service's own Deployment); for a namespace found by a sweep, its name.
+fn primary(kind: &str, prior: &Observed) -> Option<ObjectRef> {
+    let first = recorded(prior).into_iter().next().map(|a| a.object);
+    first.or_else(|| (kind == "namespace").then(|| namespace_ref(&prior.id)))
 }
 
 fn namespace_ref(name: &str) -> ObjectRef {
@@ -153,12 +168,12 @@ impl Provider for KubernetesProvider {
         KINDS
     }
 
+    /// Gone when its primary object is gone or terminating; any other missing object is an
+    /// edit, which an update puts back.
     async fn read(&self, kind: &str, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
-        let missing = objects::missing(self.client().await?, &recorded_objects(kind, prior)).await?;
-        if !missing.is_empty() {
-            tracing::info!("{}: {} missing", prior.id, missing.join(", "));
-        }
-        Ok(missing.is_empty().then(|| prior.clone()))
+        let Some(primary) = primary(kind, prior) else { return Ok(None) };
+        let live = objects::get(self.client().await?, &primary).await?;
+        Ok(live.filter(|o| o.metadata.deletion_timestamp.is_none()).map(|_| prior.clone()))
     }
 
     async fn edits(&self, _kind: &str, prior: &Observed) -> Result<Vec<String>, ProviderError> {
@@ -175,13 +190,13 @@ impl Provider for KubernetesProvider {
 
     async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
         let client = self.client().await?;
-        let objects = recorded_objects(kind, prior);
         if kind == "namespace" {
             // The namespace takes everything in it along; wait until it has.
             let namespace = namespace_ref(&prior.id);
             objects::delete(client, std::slice::from_ref(&namespace)).await?;
-            return objects::wait_gone(client, &namespace, self.timeout()).await;
+            return waits::gone(client, &namespace, self.timeout()).await;
         }
+        let objects: Vec<ObjectRef> = recorded(prior).into_iter().map(|a| a.object).collect();
         objects::delete(client, &objects).await
     }
 

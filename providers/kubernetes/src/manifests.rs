@@ -7,8 +7,9 @@ use labctl_provider_api::{ports, ProviderError, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-const TEMPLATES: [(&str, &str); 5] = [
+const TEMPLATES: [(&str, &str); 6] = [
     ("labels.yaml.tera", include_str!("../../../templates/kubernetes/labels.yaml.tera")),
+    ("token-env.yaml.tera", include_str!("../../../templates/kubernetes/token-env.yaml.tera")),
     ("namespace.yaml.tera", include_str!("../../../templates/kubernetes/namespace.yaml.tera")),
     ("credential.yaml.tera", include_str!("../../../templates/kubernetes/credential.yaml.tera")),
     ("workers.yaml.tera", include_str!("../../../templates/kubernetes/workers.yaml.tera")),
@@ -43,6 +44,7 @@ impl ObjectRef {
         }
     }
 
+    /// The identity of a rendered document.
     pub fn of(doc: &Value) -> Result<Self, ProviderError> {
         let field = |path: &[&str]| path.iter().try_fold(doc, |v, k| v.get(k)).and_then(Value::as_str).map(str::to_owned);
         Ok(Self {
@@ -102,6 +104,7 @@ pub(crate) enum Service {
 }
 
 impl Service {
+    /// The service a resource kind runs, if it is one.
     pub fn from_kind(kind: &str) -> Option<Self> {
         match kind {
             "mapreduce" => Some(Self::MapReduce),
@@ -146,6 +149,11 @@ impl Service {
                 vec!["worker".to_owned(), "--scheduler".into(), head, "--slots".into(), config["slots"].as_u64().unwrap_or(1).to_string()],
             ),
         };
+        let mut worker_args = worker_args;
+        if let Some(gpus) = config.get("gpu").and_then(|g| g["count"].as_u64()) {
+            // The scheduler places GPU tasks by what each worker says it has.
+            worker_args.extend(["--gpus".to_owned(), gpus.to_string()]);
+        }
         json!({
             "namespace": config["namespace"],
             "image": config["image"],

@@ -1,11 +1,10 @@
-//! Server-side apply, reads, deletes and waits for the objects of a rendered manifest.
-
-use std::time::{Duration, Instant};
+//! Server-side apply, reads and deletes of the objects of a rendered manifest, and what of
+//! them changed since labctl applied them.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
-use labctl_provider_api::{ErrorKind, ProviderError};
+use labctl_provider_api::ProviderError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -14,8 +13,6 @@ use crate::manifests::ObjectRef;
 
 /// labctl's field manager: it owns exactly the fields its manifests set.
 pub(crate) const FIELD_MANAGER: &str = "labctl";
-
-const POLL: Duration = Duration::from_millis(250);
 
 /// The API resource of an object labctl renders, and whether it lives in a namespace.
 fn resource(object: &ObjectRef) -> Result<ApiResource, ProviderError> {
@@ -44,8 +41,9 @@ fn api(client: &kube::Client, object: &ObjectRef) -> Result<Api<DynamicObject>, 
     })
 }
 
-/// An object as labctl applied it: its identity and the fields it set (a Secret's data
-/// left out: it is kept, if at all, as a sensitive attribute).
+/// An object as labctl applied it: its identity and the fields it set, as the API server
+/// stored them (so its normalisation — `0.5` CPU becoming `500m` — is not taken for an
+/// edit). A Secret's data is left out: it is kept, if at all, as a sensitive attribute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Applied {
     #[serde(flatten)]
@@ -53,32 +51,49 @@ pub(crate) struct Applied {
     pub fields: Value,
 }
 
+/// A manifest applied part of the way: why it stopped, and what was applied before.
+pub(crate) struct Stopped {
+    pub error: ProviderError,
+    pub applied: Vec<Applied>,
+}
+
 /// Applies every document in order (server-side, forcing ownership of labctl's fields back
 /// from whoever edited them); returns what was applied.
-pub(crate) async fn apply(client: &kube::Client, docs: &[Value]) -> Result<Vec<Applied>, ProviderError> {
+pub(crate) async fn apply(client: &kube::Client, docs: &[Value]) -> Result<Vec<Applied>, Stopped> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut applied = vec![];
     for doc in docs {
-        let object = ObjectRef::of(doc)?;
-        api(client, &object)?.patch(&object.name, &params, &Patch::Apply(doc)).await.map_err(|e| failed(&format!("applying {}", object.describe()), e))?;
-        let mut fields = doc.clone();
-        if let Some(fields) = fields.as_object_mut() {
-            fields.remove("data");
-            fields.remove("stringData");
+        let result = async {
+            let object = ObjectRef::of(doc)?;
+            let api = api(client, &object)?;
+            let stored = api.patch(&object.name, &params, &Patch::Apply(doc)).await.map_err(|e| failed(&format!("applying {}", object.describe()), e))?;
+            let mut want = doc.clone();
+            if let Some(fields) = want.as_object_mut() {
+                fields.remove("data");
+                fields.remove("stringData");
+            }
+            Ok(Applied { fields: project(&want, &serde_json::to_value(stored).unwrap_or_default()), object })
+        };
+        match result.await {
+            Ok(a) => applied.push(a),
+            Err(error) => return Err(Stopped { error, applied }),
         }
-        applied.push(Applied { object, fields });
     }
     Ok(applied)
 }
 
-/// Fields labctl applied that now hold something else, as `deployment ns/name: spec.replicas
-/// is 5, labctl set 2`.
+/// What of labctl's objects changed since it applied them: objects deleted (other than the
+/// first, whose loss `read` reports) and fields that now hold something else, as
+/// `deployment ns/name: spec.replicas is 5, labctl set 2`.
 pub(crate) async fn edits(client: &kube::Client, applied: &[Applied]) -> Result<Vec<String>, ProviderError> {
     let mut edits = vec![];
     for a in applied {
         let live = match api(client, &a.object)?.get(&a.object.name).await {
             Ok(live) => serde_json::to_value(live).unwrap_or_default(),
-            Err(e) if is_not_found(&e) => continue,
+            Err(e) if is_not_found(&e) => {
+                edits.push(format!("{}: deleted", a.object.describe()));
+                continue;
+            }
             Err(e) => return Err(failed(&format!("reading {}", a.object.describe()), e)),
         };
         if let Some((path, was)) = first_difference(&a.fields, &live, String::new()) {
@@ -88,8 +103,32 @@ pub(crate) async fn edits(client: &kube::Client, applied: &[Applied]) -> Result<
     Ok(edits)
 }
 
-/// The first field of `want` that `have` lacks or holds differently (fields `have` adds, such
-/// as defaults and status, do not count): its dotted path and what `have` holds there.
+/// The item of `have` that corresponds to item `i` of a list, `item`: the one with the same
+/// `name` in a keyed list (containers, ports, env), else the one at the same index.
+fn counterpart<'a>(item: &Value, i: usize, have: &'a [Value]) -> Option<&'a Value> {
+    match item.get("name") {
+        Some(name) => have.iter().find(|h| h.get("name") == Some(name)),
+        None => have.get(i),
+    }
+}
+
+/// `want`'s fields with the values `have` holds for them.
+fn project(want: &Value, have: &Value) -> Value {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => {
+            Value::Object(w.iter().map(|(k, v)| (k.clone(), h.get(k).map_or_else(|| v.clone(), |hv| project(v, hv)))).collect())
+        }
+        (Value::Array(w), Value::Array(h)) => {
+            Value::Array(w.iter().enumerate().map(|(i, v)| counterpart(v, i, h).map_or_else(|| v.clone(), |hv| project(v, hv))).collect())
+        }
+        (_, have) if !have.is_null() => have.clone(),
+        (want, _) => want.clone(),
+    }
+}
+
+/// The first field of `want` that `have` lacks or holds differently: its dotted path and
+/// what `have` holds there. What `have` adds — defaults, status, list items another field
+/// manager added — does not count.
 fn first_difference(want: &Value, have: &Value, path: String) -> Option<(String, String)> {
     let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
     match (want, have) {
@@ -98,9 +137,13 @@ fn first_difference(want: &Value, have: &Value, path: String) -> Option<(String,
             None if v.is_null() => None,
             None => Some((join(k), "unset".to_owned())),
         }),
-        (Value::Array(w), Value::Array(h)) if w.len() == h.len() => {
-            w.iter().zip(h).enumerate().find_map(|(i, (wv, hv))| first_difference(wv, hv, format!("{path}[{i}]")))
-        }
+        (Value::Array(w), Value::Array(h)) if w.iter().all(Value::is_object) => w.iter().enumerate().find_map(|(i, v)| {
+            let at = format!("{path}[{i}]");
+            match counterpart(v, i, h) {
+                Some(hv) => first_difference(v, hv, at),
+                None => Some((at, "unset".to_owned())),
+            }
+        }),
         _ if want == have => None,
         _ => Some((path, have.to_string())),
     }
@@ -110,7 +153,7 @@ fn first_difference(want: &Value, have: &Value, path: String) -> Option<(String,
 fn pointer(value: &Value, path: &str) -> String {
     let mut current = value;
     for part in path.split('.') {
-        let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+        let (key, indexes) = part.split_once('[').unwrap_or((part, ""));
         current = &current[key];
         for index in indexes.split('[').filter(|i| !i.is_empty()) {
             current = &current[index.trim_end_matches(']').parse::<usize>().unwrap_or(usize::MAX)];
@@ -119,18 +162,9 @@ fn pointer(value: &Value, path: &str) -> String {
     current.to_string()
 }
 
-/// The objects that are missing (or being deleted), by description.
-pub(crate) async fn missing(client: &kube::Client, objects: &[ObjectRef]) -> Result<Vec<String>, ProviderError> {
-    let mut gone = vec![];
-    for object in objects {
-        match api(client, object)?.get(&object.name).await {
-            Ok(o) if o.metadata.deletion_timestamp.is_none() => {}
-            Ok(_) => gone.push(object.describe()),
-            Err(e) if is_not_found(&e) => gone.push(object.describe()),
-            Err(e) => return Err(failed(&format!("reading {}", object.describe()), e)),
-        }
-    }
-    Ok(gone)
+/// The object as the API server has it; `None` if it does not exist.
+pub(crate) async fn get(client: &kube::Client, object: &ObjectRef) -> Result<Option<DynamicObject>, ProviderError> {
+    api(client, object)?.get_opt(&object.name).await.map_err(|e| failed(&format!("reading {}", object.describe()), e))
 }
 
 /// Deletes the objects, last first; those already gone are fine.
@@ -145,85 +179,6 @@ pub(crate) async fn delete(client: &kube::Client, objects: &[ObjectRef]) -> Resu
     Ok(())
 }
 
-/// Waits until `object` is gone (a namespace finishing its termination).
-pub(crate) async fn wait_gone(client: &kube::Client, object: &ObjectRef, timeout: Duration) -> Result<(), ProviderError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match api(client, object)?.get(&object.name).await {
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(failed(&format!("reading {}", object.describe()), e)),
-            Ok(_) => {}
-        }
-        if Instant::now() >= deadline {
-            return Err(ProviderError::new(ErrorKind::Timeout, format!("{} is still terminating after {}s", object.describe(), timeout.as_secs())));
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Waits until every Deployment among `objects` has all its replicas ready; names the first
-/// one that is not, and why, when `timeout` runs out.
-pub(crate) async fn wait_ready(client: &kube::Client, objects: &[ObjectRef], timeout: Duration) -> Result<(), ProviderError> {
-    let deadline = Instant::now() + timeout;
-    for object in objects.iter().filter(|o| o.kind == "Deployment") {
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), object.namespace.as_deref().unwrap_or_default());
-        loop {
-            let d = deployments.get(&object.name).await.map_err(|e| failed(&format!("reading {}", object.describe()), e))?;
-            let Some(why) = not_ready(&d) else { break };
-            if Instant::now() >= deadline {
-                let message = format!("{} is not ready after {}s: {why}", object.describe(), timeout.as_secs());
-                return Err(ProviderError::fatal(message));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-    Ok(())
-}
-
-/// Why a Deployment is not ready yet, or `None` if it is.
-fn not_ready(d: &Deployment) -> Option<String> {
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let status = d.status.clone().unwrap_or_default();
-    let ready = status.ready_replicas.unwrap_or(0);
-    if status.observed_generation < d.metadata.generation {
-        return Some("the Deployment controller has not seen its latest spec".into());
-    }
-    if ready >= want && status.updated_replicas.unwrap_or(0) >= want {
-        return None;
-    }
-    let conditions: Vec<String> = status
-        .conditions
-        .iter()
-        .flatten()
-        .filter(|c| c.status != "True")
-        .map(|c| format!("{} ({})", c.type_, c.message.clone().or_else(|| c.reason.clone()).unwrap_or_default()))
-        .collect();
-    let mut why = format!("{ready} of {want} replicas ready");
-    if !conditions.is_empty() {
-        why = format!("{why}; not {}", conditions.join(", "));
-    }
-    Some(why)
-}
-
-/// Waits for the token controller to fill in the token of a service-account token Secret.
-pub(crate) async fn wait_token(client: &kube::Client, namespace: &str, name: &str, timeout: Duration) -> Result<String, ProviderError> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let deadline = Instant::now() + timeout;
-    loop {
-        let secret = secrets.get(name).await.map_err(|e| failed(&format!("reading secret {namespace}/{name}"), e))?;
-        if let Some(token) = secret.data.as_ref().and_then(|d| d.get("token")) {
-            return String::from_utf8(token.0.clone()).map_err(|_| ProviderError::fatal(format!("secret {namespace}/{name} holds a token that is not text")));
-        }
-        if Instant::now() >= deadline {
-            return Err(ProviderError::new(
-                ErrorKind::Timeout,
-                format!("secret {namespace}/{name} has no token after {}s: is the cluster's token controller running?", timeout.as_secs()),
-            ));
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 /// The text of key `key` of Secret `namespace/name`, if the Secret exists.
 pub(crate) async fn secret_value(client: &kube::Client, namespace: &str, name: &str, key: &str) -> Result<Option<String>, ProviderError> {
     match Api::<Secret>::namespaced(client.clone(), namespace).get(name).await {
@@ -235,40 +190,41 @@ pub(crate) async fn secret_value(client: &kube::Client, namespace: &str, name: &
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
     fn edits_are_fields_labctl_set_that_changed() {
-        let want = serde_json::json!({ "spec": { "replicas": 2, "template": { "containers": [{ "name": "w", "image": "a" }] } } });
-        let defaulted = serde_json::json!({ "spec": { "replicas": 2, "paused": false, "template": { "containers": [{ "name": "w", "image": "a", "imagePullPolicy": "Always" }] } }, "status": {} });
+        let want = json!({ "spec": { "replicas": 2, "template": { "containers": [{ "name": "w", "image": "a" }] } } });
+        let defaulted = json!({ "spec": { "replicas": 2, "paused": false, "template": { "containers": [{ "name": "w", "image": "a", "imagePullPolicy": "Always" }] } }, "status": {} });
         assert_eq!(first_difference(&want, &defaulted, String::new()), None);
-        let scaled = serde_json::json!({ "spec": { "replicas": 5, "template": { "containers": [{ "name": "w", "image": "a" }] } } });
+        let scaled = json!({ "spec": { "replicas": 5, "template": { "containers": [{ "name": "w", "image": "a" }] } } });
         let (path, was) = first_difference(&want, &scaled, String::new()).unwrap();
         assert_eq!((path.as_str(), was.as_str(), pointer(&want, &path)), ("spec.replicas", "5", "2".to_owned()));
-        let image = serde_json::json!({ "spec": { "replicas": 2, "template": { "containers": [{ "name": "w", "image": "b" }] } } });
+        let image = json!({ "spec": { "replicas": 2, "template": { "containers": [{ "name": "w", "image": "b" }] } } });
         let (path, was) = first_difference(&want, &image, String::new()).unwrap();
         assert_eq!((path.as_str(), was.as_str(), pointer(&want, &path)), ("spec.template.containers[0].image", "\"b\"", "\"a\"".to_owned()));
     }
 
-    fn deployment(status: Value) -> Deployment {
-        serde_json::from_value(serde_json::json!({
-            "metadata": { "name": "mapreduce-workers", "generation": 2 },
-            "spec": { "replicas": 2, "selector": {}, "template": {} },
-            "status": status,
-        }))
-        .unwrap()
+    #[test]
+    fn what_others_add_to_keyed_lists_is_not_an_edit() {
+        let want = json!({ "env": [{ "name": "TOKEN", "value": "t" }], "args": ["worker", "--slots", "2"] });
+        let added = json!({ "env": [{ "name": "DEBUG", "value": "1" }, { "name": "TOKEN", "value": "t" }], "args": ["worker", "--slots", "2"] });
+        assert_eq!(first_difference(&want, &added, String::new()), None);
+        let removed = json!({ "env": [{ "name": "DEBUG", "value": "1" }], "args": ["worker", "--slots", "2"] });
+        assert_eq!(first_difference(&want, &removed, String::new()), Some(("env[0]".into(), "unset".into())));
+        let args = json!({ "env": [{ "name": "TOKEN", "value": "t" }], "args": ["worker"] });
+        assert_eq!(first_difference(&want, &args, String::new()).map(|d| d.0), Some("args".into()));
     }
 
     #[test]
-    fn readiness() {
-        let ready = deployment(serde_json::json!({ "observedGeneration": 2, "readyReplicas": 2, "updatedReplicas": 2 }));
-        assert_eq!(not_ready(&ready), None);
-        let stale = deployment(serde_json::json!({ "observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2 }));
-        assert_eq!(not_ready(&stale).unwrap(), "the Deployment controller has not seen its latest spec");
-        let stuck = deployment(serde_json::json!({
-            "observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 2,
-            "conditions": [{ "type": "Available", "status": "False", "message": "Deployment does not have minimum availability." }],
-        }));
-        assert_eq!(not_ready(&stuck).unwrap(), "1 of 2 replicas ready; not Available (Deployment does not have minimum availability.)");
+    fn the_servers_normal_form_is_what_is_compared() {
+        // The server stores `0.5` CPU as `500m`: what was applied is recorded in its form.
+        let want = json!({ "resources": { "limits": { "cpu": "0.5" } }, "ports": [{ "name": "rpc", "port": 7070 }] });
+        let stored = json!({ "resources": { "limits": { "cpu": "500m" } }, "ports": [{ "name": "rpc", "port": 7070, "protocol": "TCP" }], "status": {} });
+        let applied = project(&want, &stored);
+        assert_eq!(applied, json!({ "resources": { "limits": { "cpu": "500m" } }, "ports": [{ "name": "rpc", "port": 7070 }] }));
+        assert_eq!(first_difference(&applied, &stored, String::new()), None);
     }
 }

@@ -27,7 +27,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
@@ -105,8 +105,6 @@ pub async fn serve(addr: SocketAddr, held: Arc<Mutex<BTreeSet<String>>>) -> std:
     let fake = kube_fake_client::ClientBuilder::new()
         .with_resource::<StoredNamespace>()
         .with_status_subresource::<Deployment>()
-        .with_status_subresource::<Job>()
-        .with_status_subresource::<Pod>()
         .build()
         .await
         .map_err(std::io::Error::other)?;
@@ -235,7 +233,7 @@ fn namespaced_kinds() -> Vec<ApiResource> {
         ApiResource::erase::<Secret>(&()),
         ApiResource::erase::<core::ConfigMap>(&()),
         ApiResource::erase::<core::Service>(&()),
-        ApiResource::erase::<core::ServiceAccount>(&()),
+        ApiResource::erase::<ServiceAccount>(&()),
         ApiResource::erase::<core::ResourceQuota>(&()),
         ApiResource::erase::<core::LimitRange>(&()),
         ApiResource::erase::<rbac::Role>(&()),
@@ -284,12 +282,17 @@ async fn ready_deployments(client: &Client, held: &BTreeSet<String>) -> kube::Re
     Ok(())
 }
 
-/// Fills in the token of service-account token Secrets.
+/// Fills in the token of service-account token Secrets whose service account exists.
 async fn issue_tokens(client: &Client) -> kube::Result<()> {
     for s in Api::<Secret>::all(client.clone()).list(&ListParams::default()).await?.items {
         let (Some(ns), Some(name)) = (s.metadata.namespace.clone(), s.metadata.name.clone()) else { continue };
         let has_token = s.data.as_ref().is_some_and(|d| d.contains_key("token"));
         if s.type_.as_deref() != Some("kubernetes.io/service-account-token") || has_token {
+            continue;
+        }
+        let account = s.metadata.annotations.as_ref().and_then(|a| a.get("kubernetes.io/service-account.name"));
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+        if account.is_none() || accounts.get_opt(account.map_or("", String::as_str)).await?.is_none() {
             continue;
         }
         let token = format!("emulated-token-{ns}-{name}");

@@ -1,0 +1,214 @@
+//! Waiting on the cluster: for workloads to be ready, a namespace to be gone, a token to be
+//! issued. A wait that runs out fails for good, naming the object and why: trying the same
+//! request again would only wait again.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams};
+use labctl_provider_api::ProviderError;
+
+use crate::errors::failed;
+use crate::manifests::ObjectRef;
+use crate::objects;
+
+const POLL: Duration = Duration::from_millis(250);
+
+/// One look at what is awaited.
+enum Look<T> {
+    Done(T),
+    /// Not yet, and why.
+    Waiting(String),
+}
+
+/// How long a wait may take: from now, or what is left of an earlier one.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    /// The whole wait, for messages.
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Self {
+        Self { at: Instant::now() + timeout, timeout }
+    }
+}
+
+/// Looks with `look` until it is done; past the deadline, fails with `what` (e.g.
+/// `deployment a/b is not ready`) and the last reason.
+async fn until<T, F, Fut>(what: &str, deadline: Deadline, mut look: F) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Look<T>, ProviderError>>,
+{
+    loop {
+        let why = match look().await? {
+            Look::Done(value) => return Ok(value),
+            Look::Waiting(why) => why,
+        };
+        if Instant::now() >= deadline.at {
+            return Err(ProviderError::fatal(format!("{what} after {}s: {why}", deadline.timeout.as_secs())));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until `object` is gone (a namespace finishing its termination).
+pub(crate) async fn gone(client: &kube::Client, object: &ObjectRef, timeout: Duration) -> Result<(), ProviderError> {
+    until(&format!("{} is still there", object.describe()), Deadline::after(timeout), || async {
+        Ok(match objects::get(client, object).await? {
+            None => Look::Done(()),
+            Some(o) if o.metadata.deletion_timestamp.is_some() => Look::Waiting("terminating".into()),
+            Some(_) => Look::Waiting("not being deleted".into()),
+        })
+    })
+    .await
+}
+
+/// Waits until every Deployment among `objects` has rolled out, as `kubectl rollout status`
+/// judges it.
+pub(crate) async fn ready(client: &kube::Client, objects: &[ObjectRef], timeout: Duration) -> Result<(), ProviderError> {
+    let deadline = Deadline::after(timeout);
+    for object in objects.iter().filter(|o| o.kind == "Deployment") {
+        let namespace = object.namespace.as_deref().unwrap_or_default();
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        until(&format!("{} is not ready", object.describe()), deadline, || async {
+            let d = deployments.get(&object.name).await.map_err(|e| failed(&format!("reading {}", object.describe()), e))?;
+            if let Some(stuck) = stalled(&d) {
+                return Err(ProviderError::fatal(format!("{} is not ready: {stuck}", object.describe())));
+            }
+            Ok(match rollout(&d) {
+                None => Look::Done(()),
+                Some(progress) => Look::Waiting(with_reasons(progress, &d, &pods_waiting(client, namespace, &d).await?)),
+            })
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// How far the rollout is, or `None` once it is complete (kubectl's rule: the controller saw
+/// the latest spec, every replica is updated, no old one is left, every updated one is
+/// available).
+fn rollout(d: &Deployment) -> Option<String> {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    let (updated, total, available) = (status.updated_replicas.unwrap_or(0), status.replicas.unwrap_or(0), status.available_replicas.unwrap_or(0));
+    if status.observed_generation < d.metadata.generation {
+        Some("the Deployment controller has not seen its latest spec".into())
+    } else if updated < want {
+        Some(format!("{updated} of {want} replicas updated"))
+    } else if total > updated {
+        Some(format!("{} old replicas still running", total - updated))
+    } else if available < updated {
+        Some(format!("{available} of {updated} replicas available"))
+    } else {
+        None
+    }
+}
+
+/// A rollout that will not finish by waiting: its progress deadline passed.
+fn stalled(d: &Deployment) -> Option<String> {
+    let conditions = d.status.as_ref().and_then(|s| s.conditions.as_ref())?;
+    let progressing = conditions.iter().find(|c| c.type_ == "Progressing")?;
+    (progressing.reason.as_deref() == Some("ProgressDeadlineExceeded")).then(|| progressing.message.clone().unwrap_or_else(|| "its progress deadline passed".into()))
+}
+
+/// `progress`, with the Deployment's failing conditions and its pods' reasons for waiting.
+fn with_reasons(progress: String, d: &Deployment, pods: &[String]) -> String {
+    let conditions = d.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+    // Conditions in a bad state: ReplicaFailure when true, Available and Progressing when not.
+    let failing = conditions.filter(|c| (c.type_ == "ReplicaFailure") == (c.status == "True")).filter_map(|c| c.message.clone().or_else(|| c.reason.clone()));
+    let mut reasons: Vec<String> = failing.chain(pods.iter().cloned()).collect();
+    reasons.dedup();
+    if reasons.is_empty() {
+        progress
+    } else {
+        format!("{progress} ({})", reasons.join("; "))
+    }
+}
+
+/// Why the Deployment's pods are not running: unschedulable, an image that cannot be
+/// pulled, a crashing container.
+async fn pods_waiting(client: &kube::Client, namespace: &str, d: &Deployment) -> Result<Vec<String>, ProviderError> {
+    let selector = d.spec.as_ref().and_then(|s| s.selector.match_labels.as_ref());
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else { return Ok(vec![]) };
+    let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods.list(&ListParams::default().labels(&labels.join(","))).await.map_err(|e| failed(&format!("listing pods in {namespace}"), e))?;
+    let mut reasons = vec![];
+    for pod in list.items {
+        let status = pod.status.unwrap_or_default();
+        let unscheduled = status.conditions.iter().flatten().filter(|c| c.type_ == "PodScheduled" && c.status == "False");
+        reasons.extend(unscheduled.filter_map(|c| c.message.clone()));
+        for container in status.container_statuses.iter().flatten() {
+            if let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+                let reason = waiting.reason.clone().unwrap_or_default();
+                reasons.push(waiting.message.as_ref().map_or(reason.clone(), |m| format!("{reason}: {m}")));
+            }
+        }
+    }
+    reasons.sort();
+    reasons.dedup();
+    Ok(reasons)
+}
+
+/// Waits for the token controller to fill in the token of a service-account token Secret.
+pub(crate) async fn token(client: &kube::Client, namespace: &str, name: &str, timeout: Duration) -> Result<String, ProviderError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    until(&format!("secret {namespace}/{name} has no token"), Deadline::after(timeout), || async {
+        let secret = secrets.get(name).await.map_err(|e| failed(&format!("reading secret {namespace}/{name}"), e))?;
+        Ok(match secret.data.as_ref().and_then(|d| d.get("token")) {
+            Some(token) => Look::Done(String::from_utf8_lossy(&token.0).into_owned()),
+            None => Look::Waiting("is the cluster's token controller running?".into()),
+        })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn deployment(status: Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": { "name": "mapreduce-workers", "generation": 2 },
+            "spec": { "replicas": 2, "selector": {}, "template": {} },
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rollouts() {
+        let done = deployment(json!({ "observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2 }));
+        assert_eq!(rollout(&done), None);
+        let stale = deployment(json!({ "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2 }));
+        assert_eq!(rollout(&stale).unwrap(), "the Deployment controller has not seen its latest spec");
+        // Ready replicas of the old ReplicaSet do not make a finished rollout.
+        let rolling = deployment(json!({ "observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 3, "readyReplicas": 3 }));
+        assert_eq!(rollout(&rolling).unwrap(), "1 old replicas still running");
+        let quota = deployment(json!({
+            "observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 0,
+            "conditions": [
+                { "type": "Available", "status": "False", "message": "Deployment does not have minimum availability." },
+                { "type": "ReplicaFailure", "status": "True", "message": "pods \"w-1\" is forbidden: exceeded quota: labctl-quota" },
+                { "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated" },
+            ],
+        }));
+        let progress = rollout(&quota).unwrap();
+        assert_eq!(progress, "1 of 2 replicas updated");
+        assert_eq!(
+            with_reasons(progress, &quota, &["ImagePullBackOff: Back-off pulling image \"x\"".into()]),
+            "1 of 2 replicas updated (Deployment does not have minimum availability.; pods \"w-1\" is forbidden: exceeded quota: labctl-quota; ImagePullBackOff: Back-off pulling image \"x\")"
+        );
+        assert_eq!(stalled(&quota), None);
+        let deadline = deployment(json!({ "conditions": [{ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"w\" has timed out progressing." }] }));
+        assert_eq!(stalled(&deadline).unwrap(), "ReplicaSet \"w\" has timed out progressing.");
+    }
+}
