@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDENTS=${STUDENTS:-100}
 PARALLELISM=${PARALLELISM:-32}
-cargo build --release --quiet -p labctl -p labctl-kube-emulator
+cargo build --release --quiet --workspace
 LABCTL="$PWD/target/release/labctl"
 WORK=$(mktemp -d)
 "$PWD/target/release/labctl-kube-emulator" 0 "$WORK/kubeconfig.yaml" >"$WORK/emulator.log" 2>&1 &
@@ -30,6 +30,7 @@ name = "bench-k8s"
 
 [provider.kubernetes]
 kubeconfig = "$WORK/kubeconfig.yaml"
+image = "ghcr.io/labctl/workers:0.1.0"
 
 [[cohort]]
 name = "all"

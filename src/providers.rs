@@ -11,7 +11,7 @@ use labctl_provider_local::LocalProvider;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{FaultInjector, RateLimiter};
-use crate::lab::ProviderConfig;
+use crate::lab::{Lab, ProviderConfig};
 
 /// The provider block resolved to concrete settings; saved in plans so that `apply PLAN`
 /// needs nothing but the plan.
@@ -25,8 +25,8 @@ pub enum ProviderSettings {
 
 impl ProviderSettings {
     /// Resolves the lab's provider block; `data_dir` overrides the local provider's.
-    pub fn resolve(config: &ProviderConfig, data_dir: Option<PathBuf>) -> Result<Self, String> {
-        match config {
+    pub fn resolve(lab: &Lab, data_dir: Option<PathBuf>) -> Result<Self, String> {
+        match &lab.provider {
             ProviderConfig::Local(local) => {
                 let data_dir = data_dir
                     .or_else(|| local.data_dir.as_ref().map(PathBuf::from))
@@ -46,7 +46,7 @@ impl ProviderSettings {
             }),
             ProviderConfig::Kubernetes(k8s) => Ok(Self::Kubernetes {
                 config: KubernetesConfig {
-                    kubeconfig: k8s.kubeconfig.as_deref().map(expand_home),
+                    kubeconfig: k8s.kubeconfig.as_deref().map(|p| beside(&lab.path, p)),
                     context: k8s.context.clone(),
                     ready_timeout_secs: k8s.ready_timeout.unwrap_or(labctl_provider_kubernetes::DEFAULT_READY_TIMEOUT_SECS),
                 },
@@ -93,12 +93,12 @@ impl ProviderSettings {
     }
 }
 
-/// A path as written in a lab file: `~/` is the home directory, a relative path is taken
-/// from the working directory.
-fn expand_home(path: &str) -> PathBuf {
+/// A path as written in the lab file at `lab_file`: `~/` is the home directory, a relative
+/// path is taken from the lab file's directory (as rosters are).
+fn beside(lab_file: &std::path::Path, path: &str) -> PathBuf {
     let path = match (path.strip_prefix("~/"), dirs::home_dir()) {
         (Some(rest), Some(home)) => home.join(rest),
-        _ => PathBuf::from(path),
+        _ => lab_file.parent().unwrap_or(std::path::Path::new(".")).join(path),
     };
     std::path::absolute(&path).unwrap_or(path)
 }

@@ -62,7 +62,7 @@ pub struct Opened {
 impl Opened {
     pub fn open(lab_path: &Path, place: &Place) -> Result<Self, CliError> {
         let lab = load_lab(lab_path)?;
-        let settings = ProviderSettings::resolve(&lab.provider, place.data_dir.clone()).map_err(CliError::failed)?;
+        let settings = ProviderSettings::resolve(&lab, place.data_dir.clone()).map_err(CliError::failed)?;
         let store = store_for(lab_path, &lab, place, &settings);
         let registry = Registry::new(&settings, &lab.name);
         Ok(Self { lab, settings, store, registry })
@@ -453,7 +453,7 @@ fn confirm(what: &str) -> Result<(), CliError> {
 
 fn unlock(target: &Target) -> Result<u8, CliError> {
     let lab = load_lab(&target.lab)?;
-    let settings = ProviderSettings::resolve(&lab.provider, target.place.data_dir.clone()).map_err(CliError::failed)?;
+    let settings = ProviderSettings::resolve(&lab, target.place.data_dir.clone()).map_err(CliError::failed)?;
     let store = store_for(&target.lab, &lab, &target.place, &settings);
     let holder: Option<LockInfo> = store.lock_holder();
     match store.force_unlock() {

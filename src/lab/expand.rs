@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use toml::Spanned;
 
+use super::file::kubernetes_defaults as k8s;
 use super::{Cohort, Lab, ProviderConfig, Student};
 
 /// One desired resource and the addresses it depends on.
@@ -157,8 +158,8 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
             if let ProviderConfig::Kubernetes(settings) = &lab.provider {
                 config["namespace"] = json!(namespace_name(lab, student));
                 config["image"] = json!(settings.image);
-                config["cpu"] = json!(quantity(cpu, DEFAULT_WORKER_CPU));
-                config["memory"] = json!(quantity(memory, DEFAULT_WORKER_MEMORY));
+                config["cpu"] = json!(quantity(cpu, k8s::WORKER_CPU));
+                config["memory"] = json!(quantity(memory, k8s::WORKER_MEMORY));
             }
         };
         if kubernetes {
@@ -199,16 +200,16 @@ fn expand_namespace(lab: &Lab, cohort: &Cohort, student: &Student, address: &str
     let config = json!({
         "namespace": namespace_name(lab, student),
         "quota": {
-            "cpu": quantity(&quota.and_then(|q| q.cpu.clone()), "4"),
-            "memory": quantity(&quota.and_then(|q| q.memory.clone()), "8Gi"),
-            "pods": quota.and_then(|q| q.pods).unwrap_or(20),
+            "cpu": quantity(&quota.and_then(|q| q.cpu.clone()), k8s::QUOTA_CPU),
+            "memory": quantity(&quota.and_then(|q| q.memory.clone()), k8s::QUOTA_MEMORY),
+            "pods": quota.and_then(|q| q.pods).unwrap_or(k8s::QUOTA_PODS),
             "gpu": lab.gpus(cohort) * gpu_workers,
         },
         "limits": {
-            "default_cpu": quantity(&limits.and_then(|l| l.default_cpu.clone()), "250m"),
-            "default_memory": quantity(&limits.and_then(|l| l.default_memory.clone()), "256Mi"),
-            "max_cpu": quantity(&limits.and_then(|l| l.max_cpu.clone()), "2"),
-            "max_memory": quantity(&limits.and_then(|l| l.max_memory.clone()), "4Gi"),
+            "default_cpu": quantity(&limits.and_then(|l| l.default_cpu.clone()), k8s::DEFAULT_CPU),
+            "default_memory": quantity(&limits.and_then(|l| l.default_memory.clone()), k8s::DEFAULT_MEMORY),
+            "max_cpu": quantity(&limits.and_then(|l| l.max_cpu.clone()), k8s::MAX_CPU),
+            "max_memory": quantity(&limits.and_then(|l| l.max_memory.clone()), k8s::MAX_MEMORY),
         },
     });
     nodes.push(node(lab.provider.name(), address, "namespace", config, tags, vec![]));
@@ -233,10 +234,6 @@ fn gpu_placement(lab: &Lab, cohort: &Cohort) -> Option<Value> {
 fn quantity(value: &Option<Spanned<String>>, default: &str) -> String {
     value.as_ref().map_or_else(|| default.to_owned(), |v| v.get_ref().clone())
 }
-
-/// What each worker container gets on Kubernetes unless the lab says otherwise.
-const DEFAULT_WORKER_CPU: &str = "250m";
-const DEFAULT_WORKER_MEMORY: &str = "256Mi";
 
 /// VM defaults on AWS: a general-purpose instance and the newest Ubuntu LTS-style image
 /// published by Canonical.

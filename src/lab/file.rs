@@ -94,7 +94,8 @@ pub struct AwsSettings {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSettings {
-    /// Kubeconfig file (default: `KUBECONFIG`, then `~/.kube/config`).
+    /// Kubeconfig file, relative to the lab file or under `~/` (default: `KUBECONFIG`, then
+    /// `~/.kube/config`).
     pub kubeconfig: Option<String>,
     /// Context in it (default: its current context).
     pub context: Option<String>,
@@ -164,6 +165,20 @@ pub struct StudentSection {
     pub quota: Option<QuotaSpec>,
     /// Per-container defaults and ceilings in each namespace (Kubernetes): its LimitRange.
     pub limits: Option<LimitsSpec>,
+}
+
+/// What students get on Kubernetes when the lab file does not say: validation checks these
+/// fit together, expansion puts them in the manifests.
+pub mod kubernetes_defaults {
+    pub const QUOTA_CPU: &str = "4";
+    pub const QUOTA_MEMORY: &str = "8Gi";
+    pub const QUOTA_PODS: u32 = 20;
+    pub const DEFAULT_CPU: &str = "250m";
+    pub const DEFAULT_MEMORY: &str = "256Mi";
+    pub const MAX_CPU: &str = "2";
+    pub const MAX_MEMORY: &str = "4Gi";
+    pub const WORKER_CPU: &str = "250m";
+    pub const WORKER_MEMORY: &str = "256Mi";
 }
 
 /// Kubernetes quantities are strings like `"500m"`, `"2"`, `"512Mi"`, `"8Gi"`.
