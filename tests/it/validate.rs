@@ -113,6 +113,20 @@ fn kubernetes_gpus_need_a_gpu_pool_and_quantities_are_checked() {
     insta::assert_snapshot!(invalid(&env, &text));
 }
 
+/// Workers that cannot fit the namespace are refused before anything is made: a container
+/// above the limit range's maximum, more CPU than the quota, more GPUs than a node has.
+#[test]
+fn kubernetes_workers_must_fit_their_namespace() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap();
+    let text = example
+        .replace("quota = { cpu = \"4\"", "quota = { cpu = \"2\"")
+        .replace("max_memory = \"4Gi\"", "max_memory = \"384Mi\"")
+        .replace("gpu = { count = 1 }", "gpu = { count = 2 }");
+    insta::assert_snapshot!(invalid(&env, &text));
+}
+
 #[test]
 fn json_diagnostics_for_tools() {
     let env = Env::new();
