@@ -39,7 +39,6 @@ const RESYNC: Duration = Duration::from_millis(50);
 /// A running emulator; stops when dropped.
 pub struct Emulator {
     addr: SocketAddr,
-    client: Client,
     held: Arc<Mutex<BTreeSet<String>>>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -54,8 +53,8 @@ impl Emulator {
     pub fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let held = Arc::new(Mutex::new(BTreeSet::new()));
-        let (addr, client) = runtime.block_on(serve(addr, held.clone()))?;
-        Ok(Self { addr, client, held, runtime: Some(runtime) })
+        let addr = runtime.block_on(serve(addr, held.clone()))?;
+        Ok(Self { addr, held, runtime: Some(runtime) })
     }
 
     /// The server's URL, e.g. `http://127.0.0.1:41234`.
@@ -66,11 +65,6 @@ impl Emulator {
     /// A kubeconfig (YAML) whose only context, `emulator`, points at this server.
     pub fn kubeconfig(&self) -> String {
         kubeconfig(&self.url())
-    }
-
-    /// A client that talks to the objects directly, for a test's assertions and edits.
-    pub fn client(&self) -> Client {
-        self.client.clone()
     }
 
     /// Runs `f` on the emulator's runtime (for a test that is not async itself).
@@ -100,8 +94,8 @@ pub fn kubeconfig(url: &str) -> String {
 }
 
 /// Binds `addr`, serves the fake API on it and starts the controllers; returns the bound
-/// address and an in-memory client on the same objects.
-pub async fn serve(addr: SocketAddr, held: Arc<Mutex<BTreeSet<String>>>) -> std::io::Result<(SocketAddr, Client)> {
+/// address.
+async fn serve(addr: SocketAddr, held: Arc<Mutex<BTreeSet<String>>>) -> std::io::Result<SocketAddr> {
     let fake = kube_fake_client::ClientBuilder::new()
         .with_resource::<StoredNamespace>()
         .with_status_subresource::<Deployment>()
@@ -123,8 +117,8 @@ pub async fn serve(addr: SocketAddr, held: Arc<Mutex<BTreeSet<String>>>) -> std:
     });
     let url = format!("http://{addr}").parse().map_err(std::io::Error::other)?;
     let client = Client::try_from(kube::Config::new(url)).map_err(std::io::Error::other)?;
-    tokio::spawn(controllers(client.clone(), held));
-    Ok((addr, client))
+    tokio::spawn(controllers(client, held));
+    Ok(addr)
 }
 
 /// Hands one HTTP request to the fake and its answer back.
