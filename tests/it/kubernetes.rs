@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use labctl_kube_emulator::Emulator;
 
 use crate::support::*;
@@ -43,23 +43,11 @@ impl Cluster {
 
     /// Every object carrying `lab`'s label, as `kind namespace/name` lines, sorted.
     fn labelled(&self, lab: &str) -> Vec<String> {
-        use k8s_openapi::api::{core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
         let params = ListParams::default().labels(&format!("labctl/lab={lab}"));
         let mut found = vec![];
         let namespaces = self.block_on(Api::<Namespace>::all(self.client.clone()).list(&params)).unwrap();
         found.extend(namespaces.items.iter().map(|n| format!("Namespace {}", n.metadata.name.clone().unwrap())));
-        let kinds = [
-            ApiResource::erase::<Deployment>(&()),
-            ApiResource::erase::<core::Service>(&()),
-            ApiResource::erase::<core::Secret>(&()),
-            ApiResource::erase::<core::ServiceAccount>(&()),
-            ApiResource::erase::<ResourceQuota>(&()),
-            ApiResource::erase::<core::LimitRange>(&()),
-            ApiResource::erase::<rbac::Role>(&()),
-            ApiResource::erase::<rbac::RoleBinding>(&()),
-            ApiResource::erase::<net::NetworkPolicy>(&()),
-        ];
-        for kind in kinds {
+        for kind in labctl_kube_emulator::namespaced_kinds() {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind);
             for o in self.block_on(api.list(&params)).unwrap().items {
                 found.push(format!("{} {}/{}", kind.kind, o.metadata.namespace.unwrap_or_default(), o.metadata.name.unwrap_or_default()));

@@ -71,6 +71,56 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bundled worker services labctl runs for a student, and how each is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerService {
+    MapReduce,
+    Scheduler,
+}
+
+impl WorkerService {
+    /// The service a resource kind (`mapreduce`, `scheduler`) runs, if it is one.
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        match kind {
+            "mapreduce" => Some(Self::MapReduce),
+            "scheduler" => Some(Self::Scheduler),
+            _ => None,
+        }
+    }
+
+    /// Its resource kind, which also names its Kubernetes Deployment and Service.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MapReduce => "mapreduce",
+            Self::Scheduler => "scheduler",
+        }
+    }
+
+    /// The worker binary that runs it (head, workers and client alike).
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::MapReduce => "lab-mapreduce",
+            Self::Scheduler => "lab-scheduler",
+        }
+    }
+
+    /// The environment variable that carries the student's token.
+    pub fn token_env(self) -> &'static str {
+        match self {
+            Self::MapReduce => "LAB_MAPREDUCE_TOKEN",
+            Self::Scheduler => "LAB_SCHEDULER_TOKEN",
+        }
+    }
+
+    /// The port clients use where the service has a host or pod to itself.
+    pub fn port(self) -> u16 {
+        match self {
+            Self::MapReduce => ports::MAPREDUCE,
+            Self::Scheduler => ports::SCHEDULER,
+        }
+    }
+}
+
 /// The ports the bundled workers listen on where they have a host or pod to themselves (a
 /// cloud VM, a Kubernetes pod); the local provider lets the kernel choose instead.
 pub mod ports {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+pub(crate) use labctl_provider_api::WorkerService as Service;
 use labctl_provider_api::{ports, ProviderError, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -96,81 +97,43 @@ pub(crate) fn credential(namespace: &str, token: &str, tags: &Tags) -> Result<Ve
     render("credential.yaml.tera", &with_labels(&context, tags))
 }
 
-/// The two services labctl runs for a student.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Service {
-    MapReduce,
-    Scheduler,
-}
-
-impl Service {
-    /// The service a resource kind runs, if it is one.
-    pub fn from_kind(kind: &str) -> Option<Self> {
-        match kind {
-            "mapreduce" => Some(Self::MapReduce),
-            "scheduler" => Some(Self::Scheduler),
-            _ => None,
-        }
+/// What `workers.yaml.tera` needs to render `service` with its resource's `config`.
+fn workers_context(service: Service, config: &Value) -> Value {
+    let workers = config["workers"].as_u64().unwrap_or(1);
+    let listen = |port: u16| format!("0.0.0.0:{port}");
+    let head = format!("{}:{}", service.name(), service.port());
+    let (head_args, head_ports, mut worker_args) = match service {
+        Service::MapReduce => (
+            vec!["coordinator".to_owned(), "--listen".into(), listen(ports::MAPREDUCE)],
+            json!([{ "name": "rpc", "port": ports::MAPREDUCE }]),
+            vec!["worker".to_owned(), "--coordinator".into(), head],
+        ),
+        Service::Scheduler => (
+            vec!["scheduler".to_owned(), "--listen".into(), listen(ports::SCHEDULER), "--http".into(), listen(ports::SCHEDULER_HTTP)],
+            json!([{ "name": "rpc", "port": ports::SCHEDULER }, { "name": "http", "port": ports::SCHEDULER_HTTP }]),
+            vec!["worker".to_owned(), "--scheduler".into(), head, "--slots".into(), config["slots"].as_u64().unwrap_or(1).to_string()],
+        ),
+    };
+    if let Some(gpus) = config.get("gpu").and_then(|g| g["count"].as_u64()) {
+        // The scheduler places GPU tasks by what each worker says it has.
+        worker_args.extend(["--gpus".to_owned(), gpus.to_string()]);
     }
-
-    /// The name of its Deployment and Service (the workers' Deployment adds `-workers`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::MapReduce => "mapreduce",
-            Self::Scheduler => "scheduler",
-        }
-    }
-
-    /// The port clients use.
-    pub fn port(self) -> u16 {
-        match self {
-            Self::MapReduce => ports::MAPREDUCE,
-            Self::Scheduler => ports::SCHEDULER,
-        }
-    }
-
-    fn template_context(self, config: &Value) -> Value {
-        let workers = config["workers"].as_u64().unwrap_or(1);
-        let listen = |port: u16| format!("0.0.0.0:{port}");
-        let head = format!("{}:{}", self.name(), self.port());
-        let (binary, token_env, head_args, ports, worker_args) = match self {
-            Self::MapReduce => (
-                "lab-mapreduce",
-                "LAB_MAPREDUCE_TOKEN",
-                vec!["coordinator".to_owned(), "--listen".into(), listen(ports::MAPREDUCE)],
-                json!([{ "name": "rpc", "port": ports::MAPREDUCE }]),
-                vec!["worker".to_owned(), "--coordinator".into(), head],
-            ),
-            Self::Scheduler => (
-                "lab-scheduler",
-                "LAB_SCHEDULER_TOKEN",
-                vec!["scheduler".to_owned(), "--listen".into(), listen(ports::SCHEDULER), "--http".into(), listen(ports::SCHEDULER_HTTP)],
-                json!([{ "name": "rpc", "port": ports::SCHEDULER }, { "name": "http", "port": ports::SCHEDULER_HTTP }]),
-                vec!["worker".to_owned(), "--scheduler".into(), head, "--slots".into(), config["slots"].as_u64().unwrap_or(1).to_string()],
-            ),
-        };
-        let mut worker_args = worker_args;
-        if let Some(gpus) = config.get("gpu").and_then(|g| g["count"].as_u64()) {
-            // The scheduler places GPU tasks by what each worker says it has.
-            worker_args.extend(["--gpus".to_owned(), gpus.to_string()]);
-        }
-        json!({
-            "namespace": config["namespace"],
-            "image": config["image"],
-            "service": self.name(),
-            "binary": binary,
-            "token_env": token_env,
-            "token_secret": TOKEN_SECRET,
-            "head": { "args": head_args, "ports": ports, "cpu": config["cpu"], "memory": config["memory"] },
-            "workers": { "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] },
-            "gpu": config.get("gpu"),
-        })
-    }
+    json!({
+        "namespace": config["namespace"],
+        "image": config["image"],
+        "service": service.name(),
+        "binary": service.binary(),
+        "token_env": service.token_env(),
+        "token_secret": TOKEN_SECRET,
+        "head": { "args": head_args, "ports": head_ports, "cpu": config["cpu"], "memory": config["memory"] },
+        "workers": { "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] },
+        "gpu": config.get("gpu"),
+    })
 }
 
 /// A service's Deployments and Service.
 pub(crate) fn workers(service: Service, config: &Value, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
-    render("workers.yaml.tera", &with_labels(&service.template_context(config), tags))
+    render("workers.yaml.tera", &with_labels(&workers_context(service, config), tags))
 }
 
 /// What a student's kubeconfig needs.

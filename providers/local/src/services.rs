@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use labctl_provider_api::WorkerService as Service;
 use labctl_provider_api::{Attributes, Deps, Observed, ProviderError, ResourceSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -21,39 +22,8 @@ pub struct Record {
     pub http: Option<String>,
 }
 
-/// The two kinds of service, and how to run them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    MapReduce,
-    Scheduler,
-}
-
 const STOP_GRACE: Duration = Duration::from_secs(3);
 const START_TIMEOUT: Duration = Duration::from_secs(15);
-
-impl Service {
-    pub fn from_kind(kind: &str) -> Option<Self> {
-        match kind {
-            "mapreduce" => Some(Self::MapReduce),
-            "scheduler" => Some(Self::Scheduler),
-            _ => None,
-        }
-    }
-
-    fn binary(self) -> &'static str {
-        match self {
-            Self::MapReduce => "lab-mapreduce",
-            Self::Scheduler => "lab-scheduler",
-        }
-    }
-
-    fn token_env(self) -> &'static str {
-        match self {
-            Self::MapReduce => "LAB_MAPREDUCE_TOKEN",
-            Self::Scheduler => "LAB_SCHEDULER_TOKEN",
-        }
-    }
-}
 
 /// Starts a service from scratch in `dir` (stopping whatever an earlier incarnation left).
 pub fn start(service: Service, id: &str, dir: &Path, bin_dir: &Path, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {

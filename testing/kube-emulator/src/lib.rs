@@ -217,8 +217,9 @@ async fn controllers(client: Client, held: Arc<Mutex<BTreeSet<String>>>) {
     }
 }
 
-/// The namespaced kinds labctl creates (and deleting a namespace therefore deletes).
-fn namespaced_kinds() -> Vec<ApiResource> {
+/// The namespaced kinds labctl creates, and students' pods and jobs: what deleting a
+/// namespace deletes, and where a test looks for leftovers.
+pub fn namespaced_kinds() -> Vec<ApiResource> {
     use k8s_openapi::api::{core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
     vec![
         ApiResource::erase::<Deployment>(&()),
