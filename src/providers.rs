@@ -79,18 +79,24 @@ impl ProviderSettings {
         }
     }
 
-    /// Whether `labctl verify` can run the smoke workloads against this provider's workers.
-    pub fn can_verify(&self) -> Result<(), String> {
+    /// Where `labctl verify` runs the smoke workloads of `lab`, or why it cannot.
+    pub fn smoke_runner(&self, lab: &str) -> Result<SmokeRunner, String> {
         match self {
-            Self::Local { .. } => Ok(()),
-            Self::Aws { .. } => Err("smoke workloads run against the local provider only in this version of labctl; \
+            Self::Local { .. } => Ok(SmokeRunner::Here { bin_dir: worker_bin_dir() }),
+            Self::Kubernetes { config, .. } => Ok(SmokeRunner::Jobs(Arc::new(KubernetesProvider::new(config.clone(), lab)))),
+            Self::Aws { .. } => Err("smoke workloads run on the local and kubernetes providers only in this version of labctl; \
                  on aws each VM's cloud-init installs and starts the workers (see the VM's console output)"
-                .into()),
-            Self::Kubernetes { .. } => Err("smoke workloads run against the local provider only in this version of labctl; \
-                 on kubernetes apply waits until every student's workers are ready (`kubectl get deployments -n <namespace>`)"
                 .into()),
         }
     }
+}
+
+/// Where the smoke workloads run.
+pub enum SmokeRunner {
+    /// On this machine: the bundled workers in `bin_dir` as clients of the students' services.
+    Here { bin_dir: PathBuf },
+    /// As Jobs in the students' namespaces.
+    Jobs(Arc<KubernetesProvider>),
 }
 
 /// A path as written in the lab file at `lab_file`: `~/` is the home directory, a relative

@@ -5,6 +5,8 @@
 //! generator is a hand-rolled SplitMix64 for exactly that reason: `rand`'s generators do not
 //! promise a stable stream across releases.
 
+pub mod check;
+
 use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};

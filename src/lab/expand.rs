@@ -197,6 +197,10 @@ fn expand_namespace(lab: &Lab, cohort: &Cohort, student: &Student, address: &str
     let quota = lab.student.quota.as_ref();
     let limits = lab.student.limits.as_ref();
     let gpu_workers = lab.student.workers.as_ref().and_then(|w| w.scheduler.as_ref()).map_or(0, |s| s.workers);
+    let storage = match &lab.provider {
+        ProviderConfig::Kubernetes(settings) => settings.storage.clone().unwrap_or_default(),
+        _ => Default::default(),
+    };
     let config = json!({
         "namespace": namespace_name(lab, student),
         "quota": {
@@ -210,6 +214,11 @@ fn expand_namespace(lab: &Lab, cohort: &Cohort, student: &Student, address: &str
             "default_memory": quantity(&limits.and_then(|l| l.default_memory.clone()), k8s::DEFAULT_MEMORY),
             "max_cpu": quantity(&limits.and_then(|l| l.max_cpu.clone()), k8s::MAX_CPU),
             "max_memory": quantity(&limits.and_then(|l| l.max_memory.clone()), k8s::MAX_MEMORY),
+        },
+        "storage": {
+            "size": quantity(&storage.size, k8s::STORAGE),
+            "class": storage.class,
+            "access": storage.access.unwrap_or_default(),
         },
     });
     nodes.push(node(lab.provider.name(), address, "namespace", config, tags, vec![]));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// A lab: one cohort (or several) of students and what each of them gets.
@@ -106,6 +106,30 @@ pub struct KubernetesSettings {
     pub rate_limit: Option<f64>,
     /// Seconds to wait for workers to become ready, or a namespace to be gone (default 300).
     pub ready_timeout: Option<u64>,
+    /// Each student's shared volume, which the MapReduce pods and the smoke jobs mount.
+    pub storage: Option<StorageSettings>,
+}
+
+/// A PersistentVolumeClaim per student namespace, mounted at `/srv/lab`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Size (default "1Gi").
+    #[schemars(with = "Option<String>")]
+    pub size: Option<Spanned<String>>,
+    /// Storage class (default: the cluster's default class).
+    pub class: Option<String>,
+    /// Who may mount it (default `ReadWriteMany`: pods on any node, as EFS, Filestore or
+    /// NFS classes offer; `ReadWriteOnce` for single-node clusters such as kind).
+    pub access: Option<VolumeAccess>,
+}
+
+/// A PersistentVolumeClaim's access mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum VolumeAccess {
+    #[default]
+    ReadWriteMany,
+    ReadWriteOnce,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -179,6 +203,7 @@ pub mod kubernetes_defaults {
     pub const MAX_MEMORY: &str = "4Gi";
     pub const WORKER_CPU: &str = "250m";
     pub const WORKER_MEMORY: &str = "256Mi";
+    pub const STORAGE: &str = "1Gi";
 }
 
 /// Kubernetes quantities are strings like `"500m"`, `"2"`, `"512Mi"`, `"8Gi"`.

@@ -281,6 +281,8 @@ impl Validator<'_> {
             seeded.iter().any(|n| file.datasets.get(n.get_ref()).is_some_and(|d| *d.kind.get_ref() == kind))
         };
         let workers = s.workers.as_ref();
+        // On Kubernetes the smoke jobs generate their data in the student's volume.
+        let has = |kind| matches!(provider, Some(ProviderConfig::Kubernetes(_))) || has(kind);
         for smoke in &s.smoke {
             let missing = match smoke.get_ref() {
                 SmokeWorkload::Wordcount if workers.and_then(|w| w.mapreduce.as_ref()).is_none() => Some("[student.workers.mapreduce]"),
@@ -365,8 +367,9 @@ impl Validator<'_> {
         let mapreduce = workers.and_then(|w| w.mapreduce.as_ref()).map(|m| [&m.cpu, &m.memory]);
         let scheduler = workers.and_then(|w| w.scheduler.as_ref()).map(|w| [&w.cpu, &w.memory]);
         let quota = s.quota.as_ref().map(|q| [&q.cpu, &q.memory]);
+        let storage = settings.storage.as_ref().map(|v| [&v.size]);
         let limits = s.limits.as_ref().map(|l| [&l.default_cpu, &l.default_memory, &l.max_cpu, &l.max_memory]);
-        let quantities = mapreduce.into_iter().flatten().chain(scheduler.into_iter().flatten()).chain(quota.into_iter().flatten()).chain(limits.into_iter().flatten());
+        let quantities = mapreduce.into_iter().flatten().chain(scheduler.into_iter().flatten()).chain(quota.into_iter().flatten()).chain(limits.into_iter().flatten()).chain(storage.into_iter().flatten());
         let mut valid = true;
         for q in quantities.flatten() {
             if !is_quantity(q.get_ref()) {
@@ -385,14 +388,17 @@ impl Validator<'_> {
         use super::file::kubernetes_defaults as k8s;
         let s = &file.student;
         let Some(workers) = &s.workers else { return };
-        // (service, pods, cpu, memory) per service.
+        // (service, pods, cpu, memory) per service; `labctl verify` runs a smoke job beside it
+        // with the same resources.
+        let smoke = |workload| u32::from(s.smoke.iter().any(|w| *w.get_ref() == workload));
         let mut services = vec![];
         if let Some(m) = &workers.mapreduce {
-            services.push(("mapreduce", 1 + m.workers, &m.cpu, &m.memory));
+            services.push(("mapreduce", 1 + m.workers + smoke(SmokeWorkload::Wordcount), &m.cpu, &m.memory));
         }
         if let Some(w) = &workers.scheduler {
-            services.push(("scheduler", 1 + w.workers, &w.cpu, &w.memory));
+            services.push(("scheduler", 1 + w.workers + smoke(SmokeWorkload::Hpsearch), &w.cpu, &w.memory));
         }
+        let who = if s.smoke.is_empty() { "the workers" } else { "the workers and their smoke jobs" };
         let source = self.source;
         // Where to point: the first of the given settings the file has, else its workers.
         let at = |candidates: &[Option<std::ops::Range<usize>>]| -> std::ops::Range<usize> {
@@ -418,14 +424,14 @@ impl Validator<'_> {
                 }
             }
             if quantity_value(&total).is_some_and(|t| sum > t * (1.0 + 1e-9)) {
-                let d = source.error(at(&[quota_q.map(Spanned::span), span(services[0].2)]), format!("the workers need {} {resource} in all, above the namespace quota of {total}", show_quantity(sum, index == 0)));
+                let d = source.error(at(&[quota_q.map(Spanned::span), span(services[0].2)]), format!("{who} need {} {resource} in all, above the namespace quota of {total}", show_quantity(sum, index == 0)));
                 self.errors.push(d.note(format!("allowed: a [student.quota] {} of at least that, or fewer or smaller workers", resource.to_lowercase())));
             }
         }
         let pods: u32 = services.iter().map(|s| s.1).sum();
         let quota_pods = quota.and_then(|q| q.pods).unwrap_or(k8s::QUOTA_PODS);
         if pods > quota_pods {
-            let d = source.error(at(&[]), format!("the workers run {pods} pods, above the namespace quota of {quota_pods} pods"));
+            let d = source.error(at(&[]), format!("{who} run {pods} pods, above the namespace quota of {quota_pods} pods"));
             self.errors.push(d.note("allowed: [student.quota] pods of at least that, or fewer workers"));
         }
         let per_node = file.cluster.values().flat_map(|c| c.node_pool.values()).map(|p| p.gpu).max().unwrap_or(0);

@@ -1,9 +1,9 @@
 //! Functional verification: an environment is ready only when the smoke workloads have
-//! run in it and given the right answer. Per student: word count through their MapReduce
-//! over their bucket, checked against an independent count; the hyperparameter search
-//! through their scheduler, checked against a sequential run of the same search.
-
-mod wordcount;
+//! run in it and given the right answer. Per student: word count through their MapReduce,
+//! checked against an independent count; the hyperparameter search through their
+//! scheduler, checked against a sequential run of the same search. Locally the workloads
+//! run here over the student's seeded datasets; on Kubernetes as Jobs in their namespace
+//! over generated data in their volume.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +14,12 @@ use serde_json::Value;
 use tokio::process::Command;
 use tokio::sync::Semaphore;
 
-use crate::lab::SmokeWorkload;
+use labctl_provider_api::{Attributes, Tags, WorkerService};
+use labctl_provider_kubernetes::KubernetesProvider;
+
 use crate::lab::Lab;
+use crate::lab::SmokeWorkload;
+use crate::providers::SmokeRunner;
 use crate::state::State;
 
 /// One check of one student.
@@ -36,13 +40,13 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(300);
 const PARALLEL: usize = 2;
 
 /// Runs every smoke workload of `lab` for the students in `only` (all if empty).
-pub async fn verify(lab: &Lab, state: &State, bin_dir: &Path, only: &[String]) -> Vec<Check> {
+pub async fn verify(lab: &Lab, state: &State, runner: &SmokeRunner, only: &[String]) -> Vec<Check> {
     let permits = Arc::new(Semaphore::new(PARALLEL));
     let mut tasks = tokio::task::JoinSet::new();
     let mut order = vec![];
     for (_, student) in lab.students().filter(|(_, s)| only.is_empty() || only.contains(&s.id)) {
         for smoke in &lab.student.smoke {
-            let check = Smoke::new(*smoke.get_ref(), &student.id, lab, state, bin_dir);
+            let check = Smoke::new(*smoke.get_ref(), &student.id, lab, state, runner);
             order.push((student.id.clone(), check.name()));
             let permits = permits.clone();
             tasks.spawn(async move {
@@ -59,16 +63,23 @@ pub async fn verify(lab: &Lab, state: &State, bin_dir: &Path, only: &[String]) -
     checks
 }
 
-/// Everything one smoke workload needs, looked up in state beforehand.
+/// One smoke workload of one student, with what it needs looked up in state beforehand
+/// (or why it is missing).
 struct Smoke {
     kind: SmokeWorkload,
     student: String,
-    bin_dir: PathBuf,
-    /// Service address, token, log dir, dataset path, bucket path — or why missing.
     setup: Result<Setup, String>,
 }
 
-struct Setup {
+enum Setup {
+    /// On this machine, as a client of the service, over the student's seeded dataset.
+    Here(Local),
+    /// As a Job beside the service, in the student's namespace.
+    Job { cluster: Arc<KubernetesProvider>, service: WorkerService, config: Attributes, tags: Tags },
+}
+
+struct Local {
+    bin_dir: PathBuf,
     address: String,
     token: String,
     log_dir: String,
@@ -77,17 +88,21 @@ struct Setup {
 }
 
 impl Smoke {
-    fn new(kind: SmokeWorkload, student: &str, lab: &Lab, state: &State, bin_dir: &Path) -> Self {
+    fn new(kind: SmokeWorkload, student: &str, lab: &Lab, state: &State, runner: &SmokeRunner) -> Self {
         let setup = (|| {
             let get = |what: &str| {
                 state.resources.get(&format!("student[\"{student}\"].{what}")).ok_or_else(|| format!("`{what}` is not created yet: run `labctl apply`"))
             };
             let attr = |r: &crate::state::ResourceState, key: &str| r.attributes.get(key).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("{} has no `{key}`", r.kind));
             let service = match kind {
-                SmokeWorkload::Wordcount => "mapreduce",
-                SmokeWorkload::Hpsearch => "scheduler",
+                SmokeWorkload::Wordcount => WorkerService::MapReduce,
+                SmokeWorkload::Hpsearch => WorkerService::Scheduler,
             };
-            let svc = get(service)?;
+            let svc = get(service.name())?;
+            let bin_dir = match runner {
+                SmokeRunner::Jobs(cluster) => return Ok(Setup::Job { cluster: cluster.clone(), service, config: svc.config.clone(), tags: svc.tags.clone() }),
+                SmokeRunner::Here { bin_dir } => bin_dir.clone(),
+            };
             let name = lab
                 .student
                 .bucket
@@ -97,15 +112,16 @@ impl Smoke {
                 .find(|d| lab.datasets.get(*d).is_some_and(|ds| feeds(kind, ds)))
                 .ok_or("no dataset of the right kind")?;
             let dataset = get(&format!("dataset[\"{name}\"]"))?;
-            Ok(Setup {
+            Ok(Setup::Here(Local {
+                bin_dir,
                 address: attr(svc, "address")?,
                 log_dir: attr(svc, "log_dir")?,
                 token: attr(get("credential")?, "token")?,
                 dataset: PathBuf::from(attr(dataset, "path")?),
                 bucket: PathBuf::from(attr(get("bucket")?, "path")?),
-            })
+            }))
         })();
-        Self { kind, student: student.to_owned(), bin_dir: bin_dir.to_owned(), setup }
+        Self { kind, student: student.to_owned(), setup }
     }
 
     fn name(&self) -> &'static str {
@@ -119,59 +135,42 @@ impl Smoke {
         let start = Instant::now();
         let result = match &self.setup {
             Err(e) => Err(e.clone()),
-            Ok(setup) => match tokio::time::timeout(CHECK_TIMEOUT, self.workload(setup)).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+            Ok(Setup::Job { cluster, service, config, tags }) => cluster.smoke(*service, config, tags, CHECK_TIMEOUT).await,
+            Ok(Setup::Here(local)) => match tokio::time::timeout(CHECK_TIMEOUT, self.here(local)).await {
+                Ok(r) => r.map_err(|e| format!("{e} (worker logs: {})", local.log_dir)),
+                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?} (worker logs: {})", local.log_dir)),
             },
         };
-        let detail = result.err().map(|e| match &self.setup {
-            Ok(s) => format!("{e} (worker logs: {})", s.log_dir),
-            Err(_) => e,
-        });
         let check = self.name();
-        Check { student: self.student, check, passed: detail.is_none(), seconds: start.elapsed().as_secs_f64(), detail }
+        Check { student: self.student, check, passed: result.is_ok(), seconds: start.elapsed().as_secs_f64(), detail: result.err() }
     }
 
-    async fn workload(&self, s: &Setup) -> Result<(), String> {
+    /// Runs the workload from this machine.
+    async fn here(&self, local: &Local) -> Result<(), String> {
+        let Local { bin_dir, address, token, dataset, bucket, .. } = local;
         match self.kind {
             SmokeWorkload::Wordcount => {
-                let out = s.bucket.join("smoke").join("wordcount");
-                let report = self
-                    .tool("lab-mapreduce", "LAB_MAPREDUCE_TOKEN", &s.token, &[
-                        "submit", "--coordinator", &s.address, "--wait", "--json", "--job", "wordcount", "--reduces", "2",
-                        "--input", &s.dataset.display().to_string(), "--output", &out.display().to_string(),
-                    ])
-                    .await
-                    .map_err(|e| format!("word count through the MapReduce coordinator at {}: {e}", s.address))?;
+                let out = bucket.join("smoke").join("wordcount");
+                let report = run_tool(bin_dir, "lab-mapreduce", "LAB_MAPREDUCE_TOKEN", token, &[
+                    "submit", "--coordinator", address, "--wait", "--json", "--job", "wordcount", "--reduces", "2",
+                    "--input", &dataset.display().to_string(), "--output", &out.display().to_string(),
+                ])
+                .await
+                .map_err(|e| format!("word count through the MapReduce coordinator at {address}: {e}"))?;
                 let report: Value = serde_json::from_str(&report).map_err(|e| format!("unreadable job report: {e}"))?;
                 if report["succeeded"] != Value::Bool(true) {
                     return Err(format!("the word count job failed: {}", report["error"].as_str().unwrap_or("no error given")));
                 }
-                wordcount::compare(&s.dataset, &out)
+                labctl_datasets::check::wordcount(dataset, &out)
             }
             SmokeWorkload::Hpsearch => {
-                let data = s.dataset.join("part-00000.csv").display().to_string();
-                let args = ["hpsearch", "--data", &data, "--epochs", "30"];
-                let through = self
-                    .tool("lab-scheduler", "LAB_SCHEDULER_TOKEN", &s.token, &[&args[..], &["--scheduler", &s.address]].concat())
+                let data = dataset.join("part-00000.csv").display().to_string();
+                run_tool(bin_dir, "lab-scheduler", "LAB_SCHEDULER_TOKEN", token, &["hpsearch", "--data", &data, "--epochs", "30", "--check", "--scheduler", address])
                     .await
-                    .map_err(|e| format!("hyperparameter search through the scheduler at {}: {e}", s.address))?;
-                let here = self.tool("lab-scheduler", "LAB_SCHEDULER_TOKEN", &s.token, &args).await.map_err(|e| format!("sequential search: {e}"))?;
-                let strip = |text: &str| -> Result<Value, String> {
-                    let mut v: Value = serde_json::from_str(text).map_err(|e| format!("unreadable search result: {e}"))?;
-                    v.as_object_mut().map(|m| m.remove("seconds"));
-                    Ok(v)
-                };
-                if strip(&through)? != strip(&here)? {
-                    return Err("the distributed search differs from the sequential one".into());
-                }
-                Ok(())
+                    .map(drop)
+                    .map_err(|e| format!("hyperparameter search through the scheduler at {address}: {e}"))
             }
         }
-    }
-
-    async fn tool(&self, binary: &str, token_env: &str, token: &str, args: &[&str]) -> Result<String, String> {
-        run_tool(&self.bin_dir, binary, token_env, token, args).await
     }
 }
 

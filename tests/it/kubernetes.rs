@@ -6,7 +6,8 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use serde_json::json;
 use labctl_kube_emulator::Emulator;
 
 use crate::support::*;
@@ -32,6 +33,7 @@ impl Cluster {
             return Self { emulator: None, kubeconfig, runtime, client };
         }
         let emulator = Emulator::start().unwrap();
+        emulator.run_jobs(&worker_bin_dir());
         let url = emulator.url().parse().unwrap();
         let client = runtime.block_on(async { kube::Client::try_from(kube::Config::new(url)) }).unwrap();
         Self { kubeconfig: emulator.kubeconfig(), emulator: Some(emulator), runtime, client }
@@ -114,7 +116,9 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
 
     let plan = env.run(&["plan", "lab.toml"]).ok();
     assert!(plan.stdout.contains("student[\"barbara\"].scheduler"), "{}", plan.stdout);
-    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    let applied = env.run(&["apply", "lab.toml", "--yes"]).ok();
+    // The smoke jobs ran in every namespace, against its workers, and passed.
+    assert!(applied.stdout.contains("5 students, 10 of 10 checks passed."), "{}", applied.stdout);
 
     let found = cluster.labelled(lab);
     let count = |kind: &str| found.iter().filter(|l| l.starts_with(&format!("{kind} "))).count();
@@ -122,7 +126,8 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
     assert_eq!(count("Deployment"), 5 * 4, "coordinator, scheduler and their workers: {found:#?}");
     assert_eq!(count("Service"), 5 * 2, "{found:#?}");
     assert_eq!(count("Secret"), 5 * 2, "worker token and service-account token: {found:#?}");
-    for kind in ["ServiceAccount", "ResourceQuota", "LimitRange", "Role", "RoleBinding", "NetworkPolicy"] {
+    assert_eq!(count("Job"), 0, "passed smoke jobs are deleted: {found:#?}");
+    for kind in ["ServiceAccount", "ResourceQuota", "LimitRange", "Role", "RoleBinding", "NetworkPolicy", "PersistentVolumeClaim"] {
         assert_eq!(count(kind), 5, "{kind}: {found:#?}");
     }
 
@@ -155,6 +160,32 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
 
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.labelled(lab), Vec::<String>::new());
+}
+
+#[test]
+fn a_failing_smoke_job_fails_that_students_check_with_its_last_words() {
+    let cluster = Cluster::start();
+    if cluster.emulator.is_none() {
+        return; // edits a Deployment's pods' environment, which a real rollout would have to redo
+    }
+    let env = cluster.env(&small_lab(60).replace("[student]\n", "[student]\nsmoke = [\"wordcount\"]\n"));
+    env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
+    // Bob's coordinator now wants another token than his workers and smoke job hold.
+    let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), "k8slab-bob");
+    let wrong = json!([{ "op": "replace", "path": "/spec/template/spec/containers/0/env", "value": [{ "name": "LAB_MAPREDUCE_TOKEN", "value": "not-the-token" }] }]);
+    let patch = Patch::<()>::Json(serde_json::from_value(wrong).unwrap());
+    cluster.block_on(deployments.patch("mapreduce", &PatchParams::default(), &patch)).unwrap();
+
+    let verify = env.run(&["verify", "lab.toml"]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    let line = |student: &str| verify.stdout.lines().find(|l| l.starts_with(student)).unwrap_or_default().to_owned();
+    assert!(line("ann").contains("pass") && line("bob").contains("FAIL"), "{}", verify.stdout);
+    // The smoke client's own words, and where to read the rest.
+    assert!(verify.stdout.contains("bob / wordcount: error: the coordinator refused us: wrong token (job k8slab-bob/labctl-smoke-wordcount-"), "{}", verify.stdout);
+    assert!(verify.stdout.contains("kubectl logs -n k8slab-bob job/labctl-smoke-wordcount-"), "{}", verify.stdout);
+    let jobs = cluster.labelled("k8slab").into_iter().filter(|o| o.starts_with("Job ")).collect::<Vec<_>>();
+    assert_eq!(jobs.len(), 1, "bob's failed job is kept, ann's passed one deleted: {jobs:?}");
+    assert!(jobs[0].starts_with("Job k8slab-bob/labctl-smoke-wordcount-"), "{jobs:?}");
 }
 
 #[test]

@@ -1,9 +1,7 @@
 //! Issue 5 on the local provider: workers as real processes, smoke workloads, repair,
 //! and a destroy that leaves no process, listening port or file behind.
 
-use std::path::Path;
-
-use crate::support::{Env, Run};
+use crate::support::{worker_bin_dir, Env, Run};
 
 /// The README's main job: `examples/quickstart.toml`, three students.
 const LAB: &str = include_str!("../../examples/quickstart.toml");
@@ -29,16 +27,9 @@ fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
 }
 
-fn workers_built() {
-    let dir = Path::new(env!("CARGO_BIN_EXE_labctl")).parent().unwrap();
-    for bin in ["lab-mapreduce", "lab-scheduler"] {
-        assert!(dir.join(bin).exists(), "{bin} is not built next to labctl: run the tests with `cargo nextest run --workspace` (scripts/test.sh)");
-    }
-}
-
 #[test]
 fn quickstart_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leaves_nothing() {
-    workers_built();
+    worker_bin_dir();
     let env = Env::new();
     env.write("lab.toml", LAB);
     let applied: Run = env.run(&["apply", "lab.toml", "--yes"]).ok();

@@ -198,3 +198,12 @@ pub fn stable(env: &Env) -> insta::internals::SettingsBindDropGuard {
 fn regex_escape(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
 }
+
+/// Where `lab-mapreduce` and `lab-scheduler` are: built next to `labctl` by a workspace build.
+pub fn worker_bin_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_labctl")).parent().unwrap().to_owned();
+    for bin in ["lab-mapreduce", "lab-scheduler"] {
+        assert!(dir.join(bin).exists(), "{bin} is not built next to labctl: run the tests with `cargo nextest run --workspace` (scripts/test.sh)");
+    }
+    dir
+}

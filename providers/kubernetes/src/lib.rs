@@ -5,6 +5,8 @@
 //! under the field manager `labctl`, so a re-apply is idempotent and takes back fields
 //! edited by hand.
 //!
+//! `labctl verify` runs the smoke workloads as Jobs in each namespace ([`KubernetesProvider::smoke`]).
+//!
 //! Kinds: `namespace`, `credential` (the Secret with the workers' token), `mapreduce` and
 //! `scheduler`. Everything carries the `labctl/lab`, `labctl/cohort` and `labctl/student`
 //! labels; deleting the namespace deletes everything in it.
@@ -13,12 +15,13 @@ mod cluster;
 mod errors;
 mod manifests;
 mod objects;
+mod smoke;
 mod waits;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labctl_provider_api::{attrs, random_token, str_attr, Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags};
+use labctl_provider_api::{attrs, random_token, str_attr, Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags, WorkerService};
 use serde_json::{json, Value};
 
 pub use cluster::{KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
@@ -42,6 +45,14 @@ impl KubernetesProvider {
     /// A provider for `lab` on the cluster `config` names; it connects on first use.
     pub fn new(config: KubernetesConfig, lab: &str) -> Self {
         Self { connection: cluster::Connection::new(config), lab: lab.to_owned() }
+    }
+
+    /// Runs the smoke workload that proves `service` as a Job in the student's namespace,
+    /// given the service resource's `config` and `tags` as applied; `Ok` when it gave the
+    /// right answer within `timeout`, else why not.
+    pub async fn smoke(&self, service: WorkerService, config: &Attributes, tags: &Tags, timeout: Duration) -> Result<(), String> {
+        let client = self.client().await.map_err(|e| e.to_string())?;
+        smoke::run(client, service, &Value::Object(config.clone()), tags, timeout).await
     }
 
     fn timeout(&self) -> Duration {

@@ -8,9 +8,12 @@ use labctl_provider_api::{ports, ProviderError, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 9] = [
     ("labels.yaml.tera", include_str!("../../../templates/kubernetes/labels.yaml.tera")),
     ("token-env.yaml.tera", include_str!("../../../templates/kubernetes/token-env.yaml.tera")),
+    ("volume.yaml.tera", include_str!("../../../templates/kubernetes/volume.yaml.tera")),
+    ("volume-mount.yaml.tera", include_str!("../../../templates/kubernetes/volume-mount.yaml.tera")),
+    ("smoke-job.yaml.tera", include_str!("../../../templates/kubernetes/smoke-job.yaml.tera")),
     ("namespace.yaml.tera", include_str!("../../../templates/kubernetes/namespace.yaml.tera")),
     ("credential.yaml.tera", include_str!("../../../templates/kubernetes/credential.yaml.tera")),
     ("workers.yaml.tera", include_str!("../../../templates/kubernetes/workers.yaml.tera")),
@@ -21,6 +24,14 @@ const TEMPLATES: [(&str, &str); 6] = [
 pub(crate) const TOKEN_SECRET: &str = "labctl-worker-token";
 /// The Secret the token controller fills with the student's service-account token.
 pub(crate) const STUDENT_TOKEN_SECRET: &str = "student-token";
+
+/// The student's shared volume: its claim and where pods that share files mount it.
+const DATA_CLAIM: &str = "labctl-data";
+const DATA_PATH: &str = "/srv/lab";
+
+fn data_volume() -> Value {
+    json!({ "claim": DATA_CLAIM, "path": DATA_PATH })
+}
 
 /// The label every object carries, naming its lab (what `sweep` selects on).
 pub(crate) const LAB_LABEL: &str = "labctl/lab";
@@ -87,7 +98,9 @@ pub(crate) fn render(template: &str, context: &Value) -> Result<Vec<Value>, Prov
 /// The student's namespace: the Namespace, its quota and limits, the student's service
 /// account with a role bound to it, a token for it, and the network policy.
 pub(crate) fn namespace(config: &Value, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
-    render("namespace.yaml.tera", &with_labels(config, tags))
+    let mut context = with_labels(config, tags);
+    context["volume"] = data_volume();
+    render("namespace.yaml.tera", &context)
 }
 
 /// The Secret with the workers' shared token.
@@ -128,7 +141,45 @@ fn workers_context(service: Service, config: &Value) -> Value {
         "head": { "args": head_args, "ports": head_ports, "cpu": config["cpu"], "memory": config["memory"] },
         "workers": { "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] },
         "gpu": config.get("gpu"),
+        "volume": shares_files(service).then(data_volume),
     })
+}
+
+/// Whether a service's pods share files: the MapReduce coordinator and workers read inputs
+/// and hand intermediate files over through the student's volume.
+fn shares_files(service: Service) -> bool {
+    service == Service::MapReduce
+}
+
+/// The smoke workload that proves `service` works: its name and the command's arguments.
+pub(crate) fn smoke_check(service: Service) -> (&'static str, Vec<String>) {
+    let head = format!("{}:{}", service.name(), service.port());
+    match service {
+        Service::MapReduce => ("wordcount", vec!["smoke".into(), "--coordinator".into(), head, "--dir".into(), format!("{DATA_PATH}/smoke")]),
+        Service::Scheduler => ("hpsearch", vec!["hpsearch".into(), "--scheduler".into(), head, "--epochs".into(), "30".into(), "--check".into()]),
+    }
+}
+
+/// Run `run` of the Job running `service`'s smoke workload in its namespace, given the
+/// service's resource `config`; it may run `deadline_secs`.
+pub(crate) fn smoke_job(service: Service, run: &str, config: &Value, tags: &Tags, deadline_secs: u64) -> Result<Vec<Value>, ProviderError> {
+    let (check, args) = smoke_check(service);
+    let context = json!({
+        "check": check,
+        "run": run,
+        "args": args,
+        "deadline": deadline_secs,
+        "namespace": config["namespace"],
+        "image": config["image"],
+        "cpu": config["cpu"],
+        "memory": config["memory"],
+        "service": service.name(),
+        "binary": service.binary(),
+        "token_env": service.token_env(),
+        "token_secret": TOKEN_SECRET,
+        "volume": shares_files(service).then(data_volume),
+    });
+    render("smoke-job.yaml.tera", &with_labels(&context, tags))
 }
 
 /// A service's Deployments and Service.
@@ -162,7 +213,7 @@ fn with_labels(context: &Value, tags: &Tags) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
 
     use super::*;
 
@@ -175,6 +226,7 @@ mod tests {
             "namespace": format!("bigdata-{student}"),
             "quota": { "cpu": "4", "memory": "8Gi", "pods": 20, "gpu": gpu },
             "limits": { "default_cpu": "250m", "default_memory": "256Mi", "max_cpu": "2", "max_memory": "4Gi" },
+            "storage": { "size": "2Gi", "access": "ReadWriteMany", "class": "nfs" },
         })
     }
 
@@ -208,6 +260,8 @@ mod tests {
                 "RoleBinding" => check::<rbac::RoleBinding>(doc),
                 "NetworkPolicy" => check::<net::NetworkPolicy>(doc),
                 "Deployment" => check::<apps::Deployment>(doc),
+                "PersistentVolumeClaim" => check::<core::PersistentVolumeClaim>(doc),
+                "Job" => check::<batch::Job>(doc),
                 other => panic!("no typed check for {other}"),
             }
         }
@@ -223,6 +277,9 @@ mod tests {
         docs.extend(credential("bigdata-ada", "t0ken", &tags("ada")).unwrap());
         docs.extend(workers(Service::MapReduce, &scheduler_config("ada", false), &tags("ada")).unwrap());
         docs.extend(workers(Service::Scheduler, &scheduler_config("ada", false), &tags("ada")).unwrap());
+        for service in [Service::MapReduce, Service::Scheduler] {
+            docs.extend(smoke_job(service, "r1", &scheduler_config("ada", false), &tags("ada"), 300).unwrap());
+        }
         assert_round_trips(&docs);
         insta::assert_snapshot!(snapshot(&docs));
     }

@@ -24,6 +24,7 @@ fn resource(object: &ObjectRef) -> Result<ApiResource, ProviderError> {
         ("v1", "ServiceAccount") => ApiResource::erase::<core::ServiceAccount>(&()),
         ("v1", "Secret") => ApiResource::erase::<core::Secret>(&()),
         ("v1", "Service") => ApiResource::erase::<core::Service>(&()),
+        ("v1", "PersistentVolumeClaim") => ApiResource::erase::<core::PersistentVolumeClaim>(&()),
         ("rbac.authorization.k8s.io/v1", "Role") => ApiResource::erase::<rbac::Role>(&()),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => ApiResource::erase::<rbac::RoleBinding>(&()),
         ("networking.k8s.io/v1", "NetworkPolicy") => ApiResource::erase::<net::NetworkPolicy>(&()),

@@ -1,11 +1,12 @@
 //! Waiting on the cluster: for workloads to be ready, a namespace to be gone, a token to be
-//! issued. A wait that runs out fails for good, naming the object and why: trying the same
+//! issued, a job to finish. A wait that runs out fails for good, naming the object and why: trying the same
 //! request again would only wait again.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 use labctl_provider_api::ProviderError;
@@ -169,6 +170,39 @@ pub(crate) async fn token(client: &kube::Client, namespace: &str, name: &str, ti
     .await
 }
 
+/// Waits for Job `namespace/name` to finish: `Ok` when it completed, else why it failed —
+/// its pod's termination message (the container's last words), or the Job's own reason.
+pub(crate) async fn finished(client: &kube::Client, namespace: &str, name: &str, timeout: Duration) -> Result<Result<(), String>, ProviderError> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let outcome = until(&format!("job {namespace}/{name} has not finished"), Deadline::after(timeout), || async {
+        let job = jobs.get(name).await.map_err(|e| failed(&format!("reading job {namespace}/{name}"), e))?;
+        Ok(match job_outcome(&job) {
+            Some(outcome) => Look::Done(outcome),
+            None => Look::Waiting(format!("{} pod(s) running", job.status.and_then(|s| s.active).unwrap_or(0))),
+        })
+    })
+    .await?;
+    let Err(reason) = outcome else { return Ok(Ok(())) };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"))).await.map_err(|e| failed(&format!("listing pods of job {namespace}/{name}"), e))?;
+    let said = list.items.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).find_map(|c| {
+        let terminated = c.state.as_ref()?.terminated.as_ref()?;
+        let message = terminated.message.as_deref().map(str::trim).filter(|m| !m.is_empty());
+        Some(message.map_or_else(|| format!("exit code {}", terminated.exit_code), |m| m.lines().last().unwrap_or(m).to_owned()))
+    });
+    Ok(Err(said.unwrap_or(reason)))
+}
+
+/// How a Job ended, if it has: `Ok` completed, `Err` failed with the condition's reason.
+fn job_outcome(job: &Job) -> Option<Result<(), String>> {
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref())?;
+    let holds = |type_: &str| conditions.iter().find(|c| c.type_ == type_ && c.status == "True");
+    if holds("Complete").is_some() {
+        return Some(Ok(()));
+    }
+    holds("Failed").map(|c| Err(c.message.clone().or_else(|| c.reason.clone()).unwrap_or_else(|| "failed".into())))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
@@ -182,6 +216,16 @@ mod tests {
             "status": status,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn job_outcomes() {
+        let job = |conditions: Value| -> Job { serde_json::from_value(json!({ "status": { "conditions": conditions } })).unwrap() };
+        assert_eq!(job_outcome(&job(json!([]))), None);
+        assert_eq!(job_outcome(&job(json!([{ "type": "Complete", "status": "True" }]))), Some(Ok(())));
+        let deadline = job(json!([{ "type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline" }]));
+        assert_eq!(job_outcome(&deadline), Some(Err("Job was active longer than specified deadline".into())));
+        assert_eq!(job_outcome(&job(json!([{ "type": "Failed", "status": "False" }]))), None);
     }
 
     #[test]

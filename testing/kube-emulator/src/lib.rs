@@ -9,7 +9,8 @@
 //! - a namespace is gone only once its objects are (the namespace controller);
 //! - a Deployment's status reports its replicas ready (the Deployment controller and the
 //!   kubelets), except in namespaces a test holds back with [`Emulator::hold_unready`];
-//! - a service-account token Secret gets its token (the token controller).
+//! - a service-account token Secret gets its token (the token controller);
+//! - with [`Emulator::run_jobs`], Jobs run for real as sandboxed processes ([`kubelet`]).
 //!
 //! The fake's router takes every `/api/v1/namespaces/…` path for a namespaced one, so it
 //! cannot reach Namespaces themselves; [`rewrite`] routes those to a plural it can reach.
@@ -19,6 +20,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,11 +38,26 @@ use serde_json::json;
 /// How often the controllers look at the objects.
 const RESYNC: Duration = Duration::from_millis(50);
 
+mod kubelet;
+
+/// What tests change in the controllers' behaviour.
+#[derive(Default)]
+struct Settings {
+    /// Namespaces whose Deployments never become ready.
+    held: BTreeSet<String>,
+    /// Runs Jobs, when set.
+    kubelet: Option<kubelet::Kubelet>,
+}
+
+type Shared = Arc<Mutex<Settings>>;
+
 /// A running emulator; stops when dropped.
 pub struct Emulator {
     addr: SocketAddr,
-    held: Arc<Mutex<BTreeSet<String>>>,
+    settings: Shared,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The kubelet's volumes, hosts files and logs.
+    work_dir: tempfile::TempDir,
 }
 
 impl Emulator {
@@ -52,9 +69,9 @@ impl Emulator {
     /// Starts an empty API server on `addr`, with its own runtime.
     pub fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        let held = Arc::new(Mutex::new(BTreeSet::new()));
-        let addr = runtime.block_on(serve(addr, held.clone()))?;
-        Ok(Self { addr, held, runtime: Some(runtime) })
+        let settings = Shared::default();
+        let addr = runtime.block_on(serve(addr, settings.clone()))?;
+        Ok(Self { addr, settings, runtime: Some(runtime), work_dir: tempfile::tempdir()? })
     }
 
     /// The server's URL, e.g. `http://127.0.0.1:41234`.
@@ -74,7 +91,14 @@ impl Emulator {
 
     /// From now on, Deployments in `namespace` never become ready.
     pub fn hold_unready(&self, namespace: &str) {
-        self.held.lock().expect("not poisoned").insert(namespace.to_owned());
+        self.settings.lock().expect("not poisoned").held.insert(namespace.to_owned());
+    }
+
+    /// From now on, Jobs run: each in a sandbox with its namespace's Deployments, their
+    /// commands taken from `bin_dir` (see [`kubelet`]; needs root).
+    pub fn run_jobs(&self, bin_dir: &Path) {
+        let kubelet = kubelet::Kubelet { bin_dir: bin_dir.to_owned(), work_dir: self.work_dir.path().to_owned() };
+        self.settings.lock().expect("not poisoned").kubelet = Some(kubelet);
     }
 }
 
@@ -95,10 +119,11 @@ pub fn kubeconfig(url: &str) -> String {
 
 /// Binds `addr`, serves the fake API on it and starts the controllers; returns the bound
 /// address.
-async fn serve(addr: SocketAddr, held: Arc<Mutex<BTreeSet<String>>>) -> std::io::Result<SocketAddr> {
+async fn serve(addr: SocketAddr, settings: Shared) -> std::io::Result<SocketAddr> {
     let fake = kube_fake_client::ClientBuilder::new()
         .with_resource::<StoredNamespace>()
         .with_status_subresource::<Deployment>()
+        .with_status_subresource::<Job>()
         .build()
         .await
         .map_err(std::io::Error::other)?;
@@ -117,7 +142,7 @@ async fn serve(addr: SocketAddr, held: Arc<Mutex<BTreeSet<String>>>) -> std::io:
     });
     let url = format!("http://{addr}").parse().map_err(std::io::Error::other)?;
     let client = Client::try_from(kube::Config::new(url)).map_err(std::io::Error::other)?;
-    tokio::spawn(controllers(client, held));
+    tokio::spawn(controllers(client, settings));
     Ok(addr)
 }
 
@@ -208,12 +233,19 @@ fn rewrite(uri: &http::Uri) -> http::Uri {
 }
 
 /// The controllers, forever.
-async fn controllers(client: Client, held: Arc<Mutex<BTreeSet<String>>>) {
+async fn controllers(client: Client, settings: Shared) {
+    let mut started = BTreeSet::new();
     loop {
         tokio::time::sleep(RESYNC).await;
-        let held = held.lock().expect("not poisoned").clone();
+        let (held, kubelet) = {
+            let s = settings.lock().expect("not poisoned");
+            (s.held.clone(), s.kubelet.clone())
+        };
         let _ = ready_deployments(&client, &held).await;
         let _ = issue_tokens(&client).await;
+        if let Some(kubelet) = kubelet {
+            let _ = kubelet::start_jobs(&client, &kubelet, &mut started).await;
+        }
     }
 }
 
@@ -227,6 +259,7 @@ pub fn namespaced_kinds() -> Vec<ApiResource> {
         ApiResource::erase::<Pod>(&()),
         ApiResource::erase::<Secret>(&()),
         ApiResource::erase::<core::ConfigMap>(&()),
+        ApiResource::erase::<core::PersistentVolumeClaim>(&()),
         ApiResource::erase::<core::Service>(&()),
         ApiResource::erase::<ServiceAccount>(&()),
         ApiResource::erase::<core::ResourceQuota>(&()),

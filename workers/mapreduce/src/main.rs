@@ -1,11 +1,13 @@
 //! `lab-mapreduce`: run a coordinator, a worker, a whole job on this machine, or talk to a
 //! running coordinator.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use labctl_datasets::{Dataset, DatasetKind};
 use labctl_mapreduce::coordinator::{self, Config};
 use labctl_mapreduce::job::{JobKind, JobSpec};
 use labctl_mapreduce::protocol::{connect, Reply, Request, Role};
@@ -83,6 +85,20 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Prove a running coordinator works, as `labctl verify` does on Kubernetes: a word count
+    /// over a generated corpus, checked against an independent count. Exits 1 when they differ.
+    Smoke {
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        coordinator: String,
+        #[command(flatten)]
+        auth: Auth,
+        /// A directory the coordinator and its workers share: the corpus and output go here.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Corpus size in MiB (in 4 files).
+        #[arg(long, default_value_t = 4)]
+        mb: u64,
     },
     /// Show a running coordinator's workers and jobs.
     Status {
@@ -237,6 +253,20 @@ fn write_reports(path: Option<&PathBuf>, reports: &[JobReport]) -> Result<(), St
     Ok(())
 }
 
+/// Submits a job to a running coordinator and, with `wait`, returns its report.
+async fn submit(coordinator: &str, token: &str, spec: JobSpec, wait: bool) -> Result<Option<JobReport>, String> {
+    let (mut conn, _) = connect(coordinator, token, Role::Client, "submit", Duration::from_secs(5)).await?;
+    conn.send(&Request::Submit { spec }).await.map_err(|e| e.to_string())?;
+    let Some(Ok(Reply::Submitted { job })) = conn.recv().await else { return Err("the coordinator did not accept the job".into()) };
+    if !wait {
+        println!("submitted job {job}");
+        return Ok(None);
+    }
+    conn.send(&Request::Wait { job }).await.map_err(|e| e.to_string())?;
+    let Some(Ok(Reply::Report { report })) = conn.recv().await else { return Err("lost the coordinator while waiting".into()) };
+    Ok(Some(report))
+}
+
 async fn run(cmd: Cmd) -> Result<ExitCode, String> {
     match cmd {
         Cmd::Coordinator { listen, auth, heartbeat_timeout, exit_when_done, report, job } => {
@@ -296,21 +326,43 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
         }
         Cmd::Submit { coordinator, auth, job, wait, json } => {
             let spec = job.rest.spec(job.job)?;
-            let (mut conn, _) = connect(&coordinator, &auth.token, Role::Client, "submit", Duration::from_secs(5)).await?;
-            conn.send(&Request::Submit { spec }).await.map_err(|e| e.to_string())?;
-            let Some(Ok(Reply::Submitted { job })) = conn.recv().await else { return Err("the coordinator did not accept the job".into()) };
-            if !wait {
-                println!("submitted job {job}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            conn.send(&Request::Wait { job }).await.map_err(|e| e.to_string())?;
-            let Some(Ok(Reply::Report { report })) = conn.recv().await else { return Err("lost the coordinator while waiting".into()) };
+            let report = submit(&coordinator, &auth.token, spec, wait).await?;
+            let Some(report) = report else { return Ok(ExitCode::SUCCESS) };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
             } else {
                 print!("{report}");
             }
             Ok(exit_for(&[report]))
+        }
+        Cmd::Smoke { coordinator, auth, dir, mb } => {
+            let start = std::time::Instant::now();
+            let corpus = Dataset { kind: DatasetKind::Text { size_bytes: mb << 20, files: 4 }, seed: 1 };
+            let (input, output) = (dir.join("input"), dir.join("output"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+            for part in corpus.parts() {
+                let path = input.join(&part.name);
+                let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?);
+                corpus.write_part(&part, &mut out).and_then(|()| out.flush()).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            let spec = JobSpec {
+                job: JobKind::WordCount,
+                inputs: vec![input.display().to_string()],
+                output: output.display().to_string(),
+                reduces: 2,
+                combiner: true,
+                split_size: 1 << 20,
+                task_timeout_ms: 30_000,
+                max_attempts: 4,
+            };
+            let report = submit(&coordinator, &auth.token, spec, true).await?.expect("waited");
+            if !report.succeeded {
+                return Err(format!("the word count job failed: {}", report.error.as_deref().unwrap_or("no error given")));
+            }
+            labctl_datasets::check::wordcount(&input, &output)?;
+            println!("word count over {mb} MiB through {coordinator} matches an independent count ({:.1} s)", start.elapsed().as_secs_f64());
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { coordinator, auth } => {
             let (mut conn, _) = connect(&coordinator, &auth.token, Role::Client, "status", Duration::from_secs(5)).await?;

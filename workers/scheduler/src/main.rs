@@ -90,6 +90,10 @@ enum Cmd {
         /// Gradient descent epochs per fit (about 0.1 ms each on 20,000 rows).
         #[arg(long, default_value_t = 600)]
         epochs: u32,
+        /// With --scheduler: also run the search sequentially here and fail unless both
+        /// give the same answer (the smoke workload `labctl verify` runs).
+        #[arg(long, requires = "scheduler")]
+        check: bool,
     },
     /// Measure the scheduler: independent no-op tasks, then a chain of dependent ones.
     Stress {
@@ -170,18 +174,23 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             println!("throughput: {:.0} tasks/s", s["throughput_tasks_per_second"].as_f64().unwrap_or(0.0));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Hpsearch { scheduler, token, data, rows, seed, folds, epochs } => {
+        Cmd::Hpsearch { scheduler, token, data, rows, seed, folds, epochs, check } => {
             let source = match data {
                 Some(path) => Source::File { path },
                 None => Source::Generated { rows, seed },
             };
             let search = Search::grid(source, epochs, folds);
             let start = Instant::now();
-            let result = match scheduler {
-                Some(addr) => search.distributed(&mut Client::connect(&addr, &token).await?).await?,
+            let mut result = match &scheduler {
+                Some(addr) => search.distributed(&mut Client::connect(addr, &token).await?).await?,
                 None => search.sequential()?,
             };
-            let mut result = result;
+            if check {
+                let here = search.sequential()?;
+                if result != here {
+                    return Err(format!("the search through the scheduler gave {result}, a sequential run here {here}"));
+                }
+            }
             result["seconds"] = json!(start.elapsed().as_secs_f64());
             println!("{}", serde_json::to_string_pretty(&result).expect("json"));
             Ok(ExitCode::SUCCESS)

@@ -1,12 +1,12 @@
 //! The independent word count the MapReduce smoke workload is checked against: a plain
-//! sequential count in this process, sharing no code with the engine.
+//! sequential count of the dataset's files in this process, sharing no code with the engine.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 /// Compares the job's output (`part-r-*` files of `word<TAB>count`) with a fresh count of
 /// the dataset's files.
-pub fn compare(dataset: &Path, output: &Path) -> Result<(), String> {
+pub fn wordcount(dataset: &Path, output: &Path) -> Result<(), String> {
     let expected = count(dataset)?;
     let mut got: HashMap<String, u64> = HashMap::new();
     for file in files(output, "part-r-")? {
