@@ -75,6 +75,8 @@ impl Cluster {
         if self.emulator.is_none() {
             // Real pods: small enough for five students on one CI node.
             lab = lab.replace("cpu = \"250m\"", "cpu = \"20m\"").replace("cpu = \"500m\"", "cpu = \"20m\"");
+            // kind's default storage class mounts a volume on one node only.
+            lab = lab.replace("access = \"ReadWriteMany\"", "access = \"ReadWriteOnce\"");
         }
         assert!(lab.contains("kubeconfig.yaml"), "the lab has the commented kubeconfig line");
         env.write("lab.toml", &lab);
