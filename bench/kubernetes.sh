@@ -2,7 +2,7 @@
 # Kubernetes provider benchmark (issue #7): a cohort of STUDENTS (default 100), each with a
 # namespace (quota, limits, service account, role, binding, network policy, token), a
 # worker-token Secret, and a MapReduce and a scheduler with 2 workers each (4 Deployments,
-# 2 Services) — 15 objects per student — applied to and destroyed from the test API server
+# 2 Services, a volume claim) — 16 objects per student — applied to and destroyed from the test API server
 # (testing/kube-emulator: kube-fake-client over HTTP on loopback, Deployments ready at once).
 # Prints wall time and peak memory of each step. No peer: there is no real cluster here
 # and kubectl needs API discovery, which the emulator does not serve.
@@ -47,7 +47,7 @@ step() { # NAME ARGS...: runs labctl; prints wall time and peak RSS
   read -r secs kib <"$WORK/t"
   printf '%-10s %7ss %6s MiB   %s\n' "$name" "$secs" "$((kib / 1024))" "$(tail -1 "$WORK/out")"
 }
-echo "kubernetes provider against the test API server on loopback: $STUDENTS students x 15 objects ($((STUDENTS * 15)) objects, $((STUDENTS * 4)) labctl resources)"
+echo "kubernetes provider against the test API server on loopback: $STUDENTS students x 16 objects ($((STUDENTS * 16)) objects, $((STUDENTS * 4)) labctl resources)"
 echo "engine parallelism $PARALLELISM, $(nproc) cores"
 step apply apply "$WORK/lab.toml" --yes --parallelism "$PARALLELISM"
 step re-plan plan "$WORK/lab.toml"
