@@ -123,11 +123,21 @@ fn lock(store: &StateStore, operation: &str) -> Result<StateLock, CliError> {
     })
 }
 
-fn engine_options(run: &RunOptions) -> Options {
-    Options {
+/// The engine's options from the command line; refused when the provider would wait longer
+/// than the engine gives an operation (its own message would be lost to a bare timeout).
+fn engine_options(run: &RunOptions, settings: &ProviderSettings) -> Result<Options, CliError> {
+    if let ProviderSettings::Kubernetes { config, .. } = settings {
+        if config.ready_timeout_secs >= run.timeout {
+            return Err(CliError::invalid(format!(
+                "[provider.kubernetes] ready_timeout is {} s, but an operation may take {} s (--timeout)\n  Give --timeout more than ready_timeout, or lower ready_timeout.",
+                config.ready_timeout_secs, run.timeout
+            )));
+        }
+    }
+    Ok(Options {
         parallelism: run.parallelism as usize,
         retry: RetryPolicy { deadline: Duration::from_secs(run.timeout), ..RetryPolicy::default() },
-    }
+    })
 }
 
 /// Refreshes state through the providers and diffs it against the lab; with `rotate_keys`,
@@ -248,11 +258,12 @@ struct ApplyOptions {
 }
 
 async fn apply(path: &Path, place: &Place, run: &RunOptions, opts: ApplyOptions) -> Result<u8, CliError> {
-    let options = engine_options(run);
     if let Some(plan) = read_plan(path)? {
+        let options = engine_options(run, &plan.provider)?;
         return apply_saved_plan(plan, &options, run.json).await;
     }
     let o = Opened::open(path, place)?;
+    let options = engine_options(run, &o.settings)?;
     let lock = o.lock("apply")?;
     let mut state = o.load_state()?;
     let plan = make_plan(&o, &state, opts.rotate_keys).await?;
@@ -330,6 +341,7 @@ async fn destroy(target: &Target, filter: Filter, sweep: bool, run: &RunOptions,
             tracing::warn!("student `{id}` is not in the lab file; destroying whatever state holds for them");
         }
     }
+    let options = engine_options(run, &o.settings)?;
     let _lock = o.lock("destroy")?;
     let mut state = o.load_state()?;
     if sweep {
@@ -343,7 +355,7 @@ async fn destroy(target: &Target, filter: Filter, sweep: bool, run: &RunOptions,
         if !yes {
             confirm("destroy")?;
         }
-        let code = execute(&plan, &mut state, &o.store, &o.registry, &engine_options(run), "Destroy", run.json).await?;
+        let code = execute(&plan, &mut state, &o.store, &o.registry, &options, "Destroy", run.json).await?;
         if code != 0 {
             return Ok(code);
         }

@@ -165,6 +165,19 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
 }
 
 #[test]
+fn a_ready_timeout_longer_than_an_operation_may_take_is_refused_before_anything_is_made() {
+    let cluster = Cluster::start();
+    let env = cluster.env(&small_lab(600));
+    let refused = env.run(&["apply", "lab.toml", "--yes"]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(refused.stderr.contains("ready_timeout is 600 s, but an operation may take 600 s (--timeout)"), "{}", refused.stderr);
+    assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
+    env.run(&["apply", "lab.toml", "--yes", "--timeout", "601"]).ok();
+    assert_eq!(env.run(&["destroy", "lab.toml", "--yes"]).code, 2);
+    env.run(&["destroy", "lab.toml", "--yes", "--timeout", "900"]).ok();
+}
+
+#[test]
 fn a_failing_smoke_job_fails_that_students_check_with_its_last_words() {
     let cluster = Cluster::start();
     if cluster.emulator.is_none() {
