@@ -99,6 +99,16 @@ pub enum SmokeRunner {
     Jobs(Arc<KubernetesProvider>),
 }
 
+impl SmokeRunner {
+    /// Checks run at once: here they share this machine's cores; Jobs run on the cluster's.
+    pub fn parallel(&self) -> usize {
+        match self {
+            Self::Here { .. } => 2,
+            Self::Jobs(_) => 8,
+        }
+    }
+}
+
 /// A path as written in the lab file at `lab_file`: `~/` is the home directory, a relative
 /// path is taken from the lab file's directory (as rosters are).
 fn beside(lab_file: &std::path::Path, path: &str) -> PathBuf {

@@ -168,6 +168,10 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
         if let Some(m) = &workers.mapreduce {
             let mut config = json!({ "student": student.id, "workers": m.workers, "version": version });
             k8s(&mut config, &m.cpu, &m.memory);
+            if let ProviderConfig::Kubernetes(settings) = &lab.provider {
+                // Its pods share the student's volume.
+                config["storage_access"] = json!(settings.storage.as_ref().and_then(|v| v.access).unwrap_or_default());
+            }
             nodes.push(node(provider, &format!("{base}.mapreduce"), "mapreduce", config, &tags, deps.clone()));
         }
         if let Some(sch) = &workers.scheduler {

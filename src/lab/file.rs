@@ -119,8 +119,9 @@ pub struct StorageSettings {
     pub size: Option<Spanned<String>>,
     /// Storage class (default: the cluster's default class).
     pub class: Option<String>,
-    /// Who may mount it (default `ReadWriteMany`: pods on any node, as EFS, Filestore or
-    /// NFS classes offer; `ReadWriteOnce` for single-node clusters such as kind).
+    /// Who may mount it: `ReadWriteOnce` (default: one node at a time, so the pods that use
+    /// it are kept on one node; every default class offers it) or `ReadWriteMany` (pods on
+    /// any node; needs a class that offers it, such as EFS, Filestore or NFS).
     pub access: Option<VolumeAccess>,
 }
 
@@ -128,8 +129,8 @@ pub struct StorageSettings {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum VolumeAccess {
     #[default]
-    ReadWriteMany,
     ReadWriteOnce,
+    ReadWriteMany,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -36,12 +36,10 @@ pub struct Check {
 
 /// How long one smoke workload may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(300);
-/// Students verified at once.
-const PARALLEL: usize = 2;
 
 /// Runs every smoke workload of `lab` for the students in `only` (all if empty).
 pub async fn verify(lab: &Lab, state: &State, runner: &SmokeRunner, only: &[String]) -> Vec<Check> {
-    let permits = Arc::new(Semaphore::new(PARALLEL));
+    let permits = Arc::new(Semaphore::new(runner.parallel()));
     let mut tasks = tokio::task::JoinSet::new();
     let mut order = vec![];
     for (_, student) in lab.students().filter(|(_, s)| only.is_empty() || only.contains(&s.id)) {

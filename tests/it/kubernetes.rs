@@ -75,8 +75,6 @@ impl Cluster {
         if self.emulator.is_none() {
             // Real pods: small enough for five students on one CI node.
             lab = lab.replace("cpu = \"250m\"", "cpu = \"20m\"").replace("cpu = \"500m\"", "cpu = \"20m\"");
-            // kind's default storage class mounts a volume on one node only.
-            lab = lab.replace("access = \"ReadWriteMany\"", "access = \"ReadWriteOnce\"");
         }
         assert!(lab.contains("kubeconfig.yaml"), "the lab has the commented kubeconfig line");
         env.write("lab.toml", &lab);
@@ -181,7 +179,8 @@ fn a_ready_timeout_longer_than_an_operation_may_take_is_refused_before_anything_
 fn a_failing_smoke_job_fails_that_students_check_with_its_last_words() {
     let cluster = Cluster::start();
     if cluster.emulator.is_none() {
-        return; // edits a Deployment's pods' environment, which a real rollout would have to redo
+        eprintln!("skipped on a real cluster: it edits a Deployment's pods' environment without waiting for the rollout");
+        return;
     }
     let env = cluster.env(&small_lab(60).replace("[student]\n", "[student]\nsmoke = [\"wordcount\"]\n"));
     env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
@@ -285,12 +284,12 @@ fn apply_killed_at_any_point_is_repaired() {
     let env = cluster.env(&example());
     let lab = "bigdata-k8s";
     for delay_ms in [20, 80, 200, 400] {
-        let mut child = env.command(&["apply", "lab.toml", "--yes"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = env.command(&["apply", "lab.toml", "--yes", "--no-verify"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
     }
-    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
     let found = cluster.labelled(lab);
     assert_eq!(found.iter().filter(|l| l.starts_with("Namespace ")).count(), 5, "{found:#?}");
     assert_eq!(found.iter().filter(|l| l.starts_with("Deployment ")).count(), 20, "{found:#?}");

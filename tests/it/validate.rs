@@ -109,7 +109,7 @@ fn kubernetes_gpus_need_a_gpu_pool_and_quantities_are_checked() {
     let _s = stable(&env);
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap();
     let without_gpu_pool = example.split("[cluster.course.node_pool.gpu]").next().unwrap().to_owned();
-    let text = without_gpu_pool.replace("memory = \"512Mi\"", "memory = \"512MB\"").replace("image = \"ghcr.io/labctl/workers:0.1.0\"\n", "").replace("size = \"1Gi\"", "size = \"1 GB\"");
+    let text = without_gpu_pool.replace("memory = \"512Mi\"", "memory = \"512MB\"").replace("image = \"ghcr.io/labctl/workers:0.1.0\"\n", "").replace("storage = { size = \"1Gi\" }", "storage = { size = \"1 GB\" }");
     insta::assert_snapshot!(invalid(&env, &text));
 }
 

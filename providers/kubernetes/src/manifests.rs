@@ -8,8 +8,9 @@ use labctl_provider_api::{ports, ProviderError, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-const TEMPLATES: [(&str, &str); 9] = [
+const TEMPLATES: [(&str, &str); 10] = [
     ("labels.yaml.tera", include_str!("../../../templates/kubernetes/labels.yaml.tera")),
+    ("pod-labels.yaml.tera", include_str!("../../../templates/kubernetes/pod-labels.yaml.tera")),
     ("token-env.yaml.tera", include_str!("../../../templates/kubernetes/token-env.yaml.tera")),
     ("volume.yaml.tera", include_str!("../../../templates/kubernetes/volume.yaml.tera")),
     ("volume-mount.yaml.tera", include_str!("../../../templates/kubernetes/volume-mount.yaml.tera")),
@@ -29,8 +30,10 @@ pub(crate) const STUDENT_TOKEN_SECRET: &str = "student-token";
 const DATA_CLAIM: &str = "labctl-data";
 const DATA_PATH: &str = "/srv/lab";
 
-fn data_volume() -> Value {
-    json!({ "claim": DATA_CLAIM, "path": DATA_PATH })
+/// The volume as templates mount it; one only a node at a time may mount (`ReadWriteOnce`)
+/// keeps every pod using it on one node.
+fn data_volume(config: &Value) -> Value {
+    json!({ "claim": DATA_CLAIM, "path": DATA_PATH, "colocate": config["storage_access"] != "ReadWriteMany" })
 }
 
 /// The label every object carries, naming its lab (what `sweep` selects on).
@@ -95,11 +98,12 @@ pub(crate) fn render(template: &str, context: &Value) -> Result<Vec<Value>, Prov
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
-/// The student's namespace: the Namespace, its quota and limits, the student's service
-/// account with a role bound to it, a token for it, and the network policy.
+/// The student's namespace: the Namespace, its quota and limits, their volume, the
+/// student's service account with a role bound to it, a token for it, and the network
+/// policy.
 pub(crate) fn namespace(config: &Value, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
     let mut context = with_labels(config, tags);
-    context["volume"] = data_volume();
+    context["volume"] = json!({ "claim": DATA_CLAIM, "path": DATA_PATH });
     render("namespace.yaml.tera", &context)
 }
 
@@ -114,7 +118,7 @@ pub(crate) fn credential(namespace: &str, token: &str, tags: &Tags) -> Result<Ve
 fn workers_context(service: Service, config: &Value) -> Value {
     let workers = config["workers"].as_u64().unwrap_or(1);
     let listen = |port: u16| format!("0.0.0.0:{port}");
-    let head = format!("{}:{}", service.name(), service.port());
+    let head = head_address(service);
     let (head_args, head_ports, mut worker_args) = match service {
         Service::MapReduce => (
             vec!["coordinator".to_owned(), "--listen".into(), listen(ports::MAPREDUCE)],
@@ -141,8 +145,13 @@ fn workers_context(service: Service, config: &Value) -> Value {
         "head": { "args": head_args, "ports": head_ports, "cpu": config["cpu"], "memory": config["memory"] },
         "workers": { "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] },
         "gpu": config.get("gpu"),
-        "volume": shares_files(service).then(data_volume),
+        "volume": shares_files(service).then(|| data_volume(config)),
     })
+}
+
+/// Where pods in the namespace reach `service`: its Service's name and port.
+fn head_address(service: Service) -> String {
+    format!("{}:{}", service.name(), service.port())
 }
 
 /// Whether a service's pods share files: the MapReduce coordinator and workers read inputs
@@ -151,23 +160,31 @@ fn shares_files(service: Service) -> bool {
     service == Service::MapReduce
 }
 
-/// The smoke workload that proves `service` works: its name and the command's arguments.
-pub(crate) fn smoke_check(service: Service) -> (&'static str, Vec<String>) {
-    let head = format!("{}:{}", service.name(), service.port());
+/// The name of the smoke workload that proves `service` works.
+pub(crate) fn smoke_check(service: Service) -> &'static str {
     match service {
-        Service::MapReduce => ("wordcount", vec!["smoke".into(), "--coordinator".into(), head, "--dir".into(), format!("{DATA_PATH}/smoke")]),
-        Service::Scheduler => ("hpsearch", vec!["hpsearch".into(), "--scheduler".into(), head, "--epochs".into(), "30".into(), "--check".into()]),
+        Service::MapReduce => "wordcount",
+        Service::Scheduler => "hpsearch",
     }
 }
 
-/// Run `run` of the Job running `service`'s smoke workload in its namespace, given the
-/// service's resource `config`; it may run `deadline_secs`.
+/// The arguments of run `run` of `service`'s smoke workload (the word count works in a
+/// directory of its own on the student's volume).
+fn smoke_args(service: Service, run: &str) -> Vec<String> {
+    let head = head_address(service);
+    match service {
+        Service::MapReduce => vec!["smoke".into(), "--coordinator".into(), head, "--dir".into(), format!("{DATA_PATH}/smoke/{run}")],
+        Service::Scheduler => vec!["hpsearch".into(), "--scheduler".into(), head, "--epochs".into(), "30".into(), "--check".into()],
+    }
+}
+
+/// The Job that runs `service`'s smoke workload in its namespace (run `run`, a short
+/// unique suffix), given the service's resource `config`; it may run `deadline_secs`.
 pub(crate) fn smoke_job(service: Service, run: &str, config: &Value, tags: &Tags, deadline_secs: u64) -> Result<Vec<Value>, ProviderError> {
-    let (check, args) = smoke_check(service);
     let context = json!({
-        "check": check,
+        "check": smoke_check(service),
         "run": run,
-        "args": args,
+        "args": smoke_args(service, run),
         "deadline": deadline_secs,
         "namespace": config["namespace"],
         "image": config["image"],
@@ -177,7 +194,7 @@ pub(crate) fn smoke_job(service: Service, run: &str, config: &Value, tags: &Tags
         "binary": service.binary(),
         "token_env": service.token_env(),
         "token_secret": TOKEN_SECRET,
-        "volume": shares_files(service).then(data_volume),
+        "volume": shares_files(service).then(|| data_volume(config)),
     });
     render("smoke-job.yaml.tera", &with_labels(&context, tags))
 }

@@ -19,7 +19,7 @@ pub(crate) async fn run(client: &kube::Client, service: Service, config: &Value,
     let mut docs = manifests::smoke_job(service, &random_token()[..6], config, tags, timeout.as_secs()).map_err(|e| e.to_string())?;
     let job: Job = serde_json::from_value(docs.remove(0)).map_err(|e| format!("the smoke job manifest: {e}"))?;
     let (namespace, name) = (job.metadata.namespace.clone().unwrap_or_default(), job.metadata.name.clone().unwrap_or_default());
-    let (check, _) = manifests::smoke_check(service);
+    let check = manifests::smoke_check(service);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
     remove_earlier(&jobs, check).await.map_err(|e| e.to_string())?;
     jobs.create(&PostParams::default(), &job).await.map_err(|e| failed(&format!("creating job {namespace}/{name}"), e).to_string())?;

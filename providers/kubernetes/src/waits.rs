@@ -171,26 +171,59 @@ pub(crate) async fn token(client: &kube::Client, namespace: &str, name: &str, ti
 }
 
 /// Waits for Job `namespace/name` to finish: `Ok` when it completed, else why it failed —
-/// its pod's termination message (the container's last words), or the Job's own reason.
+/// its container's last words (its termination message), the cluster's warnings about it
+/// (a quota that kept its pod from being made, a volume that would not mount), and the
+/// Job's own reason (its deadline passed).
 pub(crate) async fn finished(client: &kube::Client, namespace: &str, name: &str, timeout: Duration) -> Result<Result<(), String>, ProviderError> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let outcome = until(&format!("job {namespace}/{name} has not finished"), Deadline::after(timeout), || async {
         let job = jobs.get(name).await.map_err(|e| failed(&format!("reading job {namespace}/{name}"), e))?;
         Ok(match job_outcome(&job) {
-            Some(outcome) => Look::Done(outcome),
-            None => Look::Waiting(format!("{} pod(s) running", job.status.and_then(|s| s.active).unwrap_or(0))),
+            Some(outcome) => Look::Done((outcome, job)),
+            None => Look::Waiting(format!("{} pod(s) active", job.status.and_then(|s| s.active).unwrap_or(0))),
         })
     })
     .await?;
-    let Err(reason) = outcome else { return Ok(Ok(())) };
+    let (Err(reason), job) = outcome else { return Ok(Ok(())) };
+    let mut why = vec![];
+    // The legacy `job-name` label, on every version; the selector the server set, if any.
+    let selector = job.spec.and_then(|s| s.selector).and_then(|s| s.match_labels).unwrap_or_else(|| [("job-name".to_owned(), name.to_owned())].into());
+    let selector: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"))).await.map_err(|e| failed(&format!("listing pods of job {namespace}/{name}"), e))?;
-    let said = list.items.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).find_map(|c| {
-        let terminated = c.state.as_ref()?.terminated.as_ref()?;
-        let message = terminated.message.as_deref().map(str::trim).filter(|m| !m.is_empty());
-        Some(message.map_or_else(|| format!("exit code {}", terminated.exit_code), |m| m.lines().last().unwrap_or(m).to_owned()))
-    });
-    Ok(Err(said.unwrap_or(reason)))
+    let list = pods.list(&ListParams::default().labels(&selector.join(","))).await.map_err(|e| failed(&format!("listing pods of job {namespace}/{name}"), e))?;
+    why.extend(list.items.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).find_map(last_words));
+    let pod_names: Vec<String> = list.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    why.extend(warnings(client, namespace, |object| object == name || pod_names.iter().any(|p| p == object)).await?);
+    // Its own reason leads when it is not the container's doing (e.g. the deadline).
+    let failed_itself = job.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| c.type_ == "Failed" && c.reason.as_deref() != Some("BackoffLimitExceeded"));
+    if failed_itself || why.is_empty() {
+        why.insert(0, reason);
+    }
+    Ok(Err(why.join("; ")))
+}
+
+/// A terminated container's last words: the last line of its termination message that is
+/// not a `note:` (as Rust's panic hint), else its exit code.
+fn last_words(status: &k8s_openapi::api::core::v1::ContainerStatus) -> Option<String> {
+    let terminated = status.state.as_ref()?.terminated.as_ref()?;
+    let message = terminated.message.as_deref().unwrap_or_default();
+    let line = message.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("note:"));
+    Some(line.map_or_else(|| format!("exit code {}", terminated.exit_code), str::to_owned))
+}
+
+/// The distinct Warning events in `namespace` about objects `about` accepts, oldest first.
+async fn warnings(client: &kube::Client, namespace: &str, about: impl Fn(&str) -> bool) -> Result<Vec<String>, ProviderError> {
+    use k8s_openapi::api::core::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let list = events.list(&ListParams::default()).await.map_err(|e| failed(&format!("listing events in {namespace}"), e))?;
+    let mut out: Vec<String> = vec![];
+    for e in list.items.iter().filter(|e| e.type_.as_deref() == Some("Warning") && e.involved_object.name.as_deref().is_some_and(&about)) {
+        let message = e.message.clone().unwrap_or_default();
+        if !out.contains(&message) {
+            out.push(message);
+        }
+    }
+    Ok(out)
 }
 
 /// How a Job ended, if it has: `Ok` completed, `Err` failed with the condition's reason.
@@ -226,6 +259,17 @@ mod tests {
         let deadline = job(json!([{ "type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline" }]));
         assert_eq!(job_outcome(&deadline), Some(Err("Job was active longer than specified deadline".into())));
         assert_eq!(job_outcome(&job(json!([{ "type": "Failed", "status": "False" }]))), None);
+    }
+
+    #[test]
+    fn last_words_skip_notes() {
+        let status = |message: &str, code: i32| -> k8s_openapi::api::core::v1::ContainerStatus {
+            serde_json::from_value(json!({ "name": "smoke", "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": { "terminated": { "exitCode": code, "message": message } } })).unwrap()
+        };
+        let panic = "thread 'main' panicked at src/main.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(last_words(&status(panic, 101)).unwrap(), "boom");
+        assert_eq!(last_words(&status("error: wrong token\n", 2)).unwrap(), "error: wrong token");
+        assert_eq!(last_words(&status("", 137)).unwrap(), "exit code 137");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! mounted where the pods ask (over a tmpfs on the parent directory, which must exist
 //! here). Images are ignored: a container's command is looked up in the bin directory
 //! given to [`crate::Emulator::run_jobs`]. When the Job's container exits, everything in the
-//! sandbox is killed; a Pod records the container's exit code and termination message (the
+//! sandbox is killed; a Pod (carrying the template's labels and `job-name`, deleted with
+//! its Job) records the container's exit code and termination message (the
 //! tail of its output on failure, as `FallbackToLogsOnError` gives), and the Job's
 //! condition says Complete or Failed. The Job's `activeDeadlineSeconds` is kept.
 
@@ -63,8 +64,10 @@ struct Ended {
 /// Runs the Job's namespace and then the Job in a sandbox.
 async fn run(client: &Client, kubelet: &Kubelet, job: &Job) -> Result<Ended, String> {
     let ns = job.metadata.namespace.clone().unwrap_or_default();
-    let dir = kubelet.work_dir.join(&ns);
-    std::fs::create_dir_all(dir.join("volumes")).map_err(|e| e.to_string())?;
+    // The namespace's volumes are shared by its Jobs; hosts file and logs are each Job's.
+    let volumes = kubelet.work_dir.join(&ns).join("volumes");
+    let dir = kubelet.work_dir.join(&ns).join(job.metadata.name.as_deref().unwrap_or("job"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let services = Api::<Service>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.map_err(|e| e.to_string())?.items;
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.map_err(|e| e.to_string())?.items;
     let secrets: BTreeMap<String, Secret> = Api::<Secret>::namespaced(client.clone(), &ns)
@@ -89,9 +92,9 @@ async fn run(client: &Client, kubelet: &Kubelet, job: &Job) -> Result<Ended, Str
     let job_pod = job.spec.as_ref().and_then(|s| s.template.spec.clone()).ok_or("the job has no pod template")?;
     let mut pods: Vec<(PodSpec, i32)> = deployments.iter().filter_map(|d| Some((d.spec.as_ref()?.template.spec.clone()?, d.spec.as_ref()?.replicas.unwrap_or(1)))).collect();
     pods.push((job_pod.clone(), 0));
-    let mut script = String::from("set -u\nip link set lo up\n");
+    let mut script = String::from("set -eu\nip link set lo up\n");
     script += &format!("mount --bind {} /etc/hosts\n", quote(&hosts_file.display().to_string()));
-    script += &mounts(&dir.join("volumes"), &pods)?;
+    script += &mounts(&volumes, &pods)?;
     for (pod, replicas) in pods.iter().filter(|(_, r)| *r > 0) {
         for replica in 0..*replicas {
             for (i, container) in pod.containers.iter().enumerate() {
@@ -100,15 +103,20 @@ async fn run(client: &Client, kubelet: &Kubelet, job: &Job) -> Result<Ended, Str
             }
         }
     }
+    // The services' ports answer (as their readiness probes would say), within 30 s.
     for port in ports {
-        script += &format!("until (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done\n");
+        script += &format!(
+            "for i in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.05; done\n\
+             (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null || {{ echo \"port {port} never answered: see the logs in {}\" >&2; exit 125; }}\n",
+            dir.display()
+        );
     }
     let container = job_pod.containers.first().ok_or("the job's pod has no container")?;
     let output = dir.join(format!("{}.log", job.metadata.name.clone().unwrap_or_default()));
     script += &format!("{} >{} 2>&1\n", command(kubelet, container, &secrets)?, quote(&output.display().to_string()));
 
     let mut child = tokio::process::Command::new("unshare")
-        .args(["--net", "--mount", "--pid", "--fork", "--mount-proc", "bash", "-c", &script])
+        .args(["--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "bash", "-c", &script])
         .kill_on_drop(true)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -185,11 +193,13 @@ async fn finish(client: &Client, job: &Job, ended: &Ended) -> kube::Result<()> {
     let lines: Vec<&str> = ended.output.lines().collect();
     let mut message = lines[lines.len().saturating_sub(80)..].join("\n");
     if message.len() > 2048 {
-        message = message[message.len() - 2048..].to_owned();
+        message = message[message.ceil_char_boundary(message.len() - 2048)..].to_owned();
     }
     let container = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()).and_then(|p| p.containers.first());
+    let mut labels = job.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+    labels.extend([("batch.kubernetes.io/job-name".to_owned(), name.clone()), ("job-name".to_owned(), name.clone())]);
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": { "name": format!("{name}-pod"), "namespace": ns, "labels": { "batch.kubernetes.io/job-name": name, "job-name": name } },
+        "metadata": { "name": format!("{name}-pod"), "namespace": ns, "labels": labels },
         "spec": { "restartPolicy": "Never", "containers": [{ "name": container.map_or("job", |c| c.name.as_str()), "image": container.and_then(|c| c.image.clone()) }] },
         "status": {
             "phase": if passed { "Succeeded" } else { "Failed" },
@@ -200,9 +210,8 @@ async fn finish(client: &Client, job: &Job, ended: &Ended) -> kube::Result<()> {
         },
     }))
     .expect("a pod");
-    if !ended.deadline {
-        Api::<Pod>::namespaced(client.clone(), &ns).create(&PostParams::default(), &pod).await?;
-    }
+    // The Job's status is what labctl waits on: it is written even if the Pod cannot be.
+    let made = if ended.deadline { Ok(pod) } else { Api::<Pod>::namespaced(client.clone(), &ns).create(&PostParams::default(), &pod).await };
     let condition = match (passed, ended.deadline) {
         (true, _) => json!({ "type": "Complete", "status": "True" }),
         (false, true) => json!({ "type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline" }),
@@ -212,6 +221,18 @@ async fn finish(client: &Client, job: &Job, ended: &Ended) -> kube::Result<()> {
     let mut status = json!({ "active": 0, "completionTime": now(), "conditions": [condition] });
     status.as_object_mut().expect("an object").extend(counts.as_object().expect("an object").clone());
     Api::<Job>::namespaced(client.clone(), &ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
+    made.map(drop)
+}
+
+/// Deletes the Pods of Jobs that are gone (the garbage collector's part).
+pub(crate) async fn collect_garbage(client: &Client) -> kube::Result<()> {
+    for pod in Api::<Pod>::all(client.clone()).list(&ListParams::default().labels("job-name")).await?.items {
+        let (Some(ns), Some(name)) = (pod.metadata.namespace.clone(), pod.metadata.name.clone()) else { continue };
+        let job = pod.metadata.labels.as_ref().and_then(|l| l.get("job-name")).cloned().unwrap_or_default();
+        if Api::<Job>::namespaced(client.clone(), &ns).get_opt(&job).await?.is_none() {
+            Api::<Pod>::namespaced(client.clone(), &ns).delete(&name, &Default::default()).await?;
+        }
+    }
     Ok(())
 }
 

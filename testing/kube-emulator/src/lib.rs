@@ -245,6 +245,7 @@ async fn controllers(client: Client, settings: Shared) {
         let _ = issue_tokens(&client).await;
         if let Some(kubelet) = kubelet {
             let _ = kubelet::start_jobs(&client, &kubelet, &mut started).await;
+            let _ = kubelet::collect_garbage(&client).await;
         }
     }
 }

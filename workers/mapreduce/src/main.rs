@@ -93,7 +93,8 @@ enum Cmd {
         coordinator: String,
         #[command(flatten)]
         auth: Auth,
-        /// A directory the coordinator and its workers share: the corpus and output go here.
+        /// A new or empty directory the coordinator and its workers share: the corpus and the
+        /// output go here, and it is removed again when the check passes.
         #[arg(long)]
         dir: PathBuf,
         /// Corpus size in MiB (in 4 files).
@@ -339,7 +340,9 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let start = std::time::Instant::now();
             let corpus = Dataset { kind: DatasetKind::Text { size_bytes: mb << 20, files: 4 }, seed: 1 };
             let (input, output) = (dir.join("input"), dir.join("output"));
-            let _ = std::fs::remove_dir_all(&dir);
+            if std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some()) {
+                return Err(format!("{} has files in it: give a new or empty directory", dir.display()));
+            }
             std::fs::create_dir_all(&input).map_err(|e| format!("{}: {e}", input.display()))?;
             for part in corpus.parts() {
                 let path = input.join(&part.name);
@@ -361,6 +364,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
                 return Err(format!("the word count job failed: {}", report.error.as_deref().unwrap_or("no error given")));
             }
             labctl_datasets::check::wordcount(&input, &output)?;
+            let _ = std::fs::remove_dir_all(&dir);
             println!("word count over {mb} MiB through {coordinator} matches an independent count ({:.1} s)", start.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
