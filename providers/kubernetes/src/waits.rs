@@ -192,32 +192,39 @@ pub(crate) async fn finished(client: &kube::Client, namespace: &str, name: &str,
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let list = pods.list(&ListParams::default().labels(&selector.join(","))).await.map_err(|e| failed(&format!("listing pods of job {namespace}/{name}"), e))?;
     why.extend(list.items.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).find_map(last_words));
-    let pod_names: Vec<String> = list.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
-    why.extend(warnings(client, namespace, |object| object == name || pod_names.iter().any(|p| p == object)).await?);
     // Its own reason leads when it is not the container's doing (e.g. the deadline).
     let failed_itself = job.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| c.type_ == "Failed" && c.reason.as_deref() != Some("BackoffLimitExceeded"));
     if failed_itself || why.is_empty() {
+        // Why its pod did not get to say: not made, not scheduled, not started.
+        let pod_names: Vec<String> = list.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        why.extend(warnings(client, namespace, |object, reason| (object == name && reason == "FailedCreate") || pod_names.iter().any(|p| p == object)).await?);
         why.insert(0, reason);
     }
     Ok(Err(why.join("; ")))
 }
 
 /// A terminated container's last words: the last line of its termination message that is
-/// not a `note:` (as Rust's panic hint), else its exit code.
+/// not a `note:` (as Rust's panic hint), else its exit code; with the reason it was
+/// stopped, if the container did not simply exit (`OOMKilled`).
 fn last_words(status: &k8s_openapi::api::core::v1::ContainerStatus) -> Option<String> {
     let terminated = status.state.as_ref()?.terminated.as_ref()?;
     let message = terminated.message.as_deref().unwrap_or_default();
     let line = message.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("note:"));
-    Some(line.map_or_else(|| format!("exit code {}", terminated.exit_code), str::to_owned))
+    let words = line.map_or_else(|| format!("exit code {}", terminated.exit_code), str::to_owned);
+    Some(match terminated.reason.as_deref() {
+        Some(reason) if !matches!(reason, "Error" | "Completed") => format!("{words} ({reason})"),
+        _ => words,
+    })
 }
 
-/// The distinct Warning events in `namespace` about objects `about` accepts, oldest first.
-async fn warnings(client: &kube::Client, namespace: &str, about: impl Fn(&str) -> bool) -> Result<Vec<String>, ProviderError> {
+/// The distinct Warning events in `namespace` that `about` accepts (by object name and
+/// event reason), oldest first.
+async fn warnings(client: &kube::Client, namespace: &str, about: impl Fn(&str, &str) -> bool) -> Result<Vec<String>, ProviderError> {
     use k8s_openapi::api::core::v1::Event;
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     let list = events.list(&ListParams::default()).await.map_err(|e| failed(&format!("listing events in {namespace}"), e))?;
     let mut out: Vec<String> = vec![];
-    for e in list.items.iter().filter(|e| e.type_.as_deref() == Some("Warning") && e.involved_object.name.as_deref().is_some_and(&about)) {
+    for e in list.items.iter().filter(|e| e.type_.as_deref() == Some("Warning") && about(e.involved_object.name.as_deref().unwrap_or_default(), e.reason.as_deref().unwrap_or_default())) {
         let message = e.message.clone().unwrap_or_default();
         if !out.contains(&message) {
             out.push(message);
@@ -264,12 +271,14 @@ mod tests {
     #[test]
     fn last_words_skip_notes() {
         let status = |message: &str, code: i32| -> k8s_openapi::api::core::v1::ContainerStatus {
-            serde_json::from_value(json!({ "name": "smoke", "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": { "terminated": { "exitCode": code, "message": message } } })).unwrap()
+            let reason = if code == 137 { "OOMKilled" } else { "Error" };
+            let terminated = json!({ "exitCode": code, "message": message, "reason": reason });
+            serde_json::from_value(json!({ "name": "smoke", "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": { "terminated": terminated } })).unwrap()
         };
         let panic = "thread 'main' panicked at src/main.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
         assert_eq!(last_words(&status(panic, 101)).unwrap(), "boom");
         assert_eq!(last_words(&status("error: wrong token\n", 2)).unwrap(), "error: wrong token");
-        assert_eq!(last_words(&status("", 137)).unwrap(), "exit code 137");
+        assert_eq!(last_words(&status("", 137)).unwrap(), "exit code 137 (OOMKilled)");
     }
 
     #[test]

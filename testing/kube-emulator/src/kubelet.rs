@@ -160,7 +160,7 @@ fn mounts(volumes: &Path, pods: &[(PodSpec, i32)]) -> Result<String, String> {
         }
         let dir = volumes.join(&claim);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        script += &format!("mkdir -p {0} && mount --bind {1} {0}\n", quote(&path), quote(&dir.display().to_string()));
+        script += &format!("mkdir -p {0}\nmount --bind {1} {0}\n", quote(&path), quote(&dir.display().to_string()));
     }
     Ok(script)
 }
