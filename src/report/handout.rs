@@ -67,6 +67,7 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
             "kubernetes": (!attr("namespace", "namespace").is_null()).then(|| json!({
                 "namespace": attr("namespace", "namespace"),
                 "kubeconfig": attr("namespace", "kubeconfig"),
+                "volume": attr("namespace", "volume"),
             })),
             "aws": (!attr("credential", "access_key_id").is_null()).then(|| json!({
                 "access_key_id": attr("credential", "access_key_id"),

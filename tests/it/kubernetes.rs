@@ -154,6 +154,7 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
     assert!(handout.contains("namespace: bigdata-k8s-grace"), "{handout}");
     assert!(handout.contains("token: "), "{handout}");
     assert!(handout.contains("kubectl port-forward service/mapreduce 7070:7070"), "{handout}");
+    assert!(handout.contains("share the volume `labctl-data`, mounted at\n`/srv/lab`"), "{handout}");
 
     let again = env.run(&["plan", "lab.toml"]).ok();
     assert!(again.stdout.contains("No changes"), "re-plan after apply:\n{}", again.stdout);

@@ -97,7 +97,7 @@ impl KubernetesProvider {
             namespace,
             token: &token,
         })?;
-        let attributes = attrs(json!({ "namespace": namespace, "kubeconfig": kubeconfig }));
+        let attributes = attrs(json!({ "namespace": namespace, "kubeconfig": kubeconfig, "volume": manifests::volume() }));
         Ok(observed(namespace, &applied, attributes, &["kubeconfig"]))
     }
 

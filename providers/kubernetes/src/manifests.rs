@@ -30,10 +30,17 @@ pub(crate) const STUDENT_TOKEN_SECRET: &str = "student-token";
 const DATA_CLAIM: &str = "labctl-data";
 const DATA_PATH: &str = "/srv/lab";
 
+/// The student's volume: its claim and where it is mounted.
+pub(crate) fn volume() -> Value {
+    json!({ "claim": DATA_CLAIM, "path": DATA_PATH })
+}
+
 /// The volume as templates mount it; one only a node at a time may mount (`ReadWriteOnce`)
 /// keeps every pod using it on one node.
 fn data_volume(config: &Value) -> Value {
-    json!({ "claim": DATA_CLAIM, "path": DATA_PATH, "colocate": config["storage_access"] != "ReadWriteMany" })
+    let mut volume = volume();
+    volume["colocate"] = json!(config["storage_access"] != "ReadWriteMany");
+    volume
 }
 
 /// The label every object carries, naming its lab (what `sweep` selects on).
@@ -103,7 +110,7 @@ pub(crate) fn render(template: &str, context: &Value) -> Result<Vec<Value>, Prov
 /// policy.
 pub(crate) fn namespace(config: &Value, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
     let mut context = with_labels(config, tags);
-    context["volume"] = json!({ "claim": DATA_CLAIM, "path": DATA_PATH });
+    context["volume"] = volume();
     render("namespace.yaml.tera", &context)
 }
 
