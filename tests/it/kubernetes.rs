@@ -236,6 +236,20 @@ fn an_object_deleted_or_edited_by_hand_is_drift_that_apply_repairs() {
     assert_eq!(cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas, Some(2));
     assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
 
+    // The workers' token changed by hand: the plan says so without showing either value, and
+    // apply puts back the one in state.
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cluster.client.clone(), "k8slab-bob");
+    let token = |secrets: &Api<k8s_openapi::api::core::v1::Secret>| cluster.block_on(secrets.get("labctl-worker-token")).unwrap().data.unwrap()["token"].0.clone();
+    let before = token(&secrets);
+    let other = serde_json::json!({ "data": { "token": "b3RoZXI=" } });
+    cluster.block_on(secrets.patch("labctl-worker-token", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&other))).unwrap();
+    let plan = env.run(&["plan", "lab.toml"]).ok();
+    assert!(plan.stdout.contains("changed outside labctl: secret k8slab-bob/labctl-worker-token: data.token holds another value"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("b3RoZXI=") && !plan.stdout.contains(&String::from_utf8_lossy(&before).into_owned()), "{}", plan.stdout);
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    assert_eq!(token(&secrets), before);
+    assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+
     // A namespace deleted by hand takes everything in it: the plan makes it again and replaces
     // what lived in it.
     let namespaces = Api::<Namespace>::all(cluster.client.clone());

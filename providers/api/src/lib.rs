@@ -71,6 +71,13 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SHA-256 of `bytes`, hex encoded: how providers remember a content or a secret
+/// without keeping it.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// The bundled worker services labctl runs for a student, and how each is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerService {

@@ -7,13 +7,12 @@ use aws_sdk_ec2::types::{
     ResourceType, VolumeType,
 };
 use base64::Engine;
-use labctl_provider_api::{attrs, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use labctl_provider_api::{attrs, sha256, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Service::Ec2};
 use crate::cloud_init::{self, MapReduce, Scheduler, UserData, PORTS};
 use crate::errors::{code, failed, ignore_missing, is_missing};
-use crate::storage::sha256;
 use crate::tagging::{ec2_filter, ec2_owned, ec2_spec};
 use crate::{dep_attr, dep_list};
 

@@ -6,9 +6,8 @@ use std::path::Path;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, PublicAccessBlockConfiguration};
 use labctl_datasets::Dataset;
-use labctl_provider_api::{attrs, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use labctl_provider_api::{attrs, sha256, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::clients::{Aws, Service::S3};
 use crate::dep_attr;
@@ -326,8 +325,4 @@ async fn put(
         .await
         .map_err(failed(format!("uploading s3://{bucket}/{key}")))?;
     Ok(())
-}
-
-pub(crate) fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }

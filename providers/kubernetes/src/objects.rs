@@ -4,7 +4,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
-use labctl_provider_api::ProviderError;
+use labctl_provider_api::{sha256, ProviderError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -44,7 +44,7 @@ fn api(client: &kube::Client, object: &ObjectRef) -> Result<Api<DynamicObject>, 
 
 /// An object as labctl applied it: its identity and the fields it set, as the API server
 /// stored them (so its normalisation — `0.5` CPU becoming `500m` — is not taken for an
-/// edit). A Secret's data is left out: it is kept, if at all, as a sensitive attribute.
+/// edit). A Secret's values are recorded as digests only (see [`digested`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Applied {
     #[serde(flatten)]
@@ -68,12 +68,7 @@ pub(crate) async fn apply(client: &kube::Client, docs: &[Value]) -> Result<Vec<A
             let object = ObjectRef::of(doc)?;
             let api = api(client, &object)?;
             let stored = api.patch(&object.name, &params, &Patch::Apply(doc)).await.map_err(|e| failed(&format!("applying {}", object.describe()), e))?;
-            let mut want = doc.clone();
-            if let Some(fields) = want.as_object_mut() {
-                fields.remove("data");
-                fields.remove("stringData");
-            }
-            Ok(Applied { fields: project(&want, &serde_json::to_value(stored).unwrap_or_default()), object })
+            Ok(Applied { fields: project(&digested(doc), &digested(&serde_json::to_value(stored).unwrap_or_default())), object })
         };
         match result.await {
             Ok(a) => applied.push(a),
@@ -90,18 +85,37 @@ pub(crate) async fn edits(client: &kube::Client, applied: &[Applied]) -> Result<
     let mut edits = vec![];
     for a in applied {
         let live = match api(client, &a.object)?.get(&a.object.name).await {
-            Ok(live) => serde_json::to_value(live).unwrap_or_default(),
+            Ok(live) => digested(&serde_json::to_value(live).unwrap_or_default()),
             Err(e) if is_not_found(&e) => {
                 edits.push(format!("{}: deleted", a.object.describe()));
                 continue;
             }
             Err(e) => return Err(failed(&format!("reading {}", a.object.describe()), e)),
         };
-        if let Some((path, was)) = first_difference(&a.fields, &live, String::new()) {
-            edits.push(format!("{}: {path} is {was}, labctl set {}", a.object.describe(), pointer(&a.fields, &path)));
+        match first_difference(&a.fields, &live, String::new()) {
+            Some((path, _)) if a.object.kind == "Secret" && path.starts_with("data.") => edits.push(format!("{}: {path} holds another value", a.object.describe())),
+            Some((path, was)) => edits.push(format!("{}: {path} is {was}, labctl set {}", a.object.describe(), pointer(&a.fields, &path))),
+            None => {}
         }
     }
     Ok(edits)
+}
+
+/// `object` with a Secret's values replaced by their SHA-256: enough to tell that a value
+/// changed, never the value itself (state is not the place for it). Other kinds as they are.
+fn digested(object: &Value) -> Value {
+    let mut object = object.clone();
+    if object["kind"] == "Secret" {
+        if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
+            for value in data.values_mut() {
+                *value = Value::String(format!("sha256:{}", sha256(value.as_str().unwrap_or_default().as_bytes())));
+            }
+        }
+        if let Some(fields) = object.as_object_mut() {
+            fields.remove("stringData");
+        }
+    }
+    object
 }
 
 /// The item of `have` that corresponds to item `i` of a list, `item`: the one with the same
@@ -217,6 +231,19 @@ mod tests {
         assert_eq!(first_difference(&want, &removed, String::new()), Some(("env[0]".into(), "unset".into())));
         let args = json!({ "env": [{ "name": "TOKEN", "value": "t" }], "args": ["worker"] });
         assert_eq!(first_difference(&want, &args, String::new()).map(|d| d.0), Some("args".into()));
+    }
+
+    #[test]
+    fn secret_values_are_compared_by_digest_and_never_recorded() {
+        let applied = json!({ "kind": "Secret", "data": { "token": "dDBrZW4=" }, "stringData": { "x": "y" } });
+        let recorded = project(&digested(&applied), &digested(&applied));
+        assert!(!recorded.to_string().contains("dDBrZW4=") && recorded.get("stringData").is_none(), "{recorded}");
+        assert_eq!(first_difference(&recorded, &digested(&applied), String::new()), None);
+        let edited = json!({ "kind": "Secret", "data": { "token": "b3RoZXI=" } });
+        assert_eq!(first_difference(&recorded, &digested(&edited), String::new()).unwrap().0, "data.token");
+        // Other kinds keep their data as it is.
+        let config = json!({ "kind": "ConfigMap", "data": { "a": "b" } });
+        assert_eq!(digested(&config), config);
     }
 
     #[test]
