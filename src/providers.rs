@@ -78,17 +78,6 @@ impl ProviderSettings {
             Self::Local { .. } | Self::Kubernetes { .. } => crate::state::S3Settings::default(),
         }
     }
-
-    /// Where `labctl verify` runs the smoke workloads of `lab`, or why it cannot.
-    pub fn smoke_runner(&self, lab: &str) -> Result<SmokeRunner, String> {
-        match self {
-            Self::Local { .. } => Ok(SmokeRunner::Here { bin_dir: worker_bin_dir() }),
-            Self::Kubernetes { config, .. } => Ok(SmokeRunner::Jobs(Arc::new(KubernetesProvider::new(config.clone(), lab)))),
-            Self::Aws { .. } => Err("smoke workloads run on the local and kubernetes providers only in this version of labctl; \
-                 on aws each VM's cloud-init installs and starts the workers (see the VM's console output)"
-                .into()),
-        }
-    }
 }
 
 /// Where the smoke workloads run.
@@ -134,24 +123,40 @@ pub struct Live {
     pub limiter: Arc<RateLimiter>,
 }
 
-/// The providers one lab uses, by name: its own and the built-in `null`.
+/// The providers one lab uses, by name: its own and the built-in `null`; and where its
+/// smoke workloads run.
 pub struct Registry {
     live: HashMap<String, Live>,
+    smoke: Result<SmokeRunner, String>,
 }
 
 impl Registry {
     pub fn new(settings: &ProviderSettings, lab: &str) -> Self {
-        let (main, rate): (Arc<dyn Provider>, _) = match settings {
-            ProviderSettings::Local { data_dir, rate_limit } => (Arc::new(LocalProvider::new(data_dir, lab, &worker_bin_dir())), *rate_limit),
-            ProviderSettings::Aws { config, rate_limit } => (Arc::new(AwsProvider::new(config.clone(), lab, &worker_bin_dir())), *rate_limit),
-            ProviderSettings::Kubernetes { config, rate_limit } => (Arc::new(KubernetesProvider::new(config.clone(), lab)), *rate_limit),
+        let here = || Ok(SmokeRunner::Here { bin_dir: worker_bin_dir() });
+        let (main, rate, smoke): (Arc<dyn Provider>, _, _) = match settings {
+            ProviderSettings::Local { data_dir, rate_limit } => (Arc::new(LocalProvider::new(data_dir, lab, &worker_bin_dir())), *rate_limit, here()),
+            ProviderSettings::Aws { config, rate_limit } => {
+                let why = "smoke workloads run on the local and kubernetes providers only in this version of labctl; \
+                           on aws each VM's cloud-init installs and starts the workers (see the VM's console output)";
+                (Arc::new(AwsProvider::new(config.clone(), lab, &worker_bin_dir())), *rate_limit, Err(why.to_owned()))
+            }
+            ProviderSettings::Kubernetes { config, rate_limit } => {
+                // The smoke jobs use the engine's connection to the cluster.
+                let provider = Arc::new(KubernetesProvider::new(config.clone(), lab));
+                (provider.clone(), *rate_limit, Ok(SmokeRunner::Jobs(provider)))
+            }
         };
         let mut live = HashMap::new();
         for (provider, rate) in [(main, rate), (Arc::new(NullProvider) as Arc<dyn Provider>, None)] {
             let provider = FaultInjector::wrap_from_env(provider);
             live.insert(provider.name().to_owned(), Live { provider, limiter: Arc::new(RateLimiter::new(rate)) });
         }
-        Self { live }
+        Self { live, smoke }
+    }
+
+    /// Where `labctl verify` runs the smoke workloads, or why it cannot.
+    pub fn smoke_runner(&self) -> Result<&SmokeRunner, String> {
+        self.smoke.as_ref().map_err(Clone::clone)
     }
 
     pub fn get(&self, name: &str) -> Option<&Live> {

@@ -281,7 +281,7 @@ async fn apply(path: &Path, place: &Place, run: &RunOptions, opts: ApplyOptions)
     if code != 0 || opts.no_verify || o.lab.student.smoke.is_empty() || run.json {
         return Ok(code);
     }
-    if let Err(why) = o.settings.smoke_runner(&o.lab.name) {
+    if let Err(why) = o.registry.smoke_runner() {
         println!("\nNot verifying: {why}");
         return Ok(code);
     }
@@ -291,10 +291,10 @@ async fn apply(path: &Path, place: &Place, run: &RunOptions, opts: ApplyOptions)
 
 /// Runs the smoke workloads and prints the matrix; exit 1 if any check failed.
 async fn verify(o: &Opened, students: &[String], json: bool, junit: Option<&Path>) -> Result<u8, CliError> {
-    let runner = o.settings.smoke_runner(&o.lab.name).map_err(CliError::failed)?;
+    let runner = o.registry.smoke_runner().map_err(CliError::failed)?;
     let state = o.load_state()?;
     let checks = tokio::select! {
-        checks = crate::verify::verify(&o.lab, &state, &runner, students) => checks,
+        checks = crate::verify::verify(&o.lab, &state, runner, students) => checks,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("Interrupted: verification stopped.");
             return Ok(EXIT_INTERRUPTED);

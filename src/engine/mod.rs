@@ -412,13 +412,15 @@ pub async fn refresh(state: &State, registry: &Registry, options: &Options) -> R
         let mut ctx = Ctx { i: 0, policy: options.retry, cancel: cancel.clone(), retries: retries.clone() };
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore open");
-            let found = match retrying(&limiter, &mut ctx, &mut || provider.read(&kind, &prior)).await {
-                Ok(Some(_)) => retrying(&limiter, &mut ctx, &mut || provider.edits(&kind, &prior))
-                    .await
-                    .map(|edits| if edits.is_empty() { Refresh::Unchanged } else { Refresh::Edited(edits) }),
-                Ok(None) => Ok(Refresh::Gone),
-                Err(e) => Err(e),
-            };
+            // One provider call as far as rate limits, retries and faults go.
+            let found = retrying(&limiter, &mut ctx, &mut || async {
+                if provider.read(&kind, &prior).await?.is_none() {
+                    return Ok(Refresh::Gone);
+                }
+                let edits = provider.edits(&kind, &prior).await?;
+                Ok(if edits.is_empty() { Refresh::Unchanged } else { Refresh::Edited(edits) })
+            })
+            .await;
             (address, found)
         });
     }

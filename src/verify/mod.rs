@@ -149,7 +149,7 @@ impl Smoke {
         match self.kind {
             SmokeWorkload::Wordcount => {
                 let out = bucket.join("smoke").join("wordcount");
-                let report = run_tool(bin_dir, "lab-mapreduce", "LAB_MAPREDUCE_TOKEN", token, &[
+                let report = run_tool(bin_dir, WorkerService::MapReduce, token, &[
                     "submit", "--coordinator", address, "--wait", "--json", "--job", "wordcount", "--reduces", "2",
                     "--input", &dataset.display().to_string(), "--output", &out.display().to_string(),
                 ])
@@ -163,7 +163,7 @@ impl Smoke {
             }
             SmokeWorkload::Hpsearch => {
                 let data = dataset.join("part-00000.csv").display().to_string();
-                run_tool(bin_dir, "lab-scheduler", "LAB_SCHEDULER_TOKEN", token, &["hpsearch", "--data", &data, "--epochs", "30", "--check", "--scheduler", address])
+                run_tool(bin_dir, WorkerService::Scheduler, token, &["hpsearch", "--data", &data, "--epochs", "30", "--check", "--scheduler", address])
                     .await
                     .map(drop)
                     .map_err(|e| format!("hyperparameter search through the scheduler at {address}: {e}"))
@@ -172,12 +172,13 @@ impl Smoke {
     }
 }
 
-/// Runs a worker binary as a client; its stdout, or the last line of its stderr as the error.
-pub async fn run_tool(bin_dir: &Path, binary: &str, token_env: &str, token: &str, args: &[&str]) -> Result<String, String> {
-    let exe = bin_dir.join(binary);
+/// Runs `service`'s binary as a client; its stdout, or the last line of its stderr as the
+/// error.
+async fn run_tool(bin_dir: &Path, service: WorkerService, token: &str, args: &[&str]) -> Result<String, String> {
+    let exe = bin_dir.join(service.binary());
     let out = Command::new(&exe)
         .args(args)
-        .env(token_env, token)
+        .env(service.token_env(), token)
         .kill_on_drop(true)
         .output()
         .await
@@ -211,22 +212,20 @@ pub async fn service_health(state: &State, student: &str, bin_dir: &Path) -> Vec
         out.push(("namespace", format!("{name} (services in-cluster: kubectl port-forward)")));
         return out;
     }
-    for (service, binary, env, flag) in [
-        ("mapreduce", "lab-mapreduce", "LAB_MAPREDUCE_TOKEN", "--coordinator"),
-        ("scheduler", "lab-scheduler", "LAB_SCHEDULER_TOKEN", "--http"),
-    ] {
-        let Some(r) = state.resources.get(&format!("student[\"{student}\"].{service}")) else { continue };
-        let target = match service {
-            "scheduler" => r.attributes.get("status_url").and_then(Value::as_str).map(|u| u.trim_start_matches("http://").trim_end_matches("/status").to_owned()),
-            _ => r.attributes.get("address").and_then(Value::as_str).map(str::to_owned),
+    for service in [WorkerService::MapReduce, WorkerService::Scheduler] {
+        let Some(r) = state.resources.get(&format!("student[\"{student}\"].{}", service.name())) else { continue };
+        let attr = |key: &str| r.attributes.get(key).and_then(Value::as_str);
+        let (flag, target) = match service {
+            WorkerService::MapReduce => ("--coordinator", attr("address").map(str::to_owned)),
+            WorkerService::Scheduler => ("--http", attr("status_url").map(|u| u.trim_start_matches("http://").trim_end_matches("/status").to_owned())),
         };
         let Some(target) = target else { continue };
-        let answer = match tokio::time::timeout(Duration::from_secs(5), run_tool(bin_dir, binary, env, token, &["status", flag, &target])).await {
+        let answer = match tokio::time::timeout(Duration::from_secs(5), run_tool(bin_dir, service, token, &["status", flag, &target])).await {
             Ok(Ok(text)) => workers_in(&text).map_or_else(|| "up".to_owned(), |n| format!("{n} workers")),
             Ok(Err(e)) => format!("down ({e})"),
             Err(_) => "no answer".to_owned(),
         };
-        out.push((service, answer));
+        out.push((service.name(), answer));
     }
     out
 }

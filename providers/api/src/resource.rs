@@ -19,6 +19,31 @@ pub struct Tags {
     pub student: Option<String>,
 }
 
+impl Tags {
+    /// The key naming the lab, what a sweep selects on.
+    pub const LAB: &'static str = "labctl/lab";
+    pub const COHORT: &'static str = "labctl/cohort";
+    pub const STUDENT: &'static str = "labctl/student";
+
+    /// The tags as key/value pairs (cloud tags, Kubernetes labels).
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![(Self::LAB, self.lab.clone())];
+        pairs.extend(self.cohort.iter().map(|c| (Self::COHORT, c.clone())));
+        pairs.extend(self.student.iter().map(|s| (Self::STUDENT, s.clone())));
+        pairs
+    }
+
+    /// Reads the tags back from key/value pairs; `None` without a lab (not labctl's).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+        let map: std::collections::HashMap<&str, &str> = pairs.into_iter().collect();
+        Some(Self {
+            lab: map.get(Self::LAB)?.to_string(),
+            cohort: map.get(Self::COHORT).map(|s| s.to_string()),
+            student: map.get(Self::STUDENT).map(|s| s.to_string()),
+        })
+    }
+}
+
 /// A resource as the lab wants it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceSpec {

@@ -1,7 +1,7 @@
 //! IAM: each student's user (scoped to their own bucket, with an access key and a worker
 //! token) and the roles the lab's VMs and clusters run as.
 
-use labctl_provider_api::{attrs, str_attr, Observed, ProviderError, ResourceSpec};
+use labctl_provider_api::{attrs, str_attr, Observed, ProviderError, ResourceSpec, Tags};
 use serde_json::json;
 
 use crate::clients::{Aws, Service::Iam};
@@ -84,7 +84,7 @@ pub(crate) async fn create_credential(c: &Aws, spec: &ResourceSpec, lab: &str, t
 async fn adopt_user(c: &Aws, user: &str, spec: &ResourceSpec) -> Result<String, ProviderError> {
     let out = c.call(Iam, c.iam.get_user().user_name(user).send()).await.map_err(failed(format!("reading IAM user {user}")))?;
     let found = out.user().ok_or_else(|| ProviderError::fatal(format!("IAM user {user} has no description")))?;
-    let tags = tagging::parse(found.tags().iter().map(|t| (t.key(), t.value())));
+    let tags = Tags::from_pairs(found.tags().iter().map(|t| (t.key(), t.value())));
     if tags.as_ref() != Some(&spec.tags) {
         return Err(ProviderError::invalid(format!(
             "IAM user `{user}` already exists and is not this lab's student (tags: {})",
@@ -165,7 +165,7 @@ pub(crate) async fn ensure_role(
         Err(e) if code(&e) == Some("EntityAlreadyExists") => {
             let out = c.call(Iam, c.iam.get_role().role_name(name).send()).await.map_err(failed(format!("reading IAM role {name}")))?;
             let role = out.role().ok_or_else(|| ProviderError::fatal(format!("IAM role {name} has no description")))?;
-            if tagging::parse(role.tags().iter().map(|t| (t.key(), t.value()))).is_none_or(|t| t.lab != spec.tags.lab) {
+            if Tags::from_pairs(role.tags().iter().map(|t| (t.key(), t.value()))).is_none_or(|t| t.lab != spec.tags.lab) {
                 return Err(ProviderError::invalid(format!("IAM role `{name}` already exists and is not this lab's")));
             }
             role.arn().to_owned()

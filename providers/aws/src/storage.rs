@@ -6,7 +6,7 @@ use std::path::Path;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, PublicAccessBlockConfiguration};
 use labctl_datasets::Dataset;
-use labctl_provider_api::{attrs, sha256, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use labctl_provider_api::{attrs, sha256, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Service::S3};
@@ -160,7 +160,7 @@ async fn ensure_bucket(c: &Aws, name: &str, spec: &ResourceSpec) -> Result<(), P
 
 async fn check_adoptable(c: &Aws, name: &str, spec: &ResourceSpec) -> Result<(), ProviderError> {
     let tags = match c.call(S3, c.s3.get_bucket_tagging().bucket(name).send()).await {
-        Ok(out) => tagging::parse(out.tag_set().iter().map(|t| (t.key(), t.value()))),
+        Ok(out) => Tags::from_pairs(out.tag_set().iter().map(|t| (t.key(), t.value()))),
         Err(e) if code(&e) == Some("NoSuchTagSet") => None,
         Err(e) => return Err(failed(format!("reading the tags of bucket {name}"))(e)),
     };

@@ -8,7 +8,7 @@ use labctl_provider_api::{Found, ProviderError, Tags};
 use crate::clients::{Aws, Service::{Ec2, Eks, Iam, S3}};
 use crate::compute::LIVE;
 use crate::errors::{code, failed};
-use crate::tagging::{self, ec2_filter, ec2_parse, iam_path, ADDRESS, LAB};
+use crate::tagging::{ec2_filter, ec2_parse, iam_path, ADDRESS, LAB};
 
 pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
     let mut found = vec![];
@@ -85,7 +85,7 @@ async fn eks(c: &Aws, lab: &str) -> Result<(Vec<Found>, Vec<Found>), ProviderErr
     let names = c.call(Eks, all(c.eks.list_clusters().into_paginator().items().send())).await.map_err(failed("listing EKS clusters"))?;
     for name in names {
         let out = c.call(Eks, c.eks.describe_cluster().name(&name).send()).await.map_err(failed(format!("reading EKS cluster {name}")))?;
-        let tags = out.cluster().and_then(|c| c.tags()).and_then(|t| tagging::parse(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        let tags = out.cluster().and_then(|c| c.tags()).and_then(|t| Tags::from_pairs(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         let Some(tags) = tags.filter(|t| t.lab == lab) else { continue };
         let groups = c
             .call(Eks, all(c.eks.list_nodegroups().cluster_name(&name).into_paginator().items().send()))
@@ -106,7 +106,7 @@ async fn buckets(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
     let prefix = format!("{lab}-");
     for bucket in listed.buckets().iter().filter_map(|b| b.name()).filter(|n| n.starts_with(&prefix)) {
         let tags = match c.call(S3, c.s3.get_bucket_tagging().bucket(bucket).send()).await {
-            Ok(out) => tagging::parse(out.tag_set().iter().map(|t| (t.key(), t.value()))),
+            Ok(out) => Tags::from_pairs(out.tag_set().iter().map(|t| (t.key(), t.value()))),
             // Another region's bucket, or one this account may not read: not this lab's.
             Err(e) if matches!(code(&e), Some("NoSuchTagSet" | "NoSuchBucket" | "PermanentRedirect" | "AccessDenied")) => None,
             Err(e) => return Err(failed(format!("reading the tags of bucket {bucket}"))(e)),
@@ -126,7 +126,7 @@ async fn identities(c: &Aws, lab: &str, swept: &[Found]) -> Result<Vec<Found>, P
         .map_err(failed("listing IAM users"))?;
     for user in &users {
         let tags = c.call(Iam, c.iam.list_user_tags().user_name(user.user_name()).send()).await.ok();
-        let tags = tags.and_then(|t| tagging::parse(t.tags().iter().map(|t| (t.key(), t.value()))));
+        let tags = tags.and_then(|t| Tags::from_pairs(t.tags().iter().map(|t| (t.key(), t.value()))));
         push(&mut found, "credential", Some(user.user_name()), tags.or_else(|| Some(lab_only(lab))));
     }
     let profiles = c

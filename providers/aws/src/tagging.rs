@@ -4,33 +4,15 @@ use std::collections::HashMap;
 
 use labctl_provider_api::{ResourceSpec, Tags};
 
-pub(crate) const LAB: &str = "labctl/lab";
-pub(crate) const COHORT: &str = "labctl/cohort";
-pub(crate) const STUDENT: &str = "labctl/student";
+pub(crate) const LAB: &str = Tags::LAB;
 /// The resource's address in the lab, so that a create finds what an interrupted create made.
 pub(crate) const ADDRESS: &str = "labctl/address";
 
 /// The tags of `spec` as key/value pairs, with a `Name` for the console.
 pub(crate) fn pairs(spec: &ResourceSpec, name: &str) -> Vec<(String, String)> {
-    let t = &spec.tags;
-    let mut pairs = vec![
-        ("Name".to_owned(), name.to_owned()),
-        (LAB.to_owned(), t.lab.clone()),
-        (ADDRESS.to_owned(), spec.address.clone()),
-    ];
-    pairs.extend(t.cohort.iter().map(|c| (COHORT.to_owned(), c.clone())));
-    pairs.extend(t.student.iter().map(|s| (STUDENT.to_owned(), s.clone())));
+    let mut pairs = vec![("Name".to_owned(), name.to_owned()), (ADDRESS.to_owned(), spec.address.clone())];
+    pairs.extend(spec.tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)));
     pairs
-}
-
-/// Reads labctl's tags back from any service's key/value pairs; `None` if not labctl's.
-pub(crate) fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Tags> {
-    let map: HashMap<&str, &str> = pairs.into_iter().collect();
-    Some(Tags {
-        lab: map.get(LAB)?.to_string(),
-        cohort: map.get(COHORT).map(|s| s.to_string()),
-        student: map.get(STUDENT).map(|s| s.to_string()),
-    })
 }
 
 pub(crate) fn ec2(spec: &ResourceSpec, name: &str) -> Vec<aws_sdk_ec2::types::Tag> {
@@ -50,7 +32,7 @@ pub(crate) fn ec2_spec(
 }
 
 pub(crate) fn ec2_parse(tags: &[aws_sdk_ec2::types::Tag]) -> Option<Tags> {
-    parse(tags.iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))))
+    Tags::from_pairs(tags.iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))))
 }
 
 /// The EC2 filters selecting this address of this lab.

@@ -25,7 +25,7 @@ use labctl_provider_api::{attrs, random_token, str_attr, Attributes, Deps, Found
 use serde_json::{json, Value};
 
 pub use cluster::{KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
-use manifests::{ObjectRef, Service, LAB_LABEL, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
+use manifests::{ObjectRef, Service, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
 use objects::{Applied, Stopped};
 
 const KINDS: &[KindSchema] = &[
@@ -76,7 +76,7 @@ impl KubernetesProvider {
         let namespace = str_attr(&spec.config, "namespace")?;
         let existing = namespace_ref(namespace);
         if let Some(found) = objects::get(&cluster.client, &existing).await? {
-            let owner = found.metadata.labels.as_ref().and_then(|l| l.get(LAB_LABEL));
+            let owner = found.metadata.labels.as_ref().and_then(|l| l.get(Tags::LAB));
             if owner != Some(&self.lab) {
                 let whose = owner.map_or_else(|| "labctl did not create it".to_owned(), |lab| format!("it belongs to lab `{lab}`"));
                 return Err(ProviderError::invalid(format!("namespace {namespace} already exists and {whose}: rename the lab or delete the namespace")));
@@ -214,14 +214,14 @@ impl Provider for KubernetesProvider {
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
         use k8s_openapi::api::core::v1::Namespace;
         let namespaces: kube::Api<Namespace> = kube::Api::all(self.client().await?.clone());
-        let params = kube::api::ListParams::default().labels(&format!("{LAB_LABEL}={lab}"));
+        let params = kube::api::ListParams::default().labels(&format!("{}={lab}", Tags::LAB));
         let list = namespaces.list(&params).await.map_err(|e| errors::failed("listing namespaces", e))?;
         Ok(list
             .items
             .into_iter()
             .filter_map(|n| {
                 let labels = n.metadata.labels.unwrap_or_default();
-                let tags = Tags { lab: lab.to_owned(), cohort: labels.get("labctl/cohort").cloned(), student: labels.get("labctl/student").cloned() };
+                let tags = Tags::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
                 Some(Found { kind: "namespace".into(), id: n.metadata.name?, tags })
             })
             .collect())

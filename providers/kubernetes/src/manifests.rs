@@ -43,8 +43,6 @@ fn data_volume(config: &Value) -> Value {
     volume
 }
 
-/// The label every object carries, naming its lab (what `sweep` selects on).
-pub(crate) const LAB_LABEL: &str = "labctl/lab";
 
 /// One object of a rendered manifest, by identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,20 +78,21 @@ impl ObjectRef {
 
 /// The labels every object of a student carries.
 pub(crate) fn labels(tags: &Tags) -> BTreeMap<&'static str, String> {
-    let mut labels = BTreeMap::from([(LAB_LABEL, tags.lab.clone())]);
-    if let Some(cohort) = &tags.cohort {
-        labels.insert("labctl/cohort", cohort.clone());
-    }
-    if let Some(student) = &tags.student {
-        labels.insert("labctl/student", student.clone());
-    }
-    labels
+    tags.pairs().into_iter().collect()
+}
+
+/// The templates, parsed once.
+fn templates() -> Result<&'static tera::Tera, ProviderError> {
+    static TERA: std::sync::LazyLock<Result<tera::Tera, String>> = std::sync::LazyLock::new(|| {
+        let mut tera = tera::Tera::default();
+        tera.add_raw_templates(TEMPLATES).map(|()| tera).map_err(|e| format!("kubernetes templates: {e:?}"))
+    });
+    TERA.as_ref().map_err(|e| ProviderError::fatal(e.clone()))
 }
 
 /// Renders `template` with `context` into its YAML text.
 pub(crate) fn render_text(template: &str, context: &Value) -> Result<String, ProviderError> {
-    let mut tera = tera::Tera::default();
-    tera.add_raw_templates(TEMPLATES).map_err(|e| ProviderError::fatal(format!("kubernetes templates: {e:?}")))?;
+    let tera = templates()?;
     let context = tera::Context::from_value(context.clone()).map_err(|e| ProviderError::fatal(format!("{template}: {e}")))?;
     tera.render(template, &context).map_err(|e| ProviderError::fatal(format!("rendering {template}: {e:?}")))
 }
@@ -142,6 +141,16 @@ fn workers_context(service: Service, config: &Value) -> Value {
         // The scheduler places GPU tasks by what each worker says it has.
         worker_args.extend(["--gpus".to_owned(), gpus.to_string()]);
     }
+    let mut context = service_context(service, config);
+    context["head"] = json!({ "args": head_args, "ports": head_ports, "cpu": config["cpu"], "memory": config["memory"] });
+    context["workers"] = json!({ "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] });
+    context["gpu"] = json!(config.get("gpu"));
+    context
+}
+
+/// What every template running `service`'s binary needs, from its resource's `config`:
+/// where, which image and binary, the token, the volume.
+fn service_context(service: Service, config: &Value) -> Value {
     json!({
         "namespace": config["namespace"],
         "image": config["image"],
@@ -149,9 +158,6 @@ fn workers_context(service: Service, config: &Value) -> Value {
         "binary": service.binary(),
         "token_env": service.token_env(),
         "token_secret": TOKEN_SECRET,
-        "head": { "args": head_args, "ports": head_ports, "cpu": config["cpu"], "memory": config["memory"] },
-        "workers": { "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] },
-        "gpu": config.get("gpu"),
         "volume": shares_files(service).then(|| data_volume(config)),
     })
 }
@@ -188,21 +194,17 @@ fn smoke_args(service: Service, run: &str) -> Vec<String> {
 /// The Job that runs `service`'s smoke workload in its namespace (run `run`, a short
 /// unique suffix), given the service's resource `config`; it may run `deadline_secs`.
 pub(crate) fn smoke_job(service: Service, run: &str, config: &Value, tags: &Tags, deadline_secs: u64) -> Result<Vec<Value>, ProviderError> {
-    let context = json!({
-        "check": smoke_check(service),
-        "run": run,
-        "args": smoke_args(service, run),
-        "deadline": deadline_secs,
-        "namespace": config["namespace"],
-        "image": config["image"],
-        "cpu": config["cpu"],
-        "memory": config["memory"],
-        "service": service.name(),
-        "binary": service.binary(),
-        "token_env": service.token_env(),
-        "token_secret": TOKEN_SECRET,
-        "volume": shares_files(service).then(|| data_volume(config)),
-    });
+    let mut context = service_context(service, config);
+    for (key, value) in [
+        ("check", json!(smoke_check(service))),
+        ("run", json!(run)),
+        ("args", json!(smoke_args(service, run))),
+        ("deadline", json!(deadline_secs)),
+        ("cpu", config["cpu"].clone()),
+        ("memory", config["memory"].clone()),
+    ] {
+        context[key] = value;
+    }
     render("smoke-job.yaml.tera", &with_labels(&context, tags))
 }
 

@@ -84,14 +84,11 @@ pub(crate) async fn apply(client: &kube::Client, docs: &[Value]) -> Result<Vec<A
 pub(crate) async fn edits(client: &kube::Client, applied: &[Applied]) -> Result<Vec<String>, ProviderError> {
     let mut edits = vec![];
     for a in applied {
-        let live = match api(client, &a.object)?.get(&a.object.name).await {
-            Ok(live) => digested(&serde_json::to_value(live).unwrap_or_default()),
-            Err(e) if is_not_found(&e) => {
-                edits.push(format!("{}: deleted", a.object.describe()));
-                continue;
-            }
-            Err(e) => return Err(failed(&format!("reading {}", a.object.describe()), e)),
+        let Some(live) = get(client, &a.object).await? else {
+            edits.push(format!("{}: deleted", a.object.describe()));
+            continue;
         };
+        let live = digested(&serde_json::to_value(live).unwrap_or_default());
         match first_difference(&a.fields, &live, String::new()) {
             Some((path, _)) if a.object.kind == "Secret" && path.starts_with("data.") => edits.push(format!("{}: {path} holds another value", a.object.describe())),
             Some((path, was)) => edits.push(format!("{}: {path} is {was}, labctl set {}", a.object.describe(), pointer(&a.fields, &path))),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use labctl_provider_api::{random_token, ProviderError, Tags};
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ pub(crate) async fn run(client: &kube::Client, service: Service, config: &Value,
     // The Job's own deadline ends it; a little longer here sees it say so.
     match waits::finished(client, &namespace, &name, timeout + Duration::from_secs(30)).await {
         Ok(Ok(())) => {
-            let _ = jobs.delete(&name, &background()).await;
+            let _ = jobs.delete(&name, &DeleteParams::background()).await;
             Ok(())
         }
         Ok(Err(why)) => Err(format!("{why} (job {namespace}/{name}: kubectl logs -n {namespace} job/{name})")),
@@ -38,14 +38,10 @@ pub(crate) async fn run(client: &kube::Client, service: Service, config: &Value,
 async fn remove_earlier(jobs: &Api<Job>, check: &str) -> Result<(), ProviderError> {
     let earlier = jobs.list(&ListParams::default().labels(&format!("labctl/smoke={check}"))).await.map_err(|e| failed("listing earlier smoke jobs", e))?;
     for name in earlier.items.into_iter().filter_map(|j| j.metadata.name) {
-        match jobs.delete(&name, &background()).await {
+        match jobs.delete(&name, &DeleteParams::background()).await {
             Err(e) if !crate::errors::is_not_found(&e) => return Err(failed(&format!("deleting smoke job {name}"), e)),
             _ => {}
         }
     }
     Ok(())
-}
-
-fn background() -> DeleteParams {
-    DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() }
 }

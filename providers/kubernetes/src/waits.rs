@@ -39,18 +39,20 @@ impl Deadline {
 }
 
 /// Looks with `look` until it is done; past the deadline, fails with `what` (e.g.
-/// `deployment a/b is not ready`) and the last reason.
+/// `deployment a/b is not ready`) and the reason the last look gives. `look` is told
+/// whether it is the last, so that it may gather costly reasons only then.
 async fn until<T, F, Fut>(what: &str, deadline: Deadline, mut look: F) -> Result<T, ProviderError>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(bool) -> Fut,
     Fut: Future<Output = Result<Look<T>, ProviderError>>,
 {
     loop {
-        let why = match look().await? {
+        let last = Instant::now() >= deadline.at;
+        let why = match look(last).await? {
             Look::Done(value) => return Ok(value),
             Look::Waiting(why) => why,
         };
-        if Instant::now() >= deadline.at {
+        if last {
             return Err(ProviderError::fatal(format!("{what} after {}s: {why}", deadline.timeout.as_secs())));
         }
         tokio::time::sleep(POLL).await;
@@ -59,7 +61,7 @@ where
 
 /// Waits until `object` is gone (a namespace finishing its termination).
 pub(crate) async fn gone(client: &kube::Client, object: &ObjectRef, timeout: Duration) -> Result<(), ProviderError> {
-    until(&format!("{} is still there", object.describe()), Deadline::after(timeout), || async {
+    until(&format!("{} is still there", object.describe()), Deadline::after(timeout), |_| async {
         Ok(match objects::get(client, object).await? {
             None => Look::Done(()),
             Some(o) if o.metadata.deletion_timestamp.is_some() => Look::Waiting("terminating".into()),
@@ -75,15 +77,17 @@ pub(crate) async fn ready(client: &kube::Client, objects: &[ObjectRef], timeout:
     let deadline = Deadline::after(timeout);
     for object in objects.iter().filter(|o| o.kind == "Deployment") {
         let namespace = object.namespace.as_deref().unwrap_or_default();
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-        until(&format!("{} is not ready", object.describe()), deadline, || async {
+        let deployments: &Api<Deployment> = &Api::namespaced(client.clone(), namespace);
+        until(&format!("{} is not ready", object.describe()), deadline, |last| async move {
             let d = deployments.get(&object.name).await.map_err(|e| failed(&format!("reading {}", object.describe()), e))?;
             if let Some(stuck) = stalled(&d) {
                 return Err(ProviderError::fatal(format!("{} is not ready: {stuck}", object.describe())));
             }
             Ok(match rollout(&d) {
                 None => Look::Done(()),
-                Some(progress) => Look::Waiting(with_reasons(progress, &d, &pods_waiting(client, namespace, &d).await?)),
+                // The pods' reasons are for the message: asked for on the last look only.
+                Some(progress) if last => Look::Waiting(with_reasons(progress, &d, &pods_waiting(client, namespace, &d).await?)),
+                Some(progress) => Look::Waiting(progress),
             })
         })
         .await?;
@@ -137,11 +141,8 @@ fn with_reasons(progress: String, d: &Deployment, pods: &[String]) -> String {
 async fn pods_waiting(client: &kube::Client, namespace: &str, d: &Deployment) -> Result<Vec<String>, ProviderError> {
     let selector = d.spec.as_ref().and_then(|s| s.selector.match_labels.as_ref());
     let Some(selector) = selector.filter(|s| !s.is_empty()) else { return Ok(vec![]) };
-    let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods.list(&ListParams::default().labels(&labels.join(","))).await.map_err(|e| failed(&format!("listing pods in {namespace}"), e))?;
     let mut reasons = vec![];
-    for pod in list.items {
+    for pod in pods(client, namespace, selector).await? {
         let status = pod.status.unwrap_or_default();
         let unscheduled = status.conditions.iter().flatten().filter(|c| c.type_ == "PodScheduled" && c.status == "False");
         reasons.extend(unscheduled.filter_map(|c| c.message.clone()));
@@ -157,10 +158,18 @@ async fn pods_waiting(client: &kube::Client, namespace: &str, d: &Deployment) ->
     Ok(reasons)
 }
 
+/// The pods in `namespace` carrying all of `labels`.
+async fn pods(client: &kube::Client, namespace: &str, labels: &std::collections::BTreeMap<String, String>) -> Result<Vec<Pod>, ProviderError> {
+    let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods.list(&ListParams::default().labels(&selector.join(","))).await.map_err(|e| failed(&format!("listing pods in {namespace}"), e))?;
+    Ok(list.items)
+}
+
 /// Waits for the token controller to fill in the token of a service-account token Secret.
 pub(crate) async fn token(client: &kube::Client, namespace: &str, name: &str, timeout: Duration) -> Result<String, ProviderError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    until(&format!("secret {namespace}/{name} has no token"), Deadline::after(timeout), || async {
+    until(&format!("secret {namespace}/{name} has no token"), Deadline::after(timeout), |_| async {
         let secret = secrets.get(name).await.map_err(|e| failed(&format!("reading secret {namespace}/{name}"), e))?;
         Ok(match secret.data.as_ref().and_then(|d| d.get("token")) {
             Some(token) => Look::Done(String::from_utf8_lossy(&token.0).into_owned()),
@@ -176,7 +185,7 @@ pub(crate) async fn token(client: &kube::Client, namespace: &str, name: &str, ti
 /// Job's own reason (its deadline passed).
 pub(crate) async fn finished(client: &kube::Client, namespace: &str, name: &str, timeout: Duration) -> Result<Result<(), String>, ProviderError> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let outcome = until(&format!("job {namespace}/{name} has not finished"), Deadline::after(timeout), || async {
+    let outcome = until(&format!("job {namespace}/{name} has not finished"), Deadline::after(timeout), |_| async {
         let job = jobs.get(name).await.map_err(|e| failed(&format!("reading job {namespace}/{name}"), e))?;
         Ok(match job_outcome(&job) {
             Some(outcome) => Look::Done((outcome, job)),
@@ -188,15 +197,13 @@ pub(crate) async fn finished(client: &kube::Client, namespace: &str, name: &str,
     let mut why = vec![];
     // The legacy `job-name` label, on every version; the selector the server set, if any.
     let selector = job.spec.and_then(|s| s.selector).and_then(|s| s.match_labels).unwrap_or_else(|| [("job-name".to_owned(), name.to_owned())].into());
-    let selector: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods.list(&ListParams::default().labels(&selector.join(","))).await.map_err(|e| failed(&format!("listing pods of job {namespace}/{name}"), e))?;
-    why.extend(list.items.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).find_map(last_words));
+    let list = pods(client, namespace, &selector).await?;
+    why.extend(list.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).find_map(last_words));
     // Its own reason leads when it is not the container's doing (e.g. the deadline).
     let failed_itself = job.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| c.type_ == "Failed" && c.reason.as_deref() != Some("BackoffLimitExceeded"));
     if failed_itself || why.is_empty() {
         // Why its pod did not get to say: not made, not scheduled, not started.
-        let pod_names: Vec<String> = list.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        let pod_names: Vec<String> = list.iter().filter_map(|p| p.metadata.name.clone()).collect();
         why.extend(warnings(client, namespace, |object, reason| (object == name && reason == "FailedCreate") || pod_names.iter().any(|p| p == object)).await?);
         why.insert(0, reason);
     }
