@@ -25,10 +25,8 @@ MOTO=$!
 trap 'kill $MOTO 2>/dev/null; rm -rf "$WORK"' EXIT
 until curl -s "http://127.0.0.1:$PORT/" >/dev/null; do sleep 0.2; done
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true NO_COLOR=1
-{
-  echo 'id,name,email'
-  for i in $(seq 1 "$STUDENTS"); do echo "s$i,Student $i,s$i@example.edu"; done
-} >"$WORK/roster.csv"
+source bench/roster.sh
+roster "$STUDENTS" >"$WORK/roster.csv"
 cat >"$WORK/lab.toml" <<LAB
 [lab]
 name = "bench-aws"

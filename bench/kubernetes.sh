@@ -20,10 +20,8 @@ EMULATOR=$!
 trap 'kill $EMULATOR 2>/dev/null; rm -rf "$WORK"' EXIT
 until [ -s "$WORK/kubeconfig.yaml" ]; do sleep 0.1; done
 export NO_COLOR=1
-{
-  echo 'id,name,email'
-  for i in $(seq 1 "$STUDENTS"); do echo "s$i,Student $i,s$i@example.edu"; done
-} >"$WORK/roster.csv"
+source bench/roster.sh
+roster "$STUDENTS" >"$WORK/roster.csv"
 cat >"$WORK/lab.toml" <<LAB
 [lab]
 name = "bench-k8s"

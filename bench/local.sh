@@ -11,10 +11,8 @@ STUDENTS=${STUDENTS:-20}
 cargo build --release --quiet --workspace
 LABCTL="$PWD/target/release/labctl"
 WORK=$(mktemp -d); trap '"$LABCTL" destroy "$WORK/lab.toml" --yes --data-dir "$WORK/data" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-{
-  echo 'id,name,email'
-  for i in $(seq 1 "$STUDENTS"); do echo "s$i,Student $i,s$i@example.edu"; done
-} >"$WORK/roster.csv"
+source bench/roster.sh
+roster "$STUDENTS" >"$WORK/roster.csv"
 sed -e 's/^students = \[/roster = "roster.csv"\n#/' -e '/^  { id/d' -e '/^]$/d' -e 's/^name = "quickstart"/name = "bench"/' examples/quickstart.toml >"$WORK/lab.toml"
 "$LABCTL" validate "$WORK/lab.toml" >/dev/null
 
