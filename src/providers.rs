@@ -32,7 +32,8 @@ impl ProviderSettings {
                     .or_else(|| local.data_dir.as_ref().map(PathBuf::from))
                     .or_else(|| dirs::data_dir().map(|d| d.join("labctl")))
                     .ok_or("no data directory: pass --data-dir")?;
-                let data_dir = std::path::absolute(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+                let data_dir =
+                    std::path::absolute(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
                 Ok(Self::Local { data_dir, rate_limit: local.rate_limit })
             }
             ProviderConfig::Aws(aws) => Ok(Self::Aws {
@@ -48,7 +49,9 @@ impl ProviderSettings {
                 config: KubernetesConfig {
                     kubeconfig: k8s.kubeconfig.as_deref().map(|p| beside(&lab.path, p)),
                     context: k8s.context.clone(),
-                    ready_timeout_secs: k8s.ready_timeout.unwrap_or(labctl_provider_kubernetes::DEFAULT_READY_TIMEOUT_SECS),
+                    ready_timeout_secs: k8s
+                        .ready_timeout
+                        .unwrap_or(labctl_provider_kubernetes::DEFAULT_READY_TIMEOUT_SECS),
                 },
                 rate_limit: k8s.rate_limit,
             }),
@@ -134,11 +137,17 @@ impl Registry {
     pub fn new(settings: &ProviderSettings, lab: &str) -> Self {
         let here = || Ok(SmokeRunner::Here { bin_dir: worker_bin_dir() });
         let (main, rate, smoke): (Arc<dyn Provider>, _, _) = match settings {
-            ProviderSettings::Local { data_dir, rate_limit } => (Arc::new(LocalProvider::new(data_dir, lab, &worker_bin_dir())), *rate_limit, here()),
+            ProviderSettings::Local { data_dir, rate_limit } => {
+                (Arc::new(LocalProvider::new(data_dir, lab, &worker_bin_dir())), *rate_limit, here())
+            }
             ProviderSettings::Aws { config, rate_limit } => {
                 let why = "smoke workloads run on the local and kubernetes providers only in this version of labctl; \
                            on aws each VM's cloud-init installs and starts the workers (see the VM's console output)";
-                (Arc::new(AwsProvider::new(config.clone(), lab, &worker_bin_dir())), *rate_limit, Err(why.to_owned()))
+                (
+                    Arc::new(AwsProvider::new(config.clone(), lab, &worker_bin_dir())),
+                    *rate_limit,
+                    Err(why.to_owned()),
+                )
             }
             ProviderSettings::Kubernetes { config, rate_limit } => {
                 // The smoke jobs use the engine's connection to the cluster.
@@ -149,7 +158,10 @@ impl Registry {
         let mut live = HashMap::new();
         for (provider, rate) in [(main, rate), (Arc::new(NullProvider) as Arc<dyn Provider>, None)] {
             let provider = FaultInjector::wrap_from_env(provider);
-            live.insert(provider.name().to_owned(), Live { provider, limiter: Arc::new(RateLimiter::new(rate)) });
+            live.insert(
+                provider.name().to_owned(),
+                Live { provider, limiter: Arc::new(RateLimiter::new(rate)) },
+            );
         }
         Self { live, smoke }
     }

@@ -12,7 +12,9 @@ pub fn wordcount(dataset: &Path, output: &Path) -> Result<(), String> {
     for file in files(output, "part-r-")? {
         let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         for line in text.lines() {
-            let (word, n) = line.split_once('\t').ok_or_else(|| format!("malformed output line `{line}` in {}", file.display()))?;
+            let (word, n) = line
+                .split_once('\t')
+                .ok_or_else(|| format!("malformed output line `{line}` in {}", file.display()))?;
             let n: u64 = n.parse().map_err(|_| format!("malformed count in `{line}`"))?;
             if got.insert(word.to_owned(), n).is_some() {
                 return Err(format!("`{word}` appears in two output partitions"));
@@ -22,8 +24,12 @@ pub fn wordcount(dataset: &Path, output: &Path) -> Result<(), String> {
     if got == expected {
         return Ok(());
     }
-    let wrong = expected.iter().filter(|(w, n)| got.get(*w) != Some(n)).count() + got.keys().filter(|w| !expected.contains_key(*w)).count();
-    Err(format!("the word count output differs from an independent count for {wrong} of {} words", expected.len()))
+    let wrong = expected.iter().filter(|(w, n)| got.get(*w) != Some(n)).count()
+        + got.keys().filter(|w| !expected.contains_key(*w)).count();
+    Err(format!(
+        "the word count output differs from an independent count for {wrong} of {} words",
+        expected.len()
+    ))
 }
 
 fn count(dataset: &Path) -> Result<HashMap<String, u64>, String> {

@@ -49,7 +49,8 @@ impl Dataset {
 
     /// Writes one part's bytes to `out`.
     pub fn write_part(&self, part: &Part, out: &mut impl Write) -> io::Result<()> {
-        let mut rng = SplitMix64::new(self.seed ^ (u64::from(part.index) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            SplitMix64::new(self.seed ^ (u64::from(part.index) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         match self.kind {
             DatasetKind::Text { size_bytes, files } => {
                 write_text(&mut rng, share(size_bytes, files, part.index), out)
@@ -195,7 +196,8 @@ mod tests {
     #[test]
     fn tabular_rows_split_over_files() {
         let ds = Dataset { kind: DatasetKind::Tabular { rows: 10, files: 3 }, seed: 3 };
-        let lines: Vec<usize> = bytes(&ds).iter().map(|b| b.iter().filter(|&&c| c == b'\n').count() - 1).collect();
+        let lines: Vec<usize> =
+            bytes(&ds).iter().map(|b| b.iter().filter(|&&c| c == b'\n').count() - 1).collect();
         assert_eq!(lines, vec![4, 3, 3]);
     }
 }

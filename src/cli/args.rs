@@ -132,9 +132,7 @@ pub enum Command {
     /// Print the JSON Schema of the lab file, for editor completion.
     Schema,
     /// Print shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]

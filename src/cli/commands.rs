@@ -28,24 +28,36 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
         Command::Destroy { target, students, cohorts, sweep, run, yes } => {
             destroy(&target, Filter { students, cohorts }, sweep, &run, yes).await
         }
-        Command::Status { target, json } => inspect::status(&Opened::open(&target.lab, &target.place)?, json).await,
+        Command::Status { target, json } => {
+            inspect::status(&Opened::open(&target.lab, &target.place)?, json).await
+        }
         Command::Output { target, handout: Some(dir), .. } => {
             let o = Opened::open(&target.lab, &target.place)?;
             let files = report::write_handouts(&o.lab, &o.load_state()?, &dir).map_err(CliError::failed)?;
             println!("Wrote {} handouts ({} files) to {}.", o.students(), files.len(), dir.display());
             Ok(0)
         }
-        Command::Output { target, student, show_sensitive, json, handout: None } => {
-            inspect::output(&Opened::open(&target.lab, &target.place)?, student.as_deref(), show_sensitive, json)
+        Command::Output { target, student, show_sensitive, json, handout: None } => inspect::output(
+            &Opened::open(&target.lab, &target.place)?,
+            student.as_deref(),
+            show_sensitive,
+            json,
+        ),
+        Command::State(StateCommand::List { target, json }) => {
+            inspect::state_list(&Opened::open(&target.lab, &target.place)?, json)
         }
-        Command::State(StateCommand::List { target, json }) => inspect::state_list(&Opened::open(&target.lab, &target.place)?, json),
         Command::State(StateCommand::Show { target, address, json }) => {
             inspect::state_show(&Opened::open(&target.lab, &target.place)?, &address, json)
         }
         Command::State(StateCommand::Unlock { target }) => unlock(&target),
         Command::Schema => inspect::schema(),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut <super::Cli as clap::CommandFactory>::command(), "labctl", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut <super::Cli as clap::CommandFactory>::command(),
+                "labctl",
+                &mut std::io::stdout(),
+            );
             Ok(0)
         }
     }
@@ -86,7 +98,11 @@ impl Opened {
 fn store_for(lab_path: &Path, lab: &Lab, place: &Place, settings: &ProviderSettings) -> StateStore {
     let configured = place.state.clone().or_else(|| {
         let state = lab.state.as_ref()?;
-        Some(if state.starts_with("s3://") { PathBuf::from(state) } else { lab_path.parent().unwrap_or(Path::new(".")).join(state) })
+        Some(if state.starts_with("s3://") {
+            PathBuf::from(state)
+        } else {
+            lab_path.parent().unwrap_or(Path::new(".")).join(state)
+        })
     });
     match configured {
         Some(location) => StateStore::at(&location, &settings.s3()),
@@ -100,7 +116,11 @@ pub fn load_lab(path: &Path) -> Result<Lab, CliError> {
         Ok(lab) => {
             let mut err = anstream::stderr();
             for w in &lab.warnings {
-                let _ = writeln!(err, "{} {w}", report::paint(anstyle::AnsiColor::Yellow.on_default().bold(), "warning:"));
+                let _ = writeln!(
+                    err,
+                    "{} {w}",
+                    report::paint(anstyle::AnsiColor::Yellow.on_default().bold(), "warning:")
+                );
             }
             Ok(lab)
         }
@@ -110,7 +130,11 @@ pub fn load_lab(path: &Path) -> Result<Lab, CliError> {
                 let _ = writeln!(err, "{d}");
             }
             let n = diagnostics.len();
-            Err(CliError::invalid(format!("{} is invalid ({n} problem{})", path.display(), if n == 1 { "" } else { "s" })))
+            Err(CliError::invalid(format!(
+                "{} is invalid ({n} problem{})",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            )))
         }
     }
 }
@@ -162,9 +186,12 @@ async fn make_plan(o: &Opened, state: &crate::state::State, rotate_keys: bool) -
 /// Asks the providers what exists now.
 pub async fn refresh(o: &Opened, state: &crate::state::State) -> Result<crate::plan::Refreshed, CliError> {
     let options = Options { parallelism: 10, retry: RetryPolicy::default() };
-    engine::refresh(state, &o.registry, &options)
-        .await
-        .map_err(|errors| CliError::failed(format!("cannot read the current resources:\n  {}", group_by_message(&errors).join("\n  "))))
+    engine::refresh(state, &o.registry, &options).await.map_err(|errors| {
+        CliError::failed(format!(
+            "cannot read the current resources:\n  {}",
+            group_by_message(&errors).join("\n  ")
+        ))
+    })
 }
 
 /// `address: message` lines with the same message folded into one (a missing credential
@@ -201,7 +228,12 @@ fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec
     }
 }
 
-async fn plan_command(target: &Target, out: Option<PathBuf>, destroy: bool, json: bool) -> Result<u8, CliError> {
+async fn plan_command(
+    target: &Target,
+    out: Option<PathBuf>,
+    destroy: bool,
+    json: bool,
+) -> Result<u8, CliError> {
     let o = Opened::open(&target.lab, &target.place)?;
     let state = o.load_state()?;
     let plan = if destroy {
@@ -217,7 +249,11 @@ async fn plan_command(target: &Target, out: Option<PathBuf>, destroy: bool, json
     if let Some(out) = out {
         save_plan(&plan, &out)?;
         if !json {
-            println!("\nSaved the plan to {}. Apply exactly it with: labctl apply {}", out.display(), out.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly it with: labctl apply {}",
+                out.display(),
+                out.display()
+            );
         }
     }
     Ok(0)
@@ -238,16 +274,22 @@ fn save_plan(plan: &Plan, path: &Path) -> Result<(), CliError> {
 
 /// Reads `path` as a saved plan if it is one.
 fn read_plan(path: &Path) -> Result<Option<Plan>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::invalid(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::invalid(format!("cannot read {}: {e}", path.display())))?;
     if !text.trim_start().starts_with('{') {
         return Ok(None);
     }
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| CliError::invalid(format!("{} is not a plan file: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::invalid(format!("{} is not a plan file: {e}", path.display())))?;
     if value.get("format").and_then(|f| f.as_str()) != Some(PLAN_FORMAT) {
-        return Err(CliError::invalid(format!("{} is not a labctl plan (expected format `{PLAN_FORMAT}`)", path.display())));
+        return Err(CliError::invalid(format!(
+            "{} is not a labctl plan (expected format `{PLAN_FORMAT}`)",
+            path.display()
+        )));
     }
-    serde_json::from_value(value).map(Some).map_err(|e| CliError::invalid(format!("{}: damaged plan: {e}", path.display())))
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| CliError::invalid(format!("{}: damaged plan: {e}", path.display())))
 }
 
 /// The switches of `labctl apply`.
@@ -306,7 +348,8 @@ async fn verify(o: &Opened, students: &[String], json: bool, junit: Option<&Path
         let _ = write!(anstream::stdout(), "{}", report::render_matrix(&checks));
     }
     if let Some(path) = junit {
-        std::fs::write(path, report::junit(&checks)).map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
+        std::fs::write(path, report::junit(&checks))
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(if checks.iter().all(|c| c.passed) { 0 } else { EXIT_FAILURE })
 }
@@ -334,7 +377,13 @@ async fn apply_saved_plan(plan: Plan, options: &Options, json: bool) -> Result<u
     execute(&plan, &mut state, &store, &registry, options, "Apply", json).await
 }
 
-async fn destroy(target: &Target, filter: Filter, sweep: bool, run: &RunOptions, yes: bool) -> Result<u8, CliError> {
+async fn destroy(
+    target: &Target,
+    filter: Filter,
+    sweep: bool,
+    run: &RunOptions,
+    yes: bool,
+) -> Result<u8, CliError> {
     let o = Opened::open(&target.lab, &target.place)?;
     for id in &filter.students {
         if !o.lab.students().any(|(_, s)| &s.id == id) {
@@ -367,7 +416,8 @@ async fn destroy(target: &Target, filter: Filter, sweep: bool, run: &RunOptions,
     let mut left = vec![];
     for live in o.registry.all() {
         match live.provider.sweep(&o.lab.name).await {
-            Ok(found) => left.extend(found.into_iter().map(|f| format!("{} {} `{}`", live.provider.name(), f.kind, f.id))),
+            Ok(found) => left
+                .extend(found.into_iter().map(|f| format!("{} {} `{}`", live.provider.name(), f.kind, f.id))),
             Err(e) => left.push(format!("cannot check the {} provider: {e}", live.provider.name())),
         }
     }
@@ -431,7 +481,10 @@ async fn execute(
     let report = engine::execute(plan, state, store, registry, options, &mut progress).await;
     progress.finish();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report::summary_json(plan, &report)).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::summary_json(plan, &report)).unwrap_or_default()
+        );
     } else {
         let _ = write!(anstream::stdout(), "\n{}", report::render_summary(verb, plan, &report));
     }
@@ -464,7 +517,8 @@ fn confirm(what: &str) -> Result<(), CliError> {
 
 fn unlock(target: &Target) -> Result<u8, CliError> {
     let lab = load_lab(&target.lab)?;
-    let settings = ProviderSettings::resolve(&lab, target.place.data_dir.clone()).map_err(CliError::failed)?;
+    let settings =
+        ProviderSettings::resolve(&lab, target.place.data_dir.clone()).map_err(CliError::failed)?;
     let store = store_for(&target.lab, &lab, &target.place, &settings);
     let holder: Option<LockInfo> = store.lock_holder();
     match store.force_unlock() {

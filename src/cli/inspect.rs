@@ -29,7 +29,10 @@ pub fn validate(path: &Path, json: bool) -> Result<u8, CliError> {
         Ok(_) => (true, vec![]),
         Err(d) => (false, d),
     };
-    println!("{}", serde_json::to_string_pretty(&json!({ "valid": valid, "diagnostics": diagnostics })).unwrap());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "valid": valid, "diagnostics": diagnostics })).unwrap()
+    );
     Ok(if valid { 0 } else { EXIT_INVALID })
 }
 
@@ -39,7 +42,9 @@ pub fn schema() -> Result<u8, CliError> {
 }
 
 /// Resources in state, grouped by student (`None` for shared ones).
-fn by_student(resources: &BTreeMap<String, ResourceState>) -> BTreeMap<Option<&str>, Vec<(&String, &ResourceState)>> {
+fn by_student(
+    resources: &BTreeMap<String, ResourceState>,
+) -> BTreeMap<Option<&str>, Vec<(&String, &ResourceState)>> {
     let mut groups: BTreeMap<Option<&str>, Vec<_>> = BTreeMap::new();
     for (address, r) in resources {
         groups.entry(r.tags.student.as_deref()).or_default().push((address, r));
@@ -54,22 +59,32 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
     let mut rows = vec![];
     for (cohort, student) in o.lab.students() {
         let resources = groups.get(&Some(student.id.as_str())).map(Vec::as_slice).unwrap_or_default();
-        let missing: Vec<&str> =
-            resources.iter().filter(|(a, _)| refreshed.get(*a) == Some(&crate::plan::Refresh::Gone)).map(|(a, _)| a.as_str()).collect();
-        let tainted: Vec<&str> = resources.iter().filter(|(_, r)| r.tainted).map(|(a, _)| a.as_str()).collect();
+        let missing: Vec<&str> = resources
+            .iter()
+            .filter(|(a, _)| refreshed.get(*a) == Some(&crate::plan::Refresh::Gone))
+            .map(|(a, _)| a.as_str())
+            .collect();
+        let tainted: Vec<&str> =
+            resources.iter().filter(|(_, r)| r.tainted).map(|(a, _)| a.as_str()).collect();
         let health = if resources.is_empty() {
             "not created".to_owned()
         } else if missing.is_empty() && tainted.is_empty() {
             "ok".to_owned()
         } else {
             let parts = [(missing.len(), "missing (run apply to repair)"), (tainted.len(), "tainted")];
-            parts.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect::<Vec<_>>().join(", ")
+            parts
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let services: serde_json::Map<String, Value> = crate::verify::service_health(&state, &student.id, &crate::providers::worker_bin_dir())
-            .await
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), json!(v)))
-            .collect();
+        let services: serde_json::Map<String, Value> =
+            crate::verify::service_health(&state, &student.id, &crate::providers::worker_bin_dir())
+                .await
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), json!(v)))
+                .collect();
         rows.push(json!({
             "student": student.id, "cohort": cohort.name, "resources": resources.len(),
             "missing": missing, "tainted": tainted, "health": health, "services": services,
@@ -78,7 +93,9 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
     let orphans: Vec<&str> = state
         .resources
         .iter()
-        .filter(|(_, r)| r.tags.student.as_ref().is_some_and(|s| !o.lab.students().any(|(_, st)| &st.id == s)))
+        .filter(|(_, r)| {
+            r.tags.student.as_ref().is_some_and(|s| !o.lab.students().any(|(_, st)| &st.id == s))
+        })
         .map(|(a, _)| a.as_str())
         .collect();
     if json {
@@ -98,10 +115,17 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
         state.resources.len(),
         state.serial
     );
-    let width = rows.iter().map(|r| r["student"].as_str().unwrap_or_default().len()).max().unwrap_or(0).max(7);
-    let _ = writeln!(out, "{:width$}  {:10}  {:>9}  {:34}  SERVICES", "STUDENT", "COHORT", "RESOURCES", "HEALTH");
+    let width =
+        rows.iter().map(|r| r["student"].as_str().unwrap_or_default().len()).max().unwrap_or(0).max(7);
+    let _ =
+        writeln!(out, "{:width$}  {:10}  {:>9}  {:34}  SERVICES", "STUDENT", "COHORT", "RESOURCES", "HEALTH");
     for r in &rows {
-        let services: Vec<String> = r["services"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default())).collect();
+        let services: Vec<String> = r["services"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+            .collect();
         let _ = writeln!(
             out,
             "{:width$}  {:10}  {:>9}  {:34}  {}",
@@ -113,7 +137,11 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
         );
     }
     if !orphans.is_empty() {
-        let _ = writeln!(out, "\n{} resources belong to students no longer in the lab file; `labctl apply` deletes them.", orphans.len());
+        let _ = writeln!(
+            out,
+            "\n{} resources belong to students no longer in the lab file; `labctl apply` deletes them.",
+            orphans.len()
+        );
     }
     Ok(0)
 }
@@ -128,7 +156,8 @@ pub fn output(o: &Opened, only: Option<&str>, show_sensitive: bool, json: bool) 
             if r.kind == "null" {
                 continue;
             }
-            let attributes = if show_sensitive { r.attributes.clone() } else { redact(&r.attributes, &r.sensitive) };
+            let attributes =
+                if show_sensitive { r.attributes.clone() } else { redact(&r.attributes, &r.sensitive) };
             let name = address.strip_prefix(&format!("student[\"{}\"].", student.id)).unwrap_or(address);
             outputs.insert(name.to_owned(), Value::Object(attributes));
         }
@@ -138,7 +167,10 @@ pub fn output(o: &Opened, only: Option<&str>, show_sensitive: bool, json: bool) 
         return Err(CliError::invalid(format!("no student `{id}` in lab `{}`", o.lab.name)));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "lab": o.lab.name, "students": students })).unwrap());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "lab": o.lab.name, "students": students })).unwrap()
+        );
         return Ok(0);
     }
     for (id, outputs) in &students {
@@ -162,7 +194,9 @@ fn show(v: &Value) -> String {
     const LONG: usize = 160;
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(items) if v.to_string().len() > LONG => format!("({} objects; --json shows them)", items.len()),
+        Value::Array(items) if v.to_string().len() > LONG => {
+            format!("({} objects; --json shows them)", items.len())
+        }
         other => other.to_string(),
     }
 }
@@ -188,7 +222,8 @@ pub fn state_show(o: &Opened, address: &str, json: bool) -> Result<u8, CliError>
     let state = o.load_state()?;
     let Some(r) = state.resources.get(address) else {
         let known: Vec<&str> = state.resources.keys().map(String::as_str).collect();
-        let hint = lab::did_you_mean(address, known).map(|s| format!(" Did you mean `{s}`?")).unwrap_or_default();
+        let hint =
+            lab::did_you_mean(address, known).map(|s| format!(" Did you mean `{s}`?")).unwrap_or_default();
         return Err(CliError::invalid(format!("no resource `{address}` in state.{hint}")));
     };
     let shown = json!({
@@ -198,7 +233,13 @@ pub fn state_show(o: &Opened, address: &str, json: bool) -> Result<u8, CliError>
     if json {
         println!("{}", serde_json::to_string_pretty(&shown).unwrap());
     } else {
-        println!("{address}  ({} {} `{}`{})", r.provider, r.kind, r.id, if r.tainted { ", tainted" } else { "" });
+        println!(
+            "{address}  ({} {} `{}`{})",
+            r.provider,
+            r.kind,
+            r.id,
+            if r.tainted { ", tainted" } else { "" }
+        );
         for (k, v) in r.redacted_attributes() {
             println!("  {k} = {v}");
         }

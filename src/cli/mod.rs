@@ -44,7 +44,12 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if !e.message.is_empty() {
                 let mut err = anstream::stderr();
-                let _ = writeln!(err, "{} {}", crate::report::paint(anstyle::AnsiColor::Red.on_default().bold(), "error:"), e.message);
+                let _ = writeln!(
+                    err,
+                    "{} {}",
+                    crate::report::paint(anstyle::AnsiColor::Red.on_default().bold(), "error:"),
+                    e.message
+                );
             }
             ExitCode::from(e.code)
         }

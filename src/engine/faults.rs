@@ -59,15 +59,25 @@ impl FaultInjector {
     async fn inject(&self, op: &str, kind: &str, id: &str) -> Result<bool, ProviderError> {
         let mut partial = false;
         for rule in &self.rules {
-            let hit = rule.op == op && rule.kind == kind && rule.id.as_ref().is_none_or(|s| id.contains(s.as_str()));
-            if !hit || rule.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
+            let hit = rule.op == op
+                && rule.kind == kind
+                && rule.id.as_ref().is_none_or(|s| id.contains(s.as_str()));
+            if !hit
+                || rule
+                    .remaining
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_err()
+            {
                 continue;
             }
             match rule.effect {
                 Effect::Sleep(d) => tokio::time::sleep(d).await,
                 Effect::Partial => partial = true,
                 Effect::Fail(kind) => {
-                    return Err(ProviderError::new(kind, format!("injected {kind:?} fault ({ENV})").to_lowercase()))
+                    return Err(ProviderError::new(
+                        kind,
+                        format!("injected {kind:?} fault ({ENV})").to_lowercase(),
+                    ))
                 }
             }
         }
@@ -133,7 +143,12 @@ impl Provider for FaultInjector {
         Ok(made)
     }
 
-    async fn update(&self, spec: &ResourceSpec, prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {
+    async fn update(
+        &self,
+        spec: &ResourceSpec,
+        prior: &Observed,
+        deps: &Deps,
+    ) -> Result<Observed, ProviderError> {
         self.inject("update", &spec.kind, &spec.address).await?;
         self.inner.update(spec, prior, deps).await
     }

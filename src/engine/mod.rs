@@ -73,7 +73,9 @@ impl Report {
     }
 
     pub fn is_success(&self) -> bool {
-        !self.interrupted && self.state_error.is_none() && self.outcomes.iter().all(|o| matches!(o, Outcome::Done { .. }))
+        !self.interrupted
+            && self.state_error.is_none()
+            && self.outcomes.iter().all(|o| matches!(o, Outcome::Done { .. }))
     }
 }
 
@@ -101,7 +103,13 @@ pub async fn execute(
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
-    let mut writer = StateWriter { store, dirty: false, last: Instant::now(), interval: STATE_WRITE_INTERVAL, error: None };
+    let mut writer = StateWriter {
+        store,
+        dirty: false,
+        last: Instant::now(),
+        interval: STATE_WRITE_INTERVAL,
+        error: None,
+    };
     let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut interrupted = false;
@@ -115,7 +123,12 @@ pub async fn execute(
             op_started[i] = Instant::now();
             match task_for(action, state, registry) {
                 Ok(task) => {
-                    let ctx = Ctx { i, policy: options.retry, cancel: cancel_rx.clone(), retries: retry_tx.clone() };
+                    let ctx = Ctx {
+                        i,
+                        policy: options.retry,
+                        cancel: cancel_rx.clone(),
+                        retries: retry_tx.clone(),
+                    };
                     tasks.spawn(task.run(ctx));
                 }
                 Err(error) => {
@@ -166,7 +179,10 @@ pub async fn execute(
     }
     writer.flush(state);
     Report {
-        outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Skipped { because: "interrupted".into() })).collect(),
+        outcomes: outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Skipped { because: "interrupted".into() }))
+            .collect(),
         interrupted,
         elapsed: started.elapsed(),
         state_error: writer.error,
@@ -189,7 +205,13 @@ fn record(
     }
 }
 
-fn skip(outcomes: &mut [Option<Outcome>], actions: &[Action], walk: &Walk, i: usize, observer: &mut dyn Observer) {
+fn skip(
+    outcomes: &mut [Option<Outcome>],
+    actions: &[Action],
+    walk: &Walk,
+    i: usize,
+    observer: &mut dyn Observer,
+) {
     let because = match walk.status(i) {
         Status::Skipped { because } => because.clone(),
         _ => "interrupted".into(),
@@ -230,7 +252,10 @@ enum TaskResult {
     Written(Observed),
     Deleted,
     /// The prior resource is gone (a replace deleted it) but the new one failed.
-    Failed { error: ProviderError, prior_deleted: bool },
+    Failed {
+        error: ProviderError,
+        prior_deleted: bool,
+    },
 }
 
 /// Everything one action needs, owned, so it can run on its own task.
@@ -252,13 +277,16 @@ struct Ctx {
 }
 
 fn task_for(action: &Action, state: &State, registry: &Registry) -> Result<Task, String> {
-    let Live { provider, limiter } =
-        registry.get(&action.provider).ok_or_else(|| format!("no provider `{}` is configured", action.provider))?;
+    let Live { provider, limiter } = registry
+        .get(&action.provider)
+        .ok_or_else(|| format!("no provider `{}` is configured", action.provider))?;
     let recorded = state.resources.get(&action.address);
     let prior = recorded.map(ResourceState::observed);
     let old = match recorded {
         Some(r) => {
-            let live = registry.get(&r.provider).ok_or_else(|| format!("no provider `{}` is configured", r.provider))?;
+            let live = registry
+                .get(&r.provider)
+                .ok_or_else(|| format!("no provider `{}` is configured", r.provider))?;
             (live.provider.clone(), live.limiter.clone(), r.kind.clone())
         }
         None => (provider.clone(), limiter.clone(), action.kind.clone()),
@@ -271,7 +299,14 @@ fn task_for(action: &Action, state: &State, registry: &Registry) -> Result<Task,
             .filter_map(|d| state.resources.get(d).map(|r| (d.clone(), r.observed())))
             .collect(),
     };
-    Ok(Task { action: action.clone(), prior, deps, provider: provider.clone(), limiter: limiter.clone(), old })
+    Ok(Task {
+        action: action.clone(),
+        prior,
+        deps,
+        provider: provider.clone(),
+        limiter: limiter.clone(),
+        old,
+    })
 }
 
 impl Task {
@@ -289,10 +324,17 @@ impl Task {
             Err(error) => TaskResult::Failed { error, prior_deleted },
         };
         match a.action {
-            ActionKind::Create => written(retrying(&self.limiter, ctx, &mut || self.provider.create(spec(), &self.deps)).await, false),
+            ActionKind::Create => written(
+                retrying(&self.limiter, ctx, &mut || self.provider.create(spec(), &self.deps)).await,
+                false,
+            ),
             ActionKind::Update => {
                 let prior = self.prior.clone().unwrap_or_default();
-                written(retrying(&self.limiter, ctx, &mut || self.provider.update(spec(), &prior, &self.deps)).await, false)
+                written(
+                    retrying(&self.limiter, ctx, &mut || self.provider.update(spec(), &prior, &self.deps))
+                        .await,
+                    false,
+                )
             }
             ActionKind::Replace => {
                 if let Some(prior) = &self.prior {
@@ -301,7 +343,10 @@ impl Task {
                         return TaskResult::Failed { error, prior_deleted: false };
                     }
                 }
-                written(retrying(&self.limiter, ctx, &mut || self.provider.create(spec(), &self.deps)).await, self.prior.is_some())
+                written(
+                    retrying(&self.limiter, ctx, &mut || self.provider.create(spec(), &self.deps)).await,
+                    self.prior.is_some(),
+                )
             }
             ActionKind::Delete => {
                 let prior = self.prior.clone().unwrap_or_default();
@@ -336,7 +381,8 @@ where
         attempt += 1;
         let delay = ctx.policy.delay(attempt, &mut rand::thread_rng());
         if start.elapsed() + delay >= ctx.policy.deadline {
-            let message = format!("{} (gave up after {attempt} attempts in {:.1?})", error.message, start.elapsed());
+            let message =
+                format!("{} (gave up after {attempt} attempts in {:.1?})", error.message, start.elapsed());
             return Err(ProviderError { message, ..error });
         }
         if *ctx.cancel.borrow() {
@@ -395,7 +441,11 @@ fn apply_result(state: &mut State, action: &Action, result: TaskResult, elapsed:
 /// Asks the providers whether each resource in state still exists, and what of it was
 /// edited outside labctl, in parallel.
 /// Returns the per-address answers, or every lookup that failed.
-pub async fn refresh(state: &State, registry: &Registry, options: &Options) -> Result<Refreshed, Vec<String>> {
+pub async fn refresh(
+    state: &State,
+    registry: &Registry,
+    options: &Options,
+) -> Result<Refreshed, Vec<String>> {
     let permits = Arc::new(Semaphore::new(options.parallelism.max(1)));
     let (_cancel_tx, cancel) = watch::channel(false);
     let (retries, _retry_rx) = mpsc::unbounded_channel();

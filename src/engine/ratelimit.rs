@@ -14,7 +14,8 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `None` or a non-positive rate means unlimited.
     pub fn new(rate_per_second: Option<f64>) -> Self {
-        let interval = rate_per_second.filter(|r| *r > 0.0).map_or(Duration::ZERO, |r| Duration::from_secs_f64(1.0 / r));
+        let interval =
+            rate_per_second.filter(|r| *r > 0.0).map_or(Duration::ZERO, |r| Duration::from_secs_f64(1.0 / r));
         Self { interval, next: Mutex::new(None) }
     }
 

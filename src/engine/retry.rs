@@ -16,7 +16,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { base: Duration::from_millis(200), max_delay: Duration::from_secs(10), deadline: Duration::from_secs(600) }
+        Self {
+            base: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            deadline: Duration::from_secs(600),
+        }
     }
 }
 
@@ -38,7 +42,11 @@ mod tests {
 
     #[test]
     fn delays_grow_exponentially_with_jitter_and_are_capped() {
-        let policy = RetryPolicy { base: Duration::from_millis(100), max_delay: Duration::from_secs(1), deadline: Duration::from_secs(5) };
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            deadline: Duration::from_secs(5),
+        };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         for (attempt, step_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (30, 1000)] {
             let samples: Vec<Duration> = (0..50).map(|_| policy.delay(attempt, &mut rng)).collect();

@@ -12,7 +12,9 @@ pub enum Status {
     Done,
     Failed,
     /// Not run because something it waits for failed (or was skipped, or the walk stopped).
-    Skipped { because: String },
+    Skipped {
+        because: String,
+    },
 }
 
 /// Progress through a plan's actions as a DAG, in time linear in actions + edges.
@@ -30,7 +32,8 @@ impl Walk {
     /// Orders `actions` by their `deps`: an action waits for the actions (in this plan) on
     /// the addresses it lists. Dependencies without an action are already in place.
     pub fn new(actions: &[Action]) -> Self {
-        let index: HashMap<&str, usize> = actions.iter().enumerate().map(|(i, a)| (a.address.as_str(), i)).collect();
+        let index: HashMap<&str, usize> =
+            actions.iter().enumerate().map(|(i, a)| (a.address.as_str(), i)).collect();
         let mut waiting_on = vec![0; actions.len()];
         let mut dependents = vec![vec![]; actions.len()];
         for (i, a) in actions.iter().enumerate() {
@@ -147,7 +150,8 @@ mod tests {
 
     #[test]
     fn dependencies_first() {
-        let actions = [action("b", &["a"]), action("a", &[]), action("c", &["a", "b"]), action("d", &["elsewhere"])];
+        let actions =
+            [action("b", &["a"]), action("a", &[]), action("c", &["a", "b"]), action("d", &["elsewhere"])];
         let mut walk = Walk::new(&actions);
         assert_eq!(drain(&mut walk), vec![1, 3]);
         walk.finish(3, true);

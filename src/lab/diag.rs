@@ -75,7 +75,14 @@ impl Diagnostic {
 
     /// A diagnostic about a file as a whole (missing, unreadable).
     pub fn file(file: &str, message: impl Into<String>) -> Self {
-        Self { message: message.into(), file: file.to_owned(), line: 0, column: 0, snippet: None, notes: vec![] }
+        Self {
+            message: message.into(),
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            snippet: None,
+            notes: vec![],
+        }
     }
 }
 

@@ -37,7 +37,14 @@ pub fn expand(lab: &Lab) -> Vec<Node> {
                     "min": p.min, "max": p.max.get_ref(), "gpu": p.gpu,
                 });
                 let pool_address = format!("{address}.node_pool[\"{pool}\"]");
-                nodes.push(node(provider, &pool_address, "node_pool", config, &lab_tags, vec![address.clone()]));
+                nodes.push(node(
+                    provider,
+                    &pool_address,
+                    "node_pool",
+                    config,
+                    &lab_tags,
+                    vec![address.clone()],
+                ));
             }
         }
     }
@@ -83,7 +90,14 @@ fn expand_aws_shared(lab: &Lab, tags: &Tags, nodes: &mut Vec<Node>) {
     }
     if has_vms(lab) {
         let config = json!({ "name": format!("{}-vm", lab.name), "artifacts": artifacts_bucket(lab) });
-        nodes.push(node("aws", INSTANCE_PROFILE, "instance_profile", config, tags, vec![ARTIFACTS.to_owned()]));
+        nodes.push(node(
+            "aws",
+            INSTANCE_PROFILE,
+            "instance_profile",
+            config,
+            tags,
+            vec![ARTIFACTS.to_owned()],
+        ));
     }
 }
 
@@ -95,7 +109,8 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
     let provider = lab.provider.name();
     let aws = matches!(lab.provider, ProviderConfig::Aws(_));
     let base = format!("student[\"{}\"]", student.id);
-    let tags = Tags { lab: lab.name.clone(), cohort: Some(cohort.name.clone()), student: Some(student.id.clone()) };
+    let tags =
+        Tags { lab: lab.name.clone(), cohort: Some(cohort.name.clone()), student: Some(student.id.clone()) };
     let s = &lab.student;
     let bucket_name = format!("{}-{}", lab.name, student.id);
     let credential = format!("{base}.credential");
@@ -106,9 +121,15 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
     }
     if s.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
         let (config, deps) = if aws {
-            (json!({ "student": student.id, "user": bucket_name, "bucket": bucket_name, "artifacts": artifacts_bucket(lab) }), vec![])
+            (
+                json!({ "student": student.id, "user": bucket_name, "bucket": bucket_name, "artifacts": artifacts_bucket(lab) }),
+                vec![],
+            )
         } else if kubernetes {
-            (json!({ "student": student.id, "namespace": namespace_name(lab, student) }), vec![namespace.clone()])
+            (
+                json!({ "student": student.id, "namespace": namespace_name(lab, student) }),
+                vec![namespace.clone()],
+            )
         } else {
             (json!({ "student": student.id }), vec![])
         };
@@ -132,7 +153,14 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
     if aws && has_vms(lab) {
         // On AWS the workers run on the student's VM, installed by its cloud-init.
         let firewall = format!("{base}.firewall");
-        nodes.push(node(provider, &firewall, "firewall", json!({ "name": bucket_name }), &tags, vec![NETWORK.to_owned()]));
+        nodes.push(node(
+            provider,
+            &firewall,
+            "firewall",
+            json!({ "name": bucket_name }),
+            &tags,
+            vec![NETWORK.to_owned()],
+        ));
         let compute = s.compute.as_ref();
         let image = compute.and_then(|c| c.image.clone());
         let workers = s.workers.as_ref();
@@ -148,7 +176,13 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
             "scheduler": workers.and_then(|w| w.scheduler.as_ref()).map(|sch| json!({ "workers": sch.workers, "slots": sch.slots.unwrap_or(1) })),
             "version": version,
         });
-        let deps = vec![NETWORK.to_owned(), firewall, INSTANCE_PROFILE.to_owned(), ARTIFACTS.to_owned(), credential.clone()];
+        let deps = vec![
+            NETWORK.to_owned(),
+            firewall,
+            INSTANCE_PROFILE.to_owned(),
+            ARTIFACTS.to_owned(),
+            credential.clone(),
+        ];
         nodes.push(node(provider, &format!("{base}.vm"), "vm", config, &tags, deps));
     }
     if let Some(workers) = s.workers.as_ref().filter(|_| !aws) {
@@ -170,9 +204,17 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
             k8s(&mut config, &m.cpu, &m.memory);
             if let ProviderConfig::Kubernetes(settings) = &lab.provider {
                 // Its pods share the student's volume.
-                config["storage_access"] = json!(settings.storage.as_ref().and_then(|v| v.access).unwrap_or_default());
+                config["storage_access"] =
+                    json!(settings.storage.as_ref().and_then(|v| v.access).unwrap_or_default());
             }
-            nodes.push(node(provider, &format!("{base}.mapreduce"), "mapreduce", config, &tags, deps.clone()));
+            nodes.push(node(
+                provider,
+                &format!("{base}.mapreduce"),
+                "mapreduce",
+                config,
+                &tags,
+                deps.clone(),
+            ));
         }
         if let Some(sch) = &workers.scheduler {
             let mut config = json!({ "student": student.id, "workers": sch.workers, "slots": sch.slots.unwrap_or(1), "version": version });
@@ -197,10 +239,18 @@ fn expand_student(lab: &Lab, cohort: &Cohort, student: &Student, nodes: &mut Vec
 }
 
 /// The student's namespace on Kubernetes, with its quota and limits.
-fn expand_namespace(lab: &Lab, cohort: &Cohort, student: &Student, address: &str, tags: &Tags, nodes: &mut Vec<Node>) {
+fn expand_namespace(
+    lab: &Lab,
+    cohort: &Cohort,
+    student: &Student,
+    address: &str,
+    tags: &Tags,
+    nodes: &mut Vec<Node>,
+) {
     let quota = lab.student.quota.as_ref();
     let limits = lab.student.limits.as_ref();
-    let gpu_workers = lab.student.workers.as_ref().and_then(|w| w.scheduler.as_ref()).map_or(0, |s| s.workers);
+    let gpu_workers =
+        lab.student.workers.as_ref().and_then(|w| w.scheduler.as_ref()).map_or(0, |s| s.workers);
     let storage = match &lab.provider {
         ProviderConfig::Kubernetes(settings) => settings.storage.clone().unwrap_or_default(),
         _ => Default::default(),
@@ -240,7 +290,11 @@ fn gpu_placement(lab: &Lab, cohort: &Cohort) -> Option<Value> {
         return None;
     }
     let (name, pool) = lab.clusters.values().flat_map(|c| &c.node_pool).find(|(_, p)| p.gpu > 0)?;
-    let selector = if pool.labels.is_empty() { [("labctl/pool".to_owned(), name.clone())].into() } else { pool.labels.clone() };
+    let selector = if pool.labels.is_empty() {
+        [("labctl/pool".to_owned(), name.clone())].into()
+    } else {
+        pool.labels.clone()
+    };
     Some(json!({ "count": count, "node_selector": selector }))
 }
 

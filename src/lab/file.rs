@@ -284,7 +284,6 @@ pub struct MapReduceWorkers {
     pub memory: Option<Spanned<String>>,
 }
 
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerWorkers {

@@ -41,7 +41,9 @@ pub fn read(path: &Path, display: String) -> Result<(Vec<Row>, Source), Vec<Diag
             }
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line() as usize);
-                errors.push(source.line_error(line, format!("malformed row: {e}")).note("allowed: id,name,email"));
+                errors.push(
+                    source.line_error(line, format!("malformed row: {e}")).note("allowed: id,name,email"),
+                );
             }
         }
     }

@@ -31,8 +31,10 @@ pub struct Filter {
 
 impl Filter {
     pub fn matches(&self, tags: &labctl_provider_api::Tags) -> bool {
-        let student_ok = self.students.is_empty() || tags.student.as_ref().is_some_and(|s| self.students.contains(s));
-        let cohort_ok = self.cohorts.is_empty() || tags.cohort.as_ref().is_some_and(|c| self.cohorts.contains(c));
+        let student_ok =
+            self.students.is_empty() || tags.student.as_ref().is_some_and(|s| self.students.contains(s));
+        let cohort_ok =
+            self.cohorts.is_empty() || tags.cohort.as_ref().is_some_and(|c| self.cohorts.contains(c));
         student_ok && cohort_ok
     }
 
@@ -75,7 +77,12 @@ pub fn diff<'a>(
             continue;
         }
         if current.tainted {
-            actions.push(upsert(node, ActionKind::Replace, vec![], Some("tainted: its creation did not finish".into())));
+            actions.push(upsert(
+                node,
+                ActionKind::Replace,
+                vec![],
+                Some("tainted: its creation did not finish".into()),
+            ));
             recreated.insert(address);
             continue;
         }
@@ -93,7 +100,8 @@ pub fn diff<'a>(
             }
             continue;
         }
-        let action = if changes.iter().any(|c| c.forces_replace) { ActionKind::Replace } else { ActionKind::Update };
+        let action =
+            if changes.iter().any(|c| c.forces_replace) { ActionKind::Replace } else { ActionKind::Update };
         if action == ActionKind::Replace {
             recreated.insert(address);
         }
@@ -178,7 +186,6 @@ fn changes(
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use labctl_provider_api::{ResourceSpec, Tags};
@@ -187,7 +194,12 @@ mod tests {
     use super::*;
 
     fn node(address: &str, kind: &str, deps: &[&str]) -> Node {
-        let spec = ResourceSpec { address: address.into(), kind: kind.into(), config: json!({ "v": 1 }).as_object().unwrap().clone(), tags: Tags::default() };
+        let spec = ResourceSpec {
+            address: address.into(),
+            kind: kind.into(),
+            config: json!({ "v": 1 }).as_object().unwrap().clone(),
+            tags: Tags::default(),
+        };
         Node { provider: "local".into(), spec, deps: deps.iter().map(|d| d.to_string()).collect() }
     }
 
@@ -207,7 +219,11 @@ mod tests {
 
     #[test]
     fn what_depends_on_a_recreated_resource_is_replaced_and_nothing_else() {
-        let desired = [node("cred", "credential", &[]), node("svc", "scheduler", &["cred"]), node("other", "bucket", &[])];
+        let desired = [
+            node("cred", "credential", &[]),
+            node("svc", "scheduler", &["cred"]),
+            node("other", "bucket", &[]),
+        ];
         let mut state = State::new("lab");
         for n in &desired {
             state.resources.insert(n.spec.address.clone(), applied(n));
@@ -217,15 +233,31 @@ mod tests {
 
         let gone: Refreshed = [("cred".to_owned(), Refresh::Gone)].into();
         let actions = diff(&desired, &state, &gone, none);
-        let summary: Vec<(&str, ActionKind, Option<&str>)> = actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
+        let summary: Vec<(&str, ActionKind, Option<&str>)> =
+            actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
         assert_eq!(
             summary,
-            vec![("cred", ActionKind::Create, Some("deleted outside labctl")), ("svc", ActionKind::Replace, Some("cred is recreated"))]
+            vec![
+                ("cred", ActionKind::Create, Some("deleted outside labctl")),
+                ("svc", ActionKind::Replace, Some("cred is recreated"))
+            ]
         );
 
-        let edited: Refreshed = [("svc".to_owned(), Refresh::Edited(vec!["deployment a/svc: spec.replicas is 5, labctl set 2".into()]))].into();
+        let edited: Refreshed = [(
+            "svc".to_owned(),
+            Refresh::Edited(vec!["deployment a/svc: spec.replicas is 5, labctl set 2".into()]),
+        )]
+        .into();
         let actions = diff(&desired, &state, &edited, none);
-        let summary: Vec<(&str, ActionKind, Option<&str>)> = actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
-        assert_eq!(summary, vec![("svc", ActionKind::Update, Some("changed outside labctl: deployment a/svc: spec.replicas is 5, labctl set 2"))]);
+        let summary: Vec<(&str, ActionKind, Option<&str>)> =
+            actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
+        assert_eq!(
+            summary,
+            vec![(
+                "svc",
+                ActionKind::Update,
+                Some("changed outside labctl: deployment a/svc: spec.replicas is 5, labctl set 2")
+            )]
+        );
     }
 }

@@ -28,7 +28,12 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
     let mut written = vec![];
     for (cohort, student) in lab.students() {
         let attr = |what: &str, key: &str| -> Value {
-            state.resources.get(&format!("student[\"{}\"].{what}", student.id)).and_then(|r| r.attributes.get(key)).cloned().unwrap_or(Value::Null)
+            state
+                .resources
+                .get(&format!("student[\"{}\"].{what}", student.id))
+                .and_then(|r| r.attributes.get(key))
+                .cloned()
+                .unwrap_or(Value::Null)
         };
         // On a cloud VM the workers listen on fixed ports, reached through an SSH tunnel; on
         // Kubernetes on the same ports, reached through `kubectl port-forward`.
@@ -52,7 +57,11 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
             .bucket
             .iter()
             .flat_map(|b| &b.datasets)
-            .find(|d| lab.datasets.get(d.get_ref()).is_some_and(|ds| matches!(ds.kind, labctl_datasets::DatasetKind::Text { .. })))
+            .find(|d| {
+                lab.datasets
+                    .get(d.get_ref())
+                    .is_some_and(|ds| matches!(ds.kind, labctl_datasets::DatasetKind::Text { .. }))
+            })
             .map(|d| attr(&format!("dataset[\"{}\"]", d.get_ref()), "path"));
         let context = json!({
             "corpus": corpus,
@@ -78,7 +87,9 @@ pub fn write_handouts(lab: &Lab, state: &State, dir: &Path) -> Result<Vec<PathBu
         });
         let context = tera::Context::from_value(context).map_err(|e| e.to_string())?;
         for (ext, _) in TEMPLATES {
-            let text = tera.render(ext, &context).map_err(|e| format!("rendering the handout of {}: {e:?}", student.id))?;
+            let text = tera
+                .render(ext, &context)
+                .map_err(|e| format!("rendering the handout of {}: {e:?}", student.id))?;
             let path = dir.join(format!("{}.{ext}", student.id));
             std::fs::OpenOptions::new()
                 .write(true)

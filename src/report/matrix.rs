@@ -31,7 +31,8 @@ pub fn render_matrix(checks: &[Check]) -> String {
     for (student, cells) in &rows {
         let _ = write!(out, "{student:width$}");
         for c in cells {
-            let cell = format!("{:4} {:>7}", if c.passed { "pass" } else { "FAIL" }, format!("{:.1}s", c.seconds));
+            let cell =
+                format!("{:4} {:>7}", if c.passed { "pass" } else { "FAIL" }, format!("{:.1}s", c.seconds));
             let _ = write!(out, "  {}", paint(if c.passed { GREEN } else { RED }, format!("{cell:16}")));
         }
         let _ = writeln!(out);
@@ -43,13 +44,20 @@ pub fn render_matrix(checks: &[Check]) -> String {
             let _ = writeln!(out, "  {} / {}: {}", c.student, c.check, c.detail.as_deref().unwrap_or(""));
         }
     }
-    let _ = writeln!(out, "\n{} students, {} of {} checks passed.", rows.len(), checks.len() - failed.len(), checks.len());
+    let _ = writeln!(
+        out,
+        "\n{} students, {} of {} checks passed.",
+        rows.len(),
+        checks.len() - failed.len(),
+        checks.len()
+    );
     out
 }
 
 /// JUnit XML: one test suite per check, one test case per student.
 pub fn junit(checks: &[Check]) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"labctl verify\">\n");
+    let mut out =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"labctl verify\">\n");
     let mut suites: Vec<&str> = checks.iter().map(|c| c.check).collect();
     suites.dedup();
     suites.sort_unstable();
@@ -57,9 +65,15 @@ pub fn junit(checks: &[Check]) -> String {
     for suite in suites {
         let cases: Vec<&Check> = checks.iter().filter(|c| c.check == suite).collect();
         let failures = cases.iter().filter(|c| !c.passed).count();
-        let _ = writeln!(out, "  <testsuite name=\"{suite}\" tests=\"{}\" failures=\"{failures}\">", cases.len());
+        let _ =
+            writeln!(out, "  <testsuite name=\"{suite}\" tests=\"{}\" failures=\"{failures}\">", cases.len());
         for c in cases {
-            let _ = write!(out, "    <testcase classname=\"{suite}\" name=\"{}\" time=\"{:.3}\"", xml(&c.student), c.seconds);
+            let _ = write!(
+                out,
+                "    <testcase classname=\"{suite}\" name=\"{}\" time=\"{:.3}\"",
+                xml(&c.student),
+                c.seconds
+            );
             match &c.detail {
                 Some(d) if !c.passed => {
                     let _ = writeln!(out, ">\n      <failure message=\"{}\"/>\n    </testcase>", xml(d));

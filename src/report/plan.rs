@@ -20,15 +20,23 @@ pub fn render_plan(plan: &Plan, students: usize) -> String {
         if students == 1 { "" } else { "s" }
     );
     if plan.is_empty() {
-        let nothing = if plan.destroy { "Nothing to destroy." } else { "No changes: everything matches the lab file." };
+        let nothing =
+            if plan.destroy { "Nothing to destroy." } else { "No changes: everything matches the lab file." };
         let _ = writeln!(out, "\n{nothing}");
         return out;
     }
     let _ = writeln!(out);
     for a in &plan.actions {
         let style = action_style(a.action);
-        let reason = a.reason.as_deref().map(|r| format!("  {}", paint(DIM, format!("# {r}")))).unwrap_or_default();
-        let _ = writeln!(out, "  {} {} ({}){reason}", paint(style, format!("{:>3}", a.action.sign())), paint(BOLD, &a.address), a.kind);
+        let reason =
+            a.reason.as_deref().map(|r| format!("  {}", paint(DIM, format!("# {r}")))).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} {} ({}){reason}",
+            paint(style, format!("{:>3}", a.action.sign())),
+            paint(BOLD, &a.address),
+            a.kind
+        );
         match a.action {
             ActionKind::Create => {
                 for (k, v) in a.spec.iter().flat_map(|s| &s.config) {
@@ -39,8 +47,13 @@ pub fn render_plan(plan: &Plan, students: usize) -> String {
                 for c in &a.changes {
                     let before = c.before.as_ref().map_or("(none)".into(), show);
                     let after = c.after.as_ref().map_or("(none)".into(), show);
-                    let forces = if c.forces_replace && a.action == ActionKind::Replace { "  # forces replacement" } else { "" };
-                    let _ = writeln!(out, "        {}: {before} → {after}{}", c.attribute, paint(DIM, forces));
+                    let forces = if c.forces_replace && a.action == ActionKind::Replace {
+                        "  # forces replacement"
+                    } else {
+                        ""
+                    };
+                    let _ =
+                        writeln!(out, "        {}: {before} → {after}{}", c.attribute, paint(DIM, forces));
                 }
             }
             ActionKind::Delete => {}

@@ -37,7 +37,11 @@ impl Progress {
         if self.terminal {
             let status = format!(
                 "[{}/{}] {} in flight, {} failed, {:.1?}",
-                self.done, self.total, self.in_flight, self.failed, self.started.elapsed()
+                self.done,
+                self.total,
+                self.in_flight,
+                self.failed,
+                self.started.elapsed()
             );
             let _ = write!(self.out, "{}", paint(DIM, status));
             let _ = self.out.flush();

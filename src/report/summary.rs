@@ -27,7 +27,11 @@ pub fn render_summary(verb: &str, plan: &Plan, report: &Report) -> String {
     } else {
         paint(RED, format!("{verb} finished with errors:"))
     };
-    let _ = write!(out, "{title} {} created, {} updated, {} replaced, {} deleted", done.create, done.update, done.replace, done.delete);
+    let _ = write!(
+        out,
+        "{title} {} created, {} updated, {} replaced, {} deleted",
+        done.create, done.update, done.replace, done.delete
+    );
     if !failed.is_empty() {
         let _ = write!(out, ", {}", paint(RED, format!("{} failed", failed.len())));
     }
@@ -45,7 +49,11 @@ pub fn render_summary(verb: &str, plan: &Plan, report: &Report) -> String {
         let _ = writeln!(out, "\n{}", paint(BOLD, "Not done:"));
         const SHOWN: usize = 20;
         for (address, because) in skipped.iter().take(SHOWN) {
-            let why = if *because == "interrupted" { "interrupted".to_owned() } else { format!("{because} did not succeed") };
+            let why = if *because == "interrupted" {
+                "interrupted".to_owned()
+            } else {
+                format!("{because} did not succeed")
+            };
             let _ = writeln!(out, "  {address}: {why}");
         }
         if skipped.len() > SHOWN {

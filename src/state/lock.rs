@@ -30,7 +30,11 @@ pub struct LockInfo {
 
 impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (pid {} on {}) since {}, running `{}`", self.owner, self.pid, self.host, self.since, self.operation)
+        write!(
+            f,
+            "{} (pid {} on {}) since {}, running `{}`",
+            self.owner, self.pid, self.host, self.since, self.operation
+        )
     }
 }
 
@@ -61,7 +65,13 @@ impl StateLock {
             super::store::create_private_dir(dir)?;
         }
         loop {
-            let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)?;
             // SAFETY: flock on a file descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 let err = io::Error::last_os_error();
@@ -118,7 +128,10 @@ impl LockInfo {
             owner: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             pid: std::process::id(),
             host: hostname(),
-            since: jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string(),
+            since: jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or_else(|_| jiff::Timestamp::now())
+                .to_string(),
             operation: operation.to_owned(),
             nonce: labctl_provider_api::random_token(),
         }
@@ -131,7 +144,8 @@ impl Drop for StateLock {
     fn drop(&mut self) {
         match self {
             Self::File { path, file } => {
-                let ours = |m: fs::Metadata| file.metadata().is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
+                let ours =
+                    |m: fs::Metadata| file.metadata().is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
                 if fs::metadata(&*path).is_ok_and(ours) {
                     let _ = fs::remove_file(&*path);
                 }

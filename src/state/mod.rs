@@ -66,7 +66,11 @@ impl State {
 impl ResourceState {
     /// The provider-side view of this resource, as providers take it.
     pub fn observed(&self) -> Observed {
-        Observed { id: self.id.clone(), attributes: self.attributes.clone(), sensitive: self.sensitive.clone() }
+        Observed {
+            id: self.id.clone(),
+            attributes: self.attributes.clone(),
+            sensitive: self.sensitive.clone(),
+        }
     }
 
     /// Attributes with every sensitive value replaced, fit for printing.

@@ -72,26 +72,40 @@ impl S3Object {
 
     fn get_key(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
         match block(self.client.get_object().bucket(&self.bucket).key(key).send()) {
-            Ok(out) => block(out.body.collect()).map(|b| Some(b.into_bytes().to_vec())).map_err(io::Error::other),
+            Ok(out) => {
+                block(out.body.collect()).map(|b| Some(b.into_bytes().to_vec())).map_err(io::Error::other)
+            }
             Err(e) if e.code() == Some("NoSuchKey") => Ok(None),
             Err(e) => Err(s3_error(&format!("s3://{}/{key}", self.bucket), &e)),
         }
     }
 
     pub fn put(&self, bytes: Vec<u8>) -> io::Result<()> {
-        block(self.client.put_object().bucket(&self.bucket).key(&self.key).body(ByteStream::from(bytes)).send())
-            .map(|_| ())
-            .map_err(|e| s3_error(&self.url(), &e))
+        block(
+            self.client.put_object().bucket(&self.bucket).key(&self.key).body(ByteStream::from(bytes)).send(),
+        )
+        .map(|_| ())
+        .map_err(|e| s3_error(&self.url(), &e))
     }
 
     /// Creates the lock object unless it exists; `Err(holder)` if someone holds it.
     pub fn lock(&self, info: &LockInfo) -> io::Result<Result<(), Option<LockInfo>>> {
         let body = serde_json::to_vec(info).map_err(io::Error::other)?;
         let key = self.lock_key();
-        let sent = block(self.client.put_object().bucket(&self.bucket).key(&key).if_none_match("*").body(ByteStream::from(body)).send());
+        let sent = block(
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .if_none_match("*")
+                .body(ByteStream::from(body))
+                .send(),
+        );
         match sent {
             Ok(_) => Ok(Ok(())),
-            Err(e) if matches!(e.code(), Some("PreconditionFailed" | "ConditionalRequestConflict")) => Ok(Err(self.holder()?)),
+            Err(e) if matches!(e.code(), Some("PreconditionFailed" | "ConditionalRequestConflict")) => {
+                Ok(Err(self.holder()?))
+            }
             Err(e) => Err(s3_error(&format!("s3://{}/{key}", self.bucket), &e)),
         }
     }

@@ -98,8 +98,9 @@ impl StateStore {
             },
         };
         let Some(bytes) = bytes else { return Ok(State::new(lab)) };
-        let state: State = serde_json::from_slice(&bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display())))?;
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))
+        })?;
         if state.format_version != FORMAT_VERSION {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

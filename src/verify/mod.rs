@@ -89,16 +89,32 @@ impl Smoke {
     fn new(kind: SmokeWorkload, student: &str, lab: &Lab, state: &State, runner: &SmokeRunner) -> Self {
         let setup = (|| {
             let get = |what: &str| {
-                state.resources.get(&format!("student[\"{student}\"].{what}")).ok_or_else(|| format!("`{what}` is not created yet: run `labctl apply`"))
+                state
+                    .resources
+                    .get(&format!("student[\"{student}\"].{what}"))
+                    .ok_or_else(|| format!("`{what}` is not created yet: run `labctl apply`"))
             };
-            let attr = |r: &crate::state::ResourceState, key: &str| r.attributes.get(key).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("{} has no `{key}`", r.kind));
+            let attr = |r: &crate::state::ResourceState, key: &str| {
+                r.attributes
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{} has no `{key}`", r.kind))
+            };
             let service = match kind {
                 SmokeWorkload::Wordcount => WorkerService::MapReduce,
                 SmokeWorkload::Hpsearch => WorkerService::Scheduler,
             };
             let svc = get(service.name())?;
             let bin_dir = match runner {
-                SmokeRunner::Jobs(cluster) => return Ok(Setup::Job { cluster: cluster.clone(), service, config: svc.config.clone(), tags: svc.tags.clone() }),
+                SmokeRunner::Jobs(cluster) => {
+                    return Ok(Setup::Job {
+                        cluster: cluster.clone(),
+                        service,
+                        config: svc.config.clone(),
+                        tags: svc.tags.clone(),
+                    })
+                }
                 SmokeRunner::Here { bin_dir } => bin_dir.clone(),
             };
             let name = lab
@@ -133,14 +149,22 @@ impl Smoke {
         let start = Instant::now();
         let result = match &self.setup {
             Err(e) => Err(e.clone()),
-            Ok(Setup::Job { cluster, service, config, tags }) => cluster.smoke(*service, config, tags, CHECK_TIMEOUT).await,
+            Ok(Setup::Job { cluster, service, config, tags }) => {
+                cluster.smoke(*service, config, tags, CHECK_TIMEOUT).await
+            }
             Ok(Setup::Here(local)) => match tokio::time::timeout(CHECK_TIMEOUT, self.here(local)).await {
                 Ok(r) => r.map_err(|e| format!("{e} (worker logs: {})", local.log_dir)),
                 Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?} (worker logs: {})", local.log_dir)),
             },
         };
         let check = self.name();
-        Check { student: self.student, check, passed: result.is_ok(), seconds: start.elapsed().as_secs_f64(), detail: result.err() }
+        Check {
+            student: self.student,
+            check,
+            passed: result.is_ok(),
+            seconds: start.elapsed().as_secs_f64(),
+            detail: result.err(),
+        }
     }
 
     /// Runs the workload from this machine.
@@ -149,24 +173,49 @@ impl Smoke {
         match self.kind {
             SmokeWorkload::Wordcount => {
                 let out = bucket.join("smoke").join("wordcount");
-                let report = run_tool(bin_dir, WorkerService::MapReduce, token, &[
-                    "submit", "--coordinator", address, "--wait", "--json", "--job", "wordcount", "--reduces", "2",
-                    "--input", &dataset.display().to_string(), "--output", &out.display().to_string(),
-                ])
+                let report = run_tool(
+                    bin_dir,
+                    WorkerService::MapReduce,
+                    token,
+                    &[
+                        "submit",
+                        "--coordinator",
+                        address,
+                        "--wait",
+                        "--json",
+                        "--job",
+                        "wordcount",
+                        "--reduces",
+                        "2",
+                        "--input",
+                        &dataset.display().to_string(),
+                        "--output",
+                        &out.display().to_string(),
+                    ],
+                )
                 .await
                 .map_err(|e| format!("word count through the MapReduce coordinator at {address}: {e}"))?;
-                let report: Value = serde_json::from_str(&report).map_err(|e| format!("unreadable job report: {e}"))?;
+                let report: Value =
+                    serde_json::from_str(&report).map_err(|e| format!("unreadable job report: {e}"))?;
                 if report["succeeded"] != Value::Bool(true) {
-                    return Err(format!("the word count job failed: {}", report["error"].as_str().unwrap_or("no error given")));
+                    return Err(format!(
+                        "the word count job failed: {}",
+                        report["error"].as_str().unwrap_or("no error given")
+                    ));
                 }
                 labctl_datasets::check::wordcount(dataset, &out)
             }
             SmokeWorkload::Hpsearch => {
                 let data = dataset.join("part-00000.csv").display().to_string();
-                run_tool(bin_dir, WorkerService::Scheduler, token, &["hpsearch", "--data", &data, "--epochs", "30", "--check", "--scheduler", address])
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("hyperparameter search through the scheduler at {address}: {e}"))
+                run_tool(
+                    bin_dir,
+                    WorkerService::Scheduler,
+                    token,
+                    &["hpsearch", "--data", &data, "--epochs", "30", "--check", "--scheduler", address],
+                )
+                .await
+                .map(drop)
+                .map_err(|e| format!("hyperparameter search through the scheduler at {address}: {e}"))
             }
         }
     }
@@ -174,7 +223,12 @@ impl Smoke {
 
 /// Runs `service`'s binary as a client; its stdout, or the last line of its stderr as the
 /// error.
-async fn run_tool(bin_dir: &Path, service: WorkerService, token: &str, args: &[&str]) -> Result<String, String> {
+async fn run_tool(
+    bin_dir: &Path,
+    service: WorkerService,
+    token: &str,
+    args: &[&str],
+) -> Result<String, String> {
     let exe = bin_dir.join(service.binary());
     let out = Command::new(&exe)
         .args(args)
@@ -203,7 +257,11 @@ pub async fn service_health(state: &State, student: &str, bin_dir: &Path) -> Vec
     if let Some(vm) = state.resources.get(&format!("student[\"{student}\"].vm")) {
         // A cloud VM: its workers are behind SSH; show what the provider reported.
         let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-        let ip = vm.attributes.get("public_ip").and_then(Value::as_str).map_or_else(|| attribute("private_ip"), str::to_owned);
+        let ip = vm
+            .attributes
+            .get("public_ip")
+            .and_then(Value::as_str)
+            .map_or_else(|| attribute("private_ip"), str::to_owned);
         out.push(("vm", format!("{} {} ({})", vm.id, ip, attribute("state"))));
     }
     if let Some(ns) = state.resources.get(&format!("student[\"{student}\"].namespace")) {
@@ -213,14 +271,25 @@ pub async fn service_health(state: &State, student: &str, bin_dir: &Path) -> Vec
         return out;
     }
     for service in [WorkerService::MapReduce, WorkerService::Scheduler] {
-        let Some(r) = state.resources.get(&format!("student[\"{student}\"].{}", service.name())) else { continue };
+        let Some(r) = state.resources.get(&format!("student[\"{student}\"].{}", service.name())) else {
+            continue;
+        };
         let attr = |key: &str| r.attributes.get(key).and_then(Value::as_str);
         let (flag, target) = match service {
             WorkerService::MapReduce => ("--coordinator", attr("address").map(str::to_owned)),
-            WorkerService::Scheduler => ("--http", attr("status_url").map(|u| u.trim_start_matches("http://").trim_end_matches("/status").to_owned())),
+            WorkerService::Scheduler => (
+                "--http",
+                attr("status_url")
+                    .map(|u| u.trim_start_matches("http://").trim_end_matches("/status").to_owned()),
+            ),
         };
         let Some(target) = target else { continue };
-        let answer = match tokio::time::timeout(Duration::from_secs(5), run_tool(bin_dir, service, token, &["status", flag, &target])).await {
+        let answer = match tokio::time::timeout(
+            Duration::from_secs(5),
+            run_tool(bin_dir, service, token, &["status", flag, &target]),
+        )
+        .await
+        {
             Ok(Ok(text)) => workers_in(&text).map_or_else(|| "up".to_owned(), |n| format!("{n} workers")),
             Ok(Err(e)) => format!("down ({e})"),
             Err(_) => "no answer".to_owned(),
@@ -241,5 +310,9 @@ fn workers_in(text: &str) -> Option<u64> {
 /// Whether a dataset is what a smoke workload reads.
 fn feeds(kind: SmokeWorkload, dataset: &labctl_datasets::Dataset) -> bool {
     use labctl_datasets::DatasetKind;
-    matches!((kind, &dataset.kind), (SmokeWorkload::Wordcount, DatasetKind::Text { .. }) | (SmokeWorkload::Hpsearch, DatasetKind::Tabular { .. }))
+    matches!(
+        (kind, &dataset.kind),
+        (SmokeWorkload::Wordcount, DatasetKind::Text { .. })
+            | (SmokeWorkload::Hpsearch, DatasetKind::Tabular { .. })
+    )
 }

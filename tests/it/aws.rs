@@ -34,7 +34,11 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{exe}` ({e}): run the tests through scripts/test.sh, which installs moto"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{exe}` ({e}): run the tests through scripts/test.sh, which installs moto"
+                )
+            });
         let endpoint = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -51,7 +55,16 @@ impl Moto {
             return; // an external emulator enforces IAM from its start
         }
         let out = Command::new("curl")
-            .args(["-sf", "-X", "POST", "-H", "Content-Type: text/plain", "--data", "0", &format!("{}/moto-api/reset-auth", self.endpoint)])
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: text/plain",
+                "--data",
+                "0",
+                &format!("{}/moto-api/reset-auth", self.endpoint),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "cannot turn on IAM enforcement");
@@ -153,7 +166,9 @@ async fn tagged(sdk: &aws_config::SdkConfig, s3: aws_sdk_s3::Client, lab: &str) 
     let eks = aws_sdk_eks::Client::new(sdk);
     for name in eks.list_clusters().send().await.unwrap().clusters() {
         let cluster = eks.describe_cluster().name(name).send().await.unwrap();
-        if cluster.cluster().and_then(|c| c.tags()).and_then(|t| t.get("labctl/lab")).map(String::as_str) == Some(lab) {
+        if cluster.cluster().and_then(|c| c.tags()).and_then(|t| t.get("labctl/lab")).map(String::as_str)
+            == Some(lab)
+        {
             found.push(format!("cluster {name}"));
             for group in eks.list_nodegroups().cluster_name(name).send().await.unwrap().nodegroups() {
                 found.push(format!("node_group {name}/{group}"));
@@ -168,7 +183,8 @@ async fn tagged(sdk: &aws_config::SdkConfig, s3: aws_sdk_s3::Client, lab: &str) 
 fn aws_example(moto: &Moto) -> Env {
     let env = Env::new();
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws.toml")).unwrap();
-    let text = text.replace("# endpoint = \"http://127.0.0.1:5000\"", &format!("endpoint = \"{}\"", moto.endpoint));
+    let text =
+        text.replace("# endpoint = \"http://127.0.0.1:5000\"", &format!("endpoint = \"{}\"", moto.endpoint));
     assert!(text.contains(&moto.endpoint), "examples/aws.toml has the commented endpoint line");
     env.write("lab.toml", &text);
     env
@@ -245,8 +261,14 @@ fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
 
     // The GPU node group is tainted and scales to zero.
     let sdk = moto.sdk("testing", "testing");
-    let gpu = block_on(aws_sdk_eks::Client::new(&sdk).describe_nodegroup().cluster_name("bigdata-aws-shared").nodegroup_name("gpu").send())
-        .unwrap();
+    let gpu = block_on(
+        aws_sdk_eks::Client::new(&sdk)
+            .describe_nodegroup()
+            .cluster_name("bigdata-aws-shared")
+            .nodegroup_name("gpu")
+            .send(),
+    )
+    .unwrap();
     let gpu = gpu.nodegroup().unwrap();
     assert_eq!(gpu.scaling_config().unwrap().min_size(), Some(0));
     assert!(gpu.taints().iter().any(|t| t.key() == Some("nvidia.com/gpu")), "{gpu:?}");
@@ -254,7 +276,8 @@ fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
 
     // Datasets were copied into every student's bucket.
     let s3 = moto.s3("testing", "testing");
-    let objects = block_on(s3.list_objects_v2().bucket("bigdata-aws-ada").prefix("datasets/corpus/").send()).unwrap();
+    let objects =
+        block_on(s3.list_objects_v2().bucket("bigdata-aws-ada").prefix("datasets/corpus/").send()).unwrap();
     assert!(objects.contents().iter().any(|o| o.key().unwrap().ends_with("part-00000.txt")), "{objects:?}");
 
     // Each student's handout carries their key and how to reach their VM's workers.
@@ -272,8 +295,14 @@ fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
     env.write("lab.toml", &text.replacen("max = 5", "max = 8", 1));
     let resized = run(&env, &["apply", "lab.toml", "--yes"]).ok();
     assert!(resized.stdout.contains("1 updated, 0 replaced"), "{}", resized.stdout);
-    let cpu = block_on(aws_sdk_eks::Client::new(&sdk).describe_nodegroup().cluster_name("bigdata-aws-shared").nodegroup_name("cpu").send())
-        .unwrap();
+    let cpu = block_on(
+        aws_sdk_eks::Client::new(&sdk)
+            .describe_nodegroup()
+            .cluster_name("bigdata-aws-shared")
+            .nodegroup_name("cpu")
+            .send(),
+    )
+    .unwrap();
     assert_eq!(cpu.nodegroup().unwrap().scaling_config().unwrap().max_size(), Some(8));
 
     run(&env, &["destroy", "lab.toml", "--yes"]).ok();
@@ -289,27 +318,48 @@ fn a_students_key_opens_their_own_bucket_only() {
     let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
     let key = |student: &str, attribute: &str| -> String {
         let credential = &outputs["students"][student]["credential"];
-        credential[attribute].as_str().unwrap_or_else(|| panic!("{attribute} of {student} in {outputs:#}")).to_owned()
+        credential[attribute]
+            .as_str()
+            .unwrap_or_else(|| panic!("{attribute} of {student} in {outputs:#}"))
+            .to_owned()
     };
     let ann = moto.s3(&key("ann", "access_key_id"), &key("ann", "secret_access_key"));
 
     moto.enforce_iam();
-    block_on(ann.put_object().bucket("iamlab-ann").key("notes.txt").body(b"mine".to_vec().into()).send()).expect("ann writes her bucket");
+    block_on(ann.put_object().bucket("iamlab-ann").key("notes.txt").body(b"mine".to_vec().into()).send())
+        .expect("ann writes her bucket");
     let got = block_on(async {
-        let object = ann.get_object().bucket("iamlab-ann").key("notes.txt").send().await.expect("ann reads her bucket");
+        let object = ann
+            .get_object()
+            .bucket("iamlab-ann")
+            .key("notes.txt")
+            .send()
+            .await
+            .expect("ann reads her bucket");
         object.body.collect().await.unwrap().into_bytes()
     });
     assert_eq!(got.as_ref(), b"mine");
-    block_on(ann.get_object().bucket("iamlab-ann").key("datasets/corpus/part-00000.txt").send()).expect("ann reads her dataset");
+    block_on(ann.get_object().bucket("iamlab-ann").key("datasets/corpus/part-00000.txt").send())
+        .expect("ann reads her dataset");
 
-    let denied = block_on(ann.get_object().bucket("iamlab-bob").key("datasets/corpus/part-00000.txt").send()).unwrap_err();
+    let denied = block_on(ann.get_object().bucket("iamlab-bob").key("datasets/corpus/part-00000.txt").send())
+        .unwrap_err();
     assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
-    let denied = block_on(ann.put_object().bucket("iamlab-bob").key("x").body(b"x".to_vec().into()).send()).unwrap_err();
+    let denied = block_on(ann.put_object().bucket("iamlab-bob").key("x").body(b"x".to_vec().into()).send())
+        .unwrap_err();
     assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
 
     // The shared datasets are read-only, and her bucket's settings stay the instructor's.
-    block_on(ann.get_object().bucket("iamlab-artifacts").key("datasets/corpus/part-00000.txt").send()).expect("ann reads the shared dataset");
-    let denied = block_on(ann.put_object().bucket("iamlab-artifacts").key("datasets/corpus/x").body(b"x".to_vec().into()).send()).unwrap_err();
+    block_on(ann.get_object().bucket("iamlab-artifacts").key("datasets/corpus/part-00000.txt").send())
+        .expect("ann reads the shared dataset");
+    let denied = block_on(
+        ann.put_object()
+            .bucket("iamlab-artifacts")
+            .key("datasets/corpus/x")
+            .body(b"x".to_vec().into())
+            .send(),
+    )
+    .unwrap_err();
     assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
     let denied = block_on(ann.delete_bucket().bucket("iamlab-ann").send()).unwrap_err();
     assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
@@ -333,7 +383,8 @@ fn a_bucket_deleted_outside_labctl_is_drift_that_apply_repairs() {
     assert!(!plan.stdout.contains("student[\"ann\"]"), "only bob's bucket drifted: {}", plan.stdout);
     assert!(plan.stdout.contains("deleted outside labctl"), "{}", plan.stdout);
     run(&env, &["apply", "lab.toml", "--yes"]).ok();
-    block_on(s3.head_object().bucket("iamlab-bob").key("datasets/corpus/part-00001.txt").send()).expect("bucket and dataset are back");
+    block_on(s3.head_object().bucket("iamlab-bob").key("datasets/corpus/part-00001.txt").send())
+        .expect("bucket and dataset are back");
     assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
     run(&env, &["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(moto.tagged("iamlab"), Vec::<String>::new());
@@ -347,7 +398,11 @@ fn apply_killed_at_any_point_is_repaired_without_duplicates() {
     let env = aws_example(&moto);
     let lab = "bigdata-aws";
     for delay_ms in [300, 900, 1_800, 3_000] {
-        let mut child = aws_command(&env, &["apply", "lab.toml", "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = aws_command(&env, &["apply", "lab.toml", "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
@@ -383,11 +438,16 @@ fn concurrent_applies_on_the_s3_state_backend_are_serialised_by_the_lock() {
     let moto = Moto::start();
     let env = storage_lab(&moto);
     let s3 = moto.s3("testing", "testing");
-    block_on(s3.create_bucket().bucket("course-state").create_bucket_configuration(
-        aws_sdk_s3::types::CreateBucketConfiguration::builder()
-            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
-            .build(),
-    ).send())
+    block_on(
+        s3.create_bucket()
+            .bucket("course-state")
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                    .build(),
+            )
+            .send(),
+    )
     .unwrap();
     let state = ["--state", "s3://course-state/labs/iamlab.json"];
     let args = |verb: &'static str| [&[verb, "lab.toml", "--yes"][..], &state[..]].concat();
@@ -397,17 +457,32 @@ fn concurrent_applies_on_the_s3_state_backend_are_serialised_by_the_lock() {
     let racers: Vec<_> = (0..2)
         .map(|_| {
             let mut cmd = aws_command(&env, &args("apply"));
-            cmd.env("LABCTL_FAULTS", "create:bucket:sleep2000:2").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+            cmd.env("LABCTL_FAULTS", "create:bucket:sleep2000:2")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     let mut runs: Vec<Run> = racers.into_iter().map(finish).collect();
     runs.sort_by_key(|r| r.code);
-    assert_eq!(runs.iter().map(|r| r.code).collect::<Vec<_>>(), [0, 1], "{}\n---\n{}", runs[0].all(), runs[1].all());
+    assert_eq!(
+        runs.iter().map(|r| r.code).collect::<Vec<_>>(),
+        [0, 1],
+        "{}\n---\n{}",
+        runs[0].all(),
+        runs[1].all()
+    );
     assert!(runs[1].stderr.contains("the state is locked by"), "{}", runs[1].stderr);
     run(&env, &args("destroy")).ok();
 
     // The first apply stalls on its buckets, holding the lock.
-    let first = aws_command(&env, &args("apply")).env("LABCTL_FAULTS", "create:bucket:sleep3000:2").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let first = aws_command(&env, &args("apply"))
+        .env("LABCTL_FAULTS", "create:bucket:sleep3000:2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while block_on(s3.head_object().bucket("course-state").key("labs/iamlab.json.lock").send()).is_err() {
         assert!(start.elapsed() < Duration::from_secs(20), "the first apply never took the lock");
@@ -422,13 +497,21 @@ fn concurrent_applies_on_the_s3_state_backend_are_serialised_by_the_lock() {
 
     // The state is in the bucket, the lock is gone, and the next run sees no changes.
     block_on(s3.head_object().bucket("course-state").key("labs/iamlab.json").send()).expect("state object");
-    assert!(block_on(s3.head_object().bucket("course-state").key("labs/iamlab.json.lock").send()).is_err(), "lock released");
+    assert!(
+        block_on(s3.head_object().bucket("course-state").key("labs/iamlab.json.lock").send()).is_err(),
+        "lock released"
+    );
     assert!(!env.path(".labctl").exists(), "no local state file");
     let plan = run(&env, &[&["plan", "lab.toml"][..], &state[..]].concat()).ok();
     assert!(plan.stdout.contains("No changes"), "{}", plan.stdout);
 
     // A holder killed outright leaves its lock; `state unlock` breaks it.
-    let mut killed = aws_command(&env, &args("destroy")).env("LABCTL_FAULTS", "delete:bucket:sleep5000:2").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut killed = aws_command(&env, &args("destroy"))
+        .env("LABCTL_FAULTS", "delete:bucket:sleep5000:2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while block_on(s3.head_object().bucket("course-state").key("labs/iamlab.json.lock").send()).is_err() {
         assert!(start.elapsed() < Duration::from_secs(20), "destroy never took the lock");
@@ -501,7 +584,8 @@ fn every_course_lab_applies_on_aws_by_switching_the_provider_block() {
         assert_eq!(applied.code, 0, "{}:\n{}", path.display(), applied.all());
         assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"), "{}", path.display());
         run(&env, &["destroy", "lab.toml", "--yes"]).ok();
-        let name = text.lines().find_map(|l| l.strip_prefix("name = \"")).unwrap().trim_end_matches('"').to_owned();
+        let name =
+            text.lines().find_map(|l| l.strip_prefix("name = \"")).unwrap().trim_end_matches('"').to_owned();
         assert_eq!(moto.tagged(&name), Vec::<String>::new(), "{}", path.display());
         names.push(name);
     }

@@ -86,7 +86,8 @@ fn ctrl_c_finishes_in_flight_work_saves_state_and_exits_non_zero() {
 fn a_second_ctrl_c_exits_at_once_with_consistent_state() {
     let env = Env::new();
     env.write("lab.toml", &lab("lab1", &STUDENTS, 0));
-    let child = env.spawn(&["apply", "lab.toml", "--yes", "--parallelism", "3"], Some("create:dataset:sleep5000:1000"));
+    let child = env
+        .spawn(&["apply", "lab.toml", "--yes", "--parallelism", "3"], Some("create:dataset:sleep5000:1000"));
     std::thread::sleep(Duration::from_millis(700));
     signal(&child, libc::SIGINT);
     std::thread::sleep(Duration::from_millis(200));

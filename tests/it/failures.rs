@@ -21,14 +21,22 @@ fn one_students_failure_does_not_stop_the_others() {
     expected.push("student[\"bob\"].credential".into());
     expected.sort();
     assert_eq!(env.state_addresses("lab1"), expected, "state records everything that was created");
-    assert_eq!(std::fs::read_to_string(env.data().join("lab1/buckets/lab1-bob/theirs.txt")).unwrap(), "not ours");
+    assert_eq!(
+        std::fs::read_to_string(env.data().join("lab1/buckets/lab1-bob/theirs.txt")).unwrap(),
+        "not ours"
+    );
 }
 
 #[test]
 fn throttling_and_server_errors_are_retried() {
     let env = Env::new();
     env.write("lab.toml", &lab("lab1", &["ada", "bob"], 0));
-    let run = env.run_with_faults("create:bucket:throttled:2,create:dataset@bob:unavailable:1,read:bucket:timeout:1", &["apply", "lab.toml", "--yes"]).ok();
+    let run = env
+        .run_with_faults(
+            "create:bucket:throttled:2,create:dataset@bob:unavailable:1,read:bucket:timeout:1",
+            &["apply", "lab.toml", "--yes"],
+        )
+        .ok();
     assert_eq!(run.stderr.matches("retrying student[\"").count(), 3, "{}", run.stderr);
     assert!(run.stderr.contains("injected throttled fault"), "{}", run.stderr);
     assert_eq!(env.data_files(), expected_files("lab1", &["ada", "bob"]));
@@ -44,7 +52,11 @@ fn validation_errors_are_not_retried() {
     let run = env.run_with_faults("create:bucket@ada:invalid:5", &["apply", "lab.toml", "--yes"]);
     assert_eq!(run.code, 1);
     assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
-    assert!(run.stdout.contains("student[\"ada\"].bucket: create failed: injected invalid fault"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("student[\"ada\"].bucket: create failed: injected invalid fault"),
+        "{}",
+        run.stdout
+    );
     // The fault is gone: the next apply creates exactly what is missing.
     let next = env.run(&["apply", "lab.toml", "--yes"]).ok();
     assert!(next.stdout.contains("Apply complete: 3 created"), "{}", next.stdout);
@@ -54,9 +66,16 @@ fn validation_errors_are_not_retried() {
 fn retries_stop_at_the_deadline() {
     let env = Env::new();
     env.write("lab.toml", &lab("lab1", &["ada"], 0));
-    let run = env.run_with_faults("create:credential:throttled:1000", &["apply", "lab.toml", "--yes", "--timeout", "2"]);
+    let run = env.run_with_faults(
+        "create:credential:throttled:1000",
+        &["apply", "lab.toml", "--yes", "--timeout", "2"],
+    );
     assert_eq!(run.code, 1);
-    assert!(run.stdout.contains("student[\"ada\"].credential: create failed: injected throttled fault"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("student[\"ada\"].credential: create failed: injected throttled fault"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("attempts in"), "{}", run.stdout);
 }
 
@@ -72,7 +91,11 @@ fn a_create_that_failed_half_way_is_tainted_and_replaced() {
     assert!(list.stdout.contains("student[\"ada\"].dataset[\"corpus\"]  (tainted)"), "{}", list.stdout);
 
     let plan = env.run(&["plan", "lab.toml"]).ok();
-    assert!(plan.stdout.contains("-/+ student[\"ada\"].dataset[\"corpus\"] (dataset)  # tainted"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("-/+ student[\"ada\"].dataset[\"corpus\"] (dataset)  # tainted"),
+        "{}",
+        plan.stdout
+    );
     env.run(&["apply", "lab.toml", "--yes"]).ok();
     assert!(env.state("lab1")["resources"]["student[\"ada\"].dataset[\"corpus\"]"].get("tainted").is_none());
     assert_eq!(env.data_files(), expected_files("lab1", &["ada"]));

@@ -7,8 +7,8 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use serde_json::json;
 use labctl_kube_emulator::Emulator;
+use serde_json::json;
 
 use crate::support::*;
 
@@ -22,7 +22,8 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         if let Ok(path) = std::env::var("LABCTL_TEST_KUBECONFIG") {
             let kubeconfig = std::fs::read_to_string(&path).unwrap();
             let client = runtime.block_on(async {
@@ -48,11 +49,18 @@ impl Cluster {
         let params = ListParams::default().labels(&format!("labctl/lab={lab}"));
         let mut found = vec![];
         let namespaces = self.block_on(Api::<Namespace>::all(self.client.clone()).list(&params)).unwrap();
-        found.extend(namespaces.items.iter().map(|n| format!("Namespace {}", n.metadata.name.clone().unwrap())));
+        found.extend(
+            namespaces.items.iter().map(|n| format!("Namespace {}", n.metadata.name.clone().unwrap())),
+        );
         for kind in labctl_kube_emulator::namespaced_kinds() {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind);
             for o in self.block_on(api.list(&params)).unwrap().items {
-                found.push(format!("{} {}/{}", kind.kind, o.metadata.namespace.unwrap_or_default(), o.metadata.name.unwrap_or_default()));
+                found.push(format!(
+                    "{} {}/{}",
+                    kind.kind,
+                    o.metadata.namespace.unwrap_or_default(),
+                    o.metadata.name.unwrap_or_default()
+                ));
             }
         }
         found.sort();
@@ -68,7 +76,10 @@ impl Cluster {
     fn env(&self, lab: &str) -> Env {
         let env = Env::new();
         env.write("kubeconfig.yaml", &self.kubeconfig);
-        let mut lab = lab.replace("# kubeconfig = \"~/.kube/config\"", &format!("kubeconfig = \"{}\"", env.path("kubeconfig.yaml").display()));
+        let mut lab = lab.replace(
+            "# kubeconfig = \"~/.kube/config\"",
+            &format!("kubeconfig = \"{}\"", env.path("kubeconfig.yaml").display()),
+        );
         if let Ok(image) = std::env::var("LABCTL_TEST_KUBE_IMAGE") {
             lab = lab.replace("image = \"ghcr.io/labctl/workers:0.1.0\"", &format!("image = \"{image}\""));
         }
@@ -127,23 +138,49 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
     assert_eq!(count("Service"), 5 * 2, "{found:#?}");
     assert_eq!(count("Secret"), 5 * 2, "worker token and service-account token: {found:#?}");
     assert_eq!(count("Job"), 0, "passed smoke jobs are deleted: {found:#?}");
-    for kind in ["ServiceAccount", "ResourceQuota", "LimitRange", "Role", "RoleBinding", "NetworkPolicy", "PersistentVolumeClaim"] {
+    for kind in [
+        "ServiceAccount",
+        "ResourceQuota",
+        "LimitRange",
+        "Role",
+        "RoleBinding",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+    ] {
         assert_eq!(count(kind), 5, "{kind}: {found:#?}");
     }
 
     // Barbara's scheduler workers (cohort `research`) get a GPU each on the GPU pool; Ada's none.
-    let workers = |student: &str| cluster.deployment(&format!("{lab}-{student}"), "scheduler-workers").unwrap().spec.unwrap().template.spec.unwrap();
+    let workers = |student: &str| {
+        cluster
+            .deployment(&format!("{lab}-{student}"), "scheduler-workers")
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+    };
     let gpu = workers("barbara");
     let limits = gpu.containers[0].resources.as_ref().unwrap().limits.as_ref().unwrap();
     assert_eq!(limits["nvidia.com/gpu"].0, "1");
     assert_eq!(gpu.node_selector.unwrap()["labctl/pool"], "gpu");
     assert_eq!(gpu.tolerations.unwrap()[0].key.as_deref(), Some("nvidia.com/gpu"));
     let cpu = workers("ada");
-    assert!(!cpu.containers[0].resources.as_ref().unwrap().limits.as_ref().unwrap().contains_key("nvidia.com/gpu"));
+    assert!(!cpu.containers[0]
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .as_ref()
+        .unwrap()
+        .contains_key("nvidia.com/gpu"));
     assert!(cpu.node_selector.is_none() && cpu.tolerations.is_none());
     let quota = |student: &str| {
         let ns = format!("{lab}-{student}");
-        let q = cluster.block_on(Api::<ResourceQuota>::namespaced(cluster.client.clone(), &ns).get("labctl-quota")).unwrap();
+        let q = cluster
+            .block_on(Api::<ResourceQuota>::namespaced(cluster.client.clone(), &ns).get("labctl-quota"))
+            .unwrap();
         q.spec.unwrap().hard.unwrap()["requests.nvidia.com/gpu"].0.clone()
     };
     assert_eq!((quota("barbara"), quota("ada")), ("2".to_owned(), "0".to_owned()));
@@ -169,7 +206,11 @@ fn a_ready_timeout_longer_than_an_operation_may_take_is_refused_before_anything_
     let env = cluster.env(&small_lab(600));
     let refused = env.run(&["apply", "lab.toml", "--yes"]);
     assert_eq!(refused.code, 2, "{}", refused.stdout);
-    assert!(refused.stderr.contains("ready_timeout is 600 s, but an operation may take 600 s (--timeout)"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("ready_timeout is 600 s, but an operation may take 600 s (--timeout)"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
     env.run(&["apply", "lab.toml", "--yes", "--timeout", "601"]).ok();
     assert_eq!(env.run(&["destroy", "lab.toml", "--yes"]).code, 2);
@@ -193,11 +234,16 @@ fn a_failing_smoke_job_fails_that_students_check_with_its_last_words() {
 
     let verify = env.run(&["verify", "lab.toml"]);
     assert_eq!(verify.code, 1, "{}", verify.stdout);
-    let line = |student: &str| verify.stdout.lines().find(|l| l.starts_with(student)).unwrap_or_default().to_owned();
+    let line =
+        |student: &str| verify.stdout.lines().find(|l| l.starts_with(student)).unwrap_or_default().to_owned();
     assert!(line("ann").contains("pass") && line("bob").contains("FAIL"), "{}", verify.stdout);
     // The smoke client's own words, and where to read the rest.
     assert!(verify.stdout.contains("bob / wordcount: error: the coordinator refused us: wrong token (job k8slab-bob/labctl-smoke-wordcount-"), "{}", verify.stdout);
-    assert!(verify.stdout.contains("kubectl logs -n k8slab-bob job/labctl-smoke-wordcount-"), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("kubectl logs -n k8slab-bob job/labctl-smoke-wordcount-"),
+        "{}",
+        verify.stdout
+    );
     let jobs = cluster.labelled("k8slab").into_iter().filter(|o| o.starts_with("Job ")).collect::<Vec<_>>();
     assert_eq!(jobs.len(), 1, "bob's failed job is kept, ann's passed one deleted: {jobs:?}");
     assert!(jobs[0].starts_with("Job k8slab-bob/labctl-smoke-wordcount-"), "{jobs:?}");
@@ -215,15 +261,28 @@ fn an_object_deleted_or_edited_by_hand_is_drift_that_apply_repairs() {
 
     let plan = env.run(&["plan", "lab.toml"]).ok();
     assert!(plan.stdout.contains("~ student[\"bob\"].mapreduce"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("changed outside labctl: deployment k8slab-bob/mapreduce-workers: deleted"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("changed outside labctl: deployment k8slab-bob/mapreduce-workers: deleted"),
+        "{}",
+        plan.stdout
+    );
     assert!(!plan.stdout.contains("student[\"ann\"]"), "only bob's workers drifted: {}", plan.stdout);
     env.run(&["apply", "lab.toml", "--yes"]).ok();
-    assert_eq!(cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas, Some(2));
+    assert_eq!(
+        cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas,
+        Some(2)
+    );
     assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
 
     // Scaled by hand: the plan names the field, apply takes it back.
     let scale = serde_json::json!({ "spec": { "replicas": 5 } });
-    cluster.block_on(deployments.patch("mapreduce-workers", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&scale))).unwrap();
+    cluster
+        .block_on(deployments.patch(
+            "mapreduce-workers",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&scale),
+        ))
+        .unwrap();
     let plan = env.run(&["plan", "lab.toml"]).ok();
     assert!(plan.stdout.contains("~ student[\"bob\"].mapreduce"), "{}", plan.stdout);
     assert!(
@@ -233,19 +292,41 @@ fn an_object_deleted_or_edited_by_hand_is_drift_that_apply_repairs() {
     );
     assert!(!plan.stdout.contains("student[\"ann\"]"), "{}", plan.stdout);
     env.run(&["apply", "lab.toml", "--yes"]).ok();
-    assert_eq!(cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas, Some(2));
+    assert_eq!(
+        cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas,
+        Some(2)
+    );
     assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
 
     // The workers' token changed by hand: the plan says so without showing either value, and
     // apply puts back the one in state.
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cluster.client.clone(), "k8slab-bob");
-    let token = |secrets: &Api<k8s_openapi::api::core::v1::Secret>| cluster.block_on(secrets.get("labctl-worker-token")).unwrap().data.unwrap()["token"].0.clone();
+    let token = |secrets: &Api<k8s_openapi::api::core::v1::Secret>| {
+        cluster.block_on(secrets.get("labctl-worker-token")).unwrap().data.unwrap()["token"].0.clone()
+    };
     let before = token(&secrets);
     let other = serde_json::json!({ "data": { "token": "b3RoZXI=" } });
-    cluster.block_on(secrets.patch("labctl-worker-token", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&other))).unwrap();
+    cluster
+        .block_on(secrets.patch(
+            "labctl-worker-token",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&other),
+        ))
+        .unwrap();
     let plan = env.run(&["plan", "lab.toml"]).ok();
-    assert!(plan.stdout.contains("changed outside labctl: secret k8slab-bob/labctl-worker-token: data.token holds another value"), "{}", plan.stdout);
-    assert!(!plan.stdout.contains("b3RoZXI=") && !plan.stdout.contains(&String::from_utf8_lossy(&before).into_owned()), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(
+            "changed outside labctl: secret k8slab-bob/labctl-worker-token: data.token holds another value"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains("b3RoZXI=")
+            && !plan.stdout.contains(&String::from_utf8_lossy(&before).into_owned()),
+        "{}",
+        plan.stdout
+    );
     env.run(&["apply", "lab.toml", "--yes"]).ok();
     assert_eq!(token(&secrets), before);
     assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
@@ -299,7 +380,12 @@ fn apply_killed_at_any_point_is_repaired() {
     let env = cluster.env(&example());
     let lab = "bigdata-k8s";
     for delay_ms in [20, 80, 200, 400] {
-        let mut child = env.command(&["apply", "lab.toml", "--yes", "--no-verify"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = env
+            .command(&["apply", "lab.toml", "--yes", "--no-verify"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
@@ -320,11 +406,17 @@ fn a_namespace_labctl_did_not_make_is_not_taken_over() {
     let cluster = Cluster::start();
     let mut foreign = Namespace::default();
     foreign.metadata.name = Some("k8slab-ann".into());
-    cluster.block_on(Api::<Namespace>::all(cluster.client.clone()).create(&Default::default(), &foreign)).unwrap();
+    cluster
+        .block_on(Api::<Namespace>::all(cluster.client.clone()).create(&Default::default(), &foreign))
+        .unwrap();
     let env = cluster.env(&small_lab(60));
     let apply = env.run(&["apply", "lab.toml", "--yes"]);
     assert_ne!(apply.code, 0, "{}", apply.all());
-    assert!(apply.all().contains("namespace k8slab-ann already exists and labctl did not create it"), "{}", apply.all());
+    assert!(
+        apply.all().contains("namespace k8slab-ann already exists and labctl did not create it"),
+        "{}",
+        apply.all()
+    );
     assert!(cluster.deployment("k8slab-bob", "mapreduce").is_some());
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     let left = cluster.block_on(Api::<Namespace>::all(cluster.client.clone()).get_opt("k8slab-ann")).unwrap();

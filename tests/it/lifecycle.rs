@@ -32,7 +32,11 @@ fn a_saved_plan_is_applied_exactly_and_refused_once_stale() {
 
     let again = env.run(&["apply", "p1.json"]);
     assert_eq!(again.code, 1);
-    assert!(again.stderr.contains("the plan is stale: it was made against state serial 0"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("the plan is stale: it was made against state serial 0"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
@@ -64,7 +68,8 @@ fn adding_and_removing_a_student_touches_only_theirs() {
     env.write("lab.toml", &lab("lab1", &["ada", "bob", "cy"], 1));
     let added = env.run(&["apply", "lab.toml", "--yes", "--json"]).ok();
     let doc: serde_json::Value = serde_json::from_str(&added.stdout).unwrap();
-    let touched: Vec<&str> = doc["actions"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
+    let touched: Vec<&str> =
+        doc["actions"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
     assert_eq!(touched.len(), 5);
     assert!(touched.iter().all(|a| a.starts_with("student[\"cy\"]")), "{touched:?}");
 
@@ -73,9 +78,15 @@ fn adding_and_removing_a_student_touches_only_theirs() {
     let doc: serde_json::Value = serde_json::from_str(&removed.stdout).unwrap();
     let actions = doc["actions"].as_array().unwrap();
     assert_eq!(actions.len(), 5);
-    assert!(actions.iter().all(|a| a["action"] == "delete" && a["address"].as_str().unwrap().starts_with("student[\"bob\"]")));
+    assert!(actions
+        .iter()
+        .all(|a| a["action"] == "delete" && a["address"].as_str().unwrap().starts_with("student[\"bob\"]")));
     assert_eq!(env.data_files(), expected_files("lab1", &["ada", "cy"]));
-    assert_eq!(std::fs::read_to_string(env.data().join("lab1/students/ada/token")).unwrap(), ada_token, "ada untouched");
+    assert_eq!(
+        std::fs::read_to_string(env.data().join("lab1/students/ada/token")).unwrap(),
+        ada_token,
+        "ada untouched"
+    );
 }
 
 #[test]
@@ -83,13 +94,20 @@ fn a_changed_dataset_is_replaced_and_in_place_changes_update() {
     let env = Env::new();
     env.write("lab.toml", &lab("lab1", &["ada"], 1));
     env.run(&["apply", "lab.toml", "--yes"]).ok();
-    let text = lab("lab1", &["ada"], 1).replace("rows = 500", "rows = 600").replace("input = \"v1\"", "input = \"v2\"");
+    let text = lab("lab1", &["ada"], 1)
+        .replace("rows = 500", "rows = 600")
+        .replace("input = \"v1\"", "input = \"v2\"");
     env.write("lab.toml", &text);
     let run = env.run(&["apply", "lab.toml", "--yes"]).ok();
     assert!(run.stdout.contains("-/+ student[\"ada\"].dataset[\"table\"] (dataset)"), "{}", run.stdout);
     assert!(run.stdout.contains("  ~ student[\"ada\"].null[0] (null)"), "{}", run.stdout);
-    assert!(run.stdout.contains("Apply complete: 0 created, 1 updated, 1 replaced, 0 deleted"), "{}", run.stdout);
-    let csv = std::fs::read_to_string(env.data().join("lab1/buckets/lab1-ada/datasets/table/part-00000.csv")).unwrap();
+    assert!(
+        run.stdout.contains("Apply complete: 0 created, 1 updated, 1 replaced, 0 deleted"),
+        "{}",
+        run.stdout
+    );
+    let csv = std::fs::read_to_string(env.data().join("lab1/buckets/lab1-ada/datasets/table/part-00000.csv"))
+        .unwrap();
     assert_eq!(csv.lines().count(), 601);
 }
 
@@ -100,8 +118,16 @@ fn drift_is_planned_and_repaired() {
     env.run(&["apply", "lab.toml", "--yes"]).ok();
     std::fs::remove_dir_all(env.data().join("lab1/buckets/lab1-bob/datasets/corpus")).unwrap();
     let plan = env.run(&["plan", "lab.toml"]).ok();
-    assert!(plan.stdout.contains("+ student[\"bob\"].dataset[\"corpus\"] (dataset)  # deleted outside labctl"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("Plan: 1 to create, 0 to update, 0 to replace, 0 to delete."), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("+ student[\"bob\"].dataset[\"corpus\"] (dataset)  # deleted outside labctl"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("Plan: 1 to create, 0 to update, 0 to replace, 0 to delete."),
+        "{}",
+        plan.stdout
+    );
     env.run(&["apply", "lab.toml", "--yes"]).ok();
     assert_eq!(env.data_files(), expected_files("lab1", &["ada", "bob"]));
 }
@@ -175,7 +201,18 @@ fn apply_without_yes_needs_a_terminal_to_confirm() {
 fn help_lists_every_command() {
     let env = Env::new();
     insta::assert_snapshot!("help", env.run(&["--help"]).ok().stdout);
-    for command in ["validate", "plan", "apply", "verify", "destroy", "status", "output", "state", "schema", "completions"] {
+    for command in [
+        "validate",
+        "plan",
+        "apply",
+        "verify",
+        "destroy",
+        "status",
+        "output",
+        "state",
+        "schema",
+        "completions",
+    ] {
         let help = env.run(&[command, "--help"]).ok();
         assert!(help.stdout.contains("Usage: labctl"), "{command}: {}", help.stdout);
     }

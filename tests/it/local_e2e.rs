@@ -13,9 +13,13 @@ fn processes(env: &Env) -> (Vec<(String, u32)>, Vec<String>) {
     for student in STUDENTS {
         for service in ["mapreduce", "scheduler"] {
             let path = env.data().join(format!("quickstart/students/{student}/{service}/processes.json"));
-            let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let record: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
             for p in record["processes"].as_array().unwrap() {
-                procs.push((format!("{student}/{service}/{}", p["role"].as_str().unwrap()), p["pid"].as_u64().unwrap() as u32));
+                procs.push((
+                    format!("{student}/{service}/{}", p["role"].as_str().unwrap()),
+                    p["pid"].as_u64().unwrap() as u32,
+                ));
             }
             addrs.push(record["address"].as_str().unwrap().to_owned());
         }
@@ -24,7 +28,8 @@ fn processes(env: &Env) -> (Vec<(String, u32)>, Vec<String>) {
 }
 
 fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
 }
 
 #[test]
@@ -51,7 +56,10 @@ fn quickstart_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leav
     for ext in ["md", "html"] {
         let path = env.path(&format!("handouts/ada.{ext}"));
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(token.trim()) && text.contains(&addrs[0]) && text.contains(&addrs[1]), "{text}");
+        assert!(
+            text.contains(token.trim()) && text.contains(&addrs[0]) && text.contains(&addrs[1]),
+            "{text}"
+        );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
@@ -63,16 +71,28 @@ fn quickstart_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leav
     let status = env.run(&["status", "lab.toml"]).ok();
     let line = |who: &str| status.stdout.lines().find(|l| l.starts_with(who)).unwrap_or_default().to_owned();
     assert!(line("ada").contains("mapreduce: 2 workers, scheduler: 2 workers"), "{}", status.stdout);
-    assert!(line("alan").contains("1 missing") && line("alan").contains("scheduler: down"), "{}", status.stdout);
+    assert!(
+        line("alan").contains("1 missing") && line("alan").contains("scheduler: down"),
+        "{}",
+        status.stdout
+    );
     let broken = env.run(&["verify", "lab.toml"]);
     assert_eq!(broken.code, 1, "{}", broken.all());
     assert!(broken.stdout.contains("5 of 6 checks passed"), "{}", broken.stdout);
-    assert!(broken.stdout.contains("alan / hpsearch: hyperparameter search through the scheduler at"), "{}", broken.stdout);
+    assert!(
+        broken.stdout.contains("alan / hpsearch: hyperparameter search through the scheduler at"),
+        "{}",
+        broken.stdout
+    );
     assert!(broken.stdout.contains("cannot reach the scheduler"), "{}", broken.stdout);
     assert!(!broken.stdout.contains("ada / ") && !broken.stdout.contains("grace / "), "{}", broken.stdout);
 
     let repaired = env.run(&["apply", "lab.toml", "--yes"]).ok();
-    assert!(repaired.stdout.contains("+ student[\"alan\"].scheduler (scheduler)  # deleted outside labctl"), "{}", repaired.stdout);
+    assert!(
+        repaired.stdout.contains("+ student[\"alan\"].scheduler (scheduler)  # deleted outside labctl"),
+        "{}",
+        repaired.stdout
+    );
     assert!(repaired.stdout.contains("3 students, 6 of 6 checks passed."), "{}", repaired.stdout);
 
     let (procs_after, addrs_after) = processes(&env);

@@ -5,8 +5,8 @@ mod support;
 
 mod aws;
 mod crash;
-mod kubernetes;
 mod failures;
+mod kubernetes;
 mod lifecycle;
 mod local_e2e;
 mod locking;

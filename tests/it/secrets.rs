@@ -13,7 +13,8 @@ fn tokens_never_appear_in_output_and_files_are_private() {
     let env = Env::new();
     env.write("lab.toml", &lab("lab1", &["ada", "bob"], 0));
     let mut outputs = vec![env.run(&["apply", "lab.toml", "--yes", "-vv"]).ok()];
-    let token = std::fs::read_to_string(env.data().join("lab1/students/ada/token")).unwrap().trim().to_owned();
+    let token =
+        std::fs::read_to_string(env.data().join("lab1/students/ada/token")).unwrap().trim().to_owned();
     assert_eq!(token.len(), 64);
 
     std::fs::remove_dir_all(env.data().join("lab1/buckets/lab1-bob")).unwrap();
@@ -29,7 +30,8 @@ fn tokens_never_appear_in_output_and_files_are_private() {
     ] {
         outputs.push(env.run(args).ok());
     }
-    outputs.push(env.run_with_faults("delete:credential:invalid:9", &["destroy", "lab.toml", "--yes", "-vv"]));
+    outputs
+        .push(env.run_with_faults("delete:credential:invalid:9", &["destroy", "lab.toml", "--yes", "-vv"]));
     for run in &outputs {
         assert!(!run.all().contains(&token), "a token leaked:\n{}", run.all());
     }

@@ -20,7 +20,11 @@ impl Run {
     pub fn from(out: Output) -> Self {
         use std::os::unix::process::ExitStatusExt;
         let code = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
-        Self { code, stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+        Self {
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
     }
 
     /// Stdout and stderr together, for "does this appear anywhere" checks.
@@ -196,7 +200,9 @@ pub fn stable(env: &Env) -> insta::internals::SettingsBindDropGuard {
 }
 
 fn regex_escape(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") })
+        .collect()
 }
 
 /// Where `lab-mapreduce` and `lab-scheduler` are: built next to `labctl` by a workspace build.

@@ -107,9 +107,13 @@ fn gpu_needs_a_gpu_node_pool_on_cloud_providers() {
 fn kubernetes_gpus_need_a_gpu_pool_and_quantities_are_checked() {
     let env = Env::new();
     let _s = stable(&env);
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap();
     let without_gpu_pool = example.split("[cluster.course.node_pool.gpu]").next().unwrap().to_owned();
-    let text = without_gpu_pool.replace("memory = \"512Mi\"", "memory = \"512MB\"").replace("image = \"ghcr.io/labctl/workers:0.1.0\"\n", "").replace("storage = { size = \"1Gi\" }", "storage = { size = \"1 GB\" }");
+    let text = without_gpu_pool
+        .replace("memory = \"512Mi\"", "memory = \"512MB\"")
+        .replace("image = \"ghcr.io/labctl/workers:0.1.0\"\n", "")
+        .replace("storage = { size = \"1Gi\" }", "storage = { size = \"1 GB\" }");
     insta::assert_snapshot!(invalid(&env, &text));
 }
 
@@ -119,7 +123,8 @@ fn kubernetes_gpus_need_a_gpu_pool_and_quantities_are_checked() {
 fn kubernetes_workers_must_fit_their_namespace() {
     let env = Env::new();
     let _s = stable(&env);
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap();
     let text = example
         .replace("quota = { cpu = \"4\"", "quota = { cpu = \"2\"")
         .replace("max_memory = \"4Gi\"", "max_memory = \"384Mi\"")
@@ -136,7 +141,10 @@ fn json_diagnostics_for_tools() {
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["valid"], false);
     let d = &doc["diagnostics"][0];
-    assert_eq!((d["file"].as_str(), d["line"].as_u64(), d["column"].as_u64()), (Some("lab.toml"), Some(11), Some(1)));
+    assert_eq!(
+        (d["file"].as_str(), d["line"].as_u64(), d["column"].as_u64()),
+        (Some("lab.toml"), Some(11), Some(1))
+    );
 }
 
 #[test]
@@ -144,7 +152,10 @@ fn a_valid_lab_says_what_it_holds() {
     let env = Env::new();
     env.write("lab.toml", &good());
     let run = env.run(&["validate", "lab.toml"]).ok();
-    assert_eq!(run.stdout, "lab.toml is valid: lab `lab1`, local provider, 1 cohort(s), 2 student(s), 10 resources.\n");
+    assert_eq!(
+        run.stdout,
+        "lab.toml is valid: lab `lab1`, local provider, 1 cohort(s), 2 student(s), 10 resources.\n"
+    );
 }
 
 #[test]

@@ -16,7 +16,8 @@ pub(crate) struct Ports {
     pub scheduler_http: u16,
 }
 
-pub(crate) const PORTS: Ports = Ports { mapreduce: ports::MAPREDUCE, scheduler: ports::SCHEDULER, scheduler_http: ports::SCHEDULER_HTTP };
+pub(crate) const PORTS: Ports =
+    Ports { mapreduce: ports::MAPREDUCE, scheduler: ports::SCHEDULER, scheduler_http: ports::SCHEDULER_HTTP };
 
 #[derive(Debug, Serialize)]
 pub(crate) struct MapReduce {
@@ -52,8 +53,10 @@ pub(crate) struct UserData<'a> {
 
 /// Renders the user data.
 pub(crate) fn render(data: &UserData) -> Result<String, ProviderError> {
-    let context = tera::Context::from_serialize(data).map_err(|e| ProviderError::fatal(format!("user data: {e}")))?;
-    tera::Tera::one_off(TEMPLATE, &context, false).map_err(|e| ProviderError::fatal(format!("user data template: {e:?}")))
+    let context =
+        tera::Context::from_serialize(data).map_err(|e| ProviderError::fatal(format!("user data: {e}")))?;
+    tera::Tera::one_off(TEMPLATE, &context, false)
+        .map_err(|e| ProviderError::fatal(format!("user data template: {e:?}")))
 }
 
 #[cfg(test)]
@@ -61,7 +64,9 @@ mod tests {
     use super::*;
 
     fn sample(mapreduce: Option<MapReduce>, scheduler: Option<Scheduler>) -> String {
-        let binaries = [("lab-mapreduce", "aa11"), ("lab-scheduler", "bb22")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        let binaries = [("lab-mapreduce", "aa11"), ("lab-scheduler", "bb22")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
         render(&UserData {
             lab: "bigdata",
             student: "ada",
@@ -81,7 +86,10 @@ mod tests {
 
     #[test]
     fn user_data_with_both_services() {
-        insta::assert_snapshot!(sample(Some(MapReduce { workers: 2 }), Some(Scheduler { workers: 2, slots: 4 })));
+        insta::assert_snapshot!(sample(
+            Some(MapReduce { workers: 2 }),
+            Some(Scheduler { workers: 2, slots: 4 })
+        ));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance, InstanceStateName, InstanceType,
-    ResourceType, VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance, InstanceStateName,
+    InstanceType, ResourceType, VolumeType,
 };
 use base64::Engine;
 use labctl_provider_api::{attrs, sha256, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
@@ -30,7 +30,9 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
     let student = str_attr(&spec.config, "student")?;
     let instance_type = str_attr(&spec.config, "instance_type")?;
     let disk_gb = spec.config.get("disk_gb").and_then(Value::as_i64).unwrap_or(30) as i32;
-    let image = image_id(c, str_attr(&spec.config, "image")?, spec.config.get("image_owner").and_then(Value::as_str)).await?;
+    let image =
+        image_id(c, str_attr(&spec.config, "image")?, spec.config.get("image_owner").and_then(Value::as_str))
+            .await?;
     let subnets = dep_list(deps, "subnets");
     // Spread students over the zones, the same way on every run.
     let subnet = subnets
@@ -39,7 +41,13 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
     let user_data = render_user_data(c, spec, deps, student)?;
     let disk = BlockDeviceMapping::builder()
         .device_name("/dev/sda1")
-        .ebs(EbsBlockDevice::builder().volume_size(disk_gb).volume_type(VolumeType::Gp3).delete_on_termination(true).build())
+        .ebs(
+            EbsBlockDevice::builder()
+                .volume_size(disk_gb)
+                .volume_type(VolumeType::Gp3)
+                .delete_on_termination(true)
+                .build(),
+        )
         .build();
     let out = c
         .call(
@@ -52,7 +60,11 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
                 .max_count(1)
                 .subnet_id(subnet)
                 .security_group_ids(dep_attr(deps, "group_id")?)
-                .iam_instance_profile(IamInstanceProfileSpecification::builder().name(dep_attr(deps, "instance_profile")?).build())
+                .iam_instance_profile(
+                    IamInstanceProfileSpecification::builder()
+                        .name(dep_attr(deps, "instance_profile")?)
+                        .build(),
+                )
                 .user_data(base64::engine::general_purpose::STANDARD.encode(&user_data))
                 .block_device_mappings(disk)
                 .tag_specifications(ec2_spec(ResourceType::Instance, spec, name))
@@ -61,7 +73,10 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
         )
         .await
         .map_err(failed(format!("starting VM {name} ({instance_type})")))?;
-    let instance = out.instances().first().ok_or_else(|| ProviderError::fatal(format!("no instance returned for {name}")))?;
+    let instance = out
+        .instances()
+        .first()
+        .ok_or_else(|| ProviderError::fatal(format!("no instance returned for {name}")))?;
     let id = instance.instance_id().unwrap_or_default().to_owned();
     // The addresses are known once the instance runs; the handout needs them.
     let running = wait_running(c, &id).await.map_err(|e| e.with_partial(observed(instance)))?;
@@ -77,23 +92,37 @@ async fn wait_running(c: &Aws, id: &str) -> Result<Instance, ProviderError> {
             match i.state().and_then(|s| s.name()) {
                 Some(InstanceStateName::Running) => return Ok(i),
                 Some(InstanceStateName::Pending) | None => {}
-                Some(other) => return Err(ProviderError::invalid(format!("VM {id} is {} instead of running", other.as_str()))),
+                Some(other) => {
+                    return Err(ProviderError::invalid(format!(
+                        "VM {id} is {} instead of running",
+                        other.as_str()
+                    )))
+                }
             }
         }
         if start.elapsed() > TERMINATE_WAIT {
-            return Err(ProviderError::new(ErrorKind::Timeout, format!("VM {id} is not running after {} s", TERMINATE_WAIT.as_secs())));
+            return Err(ProviderError::new(
+                ErrorKind::Timeout,
+                format!("VM {id} is not running after {} s", TERMINATE_WAIT.as_secs()),
+            ));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
-fn render_user_data(c: &Aws, spec: &ResourceSpec, deps: &Deps, student: &str) -> Result<String, ProviderError> {
+fn render_user_data(
+    c: &Aws,
+    spec: &ResourceSpec,
+    deps: &Deps,
+    student: &str,
+) -> Result<String, ProviderError> {
     let binaries = deps
         .values()
         .find_map(|d| d.attributes.get("binaries").and_then(Value::as_object))
         .map(|b| b.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
         .unwrap_or_default();
-    let count = |service: &str, key: &str| spec.config.get(service).and_then(|s| s.get(key)).and_then(Value::as_u64);
+    let count =
+        |service: &str, key: &str| spec.config.get(service).and_then(|s| s.get(key)).and_then(Value::as_u64);
     cloud_init::render(&UserData {
         lab: &spec.tags.lab,
         student,
@@ -105,7 +134,8 @@ fn render_user_data(c: &Aws, spec: &ResourceSpec, deps: &Deps, student: &str) ->
         access_key_id: dep_attr(deps, "access_key_id")?,
         secret_access_key: dep_attr(deps, "secret_access_key")?,
         mapreduce: count("mapreduce", "workers").map(|workers| MapReduce { workers }),
-        scheduler: count("scheduler", "workers").map(|workers| Scheduler { workers, slots: count("scheduler", "slots").unwrap_or(1) }),
+        scheduler: count("scheduler", "workers")
+            .map(|workers| Scheduler { workers, slots: count("scheduler", "slots").unwrap_or(1) }),
         ports: PORTS,
         ssh_keys: spec
             .config
@@ -122,7 +152,14 @@ async fn image_id(c: &Aws, image: &str, owner: Option<&str>) -> Result<String, P
         return Ok(image.to_owned());
     }
     let out = c
-        .call(Ec2, c.ec2.describe_images().filters(ec2_filter("name", image)).set_owners(owner.map(|o| vec![o.to_owned()])).send())
+        .call(
+            Ec2,
+            c.ec2
+                .describe_images()
+                .filters(ec2_filter("name", image))
+                .set_owners(owner.map(|o| vec![o.to_owned()]))
+                .send(),
+        )
         .await
         .map_err(failed(format!("looking up image `{image}`")))?;
     out.images()
@@ -142,7 +179,12 @@ async fn image_id(c: &Aws, image: &str, owner: Option<&str>) -> Result<String, P
 /// The live instance an earlier (maybe interrupted) create made for this address.
 async fn find(c: &Aws, spec: &ResourceSpec) -> Result<Option<Instance>, ProviderError> {
     let mut filters = ec2_owned(spec);
-    filters.push(aws_sdk_ec2::types::Filter::builder().name("instance-state-name").set_values(Some(LIVE.map(String::from).to_vec())).build());
+    filters.push(
+        aws_sdk_ec2::types::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(LIVE.map(String::from).to_vec()))
+            .build(),
+    );
     let out = c
         .call(Ec2, c.ec2.describe_instances().set_filters(Some(filters)).send())
         .await
@@ -176,7 +218,10 @@ async fn describe(c: &Aws, id: &str) -> Result<Option<Instance>, ProviderError> 
 }
 
 fn is_gone(i: &Instance) -> bool {
-    matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown))
+    matches!(
+        i.state().and_then(|s| s.name()),
+        Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
+    )
 }
 
 pub(crate) async fn read(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
@@ -211,7 +256,9 @@ pub(crate) async fn delete(c: &Aws, id: &str) -> Result<(), ProviderError> {
 
 pub(crate) async fn delete_volume(c: &Aws, id: &str) -> Result<(), ProviderError> {
     match c.call(Ec2, c.ec2.delete_volume().volume_id(id).send()).await {
-        Err(e) if code(&e) == Some("VolumeInUse") => Err(ProviderError::new(ErrorKind::Unavailable, format!("volume {id} is still attached"))),
+        Err(e) if code(&e) == Some("VolumeInUse") => {
+            Err(ProviderError::new(ErrorKind::Unavailable, format!("volume {id} is still attached")))
+        }
         result => ignore_missing(result, &["InvalidVolume.NotFound"], &format!("deleting volume {id}")),
     }
 }

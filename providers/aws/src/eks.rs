@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use aws_sdk_eks::types::{AmiTypes, Cluster, Nodegroup, NodegroupScalingConfig, Taint, TaintEffect, VpcConfigRequest};
+use aws_sdk_eks::types::{
+    AmiTypes, Cluster, Nodegroup, NodegroupScalingConfig, Taint, TaintEffect, VpcConfigRequest,
+};
 use labctl_provider_api::{attrs, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
 use serde_json::{json, Value};
 
@@ -24,7 +26,8 @@ const POLL: Duration = Duration::from_secs(5);
 pub const GPU_TAINT: &str = "nvidia.com/gpu";
 
 const CLUSTER_POLICIES: &[&str] = &["AmazonEKSClusterPolicy"];
-const NODE_POLICIES: &[&str] = &["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"];
+const NODE_POLICIES: &[&str] =
+    &["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"];
 
 /// The IAM roles a cluster's create makes (and its delete removes).
 pub(crate) fn roles(cluster: &str) -> [String; 2] {
@@ -39,15 +42,24 @@ fn node_role(cluster: &str) -> String {
     format!("{cluster}-node")
 }
 
-pub(crate) async fn create_cluster(c: &Aws, spec: &ResourceSpec, deps: &Deps, lab: &str) -> Result<Observed, ProviderError> {
+pub(crate) async fn create_cluster(
+    c: &Aws,
+    spec: &ResourceSpec,
+    deps: &Deps,
+    lab: &str,
+) -> Result<Observed, ProviderError> {
     let name = str_attr(&spec.config, "name")?;
-    let role_arn = ensure_role(c, spec, lab, &cluster_role(name), "eks.amazonaws.com", CLUSTER_POLICIES, None).await?;
-    let node_role_arn = ensure_role(c, spec, lab, &node_role(name), "ec2.amazonaws.com", NODE_POLICIES, None).await?;
+    let role_arn =
+        ensure_role(c, spec, lab, &cluster_role(name), "eks.amazonaws.com", CLUSTER_POLICIES, None).await?;
+    let node_role_arn =
+        ensure_role(c, spec, lab, &node_role(name), "ec2.amazonaws.com", NODE_POLICIES, None).await?;
     let subnets = dep_list(deps, "subnets");
     let partial = |e: ProviderError| e.with_partial(Observed { id: name.to_owned(), ..Default::default() });
     match describe_cluster(c, name).await? {
         Some(found) if found.tags().and_then(|t| t.get(tagging::LAB)) != Some(&spec.tags.lab) => {
-            return Err(ProviderError::invalid(format!("EKS cluster `{name}` already exists and is not this lab's")));
+            return Err(ProviderError::invalid(format!(
+                "EKS cluster `{name}` already exists and is not this lab's"
+            )));
         }
         Some(found) => {
             // A version bump upgrades the control plane in place (one minor version a time).
@@ -76,9 +88,10 @@ pub(crate) async fn create_cluster(c: &Aws, spec: &ResourceSpec, deps: &Deps, la
             .map_err(partial)?;
         }
     }
-    let cluster = wait_active(name, || describe_cluster(c, name), |c| c.status().map(|s| s.as_str().to_owned()))
-        .await
-        .map_err(partial)?;
+    let cluster =
+        wait_active(name, || describe_cluster(c, name), |c| c.status().map(|s| s.as_str().to_owned()))
+            .await
+            .map_err(partial)?;
     let mut observed = cluster_observed(&cluster, &c.region);
     observed.attributes.insert("node_role_arn".into(), Value::String(node_role_arn));
     observed.attributes.insert("subnets".into(), json!(subnets));
@@ -153,14 +166,22 @@ pub(crate) async fn read_cluster(c: &Aws, prior: &Observed) -> Result<Option<Obs
 
 /// Deletes the cluster, waits until it is gone, then its roles.
 pub(crate) async fn delete_cluster(c: &Aws, name: &str) -> Result<(), ProviderError> {
-    ignore_missing(c.call(Eks, c.eks.delete_cluster().name(name).send()).await, MISSING, &format!("deleting EKS cluster {name}"))?;
+    ignore_missing(
+        c.call(Eks, c.eks.delete_cluster().name(name).send()).await,
+        MISSING,
+        &format!("deleting EKS cluster {name}"),
+    )?;
     wait_gone(name, || describe_cluster(c, name)).await?;
     delete_role(c, &cluster_role(name)).await?;
     delete_role(c, &node_role(name)).await
 }
 
 /// Creates the node group, or converges an existing one's size.
-pub(crate) async fn create_node_pool(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+pub(crate) async fn create_node_pool(
+    c: &Aws,
+    spec: &ResourceSpec,
+    deps: &Deps,
+) -> Result<Observed, ProviderError> {
     let cluster = dep_attr(deps, "cluster_name")?;
     let name = str_attr(&spec.config, "name")?;
     let number = |key: &str| spec.config.get(key).and_then(Value::as_i64).unwrap_or(0) as i32;
@@ -171,10 +192,20 @@ pub(crate) async fn create_node_pool(c: &Aws, spec: &ResourceSpec, deps: &Deps) 
     match describe_node_pool(c, cluster, name).await? {
         Some(found) => {
             let current = found.scaling_config();
-            if current.and_then(|s| s.min_size()) != Some(min) || current.and_then(|s| s.max_size()) != Some(max) {
-                c.call(Eks, c.eks.update_nodegroup_config().cluster_name(cluster).nodegroup_name(name).scaling_config(scaling).send())
-                    .await
-                    .map_err(failed(format!("resizing node group {id}")))?;
+            if current.and_then(|s| s.min_size()) != Some(min)
+                || current.and_then(|s| s.max_size()) != Some(max)
+            {
+                c.call(
+                    Eks,
+                    c.eks
+                        .update_nodegroup_config()
+                        .cluster_name(cluster)
+                        .nodegroup_name(name)
+                        .scaling_config(scaling)
+                        .send(),
+                )
+                .await
+                .map_err(failed(format!("resizing node group {id}")))?;
             }
         }
         None => {
@@ -192,7 +223,8 @@ pub(crate) async fn create_node_pool(c: &Aws, spec: &ResourceSpec, deps: &Deps) 
             if gpu > 0 {
                 labels.insert("nvidia.com/gpu.present".into(), "true".into());
                 labels.insert("nvidia.com/gpu.count".into(), gpu.to_string());
-                let taint = Taint::builder().key(GPU_TAINT).value("present").effect(TaintEffect::NoSchedule).build();
+                let taint =
+                    Taint::builder().key(GPU_TAINT).value("present").effect(TaintEffect::NoSchedule).build();
                 request = request.ami_type(AmiTypes::Al2X8664Gpu).taints(taint);
             }
             c.call(Eks, request.set_labels(Some(labels)).send())
@@ -201,9 +233,13 @@ pub(crate) async fn create_node_pool(c: &Aws, spec: &ResourceSpec, deps: &Deps) 
                 .map_err(partial)?;
         }
     }
-    let pool = wait_active(&id, || describe_node_pool(c, cluster, name), |n| n.status().map(|s| s.as_str().to_owned()))
-        .await
-        .map_err(partial)?;
+    let pool = wait_active(
+        &id,
+        || describe_node_pool(c, cluster, name),
+        |n| n.status().map(|s| s.as_str().to_owned()),
+    )
+    .await
+    .map_err(partial)?;
     Ok(node_pool_observed(&id, &pool))
 }
 
@@ -257,20 +293,35 @@ pub(crate) async fn delete_node_pool(c: &Aws, id: &str) -> Result<(), ProviderEr
 }
 
 /// Polls until the thing is `ACTIVE`; a failed state or the timeout is an error naming it.
-async fn wait_active<T, F>(what: &str, describe: impl Fn() -> F, status: impl Fn(&T) -> Option<String>) -> Result<T, ProviderError>
+async fn wait_active<T, F>(
+    what: &str,
+    describe: impl Fn() -> F,
+    status: impl Fn(&T) -> Option<String>,
+) -> Result<T, ProviderError>
 where
     F: Future<Output = Result<Option<T>, ProviderError>>,
 {
     let start = tokio::time::Instant::now();
     loop {
-        let found = describe().await?.ok_or_else(|| ProviderError::new(ErrorKind::Unavailable, format!("{what} vanished while being created")))?;
+        let found = describe().await?.ok_or_else(|| {
+            ProviderError::new(ErrorKind::Unavailable, format!("{what} vanished while being created"))
+        })?;
         match status(&found).as_deref() {
             Some("ACTIVE") => return Ok(found),
             Some(failed @ ("FAILED" | "CREATE_FAILED" | "DEGRADED")) => {
-                return Err(ProviderError::invalid(format!("{what} is {failed}; see the EKS console for the reason")));
+                return Err(ProviderError::invalid(format!(
+                    "{what} is {failed}; see the EKS console for the reason"
+                )));
             }
             state if start.elapsed() > WAIT => {
-                return Err(ProviderError::new(ErrorKind::Timeout, format!("{what} is still {} after {} minutes", state.unwrap_or("unknown"), WAIT.as_secs() / 60)));
+                return Err(ProviderError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what} is still {} after {} minutes",
+                        state.unwrap_or("unknown"),
+                        WAIT.as_secs() / 60
+                    ),
+                ));
             }
             _ => tokio::time::sleep(POLL).await,
         }

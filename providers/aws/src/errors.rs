@@ -50,7 +50,10 @@ pub(crate) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&st
 /// Whether the service said the thing does not exist, with one of `codes`. A bare 404 is
 /// not enough: an endpoint that is not AWS at all (a wrong `endpoint`) answers that too,
 /// and taking it for "gone" would drop every resource from state.
-pub(crate) fn is_missing<E: ProvideErrorMetadata>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>, codes: &[&str]) -> bool {
+pub(crate) fn is_missing<E: ProvideErrorMetadata>(
+    e: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+    codes: &[&str],
+) -> bool {
     match e {
         SdkError::ServiceError(s) => s.err().code().is_some_and(|c| codes.contains(&c)),
         _ => false,
@@ -74,7 +77,9 @@ where
 }
 
 /// A provider error for a failed request; `what` says what was being done.
-pub(crate) fn failed<E>(what: impl Display) -> impl FnOnce(SdkError<E, aws_smithy_runtime_api::http::Response>) -> ProviderError
+pub(crate) fn failed<E>(
+    what: impl Display,
+) -> impl FnOnce(SdkError<E, aws_smithy_runtime_api::http::Response>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -142,7 +147,10 @@ mod tests {
 
     fn answer(status: u16, code: &str, message: &str) -> SdkError<HeadBucketError, Response> {
         let meta = ErrorMetadata::builder().code(code).message(message).build();
-        SdkError::service_error(HeadBucketError::generic(meta), Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()))
+        SdkError::service_error(
+            HeadBucketError::generic(meta),
+            Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()),
+        )
     }
 
     fn kind(status: u16, code: &str, message: &str) -> ErrorKind {
@@ -164,9 +172,19 @@ mod tests {
 
     #[test]
     fn messages_say_what_was_being_done_and_what_aws_said() {
-        let e = failed("creating bucket b")(answer(409, "BucketAlreadyExists", "The requested bucket name is not available."));
-        assert_eq!(e.message, "creating bucket b: BucketAlreadyExists: The requested bucket name is not available.");
-        assert!(!is_missing(&answer(404, "", "Not Found"), &["NoSuchBucket"]), "a bare 404 is not AWS saying gone");
+        let e = failed("creating bucket b")(answer(
+            409,
+            "BucketAlreadyExists",
+            "The requested bucket name is not available.",
+        ));
+        assert_eq!(
+            e.message,
+            "creating bucket b: BucketAlreadyExists: The requested bucket name is not available."
+        );
+        assert!(
+            !is_missing(&answer(404, "", "Not Found"), &["NoSuchBucket"]),
+            "a bare 404 is not AWS saying gone"
+        );
         assert!(is_missing(&answer(404, "NotFound", ""), &["NotFound"]));
         assert!(is_missing(&answer(400, "NoSuchEntity", ""), &["NoSuchEntity"]));
         assert!(!is_missing(&answer(403, "AccessDenied", ""), &["NoSuchEntity"]));

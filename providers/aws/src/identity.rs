@@ -16,12 +16,25 @@ const POLICY: &str = "labctl";
 /// The student's IAM user with a policy for their own bucket and the shared datasets, a
 /// fresh access key (older keys of the user are deleted: their secrets cannot be read back)
 /// and the token their workers use to authenticate clients (`token`, or a new random one).
-pub(crate) async fn create_credential(c: &Aws, spec: &ResourceSpec, lab: &str, token: Option<&str>) -> Result<Observed, ProviderError> {
+pub(crate) async fn create_credential(
+    c: &Aws,
+    spec: &ResourceSpec,
+    lab: &str,
+    token: Option<&str>,
+) -> Result<Observed, ProviderError> {
     let user = str_attr(&spec.config, "user")?;
     let bucket = str_attr(&spec.config, "bucket")?;
     let artifacts = str_attr(&spec.config, "artifacts")?;
     let created = c
-        .call(Iam, c.iam.create_user().user_name(user).path(iam_path(lab)).set_tags(Some(tagging::iam(spec, user))).send())
+        .call(
+            Iam,
+            c.iam
+                .create_user()
+                .user_name(user)
+                .path(iam_path(lab))
+                .set_tags(Some(tagging::iam(spec, user)))
+                .send(),
+        )
         .await;
     let arn = match created {
         Ok(out) => out.user().map(|u| u.arn().to_owned()),
@@ -55,17 +68,27 @@ pub(crate) async fn create_credential(c: &Aws, spec: &ResourceSpec, lab: &str, t
             },
         ],
     });
-    c.call(Iam, c.iam.put_user_policy().user_name(user).policy_name(POLICY).policy_document(policy.to_string()).send())
-        .await
-        .map_err(failed(format!("setting the policy of IAM user {user}")))
-        .map_err(partial)?;
+    c.call(
+        Iam,
+        c.iam
+            .put_user_policy()
+            .user_name(user)
+            .policy_name(POLICY)
+            .policy_document(policy.to_string())
+            .send(),
+    )
+    .await
+    .map_err(failed(format!("setting the policy of IAM user {user}")))
+    .map_err(partial)?;
     delete_access_keys(c, user).await.map_err(partial)?;
     let key = c
         .call(Iam, c.iam.create_access_key().user_name(user).send())
         .await
         .map_err(failed(format!("creating an access key for IAM user {user}")))
         .map_err(partial)?;
-    let key = key.access_key().ok_or_else(|| partial(ProviderError::fatal(format!("no access key returned for {user}"))))?;
+    let key = key
+        .access_key()
+        .ok_or_else(|| partial(ProviderError::fatal(format!("no access key returned for {user}"))))?;
     Ok(Observed {
         id: user.to_owned(),
         attributes: attrs(json!({
@@ -82,8 +105,12 @@ pub(crate) async fn create_credential(c: &Aws, spec: &ResourceSpec, lab: &str, t
 
 /// Takes over a user an interrupted create made; refuses anyone else's.
 async fn adopt_user(c: &Aws, user: &str, spec: &ResourceSpec) -> Result<String, ProviderError> {
-    let out = c.call(Iam, c.iam.get_user().user_name(user).send()).await.map_err(failed(format!("reading IAM user {user}")))?;
-    let found = out.user().ok_or_else(|| ProviderError::fatal(format!("IAM user {user} has no description")))?;
+    let out = c
+        .call(Iam, c.iam.get_user().user_name(user).send())
+        .await
+        .map_err(failed(format!("reading IAM user {user}")))?;
+    let found =
+        out.user().ok_or_else(|| ProviderError::fatal(format!("IAM user {user} has no description")))?;
     let tags = Tags::from_pairs(found.tags().iter().map(|t| (t.key(), t.value())));
     if tags.as_ref() != Some(&spec.tags) {
         return Err(ProviderError::invalid(format!(
@@ -116,7 +143,11 @@ async fn delete_access_keys(c: &Aws, user: &str) -> Result<(), ProviderError> {
     };
     for key in keys.access_key_metadata() {
         let id = key.access_key_id().unwrap_or_default();
-        ignore_missing(c.call(Iam, c.iam.delete_access_key().user_name(user).access_key_id(id).send()).await, MISSING, "deleting an access key")?;
+        ignore_missing(
+            c.call(Iam, c.iam.delete_access_key().user_name(user).access_key_id(id).send()).await,
+            MISSING,
+            "deleting an access key",
+        )?;
     }
     Ok(())
 }
@@ -127,10 +158,18 @@ pub(crate) async fn delete_user(c: &Aws, user: &str) -> Result<(), ProviderError
     let policies = c.call(Iam, c.iam.list_user_policies().user_name(user).send()).await;
     if let Ok(policies) = &policies {
         for policy in policies.policy_names() {
-            ignore_missing(c.call(Iam, c.iam.delete_user_policy().user_name(user).policy_name(policy).send()).await, MISSING, "deleting a user policy")?;
+            ignore_missing(
+                c.call(Iam, c.iam.delete_user_policy().user_name(user).policy_name(policy).send()).await,
+                MISSING,
+                "deleting a user policy",
+            )?;
         }
     }
-    ignore_missing(c.call(Iam, c.iam.delete_user().user_name(user).send()).await, MISSING, &format!("deleting IAM user {user}"))
+    ignore_missing(
+        c.call(Iam, c.iam.delete_user().user_name(user).send()).await,
+        MISSING,
+        &format!("deleting IAM user {user}"),
+    )
 }
 
 /// Makes (or adopts) a role that `service` may assume, with AWS-managed policies attached
@@ -163,10 +202,19 @@ pub(crate) async fn ensure_role(
     let arn = match created {
         Ok(out) => out.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
         Err(e) if code(&e) == Some("EntityAlreadyExists") => {
-            let out = c.call(Iam, c.iam.get_role().role_name(name).send()).await.map_err(failed(format!("reading IAM role {name}")))?;
-            let role = out.role().ok_or_else(|| ProviderError::fatal(format!("IAM role {name} has no description")))?;
-            if Tags::from_pairs(role.tags().iter().map(|t| (t.key(), t.value()))).is_none_or(|t| t.lab != spec.tags.lab) {
-                return Err(ProviderError::invalid(format!("IAM role `{name}` already exists and is not this lab's")));
+            let out = c
+                .call(Iam, c.iam.get_role().role_name(name).send())
+                .await
+                .map_err(failed(format!("reading IAM role {name}")))?;
+            let role = out
+                .role()
+                .ok_or_else(|| ProviderError::fatal(format!("IAM role {name} has no description")))?;
+            if Tags::from_pairs(role.tags().iter().map(|t| (t.key(), t.value())))
+                .is_none_or(|t| t.lab != spec.tags.lab)
+            {
+                return Err(ProviderError::invalid(format!(
+                    "IAM role `{name}` already exists and is not this lab's"
+                )));
             }
             role.arn().to_owned()
         }
@@ -179,9 +227,17 @@ pub(crate) async fn ensure_role(
             .map_err(failed(format!("attaching {policy} to role {name}")))?;
     }
     if let Some(document) = inline {
-        c.call(Iam, c.iam.put_role_policy().role_name(name).policy_name(POLICY).policy_document(document.to_string()).send())
-            .await
-            .map_err(failed(format!("setting the policy of role {name}")))?;
+        c.call(
+            Iam,
+            c.iam
+                .put_role_policy()
+                .role_name(name)
+                .policy_name(POLICY)
+                .policy_document(document.to_string())
+                .send(),
+        )
+        .await
+        .map_err(failed(format!("setting the policy of role {name}")))?;
     }
     Ok(arn)
 }
@@ -195,28 +251,52 @@ pub(crate) async fn delete_role(c: &Aws, name: &str) -> Result<(), ProviderError
     };
     for policy in attached.attached_policies() {
         let arn = policy.policy_arn().unwrap_or_default();
-        ignore_missing(c.call(Iam, c.iam.detach_role_policy().role_name(name).policy_arn(arn).send()).await, MISSING, "detaching a role policy")?;
+        ignore_missing(
+            c.call(Iam, c.iam.detach_role_policy().role_name(name).policy_arn(arn).send()).await,
+            MISSING,
+            "detaching a role policy",
+        )?;
     }
     if let Ok(inline) = c.call(Iam, c.iam.list_role_policies().role_name(name).send()).await {
         for policy in inline.policy_names() {
-            ignore_missing(c.call(Iam, c.iam.delete_role_policy().role_name(name).policy_name(policy).send()).await, MISSING, "deleting a role policy")?;
+            ignore_missing(
+                c.call(Iam, c.iam.delete_role_policy().role_name(name).policy_name(policy).send()).await,
+                MISSING,
+                "deleting a role policy",
+            )?;
         }
     }
     if let Ok(profiles) = c.call(Iam, c.iam.list_instance_profiles_for_role().role_name(name).send()).await {
         for profile in profiles.instance_profiles() {
             let profile = profile.instance_profile_name();
             ignore_missing(
-                c.call(Iam, c.iam.remove_role_from_instance_profile().instance_profile_name(profile).role_name(name).send()).await,
+                c.call(
+                    Iam,
+                    c.iam
+                        .remove_role_from_instance_profile()
+                        .instance_profile_name(profile)
+                        .role_name(name)
+                        .send(),
+                )
+                .await,
                 MISSING,
                 "removing a role from its instance profile",
             )?;
         }
     }
-    ignore_missing(c.call(Iam, c.iam.delete_role().role_name(name).send()).await, MISSING, &format!("deleting IAM role {name}"))
+    ignore_missing(
+        c.call(Iam, c.iam.delete_role().role_name(name).send()).await,
+        MISSING,
+        &format!("deleting IAM role {name}"),
+    )
 }
 
 /// The role and instance profile the lab's VMs run as: read access to the artifacts bucket.
-pub(crate) async fn create_instance_profile(c: &Aws, spec: &ResourceSpec, lab: &str) -> Result<Observed, ProviderError> {
+pub(crate) async fn create_instance_profile(
+    c: &Aws,
+    spec: &ResourceSpec,
+    lab: &str,
+) -> Result<Observed, ProviderError> {
     let name = str_attr(&spec.config, "name")?;
     let artifacts = str_attr(&spec.config, "artifacts")?;
     let read_artifacts = json!({
@@ -231,7 +311,12 @@ pub(crate) async fn create_instance_profile(c: &Aws, spec: &ResourceSpec, lab: &
     let created = c
         .call(
             Iam,
-            c.iam.create_instance_profile().instance_profile_name(name).path(iam_path(lab)).set_tags(Some(tagging::iam(spec, name))).send(),
+            c.iam
+                .create_instance_profile()
+                .instance_profile_name(name)
+                .path(iam_path(lab))
+                .set_tags(Some(tagging::iam(spec, name)))
+                .send(),
         )
         .await;
     match created {
@@ -244,7 +329,9 @@ pub(crate) async fn create_instance_profile(c: &Aws, spec: &ResourceSpec, lab: &
         .await
         .map_err(failed(format!("reading instance profile {name}")))
         .map_err(partial)?;
-    let profile = profile.instance_profile().ok_or_else(|| partial(ProviderError::fatal(format!("instance profile {name} has no description"))))?;
+    let profile = profile.instance_profile().ok_or_else(|| {
+        partial(ProviderError::fatal(format!("instance profile {name} has no description")))
+    })?;
     if !profile.roles().iter().any(|r| r.role_name() == name) {
         c.call(Iam, c.iam.add_role_to_instance_profile().instance_profile_name(name).role_name(name).send())
             .await
@@ -257,12 +344,17 @@ pub(crate) async fn create_instance_profile(c: &Aws, spec: &ResourceSpec, lab: &
 fn instance_profile_observed(name: &str, arn: &str, role_arn: &str) -> Observed {
     Observed {
         id: name.to_owned(),
-        attributes: attrs(json!({ "instance_profile": name, "instance_profile_arn": arn, "role_arn": role_arn })),
+        attributes: attrs(
+            json!({ "instance_profile": name, "instance_profile_arn": arn, "role_arn": role_arn }),
+        ),
         sensitive: vec![],
     }
 }
 
-pub(crate) async fn read_instance_profile(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+pub(crate) async fn read_instance_profile(
+    c: &Aws,
+    prior: &Observed,
+) -> Result<Option<Observed>, ProviderError> {
     match c.call(Iam, c.iam.get_instance_profile().instance_profile_name(&prior.id).send()).await {
         Ok(out) => Ok(out.instance_profile().and_then(|p| {
             let role = p.roles().first()?;

@@ -36,8 +36,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use labctl_provider_api::{Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec};
 
-pub use clients::{AwsConfig, DEFAULT_CONCURRENCY};
 use clients::Clients;
+pub use clients::{AwsConfig, DEFAULT_CONCURRENCY};
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "network", replace_on: &["cidr", "zones"] },
@@ -115,7 +115,12 @@ impl Provider for AwsProvider {
         }
     }
 
-    async fn update(&self, spec: &ResourceSpec, prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {
+    async fn update(
+        &self,
+        spec: &ResourceSpec,
+        prior: &Observed,
+        deps: &Deps,
+    ) -> Result<Observed, ProviderError> {
         if spec.kind == "credential" {
             // Key rotation: a new access key, the same worker token.
             let token = prior.attributes.get("token").and_then(|t| t.as_str());

@@ -19,7 +19,14 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, Pro
         Some(id) => id,
         None => {
             let out = c
-                .call(Ec2, c.ec2.create_vpc().cidr_block(cidr).tag_specifications(ec2_spec(ResourceType::Vpc, spec, name)).send())
+                .call(
+                    Ec2,
+                    c.ec2
+                        .create_vpc()
+                        .cidr_block(cidr)
+                        .tag_specifications(ec2_spec(ResourceType::Vpc, spec, name))
+                        .send(),
+                )
                 .await
                 .map_err(failed(format!("creating VPC {cidr}")))?;
             out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_owned()
@@ -37,14 +44,23 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, Pro
         Some(g) => g.internet_gateway_id().unwrap_or_default().to_owned(),
         None => {
             let out = c
-                .call(Ec2, c.ec2.create_internet_gateway().tag_specifications(ec2_spec(ResourceType::InternetGateway, &igw_spec, name)).send())
+                .call(
+                    Ec2,
+                    c.ec2
+                        .create_internet_gateway()
+                        .tag_specifications(ec2_spec(ResourceType::InternetGateway, &igw_spec, name))
+                        .send(),
+                )
                 .await
                 .map_err(failed("creating the internet gateway"))
                 .map_err(partial)?;
             out.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap_or_default().to_owned()
         }
     };
-    let attached = igw.internet_gateways().first().is_some_and(|g| g.attachments().iter().any(|a| a.vpc_id() == Some(&vpc_id)));
+    let attached = igw
+        .internet_gateways()
+        .first()
+        .is_some_and(|g| g.attachments().iter().any(|a| a.vpc_id() == Some(&vpc_id)));
     if !attached {
         c.call(Ec2, c.ec2.attach_internet_gateway().internet_gateway_id(&igw_id).vpc_id(&vpc_id).send())
             .await
@@ -63,7 +79,14 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, Pro
         Some(t) => t.route_table_id().unwrap_or_default().to_owned(),
         None => {
             let out = c
-                .call(Ec2, c.ec2.create_route_table().vpc_id(&vpc_id).tag_specifications(ec2_spec(ResourceType::RouteTable, &routes_spec, name)).send())
+                .call(
+                    Ec2,
+                    c.ec2
+                        .create_route_table()
+                        .vpc_id(&vpc_id)
+                        .tag_specifications(ec2_spec(ResourceType::RouteTable, &routes_spec, name))
+                        .send(),
+                )
                 .await
                 .map_err(failed("creating the route table"))
                 .map_err(partial)?;
@@ -71,10 +94,18 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, Pro
         }
     };
     if !table.is_some_and(|t| t.routes().iter().any(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))) {
-        c.call(Ec2, c.ec2.create_route().route_table_id(&table_id).destination_cidr_block("0.0.0.0/0").gateway_id(&igw_id).send())
-            .await
-            .map_err(failed("adding the default route"))
-            .map_err(partial)?;
+        c.call(
+            Ec2,
+            c.ec2
+                .create_route()
+                .route_table_id(&table_id)
+                .destination_cidr_block("0.0.0.0/0")
+                .gateway_id(&igw_id)
+                .send(),
+        )
+        .await
+        .map_err(failed("adding the default route"))
+        .map_err(partial)?;
     }
 
     let azs = c
@@ -101,12 +132,20 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, Pro
             .map_err(partial)?;
         let subnet_id = match found.subnets().first().and_then(|s| s.subnet_id()) {
             Some(id) => id.to_owned(),
-            None => create_subnet(c, &vpc_id, &subnet_cidr(cidr, i).map_err(|e| partial(ProviderError::invalid(e)))?, zone, &subnet_spec, name)
-                .await
-                .map_err(partial)?,
+            None => create_subnet(
+                c,
+                &vpc_id,
+                &subnet_cidr(cidr, i).map_err(|e| partial(ProviderError::invalid(e)))?,
+                zone,
+                &subnet_spec,
+                name,
+            )
+            .await
+            .map_err(partial)?,
         };
         // Converged every time: a create killed after making the subnet left these undone.
-        let routed = table.is_some_and(|t| t.associations().iter().any(|a| a.subnet_id() == Some(subnet_id.as_str())));
+        let routed =
+            table.is_some_and(|t| t.associations().iter().any(|a| a.subnet_id() == Some(subnet_id.as_str())));
         if !routed {
             c.call(Ec2, c.ec2.associate_route_table().route_table_id(&table_id).subnet_id(&subnet_id).send())
                 .await
@@ -125,23 +164,32 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, Pro
         .map_err(failed("giving the subnet public addresses"))
         .map_err(partial)?;
     }
-    observe(c, &vpc_id).await?.ok_or_else(|| ProviderError::new(ErrorKind::Unavailable, format!("VPC {vpc_id} vanished while being made")))
+    observe(c, &vpc_id).await?.ok_or_else(|| {
+        ProviderError::new(ErrorKind::Unavailable, format!("VPC {vpc_id} vanished while being made"))
+    })
 }
 
-async fn create_subnet(c: &Aws, vpc_id: &str, block: &str, zone: &str, spec: &ResourceSpec, name: &str) -> Result<String, ProviderError> {
+async fn create_subnet(
+    c: &Aws,
+    vpc_id: &str,
+    block: &str,
+    zone: &str,
+    spec: &ResourceSpec,
+    name: &str,
+) -> Result<String, ProviderError> {
     let out = c
-            .call(
-                Ec2,
-                c.ec2
-                    .create_subnet()
-                    .vpc_id(vpc_id)
-                    .cidr_block(block)
-                    .availability_zone(zone)
-                    .tag_specifications(ec2_spec(ResourceType::Subnet, spec, &format!("{name}-{zone}")))
-                    .send(),
-            )
-            .await
-            .map_err(failed(format!("creating subnet {block} in {zone}")))?;
+        .call(
+            Ec2,
+            c.ec2
+                .create_subnet()
+                .vpc_id(vpc_id)
+                .cidr_block(block)
+                .availability_zone(zone)
+                .tag_specifications(ec2_spec(ResourceType::Subnet, spec, &format!("{name}-{zone}")))
+                .send(),
+        )
+        .await
+        .map_err(failed(format!("creating subnet {block} in {zone}")))?;
     Ok(out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_owned())
 }
 
@@ -169,8 +217,11 @@ async fn observe(c: &Aws, vpc_id: &str) -> Result<Option<Observed>, ProviderErro
         .call(Ec2, c.ec2.describe_subnets().filters(ec2_filter("vpc-id", vpc_id)).send())
         .await
         .map_err(failed("listing subnets"))?;
-    let mut subnets: Vec<(&str, &str)> =
-        subnets.subnets().iter().map(|s| (s.availability_zone().unwrap_or(""), s.subnet_id().unwrap_or(""))).collect();
+    let mut subnets: Vec<(&str, &str)> = subnets
+        .subnets()
+        .iter()
+        .map(|s| (s.availability_zone().unwrap_or(""), s.subnet_id().unwrap_or("")))
+        .collect();
     subnets.sort_unstable();
     Ok(Some(Observed {
         id: vpc_id.to_owned(),
@@ -188,8 +239,14 @@ async fn observe(c: &Aws, vpc_id: &str) -> Result<Option<Observed>, ProviderErro
 pub(crate) async fn delete(c: &Aws, prior: &Observed) -> Result<(), ProviderError> {
     let vpc = prior.id.as_str();
     let in_vpc = || ec2_filter("vpc-id", vpc);
-    let subnets = c.call(Ec2, c.ec2.describe_subnets().filters(in_vpc()).send()).await.map_err(failed("listing subnets"))?;
-    let tables = c.call(Ec2, c.ec2.describe_route_tables().filters(in_vpc()).send()).await.map_err(failed("listing route tables"))?;
+    let subnets = c
+        .call(Ec2, c.ec2.describe_subnets().filters(in_vpc()).send())
+        .await
+        .map_err(failed("listing subnets"))?;
+    let tables = c
+        .call(Ec2, c.ec2.describe_route_tables().filters(in_vpc()).send())
+        .await
+        .map_err(failed("listing route tables"))?;
     for table in tables.route_tables() {
         let main = table.associations().iter().any(|a| a.main() == Some(true));
         for association in table.associations().iter().filter(|a| a.main() != Some(true)) {
@@ -211,7 +268,11 @@ pub(crate) async fn delete(c: &Aws, prior: &Observed) -> Result<(), ProviderErro
     }
     for subnet in subnets.subnets() {
         let id = subnet.subnet_id().unwrap_or_default();
-        ignore_missing(c.call(Ec2, c.ec2.delete_subnet().subnet_id(id).send()).await, &["InvalidSubnetID.NotFound"], "deleting a subnet")?;
+        ignore_missing(
+            c.call(Ec2, c.ec2.delete_subnet().subnet_id(id).send()).await,
+            &["InvalidSubnetID.NotFound"],
+            "deleting a subnet",
+        )?;
     }
     let gateways = c
         .call(Ec2, c.ec2.describe_internet_gateways().filters(ec2_filter("attachment.vpc-id", vpc)).send())
@@ -220,28 +281,49 @@ pub(crate) async fn delete(c: &Aws, prior: &Observed) -> Result<(), ProviderErro
     for gateway in gateways.internet_gateways() {
         delete_gateway(c, gateway.internet_gateway_id().unwrap_or_default()).await?;
     }
-    let groups = c.call(Ec2, c.ec2.describe_security_groups().filters(in_vpc()).send()).await.map_err(failed("listing security groups"))?;
+    let groups = c
+        .call(Ec2, c.ec2.describe_security_groups().filters(in_vpc()).send())
+        .await
+        .map_err(failed("listing security groups"))?;
     for group in groups.security_groups().iter().filter(|g| g.group_name() != Some("default")) {
         delete_firewall(c, group.group_id().unwrap_or_default()).await?;
     }
-    ignore_missing(c.call(Ec2, c.ec2.delete_vpc().vpc_id(vpc).send()).await, &["InvalidVpcID.NotFound"], &format!("deleting VPC {vpc}"))
+    ignore_missing(
+        c.call(Ec2, c.ec2.delete_vpc().vpc_id(vpc).send()).await,
+        &["InvalidVpcID.NotFound"],
+        &format!("deleting VPC {vpc}"),
+    )
 }
 
 /// A student's security group: their own VMs reach each other on any port, and SSH from
 /// anywhere; nothing of another student's is reachable.
-pub(crate) async fn create_firewall(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+pub(crate) async fn create_firewall(
+    c: &Aws,
+    spec: &ResourceSpec,
+    deps: &Deps,
+) -> Result<Observed, ProviderError> {
     let name = str_attr(&spec.config, "name")?;
     let vpc = dep_attr(deps, "vpc_id")?;
     let found = c
         .call(
             Ec2,
-            c.ec2.describe_security_groups().filters(ec2_filter("vpc-id", vpc)).filters(ec2_filter("group-name", name)).send(),
+            c.ec2
+                .describe_security_groups()
+                .filters(ec2_filter("vpc-id", vpc))
+                .filters(ec2_filter("group-name", name))
+                .send(),
         )
         .await
         .map_err(failed("listing security groups"))?;
     let group_id = match found.security_groups().first() {
-        Some(g) if ec2_parse(g.tags()).is_some_and(|t| t == spec.tags) => g.group_id().unwrap_or_default().to_owned(),
-        Some(_) => return Err(ProviderError::invalid(format!("security group `{name}` exists in {vpc} but was not made by this lab"))),
+        Some(g) if ec2_parse(g.tags()).is_some_and(|t| t == spec.tags) => {
+            g.group_id().unwrap_or_default().to_owned()
+        }
+        Some(_) => {
+            return Err(ProviderError::invalid(format!(
+                "security group `{name}` exists in {vpc} but was not made by this lab"
+            )))
+        }
         None => {
             let out = c
                 .call(
@@ -270,13 +352,18 @@ pub(crate) async fn create_firewall(c: &Aws, spec: &ResourceSpec, deps: &Deps) -
         .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").description("SSH").build())
         .build();
     for rule in [own, ssh] {
-        let sent = c.call(Ec2, c.ec2.authorize_security_group_ingress().group_id(&group_id).ip_permissions(rule).send()).await;
+        let sent = c
+            .call(
+                Ec2,
+                c.ec2.authorize_security_group_ingress().group_id(&group_id).ip_permissions(rule).send(),
+            )
+            .await;
         match sent {
             Err(e) if code(&e) == Some("InvalidPermission.Duplicate") => {}
             other => {
-                other.map_err(failed(format!("opening security group {name}"))).map_err(|e| {
-                    e.with_partial(Observed { id: group_id.clone(), ..Default::default() })
-                })?;
+                other
+                    .map_err(failed(format!("opening security group {name}")))
+                    .map_err(|e| e.with_partial(Observed { id: group_id.clone(), ..Default::default() }))?;
             }
         }
     }
@@ -284,13 +371,21 @@ pub(crate) async fn create_firewall(c: &Aws, spec: &ResourceSpec, deps: &Deps) -
 }
 
 fn firewall_observed(group_id: &str, name: &str, vpc: &str) -> Observed {
-    Observed { id: group_id.to_owned(), attributes: attrs(json!({ "group_id": group_id, "name": name, "vpc_id": vpc })), sensitive: vec![] }
+    Observed {
+        id: group_id.to_owned(),
+        attributes: attrs(json!({ "group_id": group_id, "name": name, "vpc_id": vpc })),
+        sensitive: vec![],
+    }
 }
 
 pub(crate) async fn read_firewall(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     match c.call(Ec2, c.ec2.describe_security_groups().group_ids(&prior.id).send()).await {
         Ok(out) => Ok(out.security_groups().first().map(|g| {
-            firewall_observed(g.group_id().unwrap_or_default(), g.group_name().unwrap_or_default(), g.vpc_id().unwrap_or_default())
+            firewall_observed(
+                g.group_id().unwrap_or_default(),
+                g.group_name().unwrap_or_default(),
+                g.vpc_id().unwrap_or_default(),
+            )
         })),
         Err(e) if is_missing(&e, &["InvalidGroup.NotFound", "InvalidGroupId.Malformed"]) => Ok(None),
         Err(e) => Err(failed(format!("reading security group {}", prior.id))(e)),
@@ -300,10 +395,13 @@ pub(crate) async fn read_firewall(c: &Aws, prior: &Observed) -> Result<Option<Ob
 /// Deletes a security group; one still used by a terminating VM is retried by the engine.
 pub(crate) async fn delete_firewall(c: &Aws, group_id: &str) -> Result<(), ProviderError> {
     match c.call(Ec2, c.ec2.delete_security_group().group_id(group_id).send()).await {
-        Err(e) if code(&e) == Some("DependencyViolation") => {
-            Err(ProviderError::new(ErrorKind::Unavailable, format!("security group {group_id} is still in use")))
+        Err(e) if code(&e) == Some("DependencyViolation") => Err(ProviderError::new(
+            ErrorKind::Unavailable,
+            format!("security group {group_id} is still in use"),
+        )),
+        result => {
+            ignore_missing(result, &["InvalidGroup.NotFound"], &format!("deleting security group {group_id}"))
         }
-        result => ignore_missing(result, &["InvalidGroup.NotFound"], &format!("deleting security group {group_id}")),
     }
 }
 
@@ -336,7 +434,10 @@ fn subnet_cidr(cidr: &str, index: usize) -> Result<String, String> {
     let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
     let prefix: u32 = prefix.parse().map_err(|_| bad())?;
     if prefix > 24 || index >= 16 {
-        return Err(format!("network cidr `{cidr}` is too small for {} subnets (use /24 or larger)", index + 1));
+        return Err(format!(
+            "network cidr `{cidr}` is too small for {} subnets (use /24 or larger)",
+            index + 1
+        ));
     }
     let sub = prefix + 4;
     let base = u32::from(addr) & (u32::MAX << (32 - prefix));

@@ -4,9 +4,14 @@
 use std::path::Path;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, PublicAccessBlockConfiguration};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    PublicAccessBlockConfiguration,
+};
 use labctl_datasets::Dataset;
-use labctl_provider_api::{attrs, sha256, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags};
+use labctl_provider_api::{
+    attrs, sha256, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
+};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Service::S3};
@@ -23,7 +28,11 @@ const MANIFEST: &str = "_LABCTL_MANIFEST.json";
 /// Object metadata key holding the content hash that decides whether to upload again.
 const HASH: &str = "sha256";
 
-pub(crate) async fn create_artifacts(c: &Aws, spec: &ResourceSpec, bin_dir: &Path) -> Result<Observed, ProviderError> {
+pub(crate) async fn create_artifacts(
+    c: &Aws,
+    spec: &ResourceSpec,
+    bin_dir: &Path,
+) -> Result<Observed, ProviderError> {
     let bucket = str_attr(&spec.config, "name")?;
     ensure_bucket(c, bucket, spec).await?;
     let partial = |e: ProviderError| e.with_partial(artifacts_observed(bucket, json!({}), json!({})));
@@ -97,7 +106,9 @@ pub(crate) async fn create_bucket(c: &Aws, spec: &ResourceSpec) -> Result<Observ
 fn bucket_observed(name: &str) -> Observed {
     Observed {
         id: name.to_owned(),
-        attributes: attrs(json!({ "name": name, "url": format!("s3://{name}"), "arn": format!("arn:aws:s3:::{name}") })),
+        attributes: attrs(
+            json!({ "name": name, "url": format!("s3://{name}"), "arn": format!("arn:aws:s3:::{name}") }),
+        ),
         sensitive: vec![],
     }
 }
@@ -166,7 +177,9 @@ async fn check_adoptable(c: &Aws, name: &str, spec: &ResourceSpec) -> Result<(),
     };
     match tags {
         Some(tags) if tags == spec.tags => Ok(()),
-        Some(tags) => Err(ProviderError::invalid(format!("bucket `{name}` already belongs to lab `{}`", tags.lab))),
+        Some(tags) => {
+            Err(ProviderError::invalid(format!("bucket `{name}` already belongs to lab `{}`", tags.lab)))
+        }
         None => {
             let objects = c
                 .call(S3, c.s3.list_objects_v2().bucket(name).max_keys(1).send())
@@ -188,9 +201,10 @@ pub(crate) async fn delete_bucket(c: &Aws, name: &str) -> Result<(), ProviderErr
     match c.call(S3, c.s3.delete_bucket().bucket(name).send()).await {
         Ok(_) => Ok(()),
         Err(e) if is_missing(&e, &["NoSuchBucket"]) => Ok(()),
-        Err(e) if code(&e) == Some("BucketNotEmpty") => {
-            Err(ProviderError::new(ErrorKind::Unavailable, format!("bucket {name} got new objects while being emptied")))
-        }
+        Err(e) if code(&e) == Some("BucketNotEmpty") => Err(ProviderError::new(
+            ErrorKind::Unavailable,
+            format!("bucket {name} got new objects while being emptied"),
+        )),
         Err(e) => Err(failed(format!("deleting bucket {name}"))(e)),
     }
 }
@@ -210,7 +224,10 @@ async fn list_keys(c: &Aws, bucket: &str, prefix: &str) -> Result<Vec<String>, P
 /// a bucket that is gone has nothing left to delete.
 async fn delete_prefix(c: &Aws, bucket: &str, prefix: Option<&str>) -> Result<(), ProviderError> {
     loop {
-        let page = match c.call(S3, c.s3.list_objects_v2().bucket(bucket).set_prefix(prefix.map(str::to_owned)).send()).await {
+        let page = match c
+            .call(S3, c.s3.list_objects_v2().bucket(bucket).set_prefix(prefix.map(str::to_owned)).send())
+            .await
+        {
             Ok(page) => page,
             Err(e) if is_missing(&e, &["NoSuchBucket"]) => return Ok(()),
             Err(e) => return Err(failed(format!("listing bucket {bucket}"))(e)),
@@ -241,7 +258,11 @@ async fn delete_prefix(c: &Aws, bucket: &str, prefix: Option<&str>) -> Result<()
 }
 
 /// Copies a dataset from the artifacts bucket into the student's (server side), manifest last.
-pub(crate) async fn create_dataset(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+pub(crate) async fn create_dataset(
+    c: &Aws,
+    spec: &ResourceSpec,
+    deps: &Deps,
+) -> Result<Observed, ProviderError> {
     let bucket = str_attr(&spec.config, "bucket")?;
     let name = str_attr(&spec.config, "name")?;
     let artifacts = dep_attr(deps, "artifacts_bucket")?;
@@ -255,7 +276,9 @@ pub(crate) async fn create_dataset(c: &Aws, spec: &ResourceSpec, deps: &Deps) ->
     if object_hash(c, artifacts, &manifest_key).await?.as_deref() != Some(hash.as_str()) {
         return Err(ProviderError::new(
             ErrorKind::Unavailable,
-            format!("dataset `{name}` in the artifacts bucket {artifacts} is not the one this lab defines yet"),
+            format!(
+                "dataset `{name}` in the artifacts bucket {artifacts} is not the one this lab defines yet"
+            ),
         ));
     }
     let partial = |e: ProviderError| e.with_partial(dataset_observed(bucket, name, ""));
@@ -264,10 +287,13 @@ pub(crate) async fn create_dataset(c: &Aws, spec: &ResourceSpec, deps: &Deps) ->
     // The manifest goes last: its presence means the copy is complete.
     keys.sort_by_key(|k| k.ends_with(MANIFEST));
     for key in &keys {
-        c.call(S3, c.s3.copy_object().bucket(bucket).key(key).copy_source(format!("{artifacts}/{key}")).send())
-            .await
-            .map_err(failed(format!("copying {key} into bucket {bucket}")))
-            .map_err(partial)?;
+        c.call(
+            S3,
+            c.s3.copy_object().bucket(bucket).key(key).copy_source(format!("{artifacts}/{key}")).send(),
+        )
+        .await
+        .map_err(failed(format!("copying {key} into bucket {bucket}")))
+        .map_err(partial)?;
     }
     Ok(dataset_observed(bucket, name, &hash))
 }
@@ -288,7 +314,9 @@ fn dataset_observed(bucket: &str, name: &str, hash: &str) -> Observed {
 
 pub(crate) async fn read_dataset(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     let (bucket, name) = split_dataset_id(&prior.id)?;
-    Ok(object_hash(c, bucket, &format!("datasets/{name}/{MANIFEST}")).await?.map(|hash| dataset_observed(bucket, name, &hash)))
+    Ok(object_hash(c, bucket, &format!("datasets/{name}/{MANIFEST}"))
+        .await?
+        .map(|hash| dataset_observed(bucket, name, &hash)))
 }
 
 pub(crate) async fn delete_dataset(c: &Aws, id: &str) -> Result<(), ProviderError> {
@@ -321,8 +349,11 @@ async fn put(
         .await
         .map_err(|e| ProviderError::fatal(format!("generating {key}: {e}")))?
         .map_err(|e| ProviderError::fatal(format!("generating {key}: {e}")))?;
-    c.call(S3, c.s3.put_object().bucket(bucket).key(key).metadata(HASH, hash).body(ByteStream::from(bytes)).send())
-        .await
-        .map_err(failed(format!("uploading s3://{bucket}/{key}")))?;
+    c.call(
+        S3,
+        c.s3.put_object().bucket(bucket).key(key).metadata(HASH, hash).body(ByteStream::from(bytes)).send(),
+    )
+    .await
+    .map_err(failed(format!("uploading s3://{bucket}/{key}")))?;
     Ok(())
 }

@@ -5,7 +5,10 @@
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use labctl_provider_api::{Found, ProviderError, Tags};
 
-use crate::clients::{Aws, Service::{Ec2, Eks, Iam, S3}};
+use crate::clients::{
+    Aws,
+    Service::{Ec2, Eks, Iam, S3},
+};
 use crate::compute::LIVE;
 use crate::errors::{code, failed};
 use crate::tagging::{ec2_filter, ec2_parse, iam_path, ADDRESS, LAB};
@@ -14,9 +17,22 @@ pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderErro
     let mut found = vec![];
     let lab_filter = || ec2_filter(&format!("tag:{LAB}"), lab);
 
-    let live = aws_sdk_ec2::types::Filter::builder().name("instance-state-name").set_values(Some(LIVE.map(String::from).to_vec())).build();
+    let live = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(LIVE.map(String::from).to_vec()))
+        .build();
     let reservations = c
-        .call(Ec2, all(c.ec2.describe_instances().filters(lab_filter()).filters(live).into_paginator().items().send()))
+        .call(
+            Ec2,
+            all(c
+                .ec2
+                .describe_instances()
+                .filters(lab_filter())
+                .filters(live)
+                .into_paginator()
+                .items()
+                .send()),
+        )
         .await
         .map_err(failed("listing VMs"))?;
     for i in reservations.iter().flat_map(|r| r.instances()) {
@@ -35,7 +51,10 @@ pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderErro
         push(&mut found, "volume", v.volume_id(), ec2_parse(v.tags()));
     }
     let groups = c
-        .call(Ec2, all(c.ec2.describe_security_groups().filters(lab_filter()).into_paginator().items().send()))
+        .call(
+            Ec2,
+            all(c.ec2.describe_security_groups().filters(lab_filter()).into_paginator().items().send()),
+        )
         .await
         .map_err(failed("listing security groups"))?;
     for g in &groups {
@@ -43,12 +62,25 @@ pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderErro
     }
     // Subnets, gateways and routes are tagged parts of the network and go with its VPC.
     let vpcs = c
-        .call(Ec2, all(c.ec2.describe_vpcs().filters(lab_filter()).filters(ec2_filter(&format!("tag:{ADDRESS}"), "network")).into_paginator().items().send()))
+        .call(
+            Ec2,
+            all(c
+                .ec2
+                .describe_vpcs()
+                .filters(lab_filter())
+                .filters(ec2_filter(&format!("tag:{ADDRESS}"), "network"))
+                .into_paginator()
+                .items()
+                .send()),
+        )
         .await
         .map_err(failed("listing VPCs"))?;
     // A gateway whose create was interrupted before it was attached belongs to no VPC.
     let gateways = c
-        .call(Ec2, all(c.ec2.describe_internet_gateways().filters(lab_filter()).into_paginator().items().send()))
+        .call(
+            Ec2,
+            all(c.ec2.describe_internet_gateways().filters(lab_filter()).into_paginator().items().send()),
+        )
         .await
         .map_err(failed("listing internet gateways"))?;
     for g in gateways.iter().filter(|g| g.attachments().is_empty()) {
@@ -82,10 +114,19 @@ async fn all<T, E>(mut stream: PaginationStream<Result<T, E>>) -> Result<Vec<T>,
 /// The lab's node groups and clusters (EKS lists names only; tags come with describe).
 async fn eks(c: &Aws, lab: &str) -> Result<(Vec<Found>, Vec<Found>), ProviderError> {
     let (mut pools, mut clusters) = (vec![], vec![]);
-    let names = c.call(Eks, all(c.eks.list_clusters().into_paginator().items().send())).await.map_err(failed("listing EKS clusters"))?;
+    let names = c
+        .call(Eks, all(c.eks.list_clusters().into_paginator().items().send()))
+        .await
+        .map_err(failed("listing EKS clusters"))?;
     for name in names {
-        let out = c.call(Eks, c.eks.describe_cluster().name(&name).send()).await.map_err(failed(format!("reading EKS cluster {name}")))?;
-        let tags = out.cluster().and_then(|c| c.tags()).and_then(|t| Tags::from_pairs(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        let out = c
+            .call(Eks, c.eks.describe_cluster().name(&name).send())
+            .await
+            .map_err(failed(format!("reading EKS cluster {name}")))?;
+        let tags = out
+            .cluster()
+            .and_then(|c| c.tags())
+            .and_then(|t| Tags::from_pairs(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         let Some(tags) = tags.filter(|t| t.lab == lab) else { continue };
         let groups = c
             .call(Eks, all(c.eks.list_nodegroups().cluster_name(&name).into_paginator().items().send()))
@@ -108,7 +149,14 @@ async fn buckets(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
         let tags = match c.call(S3, c.s3.get_bucket_tagging().bucket(bucket).send()).await {
             Ok(out) => Tags::from_pairs(out.tag_set().iter().map(|t| (t.key(), t.value()))),
             // Another region's bucket, or one this account may not read: not this lab's.
-            Err(e) if matches!(code(&e), Some("NoSuchTagSet" | "NoSuchBucket" | "PermanentRedirect" | "AccessDenied")) => None,
+            Err(e)
+                if matches!(
+                    code(&e),
+                    Some("NoSuchTagSet" | "NoSuchBucket" | "PermanentRedirect" | "AccessDenied")
+                ) =>
+            {
+                None
+            }
             Err(e) => return Err(failed(format!("reading the tags of bucket {bucket}"))(e)),
         };
         push(&mut found, "bucket", Some(bucket), tags.filter(|t| t.lab == lab));

@@ -16,7 +16,10 @@ pub(crate) fn pairs(spec: &ResourceSpec, name: &str) -> Vec<(String, String)> {
 }
 
 pub(crate) fn ec2(spec: &ResourceSpec, name: &str) -> Vec<aws_sdk_ec2::types::Tag> {
-    pairs(spec, name).into_iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()
+    pairs(spec, name)
+        .into_iter()
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 /// A tag specification for creating an EC2 resource of `resource_type` already tagged.
@@ -37,7 +40,10 @@ pub(crate) fn ec2_parse(tags: &[aws_sdk_ec2::types::Tag]) -> Option<Tags> {
 
 /// The EC2 filters selecting this address of this lab.
 pub(crate) fn ec2_owned(spec: &ResourceSpec) -> Vec<aws_sdk_ec2::types::Filter> {
-    vec![ec2_filter(&format!("tag:{LAB}"), &spec.tags.lab), ec2_filter(&format!("tag:{ADDRESS}"), &spec.address)]
+    vec![
+        ec2_filter(&format!("tag:{LAB}"), &spec.tags.lab),
+        ec2_filter(&format!("tag:{ADDRESS}"), &spec.address),
+    ]
 }
 
 pub(crate) fn ec2_filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
@@ -47,14 +53,18 @@ pub(crate) fn ec2_filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter 
 pub(crate) fn iam(spec: &ResourceSpec, name: &str) -> Vec<aws_sdk_iam::types::Tag> {
     pairs(spec, name)
         .into_iter()
-        .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value are set"))
+        .map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value are set")
+        })
         .collect()
 }
 
 pub(crate) fn s3(spec: &ResourceSpec, name: &str) -> aws_sdk_s3::types::Tagging {
     let tags = pairs(spec, name)
         .into_iter()
-        .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build().expect("key and value are set"))
+        .map(|(k, v)| {
+            aws_sdk_s3::types::Tag::builder().key(k).value(v).build().expect("key and value are set")
+        })
         .collect();
     aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(tags)).build().expect("the tag set is set")
 }

@@ -64,21 +64,34 @@ async fn connect(config: &KubernetesConfig) -> Result<Cluster, String> {
         None => Kubeconfig::read(),
     }
     .map_err(|e| format!("cannot read {source}: {e}"))?;
-    let context = config.context.clone().or_else(|| kubeconfig.current_context.clone()).ok_or_else(|| format!("{source} has no current context: set `context` under [provider.kubernetes]"))?;
+    let context = config.context.clone().or_else(|| kubeconfig.current_context.clone()).ok_or_else(|| {
+        format!("{source} has no current context: set `context` under [provider.kubernetes]")
+    })?;
     let named = kubeconfig.contexts.iter().find(|c| c.name == context).ok_or_else(|| {
         let known: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
         format!("{source} has no context `{context}` (it has: {})", known.join(", "))
     })?;
     let cluster_name = named.context.as_ref().map(|c| c.cluster.clone()).unwrap_or_default();
-    let cluster = kubeconfig.clusters.iter().find(|c| c.name == cluster_name).and_then(|c| c.cluster.clone()).unwrap_or_default();
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .and_then(|c| c.cluster.clone())
+        .unwrap_or_default();
     let ca = match (&cluster.certificate_authority_data, &cluster.certificate_authority) {
         (Some(data), _) => Some(data.clone()),
-        (None, Some(file)) => Some(base64::engine::general_purpose::STANDARD.encode(std::fs::read(file).map_err(|e| format!("{file}: {e}"))?)),
+        (None, Some(file)) => Some(
+            base64::engine::general_purpose::STANDARD
+                .encode(std::fs::read(file).map_err(|e| format!("{file}: {e}"))?),
+        ),
         (None, None) => None,
     };
     let options = KubeConfigOptions { context: Some(context.clone()), ..Default::default() };
-    let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| format!("{source}, context `{context}`: {e}"))?;
+    let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| format!("{source}, context `{context}`: {e}"))?;
     let server = client_config.cluster_url.to_string().trim_end_matches('/').to_owned();
-    let client = kube::Client::try_from(client_config).map_err(|e| format!("cannot connect to {server}: {e}"))?;
+    let client =
+        kube::Client::try_from(client_config).map_err(|e| format!("cannot connect to {server}: {e}"))?;
     Ok(Cluster { client, name: context, server, ca })
 }

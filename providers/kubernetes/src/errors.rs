@@ -23,7 +23,9 @@ pub(crate) fn failed(what: &str, e: kube::Error) -> ProviderError {
         _ => ErrorKind::Fatal,
     };
     let detail = match &e {
-        kube::Error::Api(s) if (s.code == 401 || s.code == 403) && !is_terminating(s) => format!("{} (the kubeconfig's user may not do this)", s.message),
+        kube::Error::Api(s) if (s.code == 401 || s.code == 403) && !is_terminating(s) => {
+            format!("{} (the kubeconfig's user may not do this)", s.message)
+        }
         kube::Error::Api(s) => s.message.clone(),
         other => other.to_string(),
     };
@@ -45,13 +47,25 @@ mod tests {
 
     #[test]
     fn what_retrying_can_fix() {
-        for (code, kind) in [(429, ErrorKind::Throttled), (409, ErrorKind::Unavailable), (503, ErrorKind::Unavailable), (403, ErrorKind::Fatal), (422, ErrorKind::Invalid)] {
+        for (code, kind) in [
+            (429, ErrorKind::Throttled),
+            (409, ErrorKind::Unavailable),
+            (503, ErrorKind::Unavailable),
+            (403, ErrorKind::Fatal),
+            (422, ErrorKind::Invalid),
+        ] {
             assert_eq!(failed("deployment a/b", api(code)).kind, kind, "HTTP {code}");
         }
         assert!(is_not_found(&api(404)));
         assert!(!is_not_found(&api(410)));
-        assert_eq!(failed("deployment a/b", api(403)).message, "deployment a/b: boom (the kubeconfig's user may not do this)");
+        assert_eq!(
+            failed("deployment a/b", api(403)).message,
+            "deployment a/b: boom (the kubeconfig's user may not do this)"
+        );
         let terminating = kube::core::Status::failure("deployments.apps \"b\" is forbidden: unable to create new content in namespace a because it is being terminated", "Forbidden").with_code(403);
-        assert_eq!(failed("applying deployment a/b", kube::Error::Api(Box::new(terminating))).kind, ErrorKind::Unavailable);
+        assert_eq!(
+            failed("applying deployment a/b", kube::Error::Api(Box::new(terminating))).kind,
+            ErrorKind::Unavailable
+        );
     }
 }

@@ -21,7 +21,10 @@ mod waits;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labctl_provider_api::{attrs, random_token, str_attr, Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags, WorkerService};
+use labctl_provider_api::{
+    attrs, random_token, str_attr, Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError,
+    ResourceSpec, Tags, WorkerService,
+};
 use serde_json::{json, Value};
 
 pub use cluster::{KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
@@ -50,7 +53,13 @@ impl KubernetesProvider {
     /// Runs the smoke workload that proves `service` as a Job in the student's namespace,
     /// given the service resource's `config` and `tags` as applied; `Ok` when it gave the
     /// right answer within `timeout`, else why not.
-    pub async fn smoke(&self, service: WorkerService, config: &Attributes, tags: &Tags, timeout: Duration) -> Result<(), String> {
+    pub async fn smoke(
+        &self,
+        service: WorkerService,
+        config: &Attributes,
+        tags: &Tags,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let client = self.client().await.map_err(|e| e.to_string())?;
         smoke::run(client, service, &Value::Object(config.clone()), tags, timeout).await
     }
@@ -65,7 +74,9 @@ impl KubernetesProvider {
 
     /// Applies `docs`; a failure part of the way records what was applied as `id`.
     async fn apply(&self, id: &str, docs: &[Value]) -> Result<Vec<Applied>, ProviderError> {
-        objects::apply(self.client().await?, docs).await.map_err(|Stopped { error, applied }| error.with_partial(observed(id, &applied, Attributes::new(), &[])))
+        objects::apply(self.client().await?, docs).await.map_err(|Stopped { error, applied }| {
+            error.with_partial(observed(id, &applied, Attributes::new(), &[]))
+        })
     }
 
     /// Applies the student's namespace and returns it with the student's kubeconfig. A
@@ -78,7 +89,10 @@ impl KubernetesProvider {
         if let Some(found) = objects::get(&cluster.client, &existing).await? {
             let owner = found.metadata.labels.as_ref().and_then(|l| l.get(Tags::LAB));
             if owner != Some(&self.lab) {
-                let whose = owner.map_or_else(|| "labctl did not create it".to_owned(), |lab| format!("it belongs to lab `{lab}`"));
+                let whose = owner.map_or_else(
+                    || "labctl did not create it".to_owned(),
+                    |lab| format!("it belongs to lab `{lab}`"),
+                );
                 return Err(ProviderError::invalid(format!("namespace {namespace} already exists and {whose}: rename the lab or delete the namespace")));
             }
             if found.metadata.deletion_timestamp.is_some() {
@@ -88,7 +102,9 @@ impl KubernetesProvider {
         let docs = manifests::namespace(&Value::Object(spec.config.clone()), &spec.tags)?;
         let applied = self.apply(namespace, &docs).await?;
         let partial = observed(namespace, &applied, Attributes::new(), &[]);
-        let token = waits::token(&cluster.client, namespace, STUDENT_TOKEN_SECRET, self.timeout()).await.map_err(|e| e.with_partial(partial))?;
+        let token = waits::token(&cluster.client, namespace, STUDENT_TOKEN_SECRET, self.timeout())
+            .await
+            .map_err(|e| e.with_partial(partial))?;
         let kubeconfig = manifests::student_kubeconfig(&manifests::StudentKubeconfig {
             cluster: &cluster.name,
             server: &cluster.server,
@@ -97,17 +113,24 @@ impl KubernetesProvider {
             namespace,
             token: &token,
         })?;
-        let attributes = attrs(json!({ "namespace": namespace, "kubeconfig": kubeconfig, "volume": manifests::volume() }));
+        let attributes =
+            attrs(json!({ "namespace": namespace, "kubeconfig": kubeconfig, "volume": manifests::volume() }));
         Ok(observed(namespace, &applied, attributes, &["kubeconfig"]))
     }
 
     /// Applies the workers' token Secret, keeping the token it already holds.
-    async fn apply_credential(&self, spec: &ResourceSpec, prior: Option<&Observed>) -> Result<Observed, ProviderError> {
+    async fn apply_credential(
+        &self,
+        spec: &ResourceSpec,
+        prior: Option<&Observed>,
+    ) -> Result<Observed, ProviderError> {
         let namespace = str_attr(&spec.config, "namespace")?;
         let known = prior.and_then(|p| p.attributes.get("token")).and_then(Value::as_str).map(str::to_owned);
         let token = match known {
             Some(token) => token,
-            None => objects::secret_value(self.client().await?, namespace, TOKEN_SECRET, "token").await?.unwrap_or_else(random_token),
+            None => objects::secret_value(self.client().await?, namespace, TOKEN_SECRET, "token")
+                .await?
+                .unwrap_or_else(random_token),
         };
         let id = format!("{namespace}/{TOKEN_SECRET}");
         let applied = self.apply(&id, &manifests::credential(namespace, &token, &spec.tags)?).await?;
@@ -125,12 +148,18 @@ impl KubernetesProvider {
             "address": format!("{}.{namespace}.svc:{}", service.name(), service.port()),
         }));
         if service == Service::Scheduler {
-            let url = format!("http://{}.{namespace}.svc:{}/status", service.name(), labctl_provider_api::ports::SCHEDULER_HTTP);
+            let url = format!(
+                "http://{}.{namespace}.svc:{}/status",
+                service.name(),
+                labctl_provider_api::ports::SCHEDULER_HTTP
+            );
             attributes.insert("status_url".into(), json!(url));
         }
         let result = observed(&id, &applied, attributes, &[]);
         let refs: Vec<ObjectRef> = applied.into_iter().map(|a| a.object).collect();
-        waits::ready(self.client().await?, &refs, self.timeout()).await.map_err(|e| e.with_partial(result.clone()))?;
+        waits::ready(self.client().await?, &refs, self.timeout())
+            .await
+            .map_err(|e| e.with_partial(result.clone()))?;
         Ok(result)
     }
 
@@ -140,7 +169,9 @@ impl KubernetesProvider {
             "credential" => self.apply_credential(spec, prior).await,
             kind => match Service::from_kind(kind) {
                 Some(service) => self.apply_service(service, spec).await,
-                None => Err(ProviderError::invalid(format!("the kubernetes provider has no `{kind}` resources"))),
+                None => {
+                    Err(ProviderError::invalid(format!("the kubernetes provider has no `{kind}` resources")))
+                }
             },
         }
     }
@@ -195,7 +226,12 @@ impl Provider for KubernetesProvider {
         self.upsert(spec, None).await
     }
 
-    async fn update(&self, spec: &ResourceSpec, prior: &Observed, _deps: &Deps) -> Result<Observed, ProviderError> {
+    async fn update(
+        &self,
+        spec: &ResourceSpec,
+        prior: &Observed,
+        _deps: &Deps,
+    ) -> Result<Observed, ProviderError> {
         self.upsert(spec, Some(prior)).await
     }
 

@@ -43,7 +43,6 @@ fn data_volume(config: &Value) -> Value {
     volume
 }
 
-
 /// One object of a rendered manifest, by identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ObjectRef {
@@ -66,12 +65,16 @@ impl ObjectRef {
 
     /// The identity of a rendered document.
     pub fn of(doc: &Value) -> Result<Self, ProviderError> {
-        let field = |path: &[&str]| path.iter().try_fold(doc, |v, k| v.get(k)).and_then(Value::as_str).map(str::to_owned);
+        let field = |path: &[&str]| {
+            path.iter().try_fold(doc, |v, k| v.get(k)).and_then(Value::as_str).map(str::to_owned)
+        };
         Ok(Self {
-            api_version: field(&["apiVersion"]).ok_or_else(|| ProviderError::fatal("a manifest without apiVersion"))?,
+            api_version: field(&["apiVersion"])
+                .ok_or_else(|| ProviderError::fatal("a manifest without apiVersion"))?,
             kind: field(&["kind"]).ok_or_else(|| ProviderError::fatal("a manifest without kind"))?,
             namespace: field(&["metadata", "namespace"]),
-            name: field(&["metadata", "name"]).ok_or_else(|| ProviderError::fatal("a manifest without metadata.name"))?,
+            name: field(&["metadata", "name"])
+                .ok_or_else(|| ProviderError::fatal("a manifest without metadata.name"))?,
         })
     }
 }
@@ -93,14 +96,16 @@ fn templates() -> Result<&'static tera::Tera, ProviderError> {
 /// Renders `template` with `context` into its YAML text.
 pub(crate) fn render_text(template: &str, context: &Value) -> Result<String, ProviderError> {
     let tera = templates()?;
-    let context = tera::Context::from_value(context.clone()).map_err(|e| ProviderError::fatal(format!("{template}: {e}")))?;
+    let context = tera::Context::from_value(context.clone())
+        .map_err(|e| ProviderError::fatal(format!("{template}: {e}")))?;
     tera.render(template, &context).map_err(|e| ProviderError::fatal(format!("rendering {template}: {e:?}")))
 }
 
 /// Renders `template` and parses its documents.
 pub(crate) fn render(template: &str, context: &Value) -> Result<Vec<Value>, ProviderError> {
     let text = render_text(template, context)?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| ProviderError::fatal(format!("{template} rendered invalid YAML: {e}")))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| ProviderError::fatal(format!("{template} rendered invalid YAML: {e}")))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
@@ -115,8 +120,10 @@ pub(crate) fn namespace(config: &Value, tags: &Tags) -> Result<Vec<Value>, Provi
 
 /// The Secret with the workers' shared token.
 pub(crate) fn credential(namespace: &str, token: &str, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
-    let token_base64 = serde_json::to_value(k8s_openapi::ByteString(token.as_bytes().to_vec())).unwrap_or_default();
-    let context = json!({ "namespace": namespace, "token_secret": TOKEN_SECRET, "token_base64": token_base64 });
+    let token_base64 =
+        serde_json::to_value(k8s_openapi::ByteString(token.as_bytes().to_vec())).unwrap_or_default();
+    let context =
+        json!({ "namespace": namespace, "token_secret": TOKEN_SECRET, "token_base64": token_base64 });
     render("credential.yaml.tera", &with_labels(&context, tags))
 }
 
@@ -132,9 +139,21 @@ fn workers_context(service: Service, config: &Value) -> Value {
             vec!["worker".to_owned(), "--coordinator".into(), head],
         ),
         Service::Scheduler => (
-            vec!["scheduler".to_owned(), "--listen".into(), listen(ports::SCHEDULER), "--http".into(), listen(ports::SCHEDULER_HTTP)],
+            vec![
+                "scheduler".to_owned(),
+                "--listen".into(),
+                listen(ports::SCHEDULER),
+                "--http".into(),
+                listen(ports::SCHEDULER_HTTP),
+            ],
             json!([{ "name": "rpc", "port": ports::SCHEDULER }, { "name": "http", "port": ports::SCHEDULER_HTTP }]),
-            vec!["worker".to_owned(), "--scheduler".into(), head, "--slots".into(), config["slots"].as_u64().unwrap_or(1).to_string()],
+            vec![
+                "worker".to_owned(),
+                "--scheduler".into(),
+                head,
+                "--slots".into(),
+                config["slots"].as_u64().unwrap_or(1).to_string(),
+            ],
         ),
     };
     if let Some(gpus) = config.get("gpu").and_then(|g| g["count"].as_u64()) {
@@ -142,8 +161,10 @@ fn workers_context(service: Service, config: &Value) -> Value {
         worker_args.extend(["--gpus".to_owned(), gpus.to_string()]);
     }
     let mut context = service_context(service, config);
-    context["head"] = json!({ "args": head_args, "ports": head_ports, "cpu": config["cpu"], "memory": config["memory"] });
-    context["workers"] = json!({ "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] });
+    context["head"] =
+        json!({ "args": head_args, "ports": head_ports, "cpu": config["cpu"], "memory": config["memory"] });
+    context["workers"] =
+        json!({ "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] });
     context["gpu"] = json!(config.get("gpu"));
     context
 }
@@ -186,14 +207,33 @@ pub(crate) fn smoke_check(service: Service) -> &'static str {
 fn smoke_args(service: Service, run: &str) -> Vec<String> {
     let head = head_address(service);
     match service {
-        Service::MapReduce => vec!["smoke".into(), "--coordinator".into(), head, "--dir".into(), format!("{DATA_PATH}/smoke/{run}")],
-        Service::Scheduler => vec!["hpsearch".into(), "--scheduler".into(), head, "--epochs".into(), "30".into(), "--check".into()],
+        Service::MapReduce => vec![
+            "smoke".into(),
+            "--coordinator".into(),
+            head,
+            "--dir".into(),
+            format!("{DATA_PATH}/smoke/{run}"),
+        ],
+        Service::Scheduler => vec![
+            "hpsearch".into(),
+            "--scheduler".into(),
+            head,
+            "--epochs".into(),
+            "30".into(),
+            "--check".into(),
+        ],
     }
 }
 
 /// The Job that runs `service`'s smoke workload in its namespace (run `run`, a short
 /// unique suffix), given the service's resource `config`; it may run `deadline_secs`.
-pub(crate) fn smoke_job(service: Service, run: &str, config: &Value, tags: &Tags, deadline_secs: u64) -> Result<Vec<Value>, ProviderError> {
+pub(crate) fn smoke_job(
+    service: Service,
+    run: &str,
+    config: &Value,
+    tags: &Tags,
+    deadline_secs: u64,
+) -> Result<Vec<Value>, ProviderError> {
     let mut context = service_context(service, config);
     for (key, value) in [
         ("check", json!(smoke_check(service))),
@@ -239,7 +279,9 @@ fn with_labels(context: &Value, tags: &Tags) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
+    use k8s_openapi::api::{
+        apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net, rbac::v1 as rbac,
+    };
 
     use super::*;
 
@@ -304,7 +346,9 @@ mod tests {
         docs.extend(workers(Service::MapReduce, &scheduler_config("ada", false), &tags("ada")).unwrap());
         docs.extend(workers(Service::Scheduler, &scheduler_config("ada", false), &tags("ada")).unwrap());
         for service in [Service::MapReduce, Service::Scheduler] {
-            docs.extend(smoke_job(service, "r1", &scheduler_config("ada", false), &tags("ada"), 300).unwrap());
+            docs.extend(
+                smoke_job(service, "r1", &scheduler_config("ada", false), &tags("ada"), 300).unwrap(),
+            );
         }
         assert_round_trips(&docs);
         insta::assert_snapshot!(snapshot(&docs));
@@ -326,7 +370,12 @@ mod tests {
     #[test]
     fn student_kubeconfig_parses() {
         let text = student_kubeconfig(&StudentKubeconfig {
-            cluster: "prod", server: "https://k8s.example:6443", ca: Some("Q0E="), student: "ada", namespace: "bigdata-ada", token: "abc",
+            cluster: "prod",
+            server: "https://k8s.example:6443",
+            ca: Some("Q0E="),
+            student: "ada",
+            namespace: "bigdata-ada",
+            token: "abc",
         })
         .unwrap();
         let parsed: kube::config::Kubeconfig = serde_saphyr::from_str(&text).unwrap();

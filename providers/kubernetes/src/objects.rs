@@ -29,7 +29,9 @@ fn resource(object: &ObjectRef) -> Result<ApiResource, ProviderError> {
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => ApiResource::erase::<rbac::RoleBinding>(&()),
         ("networking.k8s.io/v1", "NetworkPolicy") => ApiResource::erase::<net::NetworkPolicy>(&()),
         ("apps/v1", "Deployment") => ApiResource::erase::<Deployment>(&()),
-        (api_version, kind) => return Err(ProviderError::fatal(format!("labctl does not manage {api_version} {kind} objects"))),
+        (api_version, kind) => {
+            return Err(ProviderError::fatal(format!("labctl does not manage {api_version} {kind} objects")))
+        }
     };
     Ok(resource)
 }
@@ -67,8 +69,14 @@ pub(crate) async fn apply(client: &kube::Client, docs: &[Value]) -> Result<Vec<A
         let result = async {
             let object = ObjectRef::of(doc)?;
             let api = api(client, &object)?;
-            let stored = api.patch(&object.name, &params, &Patch::Apply(doc)).await.map_err(|e| failed(&format!("applying {}", object.describe()), e))?;
-            Ok(Applied { fields: project(&digested(doc), &digested(&serde_json::to_value(stored).unwrap_or_default())), object })
+            let stored = api
+                .patch(&object.name, &params, &Patch::Apply(doc))
+                .await
+                .map_err(|e| failed(&format!("applying {}", object.describe()), e))?;
+            Ok(Applied {
+                fields: project(&digested(doc), &digested(&serde_json::to_value(stored).unwrap_or_default())),
+                object,
+            })
         };
         match result.await {
             Ok(a) => applied.push(a),
@@ -90,8 +98,14 @@ pub(crate) async fn edits(client: &kube::Client, applied: &[Applied]) -> Result<
         };
         let live = digested(&serde_json::to_value(live).unwrap_or_default());
         match first_difference(&a.fields, &live, String::new()) {
-            Some((path, _)) if a.object.kind == "Secret" && path.starts_with("data.") => edits.push(format!("{}: {path} holds another value", a.object.describe())),
-            Some((path, was)) => edits.push(format!("{}: {path} is {was}, labctl set {}", a.object.describe(), pointer(&a.fields, &path))),
+            Some((path, _)) if a.object.kind == "Secret" && path.starts_with("data.") => {
+                edits.push(format!("{}: {path} holds another value", a.object.describe()))
+            }
+            Some((path, was)) => edits.push(format!(
+                "{}: {path} is {was}, labctl set {}",
+                a.object.describe(),
+                pointer(&a.fields, &path)
+            )),
             None => {}
         }
     }
@@ -105,7 +119,10 @@ fn digested(object: &Value) -> Value {
     if object["kind"] == "Secret" {
         if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
             for value in data.values_mut() {
-                *value = Value::String(format!("sha256:{}", sha256(value.as_str().unwrap_or_default().as_bytes())));
+                *value = Value::String(format!(
+                    "sha256:{}",
+                    sha256(value.as_str().unwrap_or_default().as_bytes())
+                ));
             }
         }
         if let Some(fields) = object.as_object_mut() {
@@ -127,12 +144,17 @@ fn counterpart<'a>(item: &Value, i: usize, have: &'a [Value]) -> Option<&'a Valu
 /// `want`'s fields with the values `have` holds for them.
 fn project(want: &Value, have: &Value) -> Value {
     match (want, have) {
-        (Value::Object(w), Value::Object(h)) => {
-            Value::Object(w.iter().map(|(k, v)| (k.clone(), h.get(k).map_or_else(|| v.clone(), |hv| project(v, hv)))).collect())
-        }
-        (Value::Array(w), Value::Array(h)) => {
-            Value::Array(w.iter().enumerate().map(|(i, v)| counterpart(v, i, h).map_or_else(|| v.clone(), |hv| project(v, hv))).collect())
-        }
+        (Value::Object(w), Value::Object(h)) => Value::Object(
+            w.iter()
+                .map(|(k, v)| (k.clone(), h.get(k).map_or_else(|| v.clone(), |hv| project(v, hv))))
+                .collect(),
+        ),
+        (Value::Array(w), Value::Array(h)) => Value::Array(
+            w.iter()
+                .enumerate()
+                .map(|(i, v)| counterpart(v, i, h).map_or_else(|| v.clone(), |hv| project(v, hv)))
+                .collect(),
+        ),
         (_, have) if !have.is_null() => have.clone(),
         (want, _) => want.clone(),
     }
@@ -149,13 +171,15 @@ fn first_difference(want: &Value, have: &Value, path: String) -> Option<(String,
             None if v.is_null() => None,
             None => Some((join(k), "unset".to_owned())),
         }),
-        (Value::Array(w), Value::Array(h)) if w.iter().all(Value::is_object) => w.iter().enumerate().find_map(|(i, v)| {
-            let at = format!("{path}[{i}]");
-            match counterpart(v, i, h) {
-                Some(hv) => first_difference(v, hv, at),
-                None => Some((at, "unset".to_owned())),
-            }
-        }),
+        (Value::Array(w), Value::Array(h)) if w.iter().all(Value::is_object) => {
+            w.iter().enumerate().find_map(|(i, v)| {
+                let at = format!("{path}[{i}]");
+                match counterpart(v, i, h) {
+                    Some(hv) => first_difference(v, hv, at),
+                    None => Some((at, "unset".to_owned())),
+                }
+            })
+        }
         _ if want == have => None,
         _ => Some((path, have.to_string())),
     }
@@ -175,8 +199,14 @@ fn pointer(value: &Value, path: &str) -> String {
 }
 
 /// The object as the API server has it; `None` if it does not exist.
-pub(crate) async fn get(client: &kube::Client, object: &ObjectRef) -> Result<Option<DynamicObject>, ProviderError> {
-    api(client, object)?.get_opt(&object.name).await.map_err(|e| failed(&format!("reading {}", object.describe()), e))
+pub(crate) async fn get(
+    client: &kube::Client,
+    object: &ObjectRef,
+) -> Result<Option<DynamicObject>, ProviderError> {
+    api(client, object)?
+        .get_opt(&object.name)
+        .await
+        .map_err(|e| failed(&format!("reading {}", object.describe()), e))
 }
 
 /// Deletes the objects, last first; those already gone are fine.
@@ -192,7 +222,12 @@ pub(crate) async fn delete(client: &kube::Client, objects: &[ObjectRef]) -> Resu
 }
 
 /// The text of key `key` of Secret `namespace/name`, if the Secret exists.
-pub(crate) async fn secret_value(client: &kube::Client, namespace: &str, name: &str, key: &str) -> Result<Option<String>, ProviderError> {
+pub(crate) async fn secret_value(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, ProviderError> {
     match Api::<Secret>::namespaced(client.clone(), namespace).get(name).await {
         Ok(s) => Ok(s.data.and_then(|d| d.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok()))),
         Err(e) if is_not_found(&e) => Ok(None),
@@ -213,10 +248,16 @@ mod tests {
         assert_eq!(first_difference(&want, &defaulted, String::new()), None);
         let scaled = json!({ "spec": { "replicas": 5, "template": { "containers": [{ "name": "w", "image": "a" }] } } });
         let (path, was) = first_difference(&want, &scaled, String::new()).unwrap();
-        assert_eq!((path.as_str(), was.as_str(), pointer(&want, &path)), ("spec.replicas", "5", "2".to_owned()));
+        assert_eq!(
+            (path.as_str(), was.as_str(), pointer(&want, &path)),
+            ("spec.replicas", "5", "2".to_owned())
+        );
         let image = json!({ "spec": { "replicas": 2, "template": { "containers": [{ "name": "w", "image": "b" }] } } });
         let (path, was) = first_difference(&want, &image, String::new()).unwrap();
-        assert_eq!((path.as_str(), was.as_str(), pointer(&want, &path)), ("spec.template.containers[0].image", "\"b\"", "\"a\"".to_owned()));
+        assert_eq!(
+            (path.as_str(), was.as_str(), pointer(&want, &path)),
+            ("spec.template.containers[0].image", "\"b\"", "\"a\"".to_owned())
+        );
     }
 
     #[test]
@@ -224,7 +265,8 @@ mod tests {
         let want = json!({ "env": [{ "name": "TOKEN", "value": "t" }], "args": ["worker", "--slots", "2"] });
         let added = json!({ "env": [{ "name": "DEBUG", "value": "1" }, { "name": "TOKEN", "value": "t" }], "args": ["worker", "--slots", "2"] });
         assert_eq!(first_difference(&want, &added, String::new()), None);
-        let removed = json!({ "env": [{ "name": "DEBUG", "value": "1" }], "args": ["worker", "--slots", "2"] });
+        let removed =
+            json!({ "env": [{ "name": "DEBUG", "value": "1" }], "args": ["worker", "--slots", "2"] });
         assert_eq!(first_difference(&want, &removed, String::new()), Some(("env[0]".into(), "unset".into())));
         let args = json!({ "env": [{ "name": "TOKEN", "value": "t" }], "args": ["worker"] });
         assert_eq!(first_difference(&want, &args, String::new()).map(|d| d.0), Some("args".into()));
@@ -232,9 +274,13 @@ mod tests {
 
     #[test]
     fn secret_values_are_compared_by_digest_and_never_recorded() {
-        let applied = json!({ "kind": "Secret", "data": { "token": "dDBrZW4=" }, "stringData": { "x": "y" } });
+        let applied =
+            json!({ "kind": "Secret", "data": { "token": "dDBrZW4=" }, "stringData": { "x": "y" } });
         let recorded = project(&digested(&applied), &digested(&applied));
-        assert!(!recorded.to_string().contains("dDBrZW4=") && recorded.get("stringData").is_none(), "{recorded}");
+        assert!(
+            !recorded.to_string().contains("dDBrZW4=") && recorded.get("stringData").is_none(),
+            "{recorded}"
+        );
         assert_eq!(first_difference(&recorded, &digested(&applied), String::new()), None);
         let edited = json!({ "kind": "Secret", "data": { "token": "b3RoZXI=" } });
         assert_eq!(first_difference(&recorded, &digested(&edited), String::new()).unwrap().0, "data.token");
@@ -249,7 +295,10 @@ mod tests {
         let want = json!({ "resources": { "limits": { "cpu": "0.5" } }, "ports": [{ "name": "rpc", "port": 7070 }] });
         let stored = json!({ "resources": { "limits": { "cpu": "500m" } }, "ports": [{ "name": "rpc", "port": 7070, "protocol": "TCP" }], "status": {} });
         let applied = project(&want, &stored);
-        assert_eq!(applied, json!({ "resources": { "limits": { "cpu": "500m" } }, "ports": [{ "name": "rpc", "port": 7070 }] }));
+        assert_eq!(
+            applied,
+            json!({ "resources": { "limits": { "cpu": "500m" } }, "ports": [{ "name": "rpc", "port": 7070 }] })
+        );
         assert_eq!(first_difference(&applied, &stored, String::new()), None);
     }
 }

@@ -171,10 +171,9 @@ impl LocalProvider {
     fn seed_dataset(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
         let bucket = str_attr(&spec.config, "bucket")?;
         let name = str_attr(&spec.config, "name")?;
-        let dataset: Dataset = serde_json::from_value(
-            spec.config.get("dataset").cloned().unwrap_or(Value::Null),
-        )
-        .map_err(|e| ProviderError::invalid(format!("dataset `{name}`: {e}")))?;
+        let dataset: Dataset =
+            serde_json::from_value(spec.config.get("dataset").cloned().unwrap_or(Value::Null))
+                .map_err(|e| ProviderError::invalid(format!("dataset `{name}`: {e}")))?;
         let manifest = json!({ "dataset": dataset });
         if let Some(found) = self.read_dataset(&format!("{bucket}/{name}"))? {
             if found.attributes.get("dataset") == manifest.get("dataset") {
@@ -266,7 +265,9 @@ impl LocalProvider {
             };
             for entry in entries {
                 let path = entry.map_err(|e| io_error(&dir, e))?.path();
-                let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                let Some(id) =
+                    path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json"))
+                else {
                     continue;
                 };
                 if let Some(tags) = read_json::<Tags>(&path)? {
@@ -309,7 +310,12 @@ impl Provider for LocalProvider {
         self.blocking(move |p| p.create_blocking(&spec, &deps)).await
     }
 
-    async fn update(&self, spec: &ResourceSpec, _prior: &Observed, deps: &Deps) -> Result<Observed, ProviderError> {
+    async fn update(
+        &self,
+        spec: &ResourceSpec,
+        _prior: &Observed,
+        deps: &Deps,
+    ) -> Result<Observed, ProviderError> {
         // Every attribute of every local kind forces replacement, so an update only
         // re-records the config; creating again adopts what exists.
         self.create(spec, deps).await

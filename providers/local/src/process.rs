@@ -21,7 +21,13 @@ pub struct Proc {
 
 /// Starts `exe args` detached, with stdout and stderr in `log` (a previous log is kept as
 /// `<log>.1`).
-pub fn spawn(role: &str, exe: &Path, args: &[String], env: &[(&str, &str)], log: &Path) -> std::io::Result<Proc> {
+pub fn spawn(
+    role: &str,
+    exe: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    log: &Path,
+) -> std::io::Result<Proc> {
     if log.exists() {
         let mut old = log.as_os_str().to_owned();
         old.push(".1");
@@ -39,7 +45,9 @@ pub fn spawn(role: &str, exe: &Path, args: &[String], env: &[(&str, &str)], log:
     let pid = child.id();
     // The child is reaped by init once labctl exits; its start time pins its identity.
     std::mem::forget(child);
-    let start = start_time(pid).ok_or_else(|| std::io::Error::other(format!("{role} (pid {pid}) exited at once; see {}", log.display())))?;
+    let start = start_time(pid).ok_or_else(|| {
+        std::io::Error::other(format!("{role} (pid {pid}) exited at once; see {}", log.display()))
+    })?;
     Ok(Proc { role: role.to_owned(), pid, start })
 }
 
@@ -94,10 +102,19 @@ pub fn wait_for(log: &Path, marker: &str, proc: &Proc, timeout: Duration) -> Res
             return Ok(after.split_whitespace().next().unwrap_or_default().to_owned());
         }
         if !proc.alive() {
-            return Err(format!("{} exited during start-up; its log ({}) ends with:\n{}", proc.role, log.display(), tail(&text)));
+            return Err(format!(
+                "{} exited during start-up; its log ({}) ends with:\n{}",
+                proc.role,
+                log.display(),
+                tail(&text)
+            ));
         }
         if Instant::now() > deadline {
-            return Err(format!("{} did not report `{marker}` within {timeout:?}; see {}", proc.role, log.display()));
+            return Err(format!(
+                "{} did not report `{marker}` within {timeout:?}; see {}",
+                proc.role,
+                log.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

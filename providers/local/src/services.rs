@@ -26,7 +26,14 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Starts a service from scratch in `dir` (stopping whatever an earlier incarnation left).
-pub fn start(service: Service, id: &str, dir: &Path, bin_dir: &Path, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+pub fn start(
+    service: Service,
+    id: &str,
+    dir: &Path,
+    bin_dir: &Path,
+    spec: &ResourceSpec,
+    deps: &Deps,
+) -> Result<Observed, ProviderError> {
     stop(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     let exe = bin_dir.join(service.binary());
@@ -34,7 +41,9 @@ pub fn start(service: Service, id: &str, dir: &Path, bin_dir: &Path, spec: &Reso
     let token = deps
         .values()
         .find_map(|o| o.attributes.get("token").and_then(Value::as_str))
-        .ok_or_else(|| ProviderError::invalid(format!("{} needs the student's credential as a dependency", spec.address)))?
+        .ok_or_else(|| {
+            ProviderError::invalid(format!("{} needs the student's credential as a dependency", spec.address))
+        })?
         .to_owned();
     let env = [(service.token_env(), token.as_str())];
     let workers = spec.config.get("workers").and_then(Value::as_u64).unwrap_or(1);
@@ -43,16 +52,30 @@ pub fn start(service: Service, id: &str, dir: &Path, bin_dir: &Path, spec: &Reso
     let fail = |record: &Record, e: String| ProviderError::fatal(e).with_partial(partial(record));
 
     let (role, args): (&str, Vec<String>) = match service {
-        Service::MapReduce => ("coordinator", vec!["coordinator".into(), "--listen".into(), "127.0.0.1:0".into()]),
-        Service::Scheduler => ("scheduler", vec!["scheduler".into(), "--listen".into(), "127.0.0.1:0".into(), "--http".into(), "127.0.0.1:0".into()]),
+        Service::MapReduce => {
+            ("coordinator", vec!["coordinator".into(), "--listen".into(), "127.0.0.1:0".into()])
+        }
+        Service::Scheduler => (
+            "scheduler",
+            vec![
+                "scheduler".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--http".into(),
+                "127.0.0.1:0".into(),
+            ],
+        ),
     };
     let log = dir.join(format!("{role}.log"));
-    let head = process::spawn(role, &exe, &args, &env, &log).map_err(|e| fail(&record, format!("cannot start {}: {e}", exe.display())))?;
+    let head = process::spawn(role, &exe, &args, &env, &log)
+        .map_err(|e| fail(&record, format!("cannot start {}: {e}", exe.display())))?;
     record.processes.push(head.clone());
     save(dir, &record)?;
-    let address = process::wait_for(&log, "listening on ", &head, START_TIMEOUT).map_err(|e| fail(&record, e))?;
+    let address =
+        process::wait_for(&log, "listening on ", &head, START_TIMEOUT).map_err(|e| fail(&record, e))?;
     if service == Service::Scheduler {
-        let http = process::wait_for(&log, "status on http://", &head, START_TIMEOUT).map_err(|e| fail(&record, e))?;
+        let http = process::wait_for(&log, "status on http://", &head, START_TIMEOUT)
+            .map_err(|e| fail(&record, e))?;
         record.http = Some(http.trim_end_matches("/status").to_owned());
     }
     record.address = Some(address.clone());
@@ -63,12 +86,22 @@ pub fn start(service: Service, id: &str, dir: &Path, bin_dir: &Path, spec: &Reso
             Service::MapReduce => vec!["worker".into(), "--coordinator".into(), address.clone()],
             Service::Scheduler => {
                 let slots = spec.config.get("slots").and_then(Value::as_u64).unwrap_or(1);
-                vec!["worker".into(), "--scheduler".into(), address.clone(), "--slots".into(), slots.to_string()]
+                vec![
+                    "worker".into(),
+                    "--scheduler".into(),
+                    address.clone(),
+                    "--slots".into(),
+                    slots.to_string(),
+                ]
             }
         };
-        args.extend(["--name".into(), format!("{}-worker-{i}", spec.tags.student.as_deref().unwrap_or("lab"))]);
+        args.extend([
+            "--name".into(),
+            format!("{}-worker-{i}", spec.tags.student.as_deref().unwrap_or("lab")),
+        ]);
         let log = dir.join(format!("worker-{i}.log"));
-        let p = process::spawn("worker", &exe, &args, &env, &log).map_err(|e| fail(&record, format!("cannot start a worker: {e}")))?;
+        let p = process::spawn("worker", &exe, &args, &env, &log)
+            .map_err(|e| fail(&record, format!("cannot start a worker: {e}")))?;
         record.processes.push(p);
         save(dir, &record)?;
     }
@@ -126,7 +159,10 @@ fn check_version(exe: &Path, spec: &ResourceSpec) -> Result<(), ProviderError> {
     })?;
     let have = String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or_default().to_owned();
     if have != want {
-        return Err(ProviderError::invalid(format!("{} is version {have}, but this lab needs {want}: rebuild the workspace", exe.display())));
+        return Err(ProviderError::invalid(format!(
+            "{} is version {have}, but this lab needs {want}: rebuild the workspace",
+            exe.display()
+        )));
     }
     Ok(())
 }

@@ -7,7 +7,12 @@ fn tags(student: &str) -> Tags {
 }
 
 fn spec(kind: &str, config: Value, student: &str) -> ResourceSpec {
-    ResourceSpec { address: format!("{kind}/{student}"), kind: kind.into(), config: attrs(config), tags: tags(student) }
+    ResourceSpec {
+        address: format!("{kind}/{student}"),
+        kind: kind.into(),
+        config: attrs(config),
+        tags: tags(student),
+    }
 }
 
 fn dataset_spec(bucket: &str) -> ResourceSpec {

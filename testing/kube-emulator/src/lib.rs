@@ -30,8 +30,8 @@ use hyper::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
 
@@ -97,7 +97,8 @@ impl Emulator {
     /// From now on, Jobs run: each in a sandbox with its namespace's Deployments, their
     /// commands taken from `bin_dir` (see [`kubelet`]; needs root).
     pub fn run_jobs(&self, bin_dir: &Path) {
-        let kubelet = kubelet::Kubelet { bin_dir: bin_dir.to_owned(), work_dir: self.work_dir.path().to_owned() };
+        let kubelet =
+            kubelet::Kubelet { bin_dir: bin_dir.to_owned(), work_dir: self.work_dir.path().to_owned() };
         self.settings.lock().expect("not poisoned").kubelet = Some(kubelet);
     }
 }
@@ -288,11 +289,14 @@ async fn purge(client: &Client, namespace: &str) -> kube::Result<()> {
 /// (as when an image cannot be pulled).
 async fn ready_deployments(client: &Client, held: &BTreeSet<String>) -> kube::Result<()> {
     for d in Api::<Deployment>::all(client.clone()).list(&ListParams::default()).await?.items {
-        let (Some(ns), Some(name)) = (d.metadata.namespace.clone(), d.metadata.name.clone()) else { continue };
+        let (Some(ns), Some(name)) = (d.metadata.namespace.clone(), d.metadata.name.clone()) else {
+            continue;
+        };
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let ready = if held.contains(&ns) { 0 } else { replicas };
         let status = d.status.unwrap_or_default();
-        if status.ready_replicas.unwrap_or(0) == ready && status.observed_generation == d.metadata.generation {
+        if status.ready_replicas.unwrap_or(0) == ready && status.observed_generation == d.metadata.generation
+        {
             continue;
         }
         let available = if ready == replicas {
@@ -306,7 +310,9 @@ async fn ready_deployments(client: &Client, held: &BTreeSet<String>) -> kube::Re
             "unavailableReplicas": replicas - ready,
             "conditions": [available],
         }});
-        Api::<Deployment>::namespaced(client.clone(), &ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        Api::<Deployment>::namespaced(client.clone(), &ns)
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
     Ok(())
 }
@@ -314,24 +320,32 @@ async fn ready_deployments(client: &Client, held: &BTreeSet<String>) -> kube::Re
 /// Fills in the token of service-account token Secrets whose service account exists.
 async fn issue_tokens(client: &Client) -> kube::Result<()> {
     for s in Api::<Secret>::all(client.clone()).list(&ListParams::default()).await?.items {
-        let (Some(ns), Some(name)) = (s.metadata.namespace.clone(), s.metadata.name.clone()) else { continue };
+        let (Some(ns), Some(name)) = (s.metadata.namespace.clone(), s.metadata.name.clone()) else {
+            continue;
+        };
         let has_token = s.data.as_ref().is_some_and(|d| d.contains_key("token"));
         if s.type_.as_deref() != Some("kubernetes.io/service-account-token") || has_token {
             continue;
         }
-        let account = s.metadata.annotations.as_ref().and_then(|a| a.get("kubernetes.io/service-account.name"));
+        let account =
+            s.metadata.annotations.as_ref().and_then(|a| a.get("kubernetes.io/service-account.name"));
         let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
         if account.is_none() || accounts.get_opt(account.map_or("", String::as_str)).await?.is_none() {
             continue;
         }
         let token = format!("emulated-token-{ns}-{name}");
         let patch = json!({ "data": { "token": base64(&token), "ca.crt": base64("emulator has no TLS") } });
-        Api::<Secret>::namespaced(client.clone(), &ns).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
     Ok(())
 }
 
 fn base64(text: &str) -> String {
     use k8s_openapi::ByteString;
-    serde_json::to_value(ByteString(text.as_bytes().to_vec())).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(ByteString(text.as_bytes().to_vec()))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

@@ -13,11 +13,15 @@ fn main() -> std::io::Result<()> {
         None => 0,
     };
     let kubeconfig = args.next().unwrap_or_else(|| "kube-emulator.yaml".into());
-    let emulator = labctl_kube_emulator::Emulator::start_on(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
+    let emulator =
+        labctl_kube_emulator::Emulator::start_on(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
     if let Some(bin_dir) = args.next() {
         emulator.run_jobs(std::path::Path::new(&bin_dir));
     }
     std::fs::write(&kubeconfig, emulator.kubeconfig())?;
-    println!("Kubernetes API emulator on {}; kubeconfig written to {kubeconfig}. Ctrl-C stops it.", emulator.url());
+    println!(
+        "Kubernetes API emulator on {}; kubeconfig written to {kubeconfig}. Ctrl-C stops it.",
+        emulator.url()
+    );
     emulator.block_on(tokio::signal::ctrl_c())
 }

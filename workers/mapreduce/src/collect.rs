@@ -49,7 +49,10 @@ impl Collector {
 
     pub fn emit(&mut self, key: &[u8], value: &[u8]) {
         match self {
-            Self::Sum(map) => *map.entry(key.into()).or_default() += u64::from_le_bytes(value[..8].try_into().unwrap_or_default()),
+            Self::Sum(map) => {
+                *map.entry(key.into()).or_default() +=
+                    u64::from_le_bytes(value[..8].try_into().unwrap_or_default())
+            }
             Self::Distinct(set) => {
                 set.insert((key.into(), value.into()));
             }

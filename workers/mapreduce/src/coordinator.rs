@@ -296,12 +296,19 @@ impl Coordinator {
             }
             Command::Done => self.finish(None).await,
             Command::JobFailed { task, errors } => {
-                let attempts: Vec<String> = errors.iter().enumerate().map(|(i, e)| format!("attempt {}: {e}", i + 1)).collect();
+                let attempts: Vec<String> =
+                    errors.iter().enumerate().map(|(i, e)| format!("attempt {}: {e}", i + 1)).collect();
                 let what = match task.phase {
                     Phase::Map => "map",
                     Phase::Reduce => "reduce",
                 };
-                self.finish(Some(format!("{what} task {} failed {} times:\n{}", task.index, errors.len(), attempts.join("\n")))).await;
+                self.finish(Some(format!(
+                    "{what} task {} failed {} times:\n{}",
+                    task.index,
+                    errors.len(),
+                    attempts.join("\n")
+                )))
+                .await;
             }
         }
     }
@@ -379,11 +386,19 @@ async fn prepare(id: u64, spec: JobSpec) -> Result<Running, String> {
     let output = Location::parse(&spec.output)?;
     let files = input_files(&spec.inputs).await?;
     let splits = splits(&files, spec.split_size);
-    let limits = Limits { task_timeout: Duration::from_millis(spec.task_timeout_ms), max_attempts: spec.max_attempts.max(1) };
+    let limits = Limits {
+        task_timeout: Duration::from_millis(spec.task_timeout_ms),
+        max_attempts: spec.max_attempts.max(1),
+    };
     let job = Job::new(splits.len() as u32, spec.reduces, limits, Instant::now());
     // Leftovers of an earlier, interrupted run of the same output.
     output.remove_all("_temporary").await?;
-    tracing::info!("job {id}: {} input files, {} map tasks, {} reduce tasks", files.len(), splits.len(), spec.reduces);
+    tracing::info!(
+        "job {id}: {} input files, {} map tasks, {} reduce tasks",
+        files.len(),
+        splits.len(),
+        spec.reduces
+    );
     Ok(Running { id, spec, job, splits, output, started: Instant::now() })
 }
 

@@ -43,36 +43,73 @@ pub struct TaskStats {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A worker is idle and asks for work.
-    Request { worker: WorkerId },
-    Finished { worker: WorkerId, task: TaskId, attempt: u64, outputs: Vec<Output>, stats: TaskStats },
-    Failed { worker: WorkerId, task: TaskId, attempt: u64, error: String },
+    Request {
+        worker: WorkerId,
+    },
+    Finished {
+        worker: WorkerId,
+        task: TaskId,
+        attempt: u64,
+        outputs: Vec<Output>,
+        stats: TaskStats,
+    },
+    Failed {
+        worker: WorkerId,
+        task: TaskId,
+        attempt: u64,
+        error: String,
+    },
     /// The outputs of a [`Command::Commit`] are published: the task is done.
-    Committed { task: TaskId },
+    Committed {
+        task: TaskId,
+    },
     /// Publishing a winning attempt's outputs failed: run the task again (this counts as a
     /// failed attempt).
-    CommitFailed { task: TaskId, error: String },
+    CommitFailed {
+        task: TaskId,
+        error: String,
+    },
     /// The worker disconnected or missed its heartbeats.
-    WorkerLost { worker: WorkerId },
+    WorkerLost {
+        worker: WorkerId,
+    },
     /// Time passes: tasks running past the timeout get a backup.
     Tick,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Assign { worker: WorkerId, task: TaskId, attempt: u64 },
+    Assign {
+        worker: WorkerId,
+        task: TaskId,
+        attempt: u64,
+    },
     /// Nothing to do now; ask again when something changes.
-    Wait { worker: WorkerId },
+    Wait {
+        worker: WorkerId,
+    },
     /// The job is over; the worker may go.
-    Exit { worker: WorkerId },
+    Exit {
+        worker: WorkerId,
+    },
     /// Publish the first completion of a task, then report [`Event::Committed`] or
     /// [`Event::CommitFailed`].
-    Commit { task: TaskId, outputs: Vec<Output> },
+    Commit {
+        task: TaskId,
+        outputs: Vec<Output>,
+    },
     /// Delete what a duplicate (late) completion wrote.
-    Discard { task: TaskId, outputs: Vec<Output> },
+    Discard {
+        task: TaskId,
+        outputs: Vec<Output>,
+    },
     /// Every output is final.
     Done,
     /// A task failed `max_attempts` times.
-    JobFailed { task: TaskId, errors: Vec<String> },
+    JobFailed {
+        task: TaskId,
+        errors: Vec<String>,
+    },
 }
 
 /// Tunables of a job.
@@ -193,7 +230,9 @@ impl Job {
         }
         match event {
             Event::Request { worker } => vec![self.assign(worker, now)],
-            Event::Finished { worker: _, task, attempt, outputs, stats } => self.finished_task(task, attempt, outputs, stats, now),
+            Event::Finished { worker: _, task, attempt, outputs, stats } => {
+                self.finished_task(task, attempt, outputs, stats, now)
+            }
             Event::Failed { worker: _, task, attempt, error } => self.failed_task(task, attempt, error),
             Event::Committed { task } => self.committed(task, now),
             Event::CommitFailed { task, error } => self.failed_commit(task, error),
@@ -213,7 +252,9 @@ impl Job {
                 let mut backups = 0;
                 for t in self.tasks_mut(phase).iter_mut().filter(|t| !t.done && !t.queued) {
                     // One backup at a time: only when every running execution is overdue.
-                    if !t.running.is_empty() && t.running.values().all(|(_, s)| now.duration_since(*s) >= timeout) {
+                    if !t.running.is_empty()
+                        && t.running.values().all(|(_, s)| now.duration_since(*s) >= timeout)
+                    {
                         t.queued = true;
                         backups += 1;
                     }
@@ -241,7 +282,14 @@ impl Job {
         Command::Assign { worker, task: TaskId { phase, index: index as u32 }, attempt }
     }
 
-    fn finished_task(&mut self, task: TaskId, attempt: u64, outputs: Vec<Output>, stats: TaskStats, _now: Instant) -> Vec<Command> {
+    fn finished_task(
+        &mut self,
+        task: TaskId,
+        attempt: u64,
+        outputs: Vec<Output>,
+        stats: TaskStats,
+        _now: Instant,
+    ) -> Vec<Command> {
         let t = &mut self.tasks_mut(task.phase)[task.index as usize];
         t.running.remove(&attempt);
         if t.done || t.committing {

@@ -94,7 +94,11 @@ impl JobKind {
 
     /// Runs the reduce function over every key of a partition, in key order, appending
     /// output lines to `out`.
-    pub fn reduce<'a>(&self, groups: impl Iterator<Item = (&'a [u8], Vec<&'a [u8]>)>, out: &mut Vec<u8>) -> Result<u64, String> {
+    pub fn reduce<'a>(
+        &self,
+        groups: impl Iterator<Item = (&'a [u8], Vec<&'a [u8]>)>,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, String> {
         let mut records = 0;
         match self {
             Self::Streaming { reducer, .. } => {
@@ -119,7 +123,10 @@ impl JobKind {
         for (key, values) in groups {
             match self {
                 Self::WordCount | Self::SleepProbe { .. } | Self::Crash => {
-                    let sum: u64 = values.iter().map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or_default())).sum();
+                    let sum: u64 = values
+                        .iter()
+                        .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or_default()))
+                        .sum();
                     line(out, key, sum.to_string().as_bytes());
                 }
                 Self::InvertedIndex => {
@@ -224,7 +231,8 @@ fn probe(dir: &str, phase: &str, ms: (u64, u64)) -> Result<(), String> {
     let end = now();
     let pid = std::process::id();
     let path = std::path::Path::new(dir).join(format!("{phase}-{pid}-{start}"));
-    std::fs::write(&path, format!("{phase} {start} {end} {pid}\n")).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(&path, format!("{phase} {start} {end} {pid}\n"))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The crash test's misbehaviour.

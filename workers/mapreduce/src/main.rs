@@ -189,16 +189,23 @@ struct JobOptions {
 
 impl JobOptions {
     fn spec(&self, kind: Kind) -> Result<JobSpec, String> {
-        let need = |v: &Option<String>, flag: &str| v.clone().ok_or_else(|| format!("this job needs --{flag}"));
+        let need =
+            |v: &Option<String>, flag: &str| v.clone().ok_or_else(|| format!("this job needs --{flag}"));
         let range = |s: &str| -> Result<(u64, u64), String> {
             let (a, b) = s.split_once('-').unwrap_or((s, s));
-            Ok((a.parse().map_err(|_| format!("bad range `{s}`"))?, b.parse().map_err(|_| format!("bad range `{s}`"))?))
+            Ok((
+                a.parse().map_err(|_| format!("bad range `{s}`"))?,
+                b.parse().map_err(|_| format!("bad range `{s}`"))?,
+            ))
         };
         let job = match kind {
             Kind::Wordcount => JobKind::WordCount,
             Kind::Index => JobKind::InvertedIndex,
             Kind::Grep => JobKind::Grep { pattern: need(&self.pattern, "pattern")? },
-            Kind::Streaming => JobKind::Streaming { mapper: need(&self.mapper, "mapper")?, reducer: need(&self.reducer, "reducer")? },
+            Kind::Streaming => JobKind::Streaming {
+                mapper: need(&self.mapper, "mapper")?,
+                reducer: need(&self.reducer, "reducer")?,
+            },
             Kind::SleepProbe => JobKind::SleepProbe {
                 probe_dir: need(&self.probe_dir, "probe-dir")?,
                 map_ms: range(&self.map_ms)?,
@@ -225,7 +232,9 @@ impl JobOptions {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -248,8 +257,13 @@ fn exit_for(reports: &[JobReport]) -> ExitCode {
 
 fn write_reports(path: Option<&PathBuf>, reports: &[JobReport]) -> Result<(), String> {
     if let Some(path) = path {
-        let json = if reports.len() == 1 { serde_json::to_vec_pretty(&reports[0]) } else { serde_json::to_vec_pretty(reports) };
-        std::fs::write(path, json.expect("reports serialise")).map_err(|e| format!("{}: {e}", path.display()))?;
+        let json = if reports.len() == 1 {
+            serde_json::to_vec_pretty(&reports[0])
+        } else {
+            serde_json::to_vec_pretty(reports)
+        };
+        std::fs::write(path, json.expect("reports serialise"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }
@@ -262,8 +276,13 @@ async fn smoke(coordinator: &str, token: &str, dir: &std::path::Path, mb: u64) -
     std::fs::create_dir_all(&input).map_err(|e| format!("{}: {e}", input.display()))?;
     for part in corpus.parts() {
         let path = input.join(&part.name);
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?);
-        corpus.write_part(&part, &mut out).and_then(|()| out.flush()).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+        );
+        corpus
+            .write_part(&part, &mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let spec = JobSpec {
         job: JobKind::WordCount,
@@ -277,22 +296,34 @@ async fn smoke(coordinator: &str, token: &str, dir: &std::path::Path, mb: u64) -
     };
     let report = submit(coordinator, token, spec, true).await?.expect("waited");
     if !report.succeeded {
-        return Err(format!("the word count job failed: {}", report.error.as_deref().unwrap_or("no error given")));
+        return Err(format!(
+            "the word count job failed: {}",
+            report.error.as_deref().unwrap_or("no error given")
+        ));
     }
     labctl_datasets::check::wordcount(&input, &output)
 }
 
 /// Submits a job to a running coordinator and, with `wait`, returns its report.
-async fn submit(coordinator: &str, token: &str, spec: JobSpec, wait: bool) -> Result<Option<JobReport>, String> {
+async fn submit(
+    coordinator: &str,
+    token: &str,
+    spec: JobSpec,
+    wait: bool,
+) -> Result<Option<JobReport>, String> {
     let (mut conn, _) = connect(coordinator, token, Role::Client, "submit", Duration::from_secs(5)).await?;
     conn.send(&Request::Submit { spec }).await.map_err(|e| e.to_string())?;
-    let Some(Ok(Reply::Submitted { job })) = conn.recv().await else { return Err("the coordinator did not accept the job".into()) };
+    let Some(Ok(Reply::Submitted { job })) = conn.recv().await else {
+        return Err("the coordinator did not accept the job".into());
+    };
     if !wait {
         println!("submitted job {job}");
         return Ok(None);
     }
     conn.send(&Request::Wait { job }).await.map_err(|e| e.to_string())?;
-    let Some(Ok(Reply::Report { report })) = conn.recv().await else { return Err("lost the coordinator while waiting".into()) };
+    let Some(Ok(Reply::Report { report })) = conn.recv().await else {
+        return Err("lost the coordinator while waiting".into());
+    };
     Ok(Some(report))
 }
 
@@ -303,11 +334,16 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
                 Some(kind) => vec![job.rest.spec(kind)?],
                 None => vec![],
             };
-            let listener = TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let listener =
+                TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             let scope = if addr.ip().is_loopback() { "loopback only" } else { "reachable from the network" };
             eprintln!("lab-mapreduce coordinator listening on {addr} ({scope})");
-            let config = Config { token: auth.token, heartbeat_timeout: Duration::from_secs_f64(heartbeat_timeout), exit_when_done };
+            let config = Config {
+                token: auth.token,
+                heartbeat_timeout: Duration::from_secs_f64(heartbeat_timeout),
+                exit_when_done,
+            };
             let reports = coordinator::serve(listener, config, jobs).await;
             for r in &reports {
                 eprint!("{r}");
@@ -373,13 +409,19 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             // The answer is in the message; the files would only fill the volume.
             let _ = std::fs::remove_dir_all(&dir);
             checked?;
-            println!("word count over {mb} MiB through {coordinator} matches an independent count ({:.1} s)", start.elapsed().as_secs_f64());
+            println!(
+                "word count over {mb} MiB through {coordinator} matches an independent count ({:.1} s)",
+                start.elapsed().as_secs_f64()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { coordinator, auth } => {
-            let (mut conn, _) = connect(&coordinator, &auth.token, Role::Client, "status", Duration::from_secs(5)).await?;
+            let (mut conn, _) =
+                connect(&coordinator, &auth.token, Role::Client, "status", Duration::from_secs(5)).await?;
             conn.send(&Request::Status).await.map_err(|e| e.to_string())?;
-            let Some(Ok(Reply::Status { status })) = conn.recv().await else { return Err("no status from the coordinator".into()) };
+            let Some(Ok(Reply::Status { status })) = conn.recv().await else {
+                return Err("no status from the coordinator".into());
+            };
             println!("{}", serde_json::to_string_pretty(&status).expect("json"));
             Ok(ExitCode::SUCCESS)
         }

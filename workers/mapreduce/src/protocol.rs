@@ -24,16 +24,36 @@ pub enum Role {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
-    Hello { version: u32, token: String, role: Role, name: String },
+    Hello {
+        version: u32,
+        token: String,
+        role: Role,
+        name: String,
+    },
     /// An idle worker asks for a task.
     NextTask,
     Heartbeat,
-    Finished { job: u64, task: TaskId, attempt: u64, outputs: Vec<Output>, stats: TaskStats },
-    Failed { job: u64, task: TaskId, attempt: u64, error: String },
-    Submit { spec: JobSpec },
+    Finished {
+        job: u64,
+        task: TaskId,
+        attempt: u64,
+        outputs: Vec<Output>,
+        stats: TaskStats,
+    },
+    Failed {
+        job: u64,
+        task: TaskId,
+        attempt: u64,
+        error: String,
+    },
+    Submit {
+        spec: JobSpec,
+    },
     Status,
     /// Answer with the job's report once it has finished.
-    Wait { job: u64 },
+    Wait {
+        job: u64,
+    },
 }
 
 /// Messages from the coordinator.
@@ -50,9 +70,18 @@ pub enum Reply {
 }
 
 /// Connects as a client or worker, retrying while the coordinator starts (up to `patience`).
-pub async fn connect(addr: &str, token: &str, role: Role, name: &str, patience: std::time::Duration) -> Result<(Conn, u64), String> {
-    let mut conn = Conn::connect(addr, patience).await.map_err(|e| format!("cannot reach the coordinator at {addr}: {e}"))?;
-    let hello = Request::Hello { version: PROTOCOL_VERSION, token: token.to_owned(), role, name: name.to_owned() };
+pub async fn connect(
+    addr: &str,
+    token: &str,
+    role: Role,
+    name: &str,
+    patience: std::time::Duration,
+) -> Result<(Conn, u64), String> {
+    let mut conn = Conn::connect(addr, patience)
+        .await
+        .map_err(|e| format!("cannot reach the coordinator at {addr}: {e}"))?;
+    let hello =
+        Request::Hello { version: PROTOCOL_VERSION, token: token.to_owned(), role, name: name.to_owned() };
     conn.send(&hello).await.map_err(|e| e.to_string())?;
     match conn.recv().await {
         Some(Ok(Reply::Welcome { id })) => Ok((conn, id)),

@@ -32,8 +32,17 @@ impl fmt::Display for JobReport {
             "  executions: {} map, {} reduce ({} failed, {} backups, {} duplicate completions ignored, {} workers lost)",
             c.map_executions, c.reduce_executions, c.failed_executions, c.backup_executions, c.ignored_completions, c.workers_lost
         )?;
-        writeln!(f, "  bytes:      {} in, {} intermediate, {} out ({} records)", c.bytes_in, c.intermediate_bytes, c.bytes_out, c.records_out)?;
-        writeln!(f, "  phases:     map {:.2}s, reduce {:.2}s", c.map_phase.as_secs_f64(), c.reduce_phase.as_secs_f64())?;
+        writeln!(
+            f,
+            "  bytes:      {} in, {} intermediate, {} out ({} records)",
+            c.bytes_in, c.intermediate_bytes, c.bytes_out, c.records_out
+        )?;
+        writeln!(
+            f,
+            "  phases:     map {:.2}s, reduce {:.2}s",
+            c.map_phase.as_secs_f64(),
+            c.reduce_phase.as_secs_f64()
+        )?;
         if let Some(e) = &self.error {
             writeln!(f, "  error:      {}", e.replace('\n', "\n              "))?;
         }

@@ -39,7 +39,11 @@ impl Location {
                     .with_url(url)
                     .build()
                     .map_err(|e| format!("`{url}`: {e}"))?;
-                let key = url.trim_start_matches("s3://").split_once('/').map_or("", |(_, k)| k).trim_end_matches('/');
+                let key = url
+                    .trim_start_matches("s3://")
+                    .split_once('/')
+                    .map_or("", |(_, k)| k)
+                    .trim_end_matches('/');
                 return Ok(Self { store: Arc::new(store), prefix: Path::from(key), local_dir: None });
             }
             None if url.contains("://") => {
@@ -73,7 +77,11 @@ impl Location {
     }
 
     pub async fn put(&self, key: &Path, data: Vec<u8>) -> Result<(), String> {
-        self.store.put(key, PutPayload::from(data)).await.map(|_| ()).map_err(|e| format!("writing {key}: {e}"))
+        self.store
+            .put(key, PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("writing {key}: {e}"))
     }
 
     /// Publishes `from` as `to`, once.
@@ -121,7 +129,9 @@ pub async fn input_files(inputs: &[String]) -> Result<Vec<InputFile>, String> {
             Ok(size) => files.push(InputFile { url: input.clone(), size }),
             Err(_) => {
                 let strip = loc.prefix.as_ref().len();
-                let relative = |m: &object_store::ObjectMeta| m.location.as_ref()[strip..].trim_start_matches('/').to_owned();
+                let relative = |m: &object_store::ObjectMeta| {
+                    m.location.as_ref()[strip..].trim_start_matches('/').to_owned()
+                };
                 let mut found: Vec<String> = loc
                     .list("")
                     .await?

@@ -22,9 +22,21 @@ pub struct Split {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum TaskSpec {
-    Map { index: u32, job: JobKind, combiner: bool, reduces: u32, split: Split, output: String },
+    Map {
+        index: u32,
+        job: JobKind,
+        combiner: bool,
+        reduces: u32,
+        split: Split,
+        output: String,
+    },
     /// `inputs` are intermediate keys relative to `output`.
-    Reduce { index: u32, job: JobKind, inputs: Vec<String>, output: String },
+    Reduce {
+        index: u32,
+        job: JobKind,
+        inputs: Vec<String>,
+        output: String,
+    },
 }
 
 /// Where job `job` keeps its intermediate and temporary files, under its output.
@@ -66,7 +78,9 @@ pub async fn run(task: TaskSpec, job_id: u64, attempt: u64) -> Result<(Vec<Outpu
             let out = Location::parse(&output)?;
             let mut outputs = vec![];
             for (r, bytes) in parts.into_iter().enumerate() {
-                outputs.push(write(&out, &intermediate_name(job_id, index, r as u32), job_id, attempt, bytes).await?);
+                outputs.push(
+                    write(&out, &intermediate_name(job_id, index, r as u32), job_id, attempt, bytes).await?,
+                );
             }
             Ok((outputs, TaskStats { bytes_in, records_out: 0 }))
         }
@@ -93,7 +107,9 @@ pub async fn run(task: TaskSpec, job_id: u64, attempt: u64) -> Result<(Vec<Outpu
 }
 
 /// Consecutive records with equal keys, as (key, values).
-pub fn groups<'a>(sorted: &'a [(&'a [u8], &'a [u8])]) -> impl Iterator<Item = (&'a [u8], Vec<&'a [u8]>)> + 'a {
+pub fn groups<'a>(
+    sorted: &'a [(&'a [u8], &'a [u8])],
+) -> impl Iterator<Item = (&'a [u8], Vec<&'a [u8]>)> + 'a {
     let mut i = 0;
     std::iter::from_fn(move || {
         let key = sorted.get(i)?.0;

@@ -40,7 +40,9 @@ pub async fn run(addr: &str, token: &str, name: &str) -> Result<(), String> {
         }
         let reply = match stream.recv::<Reply>().await {
             Some(Ok(reply)) => reply,
-            Some(Err(e)) if e.kind() == std::io::ErrorKind::Other => break Err(format!("unreadable message from the coordinator: {e}")),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::Other => {
+                break Err(format!("unreadable message from the coordinator: {e}"))
+            }
             Some(Err(_)) | None => {
                 tracing::info!("the coordinator is gone; exiting");
                 break Ok(());

@@ -32,7 +32,10 @@ impl Client {
     /// `wanted` has its result (or error) here.
     pub async fn run(&mut self, tasks: Vec<TaskSpec>, wanted: &[TaskId]) -> Result<Outcome, String> {
         let lost = || "the scheduler closed the connection".to_owned();
-        self.conn.send(&ToScheduler::Submit { tasks, wanted: wanted.to_vec() }).await.map_err(|e| e.to_string())?;
+        self.conn
+            .send(&ToScheduler::Submit { tasks, wanted: wanted.to_vec() })
+            .await
+            .map_err(|e| e.to_string())?;
         let base = match self.conn.recv().await.ok_or_else(lost)?.map_err(|e| e.to_string())? {
             FromScheduler::Submitted { base } => base,
             other => return Err(format!("unexpected answer to submit: {other:?}")),

@@ -141,7 +141,8 @@ impl Core {
     }
 
     pub fn on_worker_joined(&mut self, worker: WorkerId, slots: u32, gpus: u32) -> Vec<Command> {
-        self.workers.insert(worker, Worker { slots: slots.max(1), gpus, assigned: BTreeSet::new(), stealing: false });
+        self.workers
+            .insert(worker, Worker { slots: slots.max(1), gpus, assigned: BTreeSet::new(), stealing: false });
         let mut out = self.schedule();
         out.extend(self.balance());
         out
@@ -212,11 +213,14 @@ impl Core {
     /// A client went away: its tasks are forgotten, their results released. Returns the
     /// forgotten ids (so the edge can drop what it keeps about them) and the commands.
     pub fn on_client_left(&mut self, client: ClientId) -> (Vec<TaskId>, Vec<Command>) {
-        let ids: Vec<TaskId> = self.tasks.iter().filter(|(_, t)| t.client == client).map(|(id, _)| *id).collect();
+        let ids: Vec<TaskId> =
+            self.tasks.iter().filter(|(_, t)| t.client == client).map(|(id, _)| *id).collect();
         let mut out = vec![];
         for id in &ids {
             match self.tasks.remove(id).map(|t| t.state) {
-                Some(State::Done(holders)) => out.extend(holders.into_iter().map(|worker| Command::Release { worker, task: *id })),
+                Some(State::Done(holders)) => {
+                    out.extend(holders.into_iter().map(|worker| Command::Release { worker, task: *id }))
+                }
                 Some(State::Assigned(w)) => {
                     if let Some(worker) = self.workers.get_mut(&w) {
                         worker.assigned.remove(id);
@@ -484,7 +488,8 @@ impl Core {
             let t = self.tasks.get_mut(&id).expect("exists");
             t.state = State::Failed(error.clone());
             self.stats.failed += 1;
-            let (client, first, dependents) = (t.client, std::mem::take(&mut t.outstanding), t.dependents.clone());
+            let (client, first, dependents) =
+                (t.client, std::mem::take(&mut t.outstanding), t.dependents.clone());
             out.push(Command::Error { client, task: id, error: error.clone() });
             if first {
                 out.extend(self.settle(client));
@@ -507,7 +512,8 @@ impl Core {
             if t.state != State::Ready {
                 continue;
             }
-            let inputs_held = t.deps.iter().all(|d| matches!(&self.tasks[d].state, State::Done(h) if !h.is_empty()));
+            let inputs_held =
+                t.deps.iter().all(|d| matches!(&self.tasks[d].state, State::Done(h) if !h.is_empty()));
             if !inputs_held {
                 // An input was lost after this task became ready: wait for it again.
                 recheck.push(id);
@@ -519,13 +525,18 @@ impl Core {
                 State::Done(h) => h.iter().find(|w| self.workers.get(w).is_some_and(fits)).copied(),
                 _ => None,
             });
-            let best = local.max_by_key(|w| (self.workers[w].slots + self.prefetch).saturating_sub(self.workers[w].assigned.len() as u32)).or_else(|| {
-                self.workers
-                    .iter()
-                    .filter(|(_, w)| fits(w))
-                    .min_by_key(|(id, w)| (w.assigned.len() * 1000 / w.slots as usize, **id))
-                    .map(|(id, _)| *id)
-            });
+            let best = local
+                .max_by_key(|w| {
+                    (self.workers[w].slots + self.prefetch)
+                        .saturating_sub(self.workers[w].assigned.len() as u32)
+                })
+                .or_else(|| {
+                    self.workers
+                        .iter()
+                        .filter(|(_, w)| fits(w))
+                        .min_by_key(|(id, w)| (w.assigned.len() * 1000 / w.slots as usize, **id))
+                        .map(|(id, _)| *id)
+                });
             let Some(worker) = best else {
                 skipped.push((prio, Reverse(id)));
                 if self.workers.values().all(|w| w.gpus >= t.gpus && !fits(w)) {
@@ -564,7 +575,12 @@ impl Core {
         if !self.ready.is_empty() {
             return vec![];
         }
-        let idle: Vec<WorkerId> = self.workers.iter().filter(|(_, w)| (w.assigned.len() as u32) < w.slots).map(|(id, _)| *id).collect();
+        let idle: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| (w.assigned.len() as u32) < w.slots)
+            .map(|(id, _)| *id)
+            .collect();
         let mut out = vec![];
         for _thief in idle {
             let victim = self

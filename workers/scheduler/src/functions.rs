@@ -46,13 +46,18 @@ fn builtin(function: &str, args: &Value, inputs: &[Value]) -> Result<Value, Stri
             let x = arg_f64(args, "x")?;
             Ok(json!(x * x))
         }
-        "add" => Ok(json!(inputs.iter().filter_map(Value::as_f64).sum::<f64>() + args.get("x").and_then(Value::as_f64).unwrap_or(0.0))),
+        "add" => Ok(json!(
+            inputs.iter().filter_map(Value::as_f64).sum::<f64>()
+                + args.get("x").and_then(Value::as_f64).unwrap_or(0.0)
+        )),
         "sum" => Ok(json!(inputs.iter().filter_map(Value::as_f64).sum::<f64>())),
         "fail" => Err(args.get("message").and_then(Value::as_str).unwrap_or("failed on purpose").to_owned()),
         "crash" => std::process::exit(9),
         "fit" => {
-            let source: Source = serde_json::from_value(args["dataset"].clone()).map_err(|e| format!("dataset: {e}"))?;
-            let params: Params = serde_json::from_value(args["params"].clone()).map_err(|e| format!("params: {e}"))?;
+            let source: Source =
+                serde_json::from_value(args["dataset"].clone()).map_err(|e| format!("dataset: {e}"))?;
+            let params: Params =
+                serde_json::from_value(args["params"].clone()).map_err(|e| format!("params: {e}"))?;
             let fold = arg_f64(args, "fold")? as u32;
             let folds = arg_f64(args, "folds")? as u32;
             let mse = model::fit_and_score(&*model::table(&source)?, params, fold, folds);
@@ -81,7 +86,9 @@ pub fn best(fits: &[Value]) -> Result<Value, String> {
         .collect();
     let best = scores
         .iter()
-        .min_by(|a, b| a["mean_mse"].as_f64().unwrap_or(f64::MAX).total_cmp(&b["mean_mse"].as_f64().unwrap_or(f64::MAX)))
+        .min_by(|a, b| {
+            a["mean_mse"].as_f64().unwrap_or(f64::MAX).total_cmp(&b["mean_mse"].as_f64().unwrap_or(f64::MAX))
+        })
         .cloned()
         .ok_or("no fits")?;
     Ok(json!({ "best": best, "scores": scores, "fits": fits.len() }))

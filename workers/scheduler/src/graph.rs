@@ -54,8 +54,10 @@ pub struct Graph {
 
 /// Parses a graph file's text; `toml` picks the format.
 pub fn parse(text: &str, toml: bool) -> Result<Graph, String> {
-    let file: File = if toml { toml_parse(text)? } else { serde_json::from_str(text).map_err(|e| e.to_string())? };
-    let ids: HashMap<&str, u64> = file.task.iter().enumerate().map(|(i, t)| (t.id.as_str(), i as u64)).collect();
+    let file: File =
+        if toml { toml_parse(text)? } else { serde_json::from_str(text).map_err(|e| e.to_string())? };
+    let ids: HashMap<&str, u64> =
+        file.task.iter().enumerate().map(|(i, t)| (t.id.as_str(), i as u64)).collect();
     if ids.len() != file.task.len() {
         return Err("task ids must be unique".into());
     }

@@ -44,7 +44,11 @@ impl Search {
     pub fn graph(&self) -> (Vec<TaskSpec>, u64) {
         let fits = self.fits();
         let n = fits.len() as u64;
-        let mut tasks: Vec<TaskSpec> = fits.into_iter().enumerate().map(|(i, payload)| TaskSpec { id: i as u64, deps: vec![], payload, gpus: 0, priority: 0 }).collect();
+        let mut tasks: Vec<TaskSpec> = fits
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| TaskSpec { id: i as u64, deps: vec![], payload, gpus: 0, priority: 0 })
+            .collect();
         let best = Payload::Builtin { function: "best".into(), args: Value::Null };
         tasks.push(TaskSpec { id: n, deps: (0..n).collect(), payload: best, gpus: 0, priority: 0 });
         (tasks, n)
@@ -52,7 +56,8 @@ impl Search {
 
     /// Runs every fit here, one after the other.
     pub fn sequential(&self) -> Result<Value, String> {
-        let results: Result<Vec<Value>, String> = self.fits().iter().map(|p| functions::run(p, &[])).collect();
+        let results: Result<Vec<Value>, String> =
+            self.fits().iter().map(|p| functions::run(p, &[])).collect();
         functions::best(&results?)
     }
 

@@ -118,7 +118,9 @@ struct Auth {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     // One thread: the scheduler and its workers are message pumps; hops between threads
@@ -136,12 +138,20 @@ fn main() -> ExitCode {
 async fn run(cmd: Cmd) -> Result<ExitCode, String> {
     match cmd {
         Cmd::Scheduler { listen, http, auth, heartbeat_timeout, prefetch } => {
-            let listener = TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let listener =
+                TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let http = TcpListener::bind(&http).await.map_err(|e| format!("cannot listen on {http}: {e}"))?;
-            let (addr, http_addr) = (listener.local_addr().map_err(|e| e.to_string())?, http.local_addr().map_err(|e| e.to_string())?);
+            let (addr, http_addr) = (
+                listener.local_addr().map_err(|e| e.to_string())?,
+                http.local_addr().map_err(|e| e.to_string())?,
+            );
             let scope = if addr.ip().is_loopback() { "loopback only" } else { "reachable from the network" };
             eprintln!("lab-scheduler listening on {addr} ({scope}), status on http://{http_addr}/status");
-            let config = Config { token: auth.token, heartbeat_timeout: Duration::from_secs_f64(heartbeat_timeout), prefetch };
+            let config = Config {
+                token: auth.token,
+                heartbeat_timeout: Duration::from_secs_f64(heartbeat_timeout),
+                prefetch,
+            };
             server::serve(listener, Some(http), config).await;
             Ok(ExitCode::SUCCESS)
         }
@@ -157,9 +167,14 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let mut client = Client::connect(&scheduler, &auth.token).await?;
             let outcome = client.run(g.tasks, &g.wanted).await?;
             let name = |id: &u64| g.names.get(*id as usize).cloned().unwrap_or_else(|| id.to_string());
-            let results: serde_json::Map<String, serde_json::Value> = outcome.results.iter().map(|(id, v)| (name(id), v.clone())).collect();
-            let errors: serde_json::Map<String, serde_json::Value> = outcome.errors.iter().map(|(id, e)| (name(id), json!(e))).collect();
-            println!("{}", serde_json::to_string_pretty(&json!({ "results": results, "errors": errors })).expect("json"));
+            let results: serde_json::Map<String, serde_json::Value> =
+                outcome.results.iter().map(|(id, v)| (name(id), v.clone())).collect();
+            let errors: serde_json::Map<String, serde_json::Value> =
+                outcome.errors.iter().map(|(id, e)| (name(id), json!(e))).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "results": results, "errors": errors })).expect("json")
+            );
             Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Cmd::Status { http } => {
@@ -167,7 +182,13 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let s: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
             println!("workers: {}", s["workers"].as_array().map_or(0, Vec::len));
             for w in s["workers"].as_array().into_iter().flatten() {
-                println!("  {} (#{}) {} slot(s), {} GPU(s)", w["name"].as_str().unwrap_or("?"), w["id"], w["slots"], w["gpus"]);
+                println!(
+                    "  {} (#{}) {} slot(s), {} GPU(s)",
+                    w["name"].as_str().unwrap_or("?"),
+                    w["id"],
+                    w["slots"],
+                    w["gpus"]
+                );
             }
             println!("tasks:   {}", s["tasks"]);
             println!("stats:   {}", s["stats"]);
@@ -188,7 +209,9 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             if check {
                 let here = search.sequential()?;
                 if result != here {
-                    return Err(format!("the search through the scheduler gave {result}, a sequential run here {here}"));
+                    return Err(format!(
+                        "the search through the scheduler gave {result}, a sequential run here {here}"
+                    ));
                 }
             }
             result["seconds"] = json!(start.elapsed().as_secs_f64());
@@ -198,11 +221,21 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
         Cmd::Stress { scheduler, auth, tasks, chain } => {
             let mut client = Client::connect(&scheduler, &auth.token).await?;
             let noop = || Payload::Builtin { function: "noop".into(), args: serde_json::Value::Null };
-            let independent: Vec<TaskSpec> = (0..tasks).map(|id| TaskSpec { id, deps: vec![], payload: noop(), gpus: 0, priority: 0 }).collect();
+            let independent: Vec<TaskSpec> = (0..tasks)
+                .map(|id| TaskSpec { id, deps: vec![], payload: noop(), gpus: 0, priority: 0 })
+                .collect();
             let start = Instant::now();
             client.run(independent, &[]).await?;
             let noop_secs = start.elapsed().as_secs_f64();
-            let chained: Vec<TaskSpec> = (0..chain).map(|id| TaskSpec { id, deps: if id == 0 { vec![] } else { vec![id - 1] }, payload: noop(), gpus: 0, priority: 0 }).collect();
+            let chained: Vec<TaskSpec> = (0..chain)
+                .map(|id| TaskSpec {
+                    id,
+                    deps: if id == 0 { vec![] } else { vec![id - 1] },
+                    payload: noop(),
+                    gpus: 0,
+                    priority: 0,
+                })
+                .collect();
             let start = Instant::now();
             client.run(chained, &[chain - 1]).await?;
             let chain_secs = start.elapsed().as_secs_f64();
@@ -219,8 +252,11 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
 
 async fn http_get(addr: &str, path: &str) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut s =
+        tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut body = String::new();
     s.read_to_string(&mut body).await.map_err(|e| e.to_string())?;
     Ok(body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())

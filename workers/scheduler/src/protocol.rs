@@ -21,9 +21,7 @@ pub enum Payload {
         args: Value,
     },
     /// A program; stdout and stderr are captured, a non-zero exit is a task error.
-    Command {
-        argv: Vec<String>,
-    },
+    Command { argv: Vec<String> },
 }
 
 /// A task as submitted by a client; ids are the client's own, unique within one submission.
@@ -51,17 +49,28 @@ pub struct RunTask {
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Role {
     /// `data` is the address other workers fetch this worker's results from.
-    Worker { slots: u32, gpus: u32, data: String },
+    Worker {
+        slots: u32,
+        gpus: u32,
+        data: String,
+    },
     Client,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToScheduler {
-    Hello { version: u32, token: String, name: String, role: Role },
+    Hello {
+        version: u32,
+        token: String,
+        name: String,
+        role: Role,
+    },
     Heartbeat,
     /// Tasks that may kill the worker are announced before they run.
-    Started { tasks: Vec<TaskId> },
+    Started {
+        tasks: Vec<TaskId>,
+    },
     Finished {
         done: Vec<TaskId>,
         #[serde(default)]
@@ -71,25 +80,53 @@ pub enum ToScheduler {
         input_lost: Vec<(TaskId, TaskId)>,
     },
     /// The tasks a worker gave back after a steal request (it had not started them).
-    Stolen { tasks: Vec<TaskId> },
+    Stolen {
+        tasks: Vec<TaskId>,
+    },
     /// A result the scheduler asked for.
-    Value { task: TaskId, value: Value },
-    Submit { tasks: Vec<TaskSpec>, wanted: Vec<TaskId> },
+    Value {
+        task: TaskId,
+        value: Value,
+    },
+    Submit {
+        tasks: Vec<TaskSpec>,
+        wanted: Vec<TaskId>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FromScheduler {
-    Welcome { id: u64 },
-    Refused { reason: String },
-    Run { tasks: Vec<RunTask> },
-    Steal { tasks: Vec<TaskId> },
-    Fetch { task: TaskId },
-    Release { tasks: Vec<TaskId> },
+    Welcome {
+        id: u64,
+    },
+    Refused {
+        reason: String,
+    },
+    Run {
+        tasks: Vec<RunTask>,
+    },
+    Steal {
+        tasks: Vec<TaskId>,
+    },
+    Fetch {
+        task: TaskId,
+    },
+    Release {
+        tasks: Vec<TaskId>,
+    },
     /// A submission's tasks were given ids `base + id`.
-    Submitted { base: TaskId },
-    Result { task: TaskId, value: Value },
-    Error { task: TaskId, error: String },
+    Submitted {
+        base: TaskId,
+    },
+    Result {
+        task: TaskId,
+        value: Value,
+    },
+    Error {
+        task: TaskId,
+        error: String,
+    },
     /// Every task submitted by this client has finished or failed.
     AllDone,
 }
@@ -102,9 +139,22 @@ pub struct DataRequest {
 }
 
 /// Connects and says hello; returns the connection and the id given.
-pub async fn connect(addr: &str, token: &str, name: &str, role: Role, patience: std::time::Duration) -> Result<(labctl_wire::Conn, u64), String> {
-    let mut conn = labctl_wire::Conn::connect(addr, patience).await.map_err(|e| format!("cannot reach the scheduler at {addr}: {e}"))?;
-    let hello = ToScheduler::Hello { version: PROTOCOL_VERSION, token: token.to_owned(), name: name.to_owned(), role };
+pub async fn connect(
+    addr: &str,
+    token: &str,
+    name: &str,
+    role: Role,
+    patience: std::time::Duration,
+) -> Result<(labctl_wire::Conn, u64), String> {
+    let mut conn = labctl_wire::Conn::connect(addr, patience)
+        .await
+        .map_err(|e| format!("cannot reach the scheduler at {addr}: {e}"))?;
+    let hello = ToScheduler::Hello {
+        version: PROTOCOL_VERSION,
+        token: token.to_owned(),
+        name: name.to_owned(),
+        role,
+    };
     conn.send(&hello).await.map_err(|e| e.to_string())?;
     match conn.recv().await {
         Some(Ok(FromScheduler::Welcome { id })) => Ok((conn, id)),

@@ -190,7 +190,12 @@ impl Server {
                     .into_iter()
                     .map(|t| {
                         self.payloads.insert(base + t.id, t.payload);
-                        TaskDef { id: base + t.id, deps: t.deps.iter().map(|d| base + d).collect(), gpus: t.gpus, priority: t.priority }
+                        TaskDef {
+                            id: base + t.id,
+                            deps: t.deps.iter().map(|d| base + d).collect(),
+                            gpus: t.gpus,
+                            priority: t.priority,
+                        }
                     })
                     .collect();
                 let wanted: Vec<TaskId> = wanted.iter().map(|w| base + w).collect();
@@ -234,14 +239,19 @@ impl Server {
                         .map(|(id, inputs)| RunTask {
                             id,
                             payload: self.payloads[&id].clone(),
-                            inputs: inputs.into_iter().map(|(d, w)| (d, (w != worker).then(|| self.data_addr(w)).flatten())).collect(),
+                            inputs: inputs
+                                .into_iter()
+                                .map(|(d, w)| (d, (w != worker).then(|| self.data_addr(w)).flatten()))
+                                .collect(),
                         })
                         .collect();
                     self.send(worker, FromScheduler::Run { tasks: run });
                 }
                 Command::Steal { worker, tasks } => self.send(worker, FromScheduler::Steal { tasks }),
                 Command::Fetch { task, worker, .. } => self.send(worker, FromScheduler::Fetch { task }),
-                Command::Error { client, task, error } => self.send(client, FromScheduler::Error { task, error }),
+                Command::Error { client, task, error } => {
+                    self.send(client, FromScheduler::Error { task, error })
+                }
                 Command::Release { worker, task } => releases.entry(worker).or_default().push(task),
                 Command::AllDone { client } => self.send(client, FromScheduler::AllDone),
             }
@@ -255,13 +265,16 @@ impl Server {
         let finished = self.core.stats.finished;
         let (since, before, _) = self.rate;
         if since.elapsed() >= Duration::from_secs(1) {
-            self.rate = (Instant::now(), finished, (finished - before) as f64 / since.elapsed().as_secs_f64());
+            self.rate =
+                (Instant::now(), finished, (finished - before) as f64 / since.elapsed().as_secs_f64());
         }
         let workers: Vec<Value> = self
             .peers
             .iter()
             .filter_map(|(id, p)| match &p.role {
-                Role::Worker { slots, gpus, .. } => Some(json!({ "id": id, "name": p.name, "slots": slots, "gpus": gpus })),
+                Role::Worker { slots, gpus, .. } => {
+                    Some(json!({ "id": id, "name": p.name, "slots": slots, "gpus": gpus }))
+                }
                 Role::Client => None,
             })
             .collect();
@@ -291,7 +304,11 @@ async fn serve_http(listener: TcpListener, status: Arc<Mutex<Value>>) {
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let snapshot = status.lock().unwrap().clone();
             let (code, kind, body) = match path {
-                "/status" => ("200 OK", "application/json", serde_json::to_string_pretty(&snapshot).unwrap_or_default()),
+                "/status" => (
+                    "200 OK",
+                    "application/json",
+                    serde_json::to_string_pretty(&snapshot).unwrap_or_default(),
+                ),
                 "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(&snapshot)),
                 _ => ("404 Not Found", "text/plain", "try /status or /metrics\n".to_owned()),
             };
@@ -309,7 +326,13 @@ fn metrics(s: &Value) -> String {
     for (state, n) in s["tasks"].as_object().into_iter().flatten() {
         out += &format!("lab_scheduler_tasks{{state=\"{state}\"}} {n}\n");
     }
-    for (name, help) in [("finished", "Tasks finished."), ("failed", "Tasks failed."), ("recomputed", "Results recomputed after a worker loss."), ("stolen", "Tasks moved by work stealing."), ("workers_lost", "Workers lost.")] {
+    for (name, help) in [
+        ("finished", "Tasks finished."),
+        ("failed", "Tasks failed."),
+        ("recomputed", "Results recomputed after a worker loss."),
+        ("stolen", "Tasks moved by work stealing."),
+        ("workers_lost", "Workers lost."),
+    ] {
         out += &format!("# HELP lab_scheduler_{name}_total {help}\n# TYPE lab_scheduler_{name}_total counter\nlab_scheduler_{name}_total {}\n", s["stats"][name]);
     }
     out += &format!("# HELP lab_scheduler_throughput Tasks finished per second, last second.\n# TYPE lab_scheduler_throughput gauge\nlab_scheduler_throughput {}\n", s["throughput_tasks_per_second"]);

@@ -133,7 +133,11 @@ pub async fn run(addr: &str, token: &str, name: &str, slots: u32, gpus: u32) -> 
             });
         }
         if !done.is_empty() || !failed.is_empty() || !lost.is_empty() {
-            let msg = ToScheduler::Finished { done: std::mem::take(&mut done), failed: std::mem::take(&mut failed), input_lost: std::mem::take(&mut lost) };
+            let msg = ToScheduler::Finished {
+                done: std::mem::take(&mut done),
+                failed: std::mem::take(&mut failed),
+                input_lost: std::mem::take(&mut lost),
+            };
             sink.send(&msg).await.map_err(|e| e.to_string())?;
         }
     }
@@ -193,7 +197,8 @@ async fn serve_data(listener: TcpListener, results: Results, token: String) {
         tokio::spawn(async move {
             let mut conn = labctl_wire::Conn::new(stream);
             while let Some(Ok(req)) = conn.recv::<DataRequest>().await {
-                let value = if req.token == token { results.lock().unwrap().get(&req.task).cloned() } else { None };
+                let value =
+                    if req.token == token { results.lock().unwrap().get(&req.task).cloned() } else { None };
                 if conn.send(&value).await.is_err() {
                     break;
                 }

@@ -81,7 +81,9 @@ fn decode<T: DeserializeOwned>(frame: std::io::Result<bytes::BytesMut>) -> Optio
 /// the wrong token.
 pub fn refusal(their_version: u32, our_version: u32, their_token: &str, our_token: &str) -> Option<String> {
     if their_version != our_version {
-        Some(format!("protocol version {their_version} is not supported: this server speaks version {our_version}"))
+        Some(format!(
+            "protocol version {their_version} is not supported: this server speaks version {our_version}"
+        ))
     } else if their_token != our_token {
         Some("wrong token".to_owned())
     } else {

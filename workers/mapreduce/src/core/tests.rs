@@ -15,7 +15,16 @@ fn assigned(cmds: &[Command]) -> (TaskId, u64) {
 
 /// A completion, and the edge publishing it successfully.
 fn finish(job: &mut Job, worker: WorkerId, task: TaskId, attempt: u64, now: Instant) -> Vec<Command> {
-    let mut cmds = job.handle(Event::Finished { worker, task, attempt, outputs: out(&format!("{task:?}")), stats: TaskStats::default() }, now);
+    let mut cmds = job.handle(
+        Event::Finished {
+            worker,
+            task,
+            attempt,
+            outputs: out(&format!("{task:?}")),
+            stats: TaskStats::default(),
+        },
+        now,
+    );
     if matches!(cmds[..], [Command::Commit { .. }]) {
         cmds.extend(job.handle(Event::Committed { task }, now));
     }
@@ -49,7 +58,11 @@ fn a_straggler_gets_one_backup_and_the_late_completion_is_discarded() {
     let mut job = Job::new(1, 1, LIMITS, t0);
     let (m, first) = assigned(&job.handle(Event::Request { worker: 1 }, t0));
     job.handle(Event::Tick, t0 + Duration::from_secs(5));
-    assert_eq!(job.handle(Event::Request { worker: 2 }, t0), vec![Command::Wait { worker: 2 }], "not overdue yet");
+    assert_eq!(
+        job.handle(Event::Request { worker: 2 }, t0),
+        vec![Command::Wait { worker: 2 }],
+        "not overdue yet"
+    );
     job.handle(Event::Tick, t0 + Duration::from_secs(11));
     let (again, backup) = assigned(&job.handle(Event::Request { worker: 2 }, t0 + Duration::from_secs(11)));
     assert_eq!(again, m);
@@ -57,7 +70,10 @@ fn a_straggler_gets_one_backup_and_the_late_completion_is_discarded() {
     job.handle(Event::Tick, t0 + Duration::from_secs(12));
     assert_eq!(job.handle(Event::Request { worker: 3 }, t0), vec![Command::Wait { worker: 3 }]);
 
-    assert!(matches!(finish(&mut job, 2, m, backup, t0 + Duration::from_secs(12))[..], [Command::Commit { .. }]));
+    assert!(matches!(
+        finish(&mut job, 2, m, backup, t0 + Duration::from_secs(12))[..],
+        [Command::Commit { .. }]
+    ));
     let late = finish(&mut job, 1, m, first, t0 + Duration::from_secs(13));
     assert!(matches!(late[..], [Command::Discard { .. }]), "{late:?}");
     assert_eq!(job.counters.ignored_completions, 1);
@@ -82,11 +98,18 @@ fn a_failing_task_is_retried_then_fails_the_job_with_every_error() {
     let mut job = Job::new(1, 1, LIMITS, t0);
     for i in 1..=3 {
         let (m, a) = assigned(&job.handle(Event::Request { worker: 1 }, t0));
-        let cmds = job.handle(Event::Failed { worker: 1, task: m, attempt: a, error: format!("exit {i}") }, t0);
+        let cmds =
+            job.handle(Event::Failed { worker: 1, task: m, attempt: a, error: format!("exit {i}") }, t0);
         if i < 3 {
             assert!(cmds.is_empty());
         } else {
-            assert_eq!(cmds, vec![Command::JobFailed { task: m, errors: vec!["exit 1".into(), "exit 2".into(), "exit 3".into()] }]);
+            assert_eq!(
+                cmds,
+                vec![Command::JobFailed {
+                    task: m,
+                    errors: vec!["exit 1".into(), "exit 2".into(), "exit 3".into()]
+                }]
+            );
         }
     }
     assert!(job.is_finished());
@@ -104,7 +127,10 @@ fn no_spurious_reexecution_when_tasks_finish_in_time() {
             finish(&mut job, 1, task, attempt, now + Duration::from_secs(4));
         }
     }
-    assert_eq!((job.counters.map_executions, job.counters.reduce_executions, job.counters.backup_executions), (4, 3, 0));
+    assert_eq!(
+        (job.counters.map_executions, job.counters.reduce_executions, job.counters.backup_executions),
+        (4, 3, 0)
+    );
 }
 
 #[test]
@@ -114,7 +140,10 @@ fn a_failed_publish_is_a_failed_attempt_and_the_job_is_not_done_before_the_outpu
     let (m, a) = assigned(&job.handle(Event::Request { worker: 1 }, t0));
     finish(&mut job, 1, m, a, t0);
     let (r, a) = assigned(&job.handle(Event::Request { worker: 1 }, t0));
-    let cmds = job.handle(Event::Finished { worker: 1, task: r, attempt: a, outputs: out("r"), stats: TaskStats::default() }, t0);
+    let cmds = job.handle(
+        Event::Finished { worker: 1, task: r, attempt: a, outputs: out("r"), stats: TaskStats::default() },
+        t0,
+    );
     assert!(matches!(cmds[..], [Command::Commit { .. }]), "no Done before publishing: {cmds:?}");
     assert!(job.handle(Event::CommitFailed { task: r, error: "disk full".into() }, t0).is_empty());
     assert!(!job.is_finished());

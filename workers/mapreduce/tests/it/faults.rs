@@ -14,7 +14,19 @@ fn m7_m8_crashing_and_straggling_workers_still_give_the_reference_with_atomic_ou
     let (input, out) = (dir.path().join("in"), dir.path().join("out"));
     corpus(&input, 8, 200, 7);
     let input_s = input.display().to_string();
-    let args = ["crash", "--input", &input_s, "--output", out.to_str().unwrap(), "--reduces", "5", "--task-timeout", "4", "--max-attempts", "50"];
+    let args = [
+        "crash",
+        "--input",
+        &input_s,
+        "--output",
+        out.to_str().unwrap(),
+        "--reduces",
+        "5",
+        "--task-timeout",
+        "4",
+        "--max-attempts",
+        "50",
+    ];
     let mut cluster = Cluster::start(&args, &dir.path().join("r.json"), 3, &[]);
     let start = Instant::now();
     let mut seen: HashMap<String, Vec<u8>> = HashMap::new();
@@ -52,7 +64,11 @@ fn m7_m8_crashing_and_straggling_workers_still_give_the_reference_with_atomic_ou
     assert!(ok, "{log}");
     assert_eq!(output(&out), reference(&["wordcount", "--input", &input_s], dir.path()));
     for (name, first) in seen {
-        assert_eq!(first, std::fs::read(out.join(&name)).unwrap(), "{name} was visible before it was complete");
+        assert_eq!(
+            first,
+            std::fs::read(out.join(&name)).unwrap(),
+            "{name} was visible before it was complete"
+        );
     }
     let r = report(&dir.path().join("r.json"));
     assert!(r["counters"]["workers_lost"].as_u64().unwrap() > 0, "the test crashed workers: {r}");
@@ -70,8 +86,21 @@ fn m9_a_duplicate_completion_is_ignored() {
     std::fs::create_dir_all(&probe).unwrap();
     let input_s = input.display().to_string();
     let args = [
-        "sleep-probe", "--input", &input_s, "--output", out.to_str().unwrap(), "--reduces", "2", "--probe-dir",
-        probe.to_str().unwrap(), "--map-ms", "3000-3000", "--reduce-ms", "4000-4000", "--task-timeout", "1",
+        "sleep-probe",
+        "--input",
+        &input_s,
+        "--output",
+        out.to_str().unwrap(),
+        "--reduces",
+        "2",
+        "--probe-dir",
+        probe.to_str().unwrap(),
+        "--map-ms",
+        "3000-3000",
+        "--reduce-ms",
+        "4000-4000",
+        "--task-timeout",
+        "1",
     ];
     let (ok, log) = Cluster::start(&args, &dir.path().join("r.json"), 2, &[]).wait(Duration::from_secs(60));
     assert!(ok, "{log}");

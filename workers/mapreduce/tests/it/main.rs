@@ -5,6 +5,6 @@ mod support;
 
 mod correctness;
 mod faults;
-mod parallelism;
 mod objectstore;
+mod parallelism;
 mod streaming;

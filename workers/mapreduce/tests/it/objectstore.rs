@@ -26,7 +26,11 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{exe}` ({e}): run the tests through scripts/test.sh, which installs moto"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{exe}` ({e}): run the tests through scripts/test.sh, which installs moto"
+                )
+            });
         let endpoint = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
         while request(port, "GET", "/").is_none() {
@@ -119,7 +123,19 @@ fn m12_word_count_and_crash_recovery_over_s3() {
     assert!(!keys.iter().any(|k| k.contains("_temporary")), "temporary keys are cleaned: {keys:?}");
 
     // M7 over S3: crashing and straggling workers, restarted as they die.
-    let args = ["crash", "--input", "s3://course/in", "--output", "s3://course/out7", "--reduces", "4", "--task-timeout", "4", "--max-attempts", "50"];
+    let args = [
+        "crash",
+        "--input",
+        "s3://course/in",
+        "--output",
+        "s3://course/out7",
+        "--reduces",
+        "4",
+        "--task-timeout",
+        "4",
+        "--max-attempts",
+        "50",
+    ];
     let mut cluster = Cluster::start(&args, &dir.path().join("r7.json"), 3, &[]);
     let start = Instant::now();
     while cluster.coordinator.try_wait().unwrap().is_none() {

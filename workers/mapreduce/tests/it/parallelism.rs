@@ -4,13 +4,30 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn probe_job(dir: &std::path::Path, files: u32, reduces: &str, map_ms: &str, reduce_ms: &str) -> (Vec<(String, u128, u128, u32)>, serde_json::Value) {
+fn probe_job(
+    dir: &std::path::Path,
+    files: u32,
+    reduces: &str,
+    map_ms: &str,
+    reduce_ms: &str,
+) -> (Vec<(String, u128, u128, u32)>, serde_json::Value) {
     let (input, out, probe) = (dir.join("in"), dir.join("out"), dir.join("probe"));
     corpus(&input, files, 20, 6);
     std::fs::create_dir_all(&probe).unwrap();
     let args = [
-        "sleep-probe", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--reduces", reduces,
-        "--probe-dir", probe.to_str().unwrap(), "--map-ms", map_ms, "--reduce-ms", reduce_ms,
+        "sleep-probe",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--reduces",
+        reduces,
+        "--probe-dir",
+        probe.to_str().unwrap(),
+        "--map-ms",
+        map_ms,
+        "--reduce-ms",
+        reduce_ms,
     ];
     let (ok, log) = Cluster::start(&args, &dir.join("r.json"), 2, &[]).wait(Duration::from_secs(90));
     assert!(ok, "{log}");
@@ -34,7 +51,11 @@ fn m5_tasks_under_the_timeout_run_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let (probes, report) = probe_job(dir.path(), 4, "2", "2000-5000", "200-400");
     let c = &report["counters"];
-    assert_eq!((c["map_executions"].as_u64(), c["reduce_executions"].as_u64()), (Some(4), Some(2)), "{report}");
+    assert_eq!(
+        (c["map_executions"].as_u64(), c["reduce_executions"].as_u64()),
+        (Some(4), Some(2)),
+        "{report}"
+    );
     assert_eq!(probes.iter().filter(|p| p.0 == "map").count(), 4);
     assert_eq!(probes.iter().filter(|p| p.0 == "reduce").count(), 2);
     assert_eq!(c["backup_executions"].as_u64(), Some(0));

@@ -33,7 +33,19 @@ fn m11_python_word_count_matches_the_reference() {
     let mapper = format!("python3 {}", dir.path().join("mapper.py").display());
     let reducer = format!("python3 {}", dir.path().join("reducer.py").display());
     let input_s = input.display().to_string();
-    let args = ["streaming", "--input", &input_s, "--output", out.to_str().unwrap(), "--reduces", "3", "--mapper", &mapper, "--reducer", &reducer];
+    let args = [
+        "streaming",
+        "--input",
+        &input_s,
+        "--output",
+        out.to_str().unwrap(),
+        "--reduces",
+        "3",
+        "--mapper",
+        &mapper,
+        "--reducer",
+        &reducer,
+    ];
     let (ok, log) = Cluster::start(&args, &dir.path().join("r.json"), 2, &[]).wait(Duration::from_secs(60));
     assert!(ok, "{log}");
     assert_eq!(output(&out), reference(&["wordcount", "--input", &input_s], dir.path()));
@@ -46,8 +58,17 @@ fn m11_a_failing_mapper_is_retried_then_fails_the_job_with_its_stderr() {
     corpus(&input, 1, 5, 10);
     let input_s = input.display().to_string();
     let args = [
-        "streaming", "--input", &input_s, "--output", out.to_str().unwrap(), "--mapper",
-        "python3 -c 'import sys; sys.stderr.write(\"Traceback: boom in mapper\\n\"); sys.exit(3)'", "--reducer", "cat", "--max-attempts", "3",
+        "streaming",
+        "--input",
+        &input_s,
+        "--output",
+        out.to_str().unwrap(),
+        "--mapper",
+        "python3 -c 'import sys; sys.stderr.write(\"Traceback: boom in mapper\\n\"); sys.exit(3)'",
+        "--reducer",
+        "cat",
+        "--max-attempts",
+        "3",
     ];
     let (ok, log) = Cluster::start(&args, &dir.path().join("r.json"), 2, &[]).wait(Duration::from_secs(60));
     assert!(!ok, "the job must fail");
@@ -55,6 +76,11 @@ fn m11_a_failing_mapper_is_retried_then_fails_the_job_with_its_stderr() {
     assert_eq!(r["succeeded"], false);
     assert_eq!(r["counters"]["failed_executions"].as_u64(), Some(3), "{r}");
     let error = r["error"].as_str().unwrap();
-    assert!(error.contains("map task 0 failed 3 times") && error.contains("boom in mapper") && error.contains("exit status: 3"), "{error}\n{log}");
+    assert!(
+        error.contains("map task 0 failed 3 times")
+            && error.contains("boom in mapper")
+            && error.contains("exit status: 3"),
+        "{error}\n{log}"
+    );
     assert!(!out.join("_SUCCESS").exists());
 }

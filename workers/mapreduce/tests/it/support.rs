@@ -47,7 +47,12 @@ impl Cluster {
         let mut stderr = BufReader::new(coordinator.stderr.take().unwrap());
         let mut first = String::new();
         stderr.read_line(&mut first).unwrap();
-        let addr = first.split("listening on ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {first:?}")).to_owned();
+        let addr = first
+            .split("listening on ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {first:?}"))
+            .to_owned();
         let log = Arc::new(Mutex::new(first));
         let sink = log.clone();
         std::thread::spawn(move || {
@@ -99,7 +104,14 @@ pub fn report(path: &Path) -> serde_json::Value {
 /// The sequential reference output of a job, sorted by line.
 pub fn reference(job_args: &[&str], dir: &Path) -> String {
     let out = dir.join("reference.txt");
-    let status = Command::new(BIN).arg("reference").arg("--job").args(job_args).arg("--output").arg(&out).status().unwrap();
+    let status = Command::new(BIN)
+        .arg("reference")
+        .arg("--job")
+        .args(job_args)
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .unwrap();
     assert!(status.success());
     sorted_lines(&std::fs::read_to_string(out).unwrap())
 }

@@ -57,14 +57,23 @@ fn an_idle_worker_steals_queued_tasks_and_no_task_runs_twice() {
     core.on_worker_joined(1, 1, 0);
     core.on_submit(1, (1..=20).map(|i| def(i, &[])).collect(), &[]);
     let cmds = core.on_worker_joined(2, 1, 0);
-    let Some(Command::Steal { worker: 1, tasks }) = cmds.iter().find(|c| matches!(c, Command::Steal { .. })).cloned() else {
+    let Some(Command::Steal { worker: 1, tasks }) =
+        cmds.iter().find(|c| matches!(c, Command::Steal { .. })).cloned()
+    else {
         panic!("expected a steal: {cmds:?}");
     };
     assert_eq!(tasks.len(), 10);
     // The victim had already started one of them: it gives back the rest.
     let given: Vec<TaskId> = tasks[1..].to_vec();
     let cmds = core.on_stolen(1, &given);
-    assert_eq!(assigned(&cmds), vec![(2, { let mut g = given.clone(); g.sort(); g })]);
+    assert_eq!(
+        assigned(&cmds),
+        vec![(2, {
+            let mut g = given.clone();
+            g.sort();
+            g
+        })]
+    );
     assert_eq!(core.stats.stolen, 9);
     // A completion of a task that moved is not accepted from its old worker.
     core.on_finished(1, &[given[0]]);
@@ -100,8 +109,15 @@ fn a_task_that_kills_three_workers_fails_with_its_dependents() {
         if w < 3 {
             assert!(!cmds.iter().any(|c| matches!(c, Command::Error { .. })));
         } else {
-            assert!(cmds.contains(&Command::Error { client: 9, task: 1, error: "task killed 3 workers".into() }), "{cmds:?}");
-            assert!(cmds.contains(&Command::Error { client: 9, task: 2, error: "dependency 1 failed: task killed 3 workers".into() }));
+            assert!(
+                cmds.contains(&Command::Error { client: 9, task: 1, error: "task killed 3 workers".into() }),
+                "{cmds:?}"
+            );
+            assert!(cmds.contains(&Command::Error {
+                client: 9,
+                task: 2,
+                error: "dependency 1 failed: task killed 3 workers".into()
+            }));
         }
     }
     // The independent task still runs.
@@ -115,7 +131,13 @@ fn errors_reach_the_client_for_the_task_and_all_dependents() {
     core.on_worker_joined(1, 2, 0);
     core.on_submit(5, vec![def(1, &[]), def(2, &[1]), def(3, &[2]), def(4, &[])], &[3, 4]);
     let cmds = core.on_failed(1, 1, "boom".into());
-    let errors: Vec<TaskId> = cmds.iter().filter_map(|c| match c { Command::Error { task, .. } => Some(*task), _ => None }).collect();
+    let errors: Vec<TaskId> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::Error { task, .. } => Some(*task),
+            _ => None,
+        })
+        .collect();
     assert_eq!(errors, vec![1, 2, 3]);
     assert!(core.on_finished(1, &[4]).contains(&Command::Fetch { task: 4, worker: 1, client: 5 }));
 }

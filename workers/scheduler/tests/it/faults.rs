@@ -32,7 +32,11 @@ fn s5_s12_a_killed_worker_s_results_are_recomputed_while_status_answers() {
                 assert!(s["workers"].is_array() && s["tasks"].is_object(), "{s}");
                 let (code, metrics) = http_get(&http, "/metrics");
                 assert_eq!(code, 200);
-                assert!(metrics.contains("lab_scheduler_workers ") && metrics.contains("lab_scheduler_finished_total"), "{metrics}");
+                assert!(
+                    metrics.contains("lab_scheduler_workers ")
+                        && metrics.contains("lab_scheduler_finished_total"),
+                    "{metrics}"
+                );
                 polls += 1;
                 std::thread::sleep(Duration::from_millis(50));
             }

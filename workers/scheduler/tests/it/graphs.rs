@@ -45,7 +45,12 @@ fn s8_an_idle_worker_steals_queued_work_and_nothing_runs_twice() {
     let addr = cluster.addr.clone();
     // Submit while only the first worker exists; the second joins when the work is queued.
     let runner = std::thread::spawn(move || {
-        let c = Cluster { scheduler: std::process::Command::new("true").spawn().unwrap(), addr, http: String::new(), workers: vec![] };
+        let c = Cluster {
+            scheduler: std::process::Command::new("true").spawn().unwrap(),
+            addr,
+            http: String::new(),
+            workers: vec![],
+        };
         let out = c.run(tasks, &(0..20).collect::<Vec<_>>(), Duration::from_secs(60));
         std::mem::forget(c);
         out
@@ -53,7 +58,8 @@ fn s8_an_idle_worker_steals_queued_work_and_nothing_runs_twice() {
     std::thread::sleep(Duration::from_millis(300));
     let second = cluster.add_worker(1);
     let out = runner.join().unwrap();
-    let pids: std::collections::HashSet<u32> = out.results.values().map(|v| v["stdout"].as_str().unwrap().trim().parse().unwrap()).collect();
+    let pids: std::collections::HashSet<u32> =
+        out.results.values().map(|v| v["stdout"].as_str().unwrap().trim().parse().unwrap()).collect();
     assert!(pids.contains(&first) && pids.contains(&second), "both workers ran tasks: {pids:?}");
     let mut runs: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect();
     runs.sort();
@@ -86,7 +92,8 @@ fn s11_command_tasks_capture_output_and_fail_with_stderr() {
     let train = dir.path().join("train.py");
     std::fs::write(&train, "import sys\nalpha = float(sys.argv[2])\nprint(f'score {1 - alpha}')\nprint('training', file=sys.stderr)\nif alpha > 1:\n    sys.exit('alpha must be at most 1')\n").unwrap();
     let t = train.to_str().unwrap();
-    let tasks = vec![command(0, &["python3", t, "--alpha", "0.1"]), command(1, &["python3", t, "--alpha", "2"])];
+    let tasks =
+        vec![command(0, &["python3", t, "--alpha", "0.1"]), command(1, &["python3", t, "--alpha", "2"])];
     let out = cluster.run(tasks, &[0, 1], Duration::from_secs(30));
     assert_eq!(out.results[&0]["stdout"], "score 0.9\n");
     assert_eq!(out.results[&0]["stderr"], "training\n");
@@ -97,7 +104,10 @@ fn s11_command_tasks_capture_output_and_fail_with_stderr() {
 #[test]
 fn a_wrong_token_is_refused() {
     let cluster = Cluster::start(0, "5");
-    let out = std::process::Command::new(BIN).args(["worker", "--scheduler", &cluster.addr, "--token", "nope"]).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["worker", "--scheduler", &cluster.addr, "--token", "nope"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong token"));
 }

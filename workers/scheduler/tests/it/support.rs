@@ -22,7 +22,15 @@ pub struct Cluster {
 impl Cluster {
     pub fn start(workers: usize, heartbeat_timeout: &str) -> Self {
         let mut scheduler = Command::new(BIN)
-            .args(["scheduler", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--heartbeat-timeout", heartbeat_timeout])
+            .args([
+                "scheduler",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--heartbeat-timeout",
+                heartbeat_timeout,
+            ])
             .env("LAB_SCHEDULER_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -37,7 +45,8 @@ impl Cluster {
                 eprintln!("scheduler: {line}");
             }
         });
-        let addr = first.split("listening on ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_owned();
+        let addr =
+            first.split("listening on ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_owned();
         let http = first.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
         let mut c = Self { scheduler, addr, http, workers: vec![] };
         for _ in 0..workers {
@@ -105,11 +114,23 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 pub fn builtin(id: u64, deps: &[u64], function: &str, args: Value) -> TaskSpec {
-    TaskSpec { id, deps: deps.to_vec(), payload: Payload::Builtin { function: function.into(), args }, gpus: 0, priority: 0 }
+    TaskSpec {
+        id,
+        deps: deps.to_vec(),
+        payload: Payload::Builtin { function: function.into(), args },
+        gpus: 0,
+        priority: 0,
+    }
 }
 
 pub fn command(id: u64, argv: &[&str]) -> TaskSpec {
-    TaskSpec { id, deps: vec![], payload: Payload::Command { argv: argv.iter().map(|s| s.to_string()).collect() }, gpus: 0, priority: 0 }
+    TaskSpec {
+        id,
+        deps: vec![],
+        payload: Payload::Command { argv: argv.iter().map(|s| s.to_string()).collect() },
+        gpus: 0,
+        priority: 0,
+    }
 }
 
 /// `n` leaves made by `leaf(i)`, then a tree of `sum` tasks (fan-in 10) to one root.
