@@ -169,7 +169,7 @@ pub struct Target {
     pub place: Place,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct Place {
     /// State file (default: .labctl/<lab>.state.json beside the lab file).
     #[arg(long, value_name = "FILE", env = "LABCTL_STATE")]

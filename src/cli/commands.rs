@@ -4,14 +4,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use labctl_provider_api::ProviderError;
+use labctl_provider_api::{ProviderError, ProviderSetup};
 
 use super::args::{Command, Place, RunOptions, StateCommand, Target};
 use super::{inspect, CliError, EXIT_FAILURE, EXIT_INTERRUPTED};
 use crate::engine::{self, Options, RetryPolicy};
 use crate::lab::{self, Lab};
-use crate::plan::{self, Filter, Plan, PLAN_FORMAT};
-use crate::providers::{ProviderSettings, Registry};
+use crate::plan::{self, Filter, Plan, SavedProvider, PLAN_FORMAT};
+use crate::registry::{self, Registry};
 use crate::report::{self, Progress};
 use crate::state::{LockInfo, ResourceState, StateLock, StateStore};
 
@@ -33,7 +33,8 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
         }
         Command::Output { target, handout: Some(dir), .. } => {
             let o = Opened::open(&target.lab, &target.place)?;
-            let files = report::write_handouts(&o.lab, &o.load_state()?, &dir).map_err(CliError::failed)?;
+            let files = report::write_handouts(&o.lab, &o.load_state()?, &dir, o.setup.as_ref())
+                .map_err(CliError::failed)?;
             println!("Wrote {} handouts ({} files) to {}.", o.students(), files.len(), dir.display());
             Ok(0)
         }
@@ -63,21 +64,20 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
     }
 }
 
-/// A validated lab with its providers and state store.
+/// A validated lab with its provider, live providers and state store.
 pub struct Opened {
     pub lab: Lab,
-    pub settings: ProviderSettings,
+    pub setup: Box<dyn ProviderSetup>,
     pub store: StateStore,
     pub registry: Registry,
 }
 
 impl Opened {
     pub fn open(lab_path: &Path, place: &Place) -> Result<Self, CliError> {
-        let lab = load_lab(lab_path)?;
-        let settings = ProviderSettings::resolve(&lab, place.data_dir.clone()).map_err(CliError::failed)?;
-        let store = store_for(lab_path, &lab, place, &settings);
-        let registry = Registry::new(&settings, &lab.name);
-        Ok(Self { lab, settings, store, registry })
+        let lab::Loaded { lab, setup } = load_lab(lab_path, place)?;
+        let store = store_for(lab_path, &lab, place, setup.as_ref())?;
+        let registry = connect(setup.as_ref(), &lab.name)?;
+        Ok(Self { lab, setup, store, registry })
     }
 
     pub fn students(&self) -> usize {
@@ -93,36 +93,62 @@ impl Opened {
     }
 }
 
-/// The state store: `--state`, else the lab file's `state`, else beside the lab file. An
-/// `s3://bucket/key` location is reached with the lab's AWS settings.
-fn store_for(lab_path: &Path, lab: &Lab, place: &Place, settings: &ProviderSettings) -> StateStore {
+/// The live providers of `setup`; a bad `LABCTL_FAULTS` is invalid input.
+fn connect(setup: &dyn ProviderSetup, lab: &str) -> Result<Registry, CliError> {
+    Registry::connect(setup, lab).map_err(|e| CliError::invalid(e.to_string()))
+}
+
+/// The state store: `--state`, else the lab file's `state`, else beside the lab file. A URL
+/// a provider offers as a state backend (`s3://bucket/key`) is reached through it.
+fn store_for(
+    lab_path: &Path,
+    lab: &Lab,
+    place: &Place,
+    setup: &dyn ProviderSetup,
+) -> Result<StateStore, CliError> {
     let configured = place.state.clone().or_else(|| {
         let state = lab.state.as_ref()?;
-        Some(if state.starts_with("s3://") {
+        Some(if state.contains("://") {
             PathBuf::from(state)
         } else {
             lab_path.parent().unwrap_or(Path::new(".")).join(state)
         })
     });
     match configured {
-        Some(location) => StateStore::at(&location, &settings.s3()),
-        None => StateStore::beside(lab_path, &lab.name),
+        Some(location) => store_at(&location, setup),
+        None => Ok(StateStore::beside(lab_path, &lab.name)),
+    }
+}
+
+/// A state file at `location`, or the remote state a provider offers for that URL.
+fn store_at(location: &Path, setup: &dyn ProviderSetup) -> Result<StateStore, CliError> {
+    let url = location.to_string_lossy();
+    let Some((scheme, _)) = url.split_once("://") else { return Ok(StateStore::new(location.to_owned())) };
+    let offered = registry::plugins().into_iter().find_map(|p| p.remote_state(&url, setup));
+    match offered {
+        Some(Ok(remote)) => Ok(StateStore::remote(remote)),
+        Some(Err(e)) => Err(CliError::failed(format!("cannot reach the state at {url}: {e}"))),
+        None => Err(CliError::invalid(format!(
+            "no provider of this build of labctl keeps state at {scheme}:// URLs ({url})"
+        ))),
     }
 }
 
 /// Loads a lab file, printing its diagnostics; invalid input exits 2.
-pub fn load_lab(path: &Path) -> Result<Lab, CliError> {
-    match lab::load(path) {
-        Ok(lab) => {
+pub fn load_lab(path: &Path, place: &Place) -> Result<lab::Loaded, CliError> {
+    let plugins = registry::plugins();
+    let cx = lab::Context { plugins: &plugins, data_dir: place.data_dir.clone() };
+    match lab::load(path, &cx) {
+        Ok(loaded) => {
             let mut err = anstream::stderr();
-            for w in &lab.warnings {
+            for w in &loaded.lab.warnings {
                 let _ = writeln!(
                     err,
                     "{} {w}",
                     report::paint(anstyle::AnsiColor::Yellow.on_default().bold(), "warning:")
                 );
             }
-            Ok(lab)
+            Ok(loaded)
         }
         Err(diagnostics) => {
             let mut err = anstream::stderr();
@@ -149,15 +175,8 @@ fn lock(store: &StateStore, operation: &str) -> Result<StateLock, CliError> {
 
 /// The engine's options from the command line; refused when the provider would wait longer
 /// than the engine gives an operation (its own message would be lost to a bare timeout).
-fn engine_options(run: &RunOptions, settings: &ProviderSettings) -> Result<Options, CliError> {
-    if let ProviderSettings::Kubernetes { config, .. } = settings {
-        if config.ready_timeout_secs >= run.timeout {
-            return Err(CliError::invalid(format!(
-                "[provider.kubernetes] ready_timeout is {} s, but an operation may take {} s (--timeout)\n  Give --timeout more than ready_timeout, or lower ready_timeout.",
-                config.ready_timeout_secs, run.timeout
-            )));
-        }
-    }
+fn engine_options(run: &RunOptions, setup: &dyn ProviderSetup) -> Result<Options, CliError> {
+    setup.check_timeout(Duration::from_secs(run.timeout)).map_err(CliError::invalid)?;
     Ok(Options {
         parallelism: run.parallelism as usize,
         retry: RetryPolicy { deadline: Duration::from_secs(run.timeout), ..RetryPolicy::default() },
@@ -168,14 +187,15 @@ fn engine_options(run: &RunOptions, settings: &ProviderSettings) -> Result<Optio
 /// every credential is updated too.
 async fn make_plan(o: &Opened, state: &crate::state::State, rotate_keys: bool) -> Result<Plan, CliError> {
     let refreshed = refresh(o, state).await?;
-    let desired = lab::expand(&o.lab);
+    let desired = lab::expand(&o.lab, o.setup.as_ref());
     let mut actions = plan::diff(&desired, state, &refreshed, |p, k| o.registry.schema(p, k));
     if rotate_keys {
-        if !matches!(o.settings, ProviderSettings::Aws { .. }) {
+        let rotates = registry::plugin(o.setup.name()).is_some_and(|p| p.capabilities().key_rotation);
+        if !rotates {
             return Err(CliError::invalid(format!(
                 "--rotate-keys: the {} provider's credentials are worker tokens, not access keys; \
                  to renew a student's token, destroy and apply their credential (`labctl destroy --student ID`)",
-                o.settings.name()
+                o.setup.name()
             )));
         }
         plan::force_update(&desired, &mut actions, "credential", "access key rotation (--rotate-keys)");
@@ -222,7 +242,7 @@ fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec
         lineage: state.lineage.clone(),
         serial: state.serial,
         state_path: o.store.absolute(),
-        provider: o.settings.clone(),
+        provider: SavedProvider { name: o.setup.name().to_owned(), settings: o.setup.save() },
         destroy,
         actions,
     }
@@ -301,11 +321,10 @@ struct ApplyOptions {
 
 async fn apply(path: &Path, place: &Place, run: &RunOptions, opts: ApplyOptions) -> Result<u8, CliError> {
     if let Some(plan) = read_plan(path)? {
-        let options = engine_options(run, &plan.provider)?;
-        return apply_saved_plan(plan, &options, run.json).await;
+        return apply_saved_plan(plan, run).await;
     }
     let o = Opened::open(path, place)?;
-    let options = engine_options(run, &o.settings)?;
+    let options = engine_options(run, o.setup.as_ref())?;
     let lock = o.lock("apply")?;
     let mut state = o.load_state()?;
     let plan = make_plan(&o, &state, opts.rotate_keys).await?;
@@ -354,8 +373,18 @@ async fn verify(o: &Opened, students: &[String], json: bool, junit: Option<&Path
     Ok(if checks.iter().all(|c| c.passed) { 0 } else { EXIT_FAILURE })
 }
 
-async fn apply_saved_plan(plan: Plan, options: &Options, json: bool) -> Result<u8, CliError> {
-    let store = StateStore::at(&plan.state_path, &plan.provider.s3());
+async fn apply_saved_plan(plan: Plan, run: &RunOptions) -> Result<u8, CliError> {
+    let plugin = registry::plugin(&plan.provider.name).ok_or_else(|| {
+        CliError::invalid(format!(
+            "this plan is for the {} provider, which this build of labctl lacks",
+            plan.provider.name
+        ))
+    })?;
+    let setup = plugin.restore(plan.provider.settings.clone()).map_err(|e| {
+        CliError::invalid(format!("the plan's {} settings are damaged: {e}", plan.provider.name))
+    })?;
+    let options = engine_options(run, setup.as_ref())?;
+    let store = store_at(&plan.state_path, setup.as_ref())?;
     let _lock = lock(&store, "apply")?;
     let mut state = store.load(&plan.lab).map_err(|e| CliError::failed(format!("cannot read state: {e}")))?;
     if state.lineage != plan.lineage && store.exists() {
@@ -373,8 +402,8 @@ async fn apply_saved_plan(plan: Plan, options: &Options, json: bool) -> Result<u
         )));
     }
     state.lineage = plan.lineage.clone();
-    let registry = Registry::new(&plan.provider, &plan.lab);
-    execute(&plan, &mut state, &store, &registry, options, "Apply", json).await
+    let registry = connect(setup.as_ref(), &plan.lab)?;
+    execute(&plan, &mut state, &store, &registry, &options, "Apply", run.json).await
 }
 
 async fn destroy(
@@ -390,7 +419,7 @@ async fn destroy(
             tracing::warn!("student `{id}` is not in the lab file; destroying whatever state holds for them");
         }
     }
-    let options = engine_options(run, &o.settings)?;
+    let options = engine_options(run, o.setup.as_ref())?;
     let _lock = o.lock("destroy")?;
     let mut state = o.load_state()?;
     if sweep {
@@ -414,11 +443,12 @@ async fn destroy(
     }
     // Prove it: ask every provider what still carries the lab's tags.
     let mut left = vec![];
-    for live in o.registry.all() {
-        match live.provider.sweep(&o.lab.name).await {
-            Ok(found) => left
-                .extend(found.into_iter().map(|f| format!("{} {} `{}`", live.provider.name(), f.kind, f.id))),
-            Err(e) => left.push(format!("cannot check the {} provider: {e}", live.provider.name())),
+    for provider in o.registry.all() {
+        match provider.sweep(&o.lab.name).await {
+            Ok(found) => {
+                left.extend(found.into_iter().map(|f| format!("{} {} `{}`", provider.name(), f.kind, f.id)))
+            }
+            Err(e) => left.push(format!("cannot check the {} provider: {e}", provider.name())),
         }
     }
     if left.is_empty() {
@@ -437,10 +467,10 @@ async fn destroy(
 /// the orphans of the kind listed after its own, so destroy keeps that order.
 async fn adopt_orphans(o: &Opened, state: &mut crate::state::State, filter: &Filter) -> Result<(), CliError> {
     for live in o.registry.all() {
-        let found = live.provider.sweep(&o.lab.name).await.map_err(|e: ProviderError| {
-            CliError::failed(format!("cannot sweep the {} provider: {e}", live.provider.name()))
+        let found = live.sweep(&o.lab.name).await.map_err(|e: ProviderError| {
+            CliError::failed(format!("cannot sweep the {} provider: {e}", live.name()))
         })?;
-        let provider = live.provider.name();
+        let provider = live.name();
         let orphans: Vec<_> = found
             .into_iter()
             .filter(|f| filter.matches(&f.tags))
@@ -516,10 +546,8 @@ fn confirm(what: &str) -> Result<(), CliError> {
 }
 
 fn unlock(target: &Target) -> Result<u8, CliError> {
-    let lab = load_lab(&target.lab)?;
-    let settings =
-        ProviderSettings::resolve(&lab, target.place.data_dir.clone()).map_err(CliError::failed)?;
-    let store = store_for(&target.lab, &lab, &target.place, &settings);
+    let lab::Loaded { lab, setup } = load_lab(&target.lab, &target.place)?;
+    let store = store_for(&target.lab, &lab, &target.place, setup.as_ref())?;
     let holder: Option<LockInfo> = store.lock_holder();
     match store.force_unlock() {
         Ok(()) => {

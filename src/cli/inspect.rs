@@ -6,6 +6,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use labctl_provider_api::StudentResources;
+
+use super::args::Place;
 use super::commands::{load_lab, Opened};
 use super::{CliError, EXIT_INVALID};
 use crate::lab;
@@ -13,19 +16,21 @@ use crate::state::{redact, ResourceState};
 
 pub fn validate(path: &Path, json: bool) -> Result<u8, CliError> {
     if !json {
-        let lab = load_lab(path)?;
-        let resources = lab::expand(&lab).len();
+        let lab::Loaded { lab, setup } = load_lab(path, &Place::default())?;
+        let resources = lab::expand(&lab, setup.as_ref()).len();
         println!(
             "{} is valid: lab `{}`, {} provider, {} cohort(s), {} student(s), {resources} resources.",
             path.display(),
             lab.name,
-            lab.provider.name(),
+            lab.provider,
             lab.cohorts.len(),
             lab.students().count()
         );
         return Ok(0);
     }
-    let (valid, diagnostics) = match lab::load(path) {
+    let plugins = crate::registry::plugins();
+    let cx = lab::Context { plugins: &plugins, data_dir: None };
+    let (valid, diagnostics) = match lab::load(path, &cx) {
         Ok(_) => (true, vec![]),
         Err(d) => (false, d),
     };
@@ -37,7 +42,7 @@ pub fn validate(path: &Path, json: bool) -> Result<u8, CliError> {
 }
 
 pub fn schema() -> Result<u8, CliError> {
-    println!("{}", serde_json::to_string_pretty(&lab::json_schema()).unwrap());
+    println!("{}", serde_json::to_string_pretty(&lab::json_schema(&crate::registry::plugins())).unwrap());
     Ok(0)
 }
 
@@ -52,10 +57,22 @@ fn by_student(
     groups
 }
 
+/// What the provider says of a student's environment: from state, then live from their
+/// services where it can ask them.
+async fn student_health(o: &Opened, student: Option<&StudentResources>) -> Vec<(String, String)> {
+    let Some(student) = student else { return vec![] };
+    let mut out = o.setup.describe(student);
+    if let Ok(runner) = o.registry.smoke_runner() {
+        out.extend(runner.health(student).await);
+    }
+    out
+}
+
 pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
     let state = o.load_state()?;
     let refreshed = super::commands::refresh(o, &state).await?;
     let groups = by_student(&state.resources);
+    let by_resources = crate::verify::students(&state);
     let mut rows = vec![];
     for (cohort, student) in o.lab.students() {
         let resources = groups.get(&Some(student.id.as_str())).map(Vec::as_slice).unwrap_or_default();
@@ -79,12 +96,11 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let services: serde_json::Map<String, Value> =
-            crate::verify::service_health(&state, &student.id, &crate::providers::worker_bin_dir())
-                .await
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), json!(v)))
-                .collect();
+        let services: serde_json::Map<String, Value> = student_health(o, by_resources.get(&student.id))
+            .await
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
         rows.push(json!({
             "student": student.id, "cohort": cohort.name, "resources": resources.len(),
             "missing": missing, "tainted": tainted, "health": health, "services": services,
@@ -100,7 +116,7 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
         .collect();
     if json {
         let doc = json!({
-            "lab": o.lab.name, "provider": o.settings.name(), "serial": state.serial,
+            "lab": o.lab.name, "provider": o.setup.name(), "serial": state.serial,
             "resources": state.resources.len(), "students": rows, "not_in_lab_file": orphans,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap());
@@ -111,7 +127,7 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
         out,
         "Lab `{}` ({} provider): {} resources in state (serial {}).\n",
         o.lab.name,
-        o.settings.name(),
+        o.setup.name(),
         state.resources.len(),
         state.serial
     );

@@ -36,6 +36,12 @@ impl CliError {
 
 /// Parses the command line, runs the command, returns the process exit code.
 pub fn main() -> ExitCode {
+    // Output piped into a reader that stops (`labctl output | head`) ends labctl quietly, as
+    // it does any Unix tool, instead of a panic on the next write.
+    // SAFETY: resetting a signal's disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -2,8 +2,6 @@
 //! parallel up to a bound, rate-limited and retried per provider — recording every result
 //! in state as it happens, continuing past failures, and stopping cleanly on Ctrl-C.
 
-mod faults;
-mod ratelimit;
 mod retry;
 mod walk;
 
@@ -11,20 +9,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use labctl_provider_api::{Deps, ErrorKind, Observed, ProviderError};
+use labctl_provider_api::{Deps, ErrorKind, Observed, Provider, ProviderError};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-pub use faults::FaultInjector;
-pub use ratelimit::RateLimiter;
 pub use retry::RetryPolicy;
 pub use walk::{Status, Walk};
 
 use crate::plan::{Action, ActionKind, Plan, Refresh, Refreshed};
-use crate::providers::{Live, Registry};
 use crate::state::{redact_text, ResourceState, State, StateStore};
+
+/// The providers a walk goes through, by name (each already rate-limited and decorated).
+pub trait Providers: Sync {
+    fn provider(&self, name: &str) -> Option<Arc<dyn Provider>>;
+}
 
 /// How the walk runs.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ pub async fn execute(
     plan: &Plan,
     state: &mut State,
     store: &StateStore,
-    registry: &Registry,
+    registry: &dyn Providers,
     options: &Options,
     observer: &mut dyn Observer,
 ) -> Report {
@@ -263,10 +263,9 @@ struct Task {
     action: Action,
     prior: Option<Observed>,
     deps: Deps,
-    provider: Arc<dyn labctl_provider_api::Provider>,
-    limiter: Arc<RateLimiter>,
+    provider: Arc<dyn Provider>,
     /// Who deletes what a replace removes: the provider and kind it was made with.
-    old: (Arc<dyn labctl_provider_api::Provider>, Arc<RateLimiter>, String),
+    old: (Arc<dyn Provider>, String),
 }
 
 struct Ctx {
@@ -276,20 +275,20 @@ struct Ctx {
     retries: mpsc::UnboundedSender<(usize, String, Duration)>,
 }
 
-fn task_for(action: &Action, state: &State, registry: &Registry) -> Result<Task, String> {
-    let Live { provider, limiter } = registry
-        .get(&action.provider)
+fn task_for(action: &Action, state: &State, registry: &dyn Providers) -> Result<Task, String> {
+    let provider = registry
+        .provider(&action.provider)
         .ok_or_else(|| format!("no provider `{}` is configured", action.provider))?;
     let recorded = state.resources.get(&action.address);
     let prior = recorded.map(ResourceState::observed);
     let old = match recorded {
         Some(r) => {
-            let live = registry
-                .get(&r.provider)
+            let old = registry
+                .provider(&r.provider)
                 .ok_or_else(|| format!("no provider `{}` is configured", r.provider))?;
-            (live.provider.clone(), live.limiter.clone(), r.kind.clone())
+            (old, r.kind.clone())
         }
-        None => (provider.clone(), limiter.clone(), action.kind.clone()),
+        None => (provider.clone(), action.kind.clone()),
     };
     let deps = match action.action {
         ActionKind::Delete => Deps::new(),
@@ -299,20 +298,31 @@ fn task_for(action: &Action, state: &State, registry: &Registry) -> Result<Task,
             .filter_map(|d| state.resources.get(d).map(|r| (d.clone(), r.observed())))
             .collect(),
     };
-    Ok(Task {
-        action: action.clone(),
-        prior,
-        deps,
-        provider: provider.clone(),
-        limiter: limiter.clone(),
-        old,
-    })
+    Ok(Task { action: action.clone(), prior, deps, provider, old })
 }
 
 impl Task {
+    /// Performs the action on a task of its own, so that a provider that panics fails its
+    /// resource (with the panic's message) instead of the whole walk.
     async fn run(self, mut ctx: Ctx) -> (usize, TaskResult) {
         let i = ctx.i;
-        let result = self.perform(&mut ctx).await;
+        let result = match tokio::spawn(async move { self.perform(&mut ctx).await }).await {
+            Ok(result) => result,
+            Err(e) => {
+                let why = match e.try_into_panic() {
+                    Ok(panic) => panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".to_owned()),
+                    Err(e) => e.to_string(),
+                };
+                TaskResult::Failed {
+                    error: ProviderError::fatal(format!("the provider panicked: {why}")),
+                    prior_deleted: false,
+                }
+            }
+        };
         (i, result)
     }
 
@@ -324,33 +334,28 @@ impl Task {
             Err(error) => TaskResult::Failed { error, prior_deleted },
         };
         match a.action {
-            ActionKind::Create => written(
-                retrying(&self.limiter, ctx, &mut || self.provider.create(spec(), &self.deps)).await,
-                false,
-            ),
+            ActionKind::Create => {
+                written(retrying(ctx, &mut || self.provider.create(spec(), &self.deps)).await, false)
+            }
             ActionKind::Update => {
                 let prior = self.prior.clone().unwrap_or_default();
-                written(
-                    retrying(&self.limiter, ctx, &mut || self.provider.update(spec(), &prior, &self.deps))
-                        .await,
-                    false,
-                )
+                written(retrying(ctx, &mut || self.provider.update(spec(), &prior, &self.deps)).await, false)
             }
             ActionKind::Replace => {
                 if let Some(prior) = &self.prior {
-                    let (provider, limiter, kind) = &self.old;
-                    if let Err(error) = retrying(limiter, ctx, &mut || provider.delete(kind, prior)).await {
+                    let (provider, kind) = &self.old;
+                    if let Err(error) = retrying(ctx, &mut || provider.delete(kind, prior)).await {
                         return TaskResult::Failed { error, prior_deleted: false };
                     }
                 }
                 written(
-                    retrying(&self.limiter, ctx, &mut || self.provider.create(spec(), &self.deps)).await,
+                    retrying(ctx, &mut || self.provider.create(spec(), &self.deps)).await,
                     self.prior.is_some(),
                 )
             }
             ActionKind::Delete => {
                 let prior = self.prior.clone().unwrap_or_default();
-                match retrying(&self.limiter, ctx, &mut || self.provider.delete(&a.kind, &prior)).await {
+                match retrying(ctx, &mut || self.provider.delete(&a.kind, &prior)).await {
                     Ok(()) => TaskResult::Deleted,
                     Err(error) => TaskResult::Failed { error, prior_deleted: false },
                 }
@@ -359,9 +364,9 @@ impl Task {
     }
 }
 
-/// One provider call: rate-limited, bounded by the deadline, retried while the error says
-/// it may help, abandoned between attempts once the walk is interrupted.
-async fn retrying<T, F, Fut>(limiter: &RateLimiter, ctx: &mut Ctx, f: &mut F) -> Result<T, ProviderError>
+/// One provider call: bounded by the deadline, retried while the error says it may help,
+/// abandoned between attempts once the walk is interrupted.
+async fn retrying<T, F, Fut>(ctx: &mut Ctx, f: &mut F) -> Result<T, ProviderError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
@@ -369,7 +374,6 @@ where
     let start = Instant::now();
     let mut attempt = 0;
     loop {
-        limiter.acquire().await;
         let remaining = ctx.policy.deadline.saturating_sub(start.elapsed());
         let result = tokio::time::timeout(remaining, f()).await.unwrap_or_else(|_| {
             Err(ProviderError::new(ErrorKind::Timeout, format!("no answer within {:?}", ctx.policy.deadline)))
@@ -443,7 +447,7 @@ fn apply_result(state: &mut State, action: &Action, result: TaskResult, elapsed:
 /// Returns the per-address answers, or every lookup that failed.
 pub async fn refresh(
     state: &State,
-    registry: &Registry,
+    registry: &dyn Providers,
     options: &Options,
 ) -> Result<Refreshed, Vec<String>> {
     let permits = Arc::new(Semaphore::new(options.parallelism.max(1)));
@@ -452,18 +456,17 @@ pub async fn refresh(
     let mut tasks = JoinSet::new();
     let mut errors = vec![];
     for (address, r) in &state.resources {
-        let Some(live) = registry.get(&r.provider) else {
+        let Some(provider) = registry.provider(&r.provider) else {
             errors.push(format!("{address}: no provider `{}` is configured", r.provider));
             continue;
         };
-        let (provider, limiter) = (live.provider.clone(), live.limiter.clone());
         let (address, kind, prior) = (address.clone(), r.kind.clone(), r.observed());
         let permits = permits.clone();
         let mut ctx = Ctx { i: 0, policy: options.retry, cancel: cancel.clone(), retries: retries.clone() };
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore open");
             // One provider call as far as rate limits, retries and faults go.
-            let found = retrying(&limiter, &mut ctx, &mut || async {
+            let found = retrying(&mut ctx, &mut || async {
                 if provider.read(&kind, &prior).await?.is_none() {
                     return Ok(Refresh::Gone);
                 }

@@ -1,22 +1,24 @@
-//! Checks everything a cloud would reject later, up front, with a location for each.
+//! Checks everything a cloud would reject later, up front, with a location for each. What
+//! only one provider can judge, its plugin judges, in the same pass.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use labctl_datasets::{Dataset, DatasetKind};
+use labctl_provider_api::lab::{GpuSpec, LabSections, SmokeWorkload};
+use labctl_provider_api::{Findings, Plugin, ProviderSetup, Settings};
 use toml::Spanned;
 
-use super::file::{
-    DatasetGenerator, DatasetSection, KubernetesSettings, LabFile, ProviderSection, SmokeWorkload,
-};
-use super::{roster, Cohort, Diagnostic, Lab, ProviderConfig, Source, Student};
+use super::file::{DatasetGenerator, DatasetSection, LabFile};
+use super::{roster, Cohort, Diagnostic, Lab, Loaded, Source, Student};
 
 /// Lab names prefix bucket names (at most 63 characters) as `<lab>-<student>`.
 const MAX_LAB_NAME: usize = 30;
 const MAX_STUDENT_ID: usize = 32;
 
-/// Student ids that would name a lab-wide resource (`<lab>-artifacts` is the AWS artifacts
-/// bucket).
+/// Student ids that would name a lab-wide resource (`<lab>-artifacts` is a cloud lab's
+/// artifacts bucket).
 const RESERVED_STUDENT_IDS: &[&str] = &["artifacts"];
 
 fn reserved_note() -> String {
@@ -27,13 +29,24 @@ const MAX_NULL_PER_STUDENT: u32 = 10_000;
 const DNS_LABEL_RULE: &str =
     "lowercase letters, digits and `-`, starting with a letter and ending with a letter or digit";
 
-pub fn validate(file: LabFile, source: &Source, path: &Path) -> Result<Lab, Vec<Diagnostic>> {
+/// What the command line adds to the lab file: the providers there are, and `--data-dir`.
+pub struct Context<'a> {
+    pub plugins: &'a [&'a dyn Plugin],
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn validate(
+    file: LabFile,
+    source: &Source,
+    path: &Path,
+    cx: &Context,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let mut v = Validator { source, errors: vec![], warnings: vec![] };
     let name = v.dns_label(&file.lab.name, "lab name", MAX_LAB_NAME);
-    let provider = v.provider(&file.provider);
+    let plugin = v.provider(&file, cx.plugins);
     let cohorts = v.cohorts(&file, path);
     let datasets = v.datasets(&file.datasets);
-    v.student_section(&file, provider.as_ref(), &datasets);
+    let setup = v.student_section(&file, plugin, &datasets, path, cx);
     let expires = file.lab.expires.as_ref().and_then(|e| v.expiry(e));
     if let Some(budget) = &file.lab.budget {
         for amount in [&budget.per_student_per_hour, &budget.total].into_iter().flatten() {
@@ -46,7 +59,7 @@ pub fn validate(file: LabFile, source: &Source, path: &Path) -> Result<Lab, Vec<
             }
         }
     }
-    for (cluster, c) in &file.cluster {
+    for (cluster, c) in clusters(&file) {
         for (pool, p) in &c.node_pool {
             if p.min > *p.max.get_ref() {
                 v.error(
@@ -61,29 +74,36 @@ pub fn validate(file: LabFile, source: &Source, path: &Path) -> Result<Lab, Vec<
             }
         }
     }
-    if matches!(provider, Some(ProviderConfig::Local(_)))
-        && (file.network.is_some() || !file.cluster.is_empty())
-    {
-        v.warnings
-            .push("the local provider ignores [network] and [cluster]: they apply on cloud providers".into());
-    }
-    match (v.errors.is_empty(), provider) {
-        (true, Some(provider)) => Ok(Lab {
-            name: name.unwrap_or_default(),
-            description: file.lab.description.clone(),
-            path: path.to_owned(),
-            provider,
-            cohorts,
-            student: file.student,
-            datasets,
-            clusters: file.cluster,
-            network: file.network,
-            expires,
-            state: file.lab.state.clone(),
-            warnings: v.warnings,
+    match (v.errors.is_empty(), setup) {
+        (true, Some(setup)) => Ok(Loaded {
+            lab: Lab {
+                name: name.unwrap_or_default(),
+                description: file.lab.description.clone(),
+                path: path.to_owned(),
+                provider: setup.name().to_owned(),
+                cohorts,
+                student: file.student,
+                datasets,
+                clusters: file.cluster,
+                network: file.network,
+                expires,
+                state: file.lab.state.clone(),
+                warnings: v.warnings,
+            },
+            setup,
         }),
         _ => Err(v.errors),
     }
+}
+
+/// The lab file's `[cluster.<name>]` tables.
+fn clusters(file: &LabFile) -> impl Iterator<Item = (&String, &labctl_provider_api::lab::ClusterSection)> {
+    file.cluster.iter()
+}
+
+/// Every GPU request: `[student.gpu]` and the cohorts' own.
+fn gpu_requests(file: &LabFile) -> Vec<&Spanned<GpuSpec>> {
+    file.student.gpu.iter().chain(file.cohort.iter().filter_map(|c| c.gpu.as_ref())).collect()
 }
 
 struct Validator<'a> {
@@ -111,30 +131,44 @@ impl Validator<'_> {
         None
     }
 
-    fn provider(&mut self, p: &ProviderSection) -> Option<ProviderConfig> {
-        let mut chosen: Vec<ProviderConfig> = [
-            p.local.clone().map(ProviderConfig::Local),
-            p.aws.clone().map(ProviderConfig::Aws),
-            p.kubernetes.clone().map(ProviderConfig::Kubernetes),
-            p.gcp.clone().map(ProviderConfig::Gcp),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if chosen.len() == 1 {
-            return chosen.pop();
+    /// The one `[provider.<name>]` table's plugin, and where the table is.
+    fn provider<'p>(
+        &mut self,
+        file: &LabFile,
+        plugins: &[&'p dyn Plugin],
+    ) -> Option<(&'p dyn Plugin, Range<usize>)> {
+        let known: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
+        let mut chosen = vec![];
+        for name in file.provider.keys() {
+            // The parser keeps no spans of tables: the first `[provider.<name>` written.
+            let header = format!("[provider.{name}");
+            let at = self.source.text.find(&header).map_or(0..0, |i| i..i + header.len());
+            let Some(plugin) = plugins.iter().find(|p| p.name() == name) else {
+                let mut d =
+                    self.source.error(at.start + "[provider.".len()..at.end, format!("unknown key `{name}`"));
+                if let Some(suggestion) = super::did_you_mean(name, known.iter().copied()) {
+                    d = d.note(format!("help: did you mean `{suggestion}`?"));
+                }
+                self.errors.push(d.note(format!("allowed: {}", known.join(", "))));
+                return None;
+            };
+            chosen.push((*plugin, at.start, at.start..at.end + 1));
         }
-        let names: Vec<&str> = chosen.iter().map(ProviderConfig::name).collect();
+        // In the order the file names them.
+        chosen.sort_by_key(|(_, at, _)| *at);
+        if let [(plugin, _, span)] = chosen.as_slice() {
+            return Some((*plugin, span.clone()));
+        }
+        let names: Vec<&str> = chosen.iter().map(|(p, ..)| p.name()).collect();
         let message = if names.is_empty() {
             "no provider is configured".to_owned()
         } else {
             format!("more than one provider is configured: {}", names.join(", "))
         };
+        let tables: Vec<String> = known.iter().map(|k| format!("[provider.{k}]")).collect();
         let at = self.source.text.find("[provider").unwrap_or(0);
         let d = self.source.error(at..at + "[provider".len(), message);
-        self.errors.push(d.note(
-            "allowed: exactly one of [provider.local], [provider.aws], [provider.kubernetes], [provider.gcp]",
-        ));
+        self.errors.push(d.note(format!("allowed: exactly one of {}", tables.join(", "))));
         None
     }
 
@@ -343,9 +377,11 @@ impl Validator<'_> {
     fn student_section(
         &mut self,
         file: &LabFile,
-        provider: Option<&ProviderConfig>,
+        plugin: Option<(&dyn Plugin, Range<usize>)>,
         datasets: &BTreeMap<String, Dataset>,
-    ) {
+        path: &Path,
+        cx: &Context,
+    ) -> Option<Box<dyn ProviderSetup>> {
         let s = &file.student;
         let seeded = s.bucket.as_ref().map(|b| b.datasets.as_slice()).unwrap_or_default();
         for name in seeded {
@@ -367,8 +403,9 @@ impl Validator<'_> {
             seeded.iter().any(|n| file.datasets.get(n.get_ref()).is_some_and(|d| *d.kind.get_ref() == kind))
         };
         let workers = s.workers.as_ref();
-        // On Kubernetes the smoke jobs generate their data in the student's volume.
-        let has = |kind| matches!(provider, Some(ProviderConfig::Kubernetes(_))) || has(kind);
+        // Some providers' smoke workloads make their own data where they run.
+        let generated = plugin.as_ref().is_some_and(|(p, _)| p.capabilities().smoke_data_generated);
+        let has = |kind| generated || has(kind);
         for smoke in &s.smoke {
             let missing = match smoke.get_ref() {
                 SmokeWorkload::Wordcount if workers.and_then(|w| w.mapreduce.as_ref()).is_none() => {
@@ -393,22 +430,26 @@ impl Validator<'_> {
                 );
             }
         }
-        if let Some(provider) = provider {
-            for gpu in s.gpu.iter().chain(file.cohort.iter().filter_map(|c| c.gpu.as_ref())) {
-                self.gpu(gpu, file, provider);
+        let setup = plugin.and_then(|(plugin, span)| {
+            for gpu in gpu_requests(file) {
+                self.gpu(gpu, file, plugin, cx.plugins);
             }
-            if let ProviderConfig::Kubernetes(settings) = provider {
-                self.kubernetes(file, settings);
-            }
-        }
-        if let Some(compute) = &s.compute {
-            let pattern = compute.image.as_ref().filter(|i| !i.starts_with("ami-"));
-            if let (Some(pattern), None) = (pattern, &compute.image_owner) {
-                self.warnings.push(format!(
-                    "[student.compute] image `{pattern}` is a name pattern without `image_owner`: anyone can publish an image by that name; set image_owner (an account id, or \"amazon\")"
-                ));
-            }
-        }
+            let settings =
+                Settings { source: self.source, span, lab_path: path, data_dir: cx.data_dir.clone() };
+            let sections = LabSections {
+                source: self.source,
+                path,
+                student: &file.student,
+                clusters: &file.cluster,
+                network: file.network.as_ref(),
+                gpus: gpu_requests(file),
+            };
+            let mut findings = Findings::default();
+            let setup = plugin.configure(&settings, &sections, &mut findings);
+            self.errors.extend(findings.errors);
+            self.warnings.extend(findings.warnings);
+            setup
+        });
         for key in s.compute.iter().flat_map(|c| &c.ssh_keys) {
             let text = key.get_ref();
             let kinds =
@@ -439,189 +480,31 @@ impl Validator<'_> {
                 );
             }
         }
+        setup
     }
 
     /// GPUs need a provider that has them, and a pool to run on.
-    fn gpu(&mut self, gpu: &Spanned<super::file::GpuSpec>, file: &LabFile, provider: &ProviderConfig) {
-        let gpu_pools =
-            file.cluster.values().flat_map(|c| c.node_pool.values()).filter(|p| p.gpu > 0).count();
-        let scheduler = file.student.workers.as_ref().and_then(|w| w.scheduler.as_ref());
+    fn gpu(&mut self, gpu: &Spanned<GpuSpec>, file: &LabFile, plugin: &dyn Plugin, plugins: &[&dyn Plugin]) {
+        let gpu_pools = clusters(file).flat_map(|(_, c)| c.node_pool.values()).filter(|p| p.gpu > 0).count();
         if gpu.get_ref().count == 0 {
             self.error(gpu, "gpu count is 0".into(), "allowed: count >= 1, or remove the gpu setting");
-        } else if !provider.offers_gpus() {
-            self.error(gpu, format!("the {} provider cannot give students GPUs", provider.name()), "allowed: GPUs on aws, kubernetes or gcp with a [cluster.<name>.node_pool.<pool>] that has gpu > 0");
+        } else if !plugin.capabilities().gpus {
+            let with: Vec<&str> =
+                plugins.iter().filter(|p| p.capabilities().gpus).map(|p| p.name()).collect();
+            self.error(
+                gpu,
+                format!("the {} provider cannot give students GPUs", plugin.name()),
+                &format!(
+                    "allowed: GPUs on {} with a [cluster.<name>.node_pool.<pool>] that has gpu > 0",
+                    or_list(&with)
+                ),
+            );
         } else if gpu_pools == 0 {
             self.error(
                 gpu,
                 "GPUs requested but no cluster has a GPU node pool".into(),
                 "allowed: add a [cluster.<name>.node_pool.<pool>] with gpu > 0",
             );
-        } else if matches!(provider, ProviderConfig::Kubernetes(_)) && scheduler.is_none() {
-            self.error(
-                gpu,
-                "GPUs go to the scheduler's workers, and there are none".into(),
-                "allowed: add [student.workers.scheduler], or remove the gpu setting",
-            );
-        }
-    }
-
-    /// What the kubernetes provider needs and cannot do, and Kubernetes quantities.
-    fn kubernetes(&mut self, file: &LabFile, settings: &KubernetesSettings) {
-        if settings.image.is_none() && file.student.workers.is_some() {
-            let at = self.source.text.find("[provider.kubernetes]").unwrap_or(0);
-            let d = self
-                .source
-                .error(at..at + "[provider.kubernetes]".len(), "the workers need an image, and none is set");
-            self.errors.push(d.note("allowed: image = \"<registry>/<name>:<tag>\", built from the repository's Dockerfile and pullable by the cluster"));
-        }
-        if let Some(bucket) = &file.student.bucket {
-            let at = bucket
-                .datasets
-                .first()
-                .map(|d| d.span())
-                .unwrap_or_else(|| self.source.text.find("bucket").map(|i| i..i + 6).unwrap_or(0..0));
-            let d = self.source.error(at, "the kubernetes provider has no buckets or datasets");
-            self.errors.push(d.note("allowed: remove [student.bucket], or use [provider.aws] for buckets"));
-        }
-        if file.cluster.len() > 1 {
-            let at = self.source.text.find("[cluster").unwrap_or(0);
-            let d = self.source.error(at..at + "[cluster".len(), format!("{} clusters are described, but the kubernetes provider works on one (its kubeconfig context)", file.cluster.len()));
-            self.errors
-                .push(d.note("allowed: at most one [cluster.<name>], describing the context's node pools"));
-        }
-        let s = &file.student;
-        let workers = s.workers.as_ref();
-        let mapreduce = workers.and_then(|w| w.mapreduce.as_ref()).map(|m| [&m.cpu, &m.memory]);
-        let scheduler = workers.and_then(|w| w.scheduler.as_ref()).map(|w| [&w.cpu, &w.memory]);
-        let quota = s.quota.as_ref().map(|q| [&q.cpu, &q.memory]);
-        let storage = settings.storage.as_ref().map(|v| [&v.size]);
-        let limits =
-            s.limits.as_ref().map(|l| [&l.default_cpu, &l.default_memory, &l.max_cpu, &l.max_memory]);
-        let quantities = mapreduce
-            .into_iter()
-            .flatten()
-            .chain(scheduler.into_iter().flatten())
-            .chain(quota.into_iter().flatten())
-            .chain(limits.into_iter().flatten())
-            .chain(storage.into_iter().flatten());
-        let mut valid = true;
-        for q in quantities.flatten() {
-            if !is_quantity(q.get_ref()) {
-                self.error(
-                    q,
-                    format!("`{}` is not a Kubernetes quantity", q.get_ref()),
-                    "allowed: a number with an optional suffix, e.g. \"500m\", \"2\", \"512Mi\", \"8Gi\"",
-                );
-                valid = false;
-            }
-        }
-        if valid {
-            self.kubernetes_fit(file);
-        }
-    }
-
-    /// The workers fit in each student's namespace: every container under the limit range's
-    /// maximum, all of them together within the quota, a GPU worker on one GPU node.
-    fn kubernetes_fit(&mut self, file: &LabFile) {
-        use super::file::kubernetes_defaults as k8s;
-        let s = &file.student;
-        let Some(workers) = &s.workers else { return };
-        // (service, pods, cpu, memory) per service; `labctl verify` runs a smoke job beside it
-        // with the same resources.
-        let smoke = |workload| u32::from(s.smoke.iter().any(|w| *w.get_ref() == workload));
-        let mut services = vec![];
-        if let Some(m) = &workers.mapreduce {
-            services.push(("mapreduce", 1 + m.workers + smoke(SmokeWorkload::Wordcount), &m.cpu, &m.memory));
-        }
-        if let Some(w) = &workers.scheduler {
-            services.push(("scheduler", 1 + w.workers + smoke(SmokeWorkload::Hpsearch), &w.cpu, &w.memory));
-        }
-        let who = if s.smoke.is_empty() { "the workers" } else { "the workers and their smoke jobs" };
-        let source = self.source;
-        // Where to point: the first of the given settings the file has, else its workers.
-        let at = |candidates: &[Option<std::ops::Range<usize>>]| -> std::ops::Range<usize> {
-            candidates
-                .iter()
-                .flatten()
-                .next()
-                .cloned()
-                .unwrap_or_else(|| source.text.find("workers").map_or(0..0, |i| i..i + "workers".len()))
-        };
-        let span = |q: &Option<Spanned<String>>| q.as_ref().map(Spanned::span);
-        let quota = s.quota.as_ref();
-        let limits = s.limits.as_ref();
-        let text = |q: Option<&Spanned<String>>, default: &'static str| {
-            q.map_or(default.to_owned(), |v| v.get_ref().clone())
-        };
-        for (resource, index, max_q, quota_q, max_default, quota_default) in [
-            (
-                "CPU",
-                0,
-                limits.and_then(|l| l.max_cpu.as_ref()),
-                quota.and_then(|q| q.cpu.as_ref()),
-                k8s::MAX_CPU,
-                k8s::QUOTA_CPU,
-            ),
-            (
-                "memory",
-                1,
-                limits.and_then(|l| l.max_memory.as_ref()),
-                quota.and_then(|q| q.memory.as_ref()),
-                k8s::MAX_MEMORY,
-                k8s::QUOTA_MEMORY,
-            ),
-        ] {
-            let (max, total) = (text(max_q, max_default), text(quota_q, quota_default));
-            let mut sum = 0.0;
-            for (service, pods, cpu, memory) in &services {
-                let (given, default) =
-                    if index == 0 { (*cpu, k8s::WORKER_CPU) } else { (*memory, k8s::WORKER_MEMORY) };
-                let each = text(given.as_ref(), default);
-                sum += f64::from(*pods) * quantity_value(&each).unwrap_or(0.0);
-                if quantity_value(&each) > quantity_value(&max) {
-                    let d = source.error(at(&[span(given), max_q.map(Spanned::span)]), format!("{service} containers get {each} {resource}, above the limit range's maximum of {max} per container"));
-                    self.errors.push(d.note(format!(
-                        "allowed: at most {max} (raise [student.limits] max_{}, or ask for less)",
-                        resource.to_lowercase()
-                    )));
-                }
-            }
-            if quantity_value(&total).is_some_and(|t| sum > t * (1.0 + 1e-9)) {
-                let d = source.error(
-                    at(&[quota_q.map(Spanned::span), span(services[0].2)]),
-                    format!(
-                        "{who} need {} {resource} in all, above the namespace quota of {total}",
-                        show_quantity(sum, index == 0)
-                    ),
-                );
-                self.errors.push(d.note(format!(
-                    "allowed: a [student.quota] {} of at least that, or fewer or smaller workers",
-                    resource.to_lowercase()
-                )));
-            }
-        }
-        let pods: u32 = services.iter().map(|s| s.1).sum();
-        let quota_pods = quota.and_then(|q| q.pods).unwrap_or(k8s::QUOTA_PODS);
-        if pods > quota_pods {
-            let d = source.error(
-                at(&[]),
-                format!("{who} run {pods} pods, above the namespace quota of {quota_pods} pods"),
-            );
-            self.errors.push(d.note("allowed: [student.quota] pods of at least that, or fewer workers"));
-        }
-        let per_node =
-            file.cluster.values().flat_map(|c| c.node_pool.values()).map(|p| p.gpu).max().unwrap_or(0);
-        for gpu in s.gpu.iter().chain(file.cohort.iter().filter_map(|c| c.gpu.as_ref())) {
-            if per_node > 0 && gpu.get_ref().count > per_node {
-                self.error(
-                    gpu,
-                    format!(
-                        "{} GPUs per worker, but the GPU pool's nodes have {per_node}",
-                        gpu.get_ref().count
-                    ),
-                    &format!("allowed: count <= {per_node}"),
-                );
-            }
         }
     }
 
@@ -664,44 +547,12 @@ impl Validator<'_> {
     }
 }
 
-/// A Kubernetes resource quantity: a decimal number with an optional SI or binary suffix.
-fn is_quantity(s: &str) -> bool {
-    quantity_value(s).is_some()
-}
-
-/// The value of a quantity in base units (cores, bytes), if it is one.
-fn quantity_value(s: &str) -> Option<f64> {
-    const SUFFIXES: [(&str, f64); 13] = [
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("Pi", 1125899906842624.0),
-        ("Ei", 1152921504606846976.0),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    let (number, scale) =
-        SUFFIXES.iter().find_map(|(x, scale)| s.strip_suffix(x).map(|n| (n, *scale))).unwrap_or((s, 1.0));
-    let (whole, fraction) = number.split_once('.').map_or((number, None), |(w, f)| (w, Some(f)));
-    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    let valid = digits(whole)
-        && fraction.is_none_or(|f| !f.is_empty() && digits(f))
-        && (!whole.is_empty() || fraction.is_some());
-    valid.then(|| number.parse::<f64>().ok()).flatten().map(|v| v * scale)
-}
-
-/// A CPU amount in cores or millicores, or memory in MiB, for messages.
-fn show_quantity(value: f64, cpu: bool) -> String {
-    match (cpu, value.fract() == 0.0) {
-        (true, true) => format!("{value}"),
-        (true, false) => format!("{}m", (value * 1000.0).round()),
-        (false, _) => format!("{}Mi", (value / 1048576.0).ceil()),
+/// `a`, `a or b`, `a, b or c`.
+fn or_list(items: &[&str]) -> String {
+    match items {
+        [] => "no provider of this build".to_owned(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }
 
@@ -717,27 +568,6 @@ fn is_dns_label(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn quantity_values() {
-        assert_eq!(super::quantity_value("500m"), Some(0.5));
-        assert_eq!(super::quantity_value("2"), Some(2.0));
-        assert_eq!(super::quantity_value("512Mi"), Some(512.0 * 1048576.0));
-        assert_eq!(super::quantity_value("1G"), Some(1e9));
-        assert_eq!(super::show_quantity(2.25, true), "2250m");
-        assert_eq!(super::show_quantity(3.0, true), "3");
-        assert_eq!(super::show_quantity(1536.0 * 1048576.0, false), "1536Mi");
-    }
-
-    #[test]
-    fn quantities() {
-        for ok in ["1", "500m", "0.5", "512Mi", "8Gi", "2k", ".5"] {
-            assert!(super::is_quantity(ok), "{ok}");
-        }
-        for bad in ["", "Mi", "1 Gi", "1GB", "-1", "one", "1.2.3"] {
-            assert!(!super::is_quantity(bad), "{bad}");
-        }
-    }
-
     #[test]
     fn dns_labels() {
         for ok in ["ada", "a1", "ada-l", "x"] {

@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 use labctl_provider_api::KindSchema;
 
 use super::{Action, ActionKind, Change};
-use crate::lab::Node;
 use crate::state::{ResourceState, State};
+use labctl_provider_api::Node;
 
 /// What each state resource looks like at the provider now.
 pub type Refreshed = HashMap<String, Refresh>;

@@ -11,8 +11,6 @@ use serde_json::Value;
 
 pub use diff::{destroy_plan, diff, force_update, Filter, Refresh, Refreshed};
 
-use crate::providers::ProviderSettings;
-
 /// Marks a file as a saved plan.
 pub const PLAN_FORMAT: &str = "labctl-plan/1";
 
@@ -25,9 +23,17 @@ pub struct Plan {
     pub lineage: String,
     pub serial: u64,
     pub state_path: PathBuf,
-    pub provider: ProviderSettings,
+    /// The lab's provider as configured, so that applying the plan needs no lab file.
+    pub provider: SavedProvider,
     pub destroy: bool,
     pub actions: Vec<Action>,
+}
+
+/// A provider setup as a plan records it: its plugin's name and what the plugin saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedProvider {
+    pub name: String,
+    pub settings: Value,
 }
 
 /// What happens to one resource.

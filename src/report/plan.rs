@@ -16,7 +16,7 @@ pub fn render_plan(plan: &Plan, students: usize) -> String {
         "{} for lab `{}` ({} provider, {students} student{})",
         paint(BOLD, format!("labctl {what}")),
         plan.lab,
-        plan.provider.name(),
+        plan.provider.name,
         if students == 1 { "" } else { "s" }
     );
     if plan.is_empty() {

@@ -1,6 +1,7 @@
 //! The state file: what labctl created, versioned, written atomically, locked, with
 //! secrets marked.
 
+mod file;
 mod lock;
 mod remote;
 mod store;
@@ -12,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use lock::{LockError, LockInfo, StateLock};
-pub use remote::S3Settings;
-pub use store::StateStore;
+pub use store::{Backend, StateStore};
 
 /// Bumped when the state layout changes incompatibly.
 pub const FORMAT_VERSION: u32 = 1;

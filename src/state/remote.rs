@@ -1,152 +1,91 @@
-//! The `s3` state backend: state as one S3 object (`s3://bucket/key`) and its lock as a
-//! second object (`key.lock`) created with a conditional write (`If-None-Match: *`), so that
-//! of two teaching assistants applying at once exactly one gets the lock.
+//! A state kept by a provider's object store ([`RemoteState`], e.g. `s3://bucket/key`): the
+//! state is one object and its lock a second one created only if it does not exist, so
+//! that of two teaching assistants applying at once exactly one gets the lock.
 //!
-//! Unlike the file lock, an S3 lock outlives a holder killed by SIGKILL; the refusal names
-//! the holder, and `labctl state unlock` breaks it. Turn on bucket versioning to keep every
-//! earlier state.
-//!
-//! The engine saves state synchronously; these calls block on the runtime in place, which
-//! needs labctl's multi-threaded runtime.
+//! Unlike the file lock, a remote lock outlives a holder killed by SIGKILL; the refusal names
+//! the holder, and `labctl state unlock` breaks it.
 
 use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
+use labctl_provider_api::RemoteState;
 
-use super::LockInfo;
+use super::lock::{LockError, LockInfo, StateLock};
+use super::store::Backend;
 
-/// Where a state lives in S3, and a client to reach it.
+/// The state and lock objects of a remote store.
 #[derive(Debug, Clone)]
-pub struct S3Object {
-    client: aws_sdk_s3::Client,
-    pub bucket: String,
-    pub key: String,
+pub struct RemoteBackend {
+    object: Arc<dyn RemoteState>,
 }
 
-/// The S3 settings state access uses: those of the lab's AWS provider if it has one, else
-/// the standard AWS chain.
-#[derive(Debug, Clone, Default)]
-pub struct S3Settings {
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub profile: Option<String>,
-}
-
-impl S3Object {
-    /// `s3://bucket/key`, if `url` is one.
-    pub fn parse(url: &str) -> Option<(String, String)> {
-        let (bucket, key) = url.strip_prefix("s3://")?.split_once('/')?;
-        (!bucket.is_empty() && !key.is_empty()).then(|| (bucket.to_owned(), key.to_owned()))
-    }
-
-    pub fn connect(bucket: String, key: String, settings: &S3Settings) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &settings.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &settings.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let Some(profile) = &settings.profile {
-            loader = loader.profile_name(profile);
-        }
-        let shared = block(loader.load());
-        let path_style = settings.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-        let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
-        Self { client: aws_sdk_s3::Client::from_conf(config), bucket, key }
-    }
-
-    pub fn url(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
-    }
-
-    fn lock_key(&self) -> String {
-        format!("{}.lock", self.key)
-    }
-
-    /// The state's bytes; `None` if there is no state yet.
-    pub fn get(&self) -> io::Result<Option<Vec<u8>>> {
-        self.get_key(&self.key)
-    }
-
-    fn get_key(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
-        match block(self.client.get_object().bucket(&self.bucket).key(key).send()) {
-            Ok(out) => {
-                block(out.body.collect()).map(|b| Some(b.into_bytes().to_vec())).map_err(io::Error::other)
-            }
-            Err(e) if e.code() == Some("NoSuchKey") => Ok(None),
-            Err(e) => Err(s3_error(&format!("s3://{}/{key}", self.bucket), &e)),
-        }
-    }
-
-    pub fn put(&self, bytes: Vec<u8>) -> io::Result<()> {
-        block(
-            self.client.put_object().bucket(&self.bucket).key(&self.key).body(ByteStream::from(bytes)).send(),
-        )
-        .map(|_| ())
-        .map_err(|e| s3_error(&self.url(), &e))
-    }
-
-    /// Creates the lock object unless it exists; `Err(holder)` if someone holds it.
-    pub fn lock(&self, info: &LockInfo) -> io::Result<Result<(), Option<LockInfo>>> {
-        let body = serde_json::to_vec(info).map_err(io::Error::other)?;
-        let key = self.lock_key();
-        let sent = block(
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .if_none_match("*")
-                .body(ByteStream::from(body))
-                .send(),
-        );
-        match sent {
-            Ok(_) => Ok(Ok(())),
-            Err(e) if matches!(e.code(), Some("PreconditionFailed" | "ConditionalRequestConflict")) => {
-                Ok(Err(self.holder()?))
-            }
-            Err(e) => Err(s3_error(&format!("s3://{}/{key}", self.bucket), &e)),
-        }
-    }
-
-    /// Who holds the lock, if anyone.
-    pub fn holder(&self) -> io::Result<Option<LockInfo>> {
-        Ok(self.get_key(&self.lock_key())?.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
-    }
-
-    /// Removes the lock object; with `only_if`, only while it still names that holder.
-    pub fn unlock(&self, only_if: Option<&LockInfo>) -> io::Result<()> {
-        if only_if.is_some_and(|ours| self.holder().ok().flatten().as_ref() != Some(ours)) {
-            return Ok(());
-        }
-        block(self.client.delete_object().bucket(&self.bucket).key(self.lock_key()).send())
-            .map(|_| ())
-            .map_err(|e| s3_error(&self.url(), &e))
+impl RemoteBackend {
+    pub fn new(object: Arc<dyn RemoteState>) -> Self {
+        Self { object }
     }
 }
 
-fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    what: &str,
-    e: &aws_sdk_s3::error::SdkError<E, R>,
-) -> io::Error {
-    let detail = match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => {
-            let mut s = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(cause) = source {
-                s.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            s
-        }
-    };
-    io::Error::other(format!("{what}: {detail}"))
+/// Who holds the lock of `object`, if anyone.
+fn holder(object: &dyn RemoteState) -> io::Result<Option<LockInfo>> {
+    Ok(object.get_lock()?.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
 
-/// Runs a future to completion from synchronous code inside labctl's runtime.
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+impl Backend for RemoteBackend {
+    fn location(&self) -> PathBuf {
+        PathBuf::from(self.object.url())
+    }
+
+    fn absolute(&self) -> PathBuf {
+        self.location()
+    }
+
+    fn read(&self) -> io::Result<Option<Vec<u8>>> {
+        self.object.get()
+    }
+
+    fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        self.object.put(bytes.to_vec())
+    }
+
+    fn lock(&self, operation: &str) -> Result<StateLock, LockError> {
+        let info = LockInfo::mine(operation);
+        let body = serde_json::to_vec(&info).map_err(io::Error::other)?;
+        if self.object.create_lock(body)? {
+            return Ok(StateLock(Box::new(RemoteLock { object: self.object.clone(), info })));
+        }
+        match holder(self.object.as_ref())? {
+            Some(holder) => Err(LockError::Held(holder)),
+            None => Err(LockError::HeldUnknown(PathBuf::from(format!("{}.lock", self.object.url())))),
+        }
+    }
+
+    fn lock_holder(&self) -> Option<LockInfo> {
+        holder(self.object.as_ref()).ok().flatten()
+    }
+
+    fn force_unlock(&self) -> io::Result<()> {
+        self.object.delete_lock()
+    }
+}
+
+/// The lock object, holding `info`.
+#[derive(Debug)]
+struct RemoteLock {
+    object: Arc<dyn RemoteState>,
+    info: LockInfo,
+}
+
+impl Drop for RemoteLock {
+    /// Removes the lock only while it still names us: after `state unlock`, another run may
+    /// hold a new one.
+    fn drop(&mut self) {
+        let ours = holder(self.object.as_ref()).ok().flatten().as_ref() == Some(&self.info);
+        if !ours {
+            return;
+        }
+        if let Err(e) = self.object.delete_lock() {
+            tracing::warn!("cannot release the state lock: {e}; break it with `labctl state unlock`");
+        }
+    }
 }

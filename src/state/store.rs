@@ -1,39 +1,51 @@
-//! Reading and writing state. In a file: temp file, fsync, rename; the previous version
-//! kept as `<state>.backup`; mode 0600 because state holds secrets. Or in S3 (see
-//! [`super::remote`]), for a lab several people apply.
+//! Reading and writing state through a [`Backend`]: a file ([`super::file`]) or an object
+//! in a provider's store ([`super::remote`]), for a lab several people apply. The format
+//! checks (version, lab, serial) are the same for both.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use labctl_provider_api::RemoteState;
+
+use super::file::FileBackend;
 use super::lock::{LockError, StateLock};
-use super::remote::{S3Object, S3Settings};
+use super::remote::RemoteBackend;
 use super::{LockInfo, State, FORMAT_VERSION};
+
+/// Where a state's bytes live, and how they are locked.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// The state file's path, or the state object's URL, as shown to users.
+    fn location(&self) -> PathBuf;
+    /// The location a saved plan records: an absolute path, or the URL.
+    fn absolute(&self) -> PathBuf;
+    /// The state's bytes; `None` if there is no state yet.
+    fn read(&self) -> io::Result<Option<Vec<u8>>>;
+    /// Replaces the state so that readers (and a crash at any instant) see the old or the new.
+    fn write(&self, bytes: &[u8]) -> io::Result<()>;
+    /// Takes the state lock for `operation`, or says who holds it.
+    fn lock(&self, operation: &str) -> Result<StateLock, LockError>;
+    /// Who holds the state lock, if anyone.
+    fn lock_holder(&self) -> Option<LockInfo>;
+    /// Breaks the state lock, whoever holds it.
+    fn force_unlock(&self) -> io::Result<()>;
+}
 
 /// Where one lab's state lives, and how it is read and written.
 #[derive(Debug, Clone)]
 pub struct StateStore {
-    path: PathBuf,
-    /// Set when the state lives in S3 (`path` is then its `s3://` URL).
-    remote: Option<S3Object>,
+    backend: Arc<dyn Backend>,
 }
 
 impl StateStore {
     /// A state file at `path`.
     pub fn new(path: PathBuf) -> Self {
-        Self { path, remote: None }
+        Self { backend: Arc::new(FileBackend::new(path)) }
     }
 
-    /// A state file, or an S3 object when `location` is an `s3://bucket/key` URL.
-    pub fn at(location: &Path, s3: &S3Settings) -> Self {
-        match location.to_str().and_then(S3Object::parse) {
-            Some((bucket, key)) => {
-                let remote = S3Object::connect(bucket, key, s3);
-                Self { path: PathBuf::from(remote.url()), remote: Some(remote) }
-            }
-            None => Self::new(location.to_owned()),
-        }
+    /// A state kept in a provider's object store.
+    pub fn remote(object: Arc<dyn RemoteState>) -> Self {
+        Self { backend: Arc::new(RemoteBackend::new(object)) }
     }
 
     /// The default place: `.labctl/<lab>.state.json` beside the lab file.
@@ -42,71 +54,44 @@ impl StateStore {
         Self::new(dir.join(".labctl").join(format!("{lab}.state.json")))
     }
 
-    /// The state file's path, or the state object's `s3://` URL.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The state file's path, or the state object's URL.
+    pub fn path(&self) -> PathBuf {
+        self.backend.location()
     }
 
-    /// The location a saved plan records: an absolute path, or the `s3://` URL.
+    /// The location a saved plan records: an absolute path, or the URL.
     pub fn absolute(&self) -> PathBuf {
-        match &self.remote {
-            Some(_) => self.path.clone(),
-            None => std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone()),
-        }
+        self.backend.absolute()
     }
 
     /// Takes the state lock for `operation`, or says who holds it.
     pub fn lock(&self, operation: &str) -> Result<StateLock, LockError> {
-        match &self.remote {
-            Some(remote) => StateLock::acquire_s3(remote, operation),
-            None => StateLock::acquire(&self.lock_path(), operation),
-        }
+        self.backend.lock(operation)
     }
 
     /// Who holds the state lock, if anyone.
     pub fn lock_holder(&self) -> Option<LockInfo> {
-        match &self.remote {
-            Some(remote) => remote.holder().ok().flatten(),
-            None => StateLock::holder(&self.lock_path()),
-        }
+        self.backend.lock_holder()
     }
 
     /// Breaks the state lock, whoever holds it.
     pub fn force_unlock(&self) -> io::Result<()> {
-        match &self.remote {
-            Some(remote) => remote.unlock(None),
-            None => StateLock::force_unlock(&self.lock_path()),
-        }
+        self.backend.force_unlock()
     }
 
-    pub fn backup_path(&self) -> PathBuf {
-        with_suffix(&self.path, ".backup")
-    }
-
-    pub fn lock_path(&self) -> PathBuf {
-        with_suffix(&self.path, ".lock")
-    }
-
-    /// Reads the state; a missing file is a fresh state for `lab`.
+    /// Reads the state; a missing one is a fresh state for `lab`.
     pub fn load(&self, lab: &str) -> io::Result<State> {
-        let bytes = match &self.remote {
-            Some(remote) => remote.get()?,
-            None => match fs::read(&self.path) {
-                Ok(bytes) => Some(bytes),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e),
-            },
-        };
-        let Some(bytes) = bytes else { return Ok(State::new(lab)) };
+        let Some(bytes) = self.backend.read()? else { return Ok(State::new(lab)) };
+        let location = self.path();
         let state: State = serde_json::from_slice(&bytes).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", location.display()))
         })?;
         if state.format_version != FORMAT_VERSION {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
                     "{}: state format version {} is not supported by this labctl (which reads {FORMAT_VERSION})",
-                    self.path.display(),
+                    location.display(),
                     state.format_version
                 ),
             ));
@@ -114,7 +99,7 @@ impl StateStore {
         if state.lab != lab {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: this state belongs to lab `{}`, not `{lab}`", self.path.display(), state.lab),
+                format!("{}: this state belongs to lab `{}`, not `{lab}`", location.display(), state.lab),
             ));
         }
         Ok(state)
@@ -122,61 +107,22 @@ impl StateStore {
 
     /// Whether a state exists yet.
     pub fn exists(&self) -> bool {
-        match &self.remote {
-            Some(remote) => remote.get().is_ok_and(|b| b.is_some()),
-            None => self.path.exists(),
-        }
+        self.backend.read().is_ok_and(|b| b.is_some())
     }
 
-    /// Writes `state` with the next serial. Readers (and a crash at any instant) see either
-    /// the previous complete file or this one.
+    /// Writes `state` with the next serial.
     pub fn save(&self, state: &mut State) -> io::Result<()> {
         state.serial += 1;
         let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
-        match &self.remote {
-            Some(remote) => remote.put(bytes),
-            None => self.write_bytes(&bytes),
-        }
+        self.backend.write(&bytes)
     }
-
-    fn write_bytes(&self, bytes: &[u8]) -> io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        create_private_dir(dir)?;
-        // A fixed name: the lock makes this run the only writer, and a temp left by a crash
-        // is simply overwritten.
-        let tmp = with_suffix(&self.path, ".tmp");
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        if self.path.exists() {
-            // Best effort: a file system without hard links still gets its state saved.
-            let backup = self.backup_path();
-            let _ = fs::remove_file(&backup);
-            if let Err(e) = fs::hard_link(&self.path, &backup) {
-                tracing::warn!("cannot keep a backup of the state at {}: {e}", backup.display());
-            }
-        }
-        fs::rename(&tmp, &self.path)?;
-        // Make the rename itself durable.
-        fs::File::open(dir)?.sync_all()
-    }
-}
-
-/// Creates the state directory readable by its owner only: state holds secrets.
-pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+
+    use std::fs;
 
     use super::*;
 
@@ -190,7 +136,8 @@ mod tests {
         store.save(&mut state).unwrap();
         let back = store.load("lab1").unwrap();
         assert_eq!((back.serial, back.lineage.as_str()), (2, state.lineage.as_str()));
-        let previous: State = serde_json::from_slice(&fs::read(store.backup_path()).unwrap()).unwrap();
+        let backup = dir.path().join(".labctl/lab1.state.json.backup");
+        let previous: State = serde_json::from_slice(&fs::read(backup).unwrap()).unwrap();
         assert_eq!(previous.serial, 1);
         let mode = fs::metadata(store.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

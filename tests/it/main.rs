@@ -3,12 +3,15 @@
 
 mod support;
 
+#[cfg(feature = "aws")]
 mod aws;
 mod crash;
 mod failures;
+#[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod lifecycle;
 mod local_e2e;
 mod locking;
+mod plugin;
 mod secrets;
 mod validate;

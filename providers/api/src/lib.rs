@@ -1,16 +1,33 @@
-//! The contract between labctl's engine and the providers that create real things.
+//! The contract between labctl's core and the providers that create real things.
 //!
 //! A provider manages resources of a few *kinds* (a bucket, a dataset seeded into it, a
 //! credential, a host running workers, …). The engine hands it what the lab wants
 //! ([`ResourceSpec`]) and gets back what exists ([`Observed`]); everything else — order,
 //! retries, state — is the engine's job. Errors say whether trying again can help.
+//!
+//! Beyond CRUD, a provider crate is a [`Plugin`]: it owns its `[provider.<name>]` settings,
+//! the validation only it can do, the expansion of a validated [`lab::Lab`] into resource
+//! [`Node`]s, its [`Capabilities`], its [`SmokeRunner`] and the [`Endpoints`] a student is
+//! handed.
 
+mod address;
+pub mod configs;
+pub mod decorate;
 mod error;
+pub mod lab;
 mod null;
+mod plugin;
+mod remote_state;
 mod resource;
 
+pub use address::Address;
 pub use error::{ErrorKind, ProviderError};
 pub use null::NullProvider;
+pub use plugin::{
+    Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Recorded, Settings,
+    SmokeRunner, StudentResources,
+};
+pub use remote_state::RemoteState;
 pub use resource::{attrs, str_attr, Attributes, Deps, Found, KindSchema, Observed, ResourceSpec, Tags};
 
 use async_trait::async_trait;
@@ -86,6 +103,14 @@ pub enum WorkerService {
 }
 
 impl WorkerService {
+    /// The service a smoke workload goes through.
+    pub fn for_workload(workload: lab::SmokeWorkload) -> Self {
+        match workload {
+            lab::SmokeWorkload::Wordcount => Self::MapReduce,
+            lab::SmokeWorkload::Hpsearch => Self::Scheduler,
+        }
+    }
+
     /// The service a resource kind (`mapreduce`, `scheduler`) runs, if it is one.
     pub fn from_kind(kind: &str) -> Option<Self> {
         match kind {
@@ -95,7 +120,7 @@ impl WorkerService {
         }
     }
 
-    /// Its resource kind, which also names its Kubernetes Deployment and Service.
+    /// Its resource kind, which also names the provider's objects for it (a Deployment).
     pub fn name(self) -> &'static str {
         match self {
             Self::MapReduce => "mapreduce",
@@ -129,7 +154,7 @@ impl WorkerService {
 }
 
 /// The ports the bundled workers listen on where they have a host or pod to themselves (a
-/// cloud VM, a Kubernetes pod); the local provider lets the kernel choose instead.
+/// cloud VM, a pod); the local provider lets the kernel choose instead.
 pub mod ports {
     /// The MapReduce coordinator's RPC port.
     pub const MAPREDUCE: u16 = 7070;

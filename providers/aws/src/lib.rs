@@ -27,6 +27,8 @@ mod eks;
 mod errors;
 mod identity;
 mod network;
+mod plugin;
+mod state;
 mod storage;
 mod sweep;
 mod tagging;
@@ -38,6 +40,7 @@ use labctl_provider_api::{Deps, Found, KindSchema, Observed, Provider, ProviderE
 
 use clients::Clients;
 pub use clients::{AwsConfig, DEFAULT_CONCURRENCY};
+pub use plugin::AwsPlugin;
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "network", replace_on: &["cidr", "zones"] },

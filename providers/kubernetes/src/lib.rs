@@ -15,7 +15,9 @@ mod cluster;
 mod errors;
 mod manifests;
 mod objects;
+mod plugin;
 mod smoke;
+mod validate;
 mod waits;
 
 use std::time::Duration;
@@ -30,6 +32,7 @@ use serde_json::{json, Value};
 pub use cluster::{KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
 use manifests::{ObjectRef, Service, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
 use objects::{Applied, Stopped};
+pub use plugin::KubernetesPlugin;
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "namespace", replace_on: &["namespace"] },

@@ -6,20 +6,23 @@
 //! state file never means a lost resource.
 
 mod fsutil;
+mod plugin;
 mod process;
 mod services;
+mod smoke;
 
 use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use labctl_datasets::Dataset;
+use labctl_provider_api::configs::{config, BucketConfig, DatasetConfig};
 use labctl_provider_api::{
     attrs, str_attr, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags,
 };
 use serde_json::{json, Value};
 
 use fsutil::{io_error, prune_empty, read_json, write_atomic};
+pub use plugin::LocalPlugin;
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "bucket", replace_on: &["name"] },
@@ -108,7 +111,8 @@ impl LocalProvider {
     }
 
     fn create_bucket(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
-        let name = str_attr(&spec.config, "name")?;
+        let BucketConfig { name } = config(spec)?;
+        let name = name.as_str();
         let path = self.bucket_path(name);
         if self.recorded_tags("bucket", name)?.is_none() && path.exists() {
             return Err(ProviderError::invalid(format!(
@@ -169,11 +173,8 @@ impl LocalProvider {
 
     /// Writes every part (temporary name, then rename) and the manifest last.
     fn seed_dataset(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
-        let bucket = str_attr(&spec.config, "bucket")?;
-        let name = str_attr(&spec.config, "name")?;
-        let dataset: Dataset =
-            serde_json::from_value(spec.config.get("dataset").cloned().unwrap_or(Value::Null))
-                .map_err(|e| ProviderError::invalid(format!("dataset `{name}`: {e}")))?;
+        let DatasetConfig { bucket, name, dataset } = config(spec)?;
+        let (bucket, name) = (bucket.as_str(), name.as_str());
         let manifest = json!({ "dataset": dataset });
         if let Some(found) = self.read_dataset(&format!("{bucket}/{name}"))? {
             if found.attributes.get("dataset") == manifest.get("dataset") {

@@ -14,11 +14,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labctl_provider_api::{
-    Deps, ErrorKind, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec,
-};
 
+use crate::{Deps, ErrorKind, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec};
+
+/// The environment variable holding the fault rules.
 pub const ENV: &str = "LABCTL_FAULTS";
+
+/// A `LABCTL_FAULTS` that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{ENV}: {problem}")]
+pub struct FaultError {
+    problem: String,
+}
 
 #[derive(Debug)]
 struct Rule {
@@ -37,20 +44,20 @@ enum Effect {
 }
 
 /// A provider whose calls first pass through the configured faults.
-pub struct FaultInjector {
+pub struct Faulty {
     inner: Arc<dyn Provider>,
     rules: Vec<Rule>,
 }
 
-impl FaultInjector {
+impl Faulty {
     /// Wraps `provider` if `LABCTL_FAULTS` is set (rules for other kinds are harmless).
-    pub fn wrap_from_env(provider: Arc<dyn Provider>) -> Arc<dyn Provider> {
+    pub fn wrap_from_env(provider: Arc<dyn Provider>) -> Result<Arc<dyn Provider>, FaultError> {
         match std::env::var(ENV) {
             Ok(spec) if !spec.trim().is_empty() => {
-                let rules = parse(&spec).unwrap_or_else(|e| panic!("{ENV}: {e}"));
-                Arc::new(Self { inner: provider, rules })
+                let rules = parse(&spec).map_err(|problem| FaultError { problem })?;
+                Ok(Arc::new(Self { inner: provider, rules }))
             }
-            _ => provider,
+            _ => Ok(provider),
         }
     }
 
@@ -114,7 +121,7 @@ fn parse(spec: &str) -> Result<Vec<Rule>, String> {
 }
 
 #[async_trait]
-impl Provider for FaultInjector {
+impl Provider for Faulty {
     fn name(&self) -> &str {
         self.inner.name()
     }

@@ -60,6 +60,26 @@ impl Source {
         self.error(offset..offset + text_len, message)
     }
 
+    /// A TOML or serde error as a diagnostic, with a suggestion for a misspelt key.
+    pub fn toml_error(&self, e: &toml::de::Error) -> Diagnostic {
+        let message = e.message().trim().to_owned();
+        let span = e.span().unwrap_or(0..0);
+        for what in ["field", "variant"] {
+            let prefix = format!("unknown {what} `");
+            let Some(rest) = message.strip_prefix(&prefix) else { continue };
+            let Some((word, expected)) = rest.split_once('`') else { continue };
+            let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let noun = if what == "field" { "key" } else { "value" };
+            let mut d = self.error(span, format!("unknown {noun} `{word}`"));
+            if let Some(suggestion) = did_you_mean(word, allowed.iter().copied()) {
+                d = d.note(format!("help: did you mean `{suggestion}`?"));
+            }
+            let allowed = if allowed.is_empty() { "none here".to_owned() } else { allowed.join(", ") };
+            return d.note(format!("allowed: {allowed}"));
+        }
+        self.error(span, message)
+    }
+
     /// `name:line:column` of a byte offset, for notes that point elsewhere.
     pub fn location(&self, offset: usize) -> String {
         let d = self.error(offset..offset, "");

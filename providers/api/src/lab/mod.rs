@@ -1,0 +1,108 @@
+//! The validated lab as providers see it: its students and what each of them gets, with
+//! the spans of what was written so that a provider's diagnostics point at the file.
+
+mod diag;
+mod sections;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub use diag::{did_you_mean, Diagnostic, Snippet, Source};
+pub use labctl_datasets::{Dataset, DatasetKind};
+pub use sections::*;
+use toml::Spanned;
+
+/// A validated lab: everything later stages need, with no way left to be invalid.
+#[derive(Debug)]
+pub struct Lab {
+    pub name: String,
+    pub description: Option<String>,
+    /// The lab file, as given on the command line.
+    pub path: PathBuf,
+    /// The name of the provider the lab is on.
+    pub provider: String,
+    pub cohorts: Vec<Cohort>,
+    pub student: StudentSection,
+    pub datasets: BTreeMap<String, Dataset>,
+    pub clusters: BTreeMap<String, ClusterSection>,
+    /// The shared network (cloud providers).
+    pub network: Option<NetworkSection>,
+    pub expires: Option<jiff::Timestamp>,
+    /// Where the state lives, if the lab file says (a path or a provider's URL).
+    pub state: Option<String>,
+    /// Things that are allowed but probably not what the instructor meant.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cohort {
+    pub name: String,
+    pub students: Vec<Student>,
+    /// GPUs per student in this cohort, instead of `[student.gpu]`.
+    pub gpu: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Student {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl Lab {
+    /// GPUs each of a cohort's students gets (0: none).
+    pub fn gpus(&self, cohort: &Cohort) -> u32 {
+        cohort.gpu.or_else(|| self.student.gpu.as_ref().map(|g| g.get_ref().count)).unwrap_or(0)
+    }
+
+    /// Every student with their cohort, in file order.
+    pub fn students(&self) -> impl Iterator<Item = (&Cohort, &Student)> {
+        self.cohorts.iter().flat_map(|c| c.students.iter().map(move |s| (c, s)))
+    }
+
+    /// The MapReduce workers of `[student.workers]`, if students get them.
+    pub fn mapreduce(&self) -> Option<&MapReduceWorkers> {
+        self.student.workers.as_ref().and_then(|w| w.mapreduce.as_ref())
+    }
+
+    /// The scheduler workers of `[student.workers]`, if students get them.
+    pub fn scheduler(&self) -> Option<&SchedulerWorkers> {
+        self.student.workers.as_ref().and_then(|w| w.scheduler.as_ref())
+    }
+
+    /// The names of the datasets seeded into each student's bucket, in file order.
+    pub fn seeded(&self) -> impl Iterator<Item = &str> {
+        self.student.bucket.iter().flat_map(|b| &b.datasets).map(|d| d.get_ref().as_str())
+    }
+}
+
+/// The lab file's sections as written, for a provider to judge what only it can (before the
+/// lab is complete: a provider's problems are reported with everyone else's).
+pub struct LabSections<'a> {
+    pub source: &'a Source,
+    /// The lab file's path: relative paths in settings are taken from its directory.
+    pub path: &'a Path,
+    pub student: &'a StudentSection,
+    pub clusters: &'a BTreeMap<String, ClusterSection>,
+    pub network: Option<&'a NetworkSection>,
+    /// Every GPU request: `[student.gpu]` and the cohorts' own.
+    pub gpus: Vec<&'a Spanned<GpuSpec>>,
+}
+
+impl LabSections<'_> {
+    /// A diagnostic at `span` with an `allowed` note.
+    pub fn error(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        allowed: impl Into<String>,
+    ) -> Diagnostic {
+        self.source.error(span, message).note(allowed)
+    }
+
+    /// Where `word` is first written, to point at a table the parser gives no span for.
+    pub fn find(&self, word: &str) -> Range<usize> {
+        self.source.text.find(word).map_or(0..0, |i| i..i + word.len())
+    }
+}

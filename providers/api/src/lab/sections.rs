@@ -1,0 +1,189 @@
+//! The sections of the lab file that every provider reads (`[student]`, `[cluster]`,
+//! `[network]`), as serde types. Field names here *are* the file format: unknown keys are
+//! refused, and [`schemars`] turns these types into `labctl schema`. Values a provider may
+//! point a diagnostic at keep their spans.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StudentSection {
+    pub bucket: Option<BucketSpec>,
+    pub compute: Option<ComputeSpec>,
+    pub workers: Option<WorkersSpec>,
+    /// Smoke workloads proving the environment works.
+    #[serde(default)]
+    #[schemars(with = "Vec<SmokeWorkload>")]
+    pub smoke: Vec<Spanned<SmokeWorkload>>,
+    #[schemars(with = "Option<GpuSpec>")]
+    pub gpu: Option<Spanned<GpuSpec>>,
+    /// Give every student an access credential (default true; workers need it).
+    #[schemars(with = "Option<bool>")]
+    pub credentials: Option<Spanned<bool>>,
+    /// Placeholder resources that exist only in state, like Terraform's `terraform_data`.
+    pub null: Option<NullSpec>,
+    /// What each student's namespace may use in all (Kubernetes): its ResourceQuota.
+    pub quota: Option<QuotaSpec>,
+    /// Per-container defaults and ceilings in each namespace (Kubernetes): its LimitRange.
+    pub limits: Option<LimitsSpec>,
+}
+
+/// Kubernetes quantities are strings like `"500m"`, `"2"`, `"512Mi"`, `"8Gi"`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    /// CPU for the whole namespace (default "4").
+    #[schemars(with = "Option<String>")]
+    pub cpu: Option<Spanned<String>>,
+    /// Memory for the whole namespace (default "8Gi").
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
+    /// Pods at once (default 20).
+    pub pods: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// CPU of a container that asks for none (default "250m").
+    #[schemars(with = "Option<String>")]
+    pub default_cpu: Option<Spanned<String>>,
+    /// Memory of a container that asks for none (default "256Mi").
+    #[schemars(with = "Option<String>")]
+    pub default_memory: Option<Spanned<String>>,
+    /// Most CPU one container may have (default "2").
+    #[schemars(with = "Option<String>")]
+    pub max_cpu: Option<Spanned<String>>,
+    /// Most memory one container may have (default "4Gi").
+    #[schemars(with = "Option<String>")]
+    pub max_memory: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSpec {
+    /// Datasets (names from `[datasets]`) seeded into the bucket.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub datasets: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeSpec {
+    /// Cloud instance type (ignored by the local provider).
+    pub instance_type: Option<String>,
+    pub disk_gb: Option<u32>,
+    /// Machine image: an id (`ami-…`), or a name pattern (`*` wildcards; the newest match).
+    pub image: Option<String>,
+    /// Account that publishes `image` when it is a pattern (default: Canonical's Ubuntu).
+    pub image_owner: Option<String>,
+    /// SSH public keys that may log in to the VMs as the image's default user (the
+    /// instructor's; students reach their workers through SSH tunnels).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ssh_keys: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersSpec {
+    pub mapreduce: Option<MapReduceWorkers>,
+    pub scheduler: Option<SchedulerWorkers>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MapReduceWorkers {
+    /// Number of MapReduce workers beside the coordinator.
+    pub workers: u32,
+    /// CPU per worker container on Kubernetes (default "250m"; requests = limits).
+    #[schemars(with = "Option<String>")]
+    pub cpu: Option<Spanned<String>>,
+    /// Memory per worker container on Kubernetes (default "256Mi").
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerWorkers {
+    pub workers: u32,
+    /// Task slots per worker (default 1).
+    pub slots: Option<u32>,
+    /// CPU per worker container on Kubernetes (default "250m"; requests = limits).
+    #[schemars(with = "Option<String>")]
+    pub cpu: Option<Spanned<String>>,
+    /// Memory per worker container on Kubernetes (default "256Mi").
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmokeWorkload {
+    /// Word count through the student's MapReduce over their text dataset.
+    Wordcount,
+    /// Hyperparameter search through the student's scheduler over their tabular dataset.
+    Hpsearch,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    pub count: u32,
+    /// Accelerator type, e.g. `nvidia-tesla-t4`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NullSpec {
+    /// How many per student.
+    #[schemars(with = "u32")]
+    pub count: Spanned<u32>,
+    /// Stored as is; changing it updates in place.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub input: Option<toml::Value>,
+    /// Changing it replaces the resources.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub triggers_replace: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    pub cidr: Option<String>,
+    /// Availability zones to spread subnets over (default 2).
+    pub zones: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub version: Option<String>,
+    #[serde(default)]
+    pub node_pool: BTreeMap<String, NodePoolSection>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePoolSection {
+    pub instance_type: String,
+    #[serde(default)]
+    pub min: u32,
+    #[schemars(with = "u32")]
+    pub max: Spanned<u32>,
+    /// GPUs per node; a pool with GPUs is tainted `nvidia.com/gpu`.
+    #[serde(default)]
+    pub gpu: u32,
+    /// Node labels that select this pool's nodes (default `labctl/pool = "<pool>"`, the
+    /// label labctl gives pools it makes); GPU workers are scheduled with them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}

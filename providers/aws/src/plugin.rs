@@ -1,0 +1,434 @@
+//! The AWS provider as a plugin: its `[provider.aws]` settings, what a lab gets on AWS (a
+//! network, an artifacts bucket, an instance profile, clusters; per student a credential,
+//! a bucket with datasets, a firewall and a VM whose cloud-init runs their workers), and the
+//! S3 state backend.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use labctl_provider_api::configs::{BucketConfig, DatasetConfig};
+use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
+use labctl_provider_api::{
+    Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, RemoteState,
+    Settings, StudentResources, Tags,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::state::{S3Object, S3Settings};
+use crate::{AwsConfig, AwsProvider, DEFAULT_CONCURRENCY};
+
+/// `[provider.aws]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    pub region: String,
+    /// API endpoint override (an emulator, LocalStack).
+    pub endpoint: Option<String>,
+    pub profile: Option<String>,
+    /// Maximum provider requests per second (default: unlimited; AWS throttling is retried).
+    pub rate_limit: Option<f64>,
+    /// Requests in flight per AWS service (EC2, S3, IAM, EKS); default 16.
+    pub concurrency: Option<usize>,
+}
+
+/// VM defaults on AWS: a general-purpose instance and the newest Ubuntu LTS-style image
+/// published by Canonical.
+const DEFAULT_INSTANCE_TYPE: &str = "t3.large";
+const DEFAULT_IMAGE: &str = "ubuntu/images/hvm-ssd*/ubuntu-*-amd64-server-*";
+const DEFAULT_IMAGE_OWNER: &str = "099720109477";
+
+/// Addresses of the lab-wide resources students depend on.
+const NETWORK: &str = "network";
+const ARTIFACTS: &str = "artifacts";
+const INSTANCE_PROFILE: &str = "instance_profile";
+
+/// The AWS provider's plugin.
+pub struct AwsPlugin;
+
+impl Plugin for AwsPlugin {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    fn settings_schema(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(AwsSettings)).unwrap_or_default()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { gpus: true, key_rotation: true, smoke_data_generated: false }
+    }
+
+    fn configure(
+        &self,
+        settings: &Settings<'_>,
+        lab: &LabSections<'_>,
+        findings: &mut Findings,
+    ) -> Option<Box<dyn ProviderSetup>> {
+        if let Some(compute) = &lab.student.compute {
+            let pattern = compute.image.as_ref().filter(|i| !i.starts_with("ami-"));
+            if let (Some(pattern), None) = (pattern, &compute.image_owner) {
+                findings.warnings.push(format!(
+                    "[student.compute] image `{pattern}` is a name pattern without `image_owner`: anyone can publish an image by that name; set image_owner (an account id, or \"amazon\")"
+                ));
+            }
+        }
+        let aws: AwsSettings = match settings.parse(self.name()) {
+            Ok(aws) => aws,
+            Err(d) => {
+                findings.errors.push(d);
+                return None;
+            }
+        };
+        Some(Box::new(AwsSetup {
+            config: AwsConfig {
+                region: aws.region,
+                endpoint: aws.endpoint,
+                profile: aws.profile,
+                concurrency: aws.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+            },
+            rate_limit: aws.rate_limit,
+        }))
+    }
+
+    fn restore(&self, saved: Value) -> Result<Box<dyn ProviderSetup>, String> {
+        serde_json::from_value::<AwsSetup>(saved).map(|s| Box::new(s) as _).map_err(|e| e.to_string())
+    }
+
+    /// `s3://bucket/key`, reached with the lab's AWS settings if it is on AWS, else with the
+    /// standard AWS chain.
+    fn remote_state(
+        &self,
+        url: &str,
+        lab: &dyn ProviderSetup,
+    ) -> Option<Result<Arc<dyn RemoteState>, String>> {
+        let (bucket, key) = S3Object::parse(url)?;
+        let settings = match lab.as_any().downcast_ref::<AwsSetup>() {
+            Some(aws) => S3Settings {
+                region: Some(aws.config.region.clone()),
+                endpoint: aws.config.endpoint.clone(),
+                profile: aws.config.profile.clone(),
+            },
+            None => S3Settings::default(),
+        };
+        Some(Ok(Arc::new(S3Object::connect(bucket, key, &settings))))
+    }
+}
+
+/// The AWS provider configured for one lab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AwsSetup {
+    pub config: AwsConfig,
+    pub rate_limit: Option<f64>,
+}
+
+/// The lab's VPC.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub name: String,
+    pub cidr: String,
+    pub zones: u32,
+}
+
+/// The lab's artifacts bucket: worker binaries and datasets, uploaded once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ArtifactsConfig {
+    pub name: String,
+    pub datasets: BTreeMap<String, labctl_provider_api::lab::Dataset>,
+    /// The workers' version, when students get workers.
+    pub workers: Option<String>,
+}
+
+/// The VMs' IAM role and instance profile.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InstanceProfileConfig {
+    pub name: String,
+    pub artifacts: String,
+}
+
+/// An EKS cluster.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+/// An EKS managed node group.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodePoolConfig {
+    pub cluster: String,
+    pub name: String,
+    pub instance_type: String,
+    pub min: u32,
+    pub max: u32,
+    pub gpu: u32,
+}
+
+/// A student's IAM user, access key and worker token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CredentialConfig {
+    pub student: String,
+    pub user: String,
+    pub bucket: String,
+    pub artifacts: String,
+}
+
+/// A student's security group.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FirewallConfig {
+    pub name: String,
+}
+
+/// A student's VM, whose cloud-init installs and runs their workers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VmConfig {
+    pub name: String,
+    pub student: String,
+    pub instance_type: String,
+    pub disk_gb: u32,
+    pub image_owner: Option<String>,
+    pub image: String,
+    pub ssh_keys: Option<Vec<String>>,
+    pub mapreduce: Option<Value>,
+    pub scheduler: Option<Value>,
+    pub version: String,
+}
+
+impl AwsSetup {
+    /// Whether students get VMs: they do when they get compute or workers.
+    fn has_vms(lab: &Lab) -> bool {
+        lab.student.compute.is_some() || lab.student.workers.is_some()
+    }
+
+    fn artifacts_bucket(lab: &Lab) -> String {
+        format!("{}-artifacts", lab.name)
+    }
+}
+
+impl ProviderSetup for AwsSetup {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    fn save(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn rate_limit(&self) -> Option<f64> {
+        self.rate_limit
+    }
+
+    /// The network, the artifacts bucket, the VMs' instance profile, and the clusters.
+    fn expand_shared(&self, lab: &Lab) -> Vec<Node> {
+        let mut nodes = vec![];
+        let tags = Tags { lab: lab.name.clone(), cohort: None, student: None };
+        let network = lab.network.as_ref();
+        let vms = Self::has_vms(lab);
+        if vms || !lab.clusters.is_empty() {
+            let config = NetworkConfig {
+                name: lab.name.clone(),
+                cidr: network.and_then(|n| n.cidr.clone()).unwrap_or_else(|| "10.0.0.0/16".into()),
+                zones: network.and_then(|n| n.zones).unwrap_or(2),
+            };
+            nodes.push(Node::new("aws", NETWORK, "network", &config, &tags, vec![]));
+        }
+        let datasets: BTreeMap<String, _> =
+            lab.seeded().map(|d| (d.to_owned(), lab.datasets[d].clone())).collect();
+        if vms || !datasets.is_empty() {
+            let workers = lab.student.workers.is_some().then(|| env!("CARGO_PKG_VERSION").to_owned());
+            let config = ArtifactsConfig { name: Self::artifacts_bucket(lab), datasets, workers };
+            nodes.push(Node::new("aws", ARTIFACTS, "artifacts", &config, &tags, vec![]));
+        }
+        if vms {
+            let config = InstanceProfileConfig {
+                name: format!("{}-vm", lab.name),
+                artifacts: Self::artifacts_bucket(lab),
+            };
+            nodes.push(Node::new(
+                "aws",
+                INSTANCE_PROFILE,
+                "instance_profile",
+                &config,
+                &tags,
+                vec![ARTIFACTS.to_owned()],
+            ));
+        }
+        for (name, cluster) in &lab.clusters {
+            let address = Address::top("cluster", name);
+            let config =
+                ClusterConfig { name: format!("{}-{name}", lab.name), version: cluster.version.clone() };
+            nodes.push(Node::new(
+                "aws",
+                address.clone(),
+                "cluster",
+                &config,
+                &tags,
+                vec![NETWORK.to_owned()],
+            ));
+            for (pool, p) in &cluster.node_pool {
+                let config = NodePoolConfig {
+                    cluster: name.clone(),
+                    name: pool.clone(),
+                    instance_type: p.instance_type.clone(),
+                    min: p.min,
+                    max: *p.max.get_ref(),
+                    gpu: p.gpu,
+                };
+                nodes.push(Node::new(
+                    "aws",
+                    address.keyed("node_pool", pool),
+                    "node_pool",
+                    &config,
+                    &tags,
+                    vec![address.to_string()],
+                ));
+            }
+        }
+        nodes
+    }
+
+    fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
+        let mut nodes = vec![];
+        let base = Address::student(&student.id);
+        let tags = Tags {
+            lab: lab.name.clone(),
+            cohort: Some(cohort.name.clone()),
+            student: Some(student.id.clone()),
+        };
+        let s = &lab.student;
+        let name = format!("{}-{}", lab.name, student.id);
+        let credential = base.child("credential");
+        if s.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
+            let config = CredentialConfig {
+                student: student.id.clone(),
+                user: name.clone(),
+                bucket: name.clone(),
+                artifacts: Self::artifacts_bucket(lab),
+            };
+            nodes.push(Node::new("aws", credential.clone(), "credential", &config, &tags, vec![]));
+        }
+        if s.bucket.is_some() {
+            let bucket = base.child("bucket");
+            nodes.push(Node::new(
+                "aws",
+                bucket.clone(),
+                "bucket",
+                &BucketConfig { name: name.clone() },
+                &tags,
+                vec![],
+            ));
+            for dataset in lab.seeded() {
+                let config = DatasetConfig {
+                    bucket: name.clone(),
+                    name: dataset.to_owned(),
+                    dataset: lab.datasets[dataset].clone(),
+                };
+                let deps = vec![bucket.to_string(), ARTIFACTS.to_owned()];
+                nodes.push(Node::new("aws", base.keyed("dataset", dataset), "dataset", &config, &tags, deps));
+            }
+        }
+        if Self::has_vms(lab) {
+            // The workers run on the student's VM, installed by its cloud-init.
+            let firewall = base.child("firewall");
+            nodes.push(Node::new(
+                "aws",
+                firewall.clone(),
+                "firewall",
+                &FirewallConfig { name: name.clone() },
+                &tags,
+                vec![NETWORK.to_owned()],
+            ));
+            let compute = s.compute.as_ref();
+            let image = compute.and_then(|c| c.image.clone());
+            let config = VmConfig {
+                name,
+                student: student.id.clone(),
+                instance_type: compute
+                    .and_then(|c| c.instance_type.clone())
+                    .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into()),
+                disk_gb: compute.and_then(|c| c.disk_gb).unwrap_or(30),
+                image_owner: compute
+                    .and_then(|c| c.image_owner.clone())
+                    .or_else(|| image.is_none().then(|| DEFAULT_IMAGE_OWNER.into())),
+                image: image.unwrap_or_else(|| DEFAULT_IMAGE.into()),
+                ssh_keys: compute
+                    .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
+                    .filter(|k| !k.is_empty()),
+                mapreduce: lab.mapreduce().map(|m| json!({ "workers": m.workers })),
+                scheduler: lab
+                    .scheduler()
+                    .map(|sch| json!({ "workers": sch.workers, "slots": sch.slots.unwrap_or(1) })),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            };
+            let deps = vec![
+                NETWORK.to_owned(),
+                firewall.to_string(),
+                INSTANCE_PROFILE.to_owned(),
+                ARTIFACTS.to_owned(),
+                credential.to_string(),
+            ];
+            nodes.push(Node::new("aws", base.child("vm"), "vm", &config, &tags, deps));
+        }
+        nodes
+    }
+
+    /// On AWS each VM's cloud-init installs and starts the workers; the smoke workloads do
+    /// not reach them yet.
+    fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
+        let why =
+            "smoke workloads run on the local and kubernetes providers only in this version of labctl; \
+                   on aws each VM's cloud-init installs and starts the workers (see the VM's console output)";
+        Connected {
+            provider: Arc::new(AwsProvider::new(self.config.clone(), lab, bin_dir)),
+            smoke: Err(why.to_owned()),
+        }
+    }
+
+    /// The workers listen on fixed ports of the VM, reached through an SSH tunnel.
+    fn endpoints(&self, student: &StudentResources) -> Endpoints {
+        let attr = |what: &str, key: &str| student.attr(what, key).map(str::to_owned);
+        let ports = student.resources.get("vm").and_then(|vm| vm.attributes.get("ports")).cloned();
+        let port = |service: &str| {
+            ports
+                .as_ref()
+                .and_then(|p| p.get(service))
+                .and_then(Value::as_u64)
+                .map(|p| format!("127.0.0.1:{p}"))
+        };
+        Endpoints {
+            mapreduce: port("mapreduce"),
+            scheduler: port("scheduler"),
+            status_url: port("scheduler_http").map(|a| format!("http://{a}/status")),
+            token: attr("credential", "token"),
+            bucket: attr("bucket", "path").or_else(|| attr("bucket", "url")),
+            datasets: student.dataset_paths(),
+            access: attr("credential", "access_key_id").map(|key| {
+                json!({
+                    "access_key_id": key,
+                    "secret_access_key": attr("credential", "secret_access_key"),
+                    "vm_ip": attr("vm", "public_ip").or_else(|| attr("vm", "private_ip")),
+                    "ports": ports,
+                })
+            }),
+        }
+    }
+
+    /// A VM's id, address and state as last seen.
+    fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
+        let Some(vm) = student.resources.get("vm") else { return vec![] };
+        let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+        let ip = vm
+            .attributes
+            .get("public_ip")
+            .and_then(Value::as_str)
+            .map_or_else(|| attribute("private_ip"), str::to_owned);
+        vec![("vm".to_owned(), format!("{} {ip} ({})", vm.id, attribute("state")))]
+    }
+}

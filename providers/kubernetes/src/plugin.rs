@@ -1,0 +1,414 @@
+//! The Kubernetes provider as a plugin: its `[provider.kubernetes]` settings, what each
+//! student gets (a namespace, a token Secret, their services as Deployments), and how the
+//! smoke workloads reach them (Jobs in their namespace).
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use labctl_provider_api::lab::{Cohort, Lab, LabSections, SmokeWorkload, Student};
+use labctl_provider_api::{
+    ports, Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
+    SmokeRunner, StudentResources, Tags, WorkerService,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use toml::Spanned;
+
+use crate::{KubernetesConfig, KubernetesProvider, DEFAULT_READY_TIMEOUT_SECS};
+
+/// `[provider.kubernetes]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSettings {
+    /// Kubeconfig file, relative to the lab file or under `~/` (default: `KUBECONFIG`, then
+    /// `~/.kube/config`).
+    pub kubeconfig: Option<String>,
+    /// Context in it (default: its current context).
+    pub context: Option<String>,
+    /// The workers' image, built by the repository's Dockerfile and pushed where the cluster
+    /// can pull it (kind: `kind load docker-image`). Required when students get workers.
+    pub image: Option<String>,
+    /// Maximum API requests per second (default: unlimited).
+    pub rate_limit: Option<f64>,
+    /// Seconds to wait for workers to become ready, or a namespace to be gone (default 300).
+    pub ready_timeout: Option<u64>,
+    /// Each student's shared volume, which the MapReduce pods and the smoke jobs mount.
+    pub storage: Option<StorageSettings>,
+}
+
+/// A PersistentVolumeClaim per student namespace, mounted at `/srv/lab`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Size (default "1Gi").
+    #[schemars(with = "Option<String>")]
+    pub size: Option<Spanned<String>>,
+    /// Storage class (default: the cluster's default class).
+    pub class: Option<String>,
+    /// Who may mount it: `ReadWriteOnce` (default: one node at a time, so the pods that use
+    /// it are kept on one node; every default class offers it) or `ReadWriteMany` (pods on
+    /// any node; needs a class that offers it, such as EFS, Filestore or NFS).
+    pub access: Option<VolumeAccess>,
+}
+
+/// A PersistentVolumeClaim's access mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum VolumeAccess {
+    #[default]
+    ReadWriteOnce,
+    ReadWriteMany,
+}
+
+/// What students get on Kubernetes when the lab file does not say: validation checks these
+/// fit together, expansion puts them in the manifests.
+pub mod defaults {
+    pub const QUOTA_CPU: &str = "4";
+    pub const QUOTA_MEMORY: &str = "8Gi";
+    pub const QUOTA_PODS: u32 = 20;
+    pub const DEFAULT_CPU: &str = "250m";
+    pub const DEFAULT_MEMORY: &str = "256Mi";
+    pub const MAX_CPU: &str = "2";
+    pub const MAX_MEMORY: &str = "4Gi";
+    pub const WORKER_CPU: &str = "250m";
+    pub const WORKER_MEMORY: &str = "256Mi";
+    pub const STORAGE: &str = "1Gi";
+}
+
+/// The Kubernetes provider's plugin.
+pub struct KubernetesPlugin;
+
+impl Plugin for KubernetesPlugin {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn settings_schema(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(KubernetesSettings)).unwrap_or_default()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // The smoke jobs generate their data in the student's volume.
+        Capabilities { gpus: true, key_rotation: false, smoke_data_generated: true }
+    }
+
+    fn configure(
+        &self,
+        settings: &Settings<'_>,
+        lab: &LabSections<'_>,
+        findings: &mut Findings,
+    ) -> Option<Box<dyn ProviderSetup>> {
+        let k8s: KubernetesSettings = match settings.parse(self.name()) {
+            Ok(k8s) => k8s,
+            Err(d) => {
+                findings.errors.push(d);
+                return None;
+            }
+        };
+        crate::validate::check(&k8s, settings.span.clone(), lab, findings);
+        let storage = k8s.storage.clone().unwrap_or_default();
+        Some(Box::new(KubernetesSetup {
+            config: KubernetesConfig {
+                kubeconfig: k8s.kubeconfig.as_deref().map(|p| settings.path_beside(p)),
+                context: k8s.context.clone(),
+                ready_timeout_secs: k8s.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT_SECS),
+            },
+            rate_limit: k8s.rate_limit,
+            image: k8s.image.clone(),
+            storage: StorageConfig {
+                size: quantity(&storage.size, defaults::STORAGE),
+                class: storage.class,
+                access: storage.access.unwrap_or_default(),
+            },
+        }))
+    }
+
+    fn restore(&self, saved: Value) -> Result<Box<dyn ProviderSetup>, String> {
+        serde_json::from_value::<KubernetesSetup>(saved).map(|s| Box::new(s) as _).map_err(|e| e.to_string())
+    }
+}
+
+/// The Kubernetes provider configured for one lab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KubernetesSetup {
+    pub config: KubernetesConfig,
+    pub rate_limit: Option<f64>,
+    pub image: Option<String>,
+    pub storage: StorageConfig,
+}
+
+/// The student's volume claim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageConfig {
+    pub size: String,
+    pub class: Option<String>,
+    pub access: VolumeAccess,
+}
+
+/// A student's namespace with its quota, limits and volume.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NamespaceConfig {
+    pub namespace: String,
+    pub quota: QuotaConfig,
+    pub limits: LimitsConfig,
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QuotaConfig {
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+    pub gpu: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LimitsConfig {
+    pub default_cpu: String,
+    pub default_memory: String,
+    pub max_cpu: String,
+    pub max_memory: String,
+}
+
+/// The Secret with the student's workers' token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CredentialConfig {
+    pub student: String,
+    pub namespace: String,
+}
+
+/// A student's MapReduce or scheduler: a head Deployment and a workers' Deployment.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServiceConfig {
+    pub student: String,
+    pub workers: u32,
+    pub slots: Option<u32>,
+    pub version: String,
+    pub namespace: String,
+    pub image: Option<String>,
+    pub cpu: String,
+    pub memory: String,
+    /// The MapReduce pods' shared volume's access mode.
+    pub storage_access: Option<VolumeAccess>,
+    pub gpu: Option<GpuPlacement>,
+}
+
+/// Where a cohort's GPU workers go: how many GPUs each, and the GPU pool's node labels.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GpuPlacement {
+    pub count: u32,
+    pub node_selector: BTreeMap<String, String>,
+}
+
+impl ProviderSetup for KubernetesSetup {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn save(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn rate_limit(&self) -> Option<f64> {
+        self.rate_limit
+    }
+
+    fn check_timeout(&self, operation: Duration) -> Result<(), String> {
+        if self.config.ready_timeout_secs < operation.as_secs() {
+            return Ok(());
+        }
+        Err(format!(
+            "[provider.kubernetes] ready_timeout is {} s, but an operation may take {} s (--timeout)\n  Give --timeout more than ready_timeout, or lower ready_timeout.",
+            self.config.ready_timeout_secs,
+            operation.as_secs()
+        ))
+    }
+
+    fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
+        let base = Address::student(&student.id);
+        let tags = Tags {
+            lab: lab.name.clone(),
+            cohort: Some(cohort.name.clone()),
+            student: Some(student.id.clone()),
+        };
+        let namespace = format!("{}-{}", lab.name, student.id);
+        let namespace_address = base.child("namespace");
+        let mut nodes = vec![Node::new(
+            "kubernetes",
+            namespace_address.clone(),
+            "namespace",
+            &self.namespace(lab, cohort, &namespace),
+            &tags,
+            vec![],
+        )];
+        let credential = base.child("credential");
+        if lab.student.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
+            let config = CredentialConfig { student: student.id.clone(), namespace: namespace.clone() };
+            nodes.push(Node::new(
+                "kubernetes",
+                credential.clone(),
+                "credential",
+                &config,
+                &tags,
+                vec![namespace_address.to_string()],
+            ));
+        }
+        // The workers' shared secret is the student's credential token.
+        let deps = vec![credential.to_string(), namespace_address.to_string()];
+        let service = |workers: u32,
+                       slots,
+                       cpu: &Option<Spanned<String>>,
+                       memory: &Option<Spanned<String>>| ServiceConfig {
+            student: student.id.clone(),
+            workers,
+            slots,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            namespace: namespace.clone(),
+            image: self.image.clone(),
+            cpu: quantity(cpu, defaults::WORKER_CPU),
+            memory: quantity(memory, defaults::WORKER_MEMORY),
+            storage_access: None,
+            gpu: None,
+        };
+        if let Some(m) = lab.mapreduce() {
+            // Its pods share the student's volume.
+            let config = ServiceConfig {
+                storage_access: Some(self.storage.access),
+                ..service(m.workers, None, &m.cpu, &m.memory)
+            };
+            nodes.push(Node::new(
+                "kubernetes",
+                base.child("mapreduce"),
+                "mapreduce",
+                &config,
+                &tags,
+                deps.clone(),
+            ));
+        }
+        if let Some(s) = lab.scheduler() {
+            let config = ServiceConfig {
+                gpu: gpu_placement(lab, cohort),
+                ..service(s.workers, Some(s.slots.unwrap_or(1)), &s.cpu, &s.memory)
+            };
+            nodes.push(Node::new("kubernetes", base.child("scheduler"), "scheduler", &config, &tags, deps));
+        }
+        nodes
+    }
+
+    fn connect(&self, lab: &str, _bin_dir: &Path) -> Connected {
+        // The smoke jobs use the engine's connection to the cluster.
+        let provider = Arc::new(KubernetesProvider::new(self.config.clone(), lab));
+        Connected { provider: provider.clone(), smoke: Ok(Arc::new(Jobs(provider))) }
+    }
+
+    /// The services answer on their fixed ports through `kubectl port-forward`.
+    fn endpoints(&self, student: &StudentResources) -> Endpoints {
+        let attr = |what: &str, key: &str| student.attr(what, key).map(str::to_owned);
+        let forwarded = |kind: &str, port: u16| attr(kind, "address").map(|_| format!("127.0.0.1:{port}"));
+        Endpoints {
+            mapreduce: forwarded("mapreduce", ports::MAPREDUCE),
+            scheduler: forwarded("scheduler", ports::SCHEDULER),
+            status_url: forwarded("scheduler", ports::SCHEDULER_HTTP).map(|a| format!("http://{a}/status")),
+            token: attr("credential", "token"),
+            bucket: None,
+            datasets: BTreeMap::new(),
+            access: attr("namespace", "namespace").map(|namespace| {
+                json!({
+                    "namespace": namespace,
+                    "kubeconfig": attr("namespace", "kubeconfig"),
+                    "volume": student.resources.get("namespace").and_then(|ns| ns.attributes.get("volume")),
+                })
+            }),
+        }
+    }
+
+    /// The services answer inside the cluster only (apply waited for them).
+    fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
+        student
+            .resources
+            .get("namespace")
+            .map(|ns| {
+                let name = ns.attributes.get("namespace").and_then(Value::as_str).unwrap_or("?");
+                ("namespace".to_owned(), format!("{name} (services in-cluster: kubectl port-forward)"))
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
+impl KubernetesSetup {
+    fn namespace(&self, lab: &Lab, cohort: &Cohort, namespace: &str) -> NamespaceConfig {
+        let quota = lab.student.quota.as_ref();
+        let limits = lab.student.limits.as_ref();
+        let gpu_workers = lab.scheduler().map_or(0, |s| s.workers);
+        NamespaceConfig {
+            namespace: namespace.to_owned(),
+            quota: QuotaConfig {
+                cpu: quantity(&quota.and_then(|q| q.cpu.clone()), defaults::QUOTA_CPU),
+                memory: quantity(&quota.and_then(|q| q.memory.clone()), defaults::QUOTA_MEMORY),
+                pods: quota.and_then(|q| q.pods).unwrap_or(defaults::QUOTA_PODS),
+                gpu: lab.gpus(cohort) * gpu_workers,
+            },
+            limits: LimitsConfig {
+                default_cpu: quantity(&limits.and_then(|l| l.default_cpu.clone()), defaults::DEFAULT_CPU),
+                default_memory: quantity(
+                    &limits.and_then(|l| l.default_memory.clone()),
+                    defaults::DEFAULT_MEMORY,
+                ),
+                max_cpu: quantity(&limits.and_then(|l| l.max_cpu.clone()), defaults::MAX_CPU),
+                max_memory: quantity(&limits.and_then(|l| l.max_memory.clone()), defaults::MAX_MEMORY),
+            },
+            storage: self.storage.clone(),
+        }
+    }
+}
+
+/// Where a cohort's GPU workers go (validation made sure the cluster has a GPU pool).
+fn gpu_placement(lab: &Lab, cohort: &Cohort) -> Option<GpuPlacement> {
+    let count = lab.gpus(cohort);
+    if count == 0 {
+        return None;
+    }
+    let (name, pool) = lab.clusters.values().flat_map(|c| &c.node_pool).find(|(_, p)| p.gpu > 0)?;
+    let node_selector = if pool.labels.is_empty() {
+        [("labctl/pool".to_owned(), name.clone())].into()
+    } else {
+        pool.labels.clone()
+    };
+    Some(GpuPlacement { count, node_selector })
+}
+
+fn quantity(value: &Option<Spanned<String>>, default: &str) -> String {
+    value.as_ref().map_or_else(|| default.to_owned(), |v| v.get_ref().clone())
+}
+
+/// The smoke workloads as Jobs beside the student's services.
+struct Jobs(Arc<KubernetesProvider>);
+
+#[async_trait]
+impl SmokeRunner for Jobs {
+    /// Jobs run on the cluster's cores.
+    fn parallel(&self) -> usize {
+        8
+    }
+
+    async fn run(
+        &self,
+        workload: SmokeWorkload,
+        student: &StudentResources,
+        _dataset: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let service = WorkerService::for_workload(workload);
+        let svc = student.get(service.name())?;
+        self.0.smoke(service, &svc.config, &svc.tags, timeout).await
+    }
+}

@@ -1,0 +1,221 @@
+//! The local provider as a plugin: its `[provider.local]` settings, what each student gets
+//! on this machine, and how the smoke workloads reach them (from here).
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use labctl_provider_api::configs::{BucketConfig, DatasetConfig};
+use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
+use labctl_provider_api::{
+    Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
+    StudentResources, Tags,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::smoke::Here;
+use crate::LocalProvider;
+
+/// `[provider.local]`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSettings {
+    /// Where buckets and worker data live (default: the user's data directory).
+    pub data_dir: Option<String>,
+    /// Maximum provider requests per second (default: unlimited).
+    pub rate_limit: Option<f64>,
+}
+
+/// The embedded provider's plugin.
+pub struct LocalPlugin;
+
+impl Plugin for LocalPlugin {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn settings_schema(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(LocalSettings)).unwrap_or_default()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    fn configure(
+        &self,
+        settings: &Settings<'_>,
+        lab: &LabSections<'_>,
+        findings: &mut Findings,
+    ) -> Option<Box<dyn ProviderSetup>> {
+        if lab.network.is_some() || !lab.clusters.is_empty() {
+            findings.warnings.push(
+                "the local provider ignores [network] and [cluster]: they apply on cloud providers".into(),
+            );
+        }
+        let local: LocalSettings = match settings.parse(self.name()) {
+            Ok(local) => local,
+            Err(d) => {
+                findings.errors.push(d);
+                return None;
+            }
+        };
+        let data_dir = settings
+            .data_dir
+            .clone()
+            .or_else(|| local.data_dir.as_ref().map(PathBuf::from))
+            .or_else(|| dirs::data_dir().map(|d| d.join("labctl")));
+        let Some(data_dir) = data_dir else {
+            let d = settings.source.error(settings.span.clone(), "no data directory");
+            findings.errors.push(d.note("allowed: data_dir = \"<directory>\", or pass --data-dir"));
+            return None;
+        };
+        let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+        Some(Box::new(LocalSetup { data_dir, rate_limit: local.rate_limit }))
+    }
+
+    fn restore(&self, saved: Value) -> Result<Box<dyn ProviderSetup>, String> {
+        serde_json::from_value::<LocalSetup>(saved).map(|s| Box::new(s) as _).map_err(|e| e.to_string())
+    }
+}
+
+/// The local provider configured for one lab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalSetup {
+    pub data_dir: PathBuf,
+    pub rate_limit: Option<f64>,
+}
+
+/// A student's credential: their worker token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CredentialConfig {
+    pub student: String,
+}
+
+/// A student's MapReduce coordinator and workers, or scheduler and workers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServiceConfig {
+    pub student: String,
+    pub workers: u32,
+    /// Task slots per scheduler worker.
+    pub slots: Option<u32>,
+    /// The workers' version: a different one restarts them.
+    pub version: String,
+}
+
+impl ProviderSetup for LocalSetup {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn save(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn rate_limit(&self) -> Option<f64> {
+        self.rate_limit
+    }
+
+    fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
+        let mut nodes = vec![];
+        let base = Address::student(&student.id);
+        let tags = Tags {
+            lab: lab.name.clone(),
+            cohort: Some(cohort.name.clone()),
+            student: Some(student.id.clone()),
+        };
+        let credential = base.child("credential");
+        if lab.student.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
+            let config = CredentialConfig { student: student.id.clone() };
+            nodes.push(Node::new("local", credential.clone(), "credential", &config, &tags, vec![]));
+        }
+        let bucket = format!("{}-{}", lab.name, student.id);
+        if lab.student.bucket.is_some() {
+            let address = base.child("bucket");
+            nodes.push(Node::new(
+                "local",
+                address.clone(),
+                "bucket",
+                &BucketConfig { name: bucket.clone() },
+                &tags,
+                vec![],
+            ));
+            for name in lab.seeded() {
+                let config = DatasetConfig {
+                    bucket: bucket.clone(),
+                    name: name.to_owned(),
+                    dataset: lab.datasets[name].clone(),
+                };
+                nodes.push(Node::new(
+                    "local",
+                    base.keyed("dataset", name),
+                    "dataset",
+                    &config,
+                    &tags,
+                    vec![address.to_string()],
+                ));
+            }
+        }
+        let version = env!("CARGO_PKG_VERSION").to_owned();
+        // The workers' shared secret is the student's credential token.
+        if let Some(m) = lab.mapreduce() {
+            let config = ServiceConfig {
+                student: student.id.clone(),
+                workers: m.workers,
+                slots: None,
+                version: version.clone(),
+            };
+            nodes.push(Node::new(
+                "local",
+                base.child("mapreduce"),
+                "mapreduce",
+                &config,
+                &tags,
+                vec![credential.to_string()],
+            ));
+        }
+        if let Some(s) = lab.scheduler() {
+            let config = ServiceConfig {
+                student: student.id.clone(),
+                workers: s.workers,
+                slots: Some(s.slots.unwrap_or(1)),
+                version,
+            };
+            nodes.push(Node::new(
+                "local",
+                base.child("scheduler"),
+                "scheduler",
+                &config,
+                &tags,
+                vec![credential.to_string()],
+            ));
+        }
+        nodes
+    }
+
+    fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
+        Connected {
+            provider: Arc::new(LocalProvider::new(&self.data_dir, lab, bin_dir)),
+            smoke: Ok(Arc::new(Here { bin_dir: bin_dir.to_owned() })),
+        }
+    }
+
+    fn endpoints(&self, student: &StudentResources) -> Endpoints {
+        let attr = |what: &str, key: &str| student.attr(what, key).map(str::to_owned);
+        Endpoints {
+            mapreduce: attr("mapreduce", "address"),
+            scheduler: attr("scheduler", "address"),
+            status_url: attr("scheduler", "status_url"),
+            token: attr("credential", "token"),
+            bucket: attr("bucket", "path").or_else(|| attr("bucket", "url")),
+            datasets: student.dataset_paths(),
+            access: None,
+        }
+    }
+}
