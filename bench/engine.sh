@@ -7,7 +7,8 @@
 #   bash bench/engine.sh            # TF_SIZES="500 2000" by default; TF_SIZES="" skips terraform
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+# The engine needs the embedded provider only (the README main command builds the same).
+cargo build --release --quiet --no-default-features -p labctl
 LABCTL="$PWD/target/release/labctl"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDENTS=${STUDENTS:-20}
-cargo build --release --quiet --workspace
+cargo build --release --quiet --no-default-features -p labctl -p labctl-mapreduce -p labctl-scheduler
 LABCTL="$PWD/target/release/labctl"
 WORK=$(mktemp -d); trap '"$LABCTL" destroy "$WORK/lab.toml" --yes --data-dir "$WORK/data" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 source bench/roster.sh

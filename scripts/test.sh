@@ -17,6 +17,12 @@ if [ ! -x "$VENV/bin/moto_server" ]; then
 fi
 export MOTO_SERVER="$VENV/bin/moto_server"
 
+# Formatting and lints first: they fail in seconds, the tests take minutes. The second
+# clippy run checks the build a newcomer makes (the embedded provider only).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy -p labctl --no-default-features --quiet -- -D warnings
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
   # nextest does not run doctests.

@@ -5,6 +5,8 @@
 //! generator is a hand-rolled SplitMix64 for exactly that reason: `rand`'s generators do not
 //! promise a stable stream across releases.
 
+#![warn(clippy::print_stdout)]
+
 pub mod check;
 
 use std::io::{self, Write};

@@ -36,13 +36,18 @@ pub fn validate(path: &Path, json: bool) -> Result<u8, CliError> {
     };
     println!(
         "{}",
-        serde_json::to_string_pretty(&json!({ "valid": valid, "diagnostics": diagnostics })).unwrap()
+        serde_json::to_string_pretty(&json!({ "valid": valid, "diagnostics": diagnostics }))
+            .expect("JSON values serialise")
     );
     Ok(if valid { 0 } else { EXIT_INVALID })
 }
 
 pub fn schema() -> Result<u8, CliError> {
-    println!("{}", serde_json::to_string_pretty(&lab::json_schema(&crate::registry::plugins())).unwrap());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&lab::json_schema(&crate::registry::plugins()))
+            .expect("JSON values serialise")
+    );
     Ok(0)
 }
 
@@ -119,7 +124,7 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
             "lab": o.lab.name, "provider": o.setup.name(), "serial": state.serial,
             "resources": state.resources.len(), "students": rows, "not_in_lab_file": orphans,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+        println!("{}", serde_json::to_string_pretty(&doc).expect("JSON values serialise"));
         return Ok(0);
     }
     let mut out = anstream::stdout();
@@ -185,7 +190,8 @@ pub fn output(o: &Opened, only: Option<&str>, show_sensitive: bool, json: bool) 
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "lab": o.lab.name, "students": students })).unwrap()
+            serde_json::to_string_pretty(&json!({ "lab": o.lab.name, "students": students }))
+                .expect("JSON values serialise")
         );
         return Ok(0);
     }
@@ -225,7 +231,7 @@ pub fn state_list(o: &Opened, json: bool) -> Result<u8, CliError> {
             .iter()
             .map(|(a, r)| json!({ "address": a, "provider": r.provider, "kind": r.kind, "id": r.id, "tainted": r.tainted }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).unwrap());
+        println!("{}", serde_json::to_string_pretty(&list).expect("JSON values serialise"));
     } else {
         for (address, r) in &state.resources {
             println!("{address}{}", if r.tainted { "  (tainted)" } else { "" });
@@ -247,7 +253,7 @@ pub fn state_show(o: &Opened, address: &str, json: bool) -> Result<u8, CliError>
         "tags": r.tags, "deps": r.deps, "config": r.config, "attributes": r.redacted_attributes(),
     });
     if json {
-        println!("{}", serde_json::to_string_pretty(&shown).unwrap());
+        println!("{}", serde_json::to_string_pretty(&shown).expect("JSON values serialise"));
     } else {
         println!(
             "{address}  ({} {} `{}`{})",

@@ -50,7 +50,8 @@ pub fn validate(
     let expires = file.lab.expires.as_ref().and_then(|e| v.expiry(e));
     if let Some(budget) = &file.lab.budget {
         for amount in [&budget.per_student_per_hour, &budget.total].into_iter().flatten() {
-            if !(*amount.get_ref() > 0.0) {
+            // Not `<= 0.0`: NaN is refused too.
+            if amount.get_ref().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 v.error(
                     amount,
                     format!("budget amount {} is not positive", amount.get_ref()),
@@ -275,13 +276,13 @@ impl Validator<'_> {
                 Some((format!("student id `{}` is reserved", row.id), reserved_note()))
             } else if let Some(first) = first_seen.get(&row.id) {
                 Some((format!("duplicate student id `{}`", row.id), format!("first defined at {first}")))
-            } else if let Some(email) = row.email.as_ref().filter(|e| !e.contains('@')) {
-                Some((
-                    format!("`{email}` is not an email address"),
-                    "allowed: name@domain, or an empty field".into(),
-                ))
             } else {
-                None
+                row.email.as_ref().filter(|e| !e.contains('@')).map(|email| {
+                    (
+                        format!("`{email}` is not an email address"),
+                        "allowed: name@domain, or an empty field".into(),
+                    )
+                })
             };
             if let Some((message, note)) = problem {
                 self.errors.push(source.line_error(row.line, message).note(note));

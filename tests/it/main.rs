@@ -1,6 +1,8 @@
 //! Integration tests: the `labctl` binary against real files, directories and processes.
 //! One test binary for the crate (see ARCHITECTURE.md), one module per behaviour group.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on what they do not expect")]
+
 mod support;
 
 #[cfg(feature = "aws")]

@@ -10,6 +10,8 @@
 //! [`Node`]s, its [`Capabilities`], its [`SmokeRunner`] and the [`Endpoints`] a student is
 //! handed.
 
+#![warn(clippy::print_stdout)]
+
 mod address;
 pub mod configs;
 pub mod decorate;

@@ -20,6 +20,8 @@
 //! `/labctl/<lab>/`. Creates look for a tagged resource before making one, so a run killed
 //! at any point is repaired by the next one without duplicates. Sweeps list by those tags.
 
+#![warn(clippy::print_stdout)]
+
 mod clients;
 mod cloud_init;
 mod compute;

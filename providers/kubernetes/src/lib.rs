@@ -11,6 +11,8 @@
 //! `scheduler`. Everything carries the `labctl/lab`, `labctl/cohort` and `labctl/student`
 //! labels; deleting the namespace deletes everything in it.
 
+#![warn(clippy::print_stdout)]
+
 mod cluster;
 mod errors;
 mod manifests;

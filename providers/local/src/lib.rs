@@ -5,6 +5,8 @@
 //! its ownership tags in `tags/<kind>/<id>.json`, which is what `sweep` lists — so a lost
 //! state file never means a lost resource.
 
+#![warn(clippy::print_stdout)]
+
 mod fsutil;
 mod plugin;
 mod process;
@@ -87,7 +89,11 @@ impl LocalProvider {
                 "{kind} `{id}` already belongs to {}",
                 describe_owner(&existing)
             ))),
-            None => write_atomic(&self.tag_path(kind, id), &serde_json::to_vec_pretty(tags).unwrap(), 0o644),
+            None => write_atomic(
+                &self.tag_path(kind, id),
+                &serde_json::to_vec_pretty(tags).expect("tags serialise"),
+                0o644,
+            ),
         }
     }
 
@@ -193,7 +199,7 @@ impl LocalProvider {
             fsutil::write_with(&path, 0o644, |out| dataset.write_part(&part, out))
                 .map_err(|e| e.with_partial(partial()))?;
         }
-        let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+        let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
         write_atomic(&dir.join(MANIFEST), &bytes, 0o644).map_err(|e| e.with_partial(partial()))?;
         Ok(self.dataset_observed(bucket, name, manifest))
     }

@@ -16,10 +16,13 @@ pub enum Combine {
     None,
 }
 
+/// A key and a value, as bytes.
+type Pair = (Box<[u8]>, Box<[u8]>);
+
 /// Collects one map task's output.
 pub enum Collector {
     Sum(FxHashMap<Box<[u8]>, u64>),
-    Distinct(FxHashSet<(Box<[u8]>, Box<[u8]>)>),
+    Distinct(FxHashSet<Pair>),
     /// Every record as emitted, encoded back to back.
     Plain(Vec<u8>),
 }

@@ -13,6 +13,9 @@ pub type TaskId = u64;
 pub type WorkerId = u64;
 pub type ClientId = u64;
 
+/// A task placed on a worker, with the worker holding each of its inputs.
+type Placed = (TaskId, Vec<(TaskId, WorkerId)>);
+
 /// A task as the scheduler sees it: dependencies and needs; what it runs stays at the edge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskDef {
@@ -504,7 +507,8 @@ impl Core {
     /// Places ready tasks: highest priority first, on the worker holding most of its inputs
     /// among those with room, else the least loaded.
     fn schedule(&mut self) -> Vec<Command> {
-        let mut batches: HashMap<WorkerId, Vec<(TaskId, Vec<(TaskId, WorkerId)>)>> = HashMap::new();
+        // Per worker: each task placed there, with where each of its inputs is.
+        let mut batches: HashMap<WorkerId, Vec<Placed>> = HashMap::new();
         let mut skipped = vec![];
         let mut recheck = vec![];
         while let Some((prio, Reverse(id))) = self.ready.pop() {

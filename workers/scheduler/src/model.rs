@@ -3,7 +3,7 @@
 //! on a held-out fold. Plain Rust, deterministic to the last bit.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use labctl_datasets::{Dataset, DatasetKind};
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ pub enum Source {
 pub fn table(source: &Source) -> Result<Arc<Table>, String> {
     static CACHE: OnceLock<Mutex<HashMap<Source, Arc<Table>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(t) = cache.lock().unwrap().get(source) {
+    if let Some(t) = cache.lock().unwrap_or_else(PoisonError::into_inner).get(source) {
         return Ok(t.clone());
     }
     let text = match source {
@@ -41,7 +41,7 @@ pub fn table(source: &Source) -> Result<Arc<Table>, String> {
         }
     };
     let t = Arc::new(parse(&text)?);
-    cache.lock().unwrap().insert(source.clone(), t.clone());
+    cache.lock().unwrap_or_else(PoisonError::into_inner).insert(source.clone(), t.clone());
     Ok(t)
 }
 

@@ -3,7 +3,7 @@
 //! and serves the HTTP status endpoint.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -278,7 +278,7 @@ impl Server {
                 Role::Client => None,
             })
             .collect();
-        *self.status.lock().unwrap() = json!({
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = json!({
             "workers": workers,
             "tasks": self.core.counts(),
             "stats": self.core.stats,
@@ -302,7 +302,7 @@ async fn serve_http(listener: TcpListener, status: Arc<Mutex<Value>>) {
             }
             let request = String::from_utf8_lossy(&buf[..len]);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let snapshot = status.lock().unwrap().clone();
+            let snapshot = status.lock().unwrap_or_else(PoisonError::into_inner).clone();
             let (code, kind, body) = match path {
                 "/status" => (
                     "200 OK",

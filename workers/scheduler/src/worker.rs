@@ -2,7 +2,7 @@
 //! serves them to other workers on demand, and reports completions in batches.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -55,7 +55,7 @@ pub async fn run(addr: &str, token: &str, name: &str, slots: u32, gpus: u32) -> 
     loop {
         let mut record = |id: TaskId, outcome: Outcome, results: &Results| match outcome {
             Outcome::Done(v) => {
-                results.lock().unwrap().insert(id, v);
+                results.lock().unwrap_or_else(PoisonError::into_inner).insert(id, v);
                 done.push(id);
             }
             Outcome::Failed(e) => failed.push((id, e)),
@@ -81,11 +81,11 @@ pub async fn run(addr: &str, token: &str, name: &str, slots: u32, gpus: u32) -> 
                             sink.send(&ToScheduler::Stolen { tasks: given }).await.map_err(|e| e.to_string())?;
                         }
                         FromScheduler::Fetch { task } => {
-                            let value = results.lock().unwrap().get(&task).cloned().unwrap_or(Value::Null);
+                            let value = results.lock().unwrap_or_else(PoisonError::into_inner).get(&task).cloned().unwrap_or(Value::Null);
                             sink.send(&ToScheduler::Value { task, value }).await.map_err(|e| e.to_string())?;
                         }
                         FromScheduler::Release { tasks } => {
-                            let mut r = results.lock().unwrap();
+                            let mut r = results.lock().unwrap_or_else(PoisonError::into_inner);
                             tasks.iter().for_each(|t| drop(r.remove(t)));
                         }
                         other => tracing::warn!("unexpected message: {other:?}"),
@@ -108,7 +108,7 @@ pub async fn run(addr: &str, token: &str, name: &str, slots: u32, gpus: u32) -> 
             let local = task.inputs.iter().all(|(_, holder)| holder.is_none());
             if local && functions::is_trivial(&task.payload) {
                 let inputs: Result<Vec<Value>, TaskId> = {
-                    let r = results.lock().unwrap();
+                    let r = results.lock().unwrap_or_else(PoisonError::into_inner);
                     task.inputs.iter().map(|(d, _)| r.get(d).cloned().ok_or(*d)).collect()
                 };
                 let outcome = match inputs {
@@ -147,7 +147,7 @@ pub async fn run(addr: &str, token: &str, name: &str, slots: u32, gpus: u32) -> 
 async fn execute(task: RunTask, results: Results, token: &str) -> Outcome {
     let mut inputs = Vec::with_capacity(task.inputs.len());
     for (dep, holder) in &task.inputs {
-        let local = results.lock().unwrap().get(dep).cloned();
+        let local = results.lock().unwrap_or_else(PoisonError::into_inner).get(dep).cloned();
         let value = match (local, holder) {
             (Some(v), _) => Some(v),
             (None, Some(addr)) => fetch(addr, *dep, token).await,
@@ -172,7 +172,7 @@ async fn execute(task: RunTask, results: Results, token: &str) -> Outcome {
 async fn fetch(addr: &str, task: TaskId, token: &str) -> Option<Value> {
     static POOL: std::sync::OnceLock<Mutex<HashMap<String, labctl_wire::Conn>>> = std::sync::OnceLock::new();
     let pool = POOL.get_or_init(Default::default);
-    let pooled = pool.lock().unwrap().remove(addr);
+    let pooled = pool.lock().unwrap_or_else(PoisonError::into_inner).remove(addr);
     let attempt = async {
         let mut conn = match pooled {
             Some(c) => c,
@@ -183,7 +183,7 @@ async fn fetch(addr: &str, task: TaskId, token: &str) -> Option<Value> {
         Some((conn, value))
     };
     let (conn, value) = tokio::time::timeout(FETCH_TIMEOUT, attempt).await.ok()??;
-    pool.lock().unwrap().insert(addr.to_owned(), conn);
+    pool.lock().unwrap_or_else(PoisonError::into_inner).insert(addr.to_owned(), conn);
     value
 }
 
@@ -197,8 +197,11 @@ async fn serve_data(listener: TcpListener, results: Results, token: String) {
         tokio::spawn(async move {
             let mut conn = labctl_wire::Conn::new(stream);
             while let Some(Ok(req)) = conn.recv::<DataRequest>().await {
-                let value =
-                    if req.token == token { results.lock().unwrap().get(&req.task).cloned() } else { None };
+                let value = if req.token == token {
+                    results.lock().unwrap_or_else(PoisonError::into_inner).get(&req.task).cloned()
+                } else {
+                    None
+                };
                 if conn.send(&value).await.is_err() {
                     break;
                 }

@@ -1,6 +1,8 @@
 //! The wire format of labctl's bundled workers: length-delimited frames, each one JSON
 //! message, over TCP. Both the MapReduce engine and the task scheduler speak it.
 
+#![warn(clippy::print_stdout)]
+
 use std::time::Duration;
 
 use futures::stream::{SplitSink, SplitStream};

@@ -95,7 +95,7 @@ fn s3_output(rt: &tokio::runtime::Runtime, url: &str) -> (String, Vec<String>) {
     let keys: Vec<String> = objects.iter().map(|m| m.location.to_string()).collect();
     let mut text = String::new();
     for m in objects.iter().filter(|m| m.location.filename().is_some_and(|f| f.starts_with("part-r-"))) {
-        text.push_str(&String::from_utf8(rt.block_on(loc.get(&m.location)).unwrap().to_vec()).unwrap());
+        text.push_str(std::str::from_utf8(&rt.block_on(loc.get(&m.location)).unwrap()).unwrap());
     }
     (sorted_lines(&text), keys)
 }
@@ -142,7 +142,8 @@ fn m12_word_count_and_crash_recovery_over_s3() {
         assert!(start.elapsed() < Duration::from_secs(120), "not done within 120 s");
         for i in 0..cluster.workers.len() {
             if cluster.workers[i].try_wait().unwrap().is_some_and(|s| !s.success()) {
-                cluster.workers.remove(i);
+                // Reaped: it has exited.
+                let _ = cluster.workers.remove(i).wait();
                 cluster.add_worker();
                 break;
             }
