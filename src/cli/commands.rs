@@ -6,172 +6,16 @@ use std::time::Duration;
 
 use labctl_provider_api::{ProviderError, ProviderSetup};
 
-use super::args::{Command, Place, RunOptions, StateCommand, Target};
-use super::{inspect, CliError, EXIT_FAILURE, EXIT_INTERRUPTED};
+use super::args::{Place, RunOptions, Target};
+use super::error::{CliError, EXIT_FAILURE, EXIT_INTERRUPTED};
+use super::open::{connect, load_lab, lock, refresh, store_at, store_for, Opened};
 use crate::engine::{self, Options, RetryPolicy};
-use crate::lab::{self, Lab};
+use crate::lab;
 use crate::plan::{self, Filter, Plan, SavedProvider, PLAN_FORMAT};
 use crate::registry::{self, Registry};
 use crate::report::{self, Progress};
-use crate::state::{LockInfo, ResourceState, StateLock, StateStore};
-
-pub async fn run(command: Command) -> Result<u8, CliError> {
-    match command {
-        Command::Validate { lab, json } => inspect::validate(&lab, json),
-        Command::Plan { target, out, destroy, json } => plan_command(&target, out, destroy, json).await,
-        Command::Apply { lab_or_plan, place, run, yes, no_verify, rotate_keys } => {
-            apply(&lab_or_plan, &place, &run, ApplyOptions { yes, no_verify, rotate_keys }).await
-        }
-        Command::Verify { target, students, json, junit } => {
-            verify(&Opened::open(&target.lab, &target.place)?, &students, json, junit.as_deref()).await
-        }
-        Command::Destroy { target, students, cohorts, sweep, run, yes } => {
-            destroy(&target, Filter { students, cohorts }, sweep, &run, yes).await
-        }
-        Command::Status { target, json } => {
-            inspect::status(&Opened::open(&target.lab, &target.place)?, json).await
-        }
-        Command::Output { target, handout: Some(dir), .. } => {
-            let o = Opened::open(&target.lab, &target.place)?;
-            let files = report::write_handouts(&o.lab, &o.load_state()?, &dir, o.setup.as_ref())
-                .map_err(CliError::failed)?;
-            println!("Wrote {} handouts ({} files) to {}.", o.students(), files.len(), dir.display());
-            Ok(0)
-        }
-        Command::Output { target, student, show_sensitive, json, handout: None } => inspect::output(
-            &Opened::open(&target.lab, &target.place)?,
-            student.as_deref(),
-            show_sensitive,
-            json,
-        ),
-        Command::State(StateCommand::List { target, json }) => {
-            inspect::state_list(&Opened::open(&target.lab, &target.place)?, json)
-        }
-        Command::State(StateCommand::Show { target, address, json }) => {
-            inspect::state_show(&Opened::open(&target.lab, &target.place)?, &address, json)
-        }
-        Command::State(StateCommand::Unlock { target }) => unlock(&target),
-        Command::Schema => inspect::schema(),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut <super::Cli as clap::CommandFactory>::command(),
-                "labctl",
-                &mut std::io::stdout(),
-            );
-            Ok(0)
-        }
-    }
-}
-
-/// A validated lab with its provider, live providers and state store.
-pub struct Opened {
-    pub lab: Lab,
-    pub setup: Box<dyn ProviderSetup>,
-    pub store: StateStore,
-    pub registry: Registry,
-}
-
-impl Opened {
-    pub fn open(lab_path: &Path, place: &Place) -> Result<Self, CliError> {
-        let lab::Loaded { lab, setup } = load_lab(lab_path, place)?;
-        let store = store_for(lab_path, &lab, place, setup.as_ref())?;
-        let registry = connect(setup.as_ref(), &lab.name)?;
-        Ok(Self { lab, setup, store, registry })
-    }
-
-    pub fn students(&self) -> usize {
-        self.lab.students().count()
-    }
-
-    pub fn load_state(&self) -> Result<crate::state::State, CliError> {
-        self.store.load(&self.lab.name).map_err(|e| CliError::failed(format!("cannot read state: {e}")))
-    }
-
-    pub fn lock(&self, operation: &str) -> Result<StateLock, CliError> {
-        lock(&self.store, operation)
-    }
-}
-
-/// The live providers of `setup`; a bad `LABCTL_FAULTS` is invalid input.
-fn connect(setup: &dyn ProviderSetup, lab: &str) -> Result<Registry, CliError> {
-    Registry::connect(setup, lab).map_err(|e| CliError::invalid(e.to_string()))
-}
-
-/// The state store: `--state`, else the lab file's `state`, else beside the lab file. A URL
-/// a provider offers as a state backend (`s3://bucket/key`) is reached through it.
-fn store_for(
-    lab_path: &Path,
-    lab: &Lab,
-    place: &Place,
-    setup: &dyn ProviderSetup,
-) -> Result<StateStore, CliError> {
-    let configured = place.state.clone().or_else(|| {
-        let state = lab.state.as_ref()?;
-        Some(if state.contains("://") {
-            PathBuf::from(state)
-        } else {
-            lab_path.parent().unwrap_or(Path::new(".")).join(state)
-        })
-    });
-    match configured {
-        Some(location) => store_at(&location, setup),
-        None => Ok(StateStore::beside(lab_path, &lab.name)),
-    }
-}
-
-/// A state file at `location`, or the remote state a provider offers for that URL.
-fn store_at(location: &Path, setup: &dyn ProviderSetup) -> Result<StateStore, CliError> {
-    let url = location.to_string_lossy();
-    let Some((scheme, _)) = url.split_once("://") else { return Ok(StateStore::new(location.to_owned())) };
-    let offered = registry::plugins().into_iter().find_map(|p| p.remote_state(&url, setup));
-    match offered {
-        Some(Ok(remote)) => Ok(StateStore::remote(remote)),
-        Some(Err(e)) => Err(CliError::failed(format!("cannot reach the state at {url}: {e}"))),
-        None => Err(CliError::invalid(format!(
-            "no provider of this build of labctl keeps state at {scheme}:// URLs ({url})"
-        ))),
-    }
-}
-
-/// Loads a lab file, printing its diagnostics; invalid input exits 2.
-pub fn load_lab(path: &Path, place: &Place) -> Result<lab::Loaded, CliError> {
-    let plugins = registry::plugins();
-    let cx = lab::Context { plugins: &plugins, data_dir: place.data_dir.clone() };
-    match lab::load(path, &cx) {
-        Ok(loaded) => {
-            let mut err = anstream::stderr();
-            for w in &loaded.lab.warnings {
-                let _ = writeln!(
-                    err,
-                    "{} {w}",
-                    report::paint(anstyle::AnsiColor::Yellow.on_default().bold(), "warning:")
-                );
-            }
-            Ok(loaded)
-        }
-        Err(diagnostics) => {
-            let mut err = anstream::stderr();
-            for d in &diagnostics {
-                let _ = writeln!(err, "{d}");
-            }
-            let n = diagnostics.len();
-            Err(CliError::invalid(format!(
-                "{} is invalid ({n} problem{})",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            )))
-        }
-    }
-}
-
-fn lock(store: &StateStore, operation: &str) -> Result<StateLock, CliError> {
-    store.lock(operation).map_err(|e| {
-        CliError::failed(format!(
-            "{e}\n  Wait for it to finish. If that run is gone for good, break the lock with `labctl state unlock LAB`."
-        ))
-    })
-}
+use crate::state::StateStore;
+use crate::state::{LockInfo, ResourceState};
 
 /// The engine's options from the command line; refused when the provider would wait longer
 /// than the engine gives an operation (its own message would be lost to a bare timeout).
@@ -203,38 +47,6 @@ async fn make_plan(o: &Opened, state: &crate::state::State, rotate_keys: bool) -
     Ok(new_plan(o, state, false, actions))
 }
 
-/// Asks the providers what exists now.
-pub async fn refresh(o: &Opened, state: &crate::state::State) -> Result<crate::plan::Refreshed, CliError> {
-    let options = Options { parallelism: 10, retry: RetryPolicy::default() };
-    engine::refresh(state, &o.registry, &options).await.map_err(|errors| {
-        CliError::failed(format!(
-            "cannot read the current resources:\n  {}",
-            group_by_message(&errors).join("\n  ")
-        ))
-    })
-}
-
-/// `address: message` lines with the same message folded into one (a missing credential
-/// fails every resource the same way).
-fn group_by_message(errors: &[String]) -> Vec<String> {
-    let mut groups: Vec<(&str, Vec<&str>)> = vec![];
-    for line in errors {
-        let (address, message) = line.split_once(": ").unwrap_or(("", line));
-        match groups.iter_mut().find(|(m, _)| *m == message) {
-            Some((_, addresses)) => addresses.push(address),
-            None => groups.push((message, vec![address])),
-        }
-    }
-    groups
-        .into_iter()
-        .map(|(message, addresses)| match addresses.as_slice() {
-            [one] => format!("{one}: {message}"),
-            [first, ..] => format!("{first} and {} more: {message}", addresses.len() - 1),
-            [] => message.to_owned(),
-        })
-        .collect()
-}
-
 fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec<plan::Action>) -> Plan {
     Plan {
         format: PLAN_FORMAT.into(),
@@ -248,7 +60,7 @@ fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec
     }
 }
 
-async fn plan_command(
+pub(super) async fn plan_command(
     target: &Target,
     out: Option<PathBuf>,
     destroy: bool,
@@ -313,13 +125,18 @@ fn read_plan(path: &Path) -> Result<Option<Plan>, CliError> {
 }
 
 /// The switches of `labctl apply`.
-struct ApplyOptions {
-    yes: bool,
-    no_verify: bool,
-    rotate_keys: bool,
+pub(super) struct ApplyOptions {
+    pub yes: bool,
+    pub no_verify: bool,
+    pub rotate_keys: bool,
 }
 
-async fn apply(path: &Path, place: &Place, run: &RunOptions, opts: ApplyOptions) -> Result<u8, CliError> {
+pub(super) async fn apply(
+    path: &Path,
+    place: &Place,
+    run: &RunOptions,
+    opts: ApplyOptions,
+) -> Result<u8, CliError> {
     if let Some(plan) = read_plan(path)? {
         return apply_saved_plan(plan, run).await;
     }
@@ -351,7 +168,12 @@ async fn apply(path: &Path, place: &Place, run: &RunOptions, opts: ApplyOptions)
 }
 
 /// Runs the smoke workloads and prints the matrix; exit 1 if any check failed.
-async fn verify(o: &Opened, students: &[String], json: bool, junit: Option<&Path>) -> Result<u8, CliError> {
+pub(super) async fn verify(
+    o: &Opened,
+    students: &[String],
+    json: bool,
+    junit: Option<&Path>,
+) -> Result<u8, CliError> {
     let runner = o.registry.smoke_runner().map_err(CliError::failed)?;
     let state = o.load_state()?;
     let checks = tokio::select! {
@@ -406,7 +228,7 @@ async fn apply_saved_plan(plan: Plan, run: &RunOptions) -> Result<u8, CliError> 
     execute(&plan, &mut state, &store, &registry, &options, "Apply", run.json).await
 }
 
-async fn destroy(
+pub(super) async fn destroy(
     target: &Target,
     filter: Filter,
     sweep: bool,
@@ -545,7 +367,7 @@ fn confirm(what: &str) -> Result<(), CliError> {
     }
 }
 
-fn unlock(target: &Target) -> Result<u8, CliError> {
+pub(super) fn unlock(target: &Target) -> Result<u8, CliError> {
     let lab::Loaded { lab, setup } = load_lab(&target.lab, &target.place)?;
     let store = store_for(&target.lab, &lab, &target.place, setup.as_ref())?;
     let holder: Option<LockInfo> = store.lock_holder();

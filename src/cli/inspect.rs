@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use labctl_provider_api::StudentResources;
 
 use super::args::Place;
-use super::commands::{load_lab, Opened};
-use super::{CliError, EXIT_INVALID};
+use super::error::{CliError, EXIT_INVALID};
+use super::open::{load_lab, refresh, Opened};
 use crate::lab;
 use crate::state::{redact, ResourceState};
 
@@ -75,7 +75,7 @@ async fn student_health(o: &Opened, student: Option<&StudentResources>) -> Vec<(
 
 pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
     let state = o.load_state()?;
-    let refreshed = super::commands::refresh(o, &state).await?;
+    let refreshed = refresh(o, &state).await?;
     let groups = by_student(&state.resources);
     let by_resources = crate::verify::students(&state);
     let mut rows = vec![];

@@ -2,7 +2,9 @@
 
 mod args;
 mod commands;
+mod error;
 mod inspect;
+mod open;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,29 +12,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use args::Cli;
+use args::{Command, StateCommand};
+use open::Opened;
 
-/// Exit code for invalid input (lab file, roster, arguments), as clap uses for usage errors.
-pub const EXIT_INVALID: u8 = 2;
-pub const EXIT_FAILURE: u8 = 1;
-pub const EXIT_INTERRUPTED: u8 = 130;
-
-/// A command's failure: what to print and which exit code to use.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    /// Already rendered; empty if everything was printed already.
-    pub message: String,
-}
-
-impl CliError {
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self { code: EXIT_INVALID, message: message.into() }
-    }
-
-    pub fn failed(message: impl Into<String>) -> Self {
-        Self { code: EXIT_FAILURE, message: message.into() }
-    }
-}
+pub use error::{CliError, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_INVALID};
 
 /// Parses the command line, runs the command, returns the process exit code.
 pub fn main() -> ExitCode {
@@ -45,7 +28,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(commands::run(cli.command)) {
+    match runtime.block_on(run(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if !e.message.is_empty() {
@@ -71,4 +54,63 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Runs one command; its exit code, or the failure to print.
+pub async fn run(command: Command) -> Result<u8, CliError> {
+    match command {
+        Command::Validate { lab, json } => inspect::validate(&lab, json),
+        Command::Plan { target, out, destroy, json } => {
+            commands::plan_command(&target, out, destroy, json).await
+        }
+        Command::Apply { lab_or_plan, place, run, yes, no_verify, rotate_keys } => {
+            commands::apply(
+                &lab_or_plan,
+                &place,
+                &run,
+                commands::ApplyOptions { yes, no_verify, rotate_keys },
+            )
+            .await
+        }
+        Command::Verify { target, students, json, junit } => {
+            commands::verify(&Opened::open(&target.lab, &target.place)?, &students, json, junit.as_deref())
+                .await
+        }
+        Command::Destroy { target, students, cohorts, sweep, run, yes } => {
+            commands::destroy(&target, crate::plan::Filter { students, cohorts }, sweep, &run, yes).await
+        }
+        Command::Status { target, json } => {
+            inspect::status(&Opened::open(&target.lab, &target.place)?, json).await
+        }
+        Command::Output { target, handout: Some(dir), .. } => {
+            let o = Opened::open(&target.lab, &target.place)?;
+            let files = crate::report::write_handouts(&o.lab, &o.load_state()?, &dir, o.setup.as_ref())
+                .map_err(CliError::failed)?;
+            println!("Wrote {} handouts ({} files) to {}.", o.students(), files.len(), dir.display());
+            Ok(0)
+        }
+        Command::Output { target, student, show_sensitive, json, handout: None } => inspect::output(
+            &Opened::open(&target.lab, &target.place)?,
+            student.as_deref(),
+            show_sensitive,
+            json,
+        ),
+        Command::State(StateCommand::List { target, json }) => {
+            inspect::state_list(&Opened::open(&target.lab, &target.place)?, json)
+        }
+        Command::State(StateCommand::Show { target, address, json }) => {
+            inspect::state_show(&Opened::open(&target.lab, &target.place)?, &address, json)
+        }
+        Command::State(StateCommand::Unlock { target }) => commands::unlock(&target),
+        Command::Schema => inspect::schema(),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "labctl",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+    }
 }
