@@ -4,6 +4,7 @@
 mod expand;
 mod file;
 mod roster;
+mod spans;
 mod validate;
 
 use std::path::Path;
@@ -29,7 +30,8 @@ pub fn load(path: &Path, cx: &Context) -> Result<Loaded, Vec<Diagnostic>> {
         .map_err(|e| vec![Diagnostic::file(&name, format!("cannot read the lab file: {e}"))])?;
     let source = Source { name, text };
     let file: LabFile = toml::from_str(&source.text).map_err(|e| vec![source.toml_error(&e)])?;
-    validate::validate(file, &source, path, cx)
+    let spans = spans::of(&source.text);
+    validate::validate(file, &source, &spans, path, cx)
 }
 
 /// The JSON Schema of the lab file, for editors: the core's sections, and each provider's

@@ -11,6 +11,7 @@ use labctl_provider_api::{Findings, Plugin, ProviderSetup, Settings};
 use toml::Spanned;
 
 use super::file::{DatasetGenerator, DatasetSection, LabFile};
+use super::spans::TableSpans;
 use super::{roster, Cohort, Diagnostic, Lab, Loaded, Source, Student};
 
 /// Lab names prefix bucket names (at most 63 characters) as `<lab>-<student>`.
@@ -38,10 +39,11 @@ pub struct Context<'a> {
 pub fn validate(
     file: LabFile,
     source: &Source,
+    spans: &TableSpans,
     path: &Path,
     cx: &Context,
 ) -> Result<Loaded, Vec<Diagnostic>> {
-    let mut v = Validator { source, errors: vec![], warnings: vec![] };
+    let mut v = Validator { source, spans, errors: vec![], warnings: vec![] };
     let name = v.dns_label(&file.lab.name, "lab name", MAX_LAB_NAME);
     let plugin = v.provider(&file, cx.plugins);
     let cohorts = v.cohorts(&file, path);
@@ -109,6 +111,7 @@ fn gpu_requests(file: &LabFile) -> Vec<&Spanned<GpuSpec>> {
 
 struct Validator<'a> {
     source: &'a Source,
+    spans: &'a TableSpans,
     errors: Vec<Diagnostic>,
     warnings: Vec<String>,
 }
@@ -141,19 +144,17 @@ impl Validator<'_> {
         let known: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
         let mut chosen = vec![];
         for name in file.provider.keys() {
-            // The parser keeps no spans of tables: the first `[provider.<name>` written.
-            let header = format!("[provider.{name}");
-            let at = self.source.text.find(&header).map_or(0..0, |i| i..i + header.len());
+            let spans = self.spans.providers.get(name);
+            let (key, table) = spans.map_or((0..0, 0..0), |s| (s.key.clone(), s.table.clone()));
             let Some(plugin) = plugins.iter().find(|p| p.name() == name) else {
-                let mut d =
-                    self.source.error(at.start + "[provider.".len()..at.end, format!("unknown key `{name}`"));
+                let mut d = self.source.error(key, format!("unknown key `{name}`"));
                 if let Some(suggestion) = super::did_you_mean(name, known.iter().copied()) {
                     d = d.note(format!("help: did you mean `{suggestion}`?"));
                 }
                 self.errors.push(d.note(format!("allowed: {}", known.join(", "))));
                 return None;
             };
-            chosen.push((*plugin, at.start, at.start..at.end + 1));
+            chosen.push((*plugin, table.start, table));
         }
         // In the order the file names them.
         chosen.sort_by_key(|(_, at, _)| *at);
@@ -167,7 +168,8 @@ impl Validator<'_> {
             format!("more than one provider is configured: {}", names.join(", "))
         };
         let tables: Vec<String> = known.iter().map(|k| format!("[provider.{k}]")).collect();
-        let at = self.source.text.find("[provider").unwrap_or(0);
+        // At the first table's `[provider` (none: the top of the file).
+        let at = chosen.first().map_or(0, |(_, at, _)| *at);
         let d = self.source.error(at..at + "[provider".len(), message);
         self.errors.push(d.note(format!("allowed: exactly one of {}", tables.join(", "))));
         None
@@ -443,6 +445,7 @@ impl Validator<'_> {
                 student: &file.student,
                 clusters: &file.cluster,
                 network: file.network.as_ref(),
+                spans: &self.spans.sections,
                 gpus: gpu_requests(file),
             };
             let mut findings = Findings::default();

@@ -195,3 +195,28 @@ fn an_ssh_key_that_is_not_one_is_pointed_at() {
         + "\n[student.compute]\nssh_keys = [\"ssh-ed25519 AAAAC3Nza ok@host\", \"my password\"]\n";
     insta::assert_snapshot!(invalid(&env, &text));
 }
+
+/// Diagnostics about a whole table point where the parser saw it, not at the first place
+/// its name is written (here, comments that mention the tables before them).
+#[test]
+fn table_diagnostics_point_at_the_table_not_at_a_comment() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap();
+    let text = format!(
+        "# The image goes under [provider.kubernetes]; workers and bucket below.\n{}",
+        example
+            .replace("image = \"ghcr.io/labctl/workers:0.1.0\"\n", "")
+            .replace("[student]\n", "[student]\nbucket = { datasets = [] }\n")
+    );
+    let out = invalid(&env, &text);
+    let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let image = line_of("[provider.kubernetes]");
+    assert!(
+        out.contains(&format!("the workers need an image, and none is set\n  --> lab.toml:{image}:1")),
+        "{out}"
+    );
+    let bucket = line_of("bucket = ");
+    assert!(out.contains(&format!("has no buckets or datasets\n  --> lab.toml:{bucket}:1")), "{out}");
+}

@@ -22,13 +22,13 @@ pub fn check(
         out.errors.push(d.note("allowed: image = \"<registry>/<name>:<tag>\", built from the repository's Dockerfile and pullable by the cluster"));
     }
     if let Some(bucket) = &s.bucket {
-        let at = bucket.datasets.first().map_or_else(|| lab.find("bucket"), Spanned::span);
+        let at = bucket.datasets.first().map(Spanned::span).or(lab.spans.bucket.clone()).unwrap_or(0..0);
         let d = lab.source.error(at, "the kubernetes provider has no buckets or datasets");
         out.errors.push(d.note("allowed: remove [student.bucket], or use a provider with buckets"));
     }
     if lab.clusters.len() > 1 {
         let d = lab.source.error(
-            lab.find("[cluster"),
+            lab.spans.cluster.clone().unwrap_or(0..0),
             format!(
                 "{} clusters are described, but the kubernetes provider works on one (its kubeconfig context)",
                 lab.clusters.len()
@@ -94,7 +94,7 @@ fn fit(lab: &LabSections, out: &mut Findings) {
     let source = lab.source;
     // Where to point: the first of the given settings the file has, else its workers.
     let at = |candidates: &[Option<std::ops::Range<usize>>]| -> std::ops::Range<usize> {
-        candidates.iter().flatten().next().cloned().unwrap_or_else(|| lab.find("workers"))
+        candidates.iter().flatten().next().cloned().unwrap_or_else(|| lab.workers_span())
     };
     let span = |q: &Option<Spanned<String>>| q.as_ref().map(Spanned::span);
     let quota = s.quota.as_ref();

@@ -86,6 +86,8 @@ pub struct LabSections<'a> {
     pub student: &'a StudentSection,
     pub clusters: &'a BTreeMap<String, ClusterSection>,
     pub network: Option<&'a NetworkSection>,
+    /// Where the tables a diagnostic may point at are written.
+    pub spans: &'a SectionSpans,
     /// Every GPU request: `[student.gpu]` and the cohorts' own.
     pub gpus: Vec<&'a Spanned<GpuSpec>>,
 }
@@ -101,8 +103,19 @@ impl LabSections<'_> {
         self.source.error(span, message).note(allowed)
     }
 
-    /// Where `word` is first written, to point at a table the parser gives no span for.
-    pub fn find(&self, word: &str) -> Range<usize> {
-        self.source.text.find(word).map_or(0..0, |i| i..i + word.len())
+    /// Where `[student.workers]` is written (the start of the file if it is not).
+    pub fn workers_span(&self) -> Range<usize> {
+        self.spans.workers.clone().unwrap_or(0..0)
     }
+}
+
+/// Where tables of the lab file are written (their keys), as the parser saw them.
+#[derive(Debug, Clone, Default)]
+pub struct SectionSpans {
+    /// `workers` of `[student]`.
+    pub workers: Option<Range<usize>>,
+    /// `bucket` of `[student]`.
+    pub bucket: Option<Range<usize>>,
+    /// `cluster` of `[cluster.<name>]`.
+    pub cluster: Option<Range<usize>>,
 }
