@@ -51,7 +51,8 @@ impl Registry {
         for (provider, rate) in
             [(connected.provider, setup.rate_limit()), (Arc::new(NullProvider) as Arc<dyn Provider>, None)]
         {
-            let provider = Faulty::wrap_from_env(RateLimited::wrap(provider, rate))?;
+            // A fault is injected after the call took its slot, as the real call would.
+            let provider = RateLimited::wrap(Faulty::wrap_from_env(provider)?, rate);
             live.insert(provider.name().to_owned(), provider);
         }
         Ok(Self { live, smoke: connected.smoke })

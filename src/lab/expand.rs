@@ -12,11 +12,7 @@ pub fn expand(lab: &Lab, setup: &dyn ProviderSetup) -> Vec<Node> {
     let mut nodes = setup.expand_shared(lab);
     for (cohort, student) in lab.students() {
         nodes.extend(setup.expand_student(lab, cohort, student));
-        let tags = Tags {
-            lab: lab.name.clone(),
-            cohort: Some(cohort.name.clone()),
-            student: Some(student.id.clone()),
-        };
+        let tags = lab.tags(cohort, student);
         placeholders(lab, student, &tags, &mut nodes);
     }
     nodes

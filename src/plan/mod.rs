@@ -11,8 +11,9 @@ use serde_json::Value;
 
 pub use diff::{destroy_plan, diff, force_update, Filter, Refresh, Refreshed};
 
-/// Marks a file as a saved plan.
-pub const PLAN_FORMAT: &str = "labctl-plan/1";
+/// Marks a file as a saved plan. Version 2 records the provider as `{name, settings}`, as
+/// its plugin saved it; a version 1 plan is refused with this name in the message.
+pub const PLAN_FORMAT: &str = "labctl-plan/2";
 
 /// A saved or shown plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]

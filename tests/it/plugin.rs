@@ -103,11 +103,7 @@ impl ProviderSetup for ScratchSetup {
     }
 
     fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
-        let tags = Tags {
-            lab: lab.name.clone(),
-            cohort: Some(cohort.name.clone()),
-            student: Some(student.id.clone()),
-        };
+        let tags = lab.tags(cohort, student);
         let config =
             NoteConfig { text: format!("{}, {}", self.settings.greeting, student.id), student: &student.id };
         vec![Node::new(

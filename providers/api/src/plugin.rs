@@ -233,7 +233,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node of `provider` whose config is the typed `config` (its `None` fields left out).
+    /// A node of `provider` whose config is the typed `config`, its top-level `None` fields
+    /// left out (nested ones stay, as `null`).
     pub fn new(
         provider: &str,
         address: impl Into<String>,

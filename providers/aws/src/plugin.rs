@@ -297,15 +297,11 @@ impl ProviderSetup for AwsSetup {
     fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
         let mut nodes = vec![];
         let base = Address::student(&student.id);
-        let tags = Tags {
-            lab: lab.name.clone(),
-            cohort: Some(cohort.name.clone()),
-            student: Some(student.id.clone()),
-        };
+        let tags = lab.tags(cohort, student);
         let s = &lab.student;
-        let name = format!("{}-{}", lab.name, student.id);
+        let name = lab.resource_name(student);
         let credential = base.child("credential");
-        if s.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
+        if lab.credentials() {
             let config = CredentialConfig {
                 student: student.id.clone(),
                 user: name.clone(),

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, SmokeWorkload, Student};
 use labctl_provider_api::{
     ports, Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
-    SmokeRunner, StudentResources, Tags, WorkerService,
+    SmokeRunner, StudentResources, WorkerService,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -234,12 +234,8 @@ impl ProviderSetup for KubernetesSetup {
 
     fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
         let base = Address::student(&student.id);
-        let tags = Tags {
-            lab: lab.name.clone(),
-            cohort: Some(cohort.name.clone()),
-            student: Some(student.id.clone()),
-        };
-        let namespace = format!("{}-{}", lab.name, student.id);
+        let tags = lab.tags(cohort, student);
+        let namespace = lab.resource_name(student);
         let namespace_address = base.child("namespace");
         let mut nodes = vec![Node::new(
             "kubernetes",
@@ -250,7 +246,7 @@ impl ProviderSetup for KubernetesSetup {
             vec![],
         )];
         let credential = base.child("credential");
-        if lab.student.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
+        if lab.credentials() {
             let config = CredentialConfig { student: student.id.clone(), namespace: namespace.clone() };
             nodes.push(Node::new(
                 "kubernetes",

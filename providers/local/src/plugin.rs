@@ -9,7 +9,7 @@ use labctl_provider_api::configs::{BucketConfig, DatasetConfig};
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
 use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
-    StudentResources, Tags,
+    StudentResources,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -125,17 +125,13 @@ impl ProviderSetup for LocalSetup {
     fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
         let mut nodes = vec![];
         let base = Address::student(&student.id);
-        let tags = Tags {
-            lab: lab.name.clone(),
-            cohort: Some(cohort.name.clone()),
-            student: Some(student.id.clone()),
-        };
+        let tags = lab.tags(cohort, student);
         let credential = base.child("credential");
-        if lab.student.credentials.as_ref().is_none_or(|c| *c.get_ref()) {
+        if lab.credentials() {
             let config = CredentialConfig { student: student.id.clone() };
             nodes.push(Node::new("local", credential.clone(), "credential", &config, &tags, vec![]));
         }
-        let bucket = format!("{}-{}", lab.name, student.id);
+        let bucket = lab.resource_name(student);
         if lab.student.bucket.is_some() {
             let address = base.child("bucket");
             nodes.push(Node::new(

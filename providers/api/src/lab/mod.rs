@@ -71,6 +71,25 @@ impl Lab {
         self.student.workers.as_ref().and_then(|w| w.scheduler.as_ref())
     }
 
+    /// The ownership tags of a student's resources.
+    pub fn tags(&self, cohort: &Cohort, student: &Student) -> crate::Tags {
+        crate::Tags {
+            lab: self.name.clone(),
+            cohort: Some(cohort.name.clone()),
+            student: Some(student.id.clone()),
+        }
+    }
+
+    /// `<lab>-<student>`: what names a student's bucket, user, namespace, VM.
+    pub fn resource_name(&self, student: &Student) -> String {
+        format!("{}-{}", self.name, student.id)
+    }
+
+    /// Whether students get a credential (`credentials`, default true).
+    pub fn credentials(&self) -> bool {
+        self.student.credentials.as_ref().is_none_or(|c| *c.get_ref())
+    }
+
     /// The names of the datasets seeded into each student's bucket, in file order.
     pub fn seeded(&self) -> impl Iterator<Item = &str> {
         self.student.bucket.iter().flat_map(|b| &b.datasets).map(|d| d.get_ref().as_str())
