@@ -329,9 +329,19 @@ async fn execute(
     verb: &str,
     json: bool,
 ) -> Result<u8, CliError> {
+    let mut interrupts = engine::Interrupts::from_signals()
+        .map_err(|e| CliError::failed(format!("cannot watch for Ctrl-C: {e}")))?;
     let mut progress = Progress::new(plan.actions.len());
-    let report = engine::execute(plan, state, store, registry, options, &mut progress).await;
+    let report = engine::execute(plan, state, store, registry, options, &mut interrupts, &mut progress).await;
     progress.finish();
+    if report.abandoned {
+        // Interrupted twice: leave now, without waiting for the work the walk abandoned.
+        let _ = writeln!(
+            anstream::stderr(),
+            "Interrupted again: abandoned what was in flight; the next run adopts it."
+        );
+        std::process::exit(EXIT_INTERRUPTED.into());
+    }
     if json {
         println!(
             "{}",

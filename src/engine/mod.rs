@@ -2,7 +2,10 @@
 //! parallel up to a bound, rate-limited and retried per provider — recording every result
 //! in state as it happens, continuing past failures, and stopping cleanly on Ctrl-C.
 
+mod interrupts;
 mod retry;
+#[cfg(test)]
+mod tests;
 mod walk;
 
 use std::future::Future;
@@ -10,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use labctl_provider_api::{Deps, ErrorKind, Observed, Provider, ProviderError};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use interrupts::Interrupts;
 pub use retry::RetryPolicy;
 pub use walk::{Status, Walk};
 
@@ -62,6 +65,9 @@ pub struct Report {
     /// One per plan action, in plan order.
     pub outcomes: Vec<Outcome>,
     pub interrupted: bool,
+    /// Interrupted twice: what was in flight was abandoned (state holds what finished
+    /// before; the next run adopts the rest). The caller should exit at once.
+    pub abandoned: bool,
     pub elapsed: Duration,
     /// The state could not be saved: the most serious failure of all.
     pub state_error: Option<String>,
@@ -87,13 +93,15 @@ impl Report {
 const STATE_WRITE_INTERVAL: Duration = Duration::from_millis(25);
 
 /// Runs `plan` against the providers, recording every result in `state` and persisting it
-/// through `store` as it goes.
+/// through `store` as it goes. The first of `interrupts` starts nothing new and lets what
+/// is in flight finish; the second abandons it.
 pub async fn execute(
     plan: &Plan,
     state: &mut State,
     store: &StateStore,
     registry: &dyn Providers,
     options: &Options,
+    interrupts: &mut Interrupts,
     observer: &mut dyn Observer,
 ) -> Report {
     let started = Instant::now();
@@ -110,9 +118,8 @@ pub async fn execute(
         interval: STATE_WRITE_INTERVAL,
         error: None,
     };
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut interrupted = false;
+    let mut abandoned = false;
     let mut op_started = vec![Instant::now(); actions.len()];
 
     loop {
@@ -160,13 +167,14 @@ pub async fn execute(
                 observer.event(Event::Retrying { action: &actions[i], error: &error, delay });
             }
             _ = tokio::time::sleep_until(writer.last + writer.interval), if writer.dirty => writer.flush(state),
-            _ = async { tokio::select! { _ = interrupt.recv() => {}, _ = terminate.recv() => {} } } => {
+            () = interrupts.next() => {
                 if interrupted {
-                    // Second interrupt: leave now. Every write so far was atomic; save what
-                    // is known, and the next run adopts whatever was in flight.
+                    // Second interrupt: leave now. Every write so far was atomic; what was
+                    // in flight is abandoned and the next run adopts it.
+                    abandoned = true;
+                    tasks.abort_all();
                     writer.dirty = true;
-                    writer.flush(state);
-                    std::process::exit(130);
+                    break;
                 }
                 interrupted = true;
                 let _ = cancel_tx.send(true);
@@ -184,6 +192,7 @@ pub async fn execute(
             .map(|o| o.unwrap_or(Outcome::Skipped { because: "interrupted".into() }))
             .collect(),
         interrupted,
+        abandoned,
         elapsed: started.elapsed(),
         state_error: writer.error,
     }

@@ -257,7 +257,9 @@ students = [{ id = "ada" }, { id = "bob" }]
         destroy: false,
         actions,
     };
-    let report = engine::execute(&plan, &mut state, &store, &live, &options, &mut Quiet).await;
+    let (_tx, mut interrupts) = engine::Interrupts::channel();
+    let report =
+        engine::execute(&plan, &mut state, &store, &live, &options, &mut interrupts, &mut Quiet).await;
     assert!(report.is_success(), "{report:?}");
     let refreshed = engine::refresh(&state, &live, &options).await.unwrap();
     assert!(plan::diff(&desired, &state, &refreshed, |_, k| KINDS.iter().find(|s| s.name == k)).is_empty());
