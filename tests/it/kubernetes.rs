@@ -10,6 +10,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use labctl_kube_emulator::Emulator;
 use serde_json::json;
 
+use crate::conformance::{conformance, Drift, World};
 use crate::support::*;
 
 /// A cluster for one test: a fresh emulator, or the one `LABCTL_TEST_KUBECONFIG` names.
@@ -92,6 +93,35 @@ impl Cluster {
         env
     }
 }
+
+/// The Kubernetes provider in the conformance suite: its example lab on a cluster of its own.
+struct Kube(Cluster);
+
+impl World for Kube {
+    const LAB: &'static str = "bigdata-k8s";
+    const KILLS: usize = 4;
+    const LEFT_BEHIND: &'static str = "kubernetes namespace `bigdata-k8s-ada`";
+
+    fn env(&self) -> Env {
+        self.0.env(&example())
+    }
+
+    /// What carries the lab's label, except pods: their controllers name them.
+    fn inventory(&self, _env: &Env) -> Vec<String> {
+        self.0.labelled(Self::LAB).into_iter().filter(|l| !l.starts_with("Pod ")).collect()
+    }
+
+    fn delete_by_hand(&self, _env: &Env) -> Drift {
+        let deployments = Api::<Deployment>::namespaced(self.0.client.clone(), "bigdata-k8s-alan");
+        self.0.block_on(deployments.delete("mapreduce-workers", &DeleteParams::default())).unwrap();
+        Drift {
+            address: "student[\"alan\"].mapreduce",
+            plan_shows: &["changed outside labctl: deployment bigdata-k8s-alan/mapreduce-workers: deleted"],
+        }
+    }
+}
+
+conformance!(Kube(Cluster::start()));
 
 fn example() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap()
@@ -250,29 +280,12 @@ fn a_failing_smoke_job_fails_that_students_check_with_its_last_words() {
 }
 
 #[test]
-fn an_object_deleted_or_edited_by_hand_is_drift_that_apply_repairs() {
+fn an_object_edited_by_hand_is_drift_that_apply_repairs() {
+    // (A Deployment deleted by hand is the conformance suite's drift case.)
     let cluster = Cluster::start();
     let env = cluster.env(&small_lab(60));
     env.run(&["apply", "lab.toml", "--yes"]).ok();
-
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), "k8slab-bob");
-    cluster.block_on(deployments.delete("mapreduce-workers", &DeleteParams::default())).unwrap();
-    assert!(cluster.deployment("k8slab-bob", "mapreduce-workers").is_none());
-
-    let plan = env.run(&["plan", "lab.toml"]).ok();
-    assert!(plan.stdout.contains("~ student[\"bob\"].mapreduce"), "{}", plan.stdout);
-    assert!(
-        plan.stdout.contains("changed outside labctl: deployment k8slab-bob/mapreduce-workers: deleted"),
-        "{}",
-        plan.stdout
-    );
-    assert!(!plan.stdout.contains("student[\"ann\"]"), "only bob's workers drifted: {}", plan.stdout);
-    env.run(&["apply", "lab.toml", "--yes"]).ok();
-    assert_eq!(
-        cluster.deployment("k8slab-bob", "mapreduce-workers").unwrap().spec.unwrap().replicas,
-        Some(2)
-    );
-    assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
 
     // Scaled by hand: the plan names the field, apply takes it back.
     let scale = serde_json::json!({ "spec": { "replicas": 5 } });
@@ -343,9 +356,7 @@ fn an_object_deleted_or_edited_by_hand_is_drift_that_apply_repairs() {
     assert!(cluster.deployment("k8slab-ann", "mapreduce-workers").is_some());
     assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
 
-    // With the state lost, a sweep still finds the lab's namespaces and removes them.
-    std::fs::remove_dir_all(env.path(".labctl")).unwrap();
-    env.run(&["destroy", "lab.toml", "--sweep", "--yes"]).ok();
+    env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
 }
 
@@ -370,33 +381,6 @@ fn a_deployment_that_never_becomes_ready_fails_that_student_only() {
     assert_eq!(resource("student[\"bob\"].mapreduce")["tainted"], true, "{state:#}");
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
-}
-
-/// A run killed at any point is repaired by the next: SIGKILL apply at several moments,
-/// then apply again: every namespace once, nothing to change, and a clean destroy.
-#[test]
-fn apply_killed_at_any_point_is_repaired() {
-    let cluster = Cluster::start();
-    let env = cluster.env(&example());
-    let lab = "bigdata-k8s";
-    for delay_ms in [20, 80, 200, 400] {
-        let mut child = env
-            .command(&["apply", "lab.toml", "--yes", "--no-verify"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
-    let found = cluster.labelled(lab);
-    assert_eq!(found.iter().filter(|l| l.starts_with("Namespace ")).count(), 5, "{found:#?}");
-    assert_eq!(found.iter().filter(|l| l.starts_with("Deployment ")).count(), 20, "{found:#?}");
-    assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
-    env.run(&["destroy", "lab.toml", "--yes"]).ok();
-    assert_eq!(cluster.labelled(lab), Vec::<String>::new());
 }
 
 /// A namespace of the same name that labctl did not make is not taken over (nor, later,

@@ -1,6 +1,55 @@
-//! E2 plan is a value, E3 idempotence, E4 change, E10 destroy.
+//! E2 plan is a value, E3 idempotence, E4 change, E10 destroy; the local provider's
+//! instance of the conformance suite.
 
+use crate::conformance::{conformance, Drift, World};
 use crate::support::{expected_addresses, expected_files, lab, stable, Env};
+
+/// The local provider in the conformance suite: six students, each with a bucket, two
+/// datasets and placeholders, in a scratch data directory.
+struct Local;
+
+impl World for Local {
+    const LAB: &'static str = "conform";
+    const KILLS: usize = 20;
+    const LEFT_BEHIND: &'static str = "local bucket `conform-ada`";
+
+    fn env(&self) -> Env {
+        let env = Env::new();
+        env.write("lab.toml", &lab(Self::LAB, &["ada", "bob", "cy", "dee", "eve", "fay"], 3));
+        env
+    }
+
+    /// Every file and directory under the data directory.
+    fn inventory(&self, env: &Env) -> Vec<String> {
+        let mut found = vec![];
+        let mut stack = vec![env.data()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let kind = if path.is_dir() { "dir" } else { "file" };
+                found.push(format!("{kind} {}", path.strip_prefix(env.data()).unwrap().display()));
+                if path.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    fn delete_by_hand(&self, env: &Env) -> Drift {
+        std::fs::remove_dir_all(env.data().join("conform/buckets/conform-bob/datasets/corpus")).unwrap();
+        Drift {
+            address: "student[\"bob\"].dataset[\"corpus\"]",
+            plan_shows: &[
+                "+ student[\"bob\"].dataset[\"corpus\"] (dataset)  # deleted outside labctl",
+                "Plan: 1 to create, 0 to update, 0 to replace, 0 to delete.",
+            ],
+        }
+    }
+}
+
+conformance!(Local);
 
 #[test]
 fn apply_then_reapply_changes_nothing() {
@@ -112,27 +161,6 @@ fn a_changed_dataset_is_replaced_and_in_place_changes_update() {
 }
 
 #[test]
-fn drift_is_planned_and_repaired() {
-    let env = Env::new();
-    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 0));
-    env.run(&["apply", "lab.toml", "--yes"]).ok();
-    std::fs::remove_dir_all(env.data().join("lab1/buckets/lab1-bob/datasets/corpus")).unwrap();
-    let plan = env.run(&["plan", "lab.toml"]).ok();
-    assert!(
-        plan.stdout.contains("+ student[\"bob\"].dataset[\"corpus\"] (dataset)  # deleted outside labctl"),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan.stdout.contains("Plan: 1 to create, 0 to update, 0 to replace, 0 to delete."),
-        "{}",
-        plan.stdout
-    );
-    env.run(&["apply", "lab.toml", "--yes"]).ok();
-    assert_eq!(env.data_files(), expected_files("lab1", &["ada", "bob"]));
-}
-
-#[test]
 fn destroy_runs_in_reverse_order_is_filtered_and_idempotent() {
     let env = Env::new();
     env.write("lab.toml", &lab("lab1", &["ada", "bob", "cy"], 0));
@@ -148,26 +176,6 @@ fn destroy_runs_in_reverse_order_is_filtered_and_idempotent() {
     assert!(env.state_addresses("lab1").is_empty());
     let again = env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert!(again.stdout.contains("Nothing to destroy."), "{}", again.stdout);
-}
-
-#[test]
-fn sweep_finds_what_a_lost_state_forgot() {
-    let env = Env::new();
-    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 1));
-    env.run(&["apply", "lab.toml", "--yes"]).ok();
-    std::fs::remove_dir_all(env.path(".labctl")).unwrap();
-
-    // Without state, destroy has nothing to delete, but says what still exists.
-    let plain = env.run(&["destroy", "lab.toml", "--yes"]);
-    assert_eq!(plain.code, 1, "{}", plain.all());
-    assert!(plain.stdout.contains("Nothing to destroy."));
-    assert!(plain.stderr.contains("local bucket `lab1-ada`"), "{}", plain.stderr);
-    assert!(plain.stderr.contains("labctl destroy --sweep"), "{}", plain.stderr);
-    assert!(!env.data_files().is_empty());
-
-    let swept = env.run(&["destroy", "lab.toml", "--sweep", "--yes"]).ok();
-    assert!(swept.stdout.contains("- orphan.bucket[\"lab1-ada\"] (bucket)"), "{}", swept.stdout);
-    assert!(env.data_files().is_empty(), "{:?}", env.data_files());
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod support;
 
 #[cfg(feature = "aws")]
 mod aws;
+mod conformance;
 mod crash;
 mod failures;
 #[cfg(feature = "kubernetes")]
