@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod error;
 pub mod lab;
 pub mod plan;
 pub mod registry;

@@ -79,7 +79,7 @@ pub(super) async fn plan_command(
         let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
     }
     if let Some(out) = out {
-        save_plan(&plan, &out)?;
+        plan.save_to(&out)?;
         if !json {
             println!(
                 "\nSaved the plan to {}. Apply exactly it with: labctl apply {}",
@@ -89,39 +89,6 @@ pub(super) async fn plan_command(
         }
     }
     Ok(0)
-}
-
-fn save_plan(plan: &Plan, path: &Path) -> Result<(), CliError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let bytes = serde_json::to_vec_pretty(plan).expect("plans serialise");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(&bytes))
-        .map_err(|e| CliError::failed(format!("cannot write the plan to {}: {e}", path.display())))
-}
-
-/// Reads `path` as a saved plan if it is one.
-fn read_plan(path: &Path) -> Result<Option<Plan>, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::invalid(format!("cannot read {}: {e}", path.display())))?;
-    if !text.trim_start().starts_with('{') {
-        return Ok(None);
-    }
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::invalid(format!("{} is not a plan file: {e}", path.display())))?;
-    if value.get("format").and_then(|f| f.as_str()) != Some(PLAN_FORMAT) {
-        return Err(CliError::invalid(format!(
-            "{} is not a labctl plan (expected format `{PLAN_FORMAT}`)",
-            path.display()
-        )));
-    }
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|e| CliError::invalid(format!("{}: damaged plan: {e}", path.display())))
 }
 
 /// The switches of `labctl apply`.
@@ -137,7 +104,7 @@ pub(super) async fn apply(
     run: &RunOptions,
     opts: ApplyOptions,
 ) -> Result<u8, CliError> {
-    if let Some(plan) = read_plan(path)? {
+    if let Some(plan) = Plan::read_from(path)? {
         return apply_saved_plan(plan, run).await;
     }
     let o = Opened::open(path, place)?;
@@ -208,7 +175,7 @@ async fn apply_saved_plan(plan: Plan, run: &RunOptions) -> Result<u8, CliError> 
     let options = engine_options(run, setup.as_ref())?;
     let store = store_at(&plan.state_path, setup.as_ref())?;
     let _lock = lock(&store, "apply")?;
-    let mut state = store.load(&plan.lab).map_err(|e| CliError::failed(format!("cannot read state: {e}")))?;
+    let mut state = store.load(&plan.lab)?;
     if state.lineage != plan.lineage && store.exists() {
         return Err(CliError::failed(format!(
             "this plan was made for another state (lineage {}), but {} has lineage {}",
@@ -219,9 +186,10 @@ async fn apply_saved_plan(plan: Plan, run: &RunOptions) -> Result<u8, CliError> 
     }
     if state.serial != plan.serial {
         return Err(CliError::failed(format!(
-            "the plan is stale: it was made against state serial {}, and the state is now at serial {}.\n  Run `labctl plan` again.",
+            "the plan is stale: it was made against state serial {}, and the state is now at serial {}",
             plan.serial, state.serial
-        )));
+        ))
+        .with_hint("run `labctl plan` again"));
     }
     state.lineage = plan.lineage.clone();
     let registry = connect(setup.as_ref(), &plan.lab)?;
@@ -330,7 +298,7 @@ async fn execute(
     json: bool,
 ) -> Result<u8, CliError> {
     let mut interrupts = engine::Interrupts::from_signals()
-        .map_err(|e| CliError::failed(format!("cannot watch for Ctrl-C: {e}")))?;
+        .map_err(|e| CliError::failed("cannot watch for Ctrl-C").caused_by(&e))?;
     let mut progress = Progress::new(plan.actions.len());
     let report = engine::execute(plan, state, store, registry, options, &mut interrupts, &mut progress).await;
     progress.finish();
@@ -393,6 +361,9 @@ pub(super) fn unlock(target: &Target) -> Result<u8, CliError> {
             println!("The state of lab `{}` is not locked.", lab.name);
             Ok(0)
         }
-        Err(e) => Err(CliError::failed(format!("cannot remove the lock of {}: {e}", store.path().display()))),
+        Err(e) => {
+            Err(CliError::failed(format!("cannot remove the lock of {}", store.path().display()))
+                .caused_by(&e))
+        }
     }
 }

@@ -37,7 +37,7 @@ pub fn main() -> ExitCode {
                     err,
                     "{} {}",
                     crate::report::paint(anstyle::AnsiColor::Red.on_default().bold(), "error:"),
-                    e.message
+                    e.render()
                 );
             }
             ExitCode::from(e.code)
@@ -85,7 +85,7 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
         Command::Output { target, handout: Some(dir), .. } => {
             let o = Opened::open(&target.lab, &target.place)?;
             let files = crate::report::write_handouts(&o.lab, &o.load_state()?, &dir, o.setup.as_ref())
-                .map_err(CliError::failed)?;
+                .map_err(|e| CliError::from_error(EXIT_FAILURE, &e))?;
             println!("Wrote {} handouts ({} files) to {}.", o.students(), files.len(), dir.display());
             Ok(0)
         }

@@ -35,7 +35,7 @@ impl Opened {
     }
 
     pub fn load_state(&self) -> Result<crate::state::State, CliError> {
-        self.store.load(&self.lab.name).map_err(|e| CliError::failed(format!("cannot read state: {e}")))
+        Ok(self.store.load(&self.lab.name)?)
     }
 
     pub fn lock(&self, operation: &str) -> Result<StateLock, CliError> {
@@ -116,41 +116,13 @@ pub fn load_lab(path: &Path, place: &Place) -> Result<lab::Loaded, CliError> {
 }
 
 pub(super) fn lock(store: &StateStore, operation: &str) -> Result<StateLock, CliError> {
-    store.lock(operation).map_err(|e| {
-        CliError::failed(format!(
-            "{e}\n  Wait for it to finish. If that run is gone for good, break the lock with `labctl state unlock LAB`."
-        ))
-    })
+    Ok(store.lock(operation)?)
 }
 
 /// Asks the providers what exists now.
 pub async fn refresh(o: &Opened, state: &crate::state::State) -> Result<crate::plan::Refreshed, CliError> {
     let options = Options { parallelism: 10, retry: RetryPolicy::default() };
-    engine::refresh(state, &o.registry, &options).await.map_err(|errors| {
-        CliError::failed(format!(
-            "cannot read the current resources:\n  {}",
-            group_by_message(&errors).join("\n  ")
-        ))
-    })
-}
-
-/// `address: message` lines with the same message folded into one (a missing credential
-/// fails every resource the same way).
-fn group_by_message(errors: &[String]) -> Vec<String> {
-    let mut groups: Vec<(&str, Vec<&str>)> = vec![];
-    for line in errors {
-        let (address, message) = line.split_once(": ").unwrap_or(("", line));
-        match groups.iter_mut().find(|(m, _)| *m == message) {
-            Some((_, addresses)) => addresses.push(address),
-            None => groups.push((message, vec![address])),
-        }
-    }
-    groups
-        .into_iter()
-        .map(|(message, addresses)| match addresses.as_slice() {
-            [one] => format!("{one}: {message}"),
-            [first, ..] => format!("{first} and {} more: {message}", addresses.len() - 1),
-            [] => message.to_owned(),
-        })
-        .collect()
+    engine::refresh(state, &o.registry, &options)
+        .await
+        .map_err(|e| CliError::failed(format!("{e}:\n  {}", e.grouped().join("\n  "))))
 }

@@ -22,7 +22,7 @@ pub use retry::RetryPolicy;
 pub use walk::{Status, Walk};
 
 use crate::plan::{Action, ActionKind, Plan, Refresh, Refreshed};
-use crate::state::{redact_text, ResourceState, State, StateStore};
+use crate::state::{redact_text, ResourceState, State, StateError, StateStore};
 
 /// The providers a walk goes through, by name (each already rate-limited and decorated).
 pub trait Providers: Sync {
@@ -70,7 +70,7 @@ pub struct Report {
     pub abandoned: bool,
     pub elapsed: Duration,
     /// The state could not be saved: the most serious failure of all.
-    pub state_error: Option<String>,
+    pub state_error: Option<StateError>,
 }
 
 impl Report {
@@ -139,7 +139,7 @@ pub async fn execute(
                     tasks.spawn(task.run(ctx));
                 }
                 Err(error) => {
-                    let outcome = Outcome::Failed { error, elapsed: Duration::ZERO };
+                    let outcome = Outcome::Failed { error: error.to_string(), elapsed: Duration::ZERO };
                     record(&mut walk, &mut outcomes, actions, i, outcome, observer);
                 }
             }
@@ -236,7 +236,7 @@ struct StateWriter<'a> {
     dirty: bool,
     last: Instant,
     interval: Duration,
-    error: Option<String>,
+    error: Option<StateError>,
 }
 
 impl StateWriter<'_> {
@@ -248,8 +248,8 @@ impl StateWriter<'_> {
         let saved = self.store.save(state);
         self.interval = STATE_WRITE_INTERVAL.max(started.elapsed() * 4);
         if let Err(e) = saved {
-            tracing::error!("cannot save state to {}: {e}", self.store.path().display());
-            self.error = Some(format!("cannot save state to {}: {e}", self.store.path().display()));
+            tracing::error!("{}", crate::error::chain(&e));
+            self.error = Some(e);
         }
         self.dirty = false;
         self.last = Instant::now();
@@ -284,19 +284,21 @@ struct Ctx {
     retries: mpsc::UnboundedSender<(usize, String, Duration)>,
 }
 
-fn task_for(action: &Action, state: &State, registry: &dyn Providers) -> Result<Task, String> {
-    let provider = registry
-        .provider(&action.provider)
-        .ok_or_else(|| format!("no provider `{}` is configured", action.provider))?;
+/// A provider that the plan or the state names and this run has not configured.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no provider `{0}` is configured")]
+pub struct NoProvider(pub String);
+
+fn provider(registry: &dyn Providers, name: &str) -> Result<Arc<dyn Provider>, NoProvider> {
+    registry.provider(name).ok_or_else(|| NoProvider(name.to_owned()))
+}
+
+fn task_for(action: &Action, state: &State, registry: &dyn Providers) -> Result<Task, NoProvider> {
+    let provider = provider(registry, &action.provider)?;
     let recorded = state.resources.get(&action.address);
     let prior = recorded.map(ResourceState::observed);
     let old = match recorded {
-        Some(r) => {
-            let old = registry
-                .provider(&r.provider)
-                .ok_or_else(|| format!("no provider `{}` is configured", r.provider))?;
-            (old, r.kind.clone())
-        }
+        Some(r) => (self::provider(registry, &r.provider)?, r.kind.clone()),
         None => (provider.clone(), action.kind.clone()),
     };
     let deps = match action.action {
@@ -451,6 +453,45 @@ fn apply_result(state: &mut State, action: &Action, result: TaskResult, elapsed:
     }
 }
 
+/// Why one resource in state could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    NoProvider(#[from] NoProvider),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// The resources a refresh could not look up, by address.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the current resources")]
+pub struct RefreshError {
+    /// Sorted by address; messages redacted.
+    pub failures: Vec<(String, LookupError)>,
+}
+
+impl RefreshError {
+    /// One line per distinct message, naming its addresses (a missing credential fails
+    /// every resource the same way): `A: message`, or `A and N more: message`.
+    pub fn grouped(&self) -> Vec<String> {
+        let mut groups: Vec<(String, Vec<&str>)> = vec![];
+        for (address, error) in &self.failures {
+            let message = error.to_string();
+            match groups.iter_mut().find(|(m, _)| *m == message) {
+                Some((_, addresses)) => addresses.push(address),
+                None => groups.push((message, vec![address])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(message, addresses)| match addresses.as_slice() {
+                [first, _, ..] => format!("{first} and {} more: {message}", addresses.len() - 1),
+                _ => format!("{}: {message}", addresses.concat()),
+            })
+            .collect()
+    }
+}
+
 /// Asks the providers whether each resource in state still exists, and what of it was
 /// edited outside labctl, in parallel.
 /// Returns the per-address answers, or every lookup that failed.
@@ -458,16 +499,19 @@ pub async fn refresh(
     state: &State,
     registry: &dyn Providers,
     options: &Options,
-) -> Result<Refreshed, Vec<String>> {
+) -> Result<Refreshed, RefreshError> {
     let permits = Arc::new(Semaphore::new(options.parallelism.max(1)));
     let (_cancel_tx, cancel) = watch::channel(false);
     let (retries, _retry_rx) = mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
-    let mut errors = vec![];
+    let mut failures = vec![];
     for (address, r) in &state.resources {
-        let Some(provider) = registry.provider(&r.provider) else {
-            errors.push(format!("{address}: no provider `{}` is configured", r.provider));
-            continue;
+        let provider = match provider(registry, &r.provider) {
+            Ok(provider) => provider,
+            Err(e) => {
+                failures.push((address.clone(), e.into()));
+                continue;
+            }
         };
         let (address, kind, prior) = (address.clone(), r.kind.clone(), r.observed());
         let permits = permits.clone();
@@ -492,13 +536,16 @@ pub async fn refresh(
             (address, Ok(refresh)) => {
                 refreshed.insert(address, refresh);
             }
-            (address, Err(e)) => errors.push(format!("{address}: {}", redact_text(&e.message, state))),
+            (address, Err(e)) => {
+                let e = ProviderError { message: redact_text(&e.message, state), ..e };
+                failures.push((address, e.into()));
+            }
         }
     }
-    if errors.is_empty() {
+    if failures.is_empty() {
         Ok(refreshed)
     } else {
-        errors.sort();
-        Err(errors)
+        failures.sort_by(|a, b| a.0.cmp(&b.0));
+        Err(RefreshError { failures })
     }
 }

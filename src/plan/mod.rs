@@ -2,6 +2,7 @@
 //! value that can be shown, saved, and applied later exactly as shown.
 
 mod diff;
+mod file;
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use diff::{destroy_plan, diff, force_update, Filter, Refresh, Refreshed};
+pub use file::PlanFileError;
 
 /// Marks a file as a saved plan. Version 2 records the provider as `{name, settings}`, as
 /// its plugin saved it; a version 1 plan is refused with this name in the message.

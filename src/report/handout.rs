@@ -18,19 +18,38 @@ const TEMPLATES: [(&str, &str); 2] = [
     ("html", include_str!("../../templates/handout.html.tera")),
 ];
 
+/// Why the handouts could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoutError {
+    #[error("the handout templates are broken")]
+    Template(#[source] tera::Error),
+    #[error("cannot render the handout of `{student}`")]
+    Render {
+        student: String,
+        #[source]
+        source: tera::Error,
+    },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Writes every student's handouts into `dir`; returns the files written.
 pub fn write_handouts(
     lab: &Lab,
     state: &State,
     dir: &Path,
     setup: &dyn ProviderSetup,
-) -> Result<Vec<PathBuf>, String> {
+) -> Result<Vec<PathBuf>, HandoutError> {
     let mut tera = tera::Tera::default();
     for (ext, text) in TEMPLATES {
-        tera.add_raw_template(ext, text).map_err(|e| format!("handout template: {e}"))?;
+        tera.add_raw_template(ext, text).map_err(HandoutError::Template)?;
     }
     tera.autoescape_on(vec!["html"]);
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| HandoutError::Write { path: dir.to_owned(), source })?;
     let mut written = vec![];
     let mut resources = crate::verify::students(state);
     for (cohort, student) in lab.students() {
@@ -55,11 +74,10 @@ pub fn write_handouts(
         });
         // The templates' section of the provider: how this student gets in.
         context[setup.name()] = endpoints.access.clone().unwrap_or(Value::Null);
-        let context = tera::Context::from_value(context).map_err(|e| e.to_string())?;
+        let rendering = |source| HandoutError::Render { student: student.id.clone(), source };
+        let context = tera::Context::from_value(context).map_err(rendering)?;
         for (ext, _) in TEMPLATES {
-            let text = tera
-                .render(ext, &context)
-                .map_err(|e| format!("rendering the handout of {}: {e:?}", student.id))?;
+            let text = tera.render(ext, &context).map_err(rendering)?;
             let path = dir.join(format!("{}.{ext}", student.id));
             std::fs::OpenOptions::new()
                 .write(true)
@@ -68,7 +86,7 @@ pub fn write_handouts(
                 .mode(0o600)
                 .open(&path)
                 .and_then(|mut f| f.write_all(text.as_bytes()))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|source| HandoutError::Write { path: path.clone(), source })?;
             written.push(path);
         }
     }

@@ -6,7 +6,7 @@ mod plan;
 mod progress;
 mod summary;
 
-pub use handout::write_handouts;
+pub use handout::{write_handouts, HandoutError};
 pub use matrix::{junit, render_matrix};
 pub use plan::render_plan;
 pub use progress::Progress;

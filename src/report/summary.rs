@@ -61,7 +61,10 @@ pub fn render_summary(verb: &str, plan: &Plan, report: &Report) -> String {
         }
     }
     if let Some(e) = &report.state_error {
-        let _ = writeln!(out, "\n{} {e}", paint(RED, "error:"));
+        let _ = writeln!(out, "\n{} {}", paint(RED, "error:"), crate::error::chain(e));
+        if let Some(hint) = e.hint() {
+            let _ = writeln!(out, "  hint: {hint}");
+        }
     }
     if report.interrupted {
         let _ = writeln!(out, "\nState is saved. Run the same command again to finish.");
@@ -89,7 +92,7 @@ pub fn summary_json(plan: &Plan, report: &Report) -> serde_json::Value {
         "interrupted": report.interrupted,
         "elapsed_seconds": report.elapsed.as_secs_f64(),
         "failed": report.failed(),
-        "state_error": report.state_error,
+        "state_error": report.state_error.as_ref().map(|e| crate::error::chain(e)),
         "actions": actions,
     })
 }

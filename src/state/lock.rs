@@ -42,7 +42,7 @@ pub enum LockError {
     Held(LockInfo),
     #[error("the state is locked by another process (its lock {0} is unreadable)")]
     HeldUnknown(PathBuf),
-    #[error("cannot lock the state: {0}")]
+    #[error("cannot lock the state")]
     Io(#[from] io::Error),
 }
 

@@ -1,6 +1,7 @@
 //! The state file: what labctl created, versioned, written atomically, locked, with
 //! secrets marked.
 
+mod error;
 mod file;
 mod lock;
 mod remote;
@@ -12,6 +13,7 @@ use labctl_provider_api::{Attributes, Observed, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use error::StateError;
 pub use lock::{LockError, LockInfo, StateLock};
 pub use store::{Backend, StateStore};
 

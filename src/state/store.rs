@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use labctl_provider_api::RemoteState;
 
+use super::error::StateError;
 use super::file::FileBackend;
 use super::lock::{LockError, StateLock};
 use super::remote::RemoteBackend;
@@ -50,7 +51,7 @@ impl StateStore {
 
     /// The default place: `.labctl/<lab>.state.json` beside the lab file.
     pub fn beside(lab_file: &Path, lab: &str) -> Self {
-        let dir = lab_file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = lab_file.parent().unwrap_or(Path::new(""));
         Self::new(dir.join(".labctl").join(format!("{lab}.state.json")))
     }
 
@@ -80,27 +81,27 @@ impl StateStore {
     }
 
     /// Reads the state; a missing one is a fresh state for `lab`.
-    pub fn load(&self, lab: &str) -> io::Result<State> {
-        let Some(bytes) = self.backend.read()? else { return Ok(State::new(lab)) };
+    pub fn load(&self, lab: &str) -> Result<State, StateError> {
         let location = self.path();
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", location.display()))
-        })?;
-        if state.format_version != FORMAT_VERSION {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: state format version {} is not supported by this labctl (which reads {FORMAT_VERSION})",
-                    location.display(),
-                    state.format_version
-                ),
-            ));
+        let bytes = match self.backend.read() {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(State::new(lab)),
+            Err(source) => return Err(StateError::Read { location, source }),
+        };
+        // The version first: a newer layout may not parse as this one.
+        #[derive(serde::Deserialize)]
+        struct Version {
+            format_version: u32,
         }
+        let version: Version = serde_json::from_slice(&bytes)
+            .map_err(|source| StateError::Damaged { location: location.clone(), source })?;
+        if version.format_version != FORMAT_VERSION {
+            return Err(StateError::Version { location, found: version.format_version });
+        }
+        let state: State = serde_json::from_slice(&bytes)
+            .map_err(|source| StateError::Damaged { location: location.clone(), source })?;
         if state.lab != lab {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: this state belongs to lab `{}`, not `{lab}`", location.display(), state.lab),
-            ));
+            return Err(StateError::OtherLab { location, lab: lab.to_owned(), found: state.lab });
         }
         Ok(state)
     }
@@ -111,10 +112,12 @@ impl StateStore {
     }
 
     /// Writes `state` with the next serial.
-    pub fn save(&self, state: &mut State) -> io::Result<()> {
+    pub fn save(&self, state: &mut State) -> Result<(), StateError> {
         state.serial += 1;
-        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
-        self.backend.write(&bytes)
+        let bytes = serde_json::to_vec(state).map_err(io::Error::other);
+        bytes
+            .and_then(|bytes| self.backend.write(&bytes))
+            .map_err(|source| StateError::Write { location: self.path(), source })
     }
 }
 

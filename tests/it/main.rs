@@ -9,6 +9,7 @@ mod support;
 mod aws;
 mod conformance;
 mod crash;
+mod errors;
 mod failures;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
