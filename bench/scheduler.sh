@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Scheduler benchmark (issue #4): 100,000 independent no-op tasks and a 1,000-step
 # dependent chain on 2 workers, side by side with Dask distributed (2-worker LocalCluster,
-# shared/peers/peer_tasks_dask.py); then the hyperparameter search (48 fits) sequentially,
-# on 1 worker and on 2 workers, for the speedup and the identical answer.
+# bench/peers/tasks_dask.py, its cluster start-up timed apart); then the hyperparameter
+# search (48 fits) sequentially, on 1 worker and on 2 workers, for the speedup and the
+# identical answer.
 #
 #   bash bench/scheduler.sh        # TASKS=100000 CHAIN=1000 DASK_TASKS=20000 DASK_CHAIN=200 PEERS=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TASKS=${TASKS:-100000}; CHAIN=${CHAIN:-1000}; DASK_TASKS=${DASK_TASKS:-20000}; DASK_CHAIN=${DASK_CHAIN:-200}; PEERS=${PEERS:-1}
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/labctl-bench
-PEERS_DIR="$ROOT/../shared/peers"
+PEERS_DIR="$ROOT/bench/peers"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -43,12 +43,13 @@ printf '%-16s %14s %12s %14s\n' system tasks/s "µs/task" "ms/chain step"
 printf '%-16s %14.0f %12.1f %14.3f   (%s tasks, %s steps)\n' lab-scheduler "$tps" "$us" "$ms" "$TASKS" "$CHAIN"
 
 if [ "$PEERS" = 1 ]; then
-  VENV="$CACHE/peers-venv"
-  [ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV"; "$VENV/bin/pip" install --quiet "dask[bag]" distributed pyspark; }
-  "$VENV/bin/python" "$PEERS_DIR/peer_tasks_dask.py" "$DASK_TASKS" "$DASK_CHAIN" 2 >"$WORK/dask.txt" 2>/dev/null
+  source "$ROOT/bench/peers.sh"
+  PY=$(peers_python)
+  "$PY" "$PEERS_DIR/tasks_dask.py" "$DASK_TASKS" "$DASK_CHAIN" 2 >"$WORK/dask.txt" 2>/dev/null
   dtps=$(sed -n 's/.*tasks_per_s=\([0-9.]*\).*/\1/p' "$WORK/dask.txt"); dus=$(sed -n 's/.*us_per_task=\([0-9.]*\).*/\1/p' "$WORK/dask.txt")
   dms=$(sed -n 's/.*ms_per_step=\([0-9.]*\).*/\1/p' "$WORK/dask.txt")
-  printf '%-16s %14.0f %12.1f %14.3f   (%s tasks, %s steps)\n' dask "$dtps" "$dus" "$dms" "$DASK_TASKS" "$DASK_CHAIN"
+  dstart=$(sed -n 's/.*startup_seconds=\([0-9.]*\).*/\1/p' "$WORK/dask.txt")
+  printf '%-16s %14.0f %12.1f %14.3f   (%s tasks, %s steps; dask %s; cluster start-up %ss, not counted)\n' dask "$dtps" "$dus" "$dms" "$DASK_TASKS" "$DASK_CHAIN" "$("$PY" -c 'import dask; print(dask.__version__)')" "$dstart"
   python3 -c "print(f'lab-scheduler vs dask: {$tps/$dtps:.0f}x the throughput, {$dms/$ms:.0f}x faster per chain step')"
 fi
 
