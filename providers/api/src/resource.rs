@@ -99,11 +99,3 @@ pub fn attrs(value: serde_json::Value) -> Attributes {
         other => panic!("attrs() takes an object literal, not {other}"),
     }
 }
-
-/// A string attribute that must be present, e.g. a name in a resource's config.
-pub fn str_attr<'a>(attributes: &'a Attributes, key: &str) -> Result<&'a str, crate::ProviderError> {
-    attributes
-        .get(key)
-        .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| crate::ProviderError::invalid(format!("missing string attribute `{key}`")))
-}

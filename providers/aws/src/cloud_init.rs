@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use labctl_provider_api::{ports, ProviderError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const TEMPLATE: &str = include_str!("../../../templates/cloud-init.yaml.tera");
 
@@ -19,15 +19,17 @@ pub(crate) struct Ports {
 pub(crate) const PORTS: Ports =
     Ports { mapreduce: ports::MAPREDUCE, scheduler: ports::SCHEDULER, scheduler_http: ports::SCHEDULER_HTTP };
 
-#[derive(Debug, Serialize)]
+/// A VM's MapReduce: how many workers run beside the coordinator.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct MapReduce {
-    pub workers: u64,
+    pub workers: u32,
 }
 
-#[derive(Debug, Serialize)]
+/// A VM's scheduler: how many workers, with how many task slots each.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Scheduler {
-    pub workers: u64,
-    pub slots: u64,
+    pub workers: u32,
+    pub slots: u32,
 }
 
 /// What the user data needs to know.

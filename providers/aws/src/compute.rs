@@ -7,12 +7,14 @@ use aws_sdk_ec2::types::{
     InstanceType, ResourceType, VolumeType,
 };
 use base64::Engine;
-use labctl_provider_api::{attrs, sha256, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use labctl_provider_api::configs::config;
+use labctl_provider_api::{attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Service::Ec2};
-use crate::cloud_init::{self, MapReduce, Scheduler, UserData, PORTS};
+use crate::cloud_init::{self, UserData, PORTS};
 use crate::errors::{code, failed, ignore_missing, is_missing};
+use crate::plugin::VmConfig;
 use crate::tagging::{ec2_filter, ec2_owned, ec2_spec};
 use crate::{dep_attr, dep_list};
 
@@ -23,27 +25,23 @@ pub(crate) const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"]
 const TERMINATE_WAIT: Duration = Duration::from_secs(300);
 
 pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+    let vm: VmConfig = config(spec)?;
     if let Some(found) = find(c, spec).await? {
         return Ok(observed(&found));
     }
-    let name = str_attr(&spec.config, "name")?;
-    let student = str_attr(&spec.config, "student")?;
-    let instance_type = str_attr(&spec.config, "instance_type")?;
-    let disk_gb = spec.config.get("disk_gb").and_then(Value::as_i64).unwrap_or(30) as i32;
-    let image =
-        image_id(c, str_attr(&spec.config, "image")?, spec.config.get("image_owner").and_then(Value::as_str))
-            .await?;
+    let (name, student, instance_type) = (vm.name.as_str(), vm.student.as_str(), vm.instance_type.as_str());
+    let image = image_id(c, &vm.image, vm.image_owner.as_deref()).await?;
     let subnets = dep_list(deps, "subnets");
     // Spread students over the zones, the same way on every run.
     let subnet = subnets
         .get(student.bytes().map(usize::from).sum::<usize>() % subnets.len().max(1))
         .ok_or_else(|| ProviderError::invalid(format!("{} needs the network's subnets", spec.address)))?;
-    let user_data = render_user_data(c, spec, deps, student)?;
+    let user_data = render_user_data(c, spec, deps, &vm)?;
     let disk = BlockDeviceMapping::builder()
         .device_name("/dev/sda1")
         .ebs(
             EbsBlockDevice::builder()
-                .volume_size(disk_gb)
+                .volume_size(vm.disk_gb as i32)
                 .volume_type(VolumeType::Gp3)
                 .delete_on_termination(true)
                 .build(),
@@ -114,18 +112,16 @@ fn render_user_data(
     c: &Aws,
     spec: &ResourceSpec,
     deps: &Deps,
-    student: &str,
+    vm: &VmConfig,
 ) -> Result<String, ProviderError> {
     let binaries = deps
         .values()
         .find_map(|d| d.attributes.get("binaries").and_then(Value::as_object))
         .map(|b| b.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
         .unwrap_or_default();
-    let count =
-        |service: &str, key: &str| spec.config.get(service).and_then(|s| s.get(key)).and_then(Value::as_u64);
     cloud_init::render(&UserData {
         lab: &spec.tags.lab,
-        student,
+        student: &vm.student,
         region: &c.region,
         artifacts_bucket: dep_attr(deps, "artifacts_bucket")?,
         binaries,
@@ -133,16 +129,10 @@ fn render_user_data(
         // The workers read and write the student's bucket with the student's own key.
         access_key_id: dep_attr(deps, "access_key_id")?,
         secret_access_key: dep_attr(deps, "secret_access_key")?,
-        mapreduce: count("mapreduce", "workers").map(|workers| MapReduce { workers }),
-        scheduler: count("scheduler", "workers")
-            .map(|workers| Scheduler { workers, slots: count("scheduler", "slots").unwrap_or(1) }),
+        mapreduce: vm.mapreduce,
+        scheduler: vm.scheduler,
         ports: PORTS,
-        ssh_keys: spec
-            .config
-            .get("ssh_keys")
-            .and_then(Value::as_array)
-            .map(|keys| keys.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default(),
+        ssh_keys: vm.ssh_keys.clone().unwrap_or_default(),
     })
 }
 

@@ -8,12 +8,14 @@ use std::time::Duration;
 use aws_sdk_eks::types::{
     AmiTypes, Cluster, Nodegroup, NodegroupScalingConfig, Taint, TaintEffect, VpcConfigRequest,
 };
-use labctl_provider_api::{attrs, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use labctl_provider_api::configs::config;
+use labctl_provider_api::{attrs, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Service::Eks};
 use crate::errors::{failed, ignore_missing, is_missing};
 use crate::identity::{delete_role, ensure_role};
+use crate::plugin::{ClusterConfig, NodePoolConfig};
 use crate::{dep_attr, dep_list, tagging};
 
 const MISSING: &[&str] = &["ResourceNotFoundException"];
@@ -48,7 +50,8 @@ pub(crate) async fn create_cluster(
     deps: &Deps,
     lab: &str,
 ) -> Result<Observed, ProviderError> {
-    let name = str_attr(&spec.config, "name")?;
+    let ClusterConfig { name, version } = config(spec)?;
+    let name = name.as_str();
     let role_arn =
         ensure_role(c, spec, lab, &cluster_role(name), "eks.amazonaws.com", CLUSTER_POLICIES, None).await?;
     let node_role_arn =
@@ -63,9 +66,8 @@ pub(crate) async fn create_cluster(
         }
         Some(found) => {
             // A version bump upgrades the control plane in place (one minor version a time).
-            let wanted = spec.config.get("version").and_then(Value::as_str);
-            if let Some(version) = wanted.filter(|v| found.version() != Some(*v)) {
-                c.call(Eks, c.eks.update_cluster_version().name(name).version(version).send())
+            if let Some(version) = version.filter(|v| found.version() != Some(v.as_str())) {
+                c.call(Eks, c.eks.update_cluster_version().name(name).version(&version).send())
                     .await
                     .map_err(failed(format!("upgrading EKS cluster {name} to {version}")))?;
             }
@@ -79,7 +81,7 @@ pub(crate) async fn create_cluster(
                     .name(name)
                     .role_arn(&role_arn)
                     .resources_vpc_config(vpc)
-                    .set_version(spec.config.get("version").and_then(Value::as_str).map(str::to_owned))
+                    .set_version(version)
                     .set_tags(Some(tagging::eks(spec, name)))
                     .send(),
             )
@@ -183,9 +185,9 @@ pub(crate) async fn create_node_pool(
     deps: &Deps,
 ) -> Result<Observed, ProviderError> {
     let cluster = dep_attr(deps, "cluster_name")?;
-    let name = str_attr(&spec.config, "name")?;
-    let number = |key: &str| spec.config.get(key).and_then(Value::as_i64).unwrap_or(0) as i32;
-    let (min, max, gpu) = (number("min"), number("max"), number("gpu"));
+    let pool: NodePoolConfig = config(spec)?;
+    let name = pool.name.as_str();
+    let (min, max, gpu) = (pool.min as i32, pool.max as i32, pool.gpu);
     let scaling = NodegroupScalingConfig::builder().min_size(min).max_size(max).desired_size(min).build();
     let id = format!("{cluster}/{name}");
     let partial = |e: ProviderError| e.with_partial(Observed { id: id.clone(), ..Default::default() });
@@ -217,7 +219,7 @@ pub(crate) async fn create_node_pool(
                 .nodegroup_name(name)
                 .scaling_config(scaling)
                 .set_subnets(Some(dep_list(deps, "subnets")))
-                .instance_types(str_attr(&spec.config, "instance_type")?)
+                .instance_types(&pool.instance_type)
                 .node_role(dep_attr(deps, "node_role_arn")?)
                 .set_tags(Some(tagging::eks(spec, &id)));
             if gpu > 0 {

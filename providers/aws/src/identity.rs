@@ -1,11 +1,13 @@
 //! IAM: each student's user (scoped to their own bucket, with an access key and a worker
 //! token) and the roles the lab's VMs and clusters run as.
 
-use labctl_provider_api::{attrs, str_attr, Observed, ProviderError, ResourceSpec, Tags};
+use labctl_provider_api::configs::config;
+use labctl_provider_api::{attrs, Observed, ProviderError, ResourceSpec, Tags};
 use serde_json::json;
 
 use crate::clients::{Aws, Service::Iam};
 use crate::errors::{code, failed, ignore_missing, is_missing};
+use crate::plugin::{CredentialConfig, InstanceProfileConfig};
 use crate::tagging::{self, iam_path};
 
 const MISSING: &[&str] = &["NoSuchEntity"];
@@ -22,9 +24,9 @@ pub(crate) async fn create_credential(
     lab: &str,
     token: Option<&str>,
 ) -> Result<Observed, ProviderError> {
-    let user = str_attr(&spec.config, "user")?;
-    let bucket = str_attr(&spec.config, "bucket")?;
-    let artifacts = str_attr(&spec.config, "artifacts")?;
+    let credential: CredentialConfig = config(spec)?;
+    let (user, bucket, artifacts) =
+        (credential.user.as_str(), credential.bucket.as_str(), credential.artifacts.as_str());
     let created = c
         .call(
             Iam,
@@ -297,8 +299,8 @@ pub(crate) async fn create_instance_profile(
     spec: &ResourceSpec,
     lab: &str,
 ) -> Result<Observed, ProviderError> {
-    let name = str_attr(&spec.config, "name")?;
-    let artifacts = str_attr(&spec.config, "artifacts")?;
+    let profile: InstanceProfileConfig = config(spec)?;
+    let (name, artifacts) = (profile.name.as_str(), profile.artifacts.as_str());
     let read_artifacts = json!({
         "Version": "2012-10-17",
         "Statement": [

@@ -2,19 +2,20 @@
 //! student's security group.
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, IpRange, ResourceType, UserIdGroupPair};
-use labctl_provider_api::{attrs, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use labctl_provider_api::configs::config;
+use labctl_provider_api::{attrs, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
 use serde_json::json;
 
 use crate::clients::{Aws, Service::Ec2};
 use crate::errors::{code, failed, ignore_missing, is_missing};
+use crate::plugin::{FirewallConfig, NetworkConfig};
 use crate::tagging::{ec2_filter, ec2_owned, ec2_parse, ec2_spec};
 use crate::{dep_attr, part_of};
 
 /// Finds or makes every part of the network, so a create interrupted half-way completes.
 pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
-    let name = str_attr(&spec.config, "name")?;
-    let cidr = str_attr(&spec.config, "cidr")?;
-    let zones = spec.config.get("zones").and_then(|z| z.as_u64()).unwrap_or(2) as usize;
+    let network: NetworkConfig = config(spec)?;
+    let (name, cidr, zones) = (network.name.as_str(), network.cidr.as_str(), network.zones as usize);
     let vpc_id = match find_vpc(c, spec).await? {
         Some(id) => id,
         None => {
@@ -302,7 +303,8 @@ pub(crate) async fn create_firewall(
     spec: &ResourceSpec,
     deps: &Deps,
 ) -> Result<Observed, ProviderError> {
-    let name = str_attr(&spec.config, "name")?;
+    let FirewallConfig { name } = config(spec)?;
+    let name = name.as_str();
     let vpc = dep_attr(deps, "vpc_id")?;
     let found = c
         .call(

@@ -18,6 +18,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::cloud_init::{MapReduce, Scheduler};
 use crate::state::{S3Object, S3Settings};
 use crate::{AwsConfig, AwsProvider, DEFAULT_CONCURRENCY};
 
@@ -192,8 +193,8 @@ pub struct VmConfig {
     pub image_owner: Option<String>,
     pub image: String,
     pub ssh_keys: Option<Vec<String>>,
-    pub mapreduce: Option<Value>,
-    pub scheduler: Option<Value>,
+    pub mapreduce: Option<MapReduce>,
+    pub scheduler: Option<Scheduler>,
     pub version: String,
 }
 
@@ -357,10 +358,10 @@ impl ProviderSetup for AwsSetup {
                 ssh_keys: compute
                     .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
                     .filter(|k| !k.is_empty()),
-                mapreduce: lab.mapreduce().map(|m| json!({ "workers": m.workers })),
+                mapreduce: lab.mapreduce().map(|m| MapReduce { workers: m.workers }),
                 scheduler: lab
                     .scheduler()
-                    .map(|sch| json!({ "workers": sch.workers, "slots": sch.slots.unwrap_or(1) })),
+                    .map(|sch| Scheduler { workers: sch.workers, slots: sch.slots.unwrap_or(1) }),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             let deps = vec![

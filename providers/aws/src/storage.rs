@@ -9,14 +9,14 @@ use aws_sdk_s3::types::{
     PublicAccessBlockConfiguration,
 };
 use labctl_datasets::Dataset;
-use labctl_provider_api::{
-    attrs, sha256, str_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
-};
+use labctl_provider_api::configs::{config, BucketConfig, DatasetConfig};
+use labctl_provider_api::{attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Service::S3};
 use crate::dep_attr;
 use crate::errors::{code, failed, is_missing};
+use crate::plugin::ArtifactsConfig;
 use crate::tagging;
 
 /// The worker binaries uploaded to `bin/` of the artifacts bucket.
@@ -33,11 +33,12 @@ pub(crate) async fn create_artifacts(
     spec: &ResourceSpec,
     bin_dir: &Path,
 ) -> Result<Observed, ProviderError> {
-    let bucket = str_attr(&spec.config, "name")?;
+    let artifacts: ArtifactsConfig = config(spec)?;
+    let bucket = artifacts.name.as_str();
     ensure_bucket(c, bucket, spec).await?;
     let partial = |e: ProviderError| e.with_partial(artifacts_observed(bucket, json!({}), json!({})));
     let mut binaries = serde_json::Map::new();
-    if spec.config.get("workers").is_some() {
+    if artifacts.workers.is_some() {
         for name in WORKER_BINARIES {
             let path = bin_dir.join(name);
             let bytes = tokio::fs::read(&path).await.map_err(|e| {
@@ -55,10 +56,8 @@ pub(crate) async fn create_artifacts(
         }
     }
     let mut datasets = serde_json::Map::new();
-    for (name, definition) in spec.config.get("datasets").and_then(Value::as_object).into_iter().flatten() {
-        let dataset: Dataset = serde_json::from_value(definition.clone())
-            .map_err(|e| partial(ProviderError::invalid(format!("dataset `{name}`: {e}"))))?;
-        let hash = sha256(definition.to_string().as_bytes());
+    for (name, dataset) in &artifacts.datasets {
+        let hash = definition_hash(dataset);
         let manifest_key = format!("datasets/{name}/{MANIFEST}");
         if object_hash(c, bucket, &manifest_key).await.map_err(partial)?.as_deref() != Some(hash.as_str()) {
             // A changed definition may have fewer parts: none of the old ones may linger.
@@ -72,12 +71,18 @@ pub(crate) async fn create_artifacts(
                 };
                 put(c, bucket, &key, &hash, generate).await.map_err(partial)?;
             }
-            let manifest = json!({ "dataset": definition }).to_string().into_bytes();
+            let manifest = json!({ "dataset": dataset }).to_string().into_bytes();
             put(c, bucket, &manifest_key, &hash, move || Ok(manifest)).await.map_err(partial)?;
         }
         datasets.insert(name.clone(), Value::String(hash));
     }
     Ok(artifacts_observed(bucket, Value::Object(binaries), Value::Object(datasets)))
+}
+
+/// The hash naming a dataset definition: of its JSON text with sorted keys, as the config
+/// holds it (the artifacts bucket and each student's copy are compared by it).
+fn definition_hash(dataset: &Dataset) -> String {
+    sha256(json!(dataset).to_string().as_bytes())
 }
 
 fn artifacts_observed(bucket: &str, binaries: Value, datasets: Value) -> Observed {
@@ -98,7 +103,8 @@ pub(crate) async fn read_artifacts(c: &Aws, prior: &Observed) -> Result<Option<O
 }
 
 pub(crate) async fn create_bucket(c: &Aws, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
-    let name = str_attr(&spec.config, "name")?;
+    let BucketConfig { name } = config(spec)?;
+    let name = name.as_str();
     ensure_bucket(c, name, spec).await?;
     Ok(bucket_observed(name))
 }
@@ -263,11 +269,10 @@ pub(crate) async fn create_dataset(
     spec: &ResourceSpec,
     deps: &Deps,
 ) -> Result<Observed, ProviderError> {
-    let bucket = str_attr(&spec.config, "bucket")?;
-    let name = str_attr(&spec.config, "name")?;
+    let DatasetConfig { bucket, name, dataset } = config(spec)?;
+    let (bucket, name) = (bucket.as_str(), name.as_str());
     let artifacts = dep_attr(deps, "artifacts_bucket")?;
-    let definition = spec.config.get("dataset").cloned().unwrap_or(Value::Null);
-    let hash = sha256(definition.to_string().as_bytes());
+    let hash = definition_hash(&dataset);
     let prefix = format!("datasets/{name}/");
     let manifest_key = format!("{prefix}{MANIFEST}");
     if object_hash(c, bucket, &manifest_key).await?.as_deref() == Some(hash.as_str()) {
@@ -356,4 +361,22 @@ async fn put(
     .await
     .map_err(failed(format!("uploading s3://{bucket}/{key}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use labctl_provider_api::lab::DatasetKind;
+    use labctl_provider_api::Node;
+
+    use super::*;
+
+    /// The hash is of the definition as the dataset's config holds it, as before configs
+    /// were typed: datasets uploaded by an earlier labctl are not uploaded again.
+    #[test]
+    fn a_definition_hashes_as_its_config_text() {
+        let dataset = Dataset { kind: DatasetKind::Text { size_bytes: 5000, files: 2 }, seed: 7 };
+        let config = DatasetConfig { bucket: "b".into(), name: "corpus".into(), dataset: dataset.clone() };
+        let node = Node::new("aws", "dataset", "dataset", &config, &Tags::default(), vec![]);
+        assert_eq!(definition_hash(&dataset), sha256(node.spec.config["dataset"].to_string().as_bytes()));
+    }
 }

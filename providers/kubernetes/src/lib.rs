@@ -25,8 +25,9 @@ mod waits;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use labctl_provider_api::configs::config;
 use labctl_provider_api::{
-    attrs, random_token, str_attr, Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError,
+    attrs, random_token, Attributes, Deps, Found, KindSchema, Observed, Provider, ProviderError,
     ResourceSpec, Tags, WorkerService,
 };
 use serde_json::{json, Value};
@@ -35,6 +36,7 @@ pub use cluster::{KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
 use manifests::{ObjectRef, Service, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
 use objects::{Applied, Stopped};
 pub use plugin::KubernetesPlugin;
+use plugin::{CredentialConfig, NamespaceConfig, ServiceConfig};
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "namespace", replace_on: &["namespace"] },
@@ -65,8 +67,10 @@ impl KubernetesProvider {
         tags: &Tags,
         timeout: Duration,
     ) -> Result<(), String> {
+        let config: ServiceConfig = serde_json::from_value(Value::Object(config.clone()))
+            .map_err(|e| format!("the {} config as applied: {e}", service.name()))?;
         let client = self.client().await.map_err(|e| e.to_string())?;
-        smoke::run(client, service, &Value::Object(config.clone()), tags, timeout).await
+        smoke::run(client, service, &config, tags, timeout).await
     }
 
     fn timeout(&self) -> Duration {
@@ -88,8 +92,9 @@ impl KubernetesProvider {
     /// namespace of that name that is not this lab's is refused, not taken over; one still
     /// terminating is waited for.
     async fn apply_namespace(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+        let ns: NamespaceConfig = config(spec)?;
+        let namespace = ns.namespace.as_str();
         let cluster = self.connection.get().await?;
-        let namespace = str_attr(&spec.config, "namespace")?;
         let existing = namespace_ref(namespace);
         if let Some(found) = objects::get(&cluster.client, &existing).await? {
             let owner = found.metadata.labels.as_ref().and_then(|l| l.get(Tags::LAB));
@@ -104,7 +109,7 @@ impl KubernetesProvider {
                 waits::gone(&cluster.client, &existing, self.timeout()).await?;
             }
         }
-        let docs = manifests::namespace(&Value::Object(spec.config.clone()), &spec.tags)?;
+        let docs = manifests::namespace(&ns, &spec.tags)?;
         let applied = self.apply(namespace, &docs).await?;
         let partial = observed(namespace, &applied, Attributes::new(), &[]);
         let token = waits::token(&cluster.client, namespace, STUDENT_TOKEN_SECRET, self.timeout())
@@ -129,7 +134,8 @@ impl KubernetesProvider {
         spec: &ResourceSpec,
         prior: Option<&Observed>,
     ) -> Result<Observed, ProviderError> {
-        let namespace = str_attr(&spec.config, "namespace")?;
+        let CredentialConfig { namespace, .. } = config(spec)?;
+        let namespace = namespace.as_str();
         let known = prior.and_then(|p| p.attributes.get("token")).and_then(Value::as_str).map(str::to_owned);
         let token = match known {
             Some(token) => token,
@@ -144,9 +150,10 @@ impl KubernetesProvider {
 
     /// Applies a service's Deployments and Service and waits for them to be ready.
     async fn apply_service(&self, service: Service, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
-        let namespace = str_attr(&spec.config, "namespace")?;
+        let svc: ServiceConfig = config(spec)?;
+        let namespace = svc.namespace.as_str();
         let id = format!("{namespace}/{}", service.name());
-        let docs = manifests::workers(service, &Value::Object(spec.config.clone()), &spec.tags)?;
+        let docs = manifests::workers(service, &svc, &spec.tags)?;
         let applied = self.apply(&id, &docs).await?;
         let mut attributes = attrs(json!({
             "namespace": namespace,

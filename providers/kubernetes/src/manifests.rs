@@ -8,6 +8,8 @@ use labctl_provider_api::{ports, ProviderError, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::plugin::{NamespaceConfig, ServiceConfig, VolumeAccess};
+
 const TEMPLATES: [(&str, &str); 10] = [
     ("labels.yaml.tera", include_str!("../../../templates/kubernetes/labels.yaml.tera")),
     ("pod-labels.yaml.tera", include_str!("../../../templates/kubernetes/pod-labels.yaml.tera")),
@@ -37,9 +39,9 @@ pub(crate) fn volume() -> Value {
 
 /// The volume as templates mount it; one only a node at a time may mount (`ReadWriteOnce`)
 /// keeps every pod using it on one node.
-fn data_volume(config: &Value) -> Value {
+fn data_volume(config: &ServiceConfig) -> Value {
     let mut volume = volume();
-    volume["colocate"] = json!(config["storage_access"] != "ReadWriteMany");
+    volume["colocate"] = json!(config.storage_access != Some(VolumeAccess::ReadWriteMany));
     volume
 }
 
@@ -112,8 +114,8 @@ pub(crate) fn render(template: &str, context: &Value) -> Result<Vec<Value>, Prov
 /// The student's namespace: the Namespace, its quota and limits, their volume, the
 /// student's service account with a role bound to it, a token for it, and the network
 /// policy.
-pub(crate) fn namespace(config: &Value, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
-    let mut context = with_labels(config, tags);
+pub(crate) fn namespace(config: &NamespaceConfig, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
+    let mut context = with_labels(&json!(config), tags);
     context["volume"] = volume();
     render("namespace.yaml.tera", &context)
 }
@@ -128,8 +130,7 @@ pub(crate) fn credential(namespace: &str, token: &str, tags: &Tags) -> Result<Ve
 }
 
 /// What `workers.yaml.tera` needs to render `service` with its resource's `config`.
-fn workers_context(service: Service, config: &Value) -> Value {
-    let workers = config["workers"].as_u64().unwrap_or(1);
+fn workers_context(service: Service, config: &ServiceConfig) -> Value {
     let listen = |port: u16| format!("0.0.0.0:{port}");
     let head = head_address(service);
     let (head_args, head_ports, mut worker_args) = match service {
@@ -152,29 +153,30 @@ fn workers_context(service: Service, config: &Value) -> Value {
                 "--scheduler".into(),
                 head,
                 "--slots".into(),
-                config["slots"].as_u64().unwrap_or(1).to_string(),
+                config.slots.unwrap_or(1).to_string(),
             ],
         ),
     };
-    if let Some(gpus) = config.get("gpu").and_then(|g| g["count"].as_u64()) {
+    if let Some(gpus) = config.gpu.as_ref().map(|g| g.count) {
         // The scheduler places GPU tasks by what each worker says it has.
         worker_args.extend(["--gpus".to_owned(), gpus.to_string()]);
     }
     let mut context = service_context(service, config);
     context["head"] =
-        json!({ "args": head_args, "ports": head_ports, "cpu": config["cpu"], "memory": config["memory"] });
-    context["workers"] =
-        json!({ "replicas": workers, "args": worker_args, "cpu": config["cpu"], "memory": config["memory"] });
-    context["gpu"] = json!(config.get("gpu"));
+        json!({ "args": head_args, "ports": head_ports, "cpu": config.cpu, "memory": config.memory });
+    context["workers"] = json!({
+        "replicas": config.workers, "args": worker_args, "cpu": config.cpu, "memory": config.memory,
+    });
+    context["gpu"] = json!(config.gpu);
     context
 }
 
 /// What every template running `service`'s binary needs, from its resource's `config`:
 /// where, which image and binary, the token, the volume.
-fn service_context(service: Service, config: &Value) -> Value {
+fn service_context(service: Service, config: &ServiceConfig) -> Value {
     json!({
-        "namespace": config["namespace"],
-        "image": config["image"],
+        "namespace": config.namespace,
+        "image": config.image,
         "service": service.name(),
         "binary": service.binary(),
         "token_env": service.token_env(),
@@ -230,7 +232,7 @@ fn smoke_args(service: Service, run: &str) -> Vec<String> {
 pub(crate) fn smoke_job(
     service: Service,
     run: &str,
-    config: &Value,
+    config: &ServiceConfig,
     tags: &Tags,
     deadline_secs: u64,
 ) -> Result<Vec<Value>, ProviderError> {
@@ -240,8 +242,8 @@ pub(crate) fn smoke_job(
         ("run", json!(run)),
         ("args", json!(smoke_args(service, run))),
         ("deadline", json!(deadline_secs)),
-        ("cpu", config["cpu"].clone()),
-        ("memory", config["memory"].clone()),
+        ("cpu", json!(config.cpu)),
+        ("memory", json!(config.memory)),
     ] {
         context[key] = value;
     }
@@ -249,7 +251,11 @@ pub(crate) fn smoke_job(
 }
 
 /// A service's Deployments and Service.
-pub(crate) fn workers(service: Service, config: &Value, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
+pub(crate) fn workers(
+    service: Service,
+    config: &ServiceConfig,
+    tags: &Tags,
+) -> Result<Vec<Value>, ProviderError> {
     render("workers.yaml.tera", &with_labels(&workers_context(service, config), tags))
 }
 
@@ -284,29 +290,46 @@ mod tests {
     };
 
     use super::*;
+    use crate::plugin::{GpuPlacement, LimitsConfig, QuotaConfig, StorageConfig};
 
     fn tags(student: &str) -> Tags {
         Tags { lab: "bigdata".into(), cohort: Some("tuesday".into()), student: Some(student.into()) }
     }
 
-    fn namespace_config(student: &str, gpu: u32) -> Value {
-        json!({
-            "namespace": format!("bigdata-{student}"),
-            "quota": { "cpu": "4", "memory": "8Gi", "pods": 20, "gpu": gpu },
-            "limits": { "default_cpu": "250m", "default_memory": "256Mi", "max_cpu": "2", "max_memory": "4Gi" },
-            "storage": { "size": "2Gi", "access": "ReadWriteMany", "class": "nfs" },
-        })
+    fn namespace_config(student: &str, gpu: u32) -> NamespaceConfig {
+        NamespaceConfig {
+            namespace: format!("bigdata-{student}"),
+            quota: QuotaConfig { cpu: "4".into(), memory: "8Gi".into(), pods: 20, gpu },
+            limits: LimitsConfig {
+                default_cpu: "250m".into(),
+                default_memory: "256Mi".into(),
+                max_cpu: "2".into(),
+                max_memory: "4Gi".into(),
+            },
+            storage: StorageConfig {
+                size: "2Gi".into(),
+                class: Some("nfs".into()),
+                access: VolumeAccess::ReadWriteMany,
+            },
+        }
     }
 
-    fn scheduler_config(student: &str, gpu: bool) -> Value {
-        let mut config = json!({
-            "namespace": format!("bigdata-{student}"), "image": "ghcr.io/labctl/workers:0.1.0",
-            "workers": 2, "slots": 2, "cpu": "500m", "memory": "512Mi",
-        });
-        if gpu {
-            config["gpu"] = json!({ "count": 1, "node_selector": { "labctl/pool": "gpu" } });
+    fn scheduler_config(student: &str, gpu: bool) -> ServiceConfig {
+        ServiceConfig {
+            student: student.into(),
+            workers: 2,
+            slots: Some(2),
+            version: "0.1.0".into(),
+            namespace: format!("bigdata-{student}"),
+            image: Some("ghcr.io/labctl/workers:0.1.0".into()),
+            cpu: "500m".into(),
+            memory: "512Mi".into(),
+            storage_access: None,
+            gpu: gpu.then(|| GpuPlacement {
+                count: 1,
+                node_selector: [("labctl/pool".to_owned(), "gpu".to_owned())].into(),
+            }),
         }
-        config
     }
 
     /// Every document, parsed into its typed object and serialised again, is unchanged: a

@@ -7,10 +7,10 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use labctl_provider_api::{random_token, ProviderError, Tags};
-use serde_json::Value;
 
 use crate::errors::failed;
 use crate::manifests::{self, Service};
+use crate::plugin::ServiceConfig;
 use crate::waits;
 
 /// Runs `service`'s smoke workload for the student whose service resource has `config`;
@@ -18,7 +18,7 @@ use crate::waits;
 pub(crate) async fn run(
     client: &kube::Client,
     service: Service,
-    config: &Value,
+    config: &ServiceConfig,
     tags: &Tags,
     timeout: Duration,
 ) -> Result<(), String> {

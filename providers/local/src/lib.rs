@@ -19,12 +19,13 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use labctl_provider_api::configs::{config, BucketConfig, DatasetConfig};
 use labctl_provider_api::{
-    attrs, str_attr, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags,
+    attrs, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags,
 };
 use serde_json::{json, Value};
 
 use fsutil::{io_error, prune_empty, read_json, write_atomic};
 pub use plugin::LocalPlugin;
+use plugin::{CredentialConfig, ServiceConfig};
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "bucket", replace_on: &["name"] },
@@ -134,7 +135,8 @@ impl LocalProvider {
     }
 
     fn create_credential(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
-        let student = str_attr(&spec.config, "student")?;
+        let CredentialConfig { student } = config(spec)?;
+        let student = student.as_str();
         self.claim("credential", student, &spec.tags)?;
         let path = self.token_path(student);
         let token = match std::fs::read_to_string(&path) {
@@ -211,9 +213,10 @@ impl LocalProvider {
             "credential" => self.create_credential(spec),
             kind => {
                 let service = services::Service::from_kind(kind).ok_or_else(|| unknown_kind(kind))?;
-                let student = str_attr(&spec.config, "student")?;
-                self.claim(kind, student, &spec.tags)?;
-                services::start(service, student, &self.service_dir(student, kind), &self.bin_dir, spec, deps)
+                let svc: ServiceConfig = config(spec)?;
+                self.claim(kind, &svc.student, &spec.tags)?;
+                let dir = self.service_dir(&svc.student, kind);
+                services::start(service, &svc, &dir, &self.bin_dir, spec, deps)
             }
         }
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::fsutil::{io_error, read_json, write_atomic};
+use crate::plugin::ServiceConfig;
 use crate::process::{self, Proc};
 
 /// What a service looks like once started.
@@ -25,10 +26,11 @@ pub struct Record {
 const STOP_GRACE: Duration = Duration::from_secs(3);
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Starts a service from scratch in `dir` (stopping whatever an earlier incarnation left).
+/// Starts the student's service as `config` says, from scratch in `dir` (stopping whatever
+/// an earlier incarnation left).
 pub fn start(
     service: Service,
-    id: &str,
+    config: &ServiceConfig,
     dir: &Path,
     bin_dir: &Path,
     spec: &ResourceSpec,
@@ -37,7 +39,7 @@ pub fn start(
     stop(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     let exe = bin_dir.join(service.binary());
-    check_version(&exe, spec)?;
+    check_version(&exe, &config.version)?;
     let token = deps
         .values()
         .find_map(|o| o.attributes.get("token").and_then(Value::as_str))
@@ -46,7 +48,7 @@ pub fn start(
         })?
         .to_owned();
     let env = [(service.token_env(), token.as_str())];
-    let workers = spec.config.get("workers").and_then(Value::as_u64).unwrap_or(1);
+    let id = config.student.as_str();
     let mut record = Record::default();
     let partial = |record: &Record| observed(id, dir, record);
     let fail = |record: &Record, e: String| ProviderError::fatal(e).with_partial(partial(record));
@@ -81,11 +83,11 @@ pub fn start(
     record.address = Some(address.clone());
     save(dir, &record)?;
 
-    for i in 0..workers {
+    for i in 0..config.workers {
         let mut args = match service {
             Service::MapReduce => vec!["worker".into(), "--coordinator".into(), address.clone()],
             Service::Scheduler => {
-                let slots = spec.config.get("slots").and_then(Value::as_u64).unwrap_or(1);
+                let slots = config.slots.unwrap_or(1);
                 vec![
                     "worker".into(),
                     "--scheduler".into(),
@@ -149,8 +151,7 @@ fn observed(id: &str, dir: &Path, record: &Record) -> Observed {
 }
 
 /// Refuses worker binaries from another build than the one the lab asks for.
-fn check_version(exe: &Path, spec: &ResourceSpec) -> Result<(), ProviderError> {
-    let want = spec.config.get("version").and_then(Value::as_str).unwrap_or_default();
+fn check_version(exe: &Path, want: &str) -> Result<(), ProviderError> {
     let out = std::process::Command::new(exe).arg("--version").output().map_err(|e| {
         ProviderError::invalid(format!(
             "cannot run {}: {e}. Build the workers (cargo build --workspace) or set LABCTL_WORKER_BIN_DIR",
