@@ -15,6 +15,8 @@ pub use args::Cli;
 use args::{Command, StateCommand};
 use open::Opened;
 
+use crate::registry;
+
 pub use error::{CliError, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_INVALID};
 
 /// Parses the command line, runs the command, returns the process exit code.
@@ -46,12 +48,17 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
-    // The AWS SDK warns about every credential source it tries; labctl reports the outcome.
-    let default = match verbose {
-        0 => "warn,aws_config=error,aws_smithy_runtime=error",
-        1 => "info,aws_config=error,aws_smithy_runtime=error",
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
         _ => "debug",
     };
+    let mut default = level.to_owned();
+    if verbose < 2 {
+        for target in registry::plugins().iter().flat_map(|p| p.quiet_log_targets()) {
+            default.push_str(&format!(",{target}=error"));
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

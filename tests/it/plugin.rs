@@ -2,7 +2,6 @@
 //! status and handouts with nothing in the core knowing it: the plugin contract is all a
 //! provider needs.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -51,17 +50,12 @@ impl Plugin for ScratchPlugin {
         _lab: &LabSections,
         findings: &mut Findings,
     ) -> Option<Box<dyn ProviderSetup>> {
-        match settings.parse::<ScratchSettings>(self.name()) {
-            Ok(s) if s.greeting.is_empty() => {
-                findings.errors.push(settings.source.error(settings.span.clone(), "the greeting is empty"));
-                None
-            }
-            Ok(s) => Some(Box::new(ScratchSetup { settings: s, notes: Arc::default() })),
-            Err(d) => {
-                findings.errors.push(d);
-                None
-            }
+        let s: ScratchSettings = settings.parse_into(self.name(), findings)?;
+        if s.greeting.is_empty() {
+            findings.errors.push(settings.source.error(settings.span.clone(), "the greeting is empty"));
+            return None;
         }
+        Some(Box::new(ScratchSetup { settings: s, notes: Arc::default() }))
     }
 
     fn restore(&self, saved: Value) -> Result<Box<dyn ProviderSetup>, String> {
@@ -73,9 +67,12 @@ impl Plugin for ScratchPlugin {
 /// Notes by id: the scratch provider's whole world.
 type Notes = Arc<Mutex<HashMap<String, Tags>>>;
 
-#[derive(Debug)]
+/// Saved in a plan as its settings.
+#[derive(Debug, Serialize)]
 struct ScratchSetup {
+    #[serde(flatten)]
     settings: ScratchSettings,
+    #[serde(skip)]
     notes: Notes,
 }
 
@@ -88,14 +85,6 @@ struct NoteConfig<'a> {
 impl ProviderSetup for ScratchSetup {
     fn name(&self) -> &'static str {
         "scratch"
-    }
-
-    fn save(&self) -> Value {
-        serde_json::to_value(&self.settings).unwrap()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 
     fn rate_limit(&self) -> Option<f64> {

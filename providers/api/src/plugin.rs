@@ -29,6 +29,12 @@ pub trait Plugin: Send + Sync {
     /// What it can do, which the core's validation and commands consult.
     fn capabilities(&self) -> Capabilities;
 
+    /// Log targets (crates) that warn about what labctl reports itself, such as each
+    /// credential source an SDK tries: their warnings show only with `-vv`.
+    fn quiet_log_targets(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Reads its settings from the lab file and judges what only it can (instance types,
     /// quotas, GPU pools, storage classes), adding problems to `findings`. `None` when its
     /// settings are unusable (the reason is in `findings`).
@@ -92,6 +98,12 @@ impl Settings<'_> {
         let seed = ProviderTable::<S> { name, table: std::marker::PhantomData };
         let deserializer = toml::Deserializer::new(&self.source.text);
         serde::de::DeserializeSeed::deserialize(seed, deserializer).map_err(|e| self.source.toml_error(&e))
+    }
+
+    /// [`Settings::parse`], its diagnostic added to `findings` (what a plugin's
+    /// `configure` does first).
+    pub fn parse_into<S: DeserializeOwned>(&self, name: &str, findings: &mut Findings) -> Option<S> {
+        self.parse(name).map_err(|d| findings.errors.push(d)).ok()
     }
 
     /// `path` as written in the lab file: `~/` is the home directory, a relative path is
@@ -175,16 +187,30 @@ impl<'de, S: DeserializeOwned> serde::de::Visitor<'de> for Entry<'_, S> {
     }
 }
 
-/// A provider configured for one lab: it expands the lab into resources and connects.
-pub trait ProviderSetup: Send + Sync + std::fmt::Debug {
-    /// Which plugin made it.
-    fn name(&self) -> &'static str;
-
+/// What every setup is, whatever its plugin: saved as its serde form, recognised by type.
+/// Implemented for every serialisable setup.
+pub trait SetupValue {
     /// What a saved plan records, so that applying it needs no lab file.
     fn save(&self) -> Value;
 
     /// This setup as [`Any`], for a plugin to recognise its own.
     fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: serde::Serialize + Any> SetupValue for T {
+    fn save(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A provider configured for one lab: it expands the lab into resources and connects.
+pub trait ProviderSetup: SetupValue + Send + Sync + std::fmt::Debug {
+    /// Which plugin made it.
+    fn name(&self) -> &'static str;
 
     /// Requests per second allowed against the provider's API, if limited.
     fn rate_limit(&self) -> Option<f64>;

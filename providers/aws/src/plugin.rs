@@ -3,7 +3,6 @@
 //! a bucket with datasets, a firewall and a VM whose cloud-init runs their workers), and the
 //! S3 state backend.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -63,6 +62,11 @@ impl Plugin for AwsPlugin {
         Capabilities { gpus: true, key_rotation: true, smoke_data_generated: false }
     }
 
+    /// The SDK warns about every credential source it tries; labctl reports the outcome.
+    fn quiet_log_targets(&self) -> &'static [&'static str] {
+        &["aws_config", "aws_smithy_runtime"]
+    }
+
     fn configure(
         &self,
         settings: &Settings<'_>,
@@ -77,13 +81,7 @@ impl Plugin for AwsPlugin {
                 ));
             }
         }
-        let aws: AwsSettings = match settings.parse(self.name()) {
-            Ok(aws) => aws,
-            Err(d) => {
-                findings.errors.push(d);
-                return None;
-            }
-        };
+        let aws: AwsSettings = settings.parse_into(self.name(), findings)?;
         Some(Box::new(AwsSetup {
             config: AwsConfig {
                 region: aws.region,
@@ -212,14 +210,6 @@ impl AwsSetup {
 impl ProviderSetup for AwsSetup {
     fn name(&self) -> &'static str {
         "aws"
-    }
-
-    fn save(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 
     fn rate_limit(&self) -> Option<f64> {

@@ -2,7 +2,6 @@
 //! student gets (a namespace, a token Secret, their services as Deployments), and how the
 //! smoke workloads reach them (Jobs in their namespace).
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -102,13 +101,7 @@ impl Plugin for KubernetesPlugin {
         lab: &LabSections<'_>,
         findings: &mut Findings,
     ) -> Option<Box<dyn ProviderSetup>> {
-        let k8s: KubernetesSettings = match settings.parse(self.name()) {
-            Ok(k8s) => k8s,
-            Err(d) => {
-                findings.errors.push(d);
-                return None;
-            }
-        };
+        let k8s: KubernetesSettings = settings.parse_into(self.name(), findings)?;
         crate::validate::check(&k8s, settings.span.clone(), lab, findings);
         let storage = k8s.storage.clone().unwrap_or_default();
         Some(Box::new(KubernetesSetup {
@@ -207,14 +200,6 @@ pub struct GpuPlacement {
 impl ProviderSetup for KubernetesSetup {
     fn name(&self) -> &'static str {
         "kubernetes"
-    }
-
-    fn save(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 
     fn rate_limit(&self) -> Option<f64> {

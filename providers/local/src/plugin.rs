@@ -1,7 +1,6 @@
 //! The local provider as a plugin: its `[provider.local]` settings, what each student gets
 //! on this machine, and how the smoke workloads reach them (from here).
 
-use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,13 +54,7 @@ impl Plugin for LocalPlugin {
                 "the local provider ignores [network] and [cluster]: they apply on cloud providers".into(),
             );
         }
-        let local: LocalSettings = match settings.parse(self.name()) {
-            Ok(local) => local,
-            Err(d) => {
-                findings.errors.push(d);
-                return None;
-            }
-        };
+        let local: LocalSettings = settings.parse_into(self.name(), findings)?;
         let data_dir = settings
             .data_dir
             .clone()
@@ -108,14 +101,6 @@ pub struct ServiceConfig {
 impl ProviderSetup for LocalSetup {
     fn name(&self) -> &'static str {
         "local"
-    }
-
-    fn save(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 
     fn rate_limit(&self) -> Option<f64> {
