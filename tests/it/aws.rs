@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::Filter;
 use crate::conformance::{conformance, Drift, World};
 use crate::support::*;
 
-const REGION: &str = "eu-west-1";
+pub const REGION: &str = "eu-west-1";
 
 /// A moto server on a free loopback port, stopped on drop.
 pub struct Moto {
@@ -176,7 +176,7 @@ async fn tagged(sdk: &aws_config::SdkConfig, s3: aws_sdk_s3::Client, lab: &str) 
 }
 
 /// A scratch directory holding `examples/aws.toml` pointed at `moto`.
-fn aws_example(moto: &Moto) -> Env {
+pub fn aws_example(moto: &Moto) -> Env {
     let env = Env::new();
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws.toml")).unwrap();
     let text =
@@ -271,7 +271,7 @@ fn mask_generated_id(line: &str) -> String {
 }
 
 /// `labctl` with the emulator's test credentials and nothing from the user's AWS config.
-fn run(env: &Env, args: &[&str]) -> Run {
+pub fn run(env: &Env, args: &[&str]) -> Run {
     Run::from(aws_command(env, args).output().unwrap())
 }
 

@@ -19,3 +19,5 @@ mod locking;
 mod plugin;
 mod secrets;
 mod validate;
+#[cfg(feature = "aws")]
+mod vms;

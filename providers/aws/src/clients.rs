@@ -33,6 +33,8 @@ pub(crate) struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub eks: aws_sdk_eks::Client,
     pub region: String,
+    /// The endpoint every service is reached at, when not AWS's own (an emulator).
+    pub endpoint: Option<String>,
     ec2_slots: Semaphore,
     s3_slots: Semaphore,
     iam_slots: Semaphore,
@@ -81,8 +83,9 @@ impl Aws {
                 ))
             })?;
         }
+        let endpoint = config.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
         // Emulators serve buckets by path, not by virtual host.
-        let path_style = config.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        let path_style = endpoint.is_some();
         let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
         let slots = || Semaphore::new(config.concurrency.max(1));
         Ok(Self {
@@ -91,6 +94,7 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(&shared),
             eks: aws_sdk_eks::Client::new(&shared),
             region: config.region.clone(),
+            endpoint,
             ec2_slots: slots(),
             s3_slots: slots(),
             iam_slots: slots(),

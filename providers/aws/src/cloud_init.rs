@@ -32,15 +32,25 @@ pub(crate) struct Scheduler {
     pub slots: u32,
 }
 
+/// A worker binary the VM fetches.
+#[derive(Debug, Serialize)]
+pub(crate) struct Binary {
+    /// A presigned GET of the binary in the artifacts bucket: the VM needs no AWS CLI.
+    pub url: String,
+    /// Checked after download.
+    pub sha256: String,
+}
+
 /// What the user data needs to know.
 #[derive(Debug, Serialize)]
 pub(crate) struct UserData<'a> {
     pub lab: &'a str,
     pub student: &'a str,
     pub region: &'a str,
-    pub artifacts_bucket: &'a str,
-    /// Worker binary name → SHA-256, checked after download.
-    pub binaries: BTreeMap<String, String>,
+    /// The S3 endpoint the workers use, when not AWS's own (an emulator).
+    pub endpoint: Option<&'a str>,
+    /// The worker binaries by name.
+    pub binaries: BTreeMap<String, Binary>,
     /// The student's worker token.
     pub token: &'a str,
     /// The student's AWS key, scoped to their bucket: the workers' S3 access.
@@ -67,13 +77,18 @@ mod tests {
 
     fn sample(mapreduce: Option<MapReduce>, scheduler: Option<Scheduler>) -> String {
         let binaries = [("lab-mapreduce", "aa11"), ("lab-scheduler", "bb22")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .map(|(name, sha256)| {
+                let url = format!(
+                    "https://bigdata-artifacts.s3.eu-west-1.amazonaws.com/bin/{name}?X-Amz-Signature=5ig"
+                );
+                (name.to_owned(), Binary { url, sha256: sha256.to_owned() })
+            })
             .into();
         render(&UserData {
             lab: "bigdata",
             student: "ada",
             region: "eu-west-1",
-            artifacts_bucket: "bigdata-artifacts",
+            endpoint: None,
             binaries,
             token: "0123abcd",
             access_key_id: "AKIAEXAMPLE",

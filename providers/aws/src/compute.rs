@@ -1,18 +1,20 @@
 //! EC2: each student's VM, whose cloud-init installs and runs their workers.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance, InstanceStateName,
-    InstanceType, ResourceType, VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, Instance,
+    InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, ResourceType, VolumeType,
 };
+use aws_sdk_s3::presigning::PresigningConfig;
 use base64::Engine;
 use labctl_provider_api::configs::config;
 use labctl_provider_api::{attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Service::Ec2};
-use crate::cloud_init::{self, UserData, PORTS};
+use crate::cloud_init::{self, Binary, UserData, PORTS};
 use crate::errors::{code, failed, ignore_missing, is_missing};
 use crate::plugin::VmConfig;
 use crate::tagging::{ec2_filter, ec2_owned, ec2_spec};
@@ -36,7 +38,7 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
     let subnet = subnets
         .get(student.bytes().map(usize::from).sum::<usize>() % subnets.len().max(1))
         .ok_or_else(|| ProviderError::invalid(format!("{} needs the network's subnets", spec.address)))?;
-    let user_data = render_user_data(c, spec, deps, &vm)?;
+    let user_data = render_user_data(c, spec, deps, &vm).await?;
     let disk = BlockDeviceMapping::builder()
         .device_name("/dev/sda1")
         .ebs(
@@ -47,30 +49,48 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
                 .build(),
         )
         .build();
-    let out = c
-        .call(
-            Ec2,
-            c.ec2
-                .run_instances()
-                .image_id(&image)
-                .instance_type(InstanceType::from(instance_type))
-                .min_count(1)
-                .max_count(1)
-                .subnet_id(subnet)
-                .security_group_ids(dep_attr(deps, "group_id")?)
-                .iam_instance_profile(
-                    IamInstanceProfileSpecification::builder()
-                        .name(dep_attr(deps, "instance_profile")?)
-                        .build(),
-                )
-                .user_data(base64::engine::general_purpose::STANDARD.encode(&user_data))
-                .block_device_mappings(disk)
-                .tag_specifications(ec2_spec(ResourceType::Instance, spec, name))
-                .tag_specifications(ec2_spec(ResourceType::Volume, spec, name))
-                .send(),
-        )
-        .await
-        .map_err(failed(format!("starting VM {name} ({instance_type})")))?;
+    // Idempotent across retries: the same request gets the same instance. A token whose
+    // instance has ended since (this address destroyed and made again) is salted with it.
+    let mut token = sha256(format!("{}/{}", spec.tags.lab, spec.address).as_bytes());
+    let out = loop {
+        let out = c
+            .call(
+                Ec2,
+                c.ec2
+                    .run_instances()
+                    .client_token(&token[..64])
+                    .image_id(&image)
+                    .instance_type(InstanceType::from(instance_type))
+                    .min_count(1)
+                    .max_count(1)
+                    .subnet_id(subnet)
+                    .security_group_ids(dep_attr(deps, "group_id")?)
+                    .iam_instance_profile(
+                        IamInstanceProfileSpecification::builder()
+                            .name(dep_attr(deps, "instance_profile")?)
+                            .build(),
+                    )
+                    // IMDSv2 only: no unauthenticated metadata requests from the student's code.
+                    .metadata_options(
+                        InstanceMetadataOptionsRequest::builder()
+                            .http_tokens(HttpTokensState::Required)
+                            .build(),
+                    )
+                    .user_data(base64::engine::general_purpose::STANDARD.encode(&user_data))
+                    .block_device_mappings(disk.clone())
+                    .tag_specifications(ec2_spec(ResourceType::Instance, spec, name))
+                    .tag_specifications(ec2_spec(ResourceType::Volume, spec, name))
+                    .send(),
+            )
+            .await
+            .map_err(failed(format!("starting VM {name} ({instance_type})")))?;
+        match out.instances().first() {
+            Some(old) if is_ended(old) => {
+                token = sha256(format!("{token}/{}", old.instance_id().unwrap_or_default()).as_bytes());
+            }
+            _ => break out,
+        }
+    };
     let instance = out
         .instances()
         .first()
@@ -81,6 +101,14 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
     let mut observed = observed(&running);
     observed.attributes.insert("user_data_sha256".into(), Value::String(sha256(user_data.as_bytes())));
     Ok(observed)
+}
+
+/// Whether an instance has ended (or is ending): what a reused client token returns.
+fn is_ended(instance: &Instance) -> bool {
+    matches!(
+        instance.state().and_then(|s| s.name()),
+        Some(InstanceStateName::ShuttingDown | InstanceStateName::Terminated)
+    )
 }
 
 async fn wait_running(c: &Aws, id: &str) -> Result<Instance, ProviderError> {
@@ -108,22 +136,37 @@ async fn wait_running(c: &Aws, id: &str) -> Result<Instance, ProviderError> {
     }
 }
 
-fn render_user_data(
+/// How long the VM's links to its worker binaries stay valid: cloud-init fetches them
+/// within minutes of the instance's start.
+const BINARY_URL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
+
+async fn render_user_data(
     c: &Aws,
     spec: &ResourceSpec,
     deps: &Deps,
     vm: &VmConfig,
 ) -> Result<String, ProviderError> {
-    let binaries = deps
-        .values()
-        .find_map(|d| d.attributes.get("binaries").and_then(Value::as_object))
-        .map(|b| b.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-        .unwrap_or_default();
+    let artifacts = dep_attr(deps, "artifacts_bucket")?;
+    let hashes = deps.values().find_map(|d| d.attributes.get("binaries").and_then(Value::as_object));
+    let mut binaries = BTreeMap::new();
+    for (name, sha256) in hashes.into_iter().flatten() {
+        let lifetime = PresigningConfig::expires_in(BINARY_URL_LIFETIME)
+            .map_err(|e| ProviderError::fatal(format!("presigning {name}: {e}")))?;
+        let request =
+            c.s3.get_object()
+                .bucket(artifacts)
+                .key(format!("bin/{name}"))
+                .presigned(lifetime)
+                .await
+                .map_err(|e| ProviderError::fatal(format!("presigning {name}: {e}")))?;
+        let sha256 = sha256.as_str().unwrap_or_default().to_owned();
+        binaries.insert(name.clone(), Binary { url: request.uri().to_owned(), sha256 });
+    }
     cloud_init::render(&UserData {
         lab: &spec.tags.lab,
         student: &vm.student,
         region: &c.region,
-        artifacts_bucket: dep_attr(deps, "artifacts_bucket")?,
+        endpoint: c.endpoint.as_deref(),
         binaries,
         token: dep_attr(deps, "token")?,
         // The workers read and write the student's bucket with the student's own key.

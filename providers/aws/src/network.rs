@@ -12,6 +12,10 @@ use crate::plugin::{FirewallConfig, NetworkConfig};
 use crate::tagging::{ec2_filter, ec2_owned, ec2_parse, ec2_spec};
 use crate::{dep_attr, part_of};
 
+fn on() -> AttributeBooleanValue {
+    AttributeBooleanValue::builder().value(true).build()
+}
+
 /// Finds or makes every part of the network, so a create interrupted half-way completes.
 pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
     let network: NetworkConfig = config(spec)?;
@@ -34,6 +38,16 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec) -> Result<Observed, Pro
         }
     };
     let partial = |e: ProviderError| e.with_partial(Observed { id: vpc_id.clone(), ..Default::default() });
+    // Instances get DNS names (EKS nodes register by them); one attribute per call.
+    for (what, request) in [
+        ("DNS support", c.ec2.modify_vpc_attribute().vpc_id(&vpc_id).enable_dns_support(on())),
+        ("DNS hostnames", c.ec2.modify_vpc_attribute().vpc_id(&vpc_id).enable_dns_hostnames(on())),
+    ] {
+        c.call(Ec2, request.send())
+            .await
+            .map_err(failed(format!("turning on {what} in VPC {vpc_id}")))
+            .map_err(partial)?;
+    }
 
     let igw_spec = part_of(spec, "internet_gateway");
     let igw = c

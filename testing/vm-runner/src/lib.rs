@@ -1,0 +1,254 @@
+//! Test-only VM runner. The EC2 emulator (moto) records instances but runs nothing; this
+//! watches it and, for every instance carrying labctl's tags that it reports running, boots
+//! a real VM — systemd and cloud-init reading that instance's user data, in systemd-nspawn
+//! over an overlay of a Debian image (`image.sh`) — and powers it off once the instance is
+//! stopped or terminated. Each VM has a network namespace with loopback only: the host
+//! reaches its sshd at `127.100.N.2:22`, and it reaches the emulator at the lab's own
+//! endpoint (`127.0.0.1:PORT`) through relays. Needs root.
+
+mod netns;
+mod vm;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{Filter, InstanceStateName};
+use base64::Engine;
+
+pub use vm::Vm;
+
+/// How long a VM may take to shut down before it is killed.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// What the runner knows of an instance's VM, for tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmInfo {
+    pub instance_id: String,
+    /// The instance's public address as the emulator reports it (never contacted).
+    pub public_ip: Option<String>,
+    /// Where its sshd is on the host.
+    pub address: Ipv4Addr,
+    pub root: PathBuf,
+}
+
+/// Boots and powers off VMs as the emulator's instances come and go; powers every VM off
+/// on drop.
+pub struct Runner {
+    shared: Arc<Shared>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    image: PathBuf,
+    work: PathBuf,
+    /// The emulator's port, relayed into every VM.
+    port: u16,
+    vms: Mutex<BTreeMap<String, (Vm, Option<String>)>>,
+    /// Instances whose VM was powered off (by the runner or by hand): not booted again.
+    ended: Mutex<Vec<String>>,
+    errors: Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
+impl Runner {
+    /// Watches the EC2 API of `region` at `endpoint` (e.g. `http://127.0.0.1:5000`), booting
+    /// VMs from `image` (the root filesystem `image.sh` prints).
+    pub fn start(endpoint: &str, region: &str, image: &Path) -> io::Result<Self> {
+        let port = endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no port in {endpoint}")))?;
+        if !image.join("usr/bin/cloud-init").exists() {
+            return Err(io::Error::other(format!("{} is not a VM image (run image.sh)", image.display())));
+        }
+        let work = std::env::temp_dir().join(format!("labctl-vm-runner-{}", std::process::id()));
+        std::fs::create_dir_all(&work)?;
+        let shared = Arc::new(Shared {
+            image: image.to_owned(),
+            work,
+            port,
+            vms: Mutex::default(),
+            ended: Mutex::default(),
+            errors: Mutex::default(),
+            stop: AtomicBool::new(false),
+        });
+        let watching = shared.clone();
+        let (endpoint, region) = (endpoint.to_owned(), region.to_owned());
+        let watcher = std::thread::spawn(move || watch(&watching, &endpoint, &region));
+        Ok(Self { shared, watcher: Some(watcher) })
+    }
+
+    /// Every running VM.
+    pub fn vms(&self) -> Vec<VmInfo> {
+        let vms = self.shared.vms.lock().unwrap_or_else(|e| e.into_inner());
+        vms.values()
+            .map(|(vm, ip)| VmInfo {
+                instance_id: vm.instance_id.clone(),
+                public_ip: ip.clone(),
+                address: vm.address,
+                root: vm.root(),
+            })
+            .collect()
+    }
+
+    /// Runs `f` on the VM of `instance_id`, if it runs.
+    pub fn with_vm<T>(&self, instance_id: &str, f: impl FnOnce(&Vm) -> T) -> Option<T> {
+        let vms = self.shared.vms.lock().unwrap_or_else(|e| e.into_inner());
+        vms.get(instance_id).map(|(vm, _)| f(vm))
+    }
+
+    /// Waits until `count` VMs run and cloud-init has finished in each; the VMs' consoles
+    /// on failure.
+    pub fn wait_booted(&self, count: usize, timeout: Duration) -> Result<Vec<VmInfo>, String> {
+        let start = Instant::now();
+        loop {
+            let booted = {
+                let vms = self.shared.vms.lock().unwrap_or_else(|e| e.into_inner());
+                vms.values().filter(|(vm, _)| vm.booted()).count()
+            };
+            if booted >= count {
+                return Ok(self.vms());
+            }
+            if start.elapsed() > timeout {
+                let vms = self.shared.vms.lock().unwrap_or_else(|e| e.into_inner());
+                let consoles: Vec<String> =
+                    vms.values().map(|(vm, _)| format!("--- {}\n{}", vm.instance_id, vm.console())).collect();
+                return Err(format!(
+                    "{booted} of {count} VMs booted after {timeout:?}; errors: {:?}\n{}",
+                    self.errors(),
+                    consoles.join("\n")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Powers off the VM of `instance_id` as if by hand; the instance stays as it was.
+    pub fn power_off(&self, instance_id: &str) -> io::Result<()> {
+        self.shared.ended.lock().unwrap_or_else(|e| e.into_inner()).push(instance_id.to_owned());
+        let vm = self.shared.vms.lock().unwrap_or_else(|e| e.into_inner()).remove(instance_id);
+        match vm {
+            Some((vm, _)) => vm.power_off(GRACE),
+            None => Ok(()),
+        }
+    }
+
+    /// An ssh_config mapping each instance's public address to its VM.
+    pub fn ssh_config(&self) -> String {
+        self.vms()
+            .iter()
+            .filter_map(|v| {
+                let ip = v.public_ip.as_ref()?;
+                Some(format!("Host {ip}\n  HostName {}\n  Port 22\n", v.address))
+            })
+            .collect()
+    }
+
+    /// What went wrong booting or powering off VMs.
+    pub fn errors(&self) -> Vec<String> {
+        self.shared.errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+        let vms = std::mem::take(&mut *self.shared.vms.lock().unwrap_or_else(|e| e.into_inner()));
+        for (vm, _) in vms.into_values() {
+            let _ = vm.power_off(GRACE);
+        }
+        let _ = std::fs::remove_dir_all(&self.shared.work);
+    }
+}
+
+/// Polls the emulator until stopped, booting and powering off VMs to match its instances.
+fn watch(shared: &Shared, endpoint: &str, region: &str) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let ec2 = runtime.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new(region.to_owned()))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "vm-runner",
+            ))
+            .load()
+            .await;
+        aws_sdk_ec2::Client::new(&config)
+    });
+    let mut next = 1u32;
+    while !shared.stop.load(Ordering::Relaxed) {
+        if let Err(e) = runtime.block_on(reconcile(shared, &ec2, &mut next)) {
+            shared.errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+async fn reconcile(shared: &Shared, ec2: &aws_sdk_ec2::Client, next: &mut u32) -> Result<(), String> {
+    let labctl = Filter::builder().name("tag-key").values("labctl/lab").build();
+    let out = ec2.describe_instances().filters(labctl).send().await.map_err(|e| format!("{e:?}"))?;
+    for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+        let Some(id) = instance.instance_id() else { continue };
+        let state = instance.state().and_then(|s| s.name()).cloned();
+        let known = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id);
+        let ended = shared.ended.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|e| e == id);
+        match state {
+            Some(InstanceStateName::Running) if !known && !ended => {
+                let attribute = ec2
+                    .describe_instance_attribute()
+                    .instance_id(id)
+                    .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                    .send()
+                    .await
+                    .map_err(|e| format!("user data of {id}: {e:?}"))?;
+                let encoded = attribute.user_data().and_then(|u| u.value()).unwrap_or_default();
+                let user_data = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .map_err(|e| format!("user data of {id}: {e}"))?;
+                let n = *next;
+                *next += 1;
+                let name = format!("lvm-{}-{n}", std::process::id());
+                let vm = Vm::boot(vm::Boot {
+                    image: &shared.image,
+                    dir: shared.work.join(&name),
+                    name,
+                    instance_id: id,
+                    user_data: &user_data,
+                    address: Ipv4Addr::new(127, 100, (n / 64) as u8, ((n % 64) * 4 + 2) as u8),
+                    forward: &[shared.port],
+                })
+                .map_err(|e| format!("booting {id}: {e}"))?;
+                let ip = instance.public_ip_address().map(str::to_owned);
+                shared.vms.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), (vm, ip));
+            }
+            Some(
+                InstanceStateName::ShuttingDown
+                | InstanceStateName::Terminated
+                | InstanceStateName::Stopping
+                | InstanceStateName::Stopped,
+            ) if known => {
+                shared.ended.lock().unwrap_or_else(|e| e.into_inner()).push(id.to_owned());
+                let vm = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+                if let Some((vm, _)) = vm {
+                    vm.power_off(GRACE).map_err(|e| format!("powering off {id}: {e}"))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! A VM's network: a network namespace with loopback only, and TCP relays through its
+//! wall — the host reaches the VM's sshd at an address of its own on the host's loopback,
+//! and the VM reaches the emulator at the same `127.0.0.1:PORT` the lab's endpoint names.
+
+use std::fs::File;
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn create(name: &str) -> io::Result<Self> {
+        run(Command::new("ip").args(["netns", "add", name]))?;
+        let ns = Self { name: name.to_owned() };
+        run(Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]))?;
+        Ok(ns)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Runs `f` on this thread with the thread inside this namespace, then back in the
+    /// namespace it was in. Sockets made by `f` stay in this namespace.
+    pub fn within<T>(&self, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        let home = File::open("/proc/thread-self/ns/net")?;
+        let target = File::open(self.path())?;
+        setns(&target)?;
+        let result = f();
+        setns(&home)?;
+        result
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn setns(ns: &File) -> io::Result<()> {
+    // SAFETY: setns on a valid namespace file descriptor affects only the calling thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Which way a relay crosses the namespace wall.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    /// Listens on the host, connects inside the VM.
+    In,
+    /// Listens inside the VM, connects on the host.
+    Out,
+}
+
+/// A TCP relay between the host and a VM's namespace; stops on drop.
+#[derive(Debug)]
+pub struct Relay {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Relays connections to `listen` (on the side `direction` names first) to `target`
+    /// (on the other side).
+    pub fn start(
+        ns: Arc<Netns>,
+        direction: Direction,
+        listen: SocketAddr,
+        target: SocketAddr,
+    ) -> io::Result<Self> {
+        let listener = match direction {
+            Direction::In => TcpListener::bind(listen)?,
+            Direction::Out => ns.within(|| TcpListener::bind(listen))?,
+        };
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let upstream = match direction {
+                            Direction::In => ns.within(|| TcpStream::connect(target)),
+                            Direction::Out => TcpStream::connect(target),
+                        };
+                        if let Ok(upstream) = upstream {
+                            pipe(client, upstream);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies both ways until either side closes.
+fn pipe(a: TcpStream, b: TcpStream) {
+    let _ = a.set_nonblocking(false);
+    for (mut from, mut to) in [(a.try_clone(), b.try_clone()), (b.try_clone(), a.try_clone())]
+        .into_iter()
+        .filter_map(|(f, t)| Some((f.ok()?, t.ok()?)))
+    {
+        std::thread::spawn(move || {
+            let _ = io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    }
+}
+
+pub(crate) fn run(cmd: &mut Command) -> io::Result<()> {
+    let out = cmd.output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim())))
+    }
+}
