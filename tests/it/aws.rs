@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
+use labctl_vm_runner::Runner;
 
 use crate::conformance::{conformance, Drift, World};
 use crate::support::*;
@@ -218,8 +219,26 @@ files = 2
     env
 }
 
-/// The AWS provider in the conformance suite: the AWS example on a moto server of its own.
-struct Aws(Moto);
+/// The AWS example on `moto`, its VMs reached through the ssh_config `runner` keeps.
+pub fn booted_example(moto: &Moto, runner: &Runner) -> Env {
+    let env = aws_example(moto);
+    runner.keep_ssh_config(&env.path("ssh_config"));
+    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    let endpoint = format!("endpoint = \"{}\"", moto.endpoint);
+    env.write("lab.toml", &text.replacen(&endpoint, &format!("{endpoint}\nssh_config = \"ssh_config\""), 1));
+    env
+}
+
+/// A moto server and a VM runner booting its instances.
+pub fn booted() -> (Moto, Runner) {
+    let moto = Moto::start();
+    let runner = Runner::start(&moto.endpoint, REGION, &crate::vms::image()).unwrap();
+    (moto, runner)
+}
+
+/// The AWS provider in the conformance suite: the AWS example on a moto server of its own,
+/// every VM booted by the runner.
+struct Aws(Moto, Runner);
 
 impl World for Aws {
     const LAB: &'static str = "bigdata-aws";
@@ -227,7 +246,7 @@ impl World for Aws {
     const LEFT_BEHIND: &'static str = "aws bucket `bigdata-aws-ada`";
 
     fn env(&self) -> Env {
-        aws_example(&self.0)
+        booted_example(&self.0, &self.1)
     }
 
     fn command(&self, env: &Env, args: &[&str]) -> Command {
@@ -253,7 +272,10 @@ impl World for Aws {
     }
 }
 
-conformance!(Aws(Moto::start()));
+conformance!({
+    let (moto, runner) = booted();
+    Aws(moto, runner)
+});
 
 /// `kind prefix-0123abcd…` with the generated id replaced by `prefix-*`.
 fn mask_generated_id(line: &str) -> String {
@@ -289,8 +311,8 @@ fn aws_command(env: &Env, args: &[&str]) -> Command {
 
 #[test]
 fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
-    let moto = Moto::start();
-    let env = aws_example(&moto);
+    let (moto, runner) = booted();
+    let env = booted_example(&moto, &runner);
     let lab = "bigdata-aws";
 
     let plan = run(&env, &["plan", "lab.toml"]).ok();
@@ -332,7 +354,9 @@ fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
     run(&env, &["output", "lab.toml", "--handout", "handouts"]).ok();
     let handout = std::fs::read_to_string(env.path("handouts/ada.md")).unwrap();
     assert!(handout.contains("AWS_ACCESS_KEY_ID=AKIA"), "{handout}");
-    assert!(handout.contains("ssh -N -L 7070:127.0.0.1:7070"), "{handout}");
+    assert!(handout.contains("ssh -i ~/.ssh/bigdata-aws -N -L 7070:127.0.0.1:7070"), "{handout}");
+    assert!(handout.contains("ssh -i ~/.ssh/bigdata-aws ada@"), "{handout}");
+    assert!(handout.contains("BEGIN OPENSSH PRIVATE KEY"), "{handout}");
     assert!(handout.contains("s3://bigdata-aws-ada"), "{handout}");
 
     let again = run(&env, &["plan", "lab.toml"]).ok();
@@ -532,46 +556,6 @@ fn rotating_keys_replaces_access_keys_and_keeps_tokens() {
     let keys: Vec<_> = keys.access_key_metadata().iter().filter_map(|k| k.access_key_id()).collect();
     assert_eq!(keys, [after["access_key_id"].as_str().unwrap()], "only the new key is left");
     assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
-}
-
-/// Every course lab in `labs/` applies on AWS by switching its provider block (datasets
-/// shrunk to keep the emulator small), and destroys to nothing.
-#[test]
-fn every_course_lab_applies_on_aws_by_switching_the_provider_block() {
-    let moto = Moto::start();
-    let labs = concat!(env!("CARGO_MANIFEST_DIR"), "/labs");
-    let mut names = vec![];
-    for entry in std::fs::read_dir(labs).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-            continue;
-        }
-        let env = Env::new();
-        std::fs::copy(format!("{labs}/roster-example.csv"), env.path("roster-example.csv")).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("[provider.local]\n"), "{}", path.display());
-        let aws = format!("[provider.aws]\nregion = \"{REGION}\"\nendpoint = \"{}\"\n", moto.endpoint);
-        let text: String = text
-            .replace("[provider.local]\n", &aws)
-            .lines()
-            .map(|l| match l.split('=').next().map(str::trim) {
-                Some("size_mb") => "size_mb = 0.1".to_owned(),
-                Some("rows") => "rows = 500".to_owned(),
-                _ => l.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        env.write("lab.toml", &text);
-        let applied = run(&env, &["apply", "lab.toml", "--yes"]);
-        assert_eq!(applied.code, 0, "{}:\n{}", path.display(), applied.all());
-        assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"), "{}", path.display());
-        run(&env, &["destroy", "lab.toml", "--yes"]).ok();
-        let name =
-            text.lines().find_map(|l| l.strip_prefix("name = \"")).unwrap().trim_end_matches('"').to_owned();
-        assert_eq!(moto.tagged(&name), Vec::<String>::new(), "{}", path.display());
-        names.push(name);
-    }
-    assert_eq!(names.len(), 3, "one lab per course module: {names:?}");
 }
 
 /// Without credentials, labctl stops at once with one message saying where they come from,

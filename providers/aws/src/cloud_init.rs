@@ -59,8 +59,11 @@ pub(crate) struct UserData<'a> {
     pub mapreduce: Option<MapReduce>,
     pub scheduler: Option<Scheduler>,
     pub ports: Ports,
-    /// Public keys allowed to log in as the image's default user.
+    /// Public keys allowed to log in as the image's default user (the instructors').
     pub ssh_keys: Vec<String>,
+    /// The student's own public key: they log in as themselves, and their workers run as
+    /// them (reading what they bring to their VM).
+    pub student_key: &'a str,
 }
 
 /// Renders the user data.
@@ -97,6 +100,7 @@ mod tests {
             scheduler,
             ports: PORTS,
             ssh_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKey instructor@example.edu".into()],
+            student_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStudentKey bigdata-ada",
         })
         .unwrap()
     }

@@ -176,6 +176,7 @@ async fn render_user_data(
         scheduler: vm.scheduler,
         ports: PORTS,
         ssh_keys: vm.ssh_keys.clone().unwrap_or_default(),
+        student_key: dep_attr(deps, "ssh_public_key")?,
     })
 }
 

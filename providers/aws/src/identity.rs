@@ -16,13 +16,14 @@ const MISSING: &[&str] = &["NoSuchEntity"];
 const POLICY: &str = "labctl";
 
 /// The student's IAM user with a policy for their own bucket and the shared datasets, a
-/// fresh access key (older keys of the user are deleted: their secrets cannot be read back)
-/// and the token their workers use to authenticate clients (`token`, or a new random one).
+/// fresh access key (older keys of the user are deleted: their secrets cannot be read back),
+/// the token their workers use to authenticate clients and the SSH key pair they log in to
+/// their VM with (both kept from `prior` when rotating keys, else new).
 pub(crate) async fn create_credential(
     c: &Aws,
     spec: &ResourceSpec,
     lab: &str,
-    token: Option<&str>,
+    prior: Option<&Observed>,
 ) -> Result<Observed, ProviderError> {
     let credential: CredentialConfig = config(spec)?;
     let (user, bucket, artifacts) =
@@ -91,6 +92,13 @@ pub(crate) async fn create_credential(
     let key = key
         .access_key()
         .ok_or_else(|| partial(ProviderError::fatal(format!("no access key returned for {user}"))))?;
+    let kept =
+        |name: &str| prior.and_then(|p| p.attributes.get(name)).and_then(|v| v.as_str()).map(str::to_owned);
+    let token = kept("token").unwrap_or_else(labctl_provider_api::random_token);
+    let (ssh_public_key, ssh_private_key) = match (kept("ssh_public_key"), kept("ssh_private_key")) {
+        (Some(public), Some(private)) => (public, private),
+        _ => ssh_key_pair(&format!("{lab}-{}", credential.student)).map_err(partial)?,
+    };
     Ok(Observed {
         id: user.to_owned(),
         attributes: attrs(json!({
@@ -99,10 +107,23 @@ pub(crate) async fn create_credential(
             "bucket": bucket,
             "access_key_id": key.access_key_id(),
             "secret_access_key": key.secret_access_key(),
-            "token": token.map_or_else(labctl_provider_api::random_token, str::to_owned),
+            "token": token,
+            "ssh_public_key": ssh_public_key,
+            "ssh_private_key": ssh_private_key,
         })),
-        sensitive: vec!["secret_access_key".into(), "token".into()],
+        sensitive: vec!["secret_access_key".into(), "token".into(), "ssh_private_key".into()],
     })
+}
+
+/// A fresh ed25519 key pair in OpenSSH's formats: `(public, private)`.
+fn ssh_key_pair(comment: &str) -> Result<(String, String), ProviderError> {
+    let fail = |e: ssh_key::Error| ProviderError::fatal(format!("making an SSH key: {e}"));
+    let mut private =
+        ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).map_err(fail)?;
+    private.set_comment(comment);
+    let public = private.public_key().to_openssh().map_err(fail)?;
+    let private = private.to_openssh(ssh_key::LineEnding::LF).map_err(fail)?;
+    Ok((public, private.to_string()))
 }
 
 /// Takes over a user an interrupted create made; refuses anyone else's.

@@ -30,6 +30,7 @@ mod errors;
 mod identity;
 mod network;
 mod plugin;
+mod smoke;
 mod state;
 mod storage;
 mod sweep;
@@ -127,9 +128,9 @@ impl Provider for AwsProvider {
         deps: &Deps,
     ) -> Result<Observed, ProviderError> {
         if spec.kind == "credential" {
-            // Key rotation: a new access key, the same worker token.
-            let token = prior.attributes.get("token").and_then(|t| t.as_str());
-            return identity::create_credential(self.clients.get().await?, spec, &self.lab, token).await;
+            // Key rotation: a new access key, the same worker token and SSH key.
+            return identity::create_credential(self.clients.get().await?, spec, &self.lab, Some(prior))
+                .await;
         }
         // Attributes that cannot change in place force replacement (see KINDS); for the
         // rest, creating again converges the existing resource (re-upload changed

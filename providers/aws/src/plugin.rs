@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cloud_init::{MapReduce, Scheduler};
+use crate::smoke::{Ssh, SshRunner};
 use crate::state::{S3Object, S3Settings};
 use crate::{AwsConfig, AwsProvider, DEFAULT_CONCURRENCY};
 
@@ -33,6 +34,9 @@ pub struct AwsSettings {
     pub rate_limit: Option<f64>,
     /// Requests in flight per AWS service (EC2, S3, IAM, EKS); default 16.
     pub concurrency: Option<usize>,
+    /// An ssh_config for reaching the students' VMs (bastions, ProxyJump); by default
+    /// OpenSSH reads the user's own ~/.ssh/config.
+    pub ssh_config: Option<String>,
 }
 
 /// VM defaults on AWS: a general-purpose instance and the newest Ubuntu LTS-style image
@@ -59,7 +63,7 @@ impl Plugin for AwsPlugin {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { gpus: true, key_rotation: true, smoke_data_generated: false }
+        Capabilities { gpus: true, key_rotation: true, smoke_data_generated: true }
     }
 
     /// The SDK warns about every credential source it tries; labctl reports the outcome.
@@ -90,6 +94,10 @@ impl Plugin for AwsPlugin {
                 concurrency: aws.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
             },
             rate_limit: aws.rate_limit,
+            ssh: Ssh {
+                config: aws.ssh_config.map(|c| settings.path_beside(&c)),
+                known_hosts_dir: settings.path_beside(".labctl"),
+            },
         }))
     }
 
@@ -122,6 +130,7 @@ impl Plugin for AwsPlugin {
 pub struct AwsSetup {
     pub config: AwsConfig,
     pub rate_limit: Option<f64>,
+    pub ssh: Ssh,
 }
 
 /// The lab's VPC.
@@ -366,15 +375,11 @@ impl ProviderSetup for AwsSetup {
         nodes
     }
 
-    /// On AWS each VM's cloud-init installs and starts the workers; the smoke workloads do
-    /// not reach them yet.
+    /// The smoke workloads run on each student's VM, over SSH as that student.
     fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
-        let why =
-            "smoke workloads run on the local and kubernetes providers only in this version of labctl; \
-                   on aws each VM's cloud-init installs and starts the workers (see the VM's console output)";
         Connected {
             provider: Arc::new(AwsProvider::new(self.config.clone(), lab, bin_dir)),
-            smoke: Err(why.to_owned()),
+            smoke: Ok(Arc::new(SshRunner::new(&self.ssh, lab))),
         }
     }
 
@@ -401,6 +406,7 @@ impl ProviderSetup for AwsSetup {
                     "access_key_id": key,
                     "secret_access_key": attr("credential", "secret_access_key"),
                     "vm_ip": attr("vm", "public_ip").or_else(|| attr("vm", "private_ip")),
+                    "ssh_private_key": attr("credential", "ssh_private_key"),
                     "ports": ports,
                 })
             }),

@@ -3,8 +3,9 @@
 //! a real VM — systemd and cloud-init reading that instance's user data, in systemd-nspawn
 //! over an overlay of a Debian image (`image.sh`) — and powers it off once the instance is
 //! stopped or terminated. Each VM has a network namespace with loopback only: the host
-//! reaches its sshd at `127.100.N.2:22`, and it reaches the emulator at the lab's own
-//! endpoint (`127.0.0.1:PORT`) through relays. Needs root.
+//! reaches its sshd at an address of its own on the host's loopback (`127.100.x.y:22`), and
+//! it reaches the emulator at the lab's own endpoint (`127.0.0.1:PORT`), through relays.
+//! Needs root.
 
 mod netns;
 mod vm;
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,9 +23,6 @@ use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use base64::Engine;
 
 pub use vm::Vm;
-
-/// How long a VM may take to shut down before it is killed.
-const GRACE: Duration = Duration::from_secs(10);
 
 /// What the runner knows of an instance's VM, for tests.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,14 +44,34 @@ pub struct Runner {
 
 struct Shared {
     image: PathBuf,
+    /// This runner's directory; its name also names the VMs' namespaces and cgroups.
     work: PathBuf,
+    name: String,
     /// The emulator's port, relayed into every VM.
     port: u16,
     vms: Mutex<BTreeMap<String, (Vm, Option<String>)>>,
     /// Instances whose VM was powered off (by the runner or by hand): not booted again.
     ended: Mutex<Vec<String>>,
     errors: Mutex<Vec<String>>,
+    /// Where to keep an ssh_config mapping the instances' public addresses to their VMs.
+    ssh_config: Mutex<Option<PathBuf>>,
     stop: AtomicBool,
+}
+
+impl Shared {
+    /// Rewrites the kept ssh_config from the running VMs.
+    fn write_ssh_config(&self) {
+        let Some(path) = self.ssh_config.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return };
+        let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+        let text: String = vms
+            .values()
+            .filter_map(|(vm, ip)| {
+                Some(format!("Host {}\n  HostName {}\n  Port 22\n", ip.as_ref()?, vm.address))
+            })
+            .collect();
+        drop(vms);
+        let _ = std::fs::write(&path, text);
+    }
 }
 
 impl Runner {
@@ -68,21 +86,33 @@ impl Runner {
         if !image.join("usr/bin/cloud-init").exists() {
             return Err(io::Error::other(format!("{} is not a VM image (run image.sh)", image.display())));
         }
-        let work = std::env::temp_dir().join(format!("labctl-vm-runner-{}", std::process::id()));
+        // Several runners may share a process (tests run in threads): each has its own name.
+        static RUNNERS: AtomicU32 = AtomicU32::new(0);
+        let name = format!("{}-{}", std::process::id(), RUNNERS.fetch_add(1, Ordering::Relaxed));
+        sweep_stale();
+        let work = std::env::temp_dir().join(format!("labctl-vm-runner-{name}"));
         std::fs::create_dir_all(&work)?;
         let shared = Arc::new(Shared {
             image: image.to_owned(),
             work,
+            name,
             port,
             vms: Mutex::default(),
             ended: Mutex::default(),
             errors: Mutex::default(),
+            ssh_config: Mutex::default(),
             stop: AtomicBool::new(false),
         });
         let watching = shared.clone();
         let (endpoint, region) = (endpoint.to_owned(), region.to_owned());
         let watcher = std::thread::spawn(move || watch(&watching, &endpoint, &region));
         Ok(Self { shared, watcher: Some(watcher) })
+    }
+
+    /// This runner's directory: every VM's overlay and the command lines of its processes
+    /// are under it.
+    pub fn work_dir(&self) -> &Path {
+        &self.shared.work
     }
 
     /// Every running VM.
@@ -131,24 +161,18 @@ impl Runner {
     }
 
     /// Powers off the VM of `instance_id` as if by hand; the instance stays as it was.
-    pub fn power_off(&self, instance_id: &str) -> io::Result<()> {
+    pub fn power_off(&self, instance_id: &str) {
         self.shared.ended.lock().unwrap_or_else(|e| e.into_inner()).push(instance_id.to_owned());
         let vm = self.shared.vms.lock().unwrap_or_else(|e| e.into_inner()).remove(instance_id);
-        match vm {
-            Some((vm, _)) => vm.power_off(GRACE),
-            None => Ok(()),
-        }
+        drop(vm);
+        self.shared.write_ssh_config();
     }
 
-    /// An ssh_config mapping each instance's public address to its VM.
-    pub fn ssh_config(&self) -> String {
-        self.vms()
-            .iter()
-            .filter_map(|v| {
-                let ip = v.public_ip.as_ref()?;
-                Some(format!("Host {ip}\n  HostName {}\n  Port 22\n", v.address))
-            })
-            .collect()
+    /// Keeps an ssh_config at `path` that maps each instance's public address to its VM,
+    /// rewritten as VMs come and go (what a user's ~/.ssh/config would do for a bastion).
+    pub fn keep_ssh_config(&self, path: &Path) {
+        *self.shared.ssh_config.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_owned());
+        self.shared.write_ssh_config();
     }
 
     /// What went wrong booting or powering off VMs.
@@ -164,10 +188,44 @@ impl Drop for Runner {
             let _ = w.join();
         }
         let vms = std::mem::take(&mut *self.shared.vms.lock().unwrap_or_else(|e| e.into_inner()));
-        for (vm, _) in vms.into_values() {
-            let _ = vm.power_off(GRACE);
-        }
+        drop(vms);
         let _ = std::fs::remove_dir_all(&self.shared.work);
+    }
+}
+
+/// Removes what runners of processes that are gone left behind (a test killed outright):
+/// their VMs' processes, overlays, cgroups, namespaces and directories.
+fn sweep_stale() {
+    let alive = |pid: &str| Path::new("/proc").join(pid).exists();
+    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = file_name.strip_prefix("labctl-vm-runner-") else { continue };
+        let pid = name.split('-').next().unwrap_or_default();
+        if pid.is_empty() || alive(pid) {
+            continue;
+        }
+        let dir = entry.path();
+        let _ = std::process::Command::new("pkill").arg("-KILL").arg("-f").arg(dir.as_os_str()).status();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        for point in mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|p| p.starts_with(&*dir.to_string_lossy()))
+        {
+            let _ = std::process::Command::new("umount").arg("-l").arg(point).status();
+        }
+        drop(vm::Cgroups::named_like(&format!("lvm-{pid}-")));
+        let namespaces = std::process::Command::new("ip").args(["netns", "list"]).output();
+        let namespaces =
+            namespaces.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for ns in namespaces
+            .lines()
+            .filter_map(|l| l.split(' ').next())
+            .filter(|n| n.starts_with(&format!("lvm-{pid}-")))
+        {
+            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -221,19 +279,19 @@ async fn reconcile(shared: &Shared, ec2: &aws_sdk_ec2::Client, next: &mut u32) -
                     .map_err(|e| format!("user data of {id}: {e}"))?;
                 let n = *next;
                 *next += 1;
-                let name = format!("lvm-{}-{n}", std::process::id());
+                let name = format!("lvm-{}-{n}", shared.name);
                 let vm = Vm::boot(vm::Boot {
                     image: &shared.image,
                     dir: shared.work.join(&name),
                     name,
                     instance_id: id,
                     user_data: &user_data,
-                    address: Ipv4Addr::new(127, 100, (n / 64) as u8, ((n % 64) * 4 + 2) as u8),
                     forward: &[shared.port],
                 })
                 .map_err(|e| format!("booting {id}: {e}"))?;
                 let ip = instance.public_ip_address().map(str::to_owned);
                 shared.vms.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), (vm, ip));
+                shared.write_ssh_config();
             }
             Some(
                 InstanceStateName::ShuttingDown
@@ -243,9 +301,8 @@ async fn reconcile(shared: &Shared, ec2: &aws_sdk_ec2::Client, next: &mut u32) -
             ) if known => {
                 shared.ended.lock().unwrap_or_else(|e| e.into_inner()).push(id.to_owned());
                 let vm = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-                if let Some((vm, _)) = vm {
-                    vm.power_off(GRACE).map_err(|e| format!("powering off {id}: {e}"))?;
-                }
+                shared.write_ssh_config();
+                drop(vm);
             }
             _ => {}
         }

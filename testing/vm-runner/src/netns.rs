@@ -4,11 +4,11 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -60,7 +60,7 @@ fn setns(ns: &File) -> io::Result<()> {
 
 /// Which way a relay crosses the namespace wall.
 #[derive(Debug, Clone, Copy)]
-pub enum Direction {
+enum Direction {
     /// Listens on the host, connects inside the VM.
     In,
     /// Listens inside the VM, connects on the host.
@@ -75,18 +75,23 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Relays connections to `listen` (on the side `direction` names first) to `target`
-    /// (on the other side).
-    pub fn start(
+    /// Relays connections to `listener` (bound on the host) to `target` inside `ns`.
+    pub fn inbound(ns: Arc<Netns>, listener: TcpListener, target: SocketAddr) -> io::Result<Self> {
+        Self::start(ns, Direction::In, listener, target)
+    }
+
+    /// Relays connections to `listen` inside `ns` to `target` on the host.
+    pub fn outbound(ns: Arc<Netns>, listen: SocketAddr, target: SocketAddr) -> io::Result<Self> {
+        let listener = ns.within(|| TcpListener::bind(listen))?;
+        Self::start(ns, Direction::Out, listener, target)
+    }
+
+    fn start(
         ns: Arc<Netns>,
         direction: Direction,
-        listen: SocketAddr,
+        listener: TcpListener,
         target: SocketAddr,
     ) -> io::Result<Self> {
-        let listener = match direction {
-            Direction::In => TcpListener::bind(listen)?,
-            Direction::Out => ns.within(|| TcpListener::bind(listen))?,
-        };
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -134,6 +139,25 @@ fn pipe(a: TcpStream, b: TcpStream) {
             let _ = to.shutdown(Shutdown::Write);
         });
     }
+}
+
+/// A free address on the host's loopback for a VM's sshd (`127.100.0.0` and up, port 22),
+/// and the listener holding it. Runners in other processes may hold some: the first free
+/// one from a start that differs per process is taken.
+pub fn reserve_ssh_address() -> io::Result<(Ipv4Addr, TcpListener)> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const SPACE: u32 = 1 << 20;
+    let start = std::process::id().wrapping_mul(64);
+    for _ in 0..4096 {
+        let n = (start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))) % SPACE;
+        let address = Ipv4Addr::new(127, 100 + (n >> 16) as u8, (n >> 8) as u8, n as u8);
+        match TcpListener::bind((address, 22)) {
+            Ok(listener) => return Ok((address, listener)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free loopback address for a VM"))
 }
 
 pub(crate) fn run(cmd: &mut Command) -> io::Result<()> {

@@ -9,25 +9,27 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::netns::{run, Direction, Netns, Relay};
+use crate::netns::{reserve_ssh_address, run, Netns, Relay};
 
 /// The cgroup hierarchies a VM gets a cgroup in (a host whose PID 1 is not systemd has
 /// none for it): the named systemd one and the unified one of a hybrid host, or the root
 /// of a unified host.
 const CGROUP_ROOTS: [&str; 2] = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"];
 
-/// A booted VM.
+/// A booted VM. Dropping it shuts it down (systemd-nspawn halts its systemd on SIGTERM;
+/// killed after a grace period), then removes its relays, overlay, cgroups and namespace.
 #[derive(Debug)]
 pub struct Vm {
     pub instance_id: String,
     /// Where the host reaches the VM's sshd (port 22), on the host's loopback.
     pub address: Ipv4Addr,
     dir: PathBuf,
-    machine: String,
     nspawn: Child,
-    cgroups: Vec<PathBuf>,
-    relays: Vec<Relay>,
-    netns: Arc<Netns>,
+    // Held for their drop, in this order, once the VM is down.
+    _relays: Vec<Relay>,
+    overlay: Overlay,
+    _cgroups: Cgroups,
+    _netns: Arc<Netns>,
 }
 
 /// What a VM is booted with.
@@ -39,40 +41,33 @@ pub struct Boot<'a> {
     pub name: String,
     pub instance_id: &'a str,
     pub user_data: &'a [u8],
-    pub address: Ipv4Addr,
     /// Host loopback ports the VM reaches at the same `127.0.0.1:PORT` (the emulator).
     pub forward: &'a [u16],
 }
 
+/// How long a VM may take to shut down before it is killed.
+const GRACE: Duration = Duration::from_secs(10);
+
 impl Vm {
+    /// Boots a VM; on failure at any step, what the steps before made is removed again.
     pub fn boot(b: Boot) -> io::Result<Self> {
-        let merged = b.dir.join("merged");
-        for d in ["upper", "work", "merged"] {
-            fs::create_dir_all(b.dir.join(d))?;
+        let netns = Arc::new(Netns::create(&b.name)?);
+        let (address, listener) = reserve_ssh_address()?;
+        let mut relays =
+            vec![Relay::inbound(netns.clone(), listener, SocketAddr::from((Ipv4Addr::LOCALHOST, 22)))?];
+        for port in b.forward {
+            let local = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
+            relays.push(Relay::outbound(netns.clone(), local, local)?);
         }
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            b.image.display(),
-            b.dir.join("upper").display(),
-            b.dir.join("work").display()
-        );
-        run(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &options]).arg(&merged))?;
-        let seed = merged.join("var/lib/cloud/seed/nocloud");
+        let overlay = Overlay::mount(b.image, &b.dir)?;
+        let seed = overlay.merged.join("var/lib/cloud/seed/nocloud");
         fs::create_dir_all(&seed)?;
         fs::write(seed.join("user-data"), b.user_data)?;
         fs::write(seed.join("meta-data"), format!("instance-id: {0}\nlocal-hostname: {0}\n", b.instance_id))?;
-
-        let netns = Arc::new(Netns::create(&b.name)?);
-        let mut cgroups = vec![];
-        for root in CGROUP_ROOTS.iter().map(Path::new).filter(|r| r.is_dir()) {
-            let cgroup = root.join(&b.name);
-            fs::create_dir_all(&cgroup)?;
-            cgroups.push(cgroup);
-        }
+        let cgroups = Cgroups::create(&b.name)?;
         // The supervisor moves itself into the VM's cgroups, then becomes systemd-nspawn.
         let join: String =
-            cgroups.iter().map(|c| format!("echo $$ > {}/cgroup.procs && ", c.display())).collect();
-        let machine = format!("vm-{}", b.instance_id);
+            cgroups.0.iter().map(|c| format!("echo $$ > {}/cgroup.procs && ", c.display())).collect();
         let console = fs::File::create(b.dir.join("console.log"))?;
         let nspawn = Command::new("sh")
             .arg("-c")
@@ -81,39 +76,28 @@ impl Vm {
             .arg("systemd-nspawn")
             .arg("--quiet")
             .arg("-D")
-            .arg(&merged)
-            .args(["-M", &machine, "--boot", "--register=no", "--keep-unit"])
+            .arg(&overlay.merged)
+            .args(["-M", &format!("vm-{}", b.instance_id), "--boot", "--register=no", "--keep-unit"])
             .arg(format!("--network-namespace-path={}", netns.path().display()))
             .stdin(Stdio::null())
             .stdout(console.try_clone()?)
             .stderr(console)
             .spawn()?;
-
-        let mut relays = vec![Relay::start(
-            netns.clone(),
-            Direction::In,
-            SocketAddr::from((b.address, 22)),
-            SocketAddr::from((Ipv4Addr::LOCALHOST, 22)),
-        )?];
-        for port in b.forward {
-            let local = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
-            relays.push(Relay::start(netns.clone(), Direction::Out, local, local)?);
-        }
         Ok(Self {
             instance_id: b.instance_id.to_owned(),
-            address: b.address,
+            address,
             dir: b.dir,
-            machine,
             nspawn,
-            cgroups,
-            relays,
-            netns,
+            _relays: relays,
+            overlay,
+            _cgroups: cgroups,
+            _netns: netns,
         })
     }
 
     /// The VM's root filesystem, as the host sees it.
     pub fn root(&self) -> PathBuf {
-        self.dir.join("merged")
+        self.overlay.merged.clone()
     }
 
     /// What the VM printed on its console.
@@ -164,31 +148,93 @@ impl Vm {
     pub fn running(&mut self) -> bool {
         matches!(self.nspawn.try_wait(), Ok(None))
     }
+}
 
-    /// Shuts the VM down (systemd-nspawn halts its systemd on SIGTERM), killing it after
-    /// `grace`; then removes its relays, overlay, namespace and cgroups.
-    pub fn power_off(mut self, grace: Duration) -> io::Result<()> {
+impl Drop for Vm {
+    fn drop(&mut self) {
         // SAFETY: signalling the child this VM spawned.
         unsafe { libc::kill(self.nspawn.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
-        while self.running() && start.elapsed() < grace {
+        while self.running() && start.elapsed() < GRACE {
             std::thread::sleep(Duration::from_millis(50));
         }
         if self.running() {
             let _ = self.nspawn.kill();
         }
         let _ = self.nspawn.wait();
-        self.relays.clear();
-        let merged = self.root();
-        if run(Command::new("umount").arg(&merged)).is_err() {
-            run(Command::new("umount").arg("-l").arg(&merged))?;
+        let machine = format!("vm-{}", self.instance_id);
+        let _ = fs::remove_dir_all(Path::new("/run/systemd/nspawn/propagate").join(machine));
+    }
+}
+
+/// A VM's overlay over the image at `merged`, unmounted (and its directory removed) on drop.
+#[derive(Debug)]
+struct Overlay {
+    dir: PathBuf,
+    merged: PathBuf,
+}
+
+impl Overlay {
+    fn mount(image: &Path, dir: &Path) -> io::Result<Self> {
+        for d in ["upper", "work", "merged"] {
+            fs::create_dir_all(dir.join(d))?;
         }
-        for cgroup in &self.cgroups {
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            image.display(),
+            dir.join("upper").display(),
+            dir.join("work").display()
+        );
+        let merged = dir.join("merged");
+        let overlay = Self { dir: dir.to_owned(), merged };
+        run(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &options]).arg(&overlay.merged))?;
+        Ok(overlay)
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        if run(Command::new("umount").arg(&self.merged)).is_err() {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.merged));
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A VM's cgroups, one per hierarchy, removed on drop (with those systemd made below).
+#[derive(Debug)]
+pub(crate) struct Cgroups(Vec<PathBuf>);
+
+impl Cgroups {
+    fn create(name: &str) -> io::Result<Self> {
+        let mut cgroups = Self(vec![]);
+        for root in CGROUP_ROOTS.iter().map(Path::new).filter(|r| r.is_dir()) {
+            let cgroup = root.join(name);
+            fs::create_dir_all(&cgroup)?;
+            cgroups.0.push(cgroup);
+        }
+        Ok(cgroups)
+    }
+
+    /// The cgroups of VMs named with `prefix`, left by a runner that did not stop.
+    pub(crate) fn named_like(prefix: &str) -> Self {
+        let mut found = vec![];
+        for root in CGROUP_ROOTS.iter().map(Path::new) {
+            for e in fs::read_dir(root).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(prefix) {
+                    found.push(e.path());
+                }
+            }
+        }
+        Self(found)
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for cgroup in &self.0 {
             remove_cgroup(cgroup);
         }
-        let _ = fs::remove_dir_all(Path::new("/run/systemd/nspawn/propagate").join(&self.machine));
-        drop(self.netns);
-        fs::remove_dir_all(&self.dir)
     }
 }
 
