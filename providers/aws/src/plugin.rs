@@ -405,7 +405,7 @@ impl ProviderSetup for AwsSetup {
                 json!({
                     "access_key_id": key,
                     "secret_access_key": attr("credential", "secret_access_key"),
-                    "vm_ip": attr("vm", "public_ip").or_else(|| attr("vm", "private_ip")),
+                    "vm_ip": student.resources.get("vm").and_then(vm_address),
                     "ssh_private_key": attr("credential", "ssh_private_key"),
                     "ports": ports,
                 })
@@ -417,11 +417,13 @@ impl ProviderSetup for AwsSetup {
     fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
         let Some(vm) = student.resources.get("vm") else { return vec![] };
         let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-        let ip = vm
-            .attributes
-            .get("public_ip")
-            .and_then(Value::as_str)
-            .map_or_else(|| attribute("private_ip"), str::to_owned);
+        let ip = vm_address(vm).unwrap_or("?");
         vec![("vm".to_owned(), format!("{} {ip} ({})", vm.id, attribute("state")))]
     }
+}
+
+/// Where a student's VM is reached: its public address, else its private one.
+pub(crate) fn vm_address(vm: &labctl_provider_api::Recorded) -> Option<&str> {
+    let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str);
+    attribute("public_ip").or_else(|| attribute("private_ip"))
 }

@@ -16,6 +16,8 @@ use labctl_provider_api::{ports, SmokeRunner, StudentResources};
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
+use crate::plugin::vm_address;
+
 /// How labctl reaches the VMs, as configured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ssh {
@@ -139,7 +141,7 @@ impl SmokeRunner for SshRunner {
         timeout: Duration,
     ) -> Result<(), String> {
         let vm = student.get("vm")?;
-        let host = vm.attr("public_ip").or_else(|_| vm.attr("private_ip"))?;
+        let host = vm_address(vm).ok_or("the VM has no address yet: run `labctl apply`")?;
         let credential = student.get("credential")?;
         let (key, token) = (credential.attr("ssh_private_key")?, credential.attr("token")?);
         let script = Self::script(workload, token);
