@@ -113,11 +113,23 @@ pub fn diff<'a>(
 }
 
 /// Adds an update of every desired resource of `kind` that the plan does not touch yet, for
-/// `reason` (e.g. rotating credentials' keys).
+/// `reason` (e.g. rotating credentials' keys), and of whatever depends on one of them, in
+/// place (a VM whose workers get the rotated key).
 pub fn force_update(desired: &[Node], actions: &mut Vec<Action>, kind: &str, reason: &str) {
-    for node in desired.iter().filter(|n| n.spec.kind == kind) {
-        if !actions.iter().any(|a| a.address == node.spec.address) {
-            actions.push(upsert(node, ActionKind::Update, vec![], Some(reason.to_owned())));
+    let mut updated: BTreeSet<&str> = BTreeSet::new();
+    // Nodes come dependencies first: one pass reaches every dependent.
+    for node in desired {
+        let address = node.spec.address.as_str();
+        let why = if node.spec.kind == kind {
+            reason.to_owned()
+        } else if let Some(dep) = node.deps.iter().find(|d| updated.contains(d.as_str())) {
+            format!("{dep} is updated ({reason}): updated in place to match")
+        } else {
+            continue;
+        };
+        updated.insert(address);
+        if !actions.iter().any(|a| a.address == address) {
+            actions.push(upsert(node, ActionKind::Update, vec![], Some(why)));
         }
     }
 }
@@ -258,6 +270,23 @@ mod tests {
                 ActionKind::Update,
                 Some("changed outside labctl: deployment a/svc: spec.replicas is 5, labctl set 2")
             )]
+        );
+    }
+
+    #[test]
+    fn a_forced_update_reaches_what_depends_on_it_in_place() {
+        let desired =
+            [node("cred", "credential", &[]), node("vm", "vm", &["cred"]), node("other", "bucket", &[])];
+        let mut actions = vec![];
+        force_update(&desired, &mut actions, "credential", "rotation");
+        let summary: Vec<(&str, ActionKind, Option<&str>)> =
+            actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("cred", ActionKind::Update, Some("rotation")),
+                ("vm", ActionKind::Update, Some("cred is updated (rotation): updated in place to match")),
+            ]
         );
     }
 }

@@ -53,23 +53,25 @@ impl Moto {
     /// Turns IAM enforcement on: from now on every request must be signed by a key whose
     /// policies allow it (moto's `INITIAL_NO_AUTH_ACTION_COUNT`).
     pub fn enforce_iam(&self) {
+        self.reset_auth(0);
+    }
+
+    /// Authenticates every request after the next `unchecked`.
+    fn reset_auth(&self, unchecked: u64) {
         if self.child.is_none() {
             return; // an external emulator enforces IAM from its start
         }
         let out = Command::new("curl")
-            .args([
-                "-sf",
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: text/plain",
-                "--data",
-                "0",
-                &format!("{}/moto-api/reset-auth", self.endpoint),
-            ])
+            .args(["-sf", "-X", "POST", "-H", "Content-Type: text/plain", "--data", &unchecked.to_string()])
+            .arg(format!("{}/moto-api/reset-auth", self.endpoint))
             .output()
             .unwrap();
-        assert!(out.status.success(), "cannot turn on IAM enforcement");
+        assert!(out.status.success(), "cannot reset moto's IAM enforcement");
+    }
+
+    /// Turns IAM enforcement off again (for the next billion requests).
+    pub fn relax_iam(&self) {
+        self.reset_auth(1_000_000_000);
     }
 
     /// SDK configuration for this server with the given key.

@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use crate::clients::{Aws, Service::Ec2};
 use crate::cloud_init::{self, Binary, UserData, PORTS};
 use crate::errors::{code, failed, ignore_missing, is_missing};
-use crate::plugin::VmConfig;
+use crate::plugin::{vm_address, VmConfig};
+use crate::ssh::{Login, SshClient};
 use crate::tagging::{ec2_filter, ec2_owned, ec2_spec};
 use crate::{dep_attr, dep_list};
 
@@ -29,7 +30,7 @@ const TERMINATE_WAIT: Duration = Duration::from_secs(300);
 pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
     let vm: VmConfig = config(spec)?;
     if let Some(found) = find(c, spec).await? {
-        return Ok(observed(&found));
+        return start_if_stopped(c, found).await;
     }
     let (name, student, instance_type) = (vm.name.as_str(), vm.student.as_str(), vm.instance_type.as_str());
     let image = image_id(c, &vm.image, vm.image_owner.as_deref()).await?;
@@ -100,7 +101,90 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
     let running = wait_running(c, &id).await.map_err(|e| e.with_partial(observed(instance)))?;
     let mut observed = observed(&running);
     observed.attributes.insert("user_data_sha256".into(), Value::String(sha256(user_data.as_bytes())));
+    observed.attributes.insert(DELIVERED_KEY.into(), dep_attr(deps, "access_key_id")?.into());
     Ok(observed)
+}
+
+/// The attribute recording which access key the VM's workers hold.
+const DELIVERED_KEY: &str = "access_key_id";
+
+/// Attributes a VM's record carries from one apply to the next (the instance does not say).
+const CARRIED: [&str; 2] = ["user_data_sha256", DELIVERED_KEY];
+
+/// Converges an existing VM: started if it was stopped; given the student's new access key
+/// over SSH if their credential was rotated (the VM keeps its disk and address).
+pub(crate) async fn update(
+    c: &Aws,
+    ssh: &SshClient,
+    spec: &ResourceSpec,
+    prior: &Observed,
+    deps: &Deps,
+) -> Result<Observed, ProviderError> {
+    let vm: VmConfig = config(spec)?;
+    let mut now = create(c, spec, deps).await?;
+    for key in CARRIED {
+        if let Some(value) = prior.attributes.get(key) {
+            now.attributes.insert(key.into(), value.clone());
+        }
+    }
+    let key_id = dep_attr(deps, "access_key_id")?;
+    if now.attributes.get(DELIVERED_KEY).and_then(Value::as_str) != Some(key_id) {
+        let host = vm_address(&now.attributes)
+            .ok_or_else(|| ProviderError::invalid(format!("VM {} has no address", now.id)))?;
+        let login =
+            Login { instance_id: &now.id, host, user: &vm.student, key: dep_attr(deps, "ssh_private_key")? };
+        let secret = dep_attr(deps, "secret_access_key")?;
+        let script = format!("sudo -n /usr/local/sbin/labctl-rekey <<'KEY'\n{key_id}\n{secret}\nKEY\n");
+        ssh.run(&login, &script, REKEY_TIMEOUT).await.map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "giving VM {} the new access key: {e}. Its workers hold the old key, which is deleted: \
+                     run `labctl apply --rotate-keys` again once the VM is reachable",
+                    now.id
+                ),
+            )
+        })?;
+        now.attributes.insert(DELIVERED_KEY.into(), key_id.into());
+    }
+    Ok(now)
+}
+
+/// How long a key rotation waits for a VM to answer over SSH.
+const REKEY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A VM as found, started first if it was stopped (by hand, or by AWS).
+async fn start_if_stopped(c: &Aws, found: Instance) -> Result<Observed, ProviderError> {
+    let id = found.instance_id().unwrap_or_default().to_owned();
+    match found.state().and_then(|s| s.name()) {
+        Some(InstanceStateName::Stopped | InstanceStateName::Stopping) => {}
+        _ => return Ok(observed(&found)),
+    }
+    // A VM that is still stopping cannot start yet: wait for it to have stopped.
+    let start = tokio::time::Instant::now();
+    while state(c, &id).await?.as_deref() == Some("stopping") {
+        if start.elapsed() > TERMINATE_WAIT {
+            return Err(ProviderError::new(ErrorKind::Timeout, format!("VM {id} is still stopping")));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    c.call(Ec2, c.ec2.start_instances().instance_ids(&id).send())
+        .await
+        .map_err(failed(format!("starting stopped VM {id}")))?;
+    Ok(observed(&wait_running(c, &id).await?))
+}
+
+/// The state EC2 reports for a VM (`running`, `stopped`, …); `None` if it is gone.
+pub(crate) async fn state(c: &Aws, id: &str) -> Result<Option<String>, ProviderError> {
+    Ok(describe(c, id).await?.and_then(|i| i.state().and_then(|s| s.name()).map(|s| s.as_str().to_owned())))
+}
+
+/// What was changed by hand: a VM that was stopped.
+pub(crate) async fn edits(c: &Aws, prior: &Observed) -> Result<Vec<String>, ProviderError> {
+    Ok(match state(c, &prior.id).await?.as_deref() {
+        Some(s @ ("stopped" | "stopping")) => vec![format!("VM {} is {s}", prior.id)],
+        _ => vec![],
+    })
 }
 
 /// Whether an instance has ended (or is ending): what a reused client token returns.
@@ -251,18 +335,13 @@ async fn describe(c: &Aws, id: &str) -> Result<Option<Instance>, ProviderError> 
     }
 }
 
-fn is_gone(i: &Instance) -> bool {
-    matches!(
-        i.state().and_then(|s| s.name()),
-        Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
-    )
-}
-
 pub(crate) async fn read(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
-    Ok(describe(c, &prior.id).await?.filter(|i| !is_gone(i)).map(|i| {
+    Ok(describe(c, &prior.id).await?.filter(|i| !is_ended(i)).map(|i| {
         let mut now = observed(&i);
-        if let Some(hash) = prior.attributes.get("user_data_sha256") {
-            now.attributes.insert("user_data_sha256".into(), hash.clone());
+        for key in CARRIED {
+            if let Some(value) = prior.attributes.get(key) {
+                now.attributes.insert(key.into(), value.clone());
+            }
         }
         now
     }))

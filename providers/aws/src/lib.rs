@@ -31,12 +31,14 @@ mod identity;
 mod network;
 mod plugin;
 mod smoke;
+mod ssh;
 mod state;
 mod storage;
 mod sweep;
 mod tagging;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use labctl_provider_api::{Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec};
@@ -44,6 +46,7 @@ use labctl_provider_api::{Deps, Found, KindSchema, Observed, Provider, ProviderE
 use clients::Clients;
 pub use clients::{AwsConfig, DEFAULT_CONCURRENCY};
 pub use plugin::AwsPlugin;
+use ssh::SshClient;
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "network", replace_on: &["cidr", "zones"] },
@@ -65,15 +68,17 @@ const KINDS: &[KindSchema] = &[
 /// The AWS provider for one lab.
 pub struct AwsProvider {
     lab: String,
-    clients: Clients,
+    clients: Arc<Clients>,
     /// Where `lab-mapreduce` and `lab-scheduler` are, to upload them as artifacts.
     bin_dir: PathBuf,
+    /// Reaches the VMs (to give their workers a rotated key).
+    ssh: Arc<SshClient>,
 }
 
 impl AwsProvider {
-    /// A provider for lab `lab`; it connects on first use.
-    pub fn new(config: AwsConfig, lab: &str, bin_dir: &Path) -> Self {
-        Self { lab: lab.to_owned(), clients: Clients::new(config), bin_dir: bin_dir.to_owned() }
+    /// A provider for lab `lab`, reaching its VMs through `ssh`; it connects on first use.
+    fn new(clients: Arc<Clients>, lab: &str, bin_dir: &Path, ssh: Arc<SshClient>) -> Self {
+        Self { lab: lab.to_owned(), clients, bin_dir: bin_dir.to_owned(), ssh }
     }
 }
 
@@ -104,6 +109,13 @@ impl Provider for AwsProvider {
         }
     }
 
+    async fn edits(&self, kind: &str, prior: &Observed) -> Result<Vec<String>, ProviderError> {
+        match kind {
+            "vm" => compute::edits(self.clients.get().await?, prior).await,
+            _ => Ok(vec![]),
+        }
+    }
+
     async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
         let c = self.clients.get().await?;
         match spec.kind.as_str() {
@@ -127,10 +139,15 @@ impl Provider for AwsProvider {
         prior: &Observed,
         deps: &Deps,
     ) -> Result<Observed, ProviderError> {
-        if spec.kind == "credential" {
+        match spec.kind.as_str() {
             // Key rotation: a new access key, the same worker token and SSH key.
-            return identity::create_credential(self.clients.get().await?, spec, &self.lab, Some(prior))
-                .await;
+            "credential" => {
+                return identity::create_credential(self.clients.get().await?, spec, &self.lab, Some(prior))
+                    .await
+            }
+            // Started if stopped; a rotated key delivered to its workers.
+            "vm" => return compute::update(self.clients.get().await?, &self.ssh, spec, prior, deps).await,
+            _ => {}
         }
         // Attributes that cannot change in place force replacement (see KINDS); for the
         // rest, creating again converges the existing resource (re-upload changed

@@ -17,8 +17,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::clients::Clients;
 use crate::cloud_init::{MapReduce, Scheduler};
-use crate::smoke::{Ssh, SshRunner};
+use crate::smoke::SshRunner;
+use crate::ssh::{Ssh, SshClient};
 use crate::state::{S3Object, S3Settings};
 use crate::{AwsConfig, AwsProvider, DEFAULT_CONCURRENCY};
 
@@ -377,9 +379,11 @@ impl ProviderSetup for AwsSetup {
 
     /// The smoke workloads run on each student's VM, over SSH as that student.
     fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
+        let clients = Arc::new(Clients::new(self.config.clone()));
+        let ssh = Arc::new(SshClient::new(&self.ssh, lab, clients.clone()));
         Connected {
-            provider: Arc::new(AwsProvider::new(self.config.clone(), lab, bin_dir)),
-            smoke: Ok(Arc::new(SshRunner::new(&self.ssh, lab))),
+            provider: Arc::new(AwsProvider::new(clients, lab, bin_dir, ssh.clone())),
+            smoke: Ok(Arc::new(SshRunner::new(ssh))),
         }
     }
 
@@ -405,7 +409,7 @@ impl ProviderSetup for AwsSetup {
                 json!({
                     "access_key_id": key,
                     "secret_access_key": attr("credential", "secret_access_key"),
-                    "vm_ip": student.resources.get("vm").and_then(vm_address),
+                    "vm_ip": student.resources.get("vm").and_then(|vm| vm_address(&vm.attributes)),
                     "ssh_private_key": attr("credential", "ssh_private_key"),
                     "ports": ports,
                 })
@@ -417,13 +421,14 @@ impl ProviderSetup for AwsSetup {
     fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
         let Some(vm) = student.resources.get("vm") else { return vec![] };
         let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-        let ip = vm_address(vm).unwrap_or("?");
+        let ip = vm_address(&vm.attributes).unwrap_or("?");
         vec![("vm".to_owned(), format!("{} {ip} ({})", vm.id, attribute("state")))]
     }
 }
 
-/// Where a student's VM is reached: its public address, else its private one.
-pub(crate) fn vm_address(vm: &labctl_provider_api::Recorded) -> Option<&str> {
-    let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str);
+/// Where a student's VM is reached (given its attributes): its public address, else its
+/// private one.
+pub(crate) fn vm_address(vm: &labctl_provider_api::Attributes) -> Option<&str> {
+    let attribute = |k: &str| vm.get(k).and_then(Value::as_str);
     attribute("public_ip").or_else(|| attribute("private_ip"))
 }

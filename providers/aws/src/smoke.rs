@@ -1,129 +1,73 @@
 //! The smoke workloads on AWS: run on each student's VM, against their own services, over
-//! SSH as that student with the key from their handout — through the system OpenSSH client,
-//! so that the user's ssh_config, agents and bastions work as they expect. Host keys are
-//! pinned on first contact (`.labctl/<lab>.known_hosts` beside the lab file); a changed one
-//! fails that student's check.
+//! SSH as that student. Each first checks that the workload's systemd units are active and
+//! names those that are not; `status` asks the VM the same.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use labctl_provider_api::lab::SmokeWorkload;
 use labctl_provider_api::{ports, SmokeRunner, StudentResources};
-use serde::{Deserialize, Serialize};
-use tokio::process::Command;
 
 use crate::plugin::vm_address;
-
-/// How labctl reaches the VMs, as configured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Ssh {
-    /// `ssh -F`: an ssh_config of the lab's own.
-    pub config: Option<PathBuf>,
-    /// Where each lab's pinned host keys are kept.
-    pub known_hosts_dir: PathBuf,
-}
+use crate::ssh::{Login, SshClient};
 
 /// Runs the smoke workloads on the students' VMs over SSH.
 pub(crate) struct SshRunner {
-    config: Option<PathBuf>,
-    known_hosts: PathBuf,
+    ssh: Arc<SshClient>,
 }
 
-/// ssh's own exit code for a failure to connect or log in (the remote command's are its own).
-const SSH_FAILED: i32 = 255;
+/// Waits for cloud-init to have installed the workers.
+const WAIT_FOR_CLOUD_INIT: &str = "cloud-init status --wait >/dev/null 2>&1 || true\n";
+
+/// How long `status` waits for a VM's answer.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl SshRunner {
-    pub fn new(ssh: &Ssh, lab: &str) -> Self {
-        Self {
-            config: ssh.config.clone(),
-            known_hosts: ssh.known_hosts_dir.join(format!("{lab}.known_hosts")),
-        }
+    pub fn new(ssh: Arc<SshClient>) -> Self {
+        Self { ssh }
     }
 
     /// The shell script a workload is on the VM, read by `sh -s` from stdin (so the token
-    /// is on no command line). It waits for cloud-init to have installed the workers.
+    /// is on no command line).
     fn script(workload: SmokeWorkload, token: &str) -> String {
-        let wait = "cloud-init status --wait >/dev/null 2>&1 || true";
-        match workload {
-            SmokeWorkload::Wordcount => format!(
-                "{wait}\nexport LAB_MAPREDUCE_TOKEN='{token}'\n\
-                 exec lab-mapreduce smoke --coordinator 127.0.0.1:{} --dir \"/tmp/labctl-smoke-$$\"\n",
-                ports::MAPREDUCE
+        let (units, run) = match workload {
+            SmokeWorkload::Wordcount => (
+                "lab-mapreduce",
+                format!(
+                    "export LAB_MAPREDUCE_TOKEN='{token}'\n\
+                     exec lab-mapreduce smoke --coordinator 127.0.0.1:{} --dir \"/tmp/labctl-smoke-$$\"\n",
+                    ports::MAPREDUCE
+                ),
             ),
-            SmokeWorkload::Hpsearch => format!(
-                "{wait}\nexport LAB_SCHEDULER_TOKEN='{token}'\n\
-                 exec lab-scheduler hpsearch --scheduler 127.0.0.1:{} --epochs 30 --check\n",
-                ports::SCHEDULER
+            SmokeWorkload::Hpsearch => (
+                "lab-scheduler",
+                format!(
+                    "export LAB_SCHEDULER_TOKEN='{token}'\n\
+                     exec lab-scheduler hpsearch --scheduler 127.0.0.1:{} --epochs 30 --check\n",
+                    ports::SCHEDULER
+                ),
             ),
-        }
+        };
+        format!("{WAIT_FOR_CLOUD_INIT}{}{run}", units_active(units))
     }
 
-    /// Runs `script` on `host` as `user` with `key`; retries while ssh cannot connect (the
-    /// VM still boots) until `timeout`. Ok, or the last words of what failed.
-    async fn run_script(
-        &self,
-        user: &str,
-        host: &str,
-        key: &str,
-        script: &str,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        if let Some(dir) = self.known_hosts.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        let key_file =
-            tempfile::Builder::new().prefix("labctl-key-").tempfile().map_err(|e| e.to_string())?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .mode(0o600)
-            .open(key_file.path())
-            .and_then(|mut f| f.write_all(key.as_bytes()))
-            .map_err(|e| format!("writing the student's key: {e}"))?;
-        // The script goes to ssh's stdin from a file: writing it into a pipe that ssh may
-        // have closed (it could not connect) would end labctl with SIGPIPE.
-        let script_file = tempfile::tempfile().map_err(|e| e.to_string())?;
-        (&script_file).write_all(script.as_bytes()).map_err(|e| format!("writing the script: {e}"))?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let mut stdin = script_file.try_clone().map_err(|e| e.to_string())?;
-            std::io::Seek::rewind(&mut stdin).map_err(|e| e.to_string())?;
-            let mut cmd = Command::new("ssh");
-            if let Some(config) = &self.config {
-                cmd.arg("-F").arg(config);
-            }
-            cmd.arg("-i")
-                .arg(key_file.path())
-                .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
-                .args(["-o", "StrictHostKeyChecking=accept-new", "-o"])
-                .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-                .arg(format!("{user}@{host}"))
-                .args(["sh", "-s"])
-                .stdin(Stdio::from(stdin))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            let child = cmd.spawn().map_err(|e| format!("cannot run ssh: {e}"))?;
-            let out = tokio::time::timeout_at(deadline, child.wait_with_output())
-                .await
-                .map_err(|_| format!("no answer from {host} within {timeout:?}"))?
-                .map_err(|e| format!("ssh: {e}"))?;
-            if out.status.success() {
-                return Ok(());
-            }
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("failed without a message");
-            let unreachable = out.status.code() == Some(SSH_FAILED);
-            if !unreachable || tokio::time::Instant::now() + Duration::from_secs(2) >= deadline {
-                let what = if unreachable { format!("{host} is unreachable") } else { format!("on {host}") };
-                return Err(format!("{what}: {}", last.trim()));
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
+    fn login<'a>(student: &'a StudentResources) -> Result<Login<'a>, String> {
+        let vm = student.get("vm")?;
+        let host = vm_address(&vm.attributes).ok_or("the VM has no address yet: run `labctl apply`")?;
+        let key = student.get("credential")?.attr("ssh_private_key")?;
+        Ok(Login { instance_id: &vm.id, host, user: &student.student, key })
     }
+}
+
+/// A script that fails, naming each one, unless every systemd unit named `prefix*` is active.
+fn units_active(prefix: &str) -> String {
+    format!(
+        "units=$(systemctl list-units --all --plain --no-legend '{prefix}*')\n\
+         [ -n \"$units\" ] || {{ echo 'no {prefix} service is installed: see `sudo cloud-init status --long`' >&2; exit 3; }}\n\
+         down=$(echo \"$units\" | awk '$3 != \"active\" {{ printf \"%s%s is %s (%s)\", sep, $1, $3, $4; sep = \"; \" }}')\n\
+         [ -z \"$down\" ] || {{ echo \"$down\" >&2; exit 3; }}\n"
+    )
 }
 
 #[async_trait]
@@ -140,11 +84,28 @@ impl SmokeRunner for SshRunner {
         _dataset: Option<&str>,
         timeout: Duration,
     ) -> Result<(), String> {
-        let vm = student.get("vm")?;
-        let host = vm_address(vm).ok_or("the VM has no address yet: run `labctl apply`")?;
-        let credential = student.get("credential")?;
-        let (key, token) = (credential.attr("ssh_private_key")?, credential.attr("token")?);
-        let script = Self::script(workload, token);
-        self.run_script(&student.student, host, key, &script, timeout).await
+        let token = student.get("credential")?.attr("token")?;
+        self.ssh.run(&Self::login(student)?, &Self::script(workload, token), timeout).await.map(drop)
+    }
+
+    /// Each labctl unit on the VM and its state, as systemd reports it.
+    async fn health(&self, student: &StudentResources) -> Vec<(String, String)> {
+        let login = match Self::login(student) {
+            Ok(login) => login,
+            Err(e) => return vec![("services".into(), e)],
+        };
+        let script = "systemctl list-units --all --plain --no-legend 'lab-*'\n";
+        match self.ssh.run(&login, script, HEALTH_TIMEOUT).await {
+            Ok(out) => out
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split_whitespace();
+                    let unit = f.next()?.trim_end_matches(".service");
+                    let (_load, active, sub) = (f.next()?, f.next()?, f.next()?);
+                    Some((unit.to_owned(), format!("{active} ({sub})")))
+                })
+                .collect(),
+            Err(e) => vec![("services".into(), e)],
+        }
     }
 }

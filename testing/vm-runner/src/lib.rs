@@ -2,7 +2,8 @@
 //! watches it and, for every instance carrying labctl's tags that it reports running, boots
 //! a real VM — systemd and cloud-init reading that instance's user data, in systemd-nspawn
 //! over an overlay of a Debian image (`image.sh`) — and powers it off once the instance is
-//! stopped or terminated. Each VM has a network namespace with loopback only: the host
+//! stopped or terminated. A stopped instance keeps its disk (the overlay's upper layer): when
+//! it runs again, its VM boots from it, as an EC2 instance keeps its EBS root volume. Each VM has a network namespace with loopback only: the host
 //! reaches its sshd at an address of its own on the host's loopback (`127.100.x.y:22`), and
 //! it reaches the emulator at the lab's own endpoint (`127.0.0.1:PORT`), through relays.
 //! Needs root.
@@ -50,7 +51,7 @@ struct Shared {
     /// The emulator's port, relayed into every VM.
     port: u16,
     vms: Mutex<BTreeMap<String, (Vm, Option<String>)>>,
-    /// Instances whose VM was powered off (by the runner or by hand): not booted again.
+    /// Instances that were terminated: their VMs are never booted again.
     ended: Mutex<Vec<String>>,
     errors: Mutex<Vec<String>>,
     /// Where to keep an ssh_config mapping the instances' public addresses to their VMs.
@@ -58,18 +59,24 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// Where the kept ssh_config sends every address that is no running VM's: a loopback
+/// address no VM gets (theirs are 127.100.0.0 to 127.115.255.255), where nothing listens.
+const NOWHERE: Ipv4Addr = Ipv4Addr::new(127, 99, 0, 1);
+
 impl Shared {
     /// Rewrites the kept ssh_config from the running VMs.
     fn write_ssh_config(&self) {
         let Some(path) = self.ssh_config.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return };
         let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
-        let text: String = vms
+        let mut text: String = vms
             .values()
             .filter_map(|(vm, ip)| {
                 Some(format!("Host {}\n  HostName {}\n  Port 22\n", ip.as_ref()?, vm.address))
             })
             .collect();
         drop(vms);
+        // Any other address (a VM that is off) is not contacted: it leads where nothing listens.
+        text.push_str(&format!("Host *\n  HostName {NOWHERE}\n  Port 22\n"));
         let _ = std::fs::write(&path, text);
     }
 }
@@ -158,14 +165,6 @@ impl Runner {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    /// Powers off the VM of `instance_id` as if by hand; the instance stays as it was.
-    pub fn power_off(&self, instance_id: &str) {
-        self.shared.ended.lock().unwrap_or_else(|e| e.into_inner()).push(instance_id.to_owned());
-        let vm = self.shared.vms.lock().unwrap_or_else(|e| e.into_inner()).remove(instance_id);
-        drop(vm);
-        self.shared.write_ssh_config();
     }
 
     /// Keeps an ssh_config at `path` that maps each instance's public address to its VM,
@@ -282,7 +281,7 @@ async fn reconcile(shared: &Shared, ec2: &aws_sdk_ec2::Client, next: &mut u32) -
                 let name = format!("lvm-{}-{n}", shared.name);
                 let vm = Vm::boot(vm::Boot {
                     image: &shared.image,
-                    dir: shared.work.join(&name),
+                    dir: shared.work.join(id),
                     name,
                     instance_id: id,
                     user_data: &user_data,
@@ -293,13 +292,18 @@ async fn reconcile(shared: &Shared, ec2: &aws_sdk_ec2::Client, next: &mut u32) -
                 shared.vms.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), (vm, ip));
                 shared.write_ssh_config();
             }
-            Some(
-                InstanceStateName::ShuttingDown
-                | InstanceStateName::Terminated
-                | InstanceStateName::Stopping
-                | InstanceStateName::Stopped,
-            ) if known => {
+            Some(InstanceStateName::ShuttingDown | InstanceStateName::Terminated) if !ended => {
                 shared.ended.lock().unwrap_or_else(|e| e.into_inner()).push(id.to_owned());
+                let vm = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+                shared.write_ssh_config();
+                drop(vm);
+                // Its disk goes with it.
+                let disk = shared.work.join(id);
+                if disk.exists() {
+                    std::fs::remove_dir_all(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+                }
+            }
+            Some(InstanceStateName::Stopping | InstanceStateName::Stopped) if known => {
                 let vm = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
                 shared.write_ssh_config();
                 drop(vm);

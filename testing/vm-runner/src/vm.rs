@@ -17,7 +17,8 @@ use crate::netns::{reserve_ssh_address, run, Netns, Relay};
 const CGROUP_ROOTS: [&str; 2] = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"];
 
 /// A booted VM. Dropping it shuts it down (systemd-nspawn halts its systemd on SIGTERM;
-/// killed after a grace period), then removes its relays, overlay, cgroups and namespace.
+/// killed after a grace period), then removes its relays, overlay mount, cgroups and
+/// namespace; its disk (the overlay's upper layer in its directory) stays.
 #[derive(Debug)]
 pub struct Vm {
     pub instance_id: String,
@@ -35,7 +36,8 @@ pub struct Vm {
 /// What a VM is booted with.
 pub struct Boot<'a> {
     pub image: &'a Path,
-    /// A directory of its own for the VM's overlay and logs.
+    /// A directory of its own for the VM's disk and console log: a VM booted again in the
+    /// same directory boots from the disk it had.
     pub dir: PathBuf,
     /// Unique on this host among running VMs: names its namespace and cgroups.
     pub name: String,
@@ -68,7 +70,7 @@ impl Vm {
         // The supervisor moves itself into the VM's cgroups, then becomes systemd-nspawn.
         let join: String =
             cgroups.0.iter().map(|c| format!("echo $$ > {}/cgroup.procs && ", c.display())).collect();
-        let console = fs::File::create(b.dir.join("console.log"))?;
+        let console = fs::OpenOptions::new().create(true).append(true).open(b.dir.join("console.log"))?;
         let nspawn = Command::new("sh")
             .arg("-c")
             .arg(format!("{join}exec \"$@\""))
@@ -167,10 +169,9 @@ impl Drop for Vm {
     }
 }
 
-/// A VM's overlay over the image at `merged`, unmounted (and its directory removed) on drop.
+/// A VM's overlay over the image at `merged`, unmounted on drop.
 #[derive(Debug)]
 struct Overlay {
-    dir: PathBuf,
     merged: PathBuf,
 }
 
@@ -186,7 +187,7 @@ impl Overlay {
             dir.join("work").display()
         );
         let merged = dir.join("merged");
-        let overlay = Self { dir: dir.to_owned(), merged };
+        let overlay = Self { merged };
         run(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &options]).arg(&overlay.merged))?;
         Ok(overlay)
     }
@@ -197,7 +198,6 @@ impl Drop for Overlay {
         if run(Command::new("umount").arg(&self.merged)).is_err() {
             let _ = run(Command::new("umount").arg("-l").arg(&self.merged));
         }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -1,0 +1,126 @@
+//! Reaching a student's VM over SSH, as that student with the key from their handout,
+//! through the system OpenSSH client, so that the user's ssh_config, agents and bastions
+//! work as they expect. Host keys are pinned on first contact (`.labctl/<lab>.known_hosts`
+//! beside the lab file); a changed one fails loudly. When ssh cannot connect, EC2 says
+//! whether the VM runs at all: a stopped VM fails at once, a running one is waited for (it
+//! may still boot).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+use crate::clients::Clients;
+use crate::compute;
+
+/// How labctl reaches the VMs, as configured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ssh {
+    /// `ssh -F`: an ssh_config of the lab's own.
+    pub config: Option<PathBuf>,
+    /// Where each lab's pinned host keys are kept.
+    pub known_hosts_dir: PathBuf,
+}
+
+/// Who logs in where.
+pub(crate) struct Login<'a> {
+    pub instance_id: &'a str,
+    pub host: &'a str,
+    pub user: &'a str,
+    /// The private key, in OpenSSH format.
+    pub key: &'a str,
+}
+
+/// Runs shell scripts on the lab's VMs.
+pub(crate) struct SshClient {
+    config: Option<PathBuf>,
+    known_hosts: PathBuf,
+    clients: Arc<Clients>,
+}
+
+/// ssh's own exit code for a failure to connect or log in (the remote command's are its own).
+const SSH_FAILED: i32 = 255;
+
+impl SshClient {
+    pub fn new(ssh: &Ssh, lab: &str, clients: Arc<Clients>) -> Self {
+        Self {
+            config: ssh.config.clone(),
+            known_hosts: ssh.known_hosts_dir.join(format!("{lab}.known_hosts")),
+            clients,
+        }
+    }
+
+    /// Runs `script` (read by `sh -s` from stdin, so that secrets in it are on no command
+    /// line) and returns what it printed. While ssh cannot connect to a VM that EC2 says is
+    /// running, tries again until `timeout`. `Err` is the last words of what failed.
+    pub async fn run(&self, login: &Login<'_>, script: &str, timeout: Duration) -> Result<String, String> {
+        let host = login.host;
+        if let Some(dir) = self.known_hosts.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let key_file =
+            tempfile::Builder::new().prefix("labctl-key-").tempfile().map_err(|e| e.to_string())?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .open(key_file.path())
+            .and_then(|mut f| f.write_all(login.key.as_bytes()))
+            .map_err(|e| format!("writing the student's key: {e}"))?;
+        // The script goes to ssh's stdin from a file: writing it into a pipe that ssh may
+        // have closed (it could not connect) would end labctl with SIGPIPE.
+        let script_file = tempfile::tempfile().map_err(|e| e.to_string())?;
+        (&script_file).write_all(script.as_bytes()).map_err(|e| format!("writing the script: {e}"))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut stdin = script_file.try_clone().map_err(|e| e.to_string())?;
+            std::io::Seek::rewind(&mut stdin).map_err(|e| e.to_string())?;
+            let mut cmd = Command::new("ssh");
+            if let Some(config) = &self.config {
+                cmd.arg("-F").arg(config);
+            }
+            cmd.arg("-i")
+                .arg(key_file.path())
+                .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+                .args(["-o", "StrictHostKeyChecking=accept-new", "-o"])
+                .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+                .arg(format!("{}@{host}", login.user))
+                .args(["sh", "-s"])
+                .stdin(Stdio::from(stdin))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let child = cmd.spawn().map_err(|e| format!("cannot run ssh: {e}"))?;
+            let out = tokio::time::timeout_at(deadline, child.wait_with_output())
+                .await
+                .map_err(|_| format!("{host} is unreachable: no answer within {timeout:?}"))?
+                .map_err(|e| format!("ssh: {e}"))?;
+            if out.status.success() {
+                return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("failed without a message");
+            if out.status.code() != Some(SSH_FAILED) {
+                return Err(format!("on {host}: {}", last.trim()));
+            }
+            if let Some(state) = self.not_running(login.instance_id).await {
+                return Err(format!("{host} is unreachable: VM {} is {state}", login.instance_id));
+            }
+            if tokio::time::Instant::now() + Duration::from_secs(2) >= deadline {
+                return Err(format!("{host} is unreachable: {}", last.trim()));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// The state of a VM that EC2 says is not running (or starting): no use waiting for it.
+    async fn not_running(&self, id: &str) -> Option<String> {
+        let c = self.clients.get().await.ok()?;
+        let state = compute::state(c, id).await.ok()?;
+        (!matches!(state.as_deref(), Some("running" | "pending"))).then(|| state.unwrap_or("gone".into()))
+    }
+}
