@@ -20,7 +20,7 @@ cargo build --release --quiet --workspace
 LABCTL="$PWD/target/release/labctl"
 WORK=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MOTO_IAM_LOAD_MANAGED_POLICIES=true "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
+MOTO_IAM_LOAD_MANAGED_POLICIES=true MOTO_AMIS_PATH="$PWD/testing/moto-amis.json" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
 MOTO=$!
 trap 'kill $MOTO 2>/dev/null; rm -rf "$WORK"' EXIT
 until curl -s "http://127.0.0.1:$PORT/" >/dev/null; do sleep 0.2; done

@@ -30,6 +30,8 @@ fn engine_options(run: &RunOptions, setup: &dyn ProviderSetup) -> Result<Options
 /// Refreshes state through the providers and diffs it against the lab; with `rotate_keys`,
 /// every credential is updated too.
 async fn make_plan(o: &Opened, state: &crate::state::State, rotate_keys: bool) -> Result<Plan, CliError> {
+    let warnings = o.setup.preflight(&o.lab, &registry::worker_bin_dir()).map_err(CliError::invalid)?;
+    super::open::warn(&warnings);
     let refreshed = refresh(o, state).await?;
     let desired = lab::expand(&o.lab, o.setup.as_ref());
     let mut actions = plan::diff(&desired, state, &refreshed, |p, k| o.registry.schema(p, k));

@@ -84,20 +84,25 @@ pub(super) fn store_at(location: &Path, setup: &dyn ProviderSetup) -> Result<Sta
     }
 }
 
+/// Prints warnings on stderr.
+pub fn warn(warnings: &[String]) {
+    let mut err = anstream::stderr();
+    for w in warnings {
+        let _ = writeln!(
+            err,
+            "{} {w}",
+            report::paint(anstyle::AnsiColor::Yellow.on_default().bold(), "warning:")
+        );
+    }
+}
+
 /// Loads a lab file, printing its diagnostics; invalid input exits 2.
 pub fn load_lab(path: &Path, place: &Place) -> Result<lab::Loaded, CliError> {
     let plugins = registry::plugins();
     let cx = lab::Context { plugins: &plugins, data_dir: place.data_dir.clone() };
     match lab::load(path, &cx) {
         Ok(loaded) => {
-            let mut err = anstream::stderr();
-            for w in &loaded.lab.warnings {
-                let _ = writeln!(
-                    err,
-                    "{} {w}",
-                    report::paint(anstyle::AnsiColor::Yellow.on_default().bold(), "warning:")
-                );
-            }
+            warn(&loaded.lab.warnings);
             Ok(loaded)
         }
         Err(diagnostics) => {

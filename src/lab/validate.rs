@@ -466,6 +466,15 @@ impl Validator<'_> {
                 );
             }
         }
+        for cidr in s.compute.iter().flat_map(|c| &c.ssh_cidrs) {
+            if parse_cidr(cidr.get_ref()).is_none() {
+                self.error(
+                    cidr,
+                    "not an IPv4 CIDR block".into(),
+                    "allowed: an address and a prefix length, e.g. `203.0.113.0/24`, with no bits set past the prefix",
+                );
+            }
+        }
         if let (Some(credentials), Some(_)) = (&s.credentials, &s.workers) {
             if !credentials.get_ref() {
                 self.error(
@@ -570,8 +579,26 @@ fn is_dns_label(s: &str) -> bool {
         && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
+/// An IPv4 CIDR block with no host bits set: its address and prefix length.
+fn parse_cidr(s: &str) -> Option<(std::net::Ipv4Addr, u32)> {
+    let (address, prefix) = s.split_once('/')?;
+    let (address, prefix): (std::net::Ipv4Addr, u32) = (address.parse().ok()?, prefix.parse().ok()?);
+    let host_bits = u32::from(address).checked_shl(prefix).unwrap_or(0);
+    (prefix <= 32 && host_bits == 0).then_some((address, prefix))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cidr_blocks() {
+        for ok in ["0.0.0.0/0", "203.0.113.0/24", "198.51.100.7/32", "10.0.0.0/8"] {
+            assert!(super::parse_cidr(ok).is_some(), "{ok}");
+        }
+        for bad in ["203.0.113.1/24", "203.0.113.0", "203.0.113.0/33", "::/0", "campus", "10.0.0.0/-1"] {
+            assert!(super::parse_cidr(bad).is_none(), "{bad}");
+        }
+    }
+
     #[test]
     fn dns_labels() {
         for ok in ["ada", "a1", "ada-l", "x"] {

@@ -33,6 +33,8 @@ impl Moto {
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // AWS's managed policies (AmazonEKSClusterPolicy, …), which real accounts have.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            // The images labctl pins (moto's own are a decade old).
+            .env("MOTO_AMIS_PATH", concat!(env!("CARGO_MANIFEST_DIR"), "/testing/moto-amis.json"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -319,6 +321,7 @@ fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
 
     let plan = run(&env, &["plan", "lab.toml"]).ok();
     assert!(plan.stdout.contains("student[\"ada\"].vm"), "{}", plan.stdout);
+    assert!(plan.stderr.contains("SSH to the students' VMs is open to the whole internet"), "{}", plan.all());
     run(&env, &["apply", "lab.toml", "--yes"]).ok();
 
     let found = moto.tagged(lab);
@@ -364,11 +367,29 @@ fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
     let again = run(&env, &["plan", "lab.toml"]).ok();
     assert!(again.stdout.contains("No changes"), "re-plan after apply:\n{}", again.stdout);
 
-    // Resizing a node group is an in-place update.
+    // Resizing a node group and narrowing SSH to two ranges are in-place updates.
     let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
-    env.write("lab.toml", &text.replacen("max = 5", "max = 8", 1));
+    let ranges = "compute = { ssh_cidrs = [\"198.51.100.0/24\", \"203.0.113.0/24\"], ";
+    env.write("lab.toml", &text.replacen("max = 5", "max = 8", 1).replacen("compute = { ", ranges, 1));
     let resized = run(&env, &["apply", "lab.toml", "--yes"]).ok();
-    assert!(resized.stdout.contains("1 updated, 0 replaced"), "{}", resized.stdout);
+    assert!(resized.stdout.contains("6 updated, 0 replaced"), "{}", resized.stdout);
+    assert!(!resized.stderr.contains("open to the whole internet"), "{}", resized.stderr);
+    let groups = block_on(
+        aws_sdk_ec2::Client::new(&sdk)
+            .describe_security_groups()
+            .filters(Filter::builder().name("group-name").values("bigdata-aws-ada").build())
+            .send(),
+    )
+    .unwrap();
+    let mut ssh: Vec<&str> = groups.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(22))
+        .flat_map(|p| p.ip_ranges())
+        .filter_map(|r| r.cidr_ip())
+        .collect();
+    ssh.sort();
+    assert_eq!(ssh, ["198.51.100.0/24", "203.0.113.0/24"], "{groups:?}");
     let cpu = block_on(
         aws_sdk_eks::Client::new(&sdk)
             .describe_nodegroup()
@@ -534,6 +555,31 @@ fn concurrent_applies_on_the_s3_state_backend_are_serialised_by_the_lock() {
     assert!(unlocked.stdout.contains("Broke the lock held by"), "{}", unlocked.stdout);
     run(&env, &args("destroy")).ok();
     assert_eq!(moto.tagged("iamlab"), Vec::<String>::new());
+}
+
+/// `plan` refuses worker binaries that cannot run on the lab's VMs (read from their ELF
+/// headers), naming the fix, before it touches anything: another CPU, an older glibc.
+#[test]
+fn plan_refuses_workers_that_cannot_run_on_the_vms() {
+    let moto = Moto::start();
+    let env = aws_example(&moto);
+    let _s = stable(&env);
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&worker_bin_dir().display().to_string(), "[BIN]");
+    let _bin = settings.bind_to_scope();
+    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    let refused = |compute: &str| {
+        env.write("lab.toml", &text.replacen("compute = { instance_type = \"t3.large\"", compute, 1));
+        let out = run(&env, &["plan", "lab.toml"]);
+        assert_eq!(out.code, 2, "{}", out.all());
+        out.stderr
+    };
+    insta::assert_snapshot!("workers_for_another_cpu", refused("compute = { instance_type = \"t4g.large\""));
+    insta::assert_snapshot!(
+        "workers_for_a_newer_glibc",
+        refused("compute = { image = \"amzn2-ami-hvm-*-x86_64-gp2\", image_owner = \"amazon\"")
+    );
+    assert_eq!(moto.tagged("bigdata-aws"), Vec::<String>::new(), "nothing was made");
 }
 
 /// `apply --rotate-keys` gives every student a new access key and keeps their worker token.

@@ -188,11 +188,12 @@ fn schema_describes_the_lab_file() {
 }
 
 #[test]
-fn an_ssh_key_that_is_not_one_is_pointed_at() {
+fn ssh_keys_and_ranges_that_are_not_ones_are_pointed_at() {
     let env = Env::new();
     let _s = stable(&env);
     let text = good().replace("[provider.local]", "[provider.aws]\nregion = \"eu-west-1\"")
-        + "\n[student.compute]\nssh_keys = [\"ssh-ed25519 AAAAC3Nza ok@host\", \"my password\"]\n";
+        + "\n[student.compute]\nssh_keys = [\"ssh-ed25519 AAAAC3Nza ok@host\", \"my password\"]\n"
+        + "ssh_cidrs = [\"203.0.113.0/24\", \"10.1.2.3/8\"]\n";
     insta::assert_snapshot!(invalid(&env, &text));
 }
 

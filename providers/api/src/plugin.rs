@@ -224,6 +224,12 @@ pub trait ProviderSetup: SetupValue + Send + Sync + std::fmt::Debug {
     /// The resources one student gets from this provider, dependencies before dependents.
     fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node>;
 
+    /// Checks what the lab file cannot tell before anything is planned (e.g. that the worker
+    /// binaries in `bin_dir` run on the provider's VMs): warnings, or why not, with the fix.
+    fn preflight(&self, _lab: &Lab, _bin_dir: &Path) -> Result<Vec<String>, String> {
+        Ok(vec![])
+    }
+
     /// Refuses an engine timeout per operation shorter than this provider's own waits
     /// (whose message would be lost to a bare timeout).
     fn check_timeout(&self, _operation: Duration) -> Result<(), String> {

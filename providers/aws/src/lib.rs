@@ -29,6 +29,7 @@ mod eks;
 mod errors;
 mod identity;
 mod network;
+mod platform;
 mod plugin;
 mod smoke;
 mod ssh;
@@ -57,7 +58,7 @@ const KINDS: &[KindSchema] = &[
     KindSchema { name: "credential", replace_on: &["*"] },
     KindSchema { name: "bucket", replace_on: &["name"] },
     KindSchema { name: "dataset", replace_on: &["*"] },
-    KindSchema { name: "firewall", replace_on: &["*"] },
+    KindSchema { name: "firewall", replace_on: &["name"] },
     KindSchema { name: "vm", replace_on: &["*"] },
     // Found only by sweeps: leftovers of a VM, a network or a cluster.
     KindSchema { name: "volume", replace_on: &["*"] },

@@ -311,13 +311,14 @@ pub(crate) async fn delete(c: &Aws, prior: &Observed) -> Result<(), ProviderErro
 }
 
 /// A student's security group: their own VMs reach each other on any port, and SSH from
-/// anywhere; nothing of another student's is reachable.
+/// the lab's `ssh_cidrs`; nothing of another student's is reachable. Converges an existing
+/// group: SSH ranges no longer listed are revoked.
 pub(crate) async fn create_firewall(
     c: &Aws,
     spec: &ResourceSpec,
     deps: &Deps,
 ) -> Result<Observed, ProviderError> {
-    let FirewallConfig { name } = config(spec)?;
+    let FirewallConfig { name, ssh_cidrs } = config(spec)?;
     let name = name.as_str();
     let vpc = dep_attr(deps, "vpc_id")?;
     let found = c
@@ -331,8 +332,17 @@ pub(crate) async fn create_firewall(
         )
         .await
         .map_err(failed("listing security groups"))?;
+    let mut ssh_open: Vec<String> = vec![];
     let group_id = match found.security_groups().first() {
         Some(g) if ec2_parse(g.tags()).is_some_and(|t| t == spec.tags) => {
+            ssh_open = g
+                .ip_permissions()
+                .iter()
+                .filter(|p| p.from_port() == Some(22) && p.to_port() == Some(22))
+                .flat_map(|p| p.ip_ranges())
+                .filter_map(|r| r.cidr_ip())
+                .map(str::to_owned)
+                .collect();
             g.group_id().unwrap_or_default().to_owned()
         }
         Some(_) => {
@@ -361,13 +371,21 @@ pub(crate) async fn create_firewall(
         .ip_protocol("-1")
         .user_id_group_pairs(UserIdGroupPair::builder().group_id(&group_id).build())
         .build();
-    let ssh = IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(22)
-        .to_port(22)
-        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").description("SSH").build())
-        .build();
-    for rule in [own, ssh] {
+    let ssh = |cidr: &str| {
+        let range = IpRange::builder().cidr_ip(cidr).description("SSH").build();
+        IpPermission::builder().ip_protocol("tcp").from_port(22).to_port(22).ip_ranges(range).build()
+    };
+    for stale in ssh_open.iter().filter(|c| !ssh_cidrs.contains(c)) {
+        c.call(
+            Ec2,
+            c.ec2.revoke_security_group_ingress().group_id(&group_id).ip_permissions(ssh(stale)).send(),
+        )
+        .await
+        .map_err(failed(format!("closing SSH from {stale} to security group {name}")))?;
+    }
+    // One rule per request: a request holding a rule that exists fails as a whole.
+    let missing = ssh_cidrs.iter().filter(|c| !ssh_open.contains(c)).map(|c| ssh(c));
+    for rule in std::iter::once(own).chain(missing) {
         let sent = c
             .call(
                 Ec2,

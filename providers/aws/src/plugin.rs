@@ -19,9 +19,11 @@ use serde_json::{json, Value};
 
 use crate::clients::Clients;
 use crate::cloud_init::{MapReduce, Scheduler};
+use crate::platform::{self, Arch};
 use crate::smoke::SshRunner;
 use crate::ssh::{Ssh, SshClient};
 use crate::state::{S3Object, S3Settings};
+use crate::storage::WORKER_BINARIES;
 use crate::{AwsConfig, AwsProvider, DEFAULT_CONCURRENCY};
 
 /// `[provider.aws]`.
@@ -41,10 +43,9 @@ pub struct AwsSettings {
     pub ssh_config: Option<String>,
 }
 
-/// VM defaults on AWS: a general-purpose instance and the newest Ubuntu LTS-style image
-/// published by Canonical.
+/// VM defaults on AWS: a general-purpose instance and Ubuntu 24.04 published by Canonical
+/// (see `platform::default_image`).
 const DEFAULT_INSTANCE_TYPE: &str = "t3.large";
-const DEFAULT_IMAGE: &str = "ubuntu/images/hvm-ssd*/ubuntu-*-amd64-server-*";
 const DEFAULT_IMAGE_OWNER: &str = "099720109477";
 
 /// Addresses of the lab-wide resources students depend on.
@@ -79,6 +80,14 @@ impl Plugin for AwsPlugin {
         lab: &LabSections<'_>,
         findings: &mut Findings,
     ) -> Option<Box<dyn ProviderSetup>> {
+        let cidrs = lab.student.compute.iter().flat_map(|c| &c.ssh_cidrs).map(|c| c.get_ref().as_str());
+        let cidrs: Vec<&str> = cidrs.collect();
+        let vms = lab.student.compute.is_some() || lab.student.workers.is_some();
+        if vms && (cidrs.is_empty() || cidrs.contains(&ANYWHERE)) {
+            findings.warnings.push(format!(
+                "SSH to the students' VMs is open to the whole internet ({ANYWHERE}): set [student.compute] ssh_cidrs to where students and labctl connect from, e.g. [\"203.0.113.0/24\"]"
+            ));
+        }
         if let Some(compute) = &lab.student.compute {
             let pattern = compute.image.as_ref().filter(|i| !i.starts_with("ami-"));
             if let (Some(pattern), None) = (pattern, &compute.image_owner) {
@@ -190,7 +199,12 @@ pub struct CredentialConfig {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FirewallConfig {
     pub name: String,
+    /// Where SSH may come from.
+    pub ssh_cidrs: Vec<String>,
 }
+
+/// Where SSH to the VMs may come from unless the lab says: anywhere.
+const ANYWHERE: &str = "0.0.0.0/0";
 
 /// A student's VM, whose cloud-init installs and runs their workers.
 #[derive(Debug, Serialize, Deserialize)]
@@ -213,6 +227,27 @@ impl AwsSetup {
         lab.student.compute.is_some() || lab.student.workers.is_some()
     }
 
+    fn instance_type(lab: &Lab) -> String {
+        let compute = lab.student.compute.as_ref();
+        compute.and_then(|c| c.instance_type.clone()).unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into())
+    }
+
+    /// The lab's image, or Ubuntu 24.04 for the instance type's CPU.
+    fn image(lab: &Lab) -> String {
+        let image = lab.student.compute.as_ref().and_then(|c| c.image.clone());
+        image.unwrap_or_else(|| platform::default_image(Arch::of_instance_type(&Self::instance_type(lab))))
+    }
+
+    fn ssh_cidrs(lab: &Lab) -> Vec<String> {
+        let listed = lab.student.compute.iter().flat_map(|c| &c.ssh_cidrs).map(|c| c.get_ref().clone());
+        let cidrs: Vec<String> = listed.collect();
+        if cidrs.is_empty() {
+            vec![ANYWHERE.to_owned()]
+        } else {
+            cidrs
+        }
+    }
+
     fn artifacts_bucket(lab: &Lab) -> String {
         format!("{}-artifacts", lab.name)
     }
@@ -225,6 +260,14 @@ impl ProviderSetup for AwsSetup {
 
     fn rate_limit(&self) -> Option<f64> {
         self.rate_limit
+    }
+
+    /// The worker binaries must run on the VMs: their CPU, and the image's glibc.
+    fn preflight(&self, lab: &Lab, bin_dir: &Path) -> Result<Vec<String>, String> {
+        if lab.student.workers.is_none() {
+            return Ok(vec![]);
+        }
+        platform::check(bin_dir, &WORKER_BINARIES, &Self::instance_type(lab), &Self::image(lab))
     }
 
     /// The network, the artifacts bucket, the VMs' instance profile, and the clusters.
@@ -339,7 +382,7 @@ impl ProviderSetup for AwsSetup {
                 "aws",
                 firewall.clone(),
                 "firewall",
-                &FirewallConfig { name: name.clone() },
+                &FirewallConfig { name: name.clone(), ssh_cidrs: Self::ssh_cidrs(lab) },
                 &tags,
                 vec![NETWORK.to_owned()],
             ));
@@ -348,14 +391,12 @@ impl ProviderSetup for AwsSetup {
             let config = VmConfig {
                 name,
                 student: student.id.clone(),
-                instance_type: compute
-                    .and_then(|c| c.instance_type.clone())
-                    .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into()),
+                instance_type: Self::instance_type(lab),
                 disk_gb: compute.and_then(|c| c.disk_gb).unwrap_or(30),
                 image_owner: compute
                     .and_then(|c| c.image_owner.clone())
                     .or_else(|| image.is_none().then(|| DEFAULT_IMAGE_OWNER.into())),
-                image: image.unwrap_or_else(|| DEFAULT_IMAGE.into()),
+                image: Self::image(lab),
                 ssh_keys: compute
                     .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
                     .filter(|k| !k.is_empty()),

@@ -87,6 +87,11 @@ pub struct ComputeSpec {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub ssh_keys: Vec<Spanned<String>>,
+    /// Where SSH to the VMs may come from: IPv4 CIDR blocks (your campus, your VPN).
+    /// Default: anywhere (`0.0.0.0/0`), with a warning.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ssh_cidrs: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
