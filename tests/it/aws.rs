@@ -246,7 +246,8 @@ struct Aws(Moto, Runner);
 
 impl World for Aws {
     const LAB: &'static str = "bigdata-aws";
-    const KILLS: usize = 4;
+    const KILLS: usize = 10;
+    const REPAIR_VERIFIES: bool = true;
     const LEFT_BEHIND: &'static str = "aws bucket `bigdata-aws-ada`";
 
     fn env(&self) -> Env {
@@ -263,6 +264,15 @@ impl World for Aws {
             self.0.tagged(Self::LAB).into_iter().map(|l| mask_generated_id(&l)).collect();
         found.sort();
         found
+    }
+
+    /// The VMs the runner still runs (it powers a VM off within moments of its end).
+    fn running(&self) -> Vec<String> {
+        let start = Instant::now();
+        while !self.1.vms().is_empty() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.1.vms().into_iter().map(|vm| vm.instance_id).collect()
     }
 
     fn delete_by_hand(&self, _env: &Env) -> Drift {

@@ -17,6 +17,9 @@ pub trait World {
     const LAB: &'static str;
     /// How many times the crash test kills a run.
     const KILLS: usize;
+    /// Whether every student verifies after the apply that repairs a kill: the world runs
+    /// what it makes (the VM runner boots AWS's VMs).
+    const REPAIR_VERIFIES: bool = false;
 
     /// A scratch directory holding this world's lab as `lab.toml`.
     fn env(&self) -> Env;
@@ -32,6 +35,12 @@ pub trait World {
 
     /// Deletes one student's resource behind labctl's back.
     fn delete_by_hand(&self, env: &Env) -> Drift;
+
+    /// What still runs for the lab outside the provider's API once a destroy is done (the
+    /// runner's VMs, given time to power off).
+    fn running(&self) -> Vec<String> {
+        vec![]
+    }
 
     /// What a destroy without state says still exists (after a lost state).
     const LEFT_BEHIND: &'static str;
@@ -82,8 +91,8 @@ pub fn apply_replans_clean_and_destroy_leaves_nothing<W: World>(w: &W) {
 }
 
 /// SIGKILL apply (and every other time destroy) at random moments: each time the next
-/// apply converges to exactly what an undisturbed one made (no duplicate, nothing lost),
-/// and destroy leaves nothing.
+/// apply converges to exactly what an undisturbed one made (no duplicate, nothing lost) and,
+/// where the world runs it, every student verifies; destroy leaves nothing, running or not.
 pub fn killed_at_any_point_converges_without_duplicates<W: World>(w: &W) {
     let env = w.env();
     let apply = ["apply", "lab.toml", "--yes", "--no-verify"];
@@ -115,6 +124,10 @@ pub fn killed_at_any_point_converges_without_duplicates<W: World>(w: &W) {
 
         let again = run(w, &env, &apply);
         assert_eq!(again.code, 0, "trial {trial}: apply after a kill failed:\n{}", again.all());
+        if W::REPAIR_VERIFIES {
+            let verified = run(w, &env, &["verify", "lab.toml"]);
+            assert_eq!(verified.code, 0, "trial {trial}: verify after the repair:\n{}", verified.all());
+        }
         assert_eq!(w.inventory(&env), made, "trial {trial}: apply after a kill");
         assert_eq!(env.state_addresses(W::LAB), addresses, "trial {trial}");
         assert_no_changes(&run(w, &env, &["plan", "lab.toml"]).ok(), &format!("trial {trial}"));
@@ -124,6 +137,7 @@ pub fn killed_at_any_point_converges_without_duplicates<W: World>(w: &W) {
         }
         run(w, &env, &["destroy", "lab.toml", "--yes"]).ok();
         assert_eq!(w.inventory(&env), Vec::<String>::new(), "trial {trial}: destroy left these");
+        assert_eq!(w.running(), Vec::<String>::new(), "trial {trial}: destroy left these running");
     }
     assert!(landed * 4 >= W::KILLS, "only {landed} of {} kills landed during an apply", W::KILLS);
 }
