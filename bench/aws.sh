@@ -6,12 +6,19 @@
 # with the concurrency used. No peer: Terraform's AWS provider cannot be fetched here
 # (no access to registry.terraform.io).
 #
-#   bash bench/aws.sh                 # STUDENTS=100 PARALLELISM=32 CONCURRENCY=16
+# Then (issue #14, as root, with BOOTED students, default 20) the booted run: the same lab
+# with workers and both smoke checks, every VM booted for real by the test VM runner
+# (systemd + cloud-init in systemd-nspawn). apply → all verified, split into the apply
+# (labctl and the emulator), booting (after apply until cloud-init is done in every VM)
+# and verifying; labctl's own CPU time and peak memory per step. BOOTED=0 skips it.
+#
+#   bash bench/aws.sh                 # STUDENTS=100 PARALLELISM=32 CONCURRENCY=16 BOOTED=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDENTS=${STUDENTS:-100}
 PARALLELISM=${PARALLELISM:-32}
 CONCURRENCY=${CONCURRENCY:-16}
+BOOTED=${BOOTED:-20}
 VENV=${XDG_CACHE_HOME:-$HOME/.cache}/labctl-test/venv
 if [ ! -x "$VENV/bin/moto_server" ]; then
   python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]"
@@ -22,7 +29,8 @@ WORK=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 MOTO_IAM_LOAD_MANAGED_POLICIES=true MOTO_AMIS_PATH="$PWD/testing/moto-amis.json" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
 MOTO=$!
-trap 'kill $MOTO 2>/dev/null; rm -rf "$WORK"' EXIT
+RUNNER_IN=
+trap '[ -n "$RUNNER_IN" ] && exec {RUNNER_IN}>&-; wait $RUNNER 2>/dev/null; kill $MOTO 2>/dev/null; rm -rf "$WORK"' EXIT
 until curl -s "http://127.0.0.1:$PORT/" >/dev/null; do sleep 0.2; done
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true NO_COLOR=1
 source bench/roster.sh
@@ -47,13 +55,13 @@ LAB
 "$LABCTL" validate "$WORK/lab.toml" >/dev/null
 
 requests() { grep -c '" [0-9][0-9][0-9] ' "$WORK/moto.log" || true; }
-step() { # NAME ARGS...: runs labctl; prints wall time, peak RSS, requests and requests/s
+step() { # NAME ARGS...: runs labctl; prints wall time, labctl's CPU time and peak RSS, requests and requests/s
   local name=$1; shift
   local before; before=$(requests)
-  /usr/bin/time -f "%e %M" -o "$WORK/t" "$LABCTL" "$@" >"$WORK/out" 2>&1 || { tail -20 "$WORK/out"; exit 1; }
-  read -r secs kib <"$WORK/t"
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/t" "$LABCTL" "$@" >"$WORK/out" 2>&1 || { tail -20 "$WORK/out"; exit 1; }
+  read -r secs user sys kib <"$WORK/t"
   local n=$(( $(requests) - before ))
-  printf '%-10s %7ss %6s MiB %7s requests %8s requests/s\n' "$name" "$secs" "$((kib / 1024))" "$n" "$(python3 -c "print(round($n/max($secs,0.001)))")"
+  printf '%-10s %7ss %6ss CPU %6s MiB %7s requests %8s requests/s\n' "$name" "$secs" "$(python3 -c "print(round($user+$sys,2))")" "$((kib / 1024))" "$n" "$(python3 -c "print(round($n/max($secs,0.001)))")"
 }
 echo "aws provider against moto $("$VENV/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p') on loopback: $STUDENTS students x (bucket + IAM user + key + security group + VM), shared VPC, artifacts and instance profile"
 echo "engine parallelism $PARALLELISM, $CONCURRENCY requests in flight per AWS service, $(nproc) cores"
@@ -61,5 +69,38 @@ step apply apply "$WORK/lab.toml" --yes --parallelism "$PARALLELISM"
 tail -1 "$WORK/out"
 step re-plan plan "$WORK/lab.toml"
 tail -1 "$WORK/out"
+step destroy destroy "$WORK/lab.toml" --yes --parallelism "$PARALLELISM"
+tail -1 "$WORK/out"
+
+[ "$BOOTED" -gt 0 ] || exit 0
+IMAGE=$(bash testing/vm-runner/image.sh)
+roster "$BOOTED" >"$WORK/roster.csv"
+sed -i 's/^name = "bench-aws"/name = "bench-booted"/' "$WORK/lab.toml"
+cat >>"$WORK/lab.toml" <<LAB
+workers = { mapreduce = { workers = 2 }, scheduler = { workers = 2, slots = 2 } }
+smoke = ["wordcount", "hpsearch"]
+LAB
+sed -i "s|^concurrency = .*|&\nssh_config = \"ssh_config\"|" "$WORK/lab.toml"
+exec {RUNNER_IN}> >(exec target/release/labctl-vm-runner "http://127.0.0.1:$PORT" eu-west-1 "$IMAGE" "$WORK/ssh_config" >"$WORK/runner.log" 2>&1)
+RUNNER=$!
+echo
+echo "booted run: $BOOTED students x (bucket + IAM user + key + security group + VM running 2+2 workers), every VM booted by the test VM runner (systemd-nspawn), both smoke checks"
+start=$(date +%s.%N)
+step apply apply "$WORK/lab.toml" --yes --no-verify --parallelism "$PARALLELISM"
+applied=$(date +%s.%N)
+until [ "$(grep -c '^booted ' "$WORK/runner.log" || true)" -ge "$BOOTED" ]; do
+  grep '^error ' "$WORK/runner.log" && exit 1
+  sleep 0.1
+done
+booted=$(date +%s.%N)
+python3 - "$WORK/runner.log" "$applied" "$booted" <<'PY'
+import sys
+times = sorted(float(l.split()[2]) for l in open(sys.argv[1]) if l.startswith("booted "))
+print(f"booting    {float(sys.argv[3]) - float(sys.argv[2]):6.2f}s after apply; each VM to cloud-init done: median {times[len(times)//2]:.1f}s, max {times[-1]:.1f}s")
+PY
+step verify verify "$WORK/lab.toml"
+tail -1 "$WORK/out"
+done_at=$(date +%s.%N)
+python3 -c "print(f'apply → all verified: {$done_at - $start:.1f}s')"
 step destroy destroy "$WORK/lab.toml" --yes --parallelism "$PARALLELISM"
 tail -1 "$WORK/out"

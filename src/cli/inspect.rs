@@ -62,13 +62,22 @@ fn by_student(
     groups
 }
 
-/// What the provider says of a student's environment: from state, then live from their
-/// services where it can ask them.
-async fn student_health(o: &Opened, student: Option<&StudentResources>) -> Vec<(String, String)> {
-    let Some(student) = student else { return vec![] };
-    let mut out = o.setup.describe(student);
-    if let Ok(runner) = o.registry.smoke_runner() {
-        out.extend(runner.health(student).await);
+/// What the provider says of each student's environment: from state, then live from their
+/// services where it can ask them (every student at once).
+async fn health(
+    o: &Opened,
+    students: &BTreeMap<String, StudentResources>,
+) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut out: BTreeMap<String, Vec<(String, String)>> =
+        students.iter().map(|(id, s)| (id.clone(), o.setup.describe(s))).collect();
+    let Ok(runner) = o.registry.smoke_runner() else { return out };
+    let mut live = tokio::task::JoinSet::new();
+    for (id, student) in students {
+        let (runner, id, student) = (runner.clone(), id.clone(), student.clone());
+        live.spawn(async move { (id, runner.health(&student).await) });
+    }
+    while let Some(Ok((id, answers))) = live.join_next().await {
+        out.entry(id).or_default().extend(answers);
     }
     out
 }
@@ -77,7 +86,7 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
     let state = o.load_state()?;
     let refreshed = refresh(o, &state).await?;
     let groups = by_student(&state.resources);
-    let by_resources = crate::verify::students(&state);
+    let mut live = health(o, &crate::verify::students(&state)).await;
     let mut rows = vec![];
     for (cohort, student) in o.lab.students() {
         let resources = groups.get(&Some(student.id.as_str())).map(Vec::as_slice).unwrap_or_default();
@@ -101,11 +110,8 @@ pub async fn status(o: &Opened, json: bool) -> Result<u8, CliError> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let services: serde_json::Map<String, Value> = student_health(o, by_resources.get(&student.id))
-            .await
-            .into_iter()
-            .map(|(k, v)| (k, json!(v)))
-            .collect();
+        let services: serde_json::Map<String, Value> =
+            live.remove(&student.id).unwrap_or_default().into_iter().map(|(k, v)| (k, json!(v))).collect();
         rows.push(json!({
             "student": student.id, "cohort": cohort.name, "resources": resources.len(),
             "missing": missing, "tainted": tainted, "health": health, "services": services,

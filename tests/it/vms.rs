@@ -243,6 +243,18 @@ fn on_their_vms_students_work_as_the_handout_says_and_verify_finds_what_broke() 
     let applied = run(&env, &["apply", "lab.toml", "--yes"]).ok();
     assert!(applied.stdout.contains("5 students, 10 of 10 checks passed"), "{}", applied.all());
 
+    // status asks each VM how its workers are.
+    let services = |student: &str| {
+        let status = run(&env, &["status", "lab.toml", "--json"]).ok();
+        let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        let row = status["students"].as_array().unwrap().iter().find(|s| s["student"] == student).cloned();
+        row.unwrap()["services"].clone()
+    };
+    let ada_services = services("ada");
+    for unit in UNITS {
+        assert_eq!(ada_services[unit], "active (running)", "{unit}: {ada_services}");
+    }
+
     // Ada logs in with the key from her handout and runs its word count over her bucket.
     let ada = Handout::read(&env, "ada");
     let said = ada.run_wordcount(&env, "ada", "wordcount");
@@ -317,6 +329,8 @@ fn on_their_vms_students_work_as_the_handout_says_and_verify_finds_what_broke() 
         assert_eq!(student, "alan", "{failed:?}");
         assert!(detail.contains(&format!("unreachable: VM {alan} is stopped")), "{detail}");
     }
+    let said = services("alan")["services"].as_str().unwrap_or_default().to_owned();
+    assert!(said.contains(&format!("unreachable: VM {alan} is stopped")), "{said}");
     let plan = run(&env, &["plan", "lab.toml"]).ok();
     assert!(
         plan.stdout.contains(&format!("changed outside labctl: VM {alan} is stopped")),

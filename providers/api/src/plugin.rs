@@ -289,7 +289,7 @@ impl Node {
 
 /// A student's resources as state records them, by address within the student
 /// (`credential`, `mapreduce`, `dataset["corpus"]`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct StudentResources {
     pub student: String,
     pub resources: BTreeMap<String, Recorded>,
