@@ -118,8 +118,17 @@ async fn tagged(sdk: &aws_config::SdkConfig, s3: aws_sdk_s3::Client, lab: &str) 
     let mut found = vec![];
     let ec2 = aws_sdk_ec2::Client::new(sdk);
     let by_lab = || Filter::builder().name("tag:labctl/lab").values(lab).build();
-    let reservations = ec2.describe_instances().filters(by_lab()).send().await.unwrap();
-    for i in reservations.reservations().iter().flat_map(|r| r.instances()) {
+    // Every page: terminated instances stay listed, and a page holds 100.
+    let reservations: Vec<_> = ec2
+        .describe_instances()
+        .filters(by_lab())
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .unwrap();
+    for i in reservations.iter().flat_map(|r| r.instances()) {
         if i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated") {
             found.push(format!("instance {}", i.instance_id().unwrap()));
         }

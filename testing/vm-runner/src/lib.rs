@@ -257,8 +257,17 @@ fn watch(shared: &Shared, endpoint: &str, region: &str) {
 
 async fn reconcile(shared: &Shared, ec2: &aws_sdk_ec2::Client, next: &mut u32) -> Result<(), String> {
     let labctl = Filter::builder().name("tag-key").values("labctl/lab").build();
-    let out = ec2.describe_instances().filters(labctl).send().await.map_err(|e| format!("{e:?}"))?;
-    for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+    // Every page: ended instances stay listed for a while, and a page holds 100.
+    let reservations: Vec<_> = ec2
+        .describe_instances()
+        .filters(labctl)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    for instance in reservations.iter().flat_map(|r| r.instances()) {
         let Some(id) = instance.instance_id() else { continue };
         let state = instance.state().and_then(|s| s.name()).cloned();
         let known = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id);
