@@ -229,6 +229,11 @@ mod tests {
         }
     }
 
+    /// Each action's address, kind and reason.
+    fn summary(actions: &[Action]) -> Vec<(&str, ActionKind, Option<&str>)> {
+        actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect()
+    }
+
     #[test]
     fn what_depends_on_a_recreated_resource_is_replaced_and_nothing_else() {
         let desired = [
@@ -245,10 +250,8 @@ mod tests {
 
         let gone: Refreshed = [("cred".to_owned(), Refresh::Gone)].into();
         let actions = diff(&desired, &state, &gone, none);
-        let summary: Vec<(&str, ActionKind, Option<&str>)> =
-            actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
         assert_eq!(
-            summary,
+            summary(&actions),
             vec![
                 ("cred", ActionKind::Create, Some("deleted outside labctl")),
                 ("svc", ActionKind::Replace, Some("cred is recreated"))
@@ -261,10 +264,8 @@ mod tests {
         )]
         .into();
         let actions = diff(&desired, &state, &edited, none);
-        let summary: Vec<(&str, ActionKind, Option<&str>)> =
-            actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
         assert_eq!(
-            summary,
+            summary(&actions),
             vec![(
                 "svc",
                 ActionKind::Update,
@@ -279,10 +280,8 @@ mod tests {
             [node("cred", "credential", &[]), node("vm", "vm", &["cred"]), node("other", "bucket", &[])];
         let mut actions = vec![];
         force_update(&desired, &mut actions, "credential", "rotation");
-        let summary: Vec<(&str, ActionKind, Option<&str>)> =
-            actions.iter().map(|a| (a.address.as_str(), a.action, a.reason.as_deref())).collect();
         assert_eq!(
-            summary,
+            summary(&actions),
             vec![
                 ("cred", ActionKind::Update, Some("rotation")),
                 ("vm", ActionKind::Update, Some("cred is updated (rotation): updated in place to match")),

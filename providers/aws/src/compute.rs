@@ -111,6 +111,15 @@ const DELIVERED_KEY: &str = "access_key_id";
 /// Attributes a VM's record carries from one apply to the next (the instance does not say).
 const CARRIED: [&str; 2] = ["user_data_sha256", DELIVERED_KEY];
 
+/// Copies the attributes the instance does not say from `prior` to `now`.
+fn carry(prior: &Observed, now: &mut Observed) {
+    for key in CARRIED {
+        if let Some(value) = prior.attributes.get(key) {
+            now.attributes.insert(key.into(), value.clone());
+        }
+    }
+}
+
 /// Converges an existing VM: started if it was stopped; given the student's new access key
 /// over SSH if their credential was rotated (the VM keeps its disk and address).
 pub(crate) async fn update(
@@ -122,11 +131,7 @@ pub(crate) async fn update(
 ) -> Result<Observed, ProviderError> {
     let vm: VmConfig = config(spec)?;
     let mut now = create(c, spec, deps).await?;
-    for key in CARRIED {
-        if let Some(value) = prior.attributes.get(key) {
-            now.attributes.insert(key.into(), value.clone());
-        }
-    }
+    carry(prior, &mut now);
     let key_id = dep_attr(deps, "access_key_id")?;
     if now.attributes.get(DELIVERED_KEY).and_then(Value::as_str) != Some(key_id) {
         let host = vm_address(&now.attributes)
@@ -338,11 +343,7 @@ async fn describe(c: &Aws, id: &str) -> Result<Option<Instance>, ProviderError> 
 pub(crate) async fn read(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     Ok(describe(c, &prior.id).await?.filter(|i| !is_ended(i)).map(|i| {
         let mut now = observed(&i);
-        for key in CARRIED {
-            if let Some(value) = prior.attributes.get(key) {
-                now.attributes.insert(key.into(), value.clone());
-            }
-        }
+        carry(prior, &mut now);
         now
     }))
 }
