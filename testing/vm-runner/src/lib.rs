@@ -8,7 +8,6 @@
 //! it reaches the emulator at the lab's own endpoint (`127.0.0.1:PORT`), through relays.
 //! Needs root.
 
-mod netns;
 mod vm;
 
 use std::collections::BTreeMap;
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use base64::Engine;
+use labctl_test_host::cgroups::INIT_HIERARCHIES;
 
 pub use vm::Vm;
 
@@ -195,37 +195,7 @@ impl Drop for Runner {
 /// Removes what runners of processes that are gone left behind (a test killed outright):
 /// their VMs' processes, overlays, cgroups, namespaces and directories.
 fn sweep_stale() {
-    let alive = |pid: &str| Path::new("/proc").join(pid).exists();
-    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(name) = file_name.strip_prefix("labctl-vm-runner-") else { continue };
-        let pid = name.split('-').next().unwrap_or_default();
-        if pid.is_empty() || alive(pid) {
-            continue;
-        }
-        let dir = entry.path();
-        let _ = std::process::Command::new("pkill").arg("-KILL").arg("-f").arg(dir.as_os_str()).status();
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        for point in mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(1))
-            .filter(|p| p.starts_with(&*dir.to_string_lossy()))
-        {
-            let _ = std::process::Command::new("umount").arg("-l").arg(point).status();
-        }
-        drop(vm::Cgroups::named_like(&format!("lvm-{pid}-")));
-        let namespaces = std::process::Command::new("ip").args(["netns", "list"]).output();
-        let namespaces =
-            namespaces.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        for ns in namespaces
-            .lines()
-            .filter_map(|l| l.split(' ').next())
-            .filter(|n| n.starts_with(&format!("lvm-{pid}-")))
-        {
-            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    labctl_test_host::sweep::stale("labctl-vm-runner-", "lvm-", &INIT_HIERARCHIES);
 }
 
 /// Polls the emulator until stopped, booting and powering off VMs to match its instances.

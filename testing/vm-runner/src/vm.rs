@@ -9,12 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::netns::{reserve_ssh_address, run, Netns, Relay};
-
-/// The cgroup hierarchies a VM gets a cgroup in (a host whose PID 1 is not systemd has
-/// none for it): the named systemd one and the unified one of a hybrid host, or the root
-/// of a unified host.
-const CGROUP_ROOTS: [&str; 2] = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"];
+use labctl_test_host::cgroups::{Cgroups, INIT_HIERARCHIES};
+use labctl_test_host::netns::{reserve_ssh_address, run, Netns, Relay};
 
 /// A booted VM. Dropping it shuts it down (systemd-nspawn halts its systemd on SIGTERM;
 /// killed after a grace period), then removes its relays, overlay mount, cgroups and
@@ -66,10 +62,10 @@ impl Vm {
         fs::create_dir_all(&seed)?;
         fs::write(seed.join("user-data"), b.user_data)?;
         fs::write(seed.join("meta-data"), format!("instance-id: {0}\nlocal-hostname: {0}\n", b.instance_id))?;
-        let cgroups = Cgroups::create(&b.name)?;
+        let cgroups = Cgroups::create(&INIT_HIERARCHIES, &b.name)?;
         // The supervisor moves itself into the VM's cgroups, then becomes systemd-nspawn.
         let join: String =
-            cgroups.0.iter().map(|c| format!("echo $$ > {}/cgroup.procs && ", c.display())).collect();
+            cgroups.paths().iter().map(|c| format!("echo $$ > {}/cgroup.procs && ", c.display())).collect();
         let console = fs::OpenOptions::new().create(true).append(true).open(b.dir.join("console.log"))?;
         let nspawn = Command::new("sh")
             .arg("-c")
@@ -199,53 +195,4 @@ impl Drop for Overlay {
             let _ = run(Command::new("umount").arg("-l").arg(&self.merged));
         }
     }
-}
-
-/// A VM's cgroups, one per hierarchy, removed on drop (with those systemd made below).
-#[derive(Debug)]
-pub(crate) struct Cgroups(Vec<PathBuf>);
-
-impl Cgroups {
-    fn create(name: &str) -> io::Result<Self> {
-        let mut cgroups = Self(vec![]);
-        for root in CGROUP_ROOTS.iter().map(Path::new).filter(|r| r.is_dir()) {
-            let cgroup = root.join(name);
-            fs::create_dir_all(&cgroup)?;
-            cgroups.0.push(cgroup);
-        }
-        Ok(cgroups)
-    }
-
-    /// The cgroups of VMs named with `prefix`, left by a runner that did not stop.
-    pub(crate) fn named_like(prefix: &str) -> Self {
-        let mut found = vec![];
-        for root in CGROUP_ROOTS.iter().map(Path::new) {
-            for e in fs::read_dir(root).into_iter().flatten().flatten() {
-                if e.file_name().to_string_lossy().starts_with(prefix) {
-                    found.push(e.path());
-                }
-            }
-        }
-        Self(found)
-    }
-}
-
-impl Drop for Cgroups {
-    fn drop(&mut self) {
-        for cgroup in &self.0 {
-            remove_cgroup(cgroup);
-        }
-    }
-}
-
-/// Removes a cgroup and the ones systemd made below it, deepest first.
-fn remove_cgroup(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&e.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(dir);
 }

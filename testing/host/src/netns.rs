@@ -1,6 +1,6 @@
-//! A VM's network: a network namespace with loopback only, and TCP relays through its
-//! wall — the host reaches the VM's sshd at an address of its own on the host's loopback,
-//! and the VM reaches the emulator at the same `127.0.0.1:PORT` the lab's endpoint names.
+//! Network namespaces and TCP relays through their wall: e.g. the host reaches a VM's sshd
+//! at an address of its own on the host's loopback, and the VM reaches the emulator at the
+//! same `127.0.0.1:PORT` the lab's endpoint names.
 
 use std::fs::File;
 use std::io;
@@ -160,7 +160,7 @@ pub fn reserve_ssh_address() -> io::Result<(Ipv4Addr, TcpListener)> {
     Err(io::Error::other("no free loopback address for a VM"))
 }
 
-pub(crate) fn run(cmd: &mut Command) -> io::Result<()> {
+pub fn run(cmd: &mut Command) -> io::Result<()> {
     let out = cmd.output()?;
     if out.status.success() {
         Ok(())
