@@ -238,9 +238,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    match rt.block_on(run(cli.command)) {
-        Ok(code) => code,
-        Err(e) => {
+    match rt.block_on(labctl_wire::stop::until_stopped(run(cli.command))) {
+        Ok(Ok(code)) => code,
+        Err(signal) => ExitCode::from(signal),
+        Ok(Err(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

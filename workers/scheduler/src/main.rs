@@ -55,6 +55,7 @@ enum Cmd {
         /// GPUs this worker offers (a resource tag such as gpu=1).
         #[arg(long, default_value_t = 0)]
         gpus: u32,
+        /// Its name on the status page [default: HOST-PID]
         #[arg(long)]
         name: Option<String>,
     },
@@ -126,9 +127,10 @@ fn main() -> ExitCode {
     // One thread: the scheduler and its workers are message pumps; hops between threads
     // would only add latency. CPU-heavy tasks run on the blocking pool.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    match rt.block_on(run(cli.command)) {
-        Ok(code) => code,
-        Err(e) => {
+    match rt.block_on(labctl_wire::stop::until_stopped(run(cli.command))) {
+        Ok(Ok(code)) => code,
+        Err(signal) => ExitCode::from(signal),
+        Ok(Err(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
@@ -156,7 +158,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Worker { scheduler, auth, slots, gpus, name } => {
-            let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
+            let name = name.unwrap_or_else(default_worker_name);
             worker::run(&scheduler, &auth.token, &name, slots, gpus).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -260,4 +262,14 @@ async fn http_get(addr: &str, path: &str) -> Result<String, String> {
     let mut body = String::new();
     s.read_to_string(&mut body).await.map_err(|e| e.to_string())?;
     Ok(body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// A worker's name unless given: its host's and process's, unique across the pods or VMs
+/// whose workers are all PID 1 or alike.
+fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match host.trim() {
+        "" => format!("worker-{}", std::process::id()),
+        host => format!("{host}-{}", std::process::id()),
+    }
 }

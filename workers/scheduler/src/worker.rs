@@ -29,7 +29,7 @@ enum Outcome {
 /// Runs tasks for the scheduler at `addr` until it goes away.
 pub async fn run(addr: &str, token: &str, name: &str, slots: u32, gpus: u32) -> Result<(), String> {
     let results: Results = Arc::default();
-    let data = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let data = TcpListener::bind((data_ip(addr).await?, 0)).await.map_err(|e| e.to_string())?;
     let data_addr = data.local_addr().map_err(|e| e.to_string())?.to_string();
     tokio::spawn(serve_data(data, results.clone(), token.to_owned()));
 
@@ -164,6 +164,23 @@ async fn execute(task: RunTask, results: Results, token: &str) -> Outcome {
         Ok(Err(e)) => Outcome::Failed(e),
         Err(e) => Outcome::Failed(format!("task panicked: {e}")),
     }
+}
+
+/// Where this worker serves its results to its peers: the address it reaches the scheduler
+/// from (loopback when the scheduler is on this host, the pod's or VM's address when not),
+/// as peers reach the scheduler the same way. No packet is sent to find it out.
+async fn data_ip(scheduler: &str) -> Result<std::net::IpAddr, String> {
+    let cannot = |e: std::io::Error| format!("cannot find this worker's address towards {scheduler}: {e}");
+    let target = tokio::net::lookup_host(scheduler)
+        .await
+        .map_err(cannot)?
+        .next()
+        .ok_or_else(|| format!("{scheduler} resolves to no address"))?;
+    let any: std::net::SocketAddr =
+        if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let probe = std::net::UdpSocket::bind(any).map_err(cannot)?;
+    probe.connect(target).map_err(cannot)?;
+    Ok(probe.local_addr().map_err(cannot)?.ip())
 }
 
 /// Fetches a result from the worker holding it, over a connection kept per holder.

@@ -1,7 +1,10 @@
 //! The wire format of labctl's bundled workers: length-delimited frames, each one JSON
-//! message, over TCP. Both the MapReduce engine and the task scheduler speak it.
+//! message, over TCP. Both the MapReduce engine and the task scheduler speak it. Also what
+//! else they share: how they stop when asked to ([`stop`]).
 
 #![warn(clippy::print_stdout)]
+
+pub mod stop;
 
 use std::time::Duration;
 
