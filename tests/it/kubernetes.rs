@@ -5,48 +5,71 @@
 //! is checked by listing through the Kubernetes API, never through labctl itself.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use labctl_kube_emulator::Emulator;
 use serde_json::json;
+use std::path::Path;
 
 use crate::conformance::{conformance, Drift, World};
 use crate::support::*;
 
-/// A cluster for one test: a fresh emulator, or the one `LABCTL_TEST_KUBECONFIG` names.
-struct Cluster {
-    emulator: Option<Emulator>,
-    kubeconfig: String,
+/// A cluster for one test: the test cluster (`testing/cluster`, the upstream control plane
+/// and kubelets; started once for this test binary, one test at a time on it) when
+/// `LABCTL_TEST_CLUSTER_BIN` names its binaries, the cluster `LABCTL_TEST_KUBECONFIG` names,
+/// or else a fresh emulator.
+pub(crate) struct Cluster {
+    pub emulator: Option<Emulator>,
+    pub kubeconfig: String,
+    /// The workers' image the lab names, where not the example's.
+    pub image: Option<String>,
     runtime: tokio::runtime::Runtime,
-    client: kube::Client,
+    pub client: kube::Client,
+    /// This test's turn on a shared cluster.
+    _turn: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl Cluster {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        if let Ok(path) = std::env::var("LABCTL_TEST_KUBECONFIG") {
-            let kubeconfig = std::fs::read_to_string(&path).unwrap();
+        let shared = if let Ok(path) = std::env::var("LABCTL_TEST_KUBECONFIG") {
+            Some((std::fs::read_to_string(&path).unwrap(), std::env::var("LABCTL_TEST_KUBE_IMAGE").ok()))
+        } else if let Ok(bin) = std::env::var("LABCTL_TEST_CLUSTER_BIN") {
+            Some((test_cluster(Path::new(&bin)), Some(TEST_CLUSTER_IMAGE.to_owned())))
+        } else {
+            None
+        };
+        if let Some((kubeconfig, image)) = shared {
+            static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
             let client = runtime.block_on(async {
-                let parsed = kube::config::Kubeconfig::read_from(&path).unwrap();
+                let parsed = kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap();
                 let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default()).await.unwrap();
                 kube::Client::try_from(config).unwrap()
             });
-            return Self { emulator: None, kubeconfig, runtime, client };
+            return Self { emulator: None, kubeconfig, image, runtime, client, _turn: Some(turn) };
         }
         let emulator = Emulator::start().unwrap();
         emulator.run_jobs(&worker_bin_dir());
         let url = emulator.url().parse().unwrap();
         let client = runtime.block_on(async { kube::Client::try_from(kube::Config::new(url)) }).unwrap();
-        Self { kubeconfig: emulator.kubeconfig(), emulator: Some(emulator), runtime, client }
+        Self {
+            kubeconfig: emulator.kubeconfig(),
+            emulator: Some(emulator),
+            image: None,
+            runtime,
+            client,
+            _turn: None,
+        }
     }
 
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
     }
 
     /// Every object carrying `lab`'s label, as `kind namespace/name` lines, sorted.
-    fn labelled(&self, lab: &str) -> Vec<String> {
+    pub fn labelled(&self, lab: &str) -> Vec<String> {
         let params = ListParams::default().labels(&format!("labctl/lab={lab}"));
         let mut found = vec![];
         let namespaces = self.block_on(Api::<Namespace>::all(self.client.clone()).list(&params)).unwrap();
@@ -68,20 +91,104 @@ impl Cluster {
         found
     }
 
-    fn deployment(&self, namespace: &str, name: &str) -> Option<Deployment> {
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<Deployment> {
         self.block_on(Api::<Deployment>::namespaced(self.client.clone(), namespace).get_opt(name)).unwrap()
+    }
+
+    /// Waits until Deployment `namespace/name` has rolled out its latest template: every
+    /// replica updated and available, none of the old ones left (at once on the emulator).
+    pub fn rolled_out(&self, namespace: &str, name: &str) {
+        if self.emulator.is_some() {
+            return;
+        }
+        let start = std::time::Instant::now();
+        loop {
+            let d = self.deployment(namespace, name).unwrap();
+            let (generation, status) = (d.metadata.generation, d.status.unwrap_or_default());
+            let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+            if status.observed_generation >= generation
+                && status.updated_replicas == Some(want)
+                && status.available_replicas == Some(want)
+                && status.replicas == Some(want)
+            {
+                return;
+            }
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "{namespace}/{name} not rolled out after 120 s: {status:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// Has the API server refuse every pod in `namespace` (a ValidatingAdmissionPolicy), so
+    /// that its Deployments never become ready.
+    pub fn refuse_pods_in(&self, namespace: &str) {
+        let (policy, binding) = refusal_policy();
+        let objects = [
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+                "metadata": { "name": REFUSE_PODS },
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": { "resourceRules": [{ "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"] }] },
+                    "validations": [{ "expression": "false", "message": "pods are held back by the test" }],
+                },
+            }),
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": { "name": REFUSE_PODS },
+                "spec": {
+                    "policyName": REFUSE_PODS,
+                    "validationActions": ["Deny"],
+                    "matchResources": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } } },
+                },
+            }),
+        ];
+        for (resource, object) in [policy, binding].iter().zip(objects) {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), resource);
+            let object: DynamicObject = serde_json::from_value(object).unwrap();
+            self.block_on(api.create(&Default::default(), &object)).unwrap();
+        }
+        // Policies take effect once the API server has read them.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+
+    /// Undoes [`Cluster::refuse_pods_in`].
+    pub fn allow_pods_again(&self) {
+        let (policy, binding) = refusal_policy();
+        for resource in [binding, policy] {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+            self.block_on(api.delete(REFUSE_PODS, &DeleteParams::default())).unwrap();
+        }
+    }
+
+    /// The nodes the pods of `component` (e.g. `scheduler-workers`) in `namespace` run on,
+    /// sorted, leaving out pods on their way out.
+    pub fn pod_nodes(&self, namespace: &str, component: &str) -> Vec<String> {
+        let params = ListParams::default().labels(&format!("labctl/component={component}"));
+        let pods =
+            self.block_on(Api::<Pod>::namespaced(self.client.clone(), namespace).list(&params)).unwrap();
+        let mut nodes: Vec<String> = pods
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.spec?.node_name)
+            .collect();
+        nodes.sort();
+        nodes
     }
 
     /// A scratch directory with this cluster's kubeconfig and `lab` (its provider block
     /// pointed at that kubeconfig) as `lab.toml`.
-    fn env(&self, lab: &str) -> Env {
+    pub fn env(&self, lab: &str) -> Env {
         let env = Env::new();
         env.write("kubeconfig.yaml", &self.kubeconfig);
         let mut lab = lab.replace(
             "# kubeconfig = \"~/.kube/config\"",
             &format!("kubeconfig = \"{}\"", env.path("kubeconfig.yaml").display()),
         );
-        if let Ok(image) = std::env::var("LABCTL_TEST_KUBE_IMAGE") {
+        if let Some(image) = &self.image {
             lab = lab.replace("image = \"ghcr.io/labctl/workers:0.1.0\"", &format!("image = \"{image}\""));
         }
         if self.emulator.is_none() {
@@ -122,6 +229,53 @@ impl World for Kube {
 }
 
 conformance!(Kube(Cluster::start()));
+
+/// The name of [`Cluster::refuse_pods_in`]'s policy and binding.
+const REFUSE_PODS: &str = "labctl-test-refuse-pods";
+
+fn refusal_policy() -> (kube::api::ApiResource, kube::api::ApiResource) {
+    let gvk = |kind: &str| {
+        kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            kind,
+        ))
+    };
+    (gvk("ValidatingAdmissionPolicy"), gvk("ValidatingAdmissionPolicyBinding"))
+}
+
+/// The workers' image as the test cluster knows it (built from the workers next to labctl).
+const TEST_CLUSTER_IMAGE: &str = "labctl.test/workers:dev";
+
+/// The test cluster of this test binary, started on first use from the binaries in `bin`
+/// and stopped when the binary exits; its admin kubeconfig.
+fn test_cluster(bin: &Path) -> String {
+    use labctl_test_cluster::{Cluster, Image};
+    static CLUSTER: std::sync::Mutex<Option<Cluster>> = std::sync::Mutex::new(None);
+    static STARTED: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    extern "C" fn stop() {
+        drop(CLUSTER.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+    let started = STARTED.get_or_init(|| {
+        let workers = worker_bin_dir();
+        let image = Image {
+            name: TEST_CLUSTER_IMAGE.into(),
+            files: ["lab-mapreduce", "lab-scheduler"]
+                .iter()
+                .map(|b| (workers.join(b), format!("/usr/local/bin/{b}")))
+                .collect(),
+            entrypoint: vec![],
+        };
+        let cluster = Cluster::start(bin, &[image]).map_err(|e| e.to_string())?;
+        eprintln!("test cluster up in {:.1}s", cluster.started_in().as_secs_f64());
+        let kubeconfig = cluster.kubeconfig().to_owned();
+        *CLUSTER.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+        // SAFETY: registers a plain function to run at process exit.
+        unsafe { libc::atexit(stop) };
+        Ok(kubeconfig)
+    });
+    started.clone().unwrap_or_else(|e| panic!("the test cluster did not start: {e}"))
+}
 
 fn example() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap()
@@ -214,6 +368,20 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
         q.spec.unwrap().hard.unwrap()["requests.nvidia.com/gpu"].0.clone()
     };
     assert_eq!((quota("barbara"), quota("ada")), ("2".to_owned(), "0".to_owned()));
+    if cluster.emulator.is_none() {
+        // Placed by the real scheduler: Barbara's GPU workers on the GPU pool, nothing else.
+        let gpu_node = labctl_test_cluster::GPU_NODE;
+        assert_eq!(cluster.pod_nodes(&format!("{lab}-barbara"), "scheduler-workers"), vec![gpu_node; 2]);
+        for student in ["ada", "alan", "grace", "edsger", "barbara"] {
+            for component in ["mapreduce", "mapreduce-workers", "scheduler"] {
+                let nodes = cluster.pod_nodes(&format!("{lab}-{student}"), component);
+                assert!(
+                    !nodes.is_empty() && !nodes.iter().any(|n| n == gpu_node),
+                    "{student} {component}: {nodes:?}"
+                );
+            }
+        }
+    }
 
     // Each student's handout carries a kubeconfig for their own namespace.
     env.run(&["output", "lab.toml", "--handout", "handouts"]).ok();
@@ -250,10 +418,6 @@ fn a_ready_timeout_longer_than_an_operation_may_take_is_refused_before_anything_
 #[test]
 fn a_failing_smoke_job_fails_that_students_check_with_its_last_words() {
     let cluster = Cluster::start();
-    if cluster.emulator.is_none() {
-        eprintln!("skipped on a real cluster: it edits a Deployment's pods' environment without waiting for the rollout");
-        return;
-    }
     let env = cluster.env(&small_lab(60).replace("[student]\n", "[student]\nsmoke = [\"wordcount\"]\n"));
     env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
     // Bob's coordinator now wants another token than his workers and smoke job hold.
@@ -261,6 +425,7 @@ fn a_failing_smoke_job_fails_that_students_check_with_its_last_words() {
     let wrong = json!([{ "op": "replace", "path": "/spec/template/spec/containers/0/env", "value": [{ "name": "LAB_MAPREDUCE_TOKEN", "value": "not-the-token" }] }]);
     let patch = Patch::<()>::Json(serde_json::from_value(wrong).unwrap());
     cluster.block_on(deployments.patch("mapreduce", &PatchParams::default(), &patch)).unwrap();
+    cluster.rolled_out("k8slab-bob", "mapreduce");
 
     let verify = env.run(&["verify", "lab.toml"]);
     assert_eq!(verify.code, 1, "{}", verify.stdout);
@@ -363,15 +528,22 @@ fn an_object_edited_by_hand_is_drift_that_apply_repairs() {
 #[test]
 fn a_deployment_that_never_becomes_ready_fails_that_student_only() {
     let cluster = Cluster::start();
-    let Some(emulator) = &cluster.emulator else {
-        eprintln!("skipped: holding a Deployment back needs the emulator");
-        return;
-    };
-    emulator.hold_unready("k8slab-bob");
-    let env = cluster.env(&small_lab(2));
+    match &cluster.emulator {
+        Some(emulator) => emulator.hold_unready("k8slab-bob"),
+        None => cluster.refuse_pods_in("k8slab-bob"),
+    }
+    // Long enough for Ann's real pods to start.
+    let timeout = if cluster.emulator.is_some() { 2 } else { 45 };
+    let env = cluster.env(&small_lab(timeout));
     let apply = env.run(&["apply", "lab.toml", "--yes"]);
     assert_ne!(apply.code, 0, "{}", apply.all());
-    assert!(apply.all().contains("deployment k8slab-bob/mapreduce is not ready after 2s: 0 of 1 replicas available (Deployment does not have minimum availability.)"), "{}", apply.all());
+    assert!(
+        apply.all().contains(&format!(
+            "deployment k8slab-bob/mapreduce is not ready after {timeout}s: 0 of 1 replicas available"
+        )),
+        "{}",
+        apply.all()
+    );
     assert!(!apply.all().contains("k8slab-ann/"), "ann's workers are fine: {}", apply.all());
 
     let state = env.state("k8slab");
@@ -381,6 +553,9 @@ fn a_deployment_that_never_becomes_ready_fails_that_student_only() {
     assert_eq!(resource("student[\"bob\"].mapreduce")["tainted"], true, "{state:#}");
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
+    if cluster.emulator.is_none() {
+        cluster.allow_pods_again();
+    }
 }
 
 /// A namespace of the same name that labctl did not make is not taken over (nor, later,

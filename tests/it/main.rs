@@ -7,6 +7,8 @@ mod support;
 
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "kubernetes")]
+mod cluster;
 mod conformance;
 mod crash;
 mod errors;
