@@ -3,9 +3,10 @@
 # runs every test of the workspace.
 #
 # Needs: root, the Rust toolchain (cargo-nextest if present, else `cargo test`), Python 3
-# with venv, and registries for PyPI and Debian's packages. The AWS API emulator (moto's
-# server) is installed into a venv under ~/.cache the first time, and the VM runner's image
-# is built there; the tests start and stop the emulator and the VMs themselves.
+# with venv, Go with the Go module proxy, and registries for PyPI and Debian's packages.
+# The AWS API emulator (moto's server) is installed into a venv under ~/.cache the first
+# time, the VM runner's image is built there, and so are the test cluster's Kubernetes
+# binaries; the tests start and stop the emulator, the VMs and the cluster themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,13 +20,25 @@ fi
 export MOTO_SERVER="$VENV/bin/moto_server"
 
 # The VM runner (testing/vm-runner) boots every instance moto runs: systemd-nspawn over a
-# Debian image that debootstrap builds once into ~/.cache.
-if ! command -v debootstrap >/dev/null || ! command -v systemd-nspawn >/dev/null; then
-  echo "installing debootstrap and systemd-container for the VM runner" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap systemd-container >/dev/null
+# Debian image that debootstrap builds once into ~/.cache. The test cluster
+# (testing/cluster) runs its pods with containerd, runc, the CNI plugins and iptables.
+missing=()
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null || missing+=(iptables)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} for the VM runner and the test cluster" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 LABCTL_VM_IMAGE=$(bash testing/vm-runner/image.sh)
 export LABCTL_VM_IMAGE
+# Kubernetes, etcd and CoreDNS built from source once (about 20 minutes cold, cached by
+# version); the Kubernetes tests start the cluster from them.
+LABCTL_TEST_CLUSTER_BIN=$(bash testing/cluster/build.sh)
+export LABCTL_TEST_CLUSTER_BIN
 
 # Formatting and lints first: they fail in seconds, the tests take minutes. The second
 # clippy run checks the build a newcomer makes (the embedded provider only).

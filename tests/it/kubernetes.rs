@@ -1,7 +1,9 @@
-//! The Kubernetes provider end to end: the `labctl` binary against the API emulator
-//! (`testing/kube-emulator`: kube-fake-client served over HTTP on loopback) through an
-//! ordinary kubeconfig. With `LABCTL_TEST_KUBECONFIG` set, the same tests run against that
-//! cluster instead (`.github/workflows/kubernetes-kind.yml` does so on kind). What exists
+//! The Kubernetes provider end to end: the `labctl` binary through an ordinary kubeconfig
+//! on the test cluster (`testing/cluster`: the upstream control plane and kubelets running
+//! real containers), which `scripts/test.sh` builds and names in `LABCTL_TEST_CLUSTER_BIN`.
+//! With `LABCTL_TEST_KUBECONFIG` set, the same tests run on that cluster instead
+//! (`.github/workflows/kubernetes-kind.yml` does so on kind); with neither, against the API
+//! emulator (`testing/kube-emulator`, which runs nothing and enforces nothing). What exists
 //! is checked by listing through the Kubernetes API, never through labctl itself.
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -48,7 +50,9 @@ impl Cluster {
                 let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default()).await.unwrap();
                 kube::Client::try_from(config).unwrap()
             });
-            return Self { emulator: None, kubeconfig, image, runtime, client, _turn: Some(turn) };
+            let cluster = Self { emulator: None, kubeconfig, image, runtime, client, _turn: Some(turn) };
+            cluster.sweep(std::env::var_os("LABCTL_TEST_KUBECONFIG").is_none());
+            return cluster;
         }
         let emulator = Emulator::start().unwrap();
         emulator.run_jobs(&worker_bin_dir());
@@ -61,6 +65,52 @@ impl Cluster {
             runtime,
             client,
             _turn: None,
+        }
+    }
+
+    /// Clears what an earlier test on this shared cluster left behind when it failed midway:
+    /// the refusal policy, and every namespace labctl labelled (with `every_namespace`, on the
+    /// test cluster this binary owns, every namespace but the cluster's own); waits until the
+    /// namespaces are gone, so that each test starts on an empty cluster.
+    fn sweep(&self, every_namespace: bool) {
+        let (policy, binding) = refusal_policy();
+        for resource in [binding, policy] {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+            match self.block_on(api.delete(REFUSE_PODS, &DeleteParams::default())) {
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                result => drop(result.unwrap()),
+            }
+        }
+        let namespaces = Api::<Namespace>::all(self.client.clone());
+        let params =
+            if every_namespace { ListParams::default() } else { ListParams::default().labels("labctl/lab") };
+        let left = || -> Vec<String> {
+            let listed = self.block_on(namespaces.list(&params)).unwrap();
+            listed
+                .items
+                .into_iter()
+                .filter_map(|n| n.metadata.name)
+                .filter(|n| n != "default" && !n.starts_with("kube-"))
+                .collect()
+        };
+        let start = std::time::Instant::now();
+        loop {
+            let names = left();
+            if names.is_empty() {
+                return;
+            }
+            for name in &names {
+                // (404 and 409: gone, or already on its way out.)
+                match self.block_on(namespaces.delete(name, &DeleteParams::default())) {
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                    result => drop(result.unwrap()),
+                }
+            }
+            assert!(
+                start.elapsed().as_secs() < 180,
+                "namespaces left by earlier tests still there: {names:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
         }
     }
 
@@ -193,7 +243,11 @@ impl Cluster {
         }
         if self.emulator.is_none() {
             // Real pods: small enough for five students on one CI node.
-            lab = lab.replace("cpu = \"250m\"", "cpu = \"20m\"").replace("cpu = \"500m\"", "cpu = \"20m\"");
+            // (The workers' `cpu` and the limit range's default; its maximum stays.)
+            lab = lab
+                .replace(" cpu = \"250m\"", " cpu = \"20m\"")
+                .replace(" cpu = \"500m\"", " cpu = \"20m\"")
+                .replace("default_cpu = \"250m\"", "default_cpu = \"20m\"");
         }
         assert!(lab.contains("kubeconfig.yaml"), "the lab has the commented kubeconfig line");
         env.write("lab.toml", &lab);
@@ -442,6 +496,19 @@ fn a_failing_smoke_job_fails_that_students_check_with_its_last_words() {
     let jobs = cluster.labelled("k8slab").into_iter().filter(|o| o.starts_with("Job ")).collect::<Vec<_>>();
     assert_eq!(jobs.len(), 1, "bob's failed job is kept, ann's passed one deleted: {jobs:?}");
     assert!(jobs[0].starts_with("Job k8slab-bob/labctl-smoke-wordcount-"), "{jobs:?}");
+
+    // The edit is drift that apply takes back, though server-side apply alone cannot: it
+    // would keep the edit's `value` beside labctl's `valueFrom`, which the API refuses.
+    let plan = env.run(&["plan", "lab.toml"]).ok();
+    assert!(
+        plan.stdout.contains("changed outside labctl: deployment k8slab-bob/mapreduce: spec.template.spec.containers[0].env[0]"),
+        "{}",
+        plan.stdout
+    );
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+    env.run(&["destroy", "lab.toml", "--yes"]).ok();
+    assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
 }
 
 #[test]
@@ -537,13 +604,21 @@ fn a_deployment_that_never_becomes_ready_fails_that_student_only() {
     let env = cluster.env(&small_lab(timeout));
     let apply = env.run(&["apply", "lab.toml", "--yes"]);
     assert_ne!(apply.code, 0, "{}", apply.all());
+    // Why, in the words of the emulator or of the real controllers and admission.
+    let why = match &cluster.emulator {
+        Some(_) => "0 of 1 replicas available",
+        None => "0 of 1 replicas updated (Deployment does not have minimum availability.; pods \"mapreduce-",
+    };
     assert!(
-        apply.all().contains(&format!(
-            "deployment k8slab-bob/mapreduce is not ready after {timeout}s: 0 of 1 replicas available"
-        )),
+        apply
+            .all()
+            .contains(&format!("deployment k8slab-bob/mapreduce is not ready after {timeout}s: {why}")),
         "{}",
         apply.all()
     );
+    if cluster.emulator.is_none() {
+        assert!(apply.all().contains("denied request: pods are held back by the test"), "{}", apply.all());
+    }
     assert!(!apply.all().contains("k8slab-ann/"), "ann's workers are fine: {}", apply.all());
 
     let state = env.state("k8slab");

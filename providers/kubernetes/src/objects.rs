@@ -60,6 +60,13 @@ pub(crate) struct Stopped {
     pub applied: Vec<Applied>,
 }
 
+/// The kinds labctl deletes and makes again when the API server refuses to update one in
+/// place (422): when the merge with fields another manager set is invalid (`kubectl`
+/// replaced an env var's `valueFrom` by a `value`, and server-side apply keeps both), or an
+/// immutable field changed. Their pods restart on any change anyway; nothing else is made
+/// again (a volume claim holds students' work, a service account their token).
+const RECREATABLE: &[&str] = &["Deployment"];
+
 /// Applies every document in order (server-side, forcing ownership of labctl's fields back
 /// from whoever edited them); returns what was applied.
 pub(crate) async fn apply(client: &kube::Client, docs: &[Value]) -> Result<Vec<Applied>, Stopped> {
@@ -69,10 +76,17 @@ pub(crate) async fn apply(client: &kube::Client, docs: &[Value]) -> Result<Vec<A
         let result = async {
             let object = ObjectRef::of(doc)?;
             let api = api(client, &object)?;
-            let stored = api
-                .patch(&object.name, &params, &Patch::Apply(doc))
-                .await
-                .map_err(|e| failed(&format!("applying {}", object.describe()), e))?;
+            let stored = match api.patch(&object.name, &params, &Patch::Apply(doc)).await {
+                Err(kube::Error::Api(s)) if s.code == 422 && RECREATABLE.contains(&object.kind.as_str()) => {
+                    tracing::info!("recreating {}: {}", object.describe(), s.message);
+                    match api.delete(&object.name, &DeleteParams::background()).await {
+                        Err(e) if !is_not_found(&e) => Err(e),
+                        _ => api.patch(&object.name, &params, &Patch::Apply(doc)).await,
+                    }
+                }
+                result => result,
+            }
+            .map_err(|e| failed(&format!("applying {}", object.describe()), e))?;
             Ok(Applied {
                 fields: project(&digested(doc), &digested(&serde_json::to_value(stored).unwrap_or_default())),
                 object,

@@ -45,6 +45,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // (A sweep may have deleted it already.)
+        if !self.path().exists() {
+            return;
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
