@@ -151,7 +151,7 @@ serializeImagePulls: false
 syncFrequency: 10s
 fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 5s
-maxPods: 110
+maxPods: 700
 {taints}",
         address = k.address,
         port = k.port,
