@@ -36,7 +36,8 @@ current-context: labctl-test
     ))
 }
 
-/// A node's containerd: its own root, state, socket, runc root and CNI configuration; the
+/// A node's containerd: its own root, state (with the pods' network namespaces, so that
+/// nothing lands in the host's `/run/netns`), socket, runc root and CNI configuration; the
 /// CRI's sandbox image is the locally imported pause image. Containers' OOM score
 /// adjustments go no lower than containerd's own (lowering them takes CAP_SYS_RESOURCE,
 /// which a sandboxed host may not have).
@@ -59,6 +60,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

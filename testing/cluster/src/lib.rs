@@ -422,10 +422,8 @@ impl Drop for Cluster {
         if let Some(inner) = self.inner.take() {
             let Inner { runtime, supervisor, _relay, node_cgroups, cgroups, netns } = inner;
             runtime.shutdown_background();
-            // Pods' namespaces outlive their processes as mounts in /run/netns.
-            let pod_namespaces = supervisor.net_namespaces();
             drop(supervisor);
-            sweep::delete_netns_of(&pod_namespaces);
+            // Pods' network namespaces outlive their processes as mounts in containerd's state.
             sweep::unmount_below(&self.work);
             drop(node_cgroups);
             drop(cgroups);

@@ -78,41 +78,6 @@ impl Supervisor {
         }
         None
     }
-
-    /// The network namespaces (their inodes) the processes in the cgroups are in: the
-    /// cluster's own and the pods' that containerd made.
-    pub fn net_namespaces(&self) -> Vec<u64> {
-        use std::os::unix::fs::MetadataExt;
-        let mut found: Vec<u64> = self
-            .remaining()
-            .into_iter()
-            .filter_map(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).ok())
-            .map(|m| m.ino())
-            .collect();
-        found.sort_unstable();
-        found.dedup();
-        found
-    }
-
-    /// Every process id in the cluster's cgroups and below.
-    fn remaining(&self) -> Vec<i32> {
-        fn walk(dir: &Path, found: &mut Vec<i32>) {
-            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            found.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(&e.path(), found);
-                }
-            }
-        }
-        let mut found = vec![];
-        for cgroup in &self.cgroups {
-            walk(cgroup, &mut found);
-        }
-        found.sort_unstable();
-        found.dedup();
-        found
-    }
 }
 
 impl Drop for Supervisor {
@@ -129,17 +94,6 @@ impl Drop for Supervisor {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let start = Instant::now();
-        loop {
-            let left = self.remaining();
-            if left.is_empty() || start.elapsed() > Duration::from_secs(20) {
-                break;
-            }
-            for pid in left {
-                // SAFETY: killing processes in the cluster's own cgroup.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        labctl_test_host::cgroups::kill_all_in(&self.cgroups);
     }
 }

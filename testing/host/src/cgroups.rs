@@ -3,6 +3,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The hierarchies an init system needs a cgroup in (a host whose PID 1 is not systemd has
 /// none for it): the named systemd one and the unified one of a hybrid host, or the root of
@@ -74,6 +75,43 @@ impl Drop for Cgroups {
         for cgroup in &self.0 {
             remove_cgroup(cgroup);
         }
+    }
+}
+
+/// Every process in `cgroups` and the cgroups below them.
+pub fn processes_in(cgroups: &[PathBuf]) -> Vec<i32> {
+    fn walk(dir: &Path, found: &mut Vec<i32>) {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        found.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path(), found);
+            }
+        }
+    }
+    let mut found = vec![];
+    for cgroup in cgroups {
+        walk(cgroup, &mut found);
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// Kills every process in `cgroups` and below, again until none is left (up to 20 s): what
+/// a runner started and all they started in turn, including those reparented to init.
+pub fn kill_all_in(cgroups: &[PathBuf]) {
+    let start = Instant::now();
+    loop {
+        let left = processes_in(cgroups);
+        if left.is_empty() || start.elapsed() > Duration::from_secs(20) {
+            return;
+        }
+        for pid in left {
+            // SAFETY: kill(2) has no memory effects; the process is one the runner started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -1,11 +1,11 @@
 //! Removing what a runner left behind when its process was killed outright (a test killed
-//! by its harness): the processes started from its directory, the mounts below it, its
-//! network namespaces and cgroups, and the directory.
+//! by its harness): the processes in its cgroups or started from its directory, the mounts
+//! below it, its network namespaces and cgroups, and the directory.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::cgroups::Cgroups;
+use crate::cgroups::{kill_all_in, Cgroups};
 
 /// Sweeps every runner directory `TMP/<dir_prefix><pid>-…` whose process is gone, with the
 /// network namespaces and cgroups (in `hierarchies`) named `<name_prefix><pid>-…`.
@@ -19,10 +19,12 @@ pub fn stale(dir_prefix: &str, name_prefix: &str, hierarchies: &[impl AsRef<Path
             continue;
         }
         let dir = entry.path();
+        let prefix = format!("{name_prefix}{pid}-");
+        let cgroups = Cgroups::named_like(hierarchies, &prefix);
+        kill_all_in(cgroups.paths());
         let _ = Command::new("pkill").arg("-KILL").arg("-f").arg(dir.as_os_str()).status();
         unmount_below(&dir);
-        let prefix = format!("{name_prefix}{pid}-");
-        drop(Cgroups::named_like(hierarchies, &prefix));
+        drop(cgroups);
         delete_netns_named_like(&prefix);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -40,17 +42,6 @@ pub fn unmount_below(dir: &Path) {
     for point in points {
         if !Command::new("umount").arg(point).status().is_ok_and(|s| s.success()) {
             let _ = Command::new("umount").arg("-l").arg(point).status();
-        }
-    }
-}
-
-/// Deletes the named network namespaces (`ip netns`) that are one of `inodes`, e.g. those
-/// containerd made for pods and could not remove as it was stopped.
-pub fn delete_netns_of(inodes: &[u64]) {
-    use std::os::unix::fs::MetadataExt;
-    for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
-        if e.metadata().is_ok_and(|m| inodes.contains(&m.ino())) {
-            let _ = Command::new("ip").arg("netns").arg("del").arg(e.file_name()).status();
         }
     }
 }

@@ -11,9 +11,10 @@ use crate::task;
 /// How often a worker says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 
-/// Runs tasks for the coordinator at `addr` until it says stop or goes away.
+/// Runs tasks for the coordinator at `addr` until it says stop or goes away; waits for it
+/// to come up first, for as long as it takes.
 pub async fn run(addr: &str, token: &str, name: &str) -> Result<(), String> {
-    let (conn, id) = connect(addr, token, Role::Worker, name, Duration::from_secs(30)).await?;
+    let (conn, id) = connect(addr, token, Role::Worker, name, labctl_wire::UNTIL_UP).await?;
     tracing::info!("worker {name} joined {addr} as #{id}");
     let (mut sink, mut stream) = conn.split();
     let (tx, mut outbound) = unbounded_channel::<Request>();

@@ -146,9 +146,23 @@ pub async fn connect(
     role: Role,
     patience: std::time::Duration,
 ) -> Result<(labctl_wire::Conn, u64), String> {
-    let mut conn = labctl_wire::Conn::connect(addr, patience)
+    hello(reach(addr, patience).await?, token, name, role).await
+}
+
+/// Connects to the scheduler at `addr`, retrying for up to `patience`.
+pub async fn reach(addr: &str, patience: std::time::Duration) -> Result<labctl_wire::Conn, String> {
+    labctl_wire::Conn::connect(addr, patience)
         .await
-        .map_err(|e| format!("cannot reach the scheduler at {addr}: {e}"))?;
+        .map_err(|e| format!("cannot reach the scheduler at {addr}: {e}"))
+}
+
+/// Says hello on `conn`; returns it and the id given.
+pub async fn hello(
+    mut conn: labctl_wire::Conn,
+    token: &str,
+    name: &str,
+    role: Role,
+) -> Result<(labctl_wire::Conn, u64), String> {
     let hello = ToScheduler::Hello {
         version: PROTOCOL_VERSION,
         token: token.to_owned(),

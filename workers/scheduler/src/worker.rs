@@ -11,7 +11,7 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use crate::core::TaskId;
 use crate::functions;
-use crate::protocol::{connect, DataRequest, FromScheduler, Role, RunTask, ToScheduler};
+use crate::protocol::{hello, reach, DataRequest, FromScheduler, Role, RunTask, ToScheduler};
 
 /// How often a worker says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -26,15 +26,23 @@ enum Outcome {
     InputLost(TaskId),
 }
 
-/// Runs tasks for the scheduler at `addr` until it goes away.
+/// Runs tasks for the scheduler at `addr` until it goes away; waits for it to come up
+/// first, for as long as it takes.
+///
+/// Results are served to peers on the address this worker reaches the scheduler from
+/// (loopback when the scheduler is on this host, the pod's or VM's address when not), as
+/// peers reach the scheduler the same way.
 pub async fn run(addr: &str, token: &str, name: &str, slots: u32, gpus: u32) -> Result<(), String> {
     let results: Results = Arc::default();
-    let data = TcpListener::bind((data_ip(addr).await?, 0)).await.map_err(|e| e.to_string())?;
+    let conn = reach(addr, labctl_wire::UNTIL_UP).await?;
+    let local =
+        conn.local_addr().map_err(|e| format!("cannot find this worker's address towards {addr}: {e}"))?;
+    let data = TcpListener::bind((local.ip(), 0)).await.map_err(|e| e.to_string())?;
     let data_addr = data.local_addr().map_err(|e| e.to_string())?.to_string();
     tokio::spawn(serve_data(data, results.clone(), token.to_owned()));
 
     let role = Role::Worker { slots, gpus, data: data_addr };
-    let (conn, id) = connect(addr, token, name, role, Duration::from_secs(30)).await?;
+    let (conn, id) = hello(conn, token, name, role).await?;
     tracing::info!("worker {name} joined {addr} as #{id}");
     let (mut sink, mut stream) = conn.split();
     let (from_scheduler, mut inbox) = unbounded_channel();
@@ -164,23 +172,6 @@ async fn execute(task: RunTask, results: Results, token: &str) -> Outcome {
         Ok(Err(e)) => Outcome::Failed(e),
         Err(e) => Outcome::Failed(format!("task panicked: {e}")),
     }
-}
-
-/// Where this worker serves its results to its peers: the address it reaches the scheduler
-/// from (loopback when the scheduler is on this host, the pod's or VM's address when not),
-/// as peers reach the scheduler the same way. No packet is sent to find it out.
-async fn data_ip(scheduler: &str) -> Result<std::net::IpAddr, String> {
-    let cannot = |e: std::io::Error| format!("cannot find this worker's address towards {scheduler}: {e}");
-    let target = tokio::net::lookup_host(scheduler)
-        .await
-        .map_err(cannot)?
-        .next()
-        .ok_or_else(|| format!("{scheduler} resolves to no address"))?;
-    let any: std::net::SocketAddr =
-        if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-    let probe = std::net::UdpSocket::bind(any).map_err(cannot)?;
-    probe.connect(target).map_err(cannot)?;
-    Ok(probe.local_addr().map_err(cannot)?.ip())
 }
 
 /// Fetches a result from the worker holding it, over a connection kept per holder.

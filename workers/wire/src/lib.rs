@@ -17,6 +17,14 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 type Inner = Framed<TcpStream, LengthDelimitedCodec>;
 
+/// Patience for [`Conn::connect`] without a deadline: what a worker service waits for its
+/// coordinator, since exiting would only make its supervisor restart it with a growing
+/// delay (Kubernetes' crash-loop back-off reaches 5 minutes).
+pub const UNTIL_UP: Duration = Duration::MAX;
+
+/// How often a long wait in [`Conn::connect`] is logged.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
 /// A framed connection.
 pub struct Conn {
     framed: Inner,
@@ -35,16 +43,37 @@ impl Conn {
         Self { framed: Framed::new(stream, codec) }
     }
 
-    /// Connects to `addr`, retrying while it does not listen yet, for up to `patience`.
+    /// Connects to `addr`, retrying while it does not resolve or listen yet, for up to
+    /// `patience` ([`UNTIL_UP`]: for as long as it takes). Retries back off from 50 ms to
+    /// 2 s, and a wait past 10 s is logged with its cause every 10 s, so that a worker
+    /// started before its coordinator (or before the cluster's DNS knows the coordinator's
+    /// Service) neither floods the resolver nor waits in silence.
     pub async fn connect(addr: &str, patience: Duration) -> std::io::Result<Self> {
-        let deadline = tokio::time::Instant::now() + patience;
+        let start = tokio::time::Instant::now();
+        let deadline = start.checked_add(patience);
+        let mut pause = Duration::from_millis(50);
+        let mut next_report = start + REPORT_EVERY;
         loop {
-            match TcpStream::connect(addr).await {
+            let e = match TcpStream::connect(addr).await {
                 Ok(s) => return Ok(Self::new(s)),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => e,
+            };
+            let now = tokio::time::Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(e);
             }
+            if now >= next_report {
+                tracing::warn!("still waiting for {addr} after {} s: {e}", (now - start).as_secs());
+                next_report = now + REPORT_EVERY;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
+    }
+
+    /// The local address of this connection: the one a peer on its path reaches us at.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.framed.get_ref().local_addr()
     }
 
     pub async fn send<T: Serialize>(&mut self, msg: &T) -> std::io::Result<()> {

@@ -1,4 +1,5 @@
-//! S5 worker death, S6 poison task, S9 frozen worker, S12 status endpoint throughout.
+//! S5 worker death, S6 poison task, S9 frozen worker, S12 status endpoint throughout; a
+//! worker started before its scheduler.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -104,4 +105,25 @@ fn settled(cluster: &Cluster, ok: impl Fn(&serde_json::Value) -> bool) -> serde_
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("status never settled: {}", cluster.status());
+}
+
+/// A worker started before its scheduler's name resolves (a pod whose coordinator's Service
+/// the cluster's DNS does not serve yet) or before it listens waits for it, rather than
+/// exiting into its supervisor's growing restart delay, and joins once it is up.
+#[test]
+fn a_worker_waits_for_a_scheduler_that_does_not_resolve_or_listen_yet() {
+    let mut unresolved = worker("labctl-not-yet.invalid:7000", 1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let early = worker(&addr, 1);
+    std::thread::sleep(Duration::from_secs(2));
+    let exited = unresolved.try_wait().unwrap();
+    let _ = unresolved.kill();
+    let _ = unresolved.wait();
+    assert_eq!(exited, None, "the worker gave up on a name that does not resolve yet");
+
+    let mut cluster = Cluster::start_on(&addr, 0, "5");
+    cluster.workers.push(early);
+    let out = cluster.run(vec![builtin(0, &[], "square", json!({ "x": 3 }))], &[0], Duration::from_secs(30));
+    assert_eq!(out.results[&0], json!(9.0));
 }

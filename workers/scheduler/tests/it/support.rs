@@ -21,11 +21,16 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(workers: usize, heartbeat_timeout: &str) -> Self {
+        Self::start_on("127.0.0.1:0", workers, heartbeat_timeout)
+    }
+
+    /// A cluster whose scheduler listens on `listen`.
+    pub fn start_on(listen: &str, workers: usize, heartbeat_timeout: &str) -> Self {
         let mut scheduler = Command::new(BIN)
             .args([
                 "scheduler",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--http",
                 "127.0.0.1:0",
                 "--heartbeat-timeout",
@@ -56,12 +61,7 @@ impl Cluster {
     }
 
     pub fn add_worker(&mut self, slots: u32) -> u32 {
-        let child = Command::new(BIN)
-            .args(["worker", "--scheduler", &self.addr, "--slots", &slots.to_string()])
-            .env("LAB_SCHEDULER_TOKEN", TOKEN)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = worker(&self.addr, slots);
         let pid = child.id();
         self.workers.push(child);
         pid
@@ -100,6 +100,16 @@ impl Drop for Cluster {
         let _ = self.scheduler.kill();
         let _ = self.scheduler.wait();
     }
+}
+
+/// A worker process for the scheduler at `addr`.
+pub fn worker(addr: &str, slots: u32) -> Child {
+    Command::new(BIN)
+        .args(["worker", "--scheduler", addr, "--slots", &slots.to_string()])
+        .env("LAB_SCHEDULER_TOKEN", TOKEN)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// (status code, body) of an HTTP GET.
