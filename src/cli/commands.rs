@@ -58,6 +58,7 @@ fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec
         state_path: o.store.absolute(),
         provider: SavedProvider { name: o.setup.name().to_owned(), settings: o.setup.save() },
         destroy,
+        expires: o.lab.expires,
         actions,
     }
 }
@@ -69,6 +70,9 @@ pub(super) async fn plan_command(
     json: bool,
 ) -> Result<u8, CliError> {
     let o = Opened::open(&target.lab, &target.place)?;
+    if !destroy {
+        refuse_expired(o.lab.expires, &o.lab.path)?;
+    }
     let state = o.load_state()?;
     let plan = if destroy {
         new_plan(&o, &state, true, plan::destroy_plan(&state, &Filter::default()))
@@ -107,17 +111,22 @@ pub(super) async fn apply(
     opts: ApplyOptions,
 ) -> Result<u8, CliError> {
     if let Some(plan) = Plan::read_from(path)? {
-        return apply_saved_plan(plan, run).await;
+        return apply_saved_plan(path, plan, run).await;
     }
     let o = Opened::open(path, place)?;
+    refuse_expired(o.lab.expires, path)?;
     let options = engine_options(run, o.setup.as_ref())?;
     let lock = o.lock("apply")?;
     let mut state = o.load_state()?;
+    let recorded = std::mem::replace(&mut state.expires, o.lab.expires);
     let plan = make_plan(&o, &state, opts.rotate_keys).await?;
     if !run.json {
         let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
     }
     if plan.is_empty() {
+        if recorded != state.expires && o.store.exists() {
+            o.store.save(&mut state)?;
+        }
         return Ok(0);
     }
     if !opts.yes {
@@ -164,7 +173,23 @@ pub(super) async fn verify(
     Ok(if checks.iter().all(|c| c.passed) { 0 } else { EXIT_FAILURE })
 }
 
-async fn apply_saved_plan(plan: Plan, run: &RunOptions) -> Result<u8, CliError> {
+/// Refuses to plan or apply (other than to destroy) a lab past its expiry, `lab` being the
+/// lab file or saved plan: tearing it down must stay possible, keeping it must be a decision.
+fn refuse_expired(expires: Option<jiff::Timestamp>, lab: &Path) -> Result<(), CliError> {
+    match expires {
+        Some(at) if at <= jiff::Timestamp::now() => Err(CliError::invalid(format!(
+            "{} expired at {at}: plan and apply refuse an expired lab",
+            lab.display()
+        ))
+        .with_hint("tear it down with `labctl destroy`, or to keep it set `expires` later in the lab file")),
+        _ => Ok(()),
+    }
+}
+
+async fn apply_saved_plan(path: &Path, plan: Plan, run: &RunOptions) -> Result<u8, CliError> {
+    if !plan.destroy {
+        refuse_expired(plan.expires, path)?;
+    }
     let plugin = registry::plugin(&plan.provider.name).ok_or_else(|| {
         CliError::invalid(format!(
             "this plan is for the {} provider, which this build of labctl lacks",
@@ -194,6 +219,9 @@ async fn apply_saved_plan(plan: Plan, run: &RunOptions) -> Result<u8, CliError> 
         .with_hint("run `labctl plan` again"));
     }
     state.lineage = plan.lineage.clone();
+    if !plan.destroy {
+        state.expires = plan.expires;
+    }
     let registry = connect(setup.as_ref(), &plan.lab)?;
     execute(&plan, &mut state, &store, &registry, &options, "Apply", run.json).await
 }

@@ -214,6 +214,7 @@ impl World {
             state_path: self.store.path(),
             provider: SavedProvider { name: "scripted".into(), settings: serde_json::Value::Null },
             destroy: false,
+            expires: None,
             actions,
         }
     }

@@ -431,6 +431,20 @@ impl Validator<'_> {
                     format!("smoke workload `{:?}` needs {missing}", smoke.get_ref()).to_lowercase(),
                     "allowed: add what it needs, or drop the workload",
                 );
+                continue;
+            }
+            // A job on a service without workers would wait for ever.
+            let count = match smoke.get_ref() {
+                SmokeWorkload::Wordcount => workers.and_then(|w| w.mapreduce.as_ref()).map(|m| &m.workers),
+                SmokeWorkload::Hpsearch => workers.and_then(|w| w.scheduler.as_ref()).map(|s| &s.workers),
+            };
+            if let Some(count) = count.filter(|c| *c.get_ref() == 0) {
+                let workload = format!("{:?}", smoke.get_ref()).to_lowercase();
+                self.error(
+                    count,
+                    format!("no workers, but smoke workload `{workload}` needs at least one"),
+                    &format!("allowed: workers >= 1, or drop `{workload}` from smoke"),
+                );
             }
         }
         let setup = plugin.and_then(|(plugin, span)| {
@@ -539,15 +553,15 @@ impl Validator<'_> {
                     .map(|z| z.timestamp())
             });
         match parsed {
-            Some(t) if t <= jiff::Timestamp::now() => {
-                self.error(
-                    value,
-                    format!("expiry {text} is in the past"),
-                    "allowed: a future date-time, e.g. 2030-06-30T18:00:00Z",
-                );
-                None
+            Some(t) => {
+                if t <= jiff::Timestamp::now() {
+                    self.warnings.push(format!(
+                        "this lab expired at {t}: plan and apply refuse it; destroy, status, output, state \
+                         and verify still work"
+                    ));
+                }
+                Some(t)
             }
-            Some(t) => Some(t),
             None => {
                 self.error(
                     value,

@@ -29,6 +29,9 @@ pub struct Plan {
     /// The lab's provider as configured, so that applying the plan needs no lab file.
     pub provider: SavedProvider,
     pub destroy: bool,
+    /// The lab's expiry: a plan that creates or changes anything is refused after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<jiff::Timestamp>,
     pub actions: Vec<Action>,
 }
 

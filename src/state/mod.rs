@@ -29,6 +29,9 @@ pub struct State {
     /// Random id given when the state is first created; never changes.
     pub lineage: String,
     pub lab: String,
+    /// The lab's expiry as last applied, so that it is known without the lab file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<jiff::Timestamp>,
     pub resources: BTreeMap<String, ResourceState>,
 }
 
@@ -60,6 +63,7 @@ impl State {
             serial: 0,
             lineage: uuid::Uuid::new_v4().to_string(),
             lab: lab.to_owned(),
+            expires: None,
             resources: BTreeMap::new(),
         }
     }

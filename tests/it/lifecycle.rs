@@ -88,6 +88,49 @@ fn a_saved_plan_is_applied_exactly_and_refused_once_stale() {
     );
 }
 
+/// A lab past its `expires` can no longer be planned or applied (nor a plan saved before),
+/// but its own file still shows, verifies and destroys it; the expiry is kept in state.
+#[test]
+fn an_expired_lab_refuses_plan_and_apply_but_is_destroyed_by_its_file() {
+    let env = Env::new();
+    let expires = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 4).unwrap();
+    let text =
+        lab("lab1", &["ada"], 1).replace("name = \"lab1\"", &format!("name = \"lab1\"\nexpires = {expires}"));
+    env.write("lab.toml", &text);
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    env.run(&["plan", "lab.toml", "--out", "saved.json"]).ok();
+    assert_eq!(env.state("lab1")["expires"], expires.to_string());
+    let serial = env.state("lab1")["serial"].clone();
+    while jiff::Timestamp::now() <= expires {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    for args in [&["plan", "lab.toml"][..], &["apply", "lab.toml", "--yes"], &["apply", "saved.json"]] {
+        let refused = env.run(args);
+        assert_eq!(refused.code, 2, "{args:?}: {}", refused.all());
+        assert!(
+            refused.stderr.contains(&format!("expired at {expires}: plan and apply refuse")),
+            "{}",
+            refused.stderr
+        );
+        assert!(refused.stderr.contains("labctl destroy"), "{}", refused.stderr);
+    }
+    assert_eq!(env.state("lab1")["serial"], serial, "nothing was applied");
+    for args in [
+        &["validate", "lab.toml"][..],
+        &["status", "lab.toml"],
+        &["output", "lab.toml"],
+        &["state", "list", "lab.toml"],
+    ] {
+        let run = env.run(args).ok();
+        assert!(run.stderr.contains(&format!("this lab expired at {expires}")), "{args:?}: {}", run.stderr);
+    }
+    env.run(&["plan", "lab.toml", "--destroy"]).ok();
+    let destroyed = env.run(&["destroy", "lab.toml", "--yes"]).ok();
+    assert!(destroyed.stdout.contains("Destroy complete"), "{}", destroyed.stdout);
+    assert!(env.state_addresses("lab1").is_empty());
+}
+
 #[test]
 fn plan_output_shows_every_kind_of_change() {
     let env = Env::new();

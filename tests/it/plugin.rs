@@ -244,6 +244,7 @@ students = [{ id = "ada" }, { id = "bob" }]
         state_path: store.absolute(),
         provider: SavedProvider { name: setup.name().into(), settings: setup.save() },
         destroy: false,
+        expires: None,
         actions,
     };
     let (_tx, mut interrupts) = engine::Interrupts::channel();

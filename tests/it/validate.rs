@@ -64,12 +64,15 @@ fn roster_needs_its_header() {
 }
 
 #[test]
-fn empty_cohort_gpu_on_local_past_expiry_and_unknown_dataset_are_all_reported() {
+fn empty_cohort_gpu_on_local_zero_workers_and_unknown_dataset_are_all_reported() {
     let env = Env::new();
     let _s = stable(&env);
     let text = good()
         .replace(r#"students = [{ id = "ada" }, { id = "bob" }]"#, "students = []")
-        .replace("name = \"lab1\"", "name = \"lab1\"\nexpires = 2020-01-01T00:00:00Z")
+        .replace(
+            "[student]\n",
+            "[student]\nworkers = { mapreduce = { workers = 0 } }\nsmoke = [\"wordcount\"]\n",
+        )
         .replace(r#"datasets = ["corpus", "table"]"#, r#"datasets = ["corpus", "tabel"]"#)
         .replace("[student]\n", "[student]\ngpu = { count = 1 }\n");
     insta::assert_snapshot!(invalid(&env, &text));

@@ -400,10 +400,10 @@ impl ProviderSetup for AwsSetup {
                 ssh_keys: compute
                     .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
                     .filter(|k| !k.is_empty()),
-                mapreduce: lab.mapreduce().map(|m| MapReduce { workers: m.workers }),
+                mapreduce: lab.mapreduce().map(|m| MapReduce { workers: *m.workers.get_ref() }),
                 scheduler: lab
                     .scheduler()
-                    .map(|sch| Scheduler { workers: sch.workers, slots: sch.slots.unwrap_or(1) }),
+                    .map(|sch| Scheduler { workers: *sch.workers.get_ref(), slots: sch.slots.unwrap_or(1) }),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             let deps = vec![

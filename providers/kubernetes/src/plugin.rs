@@ -263,7 +263,7 @@ impl ProviderSetup for KubernetesSetup {
             // Its pods share the student's volume.
             let config = ServiceConfig {
                 storage_access: Some(self.storage.access),
-                ..service(m.workers, None, &m.cpu, &m.memory)
+                ..service(*m.workers.get_ref(), None, &m.cpu, &m.memory)
             };
             nodes.push(Node::new(
                 "kubernetes",
@@ -277,7 +277,7 @@ impl ProviderSetup for KubernetesSetup {
         if let Some(s) = lab.scheduler() {
             let config = ServiceConfig {
                 gpu: gpu_placement(lab, cohort),
-                ..service(s.workers, Some(s.slots.unwrap_or(1)), &s.cpu, &s.memory)
+                ..service(*s.workers.get_ref(), Some(s.slots.unwrap_or(1)), &s.cpu, &s.memory)
             };
             nodes.push(Node::new("kubernetes", base.child("scheduler"), "scheduler", &config, &tags, deps));
         }
@@ -329,7 +329,7 @@ impl KubernetesSetup {
     fn namespace(&self, lab: &Lab, cohort: &Cohort, namespace: &str) -> NamespaceConfig {
         let quota = lab.student.quota.as_ref();
         let limits = lab.student.limits.as_ref();
-        let gpu_workers = lab.scheduler().map_or(0, |s| s.workers);
+        let gpu_workers = lab.scheduler().map_or(0, |s| *s.workers.get_ref());
         NamespaceConfig {
             namespace: namespace.to_owned(),
             quota: QuotaConfig {

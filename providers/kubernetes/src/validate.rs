@@ -85,10 +85,20 @@ fn fit(lab: &LabSections, out: &mut Findings) {
     let smoke = |workload| u32::from(s.smoke.iter().any(|w| *w.get_ref() == workload));
     let mut services = vec![];
     if let Some(m) = &workers.mapreduce {
-        services.push(("mapreduce", 1 + m.workers + smoke(SmokeWorkload::Wordcount), &m.cpu, &m.memory));
+        services.push((
+            "mapreduce",
+            1 + *m.workers.get_ref() + smoke(SmokeWorkload::Wordcount),
+            &m.cpu,
+            &m.memory,
+        ));
     }
     if let Some(w) = &workers.scheduler {
-        services.push(("scheduler", 1 + w.workers + smoke(SmokeWorkload::Hpsearch), &w.cpu, &w.memory));
+        services.push((
+            "scheduler",
+            1 + *w.workers.get_ref() + smoke(SmokeWorkload::Hpsearch),
+            &w.cpu,
+            &w.memory,
+        ));
     }
     let who = if s.smoke.is_empty() { "the workers" } else { "the workers and their smoke jobs" };
     let source = lab.source;

@@ -148,7 +148,7 @@ impl ProviderSetup for LocalSetup {
         if let Some(m) = lab.mapreduce() {
             let config = ServiceConfig {
                 student: student.id.clone(),
-                workers: m.workers,
+                workers: *m.workers.get_ref(),
                 slots: None,
                 version: version.clone(),
             };
@@ -164,7 +164,7 @@ impl ProviderSetup for LocalSetup {
         if let Some(s) = lab.scheduler() {
             let config = ServiceConfig {
                 student: student.id.clone(),
-                workers: s.workers,
+                workers: *s.workers.get_ref(),
                 slots: Some(s.slots.unwrap_or(1)),
                 version,
             };

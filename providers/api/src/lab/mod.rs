@@ -28,6 +28,7 @@ pub struct Lab {
     pub clusters: BTreeMap<String, ClusterSection>,
     /// The shared network (cloud providers).
     pub network: Option<NetworkSection>,
+    /// When the lab is to be torn down: plan and apply refuse it after that.
     pub expires: Option<jiff::Timestamp>,
     /// Where the state lives, if the lab file says (a path or a provider's URL).
     pub state: Option<String>,
@@ -51,6 +52,11 @@ pub struct Student {
 }
 
 impl Lab {
+    /// Whether the lab is past its expiry.
+    pub fn expired(&self) -> bool {
+        self.expires.is_some_and(|t| t <= jiff::Timestamp::now())
+    }
+
     /// GPUs each of a cohort's students gets (0: none).
     pub fn gpus(&self, cohort: &Cohort) -> u32 {
         cohort.gpu.or_else(|| self.student.gpu.as_ref().map(|g| g.get_ref().count)).unwrap_or(0)

@@ -105,7 +105,8 @@ pub struct WorkersSpec {
 #[serde(deny_unknown_fields)]
 pub struct MapReduceWorkers {
     /// Number of MapReduce workers beside the coordinator.
-    pub workers: u32,
+    #[schemars(with = "u32")]
+    pub workers: Spanned<u32>,
     /// CPU per worker container on Kubernetes (default "250m"; requests = limits).
     #[schemars(with = "Option<String>")]
     pub cpu: Option<Spanned<String>>,
@@ -117,7 +118,9 @@ pub struct MapReduceWorkers {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerWorkers {
-    pub workers: u32,
+    /// Number of scheduler workers beside the scheduler.
+    #[schemars(with = "u32")]
+    pub workers: Spanned<u32>,
     /// Task slots per worker (default 1).
     pub slots: Option<u32>,
     /// CPU per worker container on Kubernetes (default "250m"; requests = limits).
