@@ -41,6 +41,10 @@ pub enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Exit 3 when the plan has changes (0 none, 1 error, 2 invalid input), for
+        /// scheduled drift checks.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Create or update every student's environment.
     ///

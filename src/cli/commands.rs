@@ -7,7 +7,7 @@ use std::time::Duration;
 use labctl_provider_api::{ProviderError, ProviderSetup};
 
 use super::args::{Place, RunOptions, Target};
-use super::error::{CliError, EXIT_FAILURE, EXIT_INTERRUPTED};
+use super::error::{CliError, EXIT_CHANGES, EXIT_FAILURE, EXIT_INTERRUPTED};
 use super::open::{connect, load_lab, lock, refresh, store_at, store_for, Opened};
 use crate::engine::{self, Options, RetryPolicy};
 use crate::lab;
@@ -68,6 +68,7 @@ pub(super) async fn plan_command(
     out: Option<PathBuf>,
     destroy: bool,
     json: bool,
+    detailed_exitcode: bool,
 ) -> Result<u8, CliError> {
     let o = Opened::open(&target.lab, &target.place)?;
     if !destroy {
@@ -94,7 +95,7 @@ pub(super) async fn plan_command(
             );
         }
     }
-    Ok(0)
+    Ok(if detailed_exitcode && !plan.is_empty() { EXIT_CHANGES } else { 0 })
 }
 
 /// The switches of `labctl apply`.

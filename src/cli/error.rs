@@ -11,6 +11,8 @@ use crate::state::{LockError, StateError};
 pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code of `plan --detailed-exitcode` when the plan has changes.
+pub const EXIT_CHANGES: u8 = 3;
 
 /// A command's failure, as printed: `error: MESSAGE`, then a `caused by:` line per cause,
 /// then a `hint:`.

@@ -67,8 +67,8 @@ fn init_logging(verbose: u8) {
 pub async fn run(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Validate { lab, json } => inspect::validate(&lab, json),
-        Command::Plan { target, out, destroy, json } => {
-            commands::plan_command(&target, out, destroy, json).await
+        Command::Plan { target, out, destroy, json, detailed_exitcode } => {
+            commands::plan_command(&target, out, destroy, json, detailed_exitcode).await
         }
         Command::Apply { lab_or_plan, place, run, yes, no_verify, rotate_keys } => {
             commands::apply(

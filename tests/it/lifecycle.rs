@@ -55,7 +55,9 @@ conformance!(Local);
 fn apply_then_reapply_changes_nothing() {
     let env = Env::new();
     env.write("lab.toml", &lab("lab1", &["ada", "bob"], 2));
+    assert_eq!(env.run(&["plan", "lab.toml", "--detailed-exitcode"]).code, 3, "changes: exit 3");
     env.run(&["apply", "lab.toml", "--yes"]).ok();
+    env.run(&["plan", "lab.toml", "--detailed-exitcode"]).ok();
     assert_eq!(env.state_addresses("lab1"), expected_addresses(&["ada", "bob"], 2));
     assert_eq!(env.data_files(), expected_files("lab1", &["ada", "bob"]));
     let serial = env.state("lab1")["serial"].clone();

@@ -149,8 +149,27 @@ pub struct Counters {
     pub intermediate_bytes: u64,
     pub bytes_out: u64,
     pub records_out: u64,
+    #[serde(rename = "map_phase_seconds", with = "seconds")]
     pub map_phase: Duration,
+    #[serde(rename = "reduce_phase_seconds", with = "seconds")]
     pub reduce_phase: Duration,
+}
+
+/// Durations in the job report as seconds (a number a reader can use, not serde's
+/// `{secs, nanos}`).
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
 }
 
 /// One job's progress.

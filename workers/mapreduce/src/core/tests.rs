@@ -153,3 +153,12 @@ fn a_failed_publish_is_a_failed_attempt_and_the_job_is_not_done_before_the_outpu
     let cmds = finish(&mut job, 2, r, a2, t0);
     assert!(matches!(cmds[..], [Command::Commit { .. }, Command::Done]), "{cmds:?}");
 }
+
+#[test]
+fn the_report_gives_phase_durations_in_seconds() {
+    let counters = Counters { map_phase: Duration::from_millis(1500), ..Default::default() };
+    let json = serde_json::to_value(&counters).unwrap();
+    assert_eq!(json["map_phase_seconds"], 1.5);
+    assert_eq!(json["reduce_phase_seconds"], 0.0);
+    assert_eq!(serde_json::from_value::<Counters>(json).unwrap(), counters);
+}
