@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use labctl_test_host::cgroups::{all_hierarchies, Cgroups};
-use labctl_test_host::netns::{run, Netns, Relay};
+use labctl_test_host::netns::{run, NeighbourTable, Netns, Relay};
 use labctl_test_host::sweep;
 use serde_json::json;
 
@@ -90,6 +90,8 @@ struct Inner {
     runtime: tokio::runtime::Runtime,
     supervisor: process::Supervisor,
     _relay: Relay,
+    /// Room in the neighbour table for every pod of a full node (`maxPods`).
+    _neighbours: NeighbourTable,
     /// Each node's cgroup root, below the cluster's.
     node_cgroups: Vec<Cgroups>,
     cgroups: Cgroups,
@@ -120,7 +122,15 @@ impl Cluster {
             kubeconfig: String::new(),
             work,
             started_in: Duration::ZERO,
-            inner: Some(Inner { runtime, supervisor, _relay: relay, node_cgroups: vec![], cgroups, netns }),
+            inner: Some(Inner {
+                runtime,
+                supervisor,
+                _relay: relay,
+                _neighbours: NeighbourTable::at_least([1024, 4096, 8192]),
+                node_cgroups: vec![],
+                cgroups,
+                netns,
+            }),
         };
         cluster.boot(bin, images, port, &name)?;
         cluster.started_in = started.elapsed();
@@ -420,7 +430,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
-            let Inner { runtime, supervisor, _relay, node_cgroups, cgroups, netns } = inner;
+            let Inner { runtime, supervisor, _relay, _neighbours, node_cgroups, cgroups, netns } = inner;
             runtime.shutdown_background();
             drop(supervisor);
             // Pods' network namespaces outlive their processes as mounts in containerd's state.
@@ -429,6 +439,7 @@ impl Drop for Cluster {
             drop(cgroups);
             drop(_relay);
             drop(netns);
+            drop(_neighbours);
         }
         if std::env::var_os("LABCTL_TEST_CLUSTER_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.work);

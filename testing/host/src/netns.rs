@@ -13,6 +13,49 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// The neighbour (ARP) table's garbage-collection thresholds raised to at least `wanted`
+/// for as long as this lives, then put back. They are the host's, shared by every network
+/// namespace: a namespace whose bridge holds more peers than the host's `gc_thresh2` (512 by
+/// default, e.g. a test cluster node with 600 pods) drops packets to some of them with
+/// "neighbor table overflow".
+#[derive(Debug)]
+pub struct NeighbourTable {
+    saved: Vec<(PathBuf, String)>,
+}
+
+impl NeighbourTable {
+    /// Raises `gc_thresh1..3` to at least `wanted` (those already higher stay). Where the
+    /// host does not let us, says so on stderr: only crowded bridges suffer.
+    pub fn at_least(wanted: [u32; 3]) -> Self {
+        let mut table = Self { saved: vec![] };
+        for (i, wanted) in wanted.iter().enumerate() {
+            let path = PathBuf::from(format!("/proc/sys/net/ipv4/neigh/default/gc_thresh{}", i + 1));
+            let raised = std::fs::read_to_string(&path).and_then(|now| {
+                let now = now.trim().to_owned();
+                if now.parse::<u32>().is_ok_and(|n| n >= *wanted) {
+                    return Ok(());
+                }
+                std::fs::write(&path, wanted.to_string())?;
+                table.saved.push((path.clone(), now));
+                Ok(())
+            });
+            if let Err(e) = raised {
+                eprintln!("warning: cannot raise {} to {wanted}: {e}", path.display());
+            }
+        }
+        table
+    }
+}
+
+impl Drop for NeighbourTable {
+    fn drop(&mut self) {
+        // Lowest first on the way up, so highest first on the way back (gc_thresh3 >= 2 >= 1).
+        for (path, value) in self.saved.iter().rev() {
+            let _ = std::fs::write(path, value);
+        }
+    }
+}
+
 /// A named network namespace (`ip netns add`), deleted on drop.
 #[derive(Debug)]
 pub struct Netns {
