@@ -410,36 +410,31 @@ impl Validator<'_> {
         let generated = plugin.as_ref().is_some_and(|(p, _)| p.capabilities().smoke_data_generated);
         let has = |kind| generated || has(kind);
         for smoke in &s.smoke {
-            let missing = match smoke.get_ref() {
-                SmokeWorkload::Wordcount if workers.and_then(|w| w.mapreduce.as_ref()).is_none() => {
-                    Some("[student.workers.mapreduce]")
-                }
-                SmokeWorkload::Wordcount if !has(DatasetGenerator::Text) => {
-                    Some("a text dataset in [student.bucket] datasets")
-                }
-                SmokeWorkload::Hpsearch if workers.and_then(|w| w.scheduler.as_ref()).is_none() => {
-                    Some("[student.workers.scheduler]")
-                }
-                SmokeWorkload::Hpsearch if !has(DatasetGenerator::Tabular) => {
-                    Some("a tabular dataset in [student.bucket] datasets")
-                }
-                _ => None,
+            // Each workload's service (its worker count), and the data it works on.
+            let (count, service, data, dataset) = match smoke.get_ref() {
+                SmokeWorkload::Wordcount => (
+                    workers.and_then(|w| w.mapreduce.as_ref()).map(|m| &m.workers),
+                    "[student.workers.mapreduce]",
+                    DatasetGenerator::Text,
+                    "a text dataset in [student.bucket] datasets",
+                ),
+                SmokeWorkload::Hpsearch => (
+                    workers.and_then(|w| w.scheduler.as_ref()).map(|s| &s.workers),
+                    "[student.workers.scheduler]",
+                    DatasetGenerator::Tabular,
+                    "a tabular dataset in [student.bucket] datasets",
+                ),
             };
+            let workload = format!("{:?}", smoke.get_ref()).to_lowercase();
+            let missing = if count.is_none() { Some(service) } else { (!has(data)).then_some(dataset) };
             if let Some(missing) = missing {
                 self.error(
                     smoke,
-                    format!("smoke workload `{:?}` needs {missing}", smoke.get_ref()).to_lowercase(),
+                    format!("smoke workload `{workload}` needs {missing}"),
                     "allowed: add what it needs, or drop the workload",
                 );
-                continue;
-            }
-            // A job on a service without workers would wait for ever.
-            let count = match smoke.get_ref() {
-                SmokeWorkload::Wordcount => workers.and_then(|w| w.mapreduce.as_ref()).map(|m| &m.workers),
-                SmokeWorkload::Hpsearch => workers.and_then(|w| w.scheduler.as_ref()).map(|s| &s.workers),
-            };
-            if let Some(count) = count.filter(|c| *c.get_ref() == 0) {
-                let workload = format!("{:?}", smoke.get_ref()).to_lowercase();
+            } else if let Some(count) = count.filter(|c| *c.get_ref() == 0) {
+                // A job on a service without workers would wait for ever.
                 self.error(
                     count,
                     format!("no workers, but smoke workload `{workload}` needs at least one"),

@@ -52,11 +52,6 @@ pub struct Student {
 }
 
 impl Lab {
-    /// Whether the lab is past its expiry.
-    pub fn expired(&self) -> bool {
-        self.expires.is_some_and(|t| t <= jiff::Timestamp::now())
-    }
-
     /// GPUs each of a cohort's students gets (0: none).
     pub fn gpus(&self, cohort: &Cohort) -> u32 {
         cohort.gpu.or_else(|| self.student.gpu.as_ref().map(|g| g.get_ref().count)).unwrap_or(0)
