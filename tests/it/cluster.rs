@@ -2,7 +2,7 @@
 //! scheduler and kubelets, real containers): that a student's kubeconfig opens their own
 //! namespace and nothing else, that admission holds pods to the limit range, the quota and
 //! PodSecurity `baseline` as `validate` predicts, and that server-side apply removes what
-//! the lab no longer sets. Skipped, saying so, without a real cluster.
+//! the lab no longer sets.
 
 use std::time::{Duration, Instant};
 
@@ -34,15 +34,6 @@ quota = { cpu = "2", memory = "2Gi", pods = 10 }
 limits = { default_cpu = "20m", default_memory = "64Mi", max_cpu = "500m", max_memory = "4Gi" }
 "#;
 
-fn real_cluster() -> Option<Cluster> {
-    let cluster = Cluster::start();
-    if cluster.emulator.is_some() {
-        eprintln!("skipped: needs a real cluster (LABCTL_TEST_CLUSTER_BIN or LABCTL_TEST_KUBECONFIG)");
-        return None;
-    }
-    Some(cluster)
-}
-
 /// A pod of the workers' image that prints the MapReduce engine's help, with the keys of
 /// `container` added to its container.
 fn pod(cluster: &Cluster, name: &str, container: serde_json::Value) -> Pod {
@@ -69,7 +60,7 @@ fn refusal<T: std::fmt::Debug>(result: kube::Result<T>) -> String {
 
 #[test]
 fn a_students_kubeconfig_opens_their_namespace_and_admission_holds_them_to_the_lab() {
-    let Some(cluster) = real_cluster() else { return };
+    let cluster = Cluster::start();
     let env = cluster.env(FENCED);
     env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
     env.run(&["output", "lab.toml", "--handout", "handouts"]).ok();
@@ -190,7 +181,7 @@ labels = { "labctl/pool" = "gpu" }
 
 #[test]
 fn a_gpu_removed_from_the_lab_goes_from_the_live_deployment_and_its_pods_leave_the_gpu_pool() {
-    let Some(cluster) = real_cluster() else { return };
+    let cluster = Cluster::start();
     let env = cluster.env(GPU);
     env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
     let nodes = || cluster.pod_nodes("gpus-bea", "scheduler-workers");

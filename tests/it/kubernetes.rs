@@ -2,14 +2,13 @@
 //! on the test cluster (`testing/cluster`: the upstream control plane and kubelets running
 //! real containers), which `scripts/test.sh` builds and names in `LABCTL_TEST_CLUSTER_BIN`.
 //! With `LABCTL_TEST_KUBECONFIG` set, the same tests run on that cluster instead
-//! (`.github/workflows/kubernetes-kind.yml` does so on kind); with neither, against the API
-//! emulator (`testing/kube-emulator`, which runs nothing and enforces nothing). What exists
-//! is checked by listing through the Kubernetes API, never through labctl itself.
+//! (`.github/workflows/kubernetes-kind.yml` does so on kind); with neither they fail, saying
+//! how to get a cluster. What exists is checked by listing through the Kubernetes API, never
+//! through labctl itself.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use labctl_kube_emulator::Emulator;
 use serde_json::json;
 use std::path::Path;
 
@@ -17,55 +16,43 @@ use crate::conformance::{conformance, Drift, World};
 use crate::support::*;
 
 /// A cluster for one test: the test cluster (`testing/cluster`, the upstream control plane
-/// and kubelets; started once for this test binary, one test at a time on it) when
-/// `LABCTL_TEST_CLUSTER_BIN` names its binaries, the cluster `LABCTL_TEST_KUBECONFIG` names,
-/// or else a fresh emulator.
+/// and kubelets; started once for this test binary) when `LABCTL_TEST_CLUSTER_BIN` names its
+/// binaries, or the cluster `LABCTL_TEST_KUBECONFIG` names; one test at a time on it.
 pub(crate) struct Cluster {
-    pub emulator: Option<Emulator>,
     pub kubeconfig: String,
     /// The workers' image the lab names, where not the example's.
     pub image: Option<String>,
     runtime: tokio::runtime::Runtime,
     pub client: kube::Client,
-    /// This test's turn on a shared cluster.
-    _turn: Option<std::sync::MutexGuard<'static, ()>>,
+    /// This test's turn on the shared cluster.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
     pub fn start() -> Self {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let shared = if let Ok(path) = std::env::var("LABCTL_TEST_KUBECONFIG") {
-            Some((std::fs::read_to_string(&path).unwrap(), std::env::var("LABCTL_TEST_KUBE_IMAGE").ok()))
+        let (kubeconfig, image) = if let Ok(path) = std::env::var("LABCTL_TEST_KUBECONFIG") {
+            (std::fs::read_to_string(&path).unwrap(), std::env::var("LABCTL_TEST_KUBE_IMAGE").ok())
         } else if let Ok(bin) = std::env::var("LABCTL_TEST_CLUSTER_BIN") {
-            Some((test_cluster(Path::new(&bin)), Some(TEST_CLUSTER_IMAGE.to_owned())))
+            (test_cluster(Path::new(&bin)), Some(TEST_CLUSTER_IMAGE.to_owned()))
         } else {
-            None
+            panic!(
+                "the Kubernetes tests need a cluster: run them through scripts/test.sh, which builds \
+                 testing/cluster and names it in LABCTL_TEST_CLUSTER_BIN, or name a cluster's \
+                 kubeconfig in LABCTL_TEST_KUBECONFIG"
+            )
         };
-        if let Some((kubeconfig, image)) = shared {
-            static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-            let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-            let client = runtime.block_on(async {
-                let parsed = kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap();
-                let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default()).await.unwrap();
-                kube::Client::try_from(config).unwrap()
-            });
-            let cluster = Self { emulator: None, kubeconfig, image, runtime, client, _turn: Some(turn) };
-            cluster.sweep(std::env::var_os("LABCTL_TEST_KUBECONFIG").is_none());
-            return cluster;
-        }
-        let emulator = Emulator::start().unwrap();
-        emulator.run_jobs(&worker_bin_dir());
-        let url = emulator.url().parse().unwrap();
-        let client = runtime.block_on(async { kube::Client::try_from(kube::Config::new(url)) }).unwrap();
-        Self {
-            kubeconfig: emulator.kubeconfig(),
-            emulator: Some(emulator),
-            image: None,
-            runtime,
-            client,
-            _turn: None,
-        }
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let client = runtime.block_on(async {
+            let parsed = kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap();
+            let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default()).await.unwrap();
+            kube::Client::try_from(config).unwrap()
+        });
+        let cluster = Self { kubeconfig, image, runtime, client, _turn: turn };
+        cluster.sweep(std::env::var_os("LABCTL_TEST_KUBECONFIG").is_none());
+        cluster
     }
 
     /// Clears what an earlier test on this shared cluster left behind when it failed midway:
@@ -126,7 +113,7 @@ impl Cluster {
         found.extend(
             namespaces.items.iter().map(|n| format!("Namespace {}", n.metadata.name.clone().unwrap())),
         );
-        for kind in labctl_kube_emulator::namespaced_kinds() {
+        for kind in labelled_kinds() {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind);
             for o in self.block_on(api.list(&params)).unwrap().items {
                 found.push(format!(
@@ -146,11 +133,8 @@ impl Cluster {
     }
 
     /// Waits until Deployment `namespace/name` has rolled out its latest template: every
-    /// replica updated and available, none of the old ones left (at once on the emulator).
+    /// replica updated and available, none of the old ones left.
     pub fn rolled_out(&self, namespace: &str, name: &str) {
-        if self.emulator.is_some() {
-            return;
-        }
         let start = std::time::Instant::now();
         loop {
             let d = self.deployment(namespace, name).unwrap();
@@ -241,14 +225,12 @@ impl Cluster {
         if let Some(image) = &self.image {
             lab = lab.replace("image = \"ghcr.io/labctl/workers:0.1.0\"", &format!("image = \"{image}\""));
         }
-        if self.emulator.is_none() {
-            // Real pods: small enough for five students on one CI node.
-            // (The workers' `cpu` and the limit range's default; its maximum stays.)
-            lab = lab
-                .replace(" cpu = \"250m\"", " cpu = \"20m\"")
-                .replace(" cpu = \"500m\"", " cpu = \"20m\"")
-                .replace("default_cpu = \"250m\"", "default_cpu = \"20m\"");
-        }
+        // Small enough for five students on one CI node.
+        // (The workers' `cpu` and the limit range's default; its maximum stays.)
+        lab = lab
+            .replace(" cpu = \"250m\"", " cpu = \"20m\"")
+            .replace(" cpu = \"500m\"", " cpu = \"20m\"")
+            .replace("default_cpu = \"250m\"", "default_cpu = \"20m\"");
         assert!(lab.contains("kubeconfig.yaml"), "the lab has the commented kubeconfig line");
         env.write("lab.toml", &lab);
         env
@@ -296,6 +278,28 @@ fn refusal_policy() -> (kube::api::ApiResource, kube::api::ApiResource) {
         ))
     };
     (gvk("ValidatingAdmissionPolicy"), gvk("ValidatingAdmissionPolicyBinding"))
+}
+
+/// The kinds of object labctl labels in a student's namespace, and those its controllers
+/// make from them (pods, Jobs' pods): what [`Cluster::labelled`] lists.
+fn labelled_kinds() -> Vec<kube::api::ApiResource> {
+    use k8s_openapi::api::{batch::v1 as batch, core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
+    use kube::api::ApiResource;
+    vec![
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<batch::Job>(&()),
+        ApiResource::erase::<Pod>(&()),
+        ApiResource::erase::<core::Secret>(&()),
+        ApiResource::erase::<core::ConfigMap>(&()),
+        ApiResource::erase::<core::PersistentVolumeClaim>(&()),
+        ApiResource::erase::<core::Service>(&()),
+        ApiResource::erase::<core::ServiceAccount>(&()),
+        ApiResource::erase::<ResourceQuota>(&()),
+        ApiResource::erase::<core::LimitRange>(&()),
+        ApiResource::erase::<rbac::Role>(&()),
+        ApiResource::erase::<rbac::RoleBinding>(&()),
+        ApiResource::erase::<net::NetworkPolicy>(&()),
+    ]
 }
 
 /// The workers' image as the test cluster knows it (built from the workers next to labctl).
@@ -422,18 +426,16 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
         q.spec.unwrap().hard.unwrap()["requests.nvidia.com/gpu"].0.clone()
     };
     assert_eq!((quota("barbara"), quota("ada")), ("2".to_owned(), "0".to_owned()));
-    if cluster.emulator.is_none() {
-        // Placed by the real scheduler: Barbara's GPU workers on the GPU pool, nothing else.
-        let gpu_node = labctl_test_cluster::GPU_NODE;
-        assert_eq!(cluster.pod_nodes(&format!("{lab}-barbara"), "scheduler-workers"), vec![gpu_node; 2]);
-        for student in ["ada", "alan", "grace", "edsger", "barbara"] {
-            for component in ["mapreduce", "mapreduce-workers", "scheduler"] {
-                let nodes = cluster.pod_nodes(&format!("{lab}-{student}"), component);
-                assert!(
-                    !nodes.is_empty() && !nodes.iter().any(|n| n == gpu_node),
-                    "{student} {component}: {nodes:?}"
-                );
-            }
+    // Placed by the scheduler: Barbara's GPU workers on the GPU pool, nothing else.
+    let gpu_node = labctl_test_cluster::GPU_NODE;
+    assert_eq!(cluster.pod_nodes(&format!("{lab}-barbara"), "scheduler-workers"), vec![gpu_node; 2]);
+    for student in ["ada", "alan", "grace", "edsger", "barbara"] {
+        for component in ["mapreduce", "mapreduce-workers", "scheduler"] {
+            let nodes = cluster.pod_nodes(&format!("{lab}-{student}"), component);
+            assert!(
+                !nodes.is_empty() && !nodes.iter().any(|n| n == gpu_node),
+                "{student} {component}: {nodes:?}"
+            );
         }
     }
 
@@ -595,20 +597,14 @@ fn an_object_edited_by_hand_is_drift_that_apply_repairs() {
 #[test]
 fn a_deployment_that_never_becomes_ready_fails_that_student_only() {
     let cluster = Cluster::start();
-    match &cluster.emulator {
-        Some(emulator) => emulator.hold_unready("k8slab-bob"),
-        None => cluster.refuse_pods_in("k8slab-bob"),
-    }
+    cluster.refuse_pods_in("k8slab-bob");
     // Long enough for Ann's real pods to start.
-    let timeout = if cluster.emulator.is_some() { 2 } else { 45 };
+    let timeout = 45;
     let env = cluster.env(&small_lab(timeout));
     let apply = env.run(&["apply", "lab.toml", "--yes"]);
     assert_ne!(apply.code, 0, "{}", apply.all());
-    // Why, in the words of the emulator or of the real controllers and admission.
-    let why = match &cluster.emulator {
-        Some(_) => "0 of 1 replicas available",
-        None => "0 of 1 replicas updated (Deployment does not have minimum availability.; pods \"mapreduce-",
-    };
+    // Why, in the words of the controllers and of admission.
+    let why = "0 of 1 replicas updated (Deployment does not have minimum availability.; pods \"mapreduce-";
     assert!(
         apply
             .all()
@@ -616,9 +612,7 @@ fn a_deployment_that_never_becomes_ready_fails_that_student_only() {
         "{}",
         apply.all()
     );
-    if cluster.emulator.is_none() {
-        assert!(apply.all().contains("denied request: pods are held back by the test"), "{}", apply.all());
-    }
+    assert!(apply.all().contains("denied request: pods are held back by the test"), "{}", apply.all());
     assert!(!apply.all().contains("k8slab-ann/"), "ann's workers are fine: {}", apply.all());
 
     let state = env.state("k8slab");
@@ -628,9 +622,7 @@ fn a_deployment_that_never_becomes_ready_fails_that_student_only() {
     assert_eq!(resource("student[\"bob\"].mapreduce")["tainted"], true, "{state:#}");
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
-    if cluster.emulator.is_none() {
-        cluster.allow_pods_again();
-    }
+    cluster.allow_pods_again();
 }
 
 /// A namespace of the same name that labctl did not make is not taken over (nor, later,
