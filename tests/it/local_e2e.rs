@@ -105,3 +105,56 @@ fn quickstart_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leav
     }
     assert_eq!(env.data_files(), Vec::<String>::new());
 }
+
+/// A student's word count in Python, as the course has them write it.
+const MAPPER: &str = "import re, sys\nfor line in sys.stdin:\n    for w in re.findall('[A-Za-z]+', line):\n        print(w.lower() + '\\t1')\n";
+const REDUCER: &str = "import sys\ncounts = {}\nfor line in sys.stdin:\n    w, n = line.rstrip('\\n').split('\\t')\n    counts[w] = counts.get(w, 0) + int(n)\nfor w in sorted(counts):\n    print(f'{w}\\t{counts[w]}')\n";
+const TRAIN: &str = "import sys\nprint('trained with alpha', sys.argv[2])\n";
+
+/// The handout's `sh` blocks, in order.
+fn shell_blocks(handout: &str) -> Vec<String> {
+    handout.split("```sh\n").skip(1).map(|b| b.split("```").next().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn a_students_own_mapper_reducer_and_train_py_run_from_their_directory_as_the_handout_says() {
+    let bin = worker_bin_dir();
+    let env = Env::new();
+    env.write("lab.toml", &LAB.replace("smoke = [\"wordcount\", \"hpsearch\"]", "smoke = []"));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    env.run(&["output", "lab.toml", "--handout", "handouts"]).ok();
+    let handout = std::fs::read_to_string(env.path("handouts/ada.md")).unwrap();
+    let blocks = shell_blocks(&handout);
+    let block =
+        |needle: &str| blocks.iter().find(|b| b.contains(needle)).unwrap_or_else(|| panic!("{handout}"));
+
+    // Ada's own directory, nowhere near the services' working directories.
+    let home = tempfile::tempdir().unwrap();
+    for (name, text) in [("mapper.py", MAPPER), ("reducer.py", REDUCER), ("train.py", TRAIN)] {
+        std::fs::write(home.path().join(name), text).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-ec", script])
+            .current_dir(home.path())
+            .env("PATH", &path)
+            .env_remove("LAB_MAPREDUCE_TOKEN")
+            .env_remove("LAB_SCHEDULER_TOKEN")
+            .output()
+            .unwrap();
+        let run = Run::from(out);
+        assert_eq!(run.code, 0, "{script}\n{}", run.all());
+        run
+    };
+
+    // The word count block sets the token; the streaming block follows it as written.
+    sh(&format!("{}{}", block("--job wordcount"), block("--job streaming")));
+    let bucket = env.data().join("quickstart/buckets/quickstart-ada");
+    labctl_datasets::check::wordcount(&bucket.join("datasets/corpus"), &bucket.join("out/mine")).unwrap();
+
+    let graph = sh(block("graph.toml"));
+    let results: serde_json::Value = serde_json::from_str(&graph.stdout).unwrap();
+    assert_eq!(results["results"]["train"]["stdout"], "trained with alpha 0.1\n", "{}", graph.stdout);
+    env.run(&["destroy", "lab.toml", "--yes"]).ok();
+}

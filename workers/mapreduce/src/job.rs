@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use labctl_wire::files::Shipped;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +38,14 @@ pub enum JobKind {
     /// Lines matching a regular expression; output `doc:offset<TAB>line`.
     Grep { pattern: String },
     /// Mapper and reducer are shell commands reading lines on stdin and writing
-    /// `key<TAB>value` lines, like Hadoop Streaming.
-    Streaming { mapper: String, reducer: String },
+    /// `key<TAB>value` lines, like Hadoop Streaming; each call runs in a fresh directory
+    /// holding the job's shipped `files` (the student's `mapper.py`, …).
+    Streaming {
+        mapper: String,
+        reducer: String,
+        #[serde(default, skip_serializing_if = "Shipped::is_empty")]
+        files: Shipped,
+    },
     /// Test job: every map and reduce call records its start and end in `probe_dir` and
     /// sleeps a random time in the given range; output is a word count.
     SleepProbe { probe_dir: String, map_ms: (u64, u64), reduce_ms: (u64, u64) },
@@ -73,8 +80,9 @@ impl JobKind {
                     at += line.len() as u64;
                 }
             }
-            Self::Streaming { mapper, .. } => {
-                let stdout = run_command(mapper, data, &[("MAP_INPUT_FILE", doc)], "mapper")?;
+            Self::Streaming { mapper, files, .. } => {
+                let dir = files.task_dir().map_err(|e| e.to_string())?;
+                let stdout = run_command(mapper, data, &[("MAP_INPUT_FILE", doc)], "mapper", dir.path())?;
                 for line in stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                     let (k, v) = split_tab(line);
                     out.emit(k, v);
@@ -101,7 +109,7 @@ impl JobKind {
     ) -> Result<u64, String> {
         let mut records = 0;
         match self {
-            Self::Streaming { reducer, .. } => {
+            Self::Streaming { reducer, files, .. } => {
                 let mut input = Vec::new();
                 for (k, values) in groups {
                     for v in values {
@@ -111,7 +119,8 @@ impl JobKind {
                         input.push(b'\n');
                     }
                 }
-                let stdout = run_command(reducer, &input, &[], "reducer")?;
+                let dir = files.task_dir().map_err(|e| e.to_string())?;
+                let stdout = run_command(reducer, &input, &[], "reducer", dir.path())?;
                 records = stdout.iter().filter(|b| **b == b'\n').count() as u64;
                 out.extend_from_slice(&stdout);
                 return Ok(records);
@@ -189,12 +198,19 @@ pub fn words(data: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
-/// Runs `sh -c command` with `input` on stdin; its stdout, or an error with the tail of
-/// its stderr.
-fn run_command(command: &str, input: &[u8], env: &[(&str, &str)], role: &str) -> Result<Vec<u8>, String> {
+/// Runs `sh -c command` in `dir` with `input` on stdin; its stdout, or an error with the
+/// tail of its stderr.
+fn run_command(
+    command: &str,
+    input: &[u8],
+    env: &[(&str, &str)],
+    role: &str,
+    dir: &std::path::Path,
+) -> Result<Vec<u8>, String> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
+        .current_dir(dir)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -258,8 +274,9 @@ mod tests {
 
     #[test]
     fn streaming_reports_stderr_of_a_failing_command() {
-        let err = run_command("echo out; echo boom >&2; exit 3", b"", &[], "mapper").unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let err = run_command("echo out; echo boom >&2; exit 3", b"", &[], "mapper", dir.path()).unwrap_err();
         assert!(err.contains("exit status: 3") && err.ends_with("boom"), "{err}");
-        assert_eq!(run_command("cat", b"a\tb\n", &[], "mapper").unwrap(), b"a\tb\n");
+        assert_eq!(run_command("cat", b"a\tb\n", &[], "mapper", dir.path()).unwrap(), b"a\tb\n");
     }
 }

@@ -2,7 +2,7 @@
 //! running coordinator.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use labctl_mapreduce::job::{JobKind, JobSpec};
 use labctl_mapreduce::protocol::{connect, Reply, Request, Role};
 use labctl_mapreduce::report::JobReport;
 use labctl_mapreduce::{reference, worker};
+use labctl_wire::files::Shipped;
 use tokio::net::TcpListener;
 
 /// labctl's MapReduce engine: word count, inverted index, grep and streaming jobs over
@@ -176,6 +177,10 @@ struct JobOptions {
     /// streaming: the reducer command.
     #[arg(long)]
     reducer: Option<String>,
+    /// streaming: a file the mapper or reducer needs (your `mapper.py`), shipped with the
+    /// job; they run in a directory holding these files. Repeatable.
+    #[arg(long = "file")]
+    files: Vec<PathBuf>,
     /// sleep-probe: where calls record their timing.
     #[arg(long)]
     probe_dir: Option<String>,
@@ -205,6 +210,7 @@ impl JobOptions {
             Kind::Streaming => JobKind::Streaming {
                 mapper: need(&self.mapper, "mapper")?,
                 reducer: need(&self.reducer, "reducer")?,
+                files: Shipped::read(Path::new(""), &self.files).map_err(|e| format!("--file: {e}"))?,
             },
             Kind::SleepProbe => JobKind::SleepProbe {
                 probe_dir: need(&self.probe_dir, "probe-dir")?,
@@ -213,6 +219,9 @@ impl JobOptions {
             },
             Kind::Crash => JobKind::Crash,
         };
+        if !self.files.is_empty() && !matches!(job, JobKind::Streaming { .. }) {
+            return Err("--file ships files for the mapper and reducer of --job streaming".into());
+        }
         if self.inputs.is_empty() {
             return Err("give at least one --input".into());
         }

@@ -4,6 +4,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use labctl_wire::files::Shipped;
 use serde_json::{json, Value};
 
 use crate::model::{self, Params, Source};
@@ -26,7 +27,7 @@ pub fn is_trivial(p: &Payload) -> bool {
 /// Runs `payload` with its dependencies' results.
 pub fn run(payload: &Payload, inputs: &[Value]) -> Result<Value, String> {
     match payload {
-        Payload::Command { argv } => command(argv),
+        Payload::Command { argv, files } => command(argv, files),
         Payload::Builtin { function, args } => builtin(function, args, inputs),
     }
 }
@@ -94,11 +95,14 @@ pub fn best(fits: &[Value]) -> Result<Value, String> {
     Ok(json!({ "best": best, "scores": scores, "fits": fits.len() }))
 }
 
-/// Runs a program; returns its exit code and output, or an error with the tail of stderr.
-fn command(argv: &[String]) -> Result<Value, String> {
+/// Runs a program in a fresh directory holding `files`; returns its exit code and output,
+/// or an error with the tail of stderr.
+fn command(argv: &[String], files: &Shipped) -> Result<Value, String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
+    let dir = files.task_dir().map_err(|e| e.to_string())?;
     let mut child = Command::new(program)
         .args(args)
+        .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

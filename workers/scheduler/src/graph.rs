@@ -10,12 +10,16 @@
 //! [[task]]
 //! id = "train"
 //! command = ["python3", "train.py", "--alpha", "0.1"]
+//! files = ["train.py"]  # shipped with the graph, from beside the graph file
 //! deps = ["data"]
 //!
 //! outputs = ["train"]   # default: the tasks nothing depends on
 //! ```
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use labctl_wire::files::Shipped;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -37,6 +41,9 @@ struct Entry {
     #[serde(default)]
     args: Value,
     command: Option<Vec<String>>,
+    /// For a command: files it needs, relative to the graph file's directory.
+    #[serde(default)]
+    files: Vec<PathBuf>,
     #[serde(default)]
     deps: Vec<String>,
     #[serde(default)]
@@ -52,8 +59,9 @@ pub struct Graph {
     pub names: Vec<String>,
 }
 
-/// Parses a graph file's text; `toml` picks the format.
-pub fn parse(text: &str, toml: bool) -> Result<Graph, String> {
+/// Parses a graph file's text; `toml` picks the format, and command tasks' `files` are read
+/// from `base`.
+pub fn parse(text: &str, toml: bool, base: &Path) -> Result<Graph, String> {
     let file: File =
         if toml { toml_parse(text)? } else { serde_json::from_str(text).map_err(|e| e.to_string())? };
     let ids: HashMap<&str, u64> =
@@ -66,9 +74,15 @@ pub fn parse(text: &str, toml: bool) -> Result<Graph, String> {
     for t in &file.task {
         let payload = match (&t.function, &t.command) {
             (Some(f), None) => Payload::Builtin { function: f.clone(), args: t.args.clone() },
-            (None, Some(argv)) => Payload::Command { argv: argv.clone() },
+            (None, Some(argv)) => {
+                let files = Shipped::read(base, &t.files).map_err(|e| format!("task `{}`: {e}", t.id))?;
+                Payload::Command { argv: argv.clone(), files }
+            }
             _ => return Err(format!("task `{}` needs exactly one of `function` or `command`", t.id)),
         };
+        if !t.files.is_empty() && t.command.is_none() {
+            return Err(format!("task `{}`: `files` go with a `command`", t.id));
+        }
         let deps = t.deps.iter().map(|d| lookup(d)).collect::<Result<_, _>>()?;
         tasks.push(TaskSpec { id: lookup(&t.id)?, deps, payload, gpus: t.gpus, priority: t.priority });
     }

@@ -1,7 +1,7 @@
 //! `lab-scheduler`: run a scheduler or a worker, submit task graphs, run the
 //! hyperparameter search, read the status.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -165,7 +165,8 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
         Cmd::Submit { scheduler, auth, graph: path } => {
             let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let toml = path.extension().is_some_and(|e| e == "toml");
-            let g = graph::parse(&text, toml).map_err(|e| format!("{}: {e}", path.display()))?;
+            let base = path.parent().unwrap_or(Path::new(""));
+            let g = graph::parse(&text, toml, base).map_err(|e| format!("{}: {e}", path.display()))?;
             let mut client = Client::connect(&scheduler, &auth.token).await?;
             let outcome = client.run(g.tasks, &g.wanted).await?;
             let name = |id: &u64| g.names.get(*id as usize).cloned().unwrap_or_else(|| id.to_string());

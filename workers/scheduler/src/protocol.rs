@@ -1,13 +1,14 @@
 //! Messages between the scheduler, its workers and clients, over [`labctl_wire`] frames.
 //! Tasks and their results travel in batches both ways.
 
+use labctl_wire::files::Shipped;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::core::TaskId;
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a task runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,8 +21,13 @@ pub enum Payload {
         #[serde(default)]
         args: Value,
     },
-    /// A program; stdout and stderr are captured, a non-zero exit is a task error.
-    Command { argv: Vec<String> },
+    /// A program, run in a fresh directory holding the shipped `files` (the student's
+    /// `train.py`, …); stdout and stderr are captured, a non-zero exit is a task error.
+    Command {
+        argv: Vec<String>,
+        #[serde(default, skip_serializing_if = "Shipped::is_empty")]
+        files: Shipped,
+    },
 }
 
 /// A task as submitted by a client; ids are the client's own, unique within one submission.

@@ -1,9 +1,11 @@
 //! The wire format of labctl's bundled workers: length-delimited frames, each one JSON
 //! message, over TCP. Both the MapReduce engine and the task scheduler speak it. Also what
-//! else they share: how they stop when asked to ([`stop`]).
+//! else they share: how they stop when asked to ([`stop`]), and the students' files that
+//! travel with a job ([`files`]).
 
 #![warn(clippy::print_stdout)]
 
+pub mod files;
 pub mod stop;
 
 use std::time::Duration;

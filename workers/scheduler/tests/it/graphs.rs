@@ -1,5 +1,6 @@
 //! S1 correctness, S7 errors, S8 stealing, S10 hyperparameter search, S11 commands.
 
+use std::process::Command;
 use std::time::Duration;
 
 use labctl_scheduler::hpsearch::Search;
@@ -99,6 +100,46 @@ fn s11_command_tasks_capture_output_and_fail_with_stderr() {
     assert_eq!(out.results[&0]["stderr"], "training\n");
     let err = &out.errors[&1];
     assert!(err.contains("exit status: 1") && err.ends_with("alpha must be at most 1"), "{err}");
+}
+
+#[test]
+fn a_graphs_command_runs_from_its_shipped_files_in_a_directory_of_its_own() {
+    let cluster = Cluster::start(1, "5");
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("train.py"), "import os, sys\nprint(sys.argv[1], os.getcwd())\n")
+        .unwrap();
+    let graph = home.path().join("graph.toml");
+    let task = r#"[[task]]
+id = "train"
+command = ["python3", "train.py", "0.1"]
+files = ["train.py"]
+"#;
+    std::fs::write(&graph, task).unwrap();
+    let submit = |graph: &std::path::Path| {
+        Command::new(BIN)
+            .args(["submit", "--scheduler", &cluster.addr, "--token", TOKEN])
+            .arg(graph)
+            .current_dir("/")
+            .output()
+            .unwrap()
+    };
+    let out = submit(&graph);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = printed["results"]["train"]["stdout"].as_str().unwrap();
+    let (alpha, cwd) = stdout.trim_end().split_once(' ').unwrap();
+    assert_eq!(alpha, "0.1");
+    assert!(!cwd.starts_with(home.path().to_str().unwrap()) && cwd != "/", "{cwd}");
+    assert!(!std::path::Path::new(cwd).exists(), "the task's directory is removed: {cwd}");
+
+    std::fs::write(&graph, task.replace("files = [\"train.py\"]", "files = [\"tran.py\"]")).unwrap();
+    let refused = submit(&graph);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("graph.toml: task `train`: cannot read") && stderr.contains("tran.py"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -137,7 +137,10 @@ pub fn command(id: u64, argv: &[&str]) -> TaskSpec {
     TaskSpec {
         id,
         deps: vec![],
-        payload: Payload::Command { argv: argv.iter().map(|s| s.to_string()).collect() },
+        payload: Payload::Command {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            files: Default::default(),
+        },
         gpus: 0,
         priority: 0,
     }
