@@ -68,6 +68,9 @@ pub enum Command {
         /// worker tokens stay. Hand out the new keys with `labctl output --handout`.
         #[arg(long)]
         rotate_keys: bool,
+        /// Apply even when the cost estimate exceeds the lab's [lab.budget].
+        #[arg(long)]
+        ignore_budget: bool,
     },
     /// Run the smoke workloads in every student's environment: a pass/fail matrix.
     ///

@@ -60,7 +60,16 @@ fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec
         destroy,
         expires: o.lab.expires,
         actions,
+        cost: None,
     }
+}
+
+/// What the lab file's resources cost, from the file alone (no request is sent).
+fn estimate(o: &Opened) -> plan::Estimate {
+    let now = jiff::Timestamp::now().as_second();
+    let hours = o.lab.expires.map(|at| (at.as_second() - now) as f64 / 3600.0);
+    let nodes = lab::expand(&o.lab, o.setup.as_ref());
+    plan::Estimate::of(&nodes, o.setup.as_ref(), &o.lab.budget, o.students(), hours)
 }
 
 pub(super) async fn plan_command(
@@ -78,7 +87,7 @@ pub(super) async fn plan_command(
     let plan = if destroy {
         new_plan(&o, &state, true, plan::destroy_plan(&state, &Filter::default()))
     } else {
-        make_plan(&o, &state, false).await?
+        Plan { cost: Some(estimate(&o)), ..make_plan(&o, &state, false).await? }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
@@ -103,6 +112,7 @@ pub(super) struct ApplyOptions {
     pub yes: bool,
     pub no_verify: bool,
     pub rotate_keys: bool,
+    pub ignore_budget: bool,
 }
 
 pub(super) async fn apply(
@@ -116,11 +126,17 @@ pub(super) async fn apply(
     }
     let o = Opened::open(path, place)?;
     refuse_expired(o.lab.expires, path)?;
+    let cost = estimate(&o);
+    if let Some(why) = cost.over(&o.lab.budget).filter(|_| !opts.ignore_budget) {
+        return Err(CliError::invalid(format!("{}: {why}", path.display())).with_hint(
+            "make the lab smaller or cheaper, raise [lab.budget], or apply anyway with --ignore-budget",
+        ));
+    }
     let options = engine_options(run, o.setup.as_ref())?;
     let lock = o.lock("apply")?;
     let mut state = o.load_state()?;
     let recorded = std::mem::replace(&mut state.expires, o.lab.expires);
-    let plan = make_plan(&o, &state, opts.rotate_keys).await?;
+    let plan = Plan { cost: Some(cost), ..make_plan(&o, &state, opts.rotate_keys).await? };
     if !run.json {
         let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
     }

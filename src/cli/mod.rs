@@ -70,12 +70,12 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
         Command::Plan { target, out, destroy, json, detailed_exitcode } => {
             commands::plan_command(&target, out, destroy, json, detailed_exitcode).await
         }
-        Command::Apply { lab_or_plan, place, run, yes, no_verify, rotate_keys } => {
+        Command::Apply { lab_or_plan, place, run, yes, no_verify, rotate_keys, ignore_budget } => {
             commands::apply(
                 &lab_or_plan,
                 &place,
                 &run,
-                commands::ApplyOptions { yes, no_verify, rotate_keys },
+                commands::ApplyOptions { yes, no_verify, rotate_keys, ignore_budget },
             )
             .await
         }

@@ -216,6 +216,7 @@ impl World {
             destroy: false,
             expires: None,
             actions,
+            cost: None,
         }
     }
 

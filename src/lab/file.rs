@@ -55,14 +55,19 @@ pub struct LabSection {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetSection {
-    /// Currency of the amounts below (default USD).
-    pub currency: Option<String>,
+    /// Currency of the amounts below: USD, the price tables' currency.
+    #[schemars(with = "Option<String>")]
+    pub currency: Option<Spanned<String>>,
     /// Refuse to apply when the estimated cost per student-hour exceeds this.
     #[schemars(with = "Option<f64>")]
     pub per_student_per_hour: Option<Spanned<f64>>,
     /// Refuse to apply when the estimated cost until `expires` exceeds this.
     #[schemars(with = "Option<f64>")]
     pub total: Option<Spanned<f64>>,
+    /// USD per unit-hour by price item, replacing the provider's shipped price (e.g.
+    /// `"ec2:t3.medium" = 0.05`, or a rate for an item the provider does not price).
+    #[serde(default)]
+    pub rates: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

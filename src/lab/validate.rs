@@ -51,6 +51,20 @@ pub fn validate(
     let setup = v.student_section(&file, plugin, &datasets, path, cx);
     let expires = file.lab.expires.as_ref().and_then(|e| v.expiry(e));
     if let Some(budget) = &file.lab.budget {
+        if let Some(currency) = budget.currency.as_ref().filter(|c| c.get_ref() != "USD") {
+            v.error(
+                currency,
+                format!("budget currency {} is not the price tables' currency", currency.get_ref()),
+                "allowed: \"USD\"",
+            );
+        }
+        if let (Some(total), None) = (&budget.total, &file.lab.expires) {
+            v.error(
+                total,
+                "a total budget needs the lab's `expires`, to know how long it runs".into(),
+                "set `expires` in [lab]",
+            );
+        }
         for amount in [&budget.per_student_per_hour, &budget.total].into_iter().flatten() {
             // Not `<= 0.0`: NaN is refused too.
             if amount.get_ref().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
@@ -91,11 +105,22 @@ pub fn validate(
                 network: file.network,
                 expires,
                 state: file.lab.state.clone(),
+                budget: budget(file.lab.budget.as_ref()),
                 warnings: v.warnings,
             },
             setup,
         }),
         _ => Err(v.errors),
+    }
+}
+
+/// The lab's budget, as validated.
+fn budget(section: Option<&crate::lab::file::BudgetSection>) -> labctl_provider_api::lab::Budget {
+    let Some(b) = section else { return Default::default() };
+    labctl_provider_api::lab::Budget {
+        per_student_per_hour: b.per_student_per_hour.as_ref().map(|a| *a.get_ref()),
+        total: b.total.as_ref().map(|a| *a.get_ref()),
+        rates: b.rates.clone(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The plan: the difference between what the lab wants and what state says exists, as a
 //! value that can be shown, saved, and applied later exactly as shown.
 
+mod cost;
 mod diff;
 mod file;
 
@@ -10,6 +11,7 @@ use labctl_provider_api::{ResourceSpec, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use cost::{usd, Estimate, Range};
 pub use diff::{destroy_plan, diff, force_update, Filter, Refresh, Refreshed};
 pub use file::PlanFileError;
 
@@ -33,6 +35,9 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<jiff::Timestamp>,
     pub actions: Vec<Action>,
+    /// What the lab costs as planned (not for destroy plans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Estimate>,
 }
 
 /// A provider setup as a plan records it: its plugin's name and what the plugin saved.

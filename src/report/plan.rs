@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::{action_style, paint, BOLD, DIM};
-use crate::plan::{ActionKind, Plan};
+use crate::plan::{usd, ActionKind, Estimate, Plan, Range};
 
 /// The plan as text: one block per action with its changed attributes, then a summary line.
 pub fn render_plan(plan: &Plan, students: usize) -> String {
@@ -69,7 +69,49 @@ pub fn render_plan(plan: &Plan, students: usize) -> String {
         paint(action_style(ActionKind::Replace), c.replace),
         paint(action_style(ActionKind::Delete), c.delete),
     );
+    if let Some(cost) = plan.cost.as_ref().filter(|c| c.is_worth_showing()) {
+        render_cost(&mut out, cost);
+    }
     out
+}
+
+/// The estimate: per student, for the lab, until it expires, and what makes it.
+fn render_cost(out: &mut String, cost: &Estimate) {
+    let range = |r: Range| {
+        if (r.max - r.min).abs() < 1e-9 {
+            usd(r.max)
+        } else {
+            format!("{} to {}", usd(r.min), usd(r.max))
+        }
+    };
+    let _ = writeln!(
+        out,
+        "
+{} ({}):",
+        paint(BOLD, "Estimated cost"),
+        cost.prices
+    );
+    let _ = writeln!(out, "  per student per hour  {}", range(cost.per_student_per_hour));
+    let _ = writeln!(out, "  the lab per hour      {}", range(cost.per_hour));
+    if let (Some(hours), Some(total)) = (cost.hours, cost.until_expiry) {
+        let _ = writeln!(out, "  until it expires      {} ({hours:.1} h)", range(total));
+    }
+    for item in &cost.items {
+        let units = if (item.units.max - item.units.min).abs() < 1e-9 {
+            format!("{}", item.units.max)
+        } else {
+            format!("{} to {}", item.units.min, item.units.max)
+        };
+        let _ =
+            writeln!(out, "    {}  {units} × {}/h = {}/h", item.item, usd(item.rate), range(item.per_hour));
+    }
+    if !cost.unpriced.is_empty() {
+        let _ = writeln!(
+            out,
+            "  not priced (counted as $0; give a rate in [lab.budget] rates): {}",
+            cost.unpriced.join(", ")
+        );
+    }
 }
 
 fn show(v: &Value) -> String {

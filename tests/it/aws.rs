@@ -652,3 +652,81 @@ fn missing_credentials_fail_fast_with_one_clear_message() {
     assert!(stderr.contains("and 6 more: no AWS credentials"), "one line for all seven resources: {stderr}");
     run(&env, &["destroy", "lab.toml", "--yes"]).ok();
 }
+
+#[test]
+fn plan_prices_the_example_and_apply_over_budget_sends_no_request() {
+    let moto = Moto::start();
+    let env = aws_example(&moto);
+    let plan = run(&env, &["plan", "lab.toml", "--json"]).ok();
+    let cost = serde_json::from_str::<serde_json::Value>(&plan.stdout).unwrap()["cost"].clone();
+    // The shipped table: 5 × t3.large with 30 GB of gp3 each, the EKS control plane, 1 to 5
+    // m5.large and 0 to 2 g4dn.xlarge.
+    let min = 5.0 * 0.0832 + 150.0 * 0.08 / 730.0 + 0.10 + 0.096;
+    let max = min - 0.096 + 5.0 * 0.096 + 2.0 * 0.526;
+    let near = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-9;
+    assert!(near(&cost["per_hour"]["min"], min) && near(&cost["per_hour"]["max"], max), "{cost:#}");
+    assert!(near(&cost["per_student_per_hour"]["max"], max / 5.0), "{cost:#}");
+    let shown = run(&env, &["plan", "lab.toml"]).ok().stdout;
+    assert!(
+        shown.contains("Estimated cost (AWS on-demand list prices for us-east-1 (Linux), 2025):"),
+        "{shown}"
+    );
+    assert!(shown.contains("  per student per hour  $0.126 to $0.413\n"), "{shown}");
+    assert!(shown.contains("    ec2:g4dn.xlarge  0 to 2 × $0.526/h = $0.00 to $1.05/h\n"), "{shown}");
+
+    // Over budget, apply refuses before it sends anything: its endpoint counts and drops every
+    // connection made to it, so a request that slipped through fails apply fast and is seen.
+    let silent = Doorstop::open();
+    let lab = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    let lab = lab
+        .replace(&moto.endpoint, &silent.endpoint)
+        // (In [lab], which the provider table follows.)
+        .replace("[provider.aws]", "budget = { per_student_per_hour = 0.2 }\n\n[provider.aws]");
+    env.write("lab.toml", &lab);
+    let refused = run(&env, &["apply", "lab.toml", "--yes"]);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused.stderr.contains(
+            "the estimate is $0.413 per student per hour, over the budget of $0.200 (biggest: \
+             ec2:g4dn.xlarge $1.05/h, ec2:m5.large $0.480/h, ec2:t3.large $0.416/h)"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--ignore-budget"), "{}", refused.stderr);
+    assert_eq!(silent.close(), 0, "connections made to the endpoint");
+}
+
+/// An endpoint that counts and drops every connection made to it, until closed.
+struct Doorstop {
+    endpoint: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Doorstop {
+    fn open() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let stop = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut count = 0;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => count += 1,
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            count
+        });
+        Doorstop { endpoint, stop, thread }
+    }
+
+    /// Stops listening; returns how many connections were made.
+    fn close(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}

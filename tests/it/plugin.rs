@@ -246,6 +246,7 @@ students = [{ id = "ada" }, { id = "bob" }]
         destroy: false,
         expires: None,
         actions,
+        cost: None,
     };
     let (_tx, mut interrupts) = engine::Interrupts::channel();
     let report =

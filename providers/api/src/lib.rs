@@ -14,6 +14,7 @@
 
 mod address;
 pub mod configs;
+pub mod cost;
 pub mod decorate;
 mod error;
 pub mod lab;

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::cost::{Billed, PriceTable};
 use crate::lab::{Cohort, Diagnostic, Lab, LabSections, SmokeWorkload, Source, Student};
 use crate::{Attributes, Provider, RemoteState, ResourceSpec, Tags};
 
@@ -245,6 +246,17 @@ pub trait ProviderSetup: SetupValue + Send + Sync + std::fmt::Debug {
     /// Lines for `status` that state alone can tell (a VM's address, a namespace).
     fn describe(&self, _student: &StudentResources) -> Vec<(String, String)> {
         vec![]
+    }
+
+    /// What `spec` bills per hour, in items of [`ProviderSetup::prices`] (none: free, or
+    /// billed only at rates the lab file gives).
+    fn billed(&self, _spec: &ResourceSpec) -> Vec<Billed> {
+        vec![]
+    }
+
+    /// The prices this provider ships for the lab's region.
+    fn prices(&self) -> PriceTable {
+        PriceTable::default()
     }
 }
 

@@ -31,6 +31,7 @@ mod identity;
 mod network;
 mod platform;
 mod plugin;
+mod pricing;
 mod smoke;
 mod ssh;
 mod state;

@@ -8,10 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use labctl_provider_api::configs::{BucketConfig, DatasetConfig};
+use labctl_provider_api::cost::{Billed, PriceTable};
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
 use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, RemoteState,
-    Settings, StudentResources, Tags,
+    ResourceSpec, Settings, StudentResources, Tags,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -464,6 +465,14 @@ impl ProviderSetup for AwsSetup {
         let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
         let ip = vm_address(&vm.attributes).unwrap_or("?");
         vec![("vm".to_owned(), format!("{} {ip} ({})", vm.id, attribute("state")))]
+    }
+
+    fn billed(&self, spec: &ResourceSpec) -> Vec<Billed> {
+        crate::pricing::billed(spec)
+    }
+
+    fn prices(&self) -> PriceTable {
+        crate::pricing::prices()
     }
 }
 

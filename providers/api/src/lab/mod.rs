@@ -32,8 +32,19 @@ pub struct Lab {
     pub expires: Option<jiff::Timestamp>,
     /// Where the state lives, if the lab file says (a path or a provider's URL).
     pub state: Option<String>,
+    /// `[lab.budget]`: what apply may not exceed, and rates over the provider's prices.
+    pub budget: Budget,
     /// Things that are allowed but probably not what the instructor meant.
     pub warnings: Vec<String>,
+}
+
+/// Limits on the estimated cost (USD), and rates (USD per unit-hour, by price item such
+/// as `ec2:t3.medium`) that replace the provider's shipped prices.
+#[derive(Debug, Clone, Default)]
+pub struct Budget {
+    pub per_student_per_hour: Option<f64>,
+    pub total: Option<f64>,
+    pub rates: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone)]
