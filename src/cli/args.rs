@@ -104,6 +104,10 @@ pub enum Command {
         /// state file or a crash) and delete them.
         #[arg(long)]
         sweep: bool,
+        /// First copy each student's bucket, minus the seeded datasets, into DIR/<student>/;
+        /// a student whose copy fails keeps their bucket (exit 1).
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
         #[command(flatten)]
         run: RunOptions,
         /// Do not ask for confirmation.

@@ -247,10 +247,14 @@ pub(super) async fn destroy(
     target: &Target,
     filter: Filter,
     sweep: bool,
+    archive: Option<&Path>,
     run: &RunOptions,
     yes: bool,
 ) -> Result<u8, CliError> {
     let o = Opened::open(&target.lab, &target.place)?;
+    if archive.is_some() {
+        super::archive::check_supported(o.setup.name())?;
+    }
     for id in &filter.students {
         if !o.lab.students().any(|(_, s)| &s.id == id) {
             tracing::warn!("student `{id}` is not in the lab file; destroying whatever state holds for them");
@@ -262,15 +266,36 @@ pub(super) async fn destroy(
     if sweep {
         adopt_orphans(&o, &mut state, &filter).await?;
     }
-    let plan = new_plan(&o, &state, true, plan::destroy_plan(&state, &filter));
+    let mut plan = new_plan(&o, &state, true, plan::destroy_plan(&state, &filter));
     if !run.json {
-        let _ = write!(anstream::stdout(), "{}", report::render_plan(&plan, o.students()));
+        let mut out = anstream::stdout();
+        let _ = write!(out, "{}", report::render_plan(&plan, o.students()));
+        if let Some(dir) = archive {
+            let _ = writeln!(out, "First each student's bucket is copied into {}/<student>/.", dir.display());
+        }
     }
+    let mut kept = vec![];
     if !plan.is_empty() {
         if !yes {
             confirm("destroy")?;
         }
+        if let Some(dir) = archive {
+            kept = super::archive::archive_buckets(
+                &plan,
+                &state,
+                &o.registry,
+                dir,
+                options.parallelism,
+                run.json,
+            )
+            .await;
+            let addresses: Vec<String> = kept.iter().map(|k| k.address.clone()).collect();
+            plan.actions = plan::keep(std::mem::take(&mut plan.actions), &state, &addresses);
+        }
         let code = execute(&plan, &mut state, &o.store, &o.registry, &options, "Destroy", run.json).await?;
+        if let (Some(dir), false) = (archive, kept.is_empty()) {
+            return Err(super::archive::kept_error(&kept, dir));
+        }
         if code != 0 {
             return Ok(code);
         }

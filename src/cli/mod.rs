@@ -1,5 +1,6 @@
 //! The `labctl` command: argument parsing, the commands, exit codes.
 
+mod archive;
 mod args;
 mod commands;
 mod error;
@@ -83,8 +84,9 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
             commands::verify(&Opened::open(&target.lab, &target.place)?, &students, json, junit.as_deref())
                 .await
         }
-        Command::Destroy { target, students, cohorts, sweep, run, yes } => {
-            commands::destroy(&target, crate::plan::Filter { students, cohorts }, sweep, &run, yes).await
+        Command::Destroy { target, students, cohorts, sweep, archive, run, yes } => {
+            let filter = crate::plan::Filter { students, cohorts };
+            commands::destroy(&target, filter, sweep, archive.as_deref(), &run, yes).await
         }
         Command::Status { target, json } => {
             inspect::status(&Opened::open(&target.lab, &target.place)?, json).await

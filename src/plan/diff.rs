@@ -139,6 +139,27 @@ pub fn destroy_plan(state: &State, filter: &Filter) -> Vec<Action> {
     deletes(state, state.resources.iter().filter(|(_, r)| filter.matches(&r.tags)))
 }
 
+/// `actions` of a destroy without the deletion of `kept` and of whatever `kept` depends
+/// on in `state`, which must outlive it (a bucket whose work could not be archived).
+pub fn keep(actions: Vec<Action>, state: &State, kept: &[String]) -> Vec<Action> {
+    let mut staying: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<String> = kept.to_vec();
+    while let Some(address) = todo.pop() {
+        if let Some(r) = state.resources.get(&address) {
+            todo.extend(r.deps.iter().filter(|d| !staying.contains(*d)).cloned());
+        }
+        staying.insert(address);
+    }
+    actions
+        .into_iter()
+        .filter(|a| !staying.contains(&a.address))
+        .map(|mut a| {
+            a.deps.retain(|d| !staying.contains(d));
+            a
+        })
+        .collect()
+}
+
 fn deletes<'a>(state: &State, doomed: impl Iterator<Item = (&'a String, &'a ResourceState)>) -> Vec<Action> {
     // A delete waits for the deletes of everything that depends on it.
     let doomed: Vec<_> = doomed.collect();
@@ -287,5 +308,24 @@ mod tests {
                 ("vm", ActionKind::Update, Some("cred is updated (rotation): updated in place to match")),
             ]
         );
+    }
+
+    #[test]
+    fn a_kept_resource_keeps_what_it_depends_on_and_the_rest_is_deleted() {
+        let nodes = [
+            node("net", "network", &[]),
+            node("bucket", "bucket", &["net"]),
+            node("data", "dataset", &["bucket"]),
+            node("vm", "vm", &["net"]),
+        ];
+        let mut state = State::new("lab");
+        for n in &nodes {
+            state.resources.insert(n.spec.address.clone(), applied(n));
+        }
+        let all = destroy_plan(&state, &Filter::default());
+        let actions = keep(all, &state, &["bucket".to_owned()]);
+        let left: Vec<(&str, &[String])> =
+            actions.iter().map(|a| (a.address.as_str(), &a.deps[..])).collect();
+        assert_eq!(left, vec![("data", &[][..]), ("vm", &[][..])]);
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use cost::{usd, Estimate, Range};
-pub use diff::{destroy_plan, diff, force_update, Filter, Refresh, Refreshed};
+pub use diff::{destroy_plan, diff, force_update, keep, Filter, Refresh, Refreshed};
 pub use file::PlanFileError;
 
 /// Marks a file as a saved plan. Version 2 records the provider as `{name, settings}`, as

@@ -2,7 +2,7 @@
 //! instance of the conformance suite.
 
 use crate::conformance::{conformance, Drift, World};
-use crate::support::{expected_addresses, expected_files, lab, stable, Env};
+use crate::support::{expected_addresses, expected_files, files_under, lab, stable, Env};
 
 /// The local provider in the conformance suite: six students, each with a bucket, two
 /// datasets and placeholders, in a scratch data directory.
@@ -131,6 +131,43 @@ fn an_expired_lab_refuses_plan_and_apply_but_is_destroyed_by_its_file() {
     let destroyed = env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert!(destroyed.stdout.contains("Destroy complete"), "{}", destroyed.stdout);
     assert!(env.state_addresses("lab1").is_empty());
+}
+
+/// `destroy --archive` keeps what students wrote into their buckets and drops the seeded
+/// datasets; a student whose copy fails keeps their bucket until a later run archives it.
+#[test]
+fn destroy_archive_keeps_students_work_and_a_failed_copy_keeps_the_bucket() {
+    let env = Env::new();
+    env.write("lab.toml", &lab("lab1", &["ada", "bob"], 0));
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    for student in ["ada", "bob"] {
+        let bucket = env.data().join(format!("lab1/buckets/lab1-{student}"));
+        std::fs::create_dir_all(bucket.join("out/wordcount")).unwrap();
+        std::fs::write(bucket.join("out/wordcount/part-00000"), format!("{student} 1\n")).unwrap();
+        std::fs::write(bucket.join("notes.md"), "mine").unwrap();
+    }
+    // bob's archive directory cannot be made: his copy fails.
+    std::fs::create_dir_all(env.path("kept")).unwrap();
+    std::fs::write(env.path("kept/bob"), "in the way").unwrap();
+
+    let failed = env.run(&["destroy", "lab.toml", "--yes", "--archive", "kept"]);
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    assert!(failed.stdout.contains("Archived ada's bucket: 2 files in kept/ada."), "{}", failed.stdout);
+    assert!(failed.stderr.contains("kept the bucket of 1 student(s)"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("bob: "), "{}", failed.stderr);
+    assert_eq!(files_under(&env.path("kept/ada")), ["notes.md", "out/wordcount/part-00000"]);
+    assert_eq!(std::fs::read_to_string(env.path("kept/ada/out/wordcount/part-00000")).unwrap(), "ada 1\n");
+    assert!(!env.data().join("lab1/buckets/lab1-ada").exists(), "ada's bucket is deleted");
+    let bob = env.data().join("lab1/buckets/lab1-bob");
+    assert!(bob.join("out/wordcount/part-00000").exists(), "bob's work stays where it was");
+    assert_eq!(env.state_addresses("lab1"), ["student[\"bob\"].bucket"]);
+
+    std::fs::remove_file(env.path("kept/bob")).unwrap();
+    let done = env.run(&["destroy", "lab.toml", "--yes", "--archive", "kept"]).ok();
+    assert!(done.stdout.contains("Archived bob's bucket: 2 files in kept/bob."), "{}", done.stdout);
+    assert_eq!(std::fs::read_to_string(env.path("kept/bob/notes.md")).unwrap(), "mine");
+    assert!(env.state_addresses("lab1").is_empty());
+    assert!(!bob.exists());
 }
 
 #[test]

@@ -89,10 +89,7 @@ impl Env {
 
     /// Every file under the data directory, relative, sorted.
     pub fn data_files(&self) -> Vec<String> {
-        let mut files = vec![];
-        walk(&self.data(), &self.data(), &mut files);
-        files.sort();
-        files
+        files_under(&self.data())
     }
 
     pub fn state(&self, lab: &str) -> serde_json::Value {
@@ -107,6 +104,14 @@ impl Env {
 
 pub fn finish(child: Child) -> Run {
     Run::from(child.wait_with_output().unwrap())
+}
+
+/// Every file under `dir`, relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = vec![];
+    walk(dir, dir, &mut files);
+    files.sort();
+    files
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {

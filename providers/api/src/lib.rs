@@ -13,6 +13,7 @@
 #![warn(clippy::print_stdout)]
 
 mod address;
+pub mod archive;
 pub mod configs;
 pub mod cost;
 pub mod decorate;
@@ -76,6 +77,22 @@ pub trait Provider: Send + Sync {
     /// Lists every resource carrying this lab's tags, whether or not state knows it, in an
     /// order that is safe to delete in (what must go first, first).
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError>;
+
+    /// Copies what the student wrote into their bucket into `into`, each object under its
+    /// key, leaving out the seeded datasets ([`archive::destination`]); how many files it
+    /// wrote. A bucket already gone holds nothing. For providers whose [`Capabilities`]
+    /// say `archive`; the others refuse.
+    async fn archive(
+        &self,
+        student: &StudentResources,
+        _into: &std::path::Path,
+    ) -> Result<usize, ProviderError> {
+        Err(ProviderError::invalid(format!(
+            "the {} provider cannot archive {}'s work",
+            self.name(),
+            student.student
+        )))
+    }
 
     /// The schema of `kind`, if this provider manages it.
     fn kind(&self, kind: &str) -> Option<&KindSchema> {

@@ -71,6 +71,9 @@ pub struct Capabilities {
     /// The smoke workloads make their own data where they run (a volume), instead of
     /// reading the student's seeded datasets.
     pub smoke_data_generated: bool,
+    /// `destroy --archive` can copy students' work out of their buckets
+    /// ([`crate::Provider::archive`]).
+    pub archive: bool,
 }
 
 /// Problems and warnings found while reading a lab.

@@ -43,7 +43,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use labctl_provider_api::{Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec};
+use labctl_provider_api::{
+    Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, StudentResources,
+};
 
 use clients::Clients;
 pub use clients::{AwsConfig, DEFAULT_CONCURRENCY};
@@ -178,6 +180,13 @@ impl Provider for AwsProvider {
             "node_pool" => eks::delete_node_pool(c, &prior.id).await,
             other => Err(unknown_kind(other)),
         }
+    }
+
+    async fn archive(&self, student: &StudentResources, into: &Path) -> Result<usize, ProviderError> {
+        let bucket = &student.get("bucket").map_err(ProviderError::fatal)?.id;
+        let datasets = student.dataset_paths();
+        let datasets: Vec<&str> = datasets.keys().map(String::as_str).collect();
+        storage::archive_bucket(self.clients.get().await?, bucket, &datasets, into).await
     }
 
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {

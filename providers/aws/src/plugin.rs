@@ -67,7 +67,7 @@ impl Plugin for AwsPlugin {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { gpus: true, key_rotation: true, smoke_data_generated: true }
+        Capabilities { gpus: true, key_rotation: true, smoke_data_generated: true, archive: true }
     }
 
     /// The SDK warns about every credential source it tries; labctl reports the outcome.

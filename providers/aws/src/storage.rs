@@ -10,7 +10,9 @@ use aws_sdk_s3::types::{
 };
 use labctl_datasets::Dataset;
 use labctl_provider_api::configs::{config, BucketConfig, DatasetConfig};
-use labctl_provider_api::{attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags};
+use labctl_provider_api::{
+    archive, attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
+};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Service::S3};
@@ -213,6 +215,34 @@ pub(crate) async fn delete_bucket(c: &Aws, name: &str) -> Result<(), ProviderErr
         )),
         Err(e) => Err(failed(format!("deleting bucket {name}"))(e)),
     }
+}
+
+/// Copies the objects of student bucket `bucket` that [`archive::destination`] keeps into
+/// `into`, one after another; how many. A bucket already gone holds nothing.
+pub(crate) async fn archive_bucket(
+    c: &Aws,
+    bucket: &str,
+    datasets: &[&str],
+    into: &Path,
+) -> Result<usize, ProviderError> {
+    if !bucket_exists(c, bucket).await? {
+        return Ok(0);
+    }
+    let mut copied = 0;
+    for key in list_keys(c, bucket, "").await? {
+        let Some(to) = archive::destination(into, &key, datasets)? else { continue };
+        let what = format!("archiving s3://{bucket}/{key}");
+        let object =
+            c.call(S3, c.s3.get_object().bucket(bucket).key(&key).send()).await.map_err(failed(&what))?;
+        let bytes = object.body.collect().await.map_err(|e| ProviderError::fatal(format!("{what}: {e}")))?;
+        let written = async {
+            tokio::fs::create_dir_all(to.parent().expect("inside the archive")).await?;
+            tokio::fs::write(&to, bytes.into_bytes()).await
+        };
+        written.await.map_err(|e| ProviderError::fatal(format!("{what} to {}: {e}", to.display())))?;
+        copied += 1;
+    }
+    Ok(copied)
 }
 
 /// Every key under `prefix`, over all pages.

@@ -91,8 +91,9 @@ impl Plugin for KubernetesPlugin {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // The smoke jobs generate their data in the student's volume.
-        Capabilities { gpus: true, key_rotation: false, smoke_data_generated: true }
+        // The smoke jobs generate their data in the student's volume; nothing copies a
+        // volume out yet, so `destroy --archive` is refused.
+        Capabilities { gpus: true, key_rotation: false, smoke_data_generated: true, archive: false }
     }
 
     fn configure(

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use labctl_provider_api::configs::{config, BucketConfig, DatasetConfig};
 use labctl_provider_api::{
-    attrs, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, Tags,
+    archive, attrs, Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec,
+    StudentResources, Tags,
 };
 use serde_json::{json, Value};
 
@@ -289,6 +290,38 @@ impl LocalProvider {
         Ok(found)
     }
 
+    /// Copies every file of bucket directory `bucket` that [`archive::destination`] keeps
+    /// into `into`; how many.
+    fn archive_blocking(bucket: &Path, datasets: &[&str], into: &Path) -> Result<usize, ProviderError> {
+        let mut copied = 0;
+        let mut dirs = vec![bucket.to_owned()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Err(e) if e.kind() == IoKind::NotFound && dir == bucket => return Ok(0),
+                entries => entries.map_err(|e| io_error(&dir, e))?,
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error(&dir, e))?;
+                let (path, kind) = (entry.path(), entry.file_type().map_err(|e| io_error(&dir, e))?);
+                if kind.is_dir() {
+                    dirs.push(path);
+                    continue;
+                } else if !kind.is_file() {
+                    return Err(ProviderError::invalid(format!(
+                        "{} is not a regular file: archive cannot keep it",
+                        path.display()
+                    )));
+                }
+                let key = path.strip_prefix(bucket).expect("walked from the bucket").to_string_lossy();
+                let Some(to) = archive::destination(into, &key, datasets)? else { continue };
+                let mut from = std::fs::File::open(&path).map_err(|e| io_error(&path, e))?;
+                fsutil::write_with(&to, 0o644, |out| std::io::copy(&mut from, out).map(drop))?;
+                copied += 1;
+            }
+        }
+        Ok(copied)
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Self) -> Result<T, ProviderError> + Send + 'static,
@@ -334,6 +367,18 @@ impl Provider for LocalProvider {
     async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
         let (kind, id) = (kind.to_owned(), prior.id.clone());
         self.blocking(move |p| p.delete_blocking(&kind, &id)).await
+    }
+
+    async fn archive(&self, student: &StudentResources, into: &Path) -> Result<usize, ProviderError> {
+        let bucket =
+            PathBuf::from(student.get("bucket").and_then(|b| b.attr("path")).map_err(ProviderError::fatal)?);
+        let datasets: Vec<String> = student.dataset_paths().into_keys().collect();
+        let into = into.to_owned();
+        self.blocking(move |_| {
+            let datasets: Vec<&str> = datasets.iter().map(String::as_str).collect();
+            Self::archive_blocking(&bucket, &datasets, &into)
+        })
+        .await
     }
 
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {

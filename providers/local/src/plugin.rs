@@ -40,7 +40,7 @@ impl Plugin for LocalPlugin {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        Capabilities { archive: true, ..Capabilities::default() }
     }
 
     fn configure(

@@ -4,8 +4,9 @@
 //! it is for tests and drills; unset, the providers are used as they are.
 //!
 //! Format: comma-separated `OP:KIND[@ID]:EFFECT:TIMES`, where OP is
-//! read|create|update|delete, ID matches a substring of the resource id or address, EFFECT
-//! is throttled|unavailable|timeout|invalid|sleep<ms>, or `partial`: the real call is made,
+//! read|create|update|delete|archive (whose KIND is `bucket` and ID the student), ID
+//! matches a substring of the resource id or address, EFFECT is
+//! throttled|unavailable|timeout|invalid|sleep<ms>, or `partial`: the real call is made,
 //! then reported as failed with what it made (a create that dies half-way). Example:
 //! `create:bucket@bob:invalid:1,create:dataset:throttled:2`.
 
@@ -15,7 +16,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{Deps, ErrorKind, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec};
+use crate::{
+    Deps, ErrorKind, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, StudentResources,
+};
 
 /// The environment variable holding the fault rules.
 pub const ENV: &str = "LABCTL_FAULTS";
@@ -167,5 +170,14 @@ impl Provider for Faulty {
 
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
         self.inner.sweep(lab).await
+    }
+
+    async fn archive(
+        &self,
+        student: &StudentResources,
+        into: &std::path::Path,
+    ) -> Result<usize, ProviderError> {
+        self.inject("archive", "bucket", &student.student).await?;
+        self.inner.archive(student, into).await
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::{Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec};
+use crate::{Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, StudentResources};
 
 /// Even spacing of requests: each waits for its slot.
 #[derive(Debug)]
@@ -99,6 +99,15 @@ impl Provider for RateLimited {
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
         self.limiter.acquire().await;
         self.inner.sweep(lab).await
+    }
+
+    async fn archive(
+        &self,
+        student: &StudentResources,
+        into: &std::path::Path,
+    ) -> Result<usize, ProviderError> {
+        self.limiter.acquire().await;
+        self.inner.archive(student, into).await
     }
 }
 
