@@ -424,7 +424,7 @@ fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
 }
 
 #[test]
-fn a_students_key_opens_their_own_bucket_only() {
+fn a_students_key_opens_their_own_bucket_only_and_her_work_is_archived() {
     let moto = Moto::start();
     let env = storage_lab(&moto);
     run(&env, &["apply", "lab.toml", "--yes"]).ok();
@@ -477,6 +477,15 @@ fn a_students_key_opens_their_own_bucket_only() {
     assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
     let denied = block_on(ann.delete_bucket().bucket("iamlab-ann").send()).unwrap_err();
     assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
+
+    // What she wrote outlives the lab in the archive; the seeded dataset does not.
+    moto.relax_iam();
+    let destroyed = run(&env, &["destroy", "lab.toml", "--yes", "--archive", "kept"]).ok();
+    assert!(destroyed.stdout.contains("Archived ann's bucket: 1 files in kept/ann."), "{}", destroyed.stdout);
+    assert!(destroyed.stdout.contains("Archived bob's bucket: 0 files in kept/bob."), "{}", destroyed.stdout);
+    assert_eq!(files_under(&env.path("kept")), ["ann/notes.txt"]);
+    assert_eq!(std::fs::read(env.path("kept/ann/notes.txt")).unwrap(), b"mine");
+    assert_eq!(moto.tagged("iamlab"), Vec::<String>::new());
 }
 
 /// Two teaching assistants apply the same lab with its state in S3: one gets the lock, the
