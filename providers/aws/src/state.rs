@@ -11,6 +11,9 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use labctl_provider_api::RemoteState;
 
+/// How long a new lock object settles before it is read back to check it is still ours.
+const LOCK_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Where a state lives in S3, and a client to reach it.
 #[derive(Debug, Clone)]
 pub struct S3Object {
@@ -86,17 +89,19 @@ impl RemoteState for S3Object {
 
     fn create_lock(&self, bytes: Vec<u8>) -> io::Result<bool> {
         let key = self.lock_key();
+        let body = ByteStream::from(bytes.clone());
         let sent = block(
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .if_none_match("*")
-                .body(ByteStream::from(bytes))
-                .send(),
+            self.client.put_object().bucket(&self.bucket).key(&key).if_none_match("*").body(body).send(),
         );
         match sent {
-            Ok(_) => Ok(true),
+            // S3 makes the conditional write atomic; S3-compatible stores that check and then
+            // write (moto, some self-hosted servers) can let two writers through within
+            // milliseconds of each other. Reading the lock back after a short settle makes
+            // the one overwritten notice that it lost.
+            Ok(_) => {
+                block(tokio::time::sleep(LOCK_SETTLE));
+                Ok(self.get_key(&key)?.is_some_and(|held| held == bytes))
+            }
             Err(e) if matches!(e.code(), Some("PreconditionFailed" | "ConditionalRequestConflict")) => {
                 Ok(false)
             }
