@@ -114,6 +114,25 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Destroy every lab past its expiry, found by its tags (no lab file or state needed).
+    ///
+    /// Each FILE's [provider.<name>] tables say where to look (a lab file will do; only
+    /// those tables are read). Lists the labs found, those past the expiry their resources
+    /// carry first; with --yes destroys those, as `destroy --sweep` would, and checks that
+    /// nothing is left (exit 1 if something is). For cron or a scheduled CI job.
+    Reap {
+        /// Files with [provider.<name>] tables (lab files, or files holding only those).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Local provider data directory (default: the file's, else ~/.local/share/labctl).
+        #[arg(long, value_name = "DIR", env = "LABCTL_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunOptions,
+        /// Destroy the labs past their expiry (without it, only list them).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Show each student's resources and whether they still exist.
     Status {
         #[command(flatten)]

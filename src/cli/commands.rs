@@ -19,7 +19,7 @@ use crate::state::{LockInfo, ResourceState};
 
 /// The engine's options from the command line; refused when the provider would wait longer
 /// than the engine gives an operation (its own message would be lost to a bare timeout).
-fn engine_options(run: &RunOptions, setup: &dyn ProviderSetup) -> Result<Options, CliError> {
+pub(super) fn engine_options(run: &RunOptions, setup: &dyn ProviderSetup) -> Result<Options, CliError> {
     setup.check_timeout(Duration::from_secs(run.timeout)).map_err(CliError::invalid)?;
     Ok(Options {
         parallelism: run.parallelism as usize,
@@ -264,7 +264,7 @@ pub(super) async fn destroy(
     let _lock = o.lock("destroy")?;
     let mut state = o.load_state()?;
     if sweep {
-        adopt_orphans(&o, &mut state, &filter).await?;
+        adopt_orphans(&o.registry, &o.lab.name, &mut state, &filter).await?;
     }
     let mut plan = new_plan(&o, &state, true, plan::destroy_plan(&state, &filter));
     if !run.json {
@@ -304,15 +304,7 @@ pub(super) async fn destroy(
         return Ok(0);
     }
     // Prove it: ask every provider what still carries the lab's tags.
-    let mut left = vec![];
-    for provider in o.registry.all() {
-        match provider.sweep(&o.lab.name).await {
-            Ok(found) => {
-                left.extend(found.into_iter().map(|f| format!("{} {} `{}`", provider.name(), f.kind, f.id)))
-            }
-            Err(e) => left.push(format!("cannot check the {} provider: {e}", provider.name())),
-        }
-    }
+    let left = leftovers(&o.registry, &o.lab.name).await;
     if left.is_empty() {
         return Ok(0);
     }
@@ -323,13 +315,32 @@ pub(super) async fn destroy(
     )))
 }
 
+/// What every provider still finds of `lab`, as lines naming it; or why it cannot tell.
+pub(super) async fn leftovers(registry: &Registry, lab: &str) -> Vec<String> {
+    let mut left = vec![];
+    for provider in registry.all() {
+        match provider.sweep(lab).await {
+            Ok(found) => {
+                left.extend(found.into_iter().map(|f| format!("{} {} `{}`", provider.name(), f.kind, f.id)))
+            }
+            Err(e) => left.push(format!("cannot check the {} provider: {e}", provider.name())),
+        }
+    }
+    left
+}
+
 /// Adds every tagged resource the providers know but state does not to state (in memory),
 /// under an `orphan.<kind>["<id>"]` address, so that destroy deletes it like any other.
 /// Providers list what they find in a safe deletion order; each orphan is made to depend on
 /// the orphans of the kind listed after its own, so destroy keeps that order.
-async fn adopt_orphans(o: &Opened, state: &mut crate::state::State, filter: &Filter) -> Result<(), CliError> {
-    for live in o.registry.all() {
-        let found = live.sweep(&o.lab.name).await.map_err(|e: ProviderError| {
+pub(super) async fn adopt_orphans(
+    registry: &Registry,
+    lab: &str,
+    state: &mut crate::state::State,
+    filter: &Filter,
+) -> Result<(), CliError> {
+    for live in registry.all() {
+        let found = live.sweep(lab).await.map_err(|e: ProviderError| {
             CliError::failed(format!("cannot sweep the {} provider: {e}", live.name()))
         })?;
         let provider = live.name();
@@ -360,7 +371,7 @@ async fn adopt_orphans(o: &Opened, state: &mut crate::state::State, filter: &Fil
     Ok(())
 }
 
-async fn execute(
+pub(super) async fn execute(
     plan: &Plan,
     state: &mut crate::state::State,
     store: &StateStore,

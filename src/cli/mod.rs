@@ -6,6 +6,7 @@ mod commands;
 mod error;
 mod inspect;
 mod open;
+mod reap;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -88,6 +89,7 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
             let filter = crate::plan::Filter { students, cohorts };
             commands::destroy(&target, filter, sweep, archive.as_deref(), &run, yes).await
         }
+        Command::Reap { files, data_dir, run, yes } => reap::reap(&files, data_dir, &run, yes).await,
         Command::Status { target, json } => {
             inspect::status(&Opened::open(&target.lab, &target.place)?, json).await
         }

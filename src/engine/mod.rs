@@ -350,7 +350,18 @@ impl Task {
             }
             ActionKind::Update => {
                 let prior = self.prior.clone().unwrap_or_default();
-                written(retrying(ctx, &mut || self.provider.update(spec(), &prior, &self.deps)).await, false)
+                let updated = if a.retags_only() {
+                    Ok(prior)
+                } else {
+                    retrying(ctx, &mut || self.provider.update(spec(), &prior, &self.deps)).await
+                };
+                let retagged = match updated {
+                    Ok(observed) if a.retags() => {
+                        retrying(ctx, &mut || self.provider.retag(spec(), &observed)).await
+                    }
+                    other => other,
+                };
+                written(retagged, false)
             }
             ActionKind::Replace => {
                 if let Some(prior) = &self.prior {

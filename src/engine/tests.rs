@@ -123,6 +123,15 @@ impl Provider for Scripted {
     async fn sweep(&self, _lab: &str) -> Result<Vec<Found>, ProviderError> {
         Ok(vec![])
     }
+
+    async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
+        self.step("retag", &spec.address).await?;
+        Ok(prior.clone())
+    }
+
+    async fn labs(&self) -> Result<Vec<String>, ProviderError> {
+        Ok(vec![])
+    }
 }
 
 impl Providers for Arc<Scripted> {

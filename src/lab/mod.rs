@@ -3,6 +3,7 @@
 
 mod expand;
 mod file;
+pub mod providers;
 mod roster;
 mod spans;
 mod validate;

@@ -92,12 +92,15 @@ pub fn diff<'a>(
             continue;
         }
         let kind_schema = schema(&node.provider, &node.spec.kind);
-        let changes = changes(&current.config, &node.spec.config, kind_schema);
-        if changes.is_empty() {
-            if let Refresh::Edited(edits) = refresh {
-                let reason = format!("changed outside labctl: {}", edits.join("; "));
-                actions.push(upsert(node, ActionKind::Update, vec![], Some(reason)));
+        let mut changes = changes(&current.config, &node.spec.config, kind_schema);
+        let reason = match refresh {
+            Refresh::Edited(edits) if changes.is_empty() => {
+                Some(format!("changed outside labctl: {}", edits.join("; ")))
             }
+            _ => None,
+        };
+        changes.extend(tag_changes(&current.tags, &node.spec.tags));
+        if changes.is_empty() && reason.is_none() {
             continue;
         }
         let action =
@@ -105,7 +108,7 @@ pub fn diff<'a>(
         if action == ActionKind::Replace {
             recreated.insert(address);
         }
-        actions.push(upsert(node, action, changes, None));
+        actions.push(upsert(node, action, changes, reason));
     }
     let unwanted = state.resources.iter().filter(|(a, _)| !wanted.contains(a.as_str()));
     actions.extend(deletes(state, unwanted));
@@ -215,8 +218,24 @@ fn changes(
             before: before.get(k).cloned(),
             after: after.get(k).cloned(),
             forces_replace: schema.is_none_or(|s| s.forces_replace(k)),
+            tag: false,
         })
         .collect()
+}
+
+/// The tags that differ (after creation only `labctl/expires` can), as changes made in place.
+fn tag_changes(before: &labctl_provider_api::Tags, after: &labctl_provider_api::Tags) -> Vec<Change> {
+    let value = |at: Option<jiff::Timestamp>| at.map(|at| serde_json::Value::String(at.to_string()));
+    if before.expires == after.expires {
+        return vec![];
+    }
+    vec![Change {
+        attribute: labctl_provider_api::Tags::EXPIRES.to_owned(),
+        before: value(before.expires),
+        after: value(after.expires),
+        forces_replace: false,
+        tag: true,
+    }]
 }
 
 #[cfg(test)]
@@ -293,6 +312,34 @@ mod tests {
                 Some("changed outside labctl: deployment a/svc: spec.replicas is 5, labctl set 2")
             )]
         );
+    }
+
+    #[test]
+    fn a_moved_expiry_retags_in_place_and_an_edit_still_updates() {
+        let mut desired = [node("bucket", "bucket", &[]), node("svc", "scheduler", &[])];
+        let mut state = State::new("lab");
+        for n in &desired {
+            state.resources.insert(n.spec.address.clone(), applied(n));
+        }
+        let later: jiff::Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        for n in &mut desired {
+            n.spec.tags.expires = Some(later);
+        }
+        let edited: Refreshed = [("svc".to_owned(), Refresh::Edited(vec!["replicas".into()]))].into();
+        let actions = diff(&desired, &state, &edited, |_: &str, _: &str| None);
+        assert_eq!(
+            summary(&actions),
+            vec![
+                ("bucket", ActionKind::Update, None),
+                ("svc", ActionKind::Update, Some("changed outside labctl: replicas"))
+            ]
+        );
+        let change = &actions[0].changes[..];
+        assert_eq!(change.len(), 1);
+        assert_eq!((change[0].attribute.as_str(), change[0].before.as_ref()), ("labctl/expires", None));
+        assert_eq!(change[0].after, Some(json!("2030-01-01T00:00:00Z")));
+        assert!(actions[0].retags_only());
+        assert!(actions[1].retags() && !actions[1].retags_only());
     }
 
     #[test]

@@ -99,6 +99,18 @@ pub struct Action {
     pub reason: Option<String>,
 }
 
+impl Action {
+    /// Whether this update changes tags (and the provider must retag the resource).
+    pub fn retags(&self) -> bool {
+        self.changes.iter().any(|c| c.tag)
+    }
+
+    /// Whether this update changes tags and nothing else (the provider's `update` is skipped).
+    pub fn retags_only(&self) -> bool {
+        self.reason.is_none() && !self.changes.is_empty() && self.changes.iter().all(|c| c.tag)
+    }
+}
+
 /// One attribute's change. Sensitive values never get here: configs hold no secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
@@ -110,6 +122,10 @@ pub struct Change {
     /// This change forces a replacement.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forces_replace: bool,
+    /// A change of the resource's tags (`labctl/expires`), which the provider's `retag`
+    /// makes, rather than of its config.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tag: bool,
 }
 
 /// Counts per action kind, for summary lines.

@@ -101,6 +101,95 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// What of `lab` does not carry `labctl/expires` = `expiry` (a tag value), as `kind id`
+    /// lines: EC2 resources, buckets, IAM users, roles and instance profiles, EKS clusters.
+    pub fn without_expiry(&self, lab: &str, expiry: &str) -> Vec<String> {
+        let sdk = self.sdk("testing", "testing");
+        let s3 = self.s3("testing", "testing");
+        let expiring =
+            |tags: Vec<(String, String)>| tags.iter().any(|(k, v)| k == "labctl/expires" && v == expiry);
+        let tagged = self.tagged(lab);
+        block_on(async {
+            let mut missing = vec![];
+            let ec2 = aws_sdk_ec2::Client::new(&sdk);
+            let tag_filter = |key: &str, value: &str| {
+                [
+                    Filter::builder().name("key").values(key).build(),
+                    Filter::builder().name("value").values(value).build(),
+                ]
+            };
+            let ids = |tags: &aws_sdk_ec2::operation::describe_tags::DescribeTagsOutput| -> Vec<String> {
+                tags.tags().iter().filter_map(|t| t.resource_id().map(str::to_owned)).collect()
+            };
+            let ours = ec2
+                .describe_tags()
+                .set_filters(Some(tag_filter("labctl/lab", lab).to_vec()))
+                .max_results(1000)
+                .send();
+            let ours = ids(&ours.await.unwrap());
+            let fresh = ec2
+                .describe_tags()
+                .set_filters(Some(tag_filter("labctl/expires", expiry).to_vec()))
+                .max_results(1000)
+                .send();
+            let fresh = ids(&fresh.await.unwrap());
+            missing.extend(ours.iter().filter(|id| !fresh.contains(id)).map(|id| format!("ec2 {id}")));
+            for line in tagged {
+                let (kind, id) = line.split_once(' ').unwrap();
+                let pairs = |tags: &[aws_sdk_iam::types::Tag]| -> Vec<(String, String)> {
+                    tags.iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
+                };
+                let iam = aws_sdk_iam::Client::new(&sdk);
+                let eks = aws_sdk_eks::Client::new(&sdk);
+                let tags: Vec<(String, String)> = match kind {
+                    "bucket" => s3
+                        .get_bucket_tagging()
+                        .bucket(id)
+                        .send()
+                        .await
+                        .unwrap()
+                        .tag_set()
+                        .iter()
+                        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                        .collect(),
+                    "user" => pairs(iam.list_user_tags().user_name(id).send().await.unwrap().tags()),
+                    "role" => pairs(iam.list_role_tags().role_name(id).send().await.unwrap().tags()),
+                    // (moto answers 500 to ListInstanceProfileTags.)
+                    "instance_profile" => pairs(
+                        iam.get_instance_profile()
+                            .instance_profile_name(id)
+                            .send()
+                            .await
+                            .unwrap()
+                            .instance_profile()
+                            .unwrap()
+                            .tags(),
+                    ),
+                    "cluster" => eks
+                        .describe_cluster()
+                        .name(id)
+                        .send()
+                        .await
+                        .unwrap()
+                        .cluster()
+                        .and_then(|c| c.tags())
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    // EC2, above; node groups go with their cluster.
+                    _ => continue,
+                };
+                if !expiring(tags) {
+                    missing.push(line);
+                }
+            }
+            missing
+        })
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
@@ -418,6 +507,21 @@ fn aws_example_applies_replans_clean_and_destroys_without_leftovers() {
     )
     .unwrap();
     assert_eq!(cpu.nodegroup().unwrap().scaling_config().unwrap().max_size(), Some(8));
+
+    // Moving the expiry retags every part of every resource in place; `reap` reads it.
+    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    let expires = "2031-06-30T17:00:00Z";
+    env.write("lab.toml", &text.replacen("[lab]", &format!("[lab]\nexpires = {expires}"), 1));
+    let retagged = run(&env, &["apply", "lab.toml", "--yes", "--no-verify"]).ok();
+    assert!(
+        retagged.stdout.contains("0 created,") && retagged.stdout.contains("0 replaced"),
+        "{}",
+        retagged.stdout
+    );
+    assert_eq!(moto.without_expiry(lab, "20310630t170000z"), Vec::<String>::new());
+    run(&env, &["plan", "lab.toml", "--detailed-exitcode"]).ok();
+    let listed = run(&env, &["reap", "lab.toml"]).ok();
+    assert!(listed.stdout.contains(&format!("  {lab} on aws: expires at {expires}")), "{}", listed.stdout);
 
     run(&env, &["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(moto.tagged(lab), Vec::<String>::new());

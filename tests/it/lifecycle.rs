@@ -133,6 +133,91 @@ fn an_expired_lab_refuses_plan_and_apply_but_is_destroyed_by_its_file() {
     assert!(env.state_addresses("lab1").is_empty());
 }
 
+/// `reap` goes by the expiry on the resources alone: with its lab file and state gone, a
+/// lab past its expiry is listed, then destroyed with `--yes`, leaving nothing; a lab whose
+/// expiry moved later (every resource retagged in place, nothing made again) and a lab
+/// without one are kept.
+#[test]
+fn reap_destroys_only_labs_past_their_expiry_without_their_files_or_state() {
+    let env = Env::new();
+    let at = |secs: i64| jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + secs).unwrap();
+    let expiring = |name: &str, expires: jiff::Timestamp| {
+        lab(name, &["ada"], 0)
+            .replace(&format!("name = \"{name}\""), &format!("name = \"{name}\"\nexpires = {expires}"))
+    };
+    let (soon, later) = (at(4), at(86_400));
+    env.write("lab1.toml", &expiring("lab1", soon));
+    env.write("lab2.toml", &expiring("lab2", soon));
+    env.write("lab3.toml", &lab("lab3", &["ada"], 0));
+    for file in ["lab1.toml", "lab2.toml", "lab3.toml"] {
+        env.run(&["apply", file, "--yes"]).ok();
+    }
+    let tagged = |lab: &str| -> Vec<serde_json::Value> {
+        files_under(&env.data().join(lab).join("tags"))
+            .iter()
+            .map(|f| {
+                serde_json::from_slice::<serde_json::Value>(
+                    &std::fs::read(env.data().join(lab).join("tags").join(f)).unwrap(),
+                )
+                .unwrap()["expires"]
+                    .clone()
+            })
+            .collect()
+    };
+    assert_eq!(tagged("lab2"), vec![serde_json::json!(soon.to_string()); 2], "bucket and credential");
+
+    env.write("lab2.toml", &expiring("lab2", later));
+    let moved = env.run(&["plan", "lab2.toml"]).ok();
+    assert!(
+        moved.stdout.contains("Plan: 0 to create, 4 to update, 0 to replace, 0 to delete."),
+        "{}",
+        moved.stdout
+    );
+    assert!(moved.stdout.contains(&format!("labctl/expires: \"{soon}\" → \"{later}\"")), "{}", moved.stdout);
+    let token = std::fs::read_to_string(env.data().join("lab2/students/ada/token")).unwrap();
+    env.run(&["apply", "lab2.toml", "--yes"]).ok();
+    assert_eq!(tagged("lab2"), vec![serde_json::json!(later.to_string()); 2]);
+    assert_eq!(
+        std::fs::read_to_string(env.data().join("lab2/students/ada/token")).unwrap(),
+        token,
+        "retagged, not remade"
+    );
+    env.run(&["plan", "lab2.toml", "--detailed-exitcode"]).ok();
+
+    std::fs::remove_file(env.path("lab1.toml")).unwrap();
+    std::fs::remove_file(env.path(".labctl/lab1.state.json")).unwrap();
+    while jiff::Timestamp::now() <= soon {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    env.write("reap.toml", "[provider.local]\n");
+    let listed = env.run(&["reap", "reap.toml"]).ok();
+    assert!(
+        listed.stdout.contains(&format!("  lab1 on local: expired at {soon}, 2 resources")),
+        "{}",
+        listed.stdout
+    );
+    assert!(listed.stdout.contains(&format!("  lab2 on local: expires at {later}")), "{}", listed.stdout);
+    assert!(listed.stdout.contains("  lab3 on local: no expiry"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("Run again with --yes"), "{}", listed.stdout);
+    assert!(env.data().join("lab1/buckets/lab1-ada").is_dir(), "listing destroys nothing");
+
+    let reaped = env.run(&["reap", "reap.toml", "--yes"]).ok();
+    assert!(reaped.stdout.contains("Nothing of lab `lab1` is left."), "{}", reaped.stdout);
+    assert!(!env.data().join("lab1").exists(), "{:?}", files_under(&env.data().join("lab1")));
+    for kept in ["lab2.toml", "lab3.toml"] {
+        env.run(&["plan", kept, "--detailed-exitcode"]).ok();
+    }
+    let json = env.run(&["reap", "reap.toml", "--json"]).ok();
+    let labs: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let names: Vec<(&str, bool)> = labs["labs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["lab"].as_str().unwrap(), l["expired"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(names, [("lab2", false), ("lab3", false)]);
+}
+
 /// `destroy --archive` keeps what students wrote into their buckets and drops the seeded
 /// datasets; a student whose copy fails keeps their bucket until a later run archives it.
 #[test]

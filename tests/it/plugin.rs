@@ -164,6 +164,17 @@ impl Provider for Scratch {
         let mine = notes.iter().filter(|(_, t)| t.lab == lab);
         Ok(mine.map(|(id, tags)| Found { kind: "note".into(), id: id.clone(), tags: tags.clone() }).collect())
     }
+
+    async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
+        self.0.lock().unwrap().insert(prior.id.clone(), spec.tags.clone());
+        Ok(prior.clone())
+    }
+
+    async fn labs(&self) -> Result<Vec<String>, ProviderError> {
+        let labs: std::collections::BTreeSet<String> =
+            self.0.lock().unwrap().values().map(|t| t.lab.clone()).collect();
+        Ok(labs.into_iter().collect())
+    }
 }
 
 #[async_trait]

@@ -78,6 +78,15 @@ pub trait Provider: Send + Sync {
     /// order that is safe to delete in (what must go first, first).
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError>;
 
+    /// Puts `spec.tags` on the existing resource `prior` and returns it as it now is. Of
+    /// its tags only `labctl/expires` changes after creation: a lab whose expiry moved
+    /// carries the new one on every resource, which is what `labctl reap` goes by.
+    async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError>;
+
+    /// The name of every lab this provider holds tagged resources of, whether or not any
+    /// state knows it: where `labctl reap` looks, through [`Provider::sweep`] of each.
+    async fn labs(&self) -> Result<Vec<String>, ProviderError>;
+
     /// Copies what the student wrote into their bucket into `into`, each object under its
     /// key, leaving out the seeded datasets ([`archive::destination`]); how many files it
     /// wrote. A bucket already gone holds nothing. For providers whose [`Capabilities`]

@@ -43,4 +43,12 @@ impl Provider for NullProvider {
     async fn sweep(&self, _lab: &str) -> Result<Vec<Found>, ProviderError> {
         Ok(vec![])
     }
+
+    async fn retag(&self, _spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
+        Ok(prior.clone())
+    }
+
+    async fn labs(&self) -> Result<Vec<String>, ProviderError> {
+        Ok(vec![])
+    }
 }

@@ -9,7 +9,8 @@ pub type Attributes = serde_json::Map<String, serde_json::Value>;
 pub type Deps = BTreeMap<String, Observed>;
 
 /// The ownership tags every resource labctl creates carries (`labctl/lab`,
-/// `labctl/cohort`, `labctl/student`), so that a sweep can find it without state.
+/// `labctl/cohort`, `labctl/student`), so that a sweep can find it without state, and the
+/// lab's expiry (`labctl/expires`), so that `labctl reap` can tell when to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tags {
     pub lab: String,
@@ -17,6 +18,9 @@ pub struct Tags {
     pub cohort: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub student: Option<String>,
+    /// The only tag that changes after creation: a re-apply moves it with the lab file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<jiff::Timestamp>,
 }
 
 impl Tags {
@@ -24,24 +28,52 @@ impl Tags {
     pub const LAB: &'static str = "labctl/lab";
     pub const COHORT: &'static str = "labctl/cohort";
     pub const STUDENT: &'static str = "labctl/student";
+    pub const EXPIRES: &'static str = "labctl/expires";
 
-    /// The tags as key/value pairs (cloud tags, Kubernetes labels).
+    /// Tags of a lab-wide resource (a network, a cluster) of lab `lab`.
+    pub fn lab(lab: &str, expires: Option<jiff::Timestamp>) -> Self {
+        Self { lab: lab.to_owned(), cohort: None, student: None, expires }
+    }
+
+    /// The tags as key/value pairs (cloud tags, Kubernetes labels). Every value is a valid
+    /// Kubernetes label value and GCP label value (the expiry as `20261220t180000z`).
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = vec![(Self::LAB, self.lab.clone())];
         pairs.extend(self.cohort.iter().map(|c| (Self::COHORT, c.clone())));
         pairs.extend(self.student.iter().map(|s| (Self::STUDENT, s.clone())));
+        pairs.extend(self.expires.map(|at| (Self::EXPIRES, encode_expiry(at))));
         pairs
     }
 
-    /// Reads the tags back from key/value pairs; `None` without a lab (not labctl's).
+    /// Reads the tags back from key/value pairs; `None` without a lab (not labctl's). An
+    /// expiry that does not parse counts as none.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
         let map: std::collections::HashMap<&str, &str> = pairs.into_iter().collect();
         Some(Self {
             lab: map.get(Self::LAB)?.to_string(),
             cohort: map.get(Self::COHORT).map(|s| s.to_string()),
             student: map.get(Self::STUDENT).map(|s| s.to_string()),
+            expires: map.get(Self::EXPIRES).and_then(|s| decode_expiry(s)),
         })
     }
+
+    /// Whether `other` names the same owner (lab, cohort, student), whatever the expiry:
+    /// what adopting a resource checks.
+    pub fn same_owner(&self, other: &Tags) -> bool {
+        (&self.lab, &self.cohort, &self.student) == (&other.lab, &other.cohort, &other.student)
+    }
+}
+
+/// An expiry as a tag value: ISO 8601's basic format in lower case, to the second.
+fn encode_expiry(at: jiff::Timestamp) -> String {
+    at.strftime("%Y%m%dt%H%M%Sz").to_string()
+}
+
+/// An expiry tag value back.
+fn decode_expiry(value: &str) -> Option<jiff::Timestamp> {
+    let civil = value.strip_suffix(['z', 'Z'])?.to_ascii_uppercase();
+    let at = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S", &civil).ok()?;
+    at.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
 }
 
 /// A resource as the lab wants it.
@@ -97,5 +129,24 @@ pub fn attrs(value: serde_json::Value) -> Attributes {
     match value {
         serde_json::Value::Object(m) => m,
         other => panic!("attrs() takes an object literal, not {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_tag_is_label_safe_and_reads_back() {
+        let at: jiff::Timestamp = "2026-12-20T18:00:07.5Z".parse().unwrap();
+        let tags = Tags { expires: Some(at), ..Tags::lab("bigdata", None) };
+        let pairs = tags.pairs();
+        assert_eq!(pairs.last().unwrap(), &(Tags::EXPIRES, "20261220t180007z".to_owned()));
+        let back = Tags::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+        assert_eq!(back.expires, Some("2026-12-20T18:00:07Z".parse().unwrap()));
+        assert!(back.same_owner(&Tags::lab("bigdata", None)));
+        assert!(!back.same_owner(&Tags { student: Some("ada".into()), ..Tags::lab("bigdata", None) }));
+        let garbled = [(Tags::LAB, "bigdata"), (Tags::EXPIRES, "next-week")];
+        assert_eq!(Tags::from_pairs(garbled).unwrap().expires, None);
     }
 }

@@ -135,7 +135,7 @@ async fn adopt_user(c: &Aws, user: &str, spec: &ResourceSpec) -> Result<String, 
     let found =
         out.user().ok_or_else(|| ProviderError::fatal(format!("IAM user {user} has no description")))?;
     let tags = Tags::from_pairs(found.tags().iter().map(|t| (t.key(), t.value())));
-    if tags.as_ref() != Some(&spec.tags) {
+    if !tags.as_ref().is_some_and(|t| t.same_owner(&spec.tags)) {
         return Err(ProviderError::invalid(format!(
             "IAM user `{user}` already exists and is not this lab's student (tags: {})",
             tags.map_or("none".to_owned(), |t| format!("lab `{}`", t.lab))

@@ -32,6 +32,7 @@ mod network;
 mod platform;
 mod plugin;
 mod pricing;
+mod retag;
 mod smoke;
 mod ssh;
 mod state;
@@ -191,6 +192,15 @@ impl Provider for AwsProvider {
 
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
         sweep::sweep(self.clients.get().await?, lab).await
+    }
+
+    async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
+        retag::retag(self.clients.get().await?, spec, prior).await?;
+        Ok(prior.clone())
+    }
+
+    async fn labs(&self) -> Result<Vec<String>, ProviderError> {
+        sweep::labs(self.clients.get().await?).await
     }
 }
 

@@ -334,7 +334,7 @@ pub(crate) async fn create_firewall(
         .map_err(failed("listing security groups"))?;
     let mut ssh_open: Vec<String> = vec![];
     let group_id = match found.security_groups().first() {
-        Some(g) if ec2_parse(g.tags()).is_some_and(|t| t == spec.tags) => {
+        Some(g) if ec2_parse(g.tags()).is_some_and(|t| t.same_owner(&spec.tags)) => {
             ssh_open = g
                 .ip_permissions()
                 .iter()

@@ -12,7 +12,7 @@ use labctl_provider_api::cost::{Billed, PriceTable};
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
 use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, RemoteState,
-    ResourceSpec, Settings, StudentResources, Tags,
+    ResourceSpec, Settings, StudentResources,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -274,7 +274,7 @@ impl ProviderSetup for AwsSetup {
     /// The network, the artifacts bucket, the VMs' instance profile, and the clusters.
     fn expand_shared(&self, lab: &Lab) -> Vec<Node> {
         let mut nodes = vec![];
-        let tags = Tags { lab: lab.name.clone(), cohort: None, student: None };
+        let tags = lab.lab_tags();
         let network = lab.network.as_ref();
         let vms = Self::has_vms(lab);
         if vms || !lab.clusters.is_empty() {

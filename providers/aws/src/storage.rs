@@ -184,7 +184,7 @@ async fn check_adoptable(c: &Aws, name: &str, spec: &ResourceSpec) -> Result<(),
         Err(e) => return Err(failed(format!("reading the tags of bucket {name}"))(e)),
     };
     match tags {
-        Some(tags) if tags == spec.tags => Ok(()),
+        Some(tags) if tags.same_owner(&spec.tags) => Ok(()),
         Some(tags) => {
             Err(ProviderError::invalid(format!("bucket `{name}` already belongs to lab `{}`", tags.lab)))
         }

@@ -11,7 +11,7 @@ use crate::clients::{
 };
 use crate::compute::LIVE;
 use crate::errors::{code, failed};
-use crate::tagging::{ec2_filter, ec2_parse, iam_path, ADDRESS, LAB};
+use crate::tagging::{ec2_filter, ec2_parse, iam_path, ADDRESS, IAM_ROOT, LAB};
 
 pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
     let mut found = vec![];
@@ -39,7 +39,7 @@ pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderErro
         push(&mut found, "vm", i.instance_id(), ec2_parse(i.tags()));
     }
 
-    let (pools, clusters) = eks(c, lab).await?;
+    let (pools, clusters) = eks(c, Some(lab)).await?;
     found.extend(pools);
     found.extend(clusters);
 
@@ -90,7 +90,7 @@ pub(crate) async fn sweep(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderErro
         push(&mut found, "network", v.vpc_id(), ec2_parse(v.tags()));
     }
 
-    found.extend(buckets(c, lab).await?);
+    found.extend(buckets(c, Some(lab)).await?);
     let identities = identities(c, lab, &found).await?;
     found.extend(identities);
     Ok(found)
@@ -103,7 +103,7 @@ fn push(found: &mut Vec<Found>, kind: &str, id: Option<&str>, tags: Option<Tags>
 }
 
 /// Every item of a paginated listing.
-async fn all<T, E>(mut stream: PaginationStream<Result<T, E>>) -> Result<Vec<T>, E> {
+pub(crate) async fn all<T, E>(mut stream: PaginationStream<Result<T, E>>) -> Result<Vec<T>, E> {
     let mut items = vec![];
     while let Some(item) = stream.next().await {
         items.push(item?);
@@ -111,8 +111,9 @@ async fn all<T, E>(mut stream: PaginationStream<Result<T, E>>) -> Result<Vec<T>,
     Ok(items)
 }
 
-/// The lab's node groups and clusters (EKS lists names only; tags come with describe).
-async fn eks(c: &Aws, lab: &str) -> Result<(Vec<Found>, Vec<Found>), ProviderError> {
+/// The node groups and clusters of `lab`, or of every lab (EKS lists names only; tags come
+/// with describe).
+async fn eks(c: &Aws, lab: Option<&str>) -> Result<(Vec<Found>, Vec<Found>), ProviderError> {
     let (mut pools, mut clusters) = (vec![], vec![]);
     let names = c
         .call(Eks, all(c.eks.list_clusters().into_paginator().items().send()))
@@ -127,7 +128,7 @@ async fn eks(c: &Aws, lab: &str) -> Result<(Vec<Found>, Vec<Found>), ProviderErr
             .cluster()
             .and_then(|c| c.tags())
             .and_then(|t| Tags::from_pairs(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
-        let Some(tags) = tags.filter(|t| t.lab == lab) else { continue };
+        let Some(tags) = tags.filter(|t| lab.is_none_or(|lab| t.lab == lab)) else { continue };
         let groups = c
             .call(Eks, all(c.eks.list_nodegroups().cluster_name(&name).into_paginator().items().send()))
             .await
@@ -140,11 +141,12 @@ async fn eks(c: &Aws, lab: &str) -> Result<(Vec<Found>, Vec<Found>), ProviderErr
     Ok((pools, clusters))
 }
 
-/// Buckets named for the lab (`<lab>-…`) whose tags say they are its.
-async fn buckets(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
+/// Buckets named for `lab` (`<lab>-…`) whose tags say they are its; without a lab, every
+/// bucket labctl tagged.
+async fn buckets(c: &Aws, lab: Option<&str>) -> Result<Vec<Found>, ProviderError> {
     let mut found = vec![];
     let listed = c.call(S3, c.s3.list_buckets().send()).await.map_err(failed("listing buckets"))?;
-    let prefix = format!("{lab}-");
+    let prefix = lab.map(|lab| format!("{lab}-")).unwrap_or_default();
     for bucket in listed.buckets().iter().filter_map(|b| b.name()).filter(|n| n.starts_with(&prefix)) {
         let tags = match c.call(S3, c.s3.get_bucket_tagging().bucket(bucket).send()).await {
             Ok(out) => Tags::from_pairs(out.tag_set().iter().map(|t| (t.key(), t.value()))),
@@ -159,7 +161,7 @@ async fn buckets(c: &Aws, lab: &str) -> Result<Vec<Found>, ProviderError> {
             }
             Err(e) => return Err(failed(format!("reading the tags of bucket {bucket}"))(e)),
         };
-        push(&mut found, "bucket", Some(bucket), tags.filter(|t| t.lab == lab));
+        push(&mut found, "bucket", Some(bucket), tags.filter(|t| lab.is_none_or(|lab| t.lab == lab)));
     }
     Ok(found)
 }
@@ -201,5 +203,30 @@ async fn identities(c: &Aws, lab: &str, swept: &[Found]) -> Result<Vec<Found>, P
 
 /// Tags for a lab-wide identity found by its IAM path.
 fn lab_only(lab: &str) -> Tags {
-    Tags { lab: lab.to_owned(), cohort: None, student: None }
+    Tags::lab(lab, None)
+}
+
+/// The name of every lab whose tags are on something here: on EC2 resources, buckets and
+/// EKS clusters, and in the IAM paths of users and roles.
+pub(crate) async fn labs(c: &Aws) -> Result<Vec<String>, ProviderError> {
+    let mut labs = std::collections::BTreeSet::new();
+    let tags = c
+        .call(Ec2, all(c.ec2.describe_tags().filters(ec2_filter("key", LAB)).into_paginator().items().send()))
+        .await
+        .map_err(failed("listing EC2 tags"))?;
+    labs.extend(tags.iter().filter_map(|t| t.value()).map(str::to_owned));
+    labs.extend(buckets(c, None).await?.into_iter().map(|f| f.tags.lab));
+    labs.extend(eks(c, None).await?.1.into_iter().map(|f| f.tags.lab));
+    let prefix = IAM_ROOT;
+    let users = c
+        .call(Iam, all(c.iam.list_users().path_prefix(prefix).into_paginator().items().send()))
+        .await
+        .map_err(failed("listing IAM users"))?;
+    let roles = c
+        .call(Iam, all(c.iam.list_roles().path_prefix(prefix).into_paginator().items().send()))
+        .await
+        .map_err(failed("listing IAM roles"))?;
+    let paths = users.iter().map(|u| u.path()).chain(roles.iter().map(|r| r.path()));
+    labs.extend(paths.filter_map(|p| p.strip_prefix(prefix)?.strip_suffix('/')).map(str::to_owned));
+    Ok(labs.into_iter().collect())
 }

@@ -73,7 +73,10 @@ pub(crate) fn eks(spec: &ResourceSpec, name: &str) -> HashMap<String, String> {
     pairs(spec, name).into_iter().collect()
 }
 
+/// The IAM path under which every lab's identities are.
+pub(crate) const IAM_ROOT: &str = "/labctl/";
+
 /// IAM path for a lab's users, roles and instance profiles: lets a sweep list them directly.
 pub(crate) fn iam_path(lab: &str) -> String {
-    format!("/labctl/{lab}/")
+    format!("{IAM_ROOT}{lab}/")
 }

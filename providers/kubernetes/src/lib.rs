@@ -260,9 +260,28 @@ impl Provider for KubernetesProvider {
     }
 
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
+        self.namespaces(&format!("{}={lab}", Tags::LAB)).await
+    }
+
+    /// Applies the resource's objects again: their labels carry the tags (the pods' do not,
+    /// so moving the expiry restarts nothing).
+    async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
+        self.upsert(spec, Some(prior)).await
+    }
+
+    async fn labs(&self) -> Result<Vec<String>, ProviderError> {
+        let found = self.namespaces(Tags::LAB).await?;
+        let labs: std::collections::BTreeSet<String> = found.into_iter().map(|f| f.tags.lab).collect();
+        Ok(labs.into_iter().collect())
+    }
+}
+
+impl KubernetesProvider {
+    /// The namespaces `selector` selects that carry labctl's labels.
+    async fn namespaces(&self, selector: &str) -> Result<Vec<Found>, ProviderError> {
         use k8s_openapi::api::core::v1::Namespace;
         let namespaces: kube::Api<Namespace> = kube::Api::all(self.client().await?.clone());
-        let params = kube::api::ListParams::default().labels(&format!("{}={lab}", Tags::LAB));
+        let params = kube::api::ListParams::default().labels(selector);
         let list = namespaces.list(&params).await.map_err(|e| errors::failed("listing namespaces", e))?;
         Ok(list
             .items

@@ -278,6 +278,8 @@ pub(crate) fn student_kubeconfig(k: &StudentKubeconfig) -> Result<String, Provid
 fn with_labels(context: &Value, tags: &Tags) -> Value {
     let mut context = context.clone();
     context["labels"] = json!(labels(tags));
+    // A pod template's labels roll its pods when they change: the expiry stays off them.
+    context["pod_labels"] = json!(labels(&Tags { expires: None, ..tags.clone() }));
     context["lab"] = json!(tags.lab);
     context["student"] = json!(tags.student);
     context
@@ -293,7 +295,7 @@ mod tests {
     use crate::plugin::{GpuPlacement, LimitsConfig, QuotaConfig, StorageConfig};
 
     fn tags(student: &str) -> Tags {
-        Tags { lab: "bigdata".into(), cohort: Some("tuesday".into()), student: Some(student.into()) }
+        Tags { cohort: Some("tuesday".into()), student: Some(student.into()), ..Tags::lab("bigdata", None) }
     }
 
     fn namespace_config(student: &str, gpu: u32) -> NamespaceConfig {

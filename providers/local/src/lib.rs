@@ -87,16 +87,17 @@ impl LocalProvider {
     fn claim(&self, kind: &str, id: &str, tags: &Tags) -> Result<(), ProviderError> {
         match self.recorded_tags(kind, id)? {
             Some(existing) if existing == *tags => Ok(()),
-            Some(existing) => Err(ProviderError::invalid(format!(
+            Some(existing) if !existing.same_owner(tags) => Err(ProviderError::invalid(format!(
                 "{kind} `{id}` already belongs to {}",
                 describe_owner(&existing)
             ))),
-            None => write_atomic(
-                &self.tag_path(kind, id),
-                &serde_json::to_vec_pretty(tags).expect("tags serialise"),
-                0o644,
-            ),
+            _ => self.record_tags(kind, id, tags),
         }
+    }
+
+    fn record_tags(&self, kind: &str, id: &str, tags: &Tags) -> Result<(), ProviderError> {
+        let bytes = serde_json::to_vec_pretty(tags).expect("tags serialise");
+        write_atomic(&self.tag_path(kind, id), &bytes, 0o644)
     }
 
     fn release(&self, kind: &str, id: &str) -> Result<(), ProviderError> {
@@ -385,6 +386,36 @@ impl Provider for LocalProvider {
         let lab = lab.to_owned();
         let found = self.blocking(|p| p.sweep_blocking()).await?;
         Ok(found.into_iter().filter(|f| f.tags.lab == lab).collect())
+    }
+
+    async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
+        if TAGGED.contains(&spec.kind.as_str()) {
+            let (kind, id, tags) = (spec.kind.clone(), prior.id.clone(), spec.tags.clone());
+            self.blocking(move |p| p.claim(&kind, &id, &tags)).await?;
+        } // a dataset is part of its bucket
+        Ok(prior.clone())
+    }
+
+    /// Every directory of the data directory holding tag files is a lab's.
+    async fn labs(&self) -> Result<Vec<String>, ProviderError> {
+        let data_dir = self.data_dir().to_owned();
+        self.blocking(move |_| {
+            let entries = match std::fs::read_dir(&data_dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == IoKind::NotFound => return Ok(vec![]),
+                Err(e) => return Err(io_error(&data_dir, e)),
+            };
+            let mut labs = vec![];
+            for entry in entries {
+                let path = entry.map_err(|e| io_error(&data_dir, e))?.path();
+                if path.join("tags").is_dir() {
+                    labs.extend(path.file_name().and_then(|n| n.to_str()).map(str::to_owned));
+                }
+            }
+            labs.sort();
+            Ok(labs)
+        })
+        .await
     }
 }
 

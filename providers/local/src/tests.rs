@@ -3,7 +3,7 @@ use std::os::unix::fs::PermissionsExt;
 use super::*;
 
 fn tags(student: &str) -> Tags {
-    Tags { lab: "lab1".into(), cohort: Some("mon".into()), student: Some(student.into()) }
+    Tags { cohort: Some("mon".into()), student: Some(student.into()), ..Tags::lab("lab1", None) }
 }
 
 fn spec(kind: &str, config: Value, student: &str) -> ResourceSpec {

@@ -172,6 +172,15 @@ impl Provider for Faulty {
         self.inner.sweep(lab).await
     }
 
+    async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
+        self.inject("retag", &spec.kind, &spec.address).await?;
+        self.inner.retag(spec, prior).await
+    }
+
+    async fn labs(&self) -> Result<Vec<String>, ProviderError> {
+        self.inner.labs().await
+    }
+
     async fn archive(
         &self,
         student: &StudentResources,

@@ -101,6 +101,16 @@ impl Provider for RateLimited {
         self.inner.sweep(lab).await
     }
 
+    async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
+        self.limiter.acquire().await;
+        self.inner.retag(spec, prior).await
+    }
+
+    async fn labs(&self) -> Result<Vec<String>, ProviderError> {
+        self.limiter.acquire().await;
+        self.inner.labs().await
+    }
+
     async fn archive(
         &self,
         student: &StudentResources,

@@ -89,7 +89,13 @@ impl Lab {
             lab: self.name.clone(),
             cohort: Some(cohort.name.clone()),
             student: Some(student.id.clone()),
+            expires: self.expires,
         }
+    }
+
+    /// The ownership tags of a lab-wide resource (a network, a cluster).
+    pub fn lab_tags(&self) -> crate::Tags {
+        crate::Tags::lab(&self.name, self.expires)
     }
 
     /// `<lab>-<student>`: what names a student's bucket, user, namespace, VM.
