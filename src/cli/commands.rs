@@ -59,6 +59,7 @@ fn new_plan(o: &Opened, state: &crate::state::State, destroy: bool, actions: Vec
         provider: SavedProvider { name: o.setup.name().to_owned(), settings: o.setup.save() },
         destroy,
         expires: o.lab.expires,
+        lab_file: std::path::absolute(&o.lab.path).ok(),
         actions,
         cost: None,
     }
@@ -122,7 +123,7 @@ pub(super) async fn apply(
     opts: ApplyOptions,
 ) -> Result<u8, CliError> {
     if let Some(plan) = Plan::read_from(path)? {
-        return apply_saved_plan(path, plan, run).await;
+        return apply_saved_plan(path, plan, run, opts.no_verify).await;
     }
     let o = Opened::open(path, place)?;
     refuse_expired(o.lab.expires, path)?;
@@ -149,17 +150,59 @@ pub(super) async fn apply(
     if !opts.yes {
         confirm("apply")?;
     }
-    let code = execute(&plan, &mut state, &o.store, &o.registry, &options, "Apply", run.json).await?;
+    let executed = execute(&plan, &mut state, &o.store, &o.registry, &options, "Apply", run.json).await?;
     drop(lock);
-    if code != 0 || opts.no_verify || o.lab.student.smoke.is_empty() || run.json {
-        return Ok(code);
+    finish_apply(executed, &o.lab, &state, &o.registry, opts.no_verify, run.json).await
+}
+
+/// After an apply: unless it failed or `no_verify`, the smoke workloads (when the lab has
+/// some and the provider can run them); then the `--json` summary, with the checks.
+async fn finish_apply(
+    executed: Executed,
+    lab: &lab::Lab,
+    state: &crate::state::State,
+    registry: &Registry,
+    no_verify: bool,
+    json: bool,
+) -> Result<u8, CliError> {
+    let Executed { mut code, mut summary } = executed;
+    if code == 0 && !no_verify && !lab.student.smoke.is_empty() {
+        match registry.smoke_runner() {
+            Err(why) if !json => println!("\nNot verifying: {why}"),
+            Err(_) => {}
+            Ok(runner) => {
+                if !json {
+                    println!("\nVerifying every student's environment (skip with --no-verify):\n");
+                }
+                let Some(checks) = checks(lab, state, runner, &[]).await else { return Ok(EXIT_INTERRUPTED) };
+                if !json {
+                    let _ = write!(anstream::stdout(), "{}", report::render_matrix(&checks));
+                }
+                code = if checks.iter().all(|c| c.passed) { 0 } else { EXIT_FAILURE };
+                summary["checks"] = serde_json::json!(checks);
+            }
+        }
     }
-    if let Err(why) = o.registry.smoke_runner() {
-        println!("\nNot verifying: {why}");
-        return Ok(code);
+    if json {
+        print_json(&summary);
     }
-    println!("\nVerifying every student's environment (skip with --no-verify):\n");
-    verify(&o, &[], false, None).await
+    Ok(code)
+}
+
+/// The smoke workloads' checks for `students` (all if empty); `None` if Ctrl-C stopped them.
+async fn checks(
+    lab: &lab::Lab,
+    state: &crate::state::State,
+    runner: std::sync::Arc<dyn labctl_provider_api::SmokeRunner>,
+    students: &[String],
+) -> Option<Vec<crate::verify::Check>> {
+    tokio::select! {
+        checks = crate::verify::verify(lab, state, runner, students) => Some(checks),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("Interrupted: verification stopped.");
+            None
+        }
+    }
 }
 
 /// Runs the smoke workloads and prints the matrix; exit 1 if any check failed.
@@ -171,13 +214,7 @@ pub(super) async fn verify(
 ) -> Result<u8, CliError> {
     let runner = o.registry.smoke_runner().map_err(CliError::failed)?;
     let state = o.load_state()?;
-    let checks = tokio::select! {
-        checks = crate::verify::verify(&o.lab, &state, runner, students) => checks,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("Interrupted: verification stopped.");
-            return Ok(EXIT_INTERRUPTED);
-        }
-    };
+    let Some(checks) = checks(&o.lab, &state, runner, students).await else { return Ok(EXIT_INTERRUPTED) };
     if json {
         println!("{}", serde_json::to_string_pretty(&checks).expect("checks serialise"));
     } else {
@@ -203,7 +240,12 @@ fn refuse_expired(expires: Option<jiff::Timestamp>, lab: &Path) -> Result<(), Cl
     }
 }
 
-async fn apply_saved_plan(path: &Path, plan: Plan, run: &RunOptions) -> Result<u8, CliError> {
+async fn apply_saved_plan(
+    path: &Path,
+    plan: Plan,
+    run: &RunOptions,
+    no_verify: bool,
+) -> Result<u8, CliError> {
     if !plan.destroy {
         refuse_expired(plan.expires, path)?;
     }
@@ -240,7 +282,39 @@ async fn apply_saved_plan(path: &Path, plan: Plan, run: &RunOptions) -> Result<u
         state.expires = plan.expires;
     }
     let registry = connect(setup.as_ref(), &plan.lab)?;
-    execute(&plan, &mut state, &store, &registry, &options, "Apply", run.json).await
+    let executed = execute(&plan, &mut state, &store, &registry, &options, "Apply", run.json).await?;
+    drop(_lock);
+    // The smoke workloads are the lab file's, as it is now (the plan holds no lab).
+    let lab = match (&plan.lab_file, plan.destroy || no_verify) {
+        (Some(file), false) => {
+            match lab::load(file, &lab::Context { plugins: &registry::plugins(), data_dir: None }) {
+                Ok(loaded) if loaded.lab.name == plan.lab => Some(loaded.lab),
+                _ => {
+                    if !run.json {
+                        println!(
+                            "\nNot verifying: {} no longer holds lab `{}`; run `labctl verify`.",
+                            file.display(),
+                            plan.lab
+                        );
+                    }
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    match lab {
+        Some(lab) => finish_apply(executed, &lab, &state, &registry, false, run.json).await,
+        None => finish_apply_unverified(executed, run.json),
+    }
+}
+
+/// After an apply that is not verified: the `--json` summary.
+fn finish_apply_unverified(executed: Executed, json: bool) -> Result<u8, CliError> {
+    if json {
+        print_json(&executed.summary);
+    }
+    Ok(executed.code)
 }
 
 pub(super) async fn destroy(
@@ -262,7 +336,20 @@ pub(super) async fn destroy(
     }
     let options = engine_options(run, o.setup.as_ref())?;
     let _lock = o.lock("destroy")?;
-    let mut state = o.load_state()?;
+    // A sweep needs no state: one that cannot be read is left as it is (its backup too),
+    // and the destroy keeps its progress in a scratch state instead.
+    let (mut state, scratch) = match o.store.load(&o.lab.name) {
+        Ok(state) => (state, None),
+        Err(e) if sweep && archive.is_none() => {
+            let why = CliError::from_error(EXIT_FAILURE, &e).render();
+            super::open::warn(&[format!(
+                "{why}\n  Destroying what the sweep finds; the state is left as it is."
+            )]);
+            (crate::state::State::new(&o.lab.name), Some(scratch_store()?))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let store = scratch.as_ref().map_or(&o.store, |(_, store)| store);
     if sweep {
         adopt_orphans(&o.registry, &o.lab.name, &mut state, &filter).await?;
     }
@@ -292,7 +379,11 @@ pub(super) async fn destroy(
             let addresses: Vec<String> = kept.iter().map(|k| k.address.clone()).collect();
             plan.actions = plan::keep(std::mem::take(&mut plan.actions), &state, &addresses);
         }
-        let code = execute(&plan, &mut state, &o.store, &o.registry, &options, "Destroy", run.json).await?;
+        let Executed { code, summary } =
+            execute(&plan, &mut state, store, &o.registry, &options, "Destroy", run.json).await?;
+        if run.json {
+            print_json(&summary);
+        }
         if let (Some(dir), false) = (archive, kept.is_empty()) {
             return Err(super::archive::kept_error(&kept, dir));
         }
@@ -306,6 +397,13 @@ pub(super) async fn destroy(
     // Prove it: ask every provider what still carries the lab's tags.
     let left = leftovers(&o.registry, &o.lab.name).await;
     if left.is_empty() {
+        if scratch.is_some() && !run.json {
+            println!(
+                "Nothing of lab `{}` is left; its unreadable state {} can be deleted.",
+                o.lab.name,
+                o.store.path().display()
+            );
+        }
         return Ok(0);
     }
     Err(CliError::failed(format!(
@@ -313,6 +411,15 @@ pub(super) async fn destroy(
         o.lab.name,
         left.join("\n  ")
     )))
+}
+
+/// A state store in a scratch directory (gone with the directory), for a destroy whose
+/// progress no state of the lab's can keep.
+pub(super) fn scratch_store() -> Result<(tempfile::TempDir, StateStore), CliError> {
+    let dir =
+        tempfile::tempdir().map_err(|e| CliError::failed("cannot make a scratch state").caused_by(&e))?;
+    let store = StateStore::new(dir.path().join("scratch.state.json"));
+    Ok((dir, store))
 }
 
 /// What every provider still finds of `lab`, as lines naming it; or why it cannot tell.
@@ -371,6 +478,14 @@ pub(super) async fn adopt_orphans(
     Ok(())
 }
 
+/// What running a plan did.
+pub(super) struct Executed {
+    pub code: u8,
+    /// The summary as `--json` prints it (the caller prints it; the text one is printed).
+    pub summary: serde_json::Value,
+}
+
+/// Runs `plan`, printing progress and, unless `json`, the summary.
 pub(super) async fn execute(
     plan: &Plan,
     state: &mut crate::state::State,
@@ -379,7 +494,7 @@ pub(super) async fn execute(
     options: &Options,
     verb: &str,
     json: bool,
-) -> Result<u8, CliError> {
+) -> Result<Executed, CliError> {
     let mut interrupts = engine::Interrupts::from_signals()
         .map_err(|e| CliError::failed("cannot watch for Ctrl-C").caused_by(&e))?;
     let mut progress = Progress::new(plan.actions.len());
@@ -393,21 +508,22 @@ pub(super) async fn execute(
         );
         std::process::exit(EXIT_INTERRUPTED.into());
     }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report::summary_json(plan, &report)).unwrap_or_default()
-        );
-    } else {
+    if !json {
         let _ = write!(anstream::stdout(), "\n{}", report::render_summary(verb, plan, &report));
     }
-    Ok(if report.interrupted {
+    let code = if report.interrupted {
         EXIT_INTERRUPTED
     } else if report.is_success() {
         0
     } else {
         EXIT_FAILURE
-    })
+    };
+    Ok(Executed { code, summary: report::summary_json(plan, &report) })
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub(super) fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 /// Asks on the terminal; refuses when there is nobody to ask.

@@ -9,13 +9,15 @@ use labctl_provider_api::{Found, ProviderSetup};
 use serde::Serialize;
 
 use super::args::RunOptions;
-use super::commands::{adopt_orphans, engine_options, execute, leftovers};
+use super::commands::{
+    adopt_orphans, engine_options, execute, leftovers, print_json, scratch_store, Executed,
+};
 use super::error::{CliError, EXIT_FAILURE, EXIT_INTERRUPTED};
 use super::open::connect;
 use crate::lab;
 use crate::plan::{self, Filter, Plan, SavedProvider, PLAN_FORMAT};
 use crate::registry;
-use crate::state::{State, StateStore};
+use crate::state::State;
 
 /// The lab name the providers are connected for to list every lab.
 const LISTING: &str = "labctl-reap";
@@ -32,6 +34,9 @@ struct Listed {
     /// With `--yes`: what is left after the destroy (empty: all gone).
     #[serde(skip_serializing_if = "Option::is_none")]
     left: Option<Vec<String>>,
+    /// With `--yes`: the destroy's summary, as `destroy --json` prints it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destroy: Option<serde_json::Value>,
 }
 
 pub(super) async fn reap(
@@ -48,7 +53,8 @@ pub(super) async fn reap(
             let expires = found.iter().filter_map(|f| f.tags.expires).max();
             let expired = expires.is_some_and(|at| at <= now);
             let provider = setup.name().to_owned();
-            labs.push(Listed { lab, provider, expires, expired, resources: found.len(), left: None });
+            let resources = found.len();
+            labs.push(Listed { lab, provider, expires, expired, resources, left: None, destroy: None });
         }
     }
     let mut out = anstream::stdout();
@@ -63,10 +69,10 @@ pub(super) async fn reap(
                 let _ = writeln!(out, "\nReaping lab `{}` ({}):", found.lab, found.provider);
             }
             let (destroyed, left) = destroy(setup.as_ref(), &found.lab, run).await?;
-            if destroyed == EXIT_INTERRUPTED {
+            if destroyed.code == EXIT_INTERRUPTED {
                 return Ok(EXIT_INTERRUPTED);
             }
-            if destroyed != 0 || !left.is_empty() {
+            if destroyed.code != 0 || !left.is_empty() {
                 code = EXIT_FAILURE;
             }
             if !run.json {
@@ -76,13 +82,11 @@ pub(super) async fn reap(
                 };
             }
             found.left = Some(left);
+            found.destroy = Some(destroyed.summary);
         }
     }
     if run.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "labs": labs })).unwrap_or_default()
-        );
+        print_json(&serde_json::json!({ "labs": labs }));
     }
     Ok(code)
 }
@@ -132,19 +136,17 @@ async fn listing(setup: &dyn ProviderSetup) -> Result<Vec<(String, Vec<Found>)>,
 }
 
 /// Destroys everything of `lab` the sweep finds, keeping its progress in a scratch state;
-/// the destroy's exit code and what is still there after it.
+/// what the destroy did and what is still there after it.
 async fn destroy(
     setup: &dyn ProviderSetup,
     lab: &str,
     run: &RunOptions,
-) -> Result<(u8, Vec<String>), CliError> {
+) -> Result<(Executed, Vec<String>), CliError> {
     let registry = connect(setup, lab)?;
     let options = engine_options(run, setup)?;
     let mut state = State::new(lab);
     adopt_orphans(&registry, lab, &mut state, &Filter::default()).await?;
-    let scratch =
-        tempfile::tempdir().map_err(|e| CliError::failed("cannot make a scratch state").caused_by(&e))?;
-    let store = StateStore::new(scratch.path().join("reap.state.json"));
+    let (_scratch, store) = scratch_store()?;
     let plan = Plan {
         format: PLAN_FORMAT.into(),
         lab: lab.to_owned(),
@@ -154,11 +156,12 @@ async fn destroy(
         provider: SavedProvider { name: setup.name().to_owned(), settings: setup.save() },
         destroy: true,
         expires: None,
+        lab_file: None,
         actions: plan::destroy_plan(&state, &Filter::default()),
         cost: None,
     };
-    let code = execute(&plan, &mut state, &store, &registry, &options, "Reap", run.json).await?;
-    Ok((code, leftovers(&registry, lab).await))
+    let executed = execute(&plan, &mut state, &store, &registry, &options, "Reap", run.json).await?;
+    Ok((executed, leftovers(&registry, lab).await))
 }
 
 /// What was found, expired first.

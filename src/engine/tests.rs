@@ -224,6 +224,7 @@ impl World {
             provider: SavedProvider { name: "scripted".into(), settings: serde_json::Value::Null },
             destroy: false,
             expires: None,
+            lab_file: None,
             actions,
             cost: None,
         }
@@ -282,6 +283,26 @@ async fn dependencies_come_first_and_parallelism_is_bounded() {
     let calls = w.provider.calls.lock().unwrap().clone();
     assert_eq!(calls.last().map(String::as_str), Some("create top"), "{calls:?}");
     assert_eq!(w.saved(), ["a", "b", "c", "d", "e", "f", "top"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_moved_expiry_retags_without_updating_and_is_recorded() {
+    let mut w = World::new(2);
+    let mut nodes = things(&["a", "b"]);
+    w.apply(&nodes, &[]).await;
+    let later: jiff::Timestamp = "2031-01-01T00:00:00Z".parse().unwrap();
+    nodes.iter_mut().for_each(|n| n.spec.tags.expires = Some(later));
+    // `a` only moves its expiry; `b` also changes in place (its update is `create b`).
+    nodes[1].spec.config = attrs(json!({ "size": 1, "note": "x" }));
+    w.provider.on("retag a", [Step::Fail(ErrorKind::Throttled)]);
+    let (report, log) = w.apply(&nodes, &[]).await;
+    assert!(report.is_success(), "{:?}", log.0);
+    let mut calls = w.provider.calls.lock().unwrap()[2..].to_vec();
+    calls.sort();
+    assert_eq!(calls, ["create b", "retag a", "retag a", "retag b"]);
+    let saved = w.store.load("lab").unwrap();
+    assert!(saved.resources.values().all(|r| r.tags.expires == Some(later)));
+    assert!(w.plan(&nodes).actions.is_empty());
 }
 
 #[tokio::test(start_paused = true)]

@@ -34,6 +34,9 @@ pub struct Plan {
     /// The lab's expiry: a plan that creates or changes anything is refused after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<jiff::Timestamp>,
+    /// The lab file the plan was made from, whose smoke workloads run after it is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab_file: Option<PathBuf>,
     pub actions: Vec<Action>,
     /// What the lab costs as planned (not for destroy plans).
     #[serde(default, skip_serializing_if = "Option::is_none")]

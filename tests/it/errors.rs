@@ -20,6 +20,26 @@ fn a_damaged_state_names_the_file_the_cause_and_the_backup() {
     insta::assert_snapshot!("damaged_state", run.stderr);
 }
 
+/// `destroy --sweep` needs no state: with the state damaged it destroys what the tags
+/// say, leaving the damaged file and its backup for whoever wants to look at them.
+#[test]
+fn a_damaged_state_is_no_obstacle_to_destroy_sweep() {
+    let env = applied();
+    let damaged = "{ \"format_version\": 1, \"serial\": ";
+    env.write(".labctl/lab1.state.json", damaged);
+    let backup = std::fs::read(env.path(".labctl/lab1.state.json.backup")).ok();
+    let refused = env.run(&["destroy", "lab.toml", "--yes"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(env.data().join("lab1/buckets/lab1-ada").is_dir());
+
+    let swept = env.run(&["destroy", "lab.toml", "--yes", "--sweep"]).ok();
+    assert!(swept.stderr.contains("the state at") && swept.stderr.contains("is damaged"), "{}", swept.stderr);
+    assert!(swept.stdout.contains("its unreadable state"), "{}", swept.stdout);
+    assert!(!env.data().join("lab1").exists(), "everything tagged is gone");
+    assert_eq!(std::fs::read_to_string(env.path(".labctl/lab1.state.json")).unwrap(), damaged);
+    assert_eq!(std::fs::read(env.path(".labctl/lab1.state.json.backup")).ok(), backup);
+}
+
 #[test]
 fn a_state_from_another_version_or_lab_is_refused_with_what_to_do() {
     let env = applied();

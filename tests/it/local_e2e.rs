@@ -87,13 +87,19 @@ fn quickstart_verifies_every_student_repairs_a_killed_scheduler_and_destroy_leav
     assert!(broken.stdout.contains("cannot reach the scheduler"), "{}", broken.stdout);
     assert!(!broken.stdout.contains("ada / ") && !broken.stdout.contains("grace / "), "{}", broken.stdout);
 
-    let repaired = env.run(&["apply", "lab.toml", "--yes"]).ok();
+    let planned = env.run(&["plan", "lab.toml", "--out", "repair.json"]).ok();
     assert!(
-        repaired.stdout.contains("+ student[\"alan\"].scheduler (scheduler)  # deleted outside labctl"),
+        planned.stdout.contains("+ student[\"alan\"].scheduler (scheduler)  # deleted outside labctl"),
         "{}",
-        repaired.stdout
+        planned.stdout
     );
-    assert!(repaired.stdout.contains("3 students, 6 of 6 checks passed."), "{}", repaired.stdout);
+    // A saved plan is verified once applied, and `--json` carries the checks.
+    let repaired = env.run(&["apply", "repair.json", "--json"]).ok();
+    let summary: serde_json::Value = serde_json::from_str(&repaired.stdout).unwrap();
+    assert_eq!(summary["success"], true, "{summary:#}");
+    let checks = summary["checks"].as_array().unwrap_or_else(|| panic!("no checks in {summary:#}"));
+    assert_eq!(checks.len(), 6, "{summary:#}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{summary:#}");
 
     let (procs_after, addrs_after) = processes(&env);
     env.run(&["destroy", "lab.toml", "--yes"]).ok();

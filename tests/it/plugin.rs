@@ -256,6 +256,7 @@ students = [{ id = "ada" }, { id = "bob" }]
         provider: SavedProvider { name: setup.name().into(), settings: setup.save() },
         destroy: false,
         expires: None,
+        lab_file: None,
         actions,
         cost: None,
     };

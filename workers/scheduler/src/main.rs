@@ -37,10 +37,10 @@ enum Cmd {
         #[command(flatten)]
         auth: Auth,
         /// Declare a worker dead after this many seconds without a heartbeat.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = server::DEFAULT_HEARTBEAT_TIMEOUT_SECS)]
         heartbeat_timeout: f64,
         /// Tasks queued on each worker beyond its slots (hides round trips).
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = server::DEFAULT_PREFETCH)]
         prefetch: u32,
     },
     /// Run tasks for a scheduler until it goes away.
@@ -65,6 +65,16 @@ enum Cmd {
         scheduler: String,
         #[command(flatten)]
         auth: Auth,
+        graph: PathBuf,
+    },
+    /// Run a task graph file here: a scheduler plus N worker processes, gone when it is done.
+    Run {
+        /// Worker processes.
+        #[arg(long, default_value_t = 2)]
+        workers: u32,
+        /// Tasks each worker runs at once.
+        #[arg(long, default_value_t = 1)]
+        slots: u32,
         graph: PathBuf,
     },
     /// Print a scheduler's status (from its HTTP endpoint).
@@ -137,6 +147,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs the task graph file at `path` through the scheduler at `scheduler` and prints its
+/// results and errors as JSON; fails if any task did.
+async fn submit(scheduler: &str, token: &str, path: &Path) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let toml = path.extension().is_some_and(|e| e == "toml");
+    let base = path.parent().unwrap_or(Path::new(""));
+    let g = graph::parse(&text, toml, base).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut client = Client::connect(scheduler, token).await?;
+    let outcome = client.run(g.tasks, &g.wanted).await?;
+    let name = |id: &u64| g.names.get(*id as usize).cloned().unwrap_or_else(|| id.to_string());
+    let results: serde_json::Map<String, serde_json::Value> =
+        outcome.results.iter().map(|(id, v)| (name(id), v.clone())).collect();
+    let errors: serde_json::Map<String, serde_json::Value> =
+        outcome.errors.iter().map(|(id, e)| (name(id), json!(e))).collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "results": results, "errors": errors })).expect("json")
+    );
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 async fn run(cmd: Cmd) -> Result<ExitCode, String> {
     match cmd {
         Cmd::Scheduler { listen, http, auth, heartbeat_timeout, prefetch } => {
@@ -162,23 +193,31 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             worker::run(&scheduler, &auth.token, &name, slots, gpus).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Submit { scheduler, auth, graph: path } => {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let toml = path.extension().is_some_and(|e| e == "toml");
-            let base = path.parent().unwrap_or(Path::new(""));
-            let g = graph::parse(&text, toml, base).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut client = Client::connect(&scheduler, &auth.token).await?;
-            let outcome = client.run(g.tasks, &g.wanted).await?;
-            let name = |id: &u64| g.names.get(*id as usize).cloned().unwrap_or_else(|| id.to_string());
-            let results: serde_json::Map<String, serde_json::Value> =
-                outcome.results.iter().map(|(id, v)| (name(id), v.clone())).collect();
-            let errors: serde_json::Map<String, serde_json::Value> =
-                outcome.errors.iter().map(|(id, e)| (name(id), json!(e))).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({ "results": results, "errors": errors })).expect("json")
-            );
-            Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Cmd::Submit { scheduler, auth, graph: path } => submit(&scheduler, &auth.token, &path).await,
+        Cmd::Run { workers, slots, graph: path } => {
+            let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?.to_string();
+            let token = format!("{:032x}", rand::random::<u128>());
+            let config = Config::with_token(token.clone());
+            let scheduler = tokio::spawn(server::serve(listener, None, config));
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut children = vec![];
+            for i in 0..workers {
+                let child = tokio::process::Command::new(&exe)
+                    .args(["worker", "--scheduler", &addr, "--slots", &slots.to_string()])
+                    .args(["--name", &format!("local-{i}")])
+                    .env("LAB_SCHEDULER_TOKEN", &token)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| format!("cannot start a worker: {e}"))?;
+                children.push(child);
+            }
+            let outcome = submit(&addr, &token, &path).await;
+            scheduler.abort();
+            for mut c in children {
+                let _ = c.kill().await;
+            }
+            outcome
         }
         Cmd::Status { http } => {
             let body = http_get(&http, "/status").await?;

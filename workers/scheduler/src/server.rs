@@ -14,6 +14,11 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use crate::core::{Command, Core, TaskDef, TaskId};
 use crate::protocol::{FromScheduler, Payload, Role, RunTask, ToScheduler, PROTOCOL_VERSION};
 
+/// Seconds without a heartbeat after which a worker is declared dead, by default.
+pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: f64 = 5.0;
+/// Tasks queued on a worker beyond its slots, by default (hides round trips).
+pub const DEFAULT_PREFETCH: u32 = 256;
+
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,6 +27,17 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// Tasks queued on a worker beyond its slots.
     pub prefetch: u32,
+}
+
+impl Config {
+    /// The default configuration of a scheduler whose shared secret is `token`.
+    pub fn with_token(token: String) -> Self {
+        Self {
+            token,
+            heartbeat_timeout: Duration::from_secs_f64(DEFAULT_HEARTBEAT_TIMEOUT_SECS),
+            prefetch: DEFAULT_PREFETCH,
+        }
+    }
 }
 
 enum Inbound {

@@ -102,6 +102,28 @@ fn s11_command_tasks_capture_output_and_fail_with_stderr() {
     assert!(err.contains("exit status: 1") && err.ends_with("alpha must be at most 1"), "{err}");
 }
 
+/// `lab-scheduler run` is a scheduler and its workers for one graph: the tree reduction's
+/// answer, then nothing of it left running.
+#[test]
+fn run_evaluates_a_graph_file_on_workers_of_its_own_and_leaves_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("graph.toml");
+    let mut text = String::new();
+    for i in 0..8 {
+        text.push_str(&format!("[[task]]\nid = \"sq{i}\"\nfunction = \"square\"\nargs = {{ x = {i} }}\n\n"));
+    }
+    std::fs::write(&graph, text).unwrap();
+    let out = Command::new(BIN).args(["run", "--workers", "3", "--slots", "2"]).arg(&graph).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for i in 0..8 {
+        assert_eq!(printed["results"][format!("sq{i}")], json!((i * i) as f64), "{printed}");
+    }
+    let workers =
+        Command::new("pgrep").args(["-f", "lab-scheduler worker --scheduler 127.0.0.1:"]).output().unwrap();
+    assert!(workers.stdout.is_empty(), "workers left running: {}", String::from_utf8_lossy(&workers.stdout));
+}
+
 #[test]
 fn a_graphs_command_runs_from_its_shipped_files_in_a_directory_of_its_own() {
     let cluster = Cluster::start(1, "5");
