@@ -19,15 +19,13 @@ STUDENTS=${STUDENTS:-100}
 PARALLELISM=${PARALLELISM:-32}
 CONCURRENCY=${CONCURRENCY:-16}
 BOOTED=${BOOTED:-20}
-VENV=${XDG_CACHE_HOME:-$HOME/.cache}/labctl-test/venv
-if [ ! -x "$VENV/bin/moto_server" ]; then
-  python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]"
-fi
+MOTO_PYTHON=$(bash testing/moto/install.sh)
+export MOTO_PYTHON
 cargo build --release --quiet --workspace
 LABCTL="$PWD/target/release/labctl"
 WORK=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MOTO_IAM_LOAD_MANAGED_POLICIES=true MOTO_AMIS_PATH="$PWD/testing/moto-amis.json" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
+MOTO_IAM_LOAD_MANAGED_POLICIES=true MOTO_AMIS_PATH="$PWD/testing/moto-amis.json" testing/moto/moto-server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
 MOTO=$!
 RUNNER_IN=
 trap '[ -n "$RUNNER_IN" ] && exec {RUNNER_IN}>&-; wait $RUNNER 2>/dev/null; kill $MOTO 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -63,7 +61,7 @@ step() { # NAME ARGS...: runs labctl; prints wall time, labctl's CPU time and pe
   local n=$(( $(requests) - before ))
   printf '%-10s %7ss %6ss CPU %6s MiB %7s requests %8s requests/s\n' "$name" "$secs" "$(python3 -c "print(round($user+$sys,2))")" "$((kib / 1024))" "$n" "$(python3 -c "print(round($n/max($secs,0.001)))")"
 }
-echo "aws provider against moto $("$VENV/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p') on loopback: $STUDENTS students x (bucket + IAM user + key + security group + VM), shared VPC, artifacts and instance profile"
+echo "aws provider against moto $("$MOTO_PYTHON" -c 'import moto; print(moto.__version__)') on loopback: $STUDENTS students x (bucket + IAM user + key + security group + VM), shared VPC, artifacts and instance profile"
 echo "engine parallelism $PARALLELISM, $CONCURRENCY requests in flight per AWS service, $(nproc) cores"
 step apply apply "$WORK/lab.toml" --yes --parallelism "$PARALLELISM"
 tail -1 "$WORK/out"

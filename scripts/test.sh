@@ -11,13 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/labctl-test
-VENV="$CACHE/venv"
-if [ ! -x "$VENV/bin/moto_server" ]; then
-  echo "installing the AWS API emulator (moto[server]) into $VENV" >&2
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]"
-fi
-export MOTO_SERVER="$VENV/bin/moto_server"
+# The AWS API emulator, pinned and installed once (testing/moto/install.sh); the tests run
+# it through testing/moto/serve.py, which makes moto authorize S3 requests by AWS's IAM
+# action names.
+MOTO_PYTHON=$(bash testing/moto/install.sh)
+export MOTO_PYTHON
+export MOTO_SERVER="$PWD/testing/moto/moto-server"
 
 # The VM runner (testing/vm-runner) boots every instance moto runs: systemd-nspawn over a
 # Debian image that debootstrap builds once into ~/.cache. The test cluster

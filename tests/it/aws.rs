@@ -1,7 +1,7 @@
 //! The AWS provider against the AWS API emulator (moto's server) on loopback: each test
-//! starts its own server. `scripts/test.sh` installs moto; `MOTO_SERVER` names the
-//! executable (default: `moto_server` on the PATH). What exists is checked by listing
-//! through the AWS API with the SDK, never through labctl itself.
+//! starts its own server. `scripts/test.sh` installs moto, pinned, and sets `MOTO_SERVER`
+//! to `testing/moto/moto-server` (default: `moto_server` on the PATH). What exists is
+//! checked by listing through the AWS API with the SDK, never through labctl itself.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! M12: M1 and M7 with inputs and outputs behind `s3://` URLs, against the AWS API emulator
-//! (moto's server) on loopback. `scripts/test.sh` installs it; `MOTO_SERVER` names the
-//! executable (default: `moto_server` on the PATH).
+//! (moto's server) on loopback. `scripts/test.sh` installs it, pinned, and sets
+//! `MOTO_SERVER` to `testing/moto/moto-server` (default: `moto_server` on the PATH).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
