@@ -107,7 +107,12 @@ impl Cluster {
 
     /// Every object carrying `lab`'s label, as `kind namespace/name` lines, sorted.
     pub fn labelled(&self, lab: &str) -> Vec<String> {
-        let params = ListParams::default().labels(&format!("labctl/lab={lab}"));
+        self.selected(&format!("labctl/lab={lab}"))
+    }
+
+    /// The namespaces and namespaced objects `selector` selects, as `Kind ns/name` lines.
+    pub fn selected(&self, selector: &str) -> Vec<String> {
+        let params = ListParams::default().labels(selector);
         let mut found = vec![];
         let namespaces = self.block_on(Api::<Namespace>::all(self.client.clone()).list(&params)).unwrap();
         found.extend(
@@ -449,6 +454,28 @@ fn kubernetes_example_applies_replans_clean_and_destroys_without_leftovers() {
 
     let again = env.run(&["plan", "lab.toml"]).ok();
     assert!(again.stdout.contains("No changes"), "re-plan after apply:\n{}", again.stdout);
+
+    // Moving the expiry relabels every object in place and rolls no pod; `reap` reads it.
+    let generation = |student: &str| {
+        cluster.deployment(&format!("{lab}-{student}"), "scheduler").unwrap().metadata.generation
+    };
+    let before = generation("ada");
+    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    env.write("lab.toml", &text.replacen("[lab]", "[lab]\nexpires = 2031-06-30T17:00:00Z", 1));
+    env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
+    // Every object but the pods, whose labels come from the unchanged pod templates.
+    let objects: Vec<String> = cluster.labelled(lab).into_iter().filter(|o| !o.starts_with("Pod ")).collect();
+    let moved = cluster.selected(&format!("labctl/lab={lab},labctl/expires=20310630t170000z"));
+    assert_eq!(moved, objects, "every object carries the new expiry");
+    assert_eq!(generation("ada"), before, "the pod template did not change");
+    let listed = env.run(&["reap", "lab.toml"]).ok();
+    assert!(
+        listed
+            .stdout
+            .contains(&format!("  {lab} on kubernetes: expires at 2031-06-30T17:00:00Z, 5 resources")),
+        "{}",
+        listed.stdout
+    );
 
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(cluster.labelled(lab), Vec::<String>::new());
