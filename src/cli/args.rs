@@ -127,6 +127,11 @@ pub enum Command {
         /// Local provider data directory (default: the file's, else ~/.local/share/labctl).
         #[arg(long, value_name = "DIR", env = "LABCTL_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// First copy each student's bucket into DIR/<lab>/<student>/ (seeded datasets
+        /// included: without the lab file they are not known); a student whose copy fails
+        /// keeps their bucket (exit 1).
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
         #[command(flatten)]
         run: RunOptions,
         /// Destroy the labs past their expiry (without it, only list them).

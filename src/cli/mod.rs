@@ -89,7 +89,9 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
             let filter = crate::plan::Filter { students, cohorts };
             commands::destroy(&target, filter, sweep, archive.as_deref(), &run, yes).await
         }
-        Command::Reap { files, data_dir, run, yes } => reap::reap(&files, data_dir, &run, yes).await,
+        Command::Reap { files, data_dir, archive, run, yes } => {
+            reap::reap(&files, data_dir, archive.as_deref(), &run, yes).await
+        }
         Command::Status { target, json } => {
             inspect::status(&Opened::open(&target.lab, &target.place)?, json).await
         }

@@ -1,22 +1,25 @@
 //! `labctl reap`: every lab past its expiry, found through the providers' own listings
 //! (their `labctl/lab` and `labctl/expires` tags) with no lab file or state, which may be
-//! lost; with `--yes`, each destroyed through a sweep and checked to be gone.
+//! lost; with `--yes`, each destroyed through a sweep (its students' buckets first copied
+//! into `--archive DIR/<lab>/<student>/`) and checked to be gone.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use labctl_provider_api::{Found, ProviderSetup};
+use labctl_provider_api::{Found, Observed, ProviderSetup};
 use serde::Serialize;
 
+use super::archive::{archive_buckets, check_supported, kept_error};
 use super::args::RunOptions;
 use super::commands::{
     adopt_orphans, engine_options, execute, leftovers, print_json, scratch_store, Executed,
 };
 use super::error::{CliError, EXIT_FAILURE, EXIT_INTERRUPTED};
 use super::open::connect;
+use crate::engine::Providers;
 use crate::lab;
 use crate::plan::{self, Filter, Plan, SavedProvider, PLAN_FORMAT};
-use crate::registry;
+use crate::registry::{self, Registry};
 use crate::state::State;
 
 /// The lab name the providers are connected for to list every lab.
@@ -42,10 +45,16 @@ struct Listed {
 pub(super) async fn reap(
     files: &[PathBuf],
     data_dir: Option<PathBuf>,
+    archive: Option<&Path>,
     run: &RunOptions,
     yes: bool,
 ) -> Result<u8, CliError> {
     let setups = configure(files, data_dir)?;
+    if archive.is_some() {
+        for setup in &setups {
+            check_supported(setup.name())?;
+        }
+    }
     let now = jiff::Timestamp::now();
     let mut labs = vec![];
     for setup in &setups {
@@ -68,7 +77,7 @@ pub(super) async fn reap(
             if !run.json {
                 let _ = writeln!(out, "\nReaping lab `{}` ({}):", found.lab, found.provider);
             }
-            let (destroyed, left) = destroy(setup.as_ref(), &found.lab, run).await?;
+            let (destroyed, left) = destroy(setup.as_ref(), &found.lab, run, archive).await?;
             if destroyed.code == EXIT_INTERRUPTED {
                 return Ok(EXIT_INTERRUPTED);
             }
@@ -141,13 +150,17 @@ async fn destroy(
     setup: &dyn ProviderSetup,
     lab: &str,
     run: &RunOptions,
+    archive: Option<&Path>,
 ) -> Result<(Executed, Vec<String>), CliError> {
     let registry = connect(setup, lab)?;
     let options = engine_options(run, setup)?;
     let mut state = State::new(lab);
     adopt_orphans(&registry, lab, &mut state, &Filter::default()).await?;
+    if archive.is_some() {
+        name_buckets(&registry, &mut state).await?;
+    }
     let (_scratch, store) = scratch_store()?;
-    let plan = Plan {
+    let mut plan = Plan {
         format: PLAN_FORMAT.into(),
         lab: lab.to_owned(),
         lineage: state.lineage.clone(),
@@ -160,8 +173,44 @@ async fn destroy(
         actions: plan::destroy_plan(&state, &Filter::default()),
         cost: None,
     };
+    if let Some(dir) = archive {
+        let dir = dir.join(lab);
+        let kept = archive_buckets(&plan, &state, &registry, &dir, options.parallelism, run.json).await;
+        if !kept.is_empty() {
+            let _ = writeln!(anstream::stderr(), "error: {}", kept_error(&kept, &dir).render());
+        }
+        let addresses: Vec<String> = kept.into_iter().map(|k| k.address).collect();
+        plan.actions = plan::keep(std::mem::take(&mut plan.actions), &state, &addresses);
+    }
     let executed = execute(&plan, &mut state, &store, &registry, &options, "Reap", run.json).await?;
     Ok((executed, leftovers(&registry, lab).await))
+}
+
+/// Gives each student's swept bucket its student's address and what its provider reads of
+/// it, so that the archive finds it as `destroy --archive` does. The lab file, which names
+/// the seeded datasets, is gone: they are archived with the rest.
+async fn name_buckets(registry: &Registry, state: &mut State) -> Result<(), CliError> {
+    let buckets: Vec<(String, String)> = state
+        .resources
+        .iter()
+        .filter(|(_, r)| r.kind == "bucket")
+        .filter_map(|(address, r)| Some((address.clone(), r.tags.student.clone()?)))
+        .collect();
+    for (orphan, student) in buckets {
+        let mut bucket = state.resources.remove(&orphan).expect("listed above");
+        let provider = registry.provider(&bucket.provider).expect("the sweep's own provider");
+        let prior = Observed { id: bucket.id.clone(), ..Observed::default() };
+        let read = provider.read("bucket", &prior).await.map_err(|e| {
+            CliError::failed(format!("cannot read {student}'s bucket `{}` to archive it: {e}", bucket.id))
+        })?;
+        bucket.attributes = read.map(|o| o.attributes).unwrap_or_default();
+        let address = format!("student[\"{student}\"].bucket");
+        for dep in state.resources.values_mut().flat_map(|r| r.deps.iter_mut()).filter(|d| **d == orphan) {
+            *dep = address.clone();
+        }
+        state.resources.insert(address, bucket);
+    }
+    Ok(())
 }
 
 /// What was found, expired first.

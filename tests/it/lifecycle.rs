@@ -201,9 +201,15 @@ fn reap_destroys_only_labs_past_their_expiry_without_their_files_or_state() {
     assert!(listed.stdout.contains("Run again with --yes"), "{}", listed.stdout);
     assert!(env.data().join("lab1/buckets/lab1-ada").is_dir(), "listing destroys nothing");
 
-    let reaped = env.run(&["reap", "reap.toml", "--yes"]).ok();
+    // What ada wrote outlives her lab in the archive.
+    let bucket = env.data().join("lab1/buckets/lab1-ada");
+    std::fs::create_dir_all(bucket.join("out")).unwrap();
+    std::fs::write(bucket.join("out/result.txt"), "mine").unwrap();
+    let reaped = env.run(&["reap", "reap.toml", "--yes", "--archive", "kept"]).ok();
+    assert!(reaped.stdout.contains("Archived ada's bucket: 6 files in kept/lab1/ada."), "{}", reaped.stdout);
     assert!(reaped.stdout.contains("Nothing of lab `lab1` is left."), "{}", reaped.stdout);
     assert!(!env.data().join("lab1").exists(), "{:?}", files_under(&env.data().join("lab1")));
+    assert_eq!(std::fs::read_to_string(env.path("kept/lab1/ada/out/result.txt")).unwrap(), "mine");
     for kept in ["lab2.toml", "lab3.toml"] {
         env.run(&["plan", kept, "--detailed-exitcode"]).ok();
     }
