@@ -152,21 +152,22 @@ pub(super) async fn apply(
     }
     let executed = execute(&plan, &mut state, &o.store, &o.registry, &options, "Apply", run.json).await?;
     drop(lock);
-    finish_apply(executed, &o.lab, &state, &o.registry, opts.no_verify, run.json).await
+    let verified = (!opts.no_verify).then_some(&o.lab);
+    finish_apply(executed, verified, &state, &o.registry, run.json).await
 }
 
-/// After an apply: unless it failed or `no_verify`, the smoke workloads (when the lab has
-/// some and the provider can run them); then the `--json` summary, with the checks.
+/// After an apply: unless it failed, the smoke workloads of `lab` (when there is one to
+/// verify, with some, and the provider can run them); then the `--json` summary, with the
+/// checks.
 async fn finish_apply(
     executed: Executed,
-    lab: &lab::Lab,
+    lab: Option<&lab::Lab>,
     state: &crate::state::State,
     registry: &Registry,
-    no_verify: bool,
     json: bool,
 ) -> Result<u8, CliError> {
     let Executed { mut code, mut summary } = executed;
-    if code == 0 && !no_verify && !lab.student.smoke.is_empty() {
+    if let Some(lab) = lab.filter(|lab| code == 0 && !lab.student.smoke.is_empty()) {
         match registry.smoke_runner() {
             Err(why) if !json => println!("\nNot verifying: {why}"),
             Err(_) => {}
@@ -284,37 +285,28 @@ async fn apply_saved_plan(
     let registry = connect(setup.as_ref(), &plan.lab)?;
     let executed = execute(&plan, &mut state, &store, &registry, &options, "Apply", run.json).await?;
     drop(_lock);
-    // The smoke workloads are the lab file's, as it is now (the plan holds no lab).
-    let lab = match (&plan.lab_file, plan.destroy || no_verify) {
-        (Some(file), false) => {
-            match lab::load(file, &lab::Context { plugins: &registry::plugins(), data_dir: None }) {
-                Ok(loaded) if loaded.lab.name == plan.lab => Some(loaded.lab),
-                _ => {
-                    if !run.json {
-                        println!(
-                            "\nNot verifying: {} no longer holds lab `{}`; run `labctl verify`.",
-                            file.display(),
-                            plan.lab
-                        );
-                    }
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
-    match lab {
-        Some(lab) => finish_apply(executed, &lab, &state, &registry, false, run.json).await,
-        None => finish_apply_unverified(executed, run.json),
-    }
+    let lab = if plan.destroy || no_verify { None } else { saved_plan_lab(&plan, run.json) };
+    finish_apply(executed, lab.as_ref(), &state, &registry, run.json).await
 }
 
-/// After an apply that is not verified: the `--json` summary.
-fn finish_apply_unverified(executed: Executed, json: bool) -> Result<u8, CliError> {
-    if json {
-        print_json(&executed.summary);
+/// The lab a saved plan was made from, to verify after applying it: its lab file as it is
+/// now (the plan holds no lab); `None`, saying so, when that file no longer holds it.
+fn saved_plan_lab(plan: &Plan, json: bool) -> Option<lab::Lab> {
+    let file = plan.lab_file.as_ref()?;
+    let cx = lab::Context { plugins: &registry::plugins(), data_dir: None };
+    match lab::load(file, &cx) {
+        Ok(loaded) if loaded.lab.name == plan.lab => Some(loaded.lab),
+        _ => {
+            if !json {
+                println!(
+                    "\nNot verifying: {} no longer holds lab `{}`; run `labctl verify`.",
+                    file.display(),
+                    plan.lab
+                );
+            }
+            None
+        }
     }
-    Ok(executed.code)
 }
 
 pub(super) async fn destroy(

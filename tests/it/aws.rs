@@ -113,27 +113,8 @@ impl Moto {
         block_on(async {
             let mut missing = vec![];
             let ec2 = aws_sdk_ec2::Client::new(&sdk);
-            let tag_filter = |key: &str, value: &str| {
-                [
-                    Filter::builder().name("key").values(key).build(),
-                    Filter::builder().name("value").values(value).build(),
-                ]
-            };
-            let ids = |tags: &aws_sdk_ec2::operation::describe_tags::DescribeTagsOutput| -> Vec<String> {
-                tags.tags().iter().filter_map(|t| t.resource_id().map(str::to_owned)).collect()
-            };
-            let ours = ec2
-                .describe_tags()
-                .set_filters(Some(tag_filter("labctl/lab", lab).to_vec()))
-                .max_results(1000)
-                .send();
-            let ours = ids(&ours.await.unwrap());
-            let fresh = ec2
-                .describe_tags()
-                .set_filters(Some(tag_filter("labctl/expires", expiry).to_vec()))
-                .max_results(1000)
-                .send();
-            let fresh = ids(&fresh.await.unwrap());
+            let ours = tagged_ids(&ec2, "labctl/lab", lab).await;
+            let fresh = tagged_ids(&ec2, "labctl/expires", expiry).await;
             missing.extend(ours.iter().filter(|id| !fresh.contains(id)).map(|id| format!("ec2 {id}")));
             for line in tagged {
                 let (kind, id) = line.split_once(' ').unwrap();
@@ -197,6 +178,24 @@ impl Drop for Moto {
             let _ = child.wait();
         }
     }
+}
+
+/// The EC2 resources whose tag `key` is `value`.
+async fn tagged_ids(ec2: &aws_sdk_ec2::Client, key: &str, value: &str) -> Vec<String> {
+    let filters = [
+        Filter::builder().name("key").values(key).build(),
+        Filter::builder().name("value").values(value).build(),
+    ];
+    let tags: Vec<_> = ec2
+        .describe_tags()
+        .set_filters(Some(filters.to_vec()))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .unwrap();
+    tags.iter().filter_map(|t| t.resource_id().map(str::to_owned)).collect()
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

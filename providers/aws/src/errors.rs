@@ -70,10 +70,20 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match result {
-        Ok(_) => Ok(()),
         Err(e) if is_missing(&e, codes) => Ok(()),
-        Err(e) => Err(failed(what)(e)),
+        other => done(other, what),
     }
+}
+
+/// A request's outcome, its answer dropped; `what` says what was being done.
+pub(crate) fn done<T, E>(
+    result: Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
+    what: &str,
+) -> Result<(), ProviderError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    result.map(drop).map_err(failed(what))
 }
 
 /// A provider error for a failed request; `what` says what was being done.

@@ -8,7 +8,7 @@ use crate::clients::{
     Aws,
     Service::{Ec2, Eks, Iam, S3},
 };
-use crate::errors::{code, failed};
+use crate::errors::{code, done, failed};
 use crate::sweep::all;
 use crate::tagging::{ec2_filter, LAB};
 
@@ -97,16 +97,14 @@ async fn ec2(
     let what = format!("tagging {}", parts.join(", "));
     let tag = aws_sdk_ec2::types::Tag::builder().key(Tags::EXPIRES);
     match expiry {
-        Some(value) => c
-            .call(Ec2, c.ec2.create_tags().set_resources(Some(parts)).tags(tag.value(value).build()).send())
-            .await
-            .map(drop)
-            .map_err(failed(what)),
-        None => c
-            .call(Ec2, c.ec2.delete_tags().set_resources(Some(parts)).tags(tag.build()).send())
-            .await
-            .map(drop)
-            .map_err(failed(what)),
+        Some(v) => {
+            let set = c.ec2.create_tags().set_resources(Some(parts)).tags(tag.value(v).build());
+            done(c.call(Ec2, set.send()).await, &what)
+        }
+        None => {
+            let remove = c.ec2.delete_tags().set_resources(Some(parts)).tags(tag.build());
+            done(c.call(Ec2, remove.send()).await, &what)
+        }
     }
 }
 
@@ -126,10 +124,8 @@ async fn bucket(c: &Aws, name: &str, expiry: Option<&str>) -> Result<(), Provide
     }
     let tagging =
         aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(tags)).build().expect("the tag set is set");
-    c.call(S3, c.s3.put_bucket_tagging().bucket(name).tagging(tagging).send())
-        .await
-        .map_err(failed(format!("tagging bucket {name}")))?;
-    Ok(())
+    let put = c.s3.put_bucket_tagging().bucket(name).tagging(tagging);
+    done(c.call(S3, put.send()).await, &format!("tagging bucket {name}"))
 }
 
 fn iam_tag(value: &str) -> aws_sdk_iam::types::Tag {
@@ -139,51 +135,36 @@ fn iam_tag(value: &str) -> aws_sdk_iam::types::Tag {
 async fn user(c: &Aws, name: &str, expiry: Option<&str>) -> Result<(), ProviderError> {
     let what = format!("tagging IAM user {name}");
     match expiry {
-        Some(v) => c
-            .call(Iam, c.iam.tag_user().user_name(name).tags(iam_tag(v)).send())
-            .await
-            .map(drop)
-            .map_err(failed(what)),
-        None => c
-            .call(Iam, c.iam.untag_user().user_name(name).tag_keys(Tags::EXPIRES).send())
-            .await
-            .map(drop)
-            .map_err(failed(what)),
+        Some(v) => done(c.call(Iam, c.iam.tag_user().user_name(name).tags(iam_tag(v)).send()).await, &what),
+        None => {
+            let remove = c.iam.untag_user().user_name(name).tag_keys(Tags::EXPIRES);
+            done(c.call(Iam, remove.send()).await, &what)
+        }
     }
 }
 
 async fn role(c: &Aws, name: &str, expiry: Option<&str>) -> Result<(), ProviderError> {
     let what = format!("tagging IAM role {name}");
     match expiry {
-        Some(v) => c
-            .call(Iam, c.iam.tag_role().role_name(name).tags(iam_tag(v)).send())
-            .await
-            .map(drop)
-            .map_err(failed(what)),
-        None => c
-            .call(Iam, c.iam.untag_role().role_name(name).tag_keys(Tags::EXPIRES).send())
-            .await
-            .map(drop)
-            .map_err(failed(what)),
+        Some(v) => done(c.call(Iam, c.iam.tag_role().role_name(name).tags(iam_tag(v)).send()).await, &what),
+        None => {
+            let remove = c.iam.untag_role().role_name(name).tag_keys(Tags::EXPIRES);
+            done(c.call(Iam, remove.send()).await, &what)
+        }
     }
 }
 
 async fn profile(c: &Aws, name: &str, expiry: Option<&str>) -> Result<(), ProviderError> {
     let what = format!("tagging instance profile {name}");
     match expiry {
-        Some(v) => c
-            .call(Iam, c.iam.tag_instance_profile().instance_profile_name(name).tags(iam_tag(v)).send())
-            .await
-            .map(drop)
-            .map_err(failed(what)),
-        None => c
-            .call(
-                Iam,
-                c.iam.untag_instance_profile().instance_profile_name(name).tag_keys(Tags::EXPIRES).send(),
-            )
-            .await
-            .map(drop)
-            .map_err(failed(what)),
+        Some(v) => {
+            let set = c.iam.tag_instance_profile().instance_profile_name(name).tags(iam_tag(v));
+            done(c.call(Iam, set.send()).await, &what)
+        }
+        None => {
+            let remove = c.iam.untag_instance_profile().instance_profile_name(name).tag_keys(Tags::EXPIRES);
+            done(c.call(Iam, remove.send()).await, &what)
+        }
     }
 }
 
@@ -197,15 +178,13 @@ async fn eks(c: &Aws, prior: &Observed, expiry: Option<&str>) -> Result<(), Prov
     })?;
     let what = format!("tagging {arn}");
     match expiry {
-        Some(v) => c
-            .call(Eks, c.eks.tag_resource().resource_arn(arn).tags(Tags::EXPIRES, v).send())
-            .await
-            .map(drop)
-            .map_err(failed(what)),
-        None => c
-            .call(Eks, c.eks.untag_resource().resource_arn(arn).tag_keys(Tags::EXPIRES).send())
-            .await
-            .map(drop)
-            .map_err(failed(what)),
+        Some(v) => done(
+            c.call(Eks, c.eks.tag_resource().resource_arn(arn).tags(Tags::EXPIRES, v).send()).await,
+            &what,
+        ),
+        None => {
+            let remove = c.eks.untag_resource().resource_arn(arn).tag_keys(Tags::EXPIRES);
+            done(c.call(Eks, remove.send()).await, &what)
+        }
     }
 }

@@ -177,14 +177,19 @@ async fn identities(c: &Aws, lab: &str, swept: &[Found]) -> Result<Vec<Found>, P
     for user in &users {
         let tags = c.call(Iam, c.iam.list_user_tags().user_name(user.user_name()).send()).await.ok();
         let tags = tags.and_then(|t| Tags::from_pairs(t.tags().iter().map(|t| (t.key(), t.value()))));
-        push(&mut found, "credential", Some(user.user_name()), tags.or_else(|| Some(lab_only(lab))));
+        push(&mut found, "credential", Some(user.user_name()), tags.or_else(|| Some(Tags::lab(lab, None))));
     }
     let profiles = c
         .call(Iam, all(c.iam.list_instance_profiles().path_prefix(&path).into_paginator().items().send()))
         .await
         .map_err(failed("listing instance profiles"))?;
     for profile in &profiles {
-        push(&mut found, "instance_profile", Some(profile.instance_profile_name()), Some(lab_only(lab)));
+        push(
+            &mut found,
+            "instance_profile",
+            Some(profile.instance_profile_name()),
+            Some(Tags::lab(lab, None)),
+        );
     }
     let roles = c
         .call(Iam, all(c.iam.list_roles().path_prefix(&path).into_paginator().items().send()))
@@ -196,14 +201,9 @@ async fn identities(c: &Aws, lab: &str, swept: &[Found]) -> Result<Vec<Found>, P
             || swept.iter().any(|f| f.kind == "cluster" && crate::eks::roles(&f.id).iter().any(|r| r == role))
     };
     for role in roles.iter().filter(|r| !owned(r.role_name())) {
-        push(&mut found, "role", Some(role.role_name()), Some(lab_only(lab)));
+        push(&mut found, "role", Some(role.role_name()), Some(Tags::lab(lab, None)));
     }
     Ok(found)
-}
-
-/// Tags for a lab-wide identity found by its IAM path.
-fn lab_only(lab: &str) -> Tags {
-    Tags::lab(lab, None)
 }
 
 /// The name of every lab whose tags are on something here: on EC2 resources, buckets and
