@@ -36,8 +36,8 @@ pub fn worker_bin_dir() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The providers one lab uses, by name: its own and the built-in `null`; and where its
-/// smoke workloads run.
+/// The providers one lab uses, by name: its own, those configured from its resources, and
+/// the built-in `null`; and where its smoke workloads run.
 pub struct Registry {
     live: HashMap<String, Arc<dyn Provider>>,
     smoke: Result<Arc<dyn SmokeRunner>, String>,
@@ -48,9 +48,10 @@ impl Registry {
     pub fn connect(setup: &dyn ProviderSetup, lab: &str) -> Result<Self, FaultError> {
         let connected = setup.connect(lab, &worker_bin_dir());
         let mut live = HashMap::new();
-        for (provider, rate) in
-            [(connected.provider, setup.rate_limit()), (Arc::new(NullProvider) as Arc<dyn Provider>, None)]
-        {
+        let own =
+            [(connected.provider, setup.rate_limit()), (Arc::new(NullProvider) as Arc<dyn Provider>, None)];
+        let hosted = connected.hosted.into_iter().map(|p| (p, None));
+        for (provider, rate) in own.into_iter().chain(hosted) {
             // A fault is injected after the call took its slot, as the real call would.
             let provider = RateLimited::wrap(Faulty::wrap_from_env(provider)?, rate);
             live.insert(provider.name().to_owned(), provider);

@@ -114,6 +114,27 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Resize a node pool of the lab's cluster now (warm the GPU pool before class, empty it
+    /// after).
+    ///
+    /// Writes `desired = NODES` into the pool's table in the lab file (so that later applies
+    /// keep it), then applies that pool only; other pending changes are left alone.
+    Scale {
+        #[command(flatten)]
+        target: Target,
+        /// The pool, as in [cluster.<name>.node_pool.<POOL>].
+        pool: String,
+        /// How many nodes it should run, from its min to its max.
+        nodes: u32,
+        /// The cluster, when more than one has a pool of that name.
+        #[arg(long)]
+        cluster: Option<String>,
+        #[command(flatten)]
+        run: RunOptions,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Destroy every lab past its expiry, found by its tags (no lab file or state needed).
     ///
     /// Each FILE's [provider.<name>] tables say where to look (a lab file will do; only

@@ -29,7 +29,11 @@ pub(super) fn engine_options(run: &RunOptions, setup: &dyn ProviderSetup) -> Res
 
 /// Refreshes state through the providers and diffs it against the lab; with `rotate_keys`,
 /// every credential is updated too.
-async fn make_plan(o: &Opened, state: &crate::state::State, rotate_keys: bool) -> Result<Plan, CliError> {
+pub(super) async fn make_plan(
+    o: &Opened,
+    state: &crate::state::State,
+    rotate_keys: bool,
+) -> Result<Plan, CliError> {
     let warnings = o.setup.preflight(&o.lab, &registry::worker_bin_dir()).map_err(CliError::invalid)?;
     super::open::warn(&warnings);
     let refreshed = refresh(o, state).await?;
@@ -519,7 +523,7 @@ pub(super) fn print_json(value: &serde_json::Value) {
 }
 
 /// Asks on the terminal; refuses when there is nobody to ask.
-fn confirm(what: &str) -> Result<(), CliError> {
+pub(super) fn confirm(what: &str) -> Result<(), CliError> {
     if !std::io::stdin().is_terminal() {
         return Err(CliError::invalid(format!(
             "refusing to {what} without confirmation: standard input is not a terminal. Pass --yes to {what} anyway."

@@ -7,6 +7,7 @@ mod error;
 mod inspect;
 mod open;
 mod reap;
+mod scale;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -88,6 +89,17 @@ pub async fn run(command: Command) -> Result<u8, CliError> {
         Command::Destroy { target, students, cohorts, sweep, archive, run, yes } => {
             let filter = crate::plan::Filter { students, cohorts };
             commands::destroy(&target, filter, sweep, archive.as_deref(), &run, yes).await
+        }
+        Command::Scale { target, pool, nodes, cluster, run, yes } => {
+            let request = scale::Scale {
+                lab: &target.lab,
+                place: &target.place,
+                pool: &pool,
+                cluster: cluster.as_deref(),
+                nodes,
+                yes,
+            };
+            scale::scale(request, &run).await
         }
         Command::Reap { files, data_dir, archive, run, yes } => {
             reap::reap(&files, data_dir, archive.as_deref(), &run, yes).await

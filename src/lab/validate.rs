@@ -89,6 +89,15 @@ pub fn validate(
                     "allowed: max >= min",
                 );
             }
+            if let Some(desired) =
+                p.desired.as_ref().filter(|d| !(p.min..=*p.max.get_ref()).contains(d.get_ref()))
+            {
+                v.error(
+                    desired,
+                    format!("node pool `{pool}` of cluster `{cluster}` wants {} nodes", desired.get_ref()),
+                    &format!("allowed: desired from min ({}) to max ({})", p.min, p.max.get_ref()),
+                );
+            }
         }
     }
     match (v.errors.is_empty(), setup) {
@@ -470,6 +479,24 @@ impl Validator<'_> {
         let setup = plugin.and_then(|(plugin, span)| {
             for gpu in gpu_requests(file) {
                 self.gpu(gpu, file, plugin, cx.plugins);
+            }
+            if let Some(hosted) = &file.student.kubernetes {
+                if !plugin.capabilities().hosts_kubernetes {
+                    let with: Vec<&str> = cx
+                        .plugins
+                        .iter()
+                        .filter(|p| p.capabilities().hosts_kubernetes)
+                        .map(|p| p.name())
+                        .collect();
+                    self.error(
+                        &hosted.cluster,
+                        format!("the {} provider makes no clusters to put students on", plugin.name()),
+                        &format!(
+                            "allowed: [student] kubernetes on {}; or use the kubernetes provider",
+                            or_list(&with)
+                        ),
+                    );
+                }
             }
             let settings =
                 Settings { source: self.source, span, lab_path: path, data_dir: cx.data_dir.clone() };

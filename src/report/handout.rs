@@ -72,8 +72,10 @@ pub fn write_handouts(
             "scheduler": endpoints.scheduler,
             "status_url": endpoints.status_url,
         });
-        // The templates' section of the provider: how this student gets in.
-        context[setup.name()] = endpoints.access.clone().unwrap_or(Value::Null);
+        // The templates' section of each provider: how this student gets in.
+        for (provider, access) in &endpoints.access {
+            context[provider.as_str()] = access.clone();
+        }
         let rendering = |source| HandoutError::Render { student: student.id.clone(), source };
         let context = tera::Context::from_value(context).map_err(rendering)?;
         for (ext, _) in TEMPLATES {

@@ -329,7 +329,14 @@ fn test_cluster(bin: &Path) -> String {
                 .collect(),
             entrypoint: vec![],
         };
-        let cluster = Cluster::start(bin, &[image]).map_err(|e| e.to_string())?;
+        // No GPU here: a stand-in of the NVIDIA device plugin's name (it only idles) keeps
+        // the DaemonSet labctl installs on EKS running, so that where it runs can be checked.
+        let device_plugin = Image {
+            name: labctl_provider_kubernetes::DEVICE_PLUGIN_IMAGE.into(),
+            files: vec![(bin.join("pause"), "/pause".into())],
+            entrypoint: vec!["/pause".into()],
+        };
+        let cluster = Cluster::start(bin, &[image, device_plugin]).map_err(|e| e.to_string())?;
         eprintln!("test cluster up in {:.1}s", cluster.started_in().as_secs_f64());
         let kubeconfig = cluster.kubeconfig().to_owned();
         *CLUSTER.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);

@@ -107,12 +107,20 @@ impl ProviderSetup for ScratchSetup {
 
     fn connect(&self, _lab: &str, _bin_dir: &Path) -> Connected {
         let notes = self.notes.clone();
-        Connected { provider: Arc::new(Scratch(notes.clone())), smoke: Ok(Arc::new(Scratch(notes))) }
+        Connected {
+            provider: Arc::new(Scratch(notes.clone())),
+            hosted: vec![],
+            smoke: Ok(Arc::new(Scratch(notes))),
+        }
     }
 
     fn endpoints(&self, student: &StudentResources) -> Endpoints {
         Endpoints {
-            access: student.attr("note", "text").map(|t| json!({ "note": t })),
+            access: student
+                .attr("note", "text")
+                .map(|t| ("scratch".to_owned(), json!({ "note": t })))
+                .into_iter()
+                .collect(),
             ..Endpoints::default()
         }
     }

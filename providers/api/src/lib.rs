@@ -36,6 +36,13 @@ pub use resource::{attrs, Attributes, Deps, Found, KindSchema, Observed, Resourc
 
 use async_trait::async_trait;
 
+/// The node label a lab's node pools carry (`labctl/pool = "<pool>"`), that workloads
+/// select a pool by: the same name on every cloud and in the test cluster.
+pub const POOL_LABEL: &str = "labctl/pool";
+
+/// What GPU nodes advertise, are tainted with and GPU workloads request and tolerate.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
 /// A source of real resources: the local machine, a cloud account, a cluster.
 ///
 /// Every method must be idempotent with respect to the resource's identity: `create` of a

@@ -74,6 +74,8 @@ pub struct Capabilities {
     /// `destroy --archive` can copy students' work out of their buckets
     /// ([`crate::Provider::archive`]).
     pub archive: bool,
+    /// Students' namespaces can go on a cluster the lab makes (`[student] kubernetes`).
+    pub hosts_kubernetes: bool,
 }
 
 /// Problems and warnings found while reading a lab.
@@ -266,6 +268,9 @@ pub trait ProviderSetup: SetupValue + Send + Sync + std::fmt::Debug {
 /// A connected provider.
 pub struct Connected {
     pub provider: Arc<dyn Provider>,
+    /// Providers configured from this one's resources (the Kubernetes API of a cluster the
+    /// lab makes), under their own names: the lab's nodes may name them.
+    pub hosted: Vec<Arc<dyn Provider>>,
     /// How the smoke workloads reach a student, or why they cannot yet.
     pub smoke: Result<Arc<dyn SmokeRunner>, String>,
 }
@@ -371,9 +376,9 @@ pub struct Endpoints {
     pub bucket: Option<String>,
     /// Each seeded dataset's path or URL, by name.
     pub datasets: BTreeMap<String, Option<String>>,
-    /// How they get in, in the provider's terms (a namespace and kubeconfig, an access key
-    /// and a VM): the handout templates' section named after the provider.
-    pub access: Option<Value>,
+    /// How they get in, in each provider's terms (a namespace and kubeconfig, an access key
+    /// and a VM), by provider: the handout templates' section of that name.
+    pub access: BTreeMap<String, Value>,
 }
 
 /// How the smoke workloads reach a student: from here, as Jobs in their namespace, over

@@ -33,6 +33,8 @@ pub(crate) struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub eks: aws_sdk_eks::Client,
     pub region: String,
+    /// Where the SDK's credentials come from (EKS tokens are signed with them too).
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     /// The endpoint every service is reached at, when not AWS's own (an emulator).
     pub endpoint: Option<String>,
     ec2_slots: Semaphore,
@@ -94,6 +96,7 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(&shared),
             eks: aws_sdk_eks::Client::new(&shared),
             region: config.region.clone(),
+            credentials: shared.credentials_provider(),
             endpoint,
             ec2_slots: slots(),
             s3_slots: slots(),

@@ -1,5 +1,7 @@
-//! EKS: the lab's managed Kubernetes clusters and their node groups (GPU groups tainted so
-//! that only GPU workloads land there, scaling to zero when idle).
+//! EKS: the lab's managed Kubernetes clusters, with the EBS CSI driver add-on so that volume
+//! claims bind, and their node groups (labelled `labctl/pool`; GPU groups tainted so that
+//! only GPU workloads land there, tagged for the cluster autoscaler so that they scale up
+//! from zero).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,7 +11,7 @@ use aws_sdk_eks::types::{
     AmiTypes, Cluster, Nodegroup, NodegroupScalingConfig, Taint, TaintEffect, VpcConfigRequest,
 };
 use labctl_provider_api::configs::config;
-use labctl_provider_api::{attrs, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use labctl_provider_api::{attrs, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, GPU_RESOURCE};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Service::Eks};
@@ -24,12 +26,20 @@ const MISSING: &[&str] = &["ResourceNotFoundException"];
 const WAIT: Duration = Duration::from_secs(30 * 60);
 const POLL: Duration = Duration::from_secs(5);
 
-/// The taint and label of GPU node groups; GPU workloads tolerate and select them.
-pub const GPU_TAINT: &str = "nvidia.com/gpu";
+/// The EKS add-on that provisions EBS volumes for claims; its controller runs as the nodes'
+/// role, which is given its policy.
+pub(crate) const EBS_CSI_ADDON: &str = "aws-ebs-csi-driver";
+
+/// The CSI driver's provisioner name, which the default StorageClass names.
+pub const EBS_CSI_PROVISIONER: &str = "ebs.csi.aws.com";
 
 const CLUSTER_POLICIES: &[&str] = &["AmazonEKSClusterPolicy"];
-const NODE_POLICIES: &[&str] =
-    &["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"];
+const NODE_POLICIES: &[&str] = &[
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEC2ContainerRegistryReadOnly",
+    "AmazonEKS_CNI_Policy",
+    "service-role/AmazonEBSCSIDriverPolicy",
+];
 
 /// The IAM roles a cluster's create makes (and its delete removes).
 pub(crate) fn roles(cluster: &str) -> [String; 2] {
@@ -94,13 +104,14 @@ pub(crate) async fn create_cluster(
         wait_active(name, || describe_cluster(c, name), |c| c.status().map(|s| s.as_str().to_owned()))
             .await
             .map_err(partial)?;
+    ensure_addon(c, spec, name, EBS_CSI_ADDON).await.map_err(partial)?;
     let mut observed = cluster_observed(&cluster, &c.region);
     observed.attributes.insert("node_role_arn".into(), Value::String(node_role_arn));
     observed.attributes.insert("subnets".into(), json!(subnets));
     Ok(observed)
 }
 
-async fn describe_cluster(c: &Aws, name: &str) -> Result<Option<Cluster>, ProviderError> {
+pub(crate) async fn describe_cluster(c: &Aws, name: &str) -> Result<Option<Cluster>, ProviderError> {
     match c.call(Eks, c.eks.describe_cluster().name(name).send()).await {
         Ok(out) => Ok(out.cluster().cloned()),
         Err(e) if is_missing(&e, MISSING) => Ok(None),
@@ -166,8 +177,36 @@ pub(crate) async fn read_cluster(c: &Aws, prior: &Observed) -> Result<Option<Obs
     }))
 }
 
-/// Deletes the cluster, waits until it is gone, then its roles.
+/// Installs add-on `addon` on the cluster, unless it is there. Its controller becomes active
+/// once nodes run it: nothing waits for that here.
+async fn ensure_addon(c: &Aws, spec: &ResourceSpec, cluster: &str, addon: &str) -> Result<(), ProviderError> {
+    let found = c.call(Eks, c.eks.describe_addon().cluster_name(cluster).addon_name(addon).send()).await;
+    match found {
+        Ok(_) => return Ok(()),
+        Err(e) if is_missing(&e, MISSING) => {}
+        Err(e) => return Err(failed(format!("reading add-on {addon} of EKS cluster {cluster}"))(e)),
+    }
+    let request = c
+        .eks
+        .create_addon()
+        .cluster_name(cluster)
+        .addon_name(addon)
+        .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Overwrite)
+        .set_tags(Some(tagging::eks(spec, &format!("{cluster}/{addon}"))));
+    match c.call(Eks, request.send()).await {
+        Ok(_) => Ok(()),
+        Err(e) if crate::errors::code(&e) == Some("ResourceInUseException") => Ok(()),
+        Err(e) => Err(failed(format!("installing add-on {addon} on EKS cluster {cluster}"))(e)),
+    }
+}
+
+/// Deletes the cluster's add-on, the cluster, waits until it is gone, then its roles.
 pub(crate) async fn delete_cluster(c: &Aws, name: &str) -> Result<(), ProviderError> {
+    ignore_missing(
+        c.call(Eks, c.eks.delete_addon().cluster_name(name).addon_name(EBS_CSI_ADDON).send()).await,
+        MISSING,
+        &format!("deleting add-on {EBS_CSI_ADDON} of EKS cluster {name}"),
+    )?;
     ignore_missing(
         c.call(Eks, c.eks.delete_cluster().name(name).send()).await,
         MISSING,
@@ -188,14 +227,23 @@ pub(crate) async fn create_node_pool(
     let pool: NodePoolConfig = config(spec)?;
     let name = pool.name.as_str();
     let (min, max, gpu) = (pool.min as i32, pool.max as i32, pool.gpu);
-    let scaling = NodegroupScalingConfig::builder().min_size(min).max_size(max).desired_size(min).build();
+    let desired = pool.desired.map(|d| d as i32);
+    let scaling = |desired: i32| {
+        NodegroupScalingConfig::builder().min_size(min).max_size(max).desired_size(desired).build()
+    };
     let id = format!("{cluster}/{name}");
     let partial = |e: ProviderError| e.with_partial(Observed { id: id.clone(), ..Default::default() });
     match describe_node_pool(c, cluster, name).await? {
         Some(found) => {
             let current = found.scaling_config();
-            if current.and_then(|s| s.min_size()) != Some(min)
-                || current.and_then(|s| s.max_size()) != Some(max)
+            let size = |s: fn(&NodegroupScalingConfig) -> Option<i32>| current.and_then(s);
+            // Without a size in the lab file, the autoscaler's (or `labctl scale`'s) stays,
+            // within the new bounds.
+            let now = size(NodegroupScalingConfig::desired_size).unwrap_or(min);
+            let wanted = desired.unwrap_or(now).clamp(min, max);
+            if size(NodegroupScalingConfig::min_size) != Some(min)
+                || size(NodegroupScalingConfig::max_size) != Some(max)
+                || wanted != now
             {
                 c.call(
                     Eks,
@@ -203,7 +251,7 @@ pub(crate) async fn create_node_pool(
                         .update_nodegroup_config()
                         .cluster_name(cluster)
                         .nodegroup_name(name)
-                        .scaling_config(scaling)
+                        .scaling_config(scaling(wanted))
                         .send(),
                 )
                 .await
@@ -211,22 +259,23 @@ pub(crate) async fn create_node_pool(
             }
         }
         None => {
-            let mut labels = HashMap::from([("labctl/pool".to_owned(), name.to_owned())]);
+            let labels = node_labels(&pool);
             let mut request = c
                 .eks
                 .create_nodegroup()
                 .cluster_name(cluster)
                 .nodegroup_name(name)
-                .scaling_config(scaling)
+                .scaling_config(scaling(desired.unwrap_or(min)))
                 .set_subnets(Some(dep_list(deps, "subnets")))
                 .instance_types(&pool.instance_type)
                 .node_role(dep_attr(deps, "node_role_arn")?)
-                .set_tags(Some(tagging::eks(spec, &id)));
+                .set_tags(Some(node_group_tags(spec, cluster, &id, &pool, &labels)));
             if gpu > 0 {
-                labels.insert("nvidia.com/gpu.present".into(), "true".into());
-                labels.insert("nvidia.com/gpu.count".into(), gpu.to_string());
-                let taint =
-                    Taint::builder().key(GPU_TAINT).value("present").effect(TaintEffect::NoSchedule).build();
+                let taint = Taint::builder()
+                    .key(GPU_RESOURCE)
+                    .value(GPU_TAINT_VALUE)
+                    .effect(TaintEffect::NoSchedule)
+                    .build();
                 request = request.ami_type(AmiTypes::Al2X8664Gpu).taints(taint);
             }
             c.call(Eks, request.set_labels(Some(labels)).send())
@@ -253,6 +302,48 @@ async fn describe_node_pool(c: &Aws, cluster: &str, name: &str) -> Result<Option
     }
 }
 
+/// The value of GPU nodes' `nvidia.com/gpu` taint.
+const GPU_TAINT_VALUE: &str = "present";
+
+/// A node group's node labels: what selects its pool (`labctl/pool`, or the pool's own
+/// labels), and on GPU groups what the NVIDIA tools label GPU nodes with.
+fn node_labels(pool: &NodePoolConfig) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = pool.labels.clone().into_iter().collect();
+    labels.insert(labctl_provider_api::POOL_LABEL.to_owned(), pool.name.clone());
+    if pool.gpu > 0 {
+        labels.insert(format!("{GPU_RESOURCE}.present"), "true".into());
+        labels.insert(format!("{GPU_RESOURCE}.count"), pool.gpu.to_string());
+    }
+    labels
+}
+
+/// A node group's tags: labctl's, and the cluster autoscaler's discovery and node-template
+/// tags, so that it can scale a group up from zero nodes (it then knows the labels, taint
+/// and GPUs a new node would have).
+fn node_group_tags(
+    spec: &ResourceSpec,
+    cluster: &str,
+    id: &str,
+    pool: &NodePoolConfig,
+    labels: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    const AUTOSCALER: &str = "k8s.io/cluster-autoscaler";
+    let mut tags = tagging::eks(spec, id);
+    tags.insert(format!("{AUTOSCALER}/enabled"), "true".into());
+    tags.insert(format!("{AUTOSCALER}/{cluster}"), "owned".into());
+    for (key, value) in labels {
+        tags.insert(format!("{AUTOSCALER}/node-template/label/{key}"), value.clone());
+    }
+    if pool.gpu > 0 {
+        tags.insert(
+            format!("{AUTOSCALER}/node-template/taint/{GPU_RESOURCE}"),
+            format!("{GPU_TAINT_VALUE}:NoSchedule"),
+        );
+        tags.insert(format!("{AUTOSCALER}/node-template/resources/{GPU_RESOURCE}"), pool.gpu.to_string());
+    }
+    tags
+}
+
 fn node_pool_observed(id: &str, pool: &Nodegroup) -> Observed {
     let scaling = pool.scaling_config();
     Observed {
@@ -262,6 +353,7 @@ fn node_pool_observed(id: &str, pool: &Nodegroup) -> Observed {
             "instance_types": pool.instance_types(),
             "min": scaling.and_then(|s| s.min_size()),
             "max": scaling.and_then(|s| s.max_size()),
+            "desired": scaling.and_then(|s| s.desired_size()),
             "labels": pool.labels(),
             "taints": pool.taints().iter().map(|t| format!(
                 "{}={}:{}",

@@ -26,6 +26,8 @@ mod clients;
 mod cloud_init;
 mod compute;
 mod eks;
+mod eks_access;
+mod eks_token;
 mod errors;
 mod identity;
 mod network;

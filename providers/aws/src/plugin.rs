@@ -1,7 +1,8 @@
 //! The AWS provider as a plugin: its `[provider.aws]` settings, what a lab gets on AWS (a
 //! network, an artifacts bucket, an instance profile, clusters; per student a credential,
-//! a bucket with datasets, a firewall and a VM whose cloud-init runs their workers), and the
-//! S3 state backend.
+//! a bucket with datasets, a firewall and a VM whose cloud-init runs their workers, or a
+//! namespace on one of the lab's clusters, `[student] kubernetes`, where the Kubernetes
+//! provider runs their workers), and the S3 state backend.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +13,10 @@ use labctl_provider_api::cost::{Billed, PriceTable};
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
 use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, RemoteState,
-    ResourceSpec, Settings, StudentResources,
+    ResourceSpec, Settings, SmokeRunner, StudentResources,
+};
+use labctl_provider_kubernetes::{
+    AddonsConfig, DevicePluginConfig, KubernetesSetup, StorageClassConfig, DEVICE_PLUGIN_IMAGE,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,6 +24,8 @@ use serde_json::{json, Value};
 
 use crate::clients::Clients;
 use crate::cloud_init::{MapReduce, Scheduler};
+use crate::eks::EBS_CSI_PROVISIONER;
+use crate::eks_access::EksAccess;
 use crate::platform::{self, Arch};
 use crate::smoke::SshRunner;
 use crate::ssh::{Ssh, SshClient};
@@ -67,7 +73,13 @@ impl Plugin for AwsPlugin {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { gpus: true, key_rotation: true, smoke_data_generated: true, archive: true }
+        Capabilities {
+            gpus: true,
+            key_rotation: true,
+            smoke_data_generated: true,
+            archive: true,
+            hosts_kubernetes: true,
+        }
     }
 
     /// The SDK warns about every credential source it tries; labctl reports the outcome.
@@ -83,7 +95,7 @@ impl Plugin for AwsPlugin {
     ) -> Option<Box<dyn ProviderSetup>> {
         let cidrs = lab.student.compute.iter().flat_map(|c| &c.ssh_cidrs).map(|c| c.get_ref().as_str());
         let cidrs: Vec<&str> = cidrs.collect();
-        let vms = lab.student.compute.is_some() || lab.student.workers.is_some();
+        let vms = has_vms(lab.student);
         if vms && (cidrs.is_empty() || cidrs.contains(&ANYWHERE)) {
             findings.warnings.push(format!(
                 "SSH to the students' VMs is open to the whole internet ({ANYWHERE}): set [student.compute] ssh_cidrs to where students and labctl connect from, e.g. [\"203.0.113.0/24\"]"
@@ -97,8 +109,27 @@ impl Plugin for AwsPlugin {
                 ));
             }
         }
+        let hosted = lab.student.kubernetes.as_ref().and_then(|spec| {
+            let cluster = spec.cluster.get_ref();
+            if !lab.clusters.contains_key(cluster) {
+                let known: Vec<String> = lab.clusters.keys().map(|c| format!("\"{c}\"")).collect();
+                let allowed = if known.is_empty() {
+                    "allowed: a cluster described under [cluster.<name>]".to_owned()
+                } else {
+                    format!("allowed: {}", known.join(", "))
+                };
+                let message = format!("there is no [cluster.{cluster}] to put the students on");
+                findings.errors.push(lab.error(spec.cluster.span(), message, allowed));
+                return None;
+            }
+            Some(HostedCluster {
+                cluster: cluster.clone(),
+                kubernetes: KubernetesSetup::hosted(spec, lab, findings),
+            })
+        });
         let aws: AwsSettings = settings.parse_into(self.name(), findings)?;
         Some(Box::new(AwsSetup {
+            hosted,
             config: AwsConfig {
                 region: aws.region,
                 endpoint: aws.endpoint,
@@ -143,6 +174,31 @@ pub struct AwsSetup {
     pub config: AwsConfig,
     pub rate_limit: Option<f64>,
     pub ssh: Ssh,
+    /// Where students' namespaces go, if on one of the lab's clusters.
+    #[serde(default)]
+    pub hosted: Option<HostedCluster>,
+}
+
+/// Students on one of the lab's EKS clusters, through the Kubernetes provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostedCluster {
+    /// The cluster's name in the lab file (`[cluster.<name>]`).
+    pub cluster: String,
+    pub kubernetes: KubernetesSetup,
+}
+
+/// The default StorageClass labctl makes on a cluster students are on.
+const STORAGE_CLASS: &str = "labctl-gp3";
+
+/// Whether students get VMs: they do when they get compute, or workers that do not run on
+/// one of the lab's clusters.
+fn has_vms(student: &labctl_provider_api::lab::StudentSection) -> bool {
+    student.compute.is_some() || (student.workers.is_some() && student.kubernetes.is_none())
+}
+
+/// The EKS name of the lab's `[cluster.<cluster>]`.
+fn eks_name(lab: &str, cluster: &str) -> String {
+    format!("{lab}-{cluster}")
 }
 
 /// The lab's VPC.
@@ -184,7 +240,11 @@ pub struct NodePoolConfig {
     pub instance_type: String,
     pub min: u32,
     pub max: u32,
+    /// Nodes to run, when the lab file says (else the autoscaler's choice stays).
+    pub desired: Option<u32>,
     pub gpu: u32,
+    /// The node labels that select the pool.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A student's IAM user, access key and worker token.
@@ -223,11 +283,6 @@ pub struct VmConfig {
 }
 
 impl AwsSetup {
-    /// Whether students get VMs: they do when they get compute or workers.
-    fn has_vms(lab: &Lab) -> bool {
-        lab.student.compute.is_some() || lab.student.workers.is_some()
-    }
-
     fn instance_type(lab: &Lab) -> String {
         let compute = lab.student.compute.as_ref();
         compute.and_then(|c| c.instance_type.clone()).unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into())
@@ -265,7 +320,7 @@ impl ProviderSetup for AwsSetup {
 
     /// The worker binaries must run on the VMs: their CPU, and the image's glibc.
     fn preflight(&self, lab: &Lab, bin_dir: &Path) -> Result<Vec<String>, String> {
-        if lab.student.workers.is_none() {
+        if lab.student.workers.is_none() || self.hosted.is_some() {
             return Ok(vec![]);
         }
         platform::check(bin_dir, &WORKER_BINARIES, &Self::instance_type(lab), &Self::image(lab))
@@ -276,7 +331,7 @@ impl ProviderSetup for AwsSetup {
         let mut nodes = vec![];
         let tags = lab.lab_tags();
         let network = lab.network.as_ref();
-        let vms = Self::has_vms(lab);
+        let vms = has_vms(&lab.student);
         if vms || !lab.clusters.is_empty() {
             let config = NetworkConfig {
                 name: lab.name.clone(),
@@ -288,7 +343,9 @@ impl ProviderSetup for AwsSetup {
         let datasets: BTreeMap<String, _> =
             lab.seeded().map(|d| (d.to_owned(), lab.datasets[d].clone())).collect();
         if vms || !datasets.is_empty() {
-            let workers = lab.student.workers.is_some().then(|| env!("CARGO_PKG_VERSION").to_owned());
+            // The VMs install the workers from it.
+            let workers =
+                (vms && lab.student.workers.is_some()).then(|| env!("CARGO_PKG_VERSION").to_owned());
             let config = ArtifactsConfig { name: Self::artifacts_bucket(lab), datasets, workers };
             nodes.push(Node::new("aws", ARTIFACTS, "artifacts", &config, &tags, vec![]));
         }
@@ -308,8 +365,7 @@ impl ProviderSetup for AwsSetup {
         }
         for (name, cluster) in &lab.clusters {
             let address = Address::top("cluster", name);
-            let config =
-                ClusterConfig { name: format!("{}-{name}", lab.name), version: cluster.version.clone() };
+            let config = ClusterConfig { name: eks_name(&lab.name, name), version: cluster.version.clone() };
             nodes.push(Node::new(
                 "aws",
                 address.clone(),
@@ -325,7 +381,9 @@ impl ProviderSetup for AwsSetup {
                     instance_type: p.instance_type.clone(),
                     min: p.min,
                     max: *p.max.get_ref(),
+                    desired: p.desired.as_ref().map(|d| *d.get_ref()),
                     gpu: p.gpu,
+                    labels: p.selector(pool),
                 };
                 nodes.push(Node::new(
                     "aws",
@@ -336,6 +394,9 @@ impl ProviderSetup for AwsSetup {
                     vec![address.to_string()],
                 ));
             }
+        }
+        if let Some(hosted) = &self.hosted {
+            nodes.push(Self::addons(lab, hosted));
         }
         nodes
     }
@@ -376,7 +437,15 @@ impl ProviderSetup for AwsSetup {
                 nodes.push(Node::new("aws", base.keyed("dataset", dataset), "dataset", &config, &tags, deps));
             }
         }
-        if Self::has_vms(lab) {
+        if let Some(hosted) = &self.hosted {
+            // The namespace waits for the cluster, its pools and what labctl installs on it.
+            let on_cluster = Self::hosting(lab, hosted);
+            for mut node in hosted.kubernetes.expand_student(lab, cohort, student) {
+                node.deps.extend(on_cluster.iter().cloned());
+                nodes.push(node);
+            }
+        }
+        if has_vms(&lab.student) {
             // The workers run on the student's VM, installed by its cloud-init.
             let firewall = base.child("firewall");
             nodes.push(Node::new(
@@ -401,9 +470,13 @@ impl ProviderSetup for AwsSetup {
                 ssh_keys: compute
                     .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
                     .filter(|k| !k.is_empty()),
-                mapreduce: lab.mapreduce().map(|m| MapReduce { workers: *m.workers.get_ref() }),
+                mapreduce: lab
+                    .mapreduce()
+                    .filter(|_| self.hosted.is_none())
+                    .map(|m| MapReduce { workers: *m.workers.get_ref() }),
                 scheduler: lab
                     .scheduler()
+                    .filter(|_| self.hosted.is_none())
                     .map(|sch| Scheduler { workers: *sch.workers.get_ref(), slots: sch.slots.unwrap_or(1) }),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
@@ -419,18 +492,94 @@ impl ProviderSetup for AwsSetup {
         nodes
     }
 
-    /// The smoke workloads run on each student's VM, over SSH as that student.
+    /// The smoke workloads run on each student's VM, over SSH as that student, or as Jobs in
+    /// their namespace on the lab's cluster.
     fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
         let clients = Arc::new(Clients::new(self.config.clone()));
         let ssh = Arc::new(SshClient::new(&self.ssh, lab, clients.clone()));
+        let (hosted, smoke): (_, Arc<dyn SmokeRunner>) = match &self.hosted {
+            Some(h) => {
+                let access =
+                    Arc::new(EksAccess { clients: clients.clone(), name: eks_name(lab, &h.cluster) });
+                let (kubernetes, jobs) = h.kubernetes.connect_hosted(lab, access);
+                (vec![kubernetes], jobs)
+            }
+            None => (vec![], Arc::new(SshRunner::new(ssh.clone()))),
+        };
         Connected {
-            provider: Arc::new(AwsProvider::new(clients, lab, bin_dir, ssh.clone())),
-            smoke: Ok(Arc::new(SshRunner::new(ssh))),
+            provider: Arc::new(AwsProvider::new(clients, lab, bin_dir, ssh)),
+            hosted,
+            smoke: Ok(smoke),
         }
     }
 
-    /// The workers listen on fixed ports of the VM, reached through an SSH tunnel.
+    /// The workers listen on fixed ports of the VM, reached through an SSH tunnel, or in the
+    /// student's namespace; their key opens their bucket.
     fn endpoints(&self, student: &StudentResources) -> Endpoints {
+        let own = self.vm_endpoints(student);
+        let Some(hosted) = &self.hosted else { return own };
+        let mut endpoints = hosted.kubernetes.endpoints(student);
+        endpoints.bucket = own.bucket;
+        endpoints.datasets = own.datasets;
+        endpoints.access.extend(own.access);
+        endpoints
+    }
+
+    /// A VM's id, address and state as last seen; the namespace on the lab's cluster.
+    fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
+        let mut lines = self.hosted.iter().flat_map(|h| h.kubernetes.describe(student)).collect::<Vec<_>>();
+        let Some(vm) = student.resources.get("vm") else { return lines };
+        let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+        let ip = vm_address(&vm.attributes).unwrap_or("?");
+        lines.push(("vm".to_owned(), format!("{} {ip} ({})", vm.id, attribute("state"))));
+        lines
+    }
+
+    fn billed(&self, spec: &ResourceSpec) -> Vec<Billed> {
+        crate::pricing::billed(spec)
+    }
+
+    fn prices(&self) -> PriceTable {
+        crate::pricing::prices()
+    }
+}
+
+impl AwsSetup {
+    /// What a student's namespace on the hosting cluster waits for: the cluster, its pools
+    /// and what labctl installs on it.
+    fn hosting(lab: &Lab, hosted: &HostedCluster) -> Vec<String> {
+        let cluster = Address::top("cluster", &hosted.cluster);
+        let pools = lab.clusters.get(&hosted.cluster).into_iter().flat_map(|c| c.node_pool.keys());
+        let mut deps: Vec<String> = pools.map(|pool| cluster.keyed("node_pool", pool).to_string()).collect();
+        deps.push(cluster.child("addons").to_string());
+        deps.push(cluster.to_string());
+        deps
+    }
+
+    /// The GPU device plugin on the hosting cluster's GPU pools, and the default
+    /// StorageClass of the EBS CSI driver.
+    fn addons(lab: &Lab, hosted: &HostedCluster) -> Node {
+        let cluster = Address::top("cluster", &hosted.cluster);
+        let pools = lab.clusters.get(&hosted.cluster).into_iter().flat_map(|c| &c.node_pool);
+        let gpu_pools: Vec<_> = pools.filter(|(_, p)| p.gpu > 0).map(|(name, p)| p.selector(name)).collect();
+        let config = AddonsConfig {
+            device_plugin: (!gpu_pools.is_empty())
+                .then(|| DevicePluginConfig { image: DEVICE_PLUGIN_IMAGE.to_owned(), pools: gpu_pools }),
+            storage_class: Some(StorageClassConfig {
+                name: STORAGE_CLASS.to_owned(),
+                provisioner: EBS_CSI_PROVISIONER.to_owned(),
+                parameters: [("type", "gp3"), ("encrypted", "true")]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .into(),
+            }),
+        };
+        let mut deps = Self::hosting(lab, hosted);
+        deps.retain(|d| !d.ends_with(".addons"));
+        hosted.kubernetes.addons(cluster.child("addons").to_string(), &config, &lab.lab_tags(), deps)
+    }
+
+    /// A student's VM endpoints and AWS access.
+    fn vm_endpoints(&self, student: &StudentResources) -> Endpoints {
         let attr = |what: &str, key: &str| student.attr(what, key).map(str::to_owned);
         let ports = student.resources.get("vm").and_then(|vm| vm.attributes.get("ports")).cloned();
         let port = |service: &str| {
@@ -447,32 +596,20 @@ impl ProviderSetup for AwsSetup {
             token: attr("credential", "token"),
             bucket: attr("bucket", "path").or_else(|| attr("bucket", "url")),
             datasets: student.dataset_paths(),
-            access: attr("credential", "access_key_id").map(|key| {
-                json!({
-                    "access_key_id": key,
-                    "secret_access_key": attr("credential", "secret_access_key"),
-                    "vm_ip": student.resources.get("vm").and_then(|vm| vm_address(&vm.attributes)),
-                    "ssh_private_key": attr("credential", "ssh_private_key"),
-                    "ports": ports,
+            access: attr("credential", "access_key_id")
+                .map(|key| {
+                    let access = json!({
+                        "access_key_id": key,
+                        "secret_access_key": attr("credential", "secret_access_key"),
+                        "vm_ip": student.resources.get("vm").and_then(|vm| vm_address(&vm.attributes)),
+                        "ssh_private_key": attr("credential", "ssh_private_key"),
+                        "ports": ports,
+                    });
+                    ("aws".to_owned(), access)
                 })
-            }),
+                .into_iter()
+                .collect(),
         }
-    }
-
-    /// A VM's id, address and state as last seen.
-    fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
-        let Some(vm) = student.resources.get("vm") else { return vec![] };
-        let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-        let ip = vm_address(&vm.attributes).unwrap_or("?");
-        vec![("vm".to_owned(), format!("{} {ip} ({})", vm.id, attribute("state")))]
-    }
-
-    fn billed(&self, spec: &ResourceSpec) -> Vec<Billed> {
-        crate::pricing::billed(spec)
-    }
-
-    fn prices(&self) -> PriceTable {
-        crate::pricing::prices()
     }
 }
 

@@ -1,12 +1,15 @@
-//! The connection to the cluster, made once on first use from the kubeconfig.
+//! The connection to the cluster: made on first use from the kubeconfig, or from what the
+//! provider that makes the cluster says (renewed with its token).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use labctl_provider_api::ProviderError;
+use labctl_provider_api::{ErrorKind, ProviderError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 /// Which cluster, and how labctl waits on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,25 +35,122 @@ pub(crate) struct Cluster {
     pub ca: Option<String>,
 }
 
-/// The cluster, connected on first use; an unusable kubeconfig gives every resource the
-/// same answer.
-pub(crate) struct Connection {
-    config: KubernetesConfig,
-    cell: OnceCell<Result<Cluster, ProviderError>>,
+/// A cluster another provider makes (EKS, GKE) and the Kubernetes provider works on: how
+/// to reach it, asked when a connection is first needed and again when its token expires.
+#[async_trait::async_trait]
+pub trait ClusterAccess: Send + Sync {
+    /// The cluster's name, for messages.
+    fn name(&self) -> &str;
+
+    /// How to reach the cluster now, or `None` while it does not exist (then nothing in it
+    /// does either).
+    async fn access(&self) -> Result<Option<Access>, String>;
 }
+
+/// How to reach a cluster.
+pub enum Access {
+    /// Its API endpoint and CA (base64 PEM), with a bearer token good until `expires`.
+    Token { server: String, ca: String, token: String, expires: Instant },
+    /// A kubeconfig file's current context (a test cluster standing in for a cloud's).
+    Kubeconfig(PathBuf),
+}
+
+/// Where the provider's cluster is: a kubeconfig's context, or a cluster the lab makes.
+enum Source {
+    Kubeconfig(KubernetesConfig),
+    Hosted(Arc<dyn ClusterAccess>),
+}
+
+/// A connection and until when it may be used.
+type Current = (Arc<Cluster>, Option<Instant>);
+
+/// The cluster, connected on first use. An unusable kubeconfig gives every resource the
+/// same answer; a hosted cluster is asked again once its token is about to expire.
+pub(crate) struct Connection {
+    source: Source,
+    ready_timeout_secs: u64,
+    current: tokio::sync::Mutex<Option<Result<Current, ProviderError>>>,
+}
+
+/// A token is renewed this long before it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(60);
 
 impl Connection {
     pub fn new(config: KubernetesConfig) -> Self {
-        Self { config, cell: OnceCell::new() }
+        let ready_timeout_secs = config.ready_timeout_secs;
+        Self { source: Source::Kubeconfig(config), ready_timeout_secs, current: Default::default() }
     }
 
-    pub fn config(&self) -> &KubernetesConfig {
-        &self.config
+    /// A connection to a cluster the lab makes, reached as `access` says.
+    pub fn hosted(access: Arc<dyn ClusterAccess>, ready_timeout_secs: u64) -> Self {
+        Self { source: Source::Hosted(access), ready_timeout_secs, current: Default::default() }
     }
 
-    pub async fn get(&self) -> Result<&Cluster, ProviderError> {
-        let connect = || async { connect(&self.config).await.map_err(ProviderError::fatal) };
-        self.cell.get_or_init(connect).await.as_ref().map_err(Clone::clone)
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_secs(self.ready_timeout_secs)
+    }
+
+    /// The cluster, or why it cannot be reached.
+    pub async fn get(&self) -> Result<Arc<Cluster>, ProviderError> {
+        self.find().await?.ok_or_else(|| {
+            let name = match &self.source {
+                Source::Hosted(access) => access.name(),
+                Source::Kubeconfig(_) => "the kubeconfig's cluster",
+            };
+            ProviderError::new(ErrorKind::Unavailable, format!("cluster {name} does not exist yet"))
+        })
+    }
+
+    /// The cluster, or `None` when it is a hosted cluster that does not exist.
+    pub async fn find(&self) -> Result<Option<Arc<Cluster>>, ProviderError> {
+        let mut current = self.current.lock().await;
+        let fresh = |until: &Option<Instant>| until.is_none_or(|t| Instant::now() + RENEW_BEFORE < t);
+        match &*current {
+            Some(Ok((cluster, until))) if fresh(until) => return Ok(Some(cluster.clone())),
+            Some(Err(e)) => return Err(e.clone()),
+            _ => {}
+        }
+        let connected = match &self.source {
+            Source::Kubeconfig(config) => {
+                let connected =
+                    connect(config).await.map_err(ProviderError::fatal).map(|c| (Arc::new(c), None));
+                // A kubeconfig that does not work now will not work for the next resource.
+                *current = Some(connected.clone());
+                return connected.map(|(c, _)| Some(c));
+            }
+            Source::Hosted(access) => {
+                let found = access.access().await.map_err(|e| {
+                    ProviderError::new(ErrorKind::Unavailable, format!("cluster {}: {e}", access.name()))
+                })?;
+                match found {
+                    None => return Ok(None),
+                    Some(found) => hosted(access.name(), found).await.map_err(ProviderError::fatal)?,
+                }
+            }
+        };
+        *current = Some(Ok(connected.clone()));
+        Ok(Some(connected.0))
+    }
+}
+
+/// Connects to a cluster the lab makes.
+async fn hosted(name: &str, access: Access) -> Result<Current, String> {
+    match access {
+        Access::Kubeconfig(path) => {
+            let config = KubernetesConfig { kubeconfig: Some(path), context: None, ready_timeout_secs: 0 };
+            Ok((Arc::new(connect(&config).await?), None))
+        }
+        Access::Token { server, ca, token, expires } => {
+            let kubeconfig: Kubeconfig = serde_json::from_value(serde_json::json!({
+                "clusters": [{ "name": name, "cluster": { "server": server, "certificate-authority-data": ca } }],
+                "users": [{ "name": name, "user": { "token": token } }],
+                "contexts": [{ "name": name, "context": { "cluster": name, "user": name } }],
+                "current-context": name,
+            }))
+            .map_err(|e| format!("cluster {name}'s connection: {e}"))?;
+            let cluster = from_kubeconfig(kubeconfig, name.to_owned(), &format!("cluster {name}")).await?;
+            Ok((Arc::new(cluster), Some(expires)))
+        }
     }
 }
 
@@ -67,6 +167,11 @@ async fn connect(config: &KubernetesConfig) -> Result<Cluster, String> {
     let context = config.context.clone().or_else(|| kubeconfig.current_context.clone()).ok_or_else(|| {
         format!("{source} has no current context: set `context` under [provider.kubernetes]")
     })?;
+    from_kubeconfig(kubeconfig, context, &source).await
+}
+
+/// Connects to `context` of `kubeconfig` (read from `source`).
+async fn from_kubeconfig(kubeconfig: Kubeconfig, context: String, source: &str) -> Result<Cluster, String> {
     let named = kubeconfig.contexts.iter().find(|c| c.name == context).ok_or_else(|| {
         let known: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
         format!("{source} has no context `{context}` (it has: {})", known.join(", "))

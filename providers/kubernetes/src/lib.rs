@@ -8,7 +8,8 @@
 //! `labctl verify` runs the smoke workloads as Jobs in each namespace ([`KubernetesProvider::smoke`]).
 //!
 //! Kinds: `namespace`, `credential` (the Secret with the workers' token), `mapreduce` and
-//! `scheduler`. Everything carries the `labctl/lab`, `labctl/cohort` and `labctl/student`
+//! `scheduler`; on a cluster the lab makes (EKS, GKE: [`KubernetesProvider::hosted`]), also
+//! `addons` (the GPU device plugin and the default StorageClass). Everything carries the `labctl/lab`, `labctl/cohort` and `labctl/student`
 //! labels; deleting the namespace deletes everything in it.
 
 #![warn(clippy::print_stdout)]
@@ -22,6 +23,7 @@ mod smoke;
 mod validate;
 mod waits;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,10 +34,13 @@ use labctl_provider_api::{
 };
 use serde_json::{json, Value};
 
-pub use cluster::{KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
+pub use cluster::{Access, ClusterAccess, KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
 use manifests::{ObjectRef, Service, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
 use objects::{Applied, Stopped};
-pub use plugin::KubernetesPlugin;
+pub use plugin::{
+    AddonsConfig, DevicePluginConfig, KubernetesPlugin, KubernetesSetup, StorageClassConfig,
+    DEVICE_PLUGIN_IMAGE,
+};
 use plugin::{CredentialConfig, NamespaceConfig, ServiceConfig};
 
 const KINDS: &[KindSchema] = &[
@@ -43,6 +48,7 @@ const KINDS: &[KindSchema] = &[
     KindSchema { name: "credential", replace_on: &["namespace"] },
     KindSchema { name: "mapreduce", replace_on: &["namespace"] },
     KindSchema { name: "scheduler", replace_on: &["namespace"] },
+    KindSchema { name: "addons", replace_on: &[] },
 ];
 
 /// The provider: one lab on one cluster.
@@ -55,6 +61,12 @@ impl KubernetesProvider {
     /// A provider for `lab` on the cluster `config` names; it connects on first use.
     pub fn new(config: KubernetesConfig, lab: &str) -> Self {
         Self { connection: cluster::Connection::new(config), lab: lab.to_owned() }
+    }
+
+    /// A provider for `lab` on a cluster the lab makes, reached as `access` says; while the
+    /// cluster does not exist, nothing on it does.
+    pub fn hosted(access: Arc<dyn ClusterAccess>, ready_timeout_secs: u64, lab: &str) -> Self {
+        Self { connection: cluster::Connection::hosted(access, ready_timeout_secs), lab: lab.to_owned() }
     }
 
     /// Runs the smoke workload that proves `service` as a Job in the student's namespace,
@@ -70,20 +82,20 @@ impl KubernetesProvider {
         let config: ServiceConfig = serde_json::from_value(Value::Object(config.clone()))
             .map_err(|e| format!("the {} config as applied: {e}", service.name()))?;
         let client = self.client().await.map_err(|e| e.to_string())?;
-        smoke::run(client, service, &config, tags, timeout).await
+        smoke::run(&client, service, &config, tags, timeout).await
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.connection.config().ready_timeout_secs)
+        self.connection.ready_timeout()
     }
 
-    async fn client(&self) -> Result<&kube::Client, ProviderError> {
-        Ok(&self.connection.get().await?.client)
+    async fn client(&self) -> Result<kube::Client, ProviderError> {
+        Ok(self.connection.get().await?.client.clone())
     }
 
     /// Applies `docs`; a failure part of the way records what was applied as `id`.
     async fn apply(&self, id: &str, docs: &[Value]) -> Result<Vec<Applied>, ProviderError> {
-        objects::apply(self.client().await?, docs).await.map_err(|Stopped { error, applied }| {
+        objects::apply(&self.client().await?, docs).await.map_err(|Stopped { error, applied }| {
             error.with_partial(observed(id, &applied, Attributes::new(), &[]))
         })
     }
@@ -139,7 +151,7 @@ impl KubernetesProvider {
         let known = prior.and_then(|p| p.attributes.get("token")).and_then(Value::as_str).map(str::to_owned);
         let token = match known {
             Some(token) => token,
-            None => objects::secret_value(self.client().await?, namespace, TOKEN_SECRET, "token")
+            None => objects::secret_value(&self.client().await?, namespace, TOKEN_SECRET, "token")
                 .await?
                 .unwrap_or_else(random_token),
         };
@@ -169,7 +181,7 @@ impl KubernetesProvider {
         }
         let result = observed(&id, &applied, attributes, &[]);
         let refs: Vec<ObjectRef> = applied.into_iter().map(|a| a.object).collect();
-        waits::ready(self.client().await?, &refs, self.timeout())
+        waits::ready(&self.client().await?, &refs, self.timeout())
             .await
             .map_err(|e| e.with_partial(result.clone()))?;
         Ok(result)
@@ -178,6 +190,11 @@ impl KubernetesProvider {
     async fn upsert(&self, spec: &ResourceSpec, prior: Option<&Observed>) -> Result<Observed, ProviderError> {
         match spec.kind.as_str() {
             "namespace" => self.apply_namespace(spec).await,
+            "addons" => {
+                let addons: AddonsConfig = config(spec)?;
+                let applied = self.apply(&spec.tags.lab, &manifests::addons(&addons, &spec.tags)?).await?;
+                Ok(observed(&spec.tags.lab, &applied, Attributes::new(), &[]))
+            }
             "credential" => self.apply_credential(spec, prior).await,
             kind => match Service::from_kind(kind) {
                 Some(service) => self.apply_service(service, spec).await,
@@ -226,12 +243,13 @@ impl Provider for KubernetesProvider {
     /// edit, which an update puts back.
     async fn read(&self, kind: &str, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
         let Some(primary) = primary(kind, prior) else { return Ok(None) };
-        let live = objects::get(self.client().await?, &primary).await?;
+        let Some(cluster) = self.connection.find().await? else { return Ok(None) };
+        let live = objects::get(&cluster.client, &primary).await?;
         Ok(live.filter(|o| o.metadata.deletion_timestamp.is_none()).map(|_| prior.clone()))
     }
 
     async fn edits(&self, _kind: &str, prior: &Observed) -> Result<Vec<String>, ProviderError> {
-        objects::edits(self.client().await?, &recorded(prior)).await
+        objects::edits(&self.client().await?, &recorded(prior)).await
     }
 
     async fn create(&self, spec: &ResourceSpec, _deps: &Deps) -> Result<Observed, ProviderError> {
@@ -247,8 +265,10 @@ impl Provider for KubernetesProvider {
         self.upsert(spec, Some(prior)).await
     }
 
+    /// Gone with its cluster, if that is gone.
     async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
-        let client = self.client().await?;
+        let Some(cluster) = self.connection.find().await? else { return Ok(()) };
+        let client = &cluster.client;
         if kind == "namespace" {
             // The namespace takes everything in it along; wait until it has.
             let namespace = namespace_ref(&prior.id);
@@ -280,7 +300,8 @@ impl KubernetesProvider {
     /// The namespaces `selector` selects that carry labctl's labels.
     async fn namespaces(&self, selector: &str) -> Result<Vec<Found>, ProviderError> {
         use k8s_openapi::api::core::v1::Namespace;
-        let namespaces: kube::Api<Namespace> = kube::Api::all(self.client().await?.clone());
+        let Some(cluster) = self.connection.find().await? else { return Ok(vec![]) };
+        let namespaces: kube::Api<Namespace> = kube::Api::all(cluster.client.clone());
         let params = kube::api::ListParams::default().labels(selector);
         let list = namespaces.list(&params).await.map_err(|e| errors::failed("listing namespaces", e))?;
         Ok(list

@@ -8,9 +8,9 @@ use labctl_provider_api::{ports, ProviderError, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::plugin::{NamespaceConfig, ServiceConfig, VolumeAccess};
+use crate::plugin::{AddonsConfig, NamespaceConfig, ServiceConfig, VolumeAccess};
 
-const TEMPLATES: [(&str, &str); 10] = [
+const TEMPLATES: [(&str, &str); 11] = [
     ("labels.yaml.tera", include_str!("../../../templates/kubernetes/labels.yaml.tera")),
     ("pod-labels.yaml.tera", include_str!("../../../templates/kubernetes/pod-labels.yaml.tera")),
     ("token-env.yaml.tera", include_str!("../../../templates/kubernetes/token-env.yaml.tera")),
@@ -21,6 +21,7 @@ const TEMPLATES: [(&str, &str); 10] = [
     ("credential.yaml.tera", include_str!("../../../templates/kubernetes/credential.yaml.tera")),
     ("workers.yaml.tera", include_str!("../../../templates/kubernetes/workers.yaml.tera")),
     ("kubeconfig.yaml.tera", include_str!("../../../templates/kubernetes/kubeconfig.yaml.tera")),
+    ("addons.yaml.tera", include_str!("../../../templates/kubernetes/addons.yaml.tera")),
 ];
 
 /// The Secret holding the token a student's workers share.
@@ -118,6 +119,11 @@ pub(crate) fn namespace(config: &NamespaceConfig, tags: &Tags) -> Result<Vec<Val
     let mut context = with_labels(&json!(config), tags);
     context["volume"] = volume();
     render("namespace.yaml.tera", &context)
+}
+
+/// What labctl installs on a cluster it makes: the GPU device plugin, the default class.
+pub(crate) fn addons(config: &AddonsConfig, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
+    render("addons.yaml.tera", &with_labels(&json!(config), tags))
 }
 
 /// The Secret with the workers' shared token.

@@ -8,20 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labctl_provider_api::lab::{Cohort, Lab, LabSections, SmokeWorkload, Student};
+use labctl_provider_api::lab::{Cohort, HostedKubernetesSpec, Lab, LabSections, SmokeWorkload, Student};
 use labctl_provider_api::{
-    ports, Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
-    SmokeRunner, StudentResources, WorkerService,
+    ports, Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, Provider, ProviderSetup,
+    Settings, SmokeRunner, StudentResources, Tags, WorkerService,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use toml::Spanned;
 
-use crate::{KubernetesConfig, KubernetesProvider, DEFAULT_READY_TIMEOUT_SECS};
+use crate::{ClusterAccess, KubernetesConfig, KubernetesProvider, DEFAULT_READY_TIMEOUT_SECS};
 
 /// `[provider.kubernetes]`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSettings {
     /// Kubeconfig file, relative to the lab file or under `~/` (default: `KUBECONFIG`, then
@@ -93,7 +93,7 @@ impl Plugin for KubernetesPlugin {
     fn capabilities(&self) -> Capabilities {
         // The smoke jobs generate their data in the student's volume; nothing copies a
         // volume out yet, so `destroy --archive` is refused.
-        Capabilities { gpus: true, key_rotation: false, smoke_data_generated: true, archive: false }
+        Capabilities { gpus: true, smoke_data_generated: true, ..Capabilities::default() }
     }
 
     fn configure(
@@ -104,21 +104,8 @@ impl Plugin for KubernetesPlugin {
     ) -> Option<Box<dyn ProviderSetup>> {
         let k8s: KubernetesSettings = settings.parse_into(self.name(), findings)?;
         crate::validate::check(&k8s, settings.span.clone(), lab, findings);
-        let storage = k8s.storage.clone().unwrap_or_default();
-        Some(Box::new(KubernetesSetup {
-            config: KubernetesConfig {
-                kubeconfig: k8s.kubeconfig.as_deref().map(|p| settings.path_beside(p)),
-                context: k8s.context.clone(),
-                ready_timeout_secs: k8s.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT_SECS),
-            },
-            rate_limit: k8s.rate_limit,
-            image: k8s.image.clone(),
-            storage: StorageConfig {
-                size: quantity(&storage.size, defaults::STORAGE),
-                class: storage.class,
-                access: storage.access.unwrap_or_default(),
-            },
-        }))
+        let kubeconfig = k8s.kubeconfig.as_deref().map(|p| settings.path_beside(p));
+        Some(Box::new(KubernetesSetup::from_settings(&k8s, kubeconfig, false)))
     }
 
     fn restore(&self, saved: Value) -> Result<Box<dyn ProviderSetup>, String> {
@@ -133,7 +120,38 @@ pub struct KubernetesSetup {
     pub rate_limit: Option<f64>,
     pub image: Option<String>,
     pub storage: StorageConfig,
+    /// On a cluster the lab makes, beside the cloud's own resources: the workers' token
+    /// Secret is `worker_token` (the cloud credential is `credential`).
+    #[serde(default)]
+    pub hosted: bool,
 }
+
+/// What labctl installs on a cluster it puts students on: the GPU device plugin on its GPU
+/// pools, and a default StorageClass.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddonsConfig {
+    pub device_plugin: Option<DevicePluginConfig>,
+    pub storage_class: Option<StorageClassConfig>,
+}
+
+/// The NVIDIA device plugin DaemonSet: it advertises each GPU node's `nvidia.com/gpu`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DevicePluginConfig {
+    pub image: String,
+    /// Each GPU pool's node labels: the DaemonSet runs on nodes matching any of them.
+    pub pools: Vec<BTreeMap<String, String>>,
+}
+
+/// The default StorageClass, of the cluster's CSI driver.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StorageClassConfig {
+    pub name: String,
+    pub provisioner: String,
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// The NVIDIA device plugin's image, as its project publishes it.
+pub const DEVICE_PLUGIN_IMAGE: &str = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0";
 
 /// The student's volume claim.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,7 +249,7 @@ impl ProviderSetup for KubernetesSetup {
             &tags,
             vec![],
         )];
-        let credential = base.child("credential");
+        let credential = base.child(self.token_within());
         if lab.credentials() {
             let config = CredentialConfig { student: student.id.clone(), namespace: namespace.clone() };
             nodes.push(Node::new(
@@ -288,7 +306,7 @@ impl ProviderSetup for KubernetesSetup {
     fn connect(&self, lab: &str, _bin_dir: &Path) -> Connected {
         // The smoke jobs use the engine's connection to the cluster.
         let provider = Arc::new(KubernetesProvider::new(self.config.clone(), lab));
-        Connected { provider: provider.clone(), smoke: Ok(Arc::new(Jobs(provider))) }
+        Connected { provider: provider.clone(), hosted: vec![], smoke: Ok(Arc::new(Jobs(provider))) }
     }
 
     /// The services answer on their fixed ports through `kubectl port-forward`.
@@ -299,16 +317,20 @@ impl ProviderSetup for KubernetesSetup {
             mapreduce: forwarded("mapreduce", ports::MAPREDUCE),
             scheduler: forwarded("scheduler", ports::SCHEDULER),
             status_url: forwarded("scheduler", ports::SCHEDULER_HTTP).map(|a| format!("http://{a}/status")),
-            token: attr("credential", "token"),
+            token: attr(self.token_within(), "token"),
             bucket: None,
             datasets: BTreeMap::new(),
-            access: attr("namespace", "namespace").map(|namespace| {
-                json!({
-                    "namespace": namespace,
-                    "kubeconfig": attr("namespace", "kubeconfig"),
-                    "volume": student.resources.get("namespace").and_then(|ns| ns.attributes.get("volume")),
+            access: attr("namespace", "namespace")
+                .map(|namespace| {
+                    let volume =
+                        student.resources.get("namespace").and_then(|ns| ns.attributes.get("volume"));
+                    let kubeconfig = attr("namespace", "kubeconfig");
+                    let access =
+                        json!({ "namespace": namespace, "kubeconfig": kubeconfig, "volume": volume });
+                    ("kubernetes".to_owned(), access)
                 })
-            }),
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -327,6 +349,58 @@ impl ProviderSetup for KubernetesSetup {
 }
 
 impl KubernetesSetup {
+    fn from_settings(k8s: &KubernetesSettings, kubeconfig: Option<std::path::PathBuf>, hosted: bool) -> Self {
+        let storage = k8s.storage.clone().unwrap_or_default();
+        KubernetesSetup {
+            config: KubernetesConfig {
+                kubeconfig,
+                context: k8s.context.clone(),
+                ready_timeout_secs: k8s.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT_SECS),
+            },
+            rate_limit: k8s.rate_limit,
+            image: k8s.image.clone(),
+            storage: StorageConfig {
+                size: quantity(&storage.size, defaults::STORAGE),
+                class: storage.class,
+                access: storage.access.unwrap_or_default(),
+            },
+            hosted,
+        }
+    }
+
+    /// The Kubernetes provider on a cluster the lab makes (`[student] kubernetes`), the
+    /// students' part of the lab judged as on any cluster (an image for the workers,
+    /// quantities that fit their namespace).
+    pub fn hosted(spec: &HostedKubernetesSpec, lab: &LabSections, findings: &mut Findings) -> Self {
+        let settings = KubernetesSettings { image: spec.image.clone(), ..Default::default() };
+        crate::validate::check_students(&settings, spec.cluster.span(), lab, findings);
+        Self::from_settings(&settings, None, true)
+    }
+
+    /// This provider on the cluster `access` reaches, and its smoke Jobs.
+    pub fn connect_hosted(
+        &self,
+        lab: &str,
+        access: Arc<dyn ClusterAccess>,
+    ) -> (Arc<dyn Provider>, Arc<dyn SmokeRunner>) {
+        let provider = Arc::new(KubernetesProvider::hosted(access, self.config.ready_timeout_secs, lab));
+        (provider.clone(), Arc::new(Jobs(provider)))
+    }
+
+    /// The cluster-wide objects at `address` (a lab-wide resource depending on `deps`).
+    pub fn addons(&self, address: String, config: &AddonsConfig, tags: &Tags, deps: Vec<String>) -> Node {
+        Node::new("kubernetes", address, "addons", config, tags, deps)
+    }
+
+    /// Where within a student their workers' token Secret is.
+    fn token_within(&self) -> &'static str {
+        if self.hosted {
+            "worker_token"
+        } else {
+            "credential"
+        }
+    }
+
     fn namespace(&self, lab: &Lab, cohort: &Cohort, namespace: &str) -> NamespaceConfig {
         let quota = lab.student.quota.as_ref();
         let limits = lab.student.limits.as_ref();
@@ -360,12 +434,7 @@ fn gpu_placement(lab: &Lab, cohort: &Cohort) -> Option<GpuPlacement> {
         return None;
     }
     let (name, pool) = lab.clusters.values().flat_map(|c| &c.node_pool).find(|(_, p)| p.gpu > 0)?;
-    let node_selector = if pool.labels.is_empty() {
-        [("labctl/pool".to_owned(), name.clone())].into()
-    } else {
-        pool.labels.clone()
-    };
-    Some(GpuPlacement { count, node_selector })
+    Some(GpuPlacement { count, node_selector: pool.selector(name) })
 }
 
 fn quantity(value: &Option<Spanned<String>>, default: &str) -> String {

@@ -1,5 +1,5 @@
 //! What only the Kubernetes provider can judge in a lab file: an image for the workers, no
-//! buckets, one cluster, quantities, and workers that fit their namespace (every container
+//! buckets and one cluster (unless the lab makes the cluster), quantities, and workers that fit their namespace (every container
 //! under the limit range's maximum, all of them within the quota, a GPU worker on one GPU
 //! node).
 
@@ -16,11 +16,6 @@ pub fn check(
     out: &mut Findings,
 ) {
     let s = lab.student;
-    let workers = s.workers.as_ref();
-    if settings.image.is_none() && workers.is_some() {
-        let d = lab.source.error(table, "the workers need an image, and none is set");
-        out.errors.push(d.note("allowed: image = \"<registry>/<name>:<tag>\", built from the repository's Dockerfile and pullable by the cluster"));
-    }
     if let Some(bucket) = &s.bucket {
         let at = bucket.datasets.first().map(Spanned::span).or(lab.spans.bucket.clone()).unwrap_or(0..0);
         let d = lab.source.error(at, "the kubernetes provider has no buckets or datasets");
@@ -35,6 +30,23 @@ pub fn check(
             ),
         );
         out.errors.push(d.note("allowed: at most one [cluster.<name>], describing the context's node pools"));
+    }
+    check_students(settings, table, lab, out);
+}
+
+/// What a lab's students need on any cluster, theirs or one the lab makes: an image for the
+/// workers, GPUs only for workers that take them, quantities that fit their namespace.
+pub fn check_students(
+    settings: &KubernetesSettings,
+    table: std::ops::Range<usize>,
+    lab: &LabSections,
+    out: &mut Findings,
+) {
+    let s = lab.student;
+    let workers = s.workers.as_ref();
+    if settings.image.is_none() && workers.is_some() {
+        let d = lab.source.error(table, "the workers need an image, and none is set");
+        out.errors.push(d.note("allowed: image = \"<registry>/<name>:<tag>\", built from the repository's Dockerfile and pullable by the cluster"));
     }
     let scheduler = workers.and_then(|w| w.scheduler.as_ref());
     let gpu_pools = lab.clusters.values().flat_map(|c| c.node_pool.values()).any(|p| p.gpu > 0);

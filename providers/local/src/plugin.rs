@@ -1,6 +1,7 @@
 //! The local provider as a plugin: its `[provider.local]` settings, what each student gets
 //! on this machine, and how the smoke workloads reach them (from here).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -183,6 +184,7 @@ impl ProviderSetup for LocalSetup {
     fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
         Connected {
             provider: Arc::new(LocalProvider::new(&self.data_dir, lab, bin_dir)),
+            hosted: vec![],
             smoke: Ok(Arc::new(Here { bin_dir: bin_dir.to_owned() })),
         }
     }
@@ -196,7 +198,7 @@ impl ProviderSetup for LocalSetup {
             token: attr("credential", "token"),
             bucket: attr("bucket", "path").or_else(|| attr("bucket", "url")),
             datasets: student.dataset_paths(),
-            access: None,
+            access: BTreeMap::new(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The default StorageClass's provisioner: a host directory per claim, as a hostPath
 //! PersistentVolume pre-bound to it (the PV binder controller binds them), deleted with its
-//! directory once released.
+//! directory once released. It also serves the classes of the EBS CSI driver (`ebs.csi.aws.com`),
+//! standing in for it as the cluster stands in for EKS: a class a lab makes for EKS binds its
+//! claims here.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +16,9 @@ use serde_json::json;
 /// The default StorageClass's name and provisioner.
 pub const CLASS: &str = "labctl-local";
 const PROVISIONER: &str = "labctl.test/hostpath";
+
+/// The provisioners served: this cluster's own, and the clouds' it stands in for.
+const SERVED: [&str; 2] = [PROVISIONER, "ebs.csi.aws.com"];
 
 /// Makes the default StorageClass.
 pub async fn install(client: &Client) -> kube::Result<()> {
@@ -40,10 +45,17 @@ pub async fn provision(client: Client, root: PathBuf) {
 
 async fn reconcile(client: &Client, root: &Path) -> kube::Result<()> {
     let volumes = Api::<PersistentVolume>::all(client.clone());
+    let classes = Api::<StorageClass>::all(client.clone()).list(&ListParams::default()).await?;
+    let served: Vec<String> = classes
+        .into_iter()
+        .filter(|c| SERVED.contains(&c.provisioner.as_str()))
+        .filter_map(|c| c.metadata.name)
+        .collect();
     for claim in Api::<PersistentVolumeClaim>::all(client.clone()).list(&ListParams::default()).await? {
         let Some(spec) = &claim.spec else { continue };
         let pending = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending");
-        if !pending || spec.volume_name.is_some() || spec.storage_class_name.as_deref() != Some(CLASS) {
+        let Some(class) = spec.storage_class_name.as_ref().filter(|c| served.contains(c)) else { continue };
+        if !pending || spec.volume_name.is_some() {
             continue;
         }
         let uid = claim.metadata.uid.clone().unwrap_or_default();
@@ -57,7 +69,7 @@ async fn reconcile(client: &Client, root: &Path) -> kube::Result<()> {
                 "capacity": { "storage": size.map(|q| q.0.clone()).unwrap_or_else(|| "1Gi".into()) },
                 "accessModes": spec.access_modes,
                 "persistentVolumeReclaimPolicy": "Delete",
-                "storageClassName": CLASS,
+                "storageClassName": class,
                 "hostPath": { "path": dir, "type": "Directory" },
                 "claimRef": {
                     "namespace": claim.metadata.namespace,
@@ -75,7 +87,9 @@ async fn reconcile(client: &Client, root: &Path) -> kube::Result<()> {
     }
     for volume in volumes.list(&ListParams::default()).await? {
         let released = volume.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
-        let ours = volume.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()) == Some(CLASS);
+        let provisioned_by =
+            volume.metadata.annotations.as_ref().and_then(|a| a.get("pv.kubernetes.io/provisioned-by"));
+        let ours = provisioned_by.map(String::as_str) == Some(PROVISIONER);
         if released && ours {
             let name = volume.metadata.name.clone().unwrap_or_default();
             volumes.delete(&name, &DeleteParams::default()).await?;

@@ -30,6 +30,21 @@ pub struct StudentSection {
     pub quota: Option<QuotaSpec>,
     /// Per-container defaults and ceilings in each namespace (Kubernetes): its LimitRange.
     pub limits: Option<LimitsSpec>,
+    /// Students' namespaces on one of the lab's own clusters (`[cluster.<name>]`), where
+    /// their workers and smoke Jobs run, with what the Kubernetes provider gives a student.
+    pub kubernetes: Option<HostedKubernetesSpec>,
+}
+
+/// `[student] kubernetes = { cluster = "shared", image = "…" }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostedKubernetesSpec {
+    /// The `[cluster.<name>]` the namespaces go on.
+    #[schemars(with = "String")]
+    pub cluster: Spanned<String>,
+    /// The workers' image, pullable by the cluster (the repository's Dockerfile builds it).
+    /// Required when students get workers.
+    pub image: Option<String>,
 }
 
 /// Kubernetes quantities are strings like `"500m"`, `"2"`, `"512Mi"`, `"8Gi"`.
@@ -187,11 +202,28 @@ pub struct NodePoolSection {
     pub min: u32,
     #[schemars(with = "u32")]
     pub max: Spanned<u32>,
+    /// Nodes to run now, between `min` and `max` (default: `min` when the pool is made,
+    /// then whatever the cluster autoscaler or `labctl scale` sets).
+    #[schemars(with = "Option<u32>")]
+    pub desired: Option<Spanned<u32>>,
     /// GPUs per node; a pool with GPUs is tainted `nvidia.com/gpu`.
     #[serde(default)]
     pub gpu: u32,
     /// Node labels that select this pool's nodes (default `labctl/pool = "<pool>"`, the
-    /// label labctl gives pools it makes); GPU workers are scheduled with them.
+    /// label labctl gives pools it makes, [`crate::POOL_LABEL`]); GPU workers are scheduled
+    /// with them.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+impl NodePoolSection {
+    /// The node labels that select pool `name`'s nodes: its `labels`, else
+    /// `labctl/pool = "<name>"`.
+    pub fn selector(&self, name: &str) -> BTreeMap<String, String> {
+        if self.labels.is_empty() {
+            [(crate::POOL_LABEL.to_owned(), name.to_owned())].into()
+        } else {
+            self.labels.clone()
+        }
+    }
 }
