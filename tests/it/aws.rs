@@ -408,7 +408,7 @@ pub fn run(env: &Env, args: &[&str]) -> Run {
     Run::from(aws_command(env, args).output().unwrap())
 }
 
-fn aws_command(env: &Env, args: &[&str]) -> Command {
+pub fn aws_command(env: &Env, args: &[&str]) -> Command {
     let mut cmd = env.command(args);
     cmd.env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")

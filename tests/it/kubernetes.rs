@@ -68,6 +68,13 @@ impl Cluster {
                 result => drop(result.unwrap()),
             }
         }
+        // What labctl installs cluster-wide on a cluster the lab makes.
+        use k8s_openapi::api::{apps::v1::DaemonSet, storage::v1::StorageClass};
+        let labelled = ListParams::default().labels("labctl/lab");
+        let daemon_sets = Api::<DaemonSet>::namespaced(self.client.clone(), "kube-system");
+        self.block_on(daemon_sets.delete_collection(&DeleteParams::default(), &labelled)).unwrap();
+        let classes = Api::<StorageClass>::all(self.client.clone());
+        self.block_on(classes.delete_collection(&DeleteParams::default(), &labelled)).unwrap();
         let namespaces = Api::<Namespace>::all(self.client.clone());
         let params =
             if every_namespace { ListParams::default() } else { ListParams::default().labels("labctl/lab") };
@@ -304,6 +311,9 @@ fn labelled_kinds() -> Vec<kube::api::ApiResource> {
         ApiResource::erase::<rbac::Role>(&()),
         ApiResource::erase::<rbac::RoleBinding>(&()),
         ApiResource::erase::<net::NetworkPolicy>(&()),
+        // What labctl installs on a cluster the lab makes (EKS).
+        ApiResource::erase::<k8s_openapi::api::apps::v1::DaemonSet>(&()),
+        ApiResource::erase::<k8s_openapi::api::storage::v1::StorageClass>(&()),
     ]
 }
 

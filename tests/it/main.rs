@@ -11,6 +11,8 @@ mod aws;
 mod cluster;
 mod conformance;
 mod crash;
+#[cfg(all(feature = "aws", feature = "kubernetes"))]
+mod eks;
 mod errors;
 mod failures;
 #[cfg(feature = "kubernetes")]

@@ -29,6 +29,10 @@ fn resource(object: &ObjectRef) -> Result<ApiResource, ProviderError> {
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => ApiResource::erase::<rbac::RoleBinding>(&()),
         ("networking.k8s.io/v1", "NetworkPolicy") => ApiResource::erase::<net::NetworkPolicy>(&()),
         ("apps/v1", "Deployment") => ApiResource::erase::<Deployment>(&()),
+        ("apps/v1", "DaemonSet") => ApiResource::erase::<k8s_openapi::api::apps::v1::DaemonSet>(&()),
+        ("storage.k8s.io/v1", "StorageClass") => {
+            ApiResource::erase::<k8s_openapi::api::storage::v1::StorageClass>(&())
+        }
         (api_version, kind) => {
             return Err(ProviderError::fatal(format!("labctl does not manage {api_version} {kind} objects")))
         }
