@@ -1,6 +1,6 @@
 //! `labctl scale`: an instructor warms a node pool before class and empties it after. The
 //! size is written into the lab file (`desired` of the pool), so the file stays the truth
-//! and a later apply keeps it; then only that pool is applied.
+//! and a later apply keeps it; then only that pool is applied, whatever size it runs now.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -12,8 +12,8 @@ use super::args::{Place, RunOptions};
 use super::commands::{confirm, engine_options, execute, make_plan};
 use super::error::CliError;
 use super::open::Opened;
-use crate::plan::Plan;
-use crate::report;
+use crate::plan::{self, Plan};
+use crate::{lab, report};
 
 /// What `labctl scale` was asked.
 pub(super) struct Scale<'a> {
@@ -32,20 +32,34 @@ pub(super) async fn scale(s: Scale<'_>, run: &RunOptions) -> Result<u8, CliError
     let (cluster, after) = set_desired(&before, s.cluster, s.pool, s.nodes)
         .map_err(|why| CliError::invalid(format!("{}: {why}", s.lab.display())))?;
     write(s.lab, &after)?;
-    // The edited file must be a valid lab, or it is put back as it was.
-    let o = match Opened::open(s.lab, s.place) {
-        Ok(o) => o,
-        Err(e) => {
-            write(s.lab, &before)?;
-            return Err(e);
-        }
-    };
-    let address = Address::top("cluster", &cluster).keyed("node_pool", s.pool).to_string();
+    // Whatever stops it before the pool is applied (an invalid size, a held lock, a "no")
+    // puts the file back as it was.
+    let scaled = apply_pool(&s, &cluster, run).await;
+    if scaled.is_err() {
+        write(s.lab, &before)?;
+    }
+    scaled
+}
+
+/// Plans and applies the pool `s.pool` of `cluster` alone, as the lab file now says.
+async fn apply_pool(s: &Scale<'_>, cluster: &str, run: &RunOptions) -> Result<u8, CliError> {
+    let o = Opened::open(s.lab, s.place)?;
+    let address = Address::top("cluster", cluster).keyed("node_pool", s.pool).to_string();
+    let desired = lab::expand(&o.lab, o.setup.as_ref());
+    if !desired.iter().any(|n| n.spec.address == address) {
+        return Err(CliError::invalid(format!(
+            "{}: the {} provider makes no node pools to scale",
+            s.lab.display(),
+            o.setup.name()
+        )));
+    }
     let options = engine_options(run, o.setup.as_ref())?;
     let lock = o.lock("scale")?;
     let mut state = o.load_state()?;
-    let whole = make_plan(&o, &state, false).await?;
+    let mut whole = make_plan(&o, &state, false).await?;
     let pending = whole.actions.iter().filter(|a| a.address != address).count();
+    // The file may already say this size while the pool runs another (the autoscaler's).
+    plan::force_update(&desired, &mut whole.actions, "node_pool", "labctl scale");
     let plan =
         Plan { actions: whole.actions.into_iter().filter(|a| a.address == address).collect(), ..whole };
     if !run.json {
@@ -53,9 +67,6 @@ pub(super) async fn scale(s: Scale<'_>, run: &RunOptions) -> Result<u8, CliError
         if pending > 0 {
             println!("\n{pending} other changes are pending and left alone: `labctl apply` makes them.");
         }
-    }
-    if plan.is_empty() {
-        return Ok(0);
     }
     if !s.yes {
         confirm("scale")?;
@@ -106,9 +117,18 @@ fn has_pool(cluster: &Item, pool: &str) -> bool {
     cluster.get("node_pool").and_then(|p| p.get(pool)).is_some()
 }
 
+/// Replaces the lab file at once (a temporary file beside it, renamed over it).
 fn write(path: &Path, text: &str) -> Result<(), CliError> {
-    std::fs::write(path, text)
-        .map_err(|e| CliError::failed(format!("cannot write {}", path.display())).caused_by(&e))
+    let failed =
+        |e: &std::io::Error| CliError::failed(format!("cannot write {}", path.display())).caused_by(e);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| failed(&e))?;
+    file.write_all(text.as_bytes()).map_err(|e| failed(&e))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        file.as_file().set_permissions(meta.permissions()).map_err(|e| failed(&e))?;
+    }
+    file.persist(path).map_err(|e| failed(&e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]

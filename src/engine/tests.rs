@@ -187,6 +187,7 @@ fn thing(address: &str, size: u32, deps: &[&str]) -> Node {
             tags: Tags { lab: "lab".into(), ..Tags::default() },
         },
         deps: deps.iter().map(|d| (*d).to_owned()).collect(),
+        after: vec![],
     }
 }
 

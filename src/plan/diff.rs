@@ -199,7 +199,7 @@ fn upsert(node: &Node, action: ActionKind, changes: Vec<Change>, reason: Option<
         kind: node.spec.kind.clone(),
         tags: node.spec.tags.clone(),
         spec: Some(node.spec.clone()),
-        deps: node.deps.clone(),
+        deps: node.deps.iter().chain(&node.after).cloned().collect(),
         changes,
         reason,
     }
@@ -252,7 +252,12 @@ mod tests {
             config: json!({ "v": 1 }).as_object().unwrap().clone(),
             tags: Tags::default(),
         };
-        Node { provider: "local".into(), spec, deps: deps.iter().map(|d| d.to_string()).collect() }
+        Node {
+            provider: "local".into(),
+            spec,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            after: vec![],
+        }
     }
 
     fn applied(n: &Node) -> ResourceState {
@@ -312,6 +317,24 @@ mod tests {
                 Some("changed outside labctl: deployment a/svc: spec.replicas is 5, labctl set 2")
             )]
         );
+    }
+
+    #[test]
+    fn what_only_goes_after_a_recreated_resource_stays_and_is_ordered_after_it() {
+        let pool = node("pool", "node_pool", &[]);
+        let namespace = Node { after: vec!["pool".into()], ..node("namespace", "namespace", &[]) };
+        let desired = [pool, namespace];
+        let none = |_: &str, _: &str| None;
+        let created = diff(&desired, &State::new("lab"), &Refreshed::new(), none);
+        assert_eq!(created[1].deps, ["pool"], "made after the pool (and recorded: deleted before it)");
+
+        let mut state = State::new("lab");
+        for n in &desired {
+            state.resources.insert(n.spec.address.clone(), applied(n));
+        }
+        let gone: Refreshed = [("pool".to_owned(), Refresh::Gone)].into();
+        let actions = diff(&desired, &state, &gone, none);
+        assert_eq!(summary(&actions), vec![("pool", ActionKind::Create, Some("deleted outside labctl"))]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! node carries what the GPU node group's would: the `labctl/pool=gpu` label, the
 //! `nvidia.com/gpu` taint and capacity.
 
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Api, ListParams};
 
 use crate::aws::{aws_command, Moto};
@@ -95,21 +95,40 @@ fn students_on_the_labs_own_eks_cluster_in_one_apply_and_gone_in_one_destroy() {
     let claim = cluster.block_on(claims.get("labctl-data")).unwrap();
     assert_eq!(claim.spec.unwrap().storage_class_name.as_deref(), Some("labctl-gp3"));
     assert_eq!(claim.status.unwrap().phase.as_deref(), Some("Bound"));
-    assert_eq!(desired_size(&moto, "gpu"), Some(0));
+    assert_eq!(desired_size(&moto, "gpu"), Some(1));
+    // Her key, region and bucket for her pods, as a Secret in her namespace; her handout
+    // says so beside her kubeconfig.
+    let secrets = Api::<Secret>::namespaced(cluster.client.clone(), &format!("{LAB}-ada"));
+    let data = cluster.block_on(secrets.get("aws-credentials")).unwrap().data.unwrap();
+    let value = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
+    let state = env.state(LAB);
+    let credential = &state["resources"]["student[\"ada\"].credential"]["attributes"];
+    assert_eq!(value("AWS_ACCESS_KEY_ID"), credential["access_key_id"].as_str().unwrap());
+    assert_eq!(value("AWS_SECRET_ACCESS_KEY"), credential["secret_access_key"].as_str().unwrap());
+    assert_eq!(
+        (value("LABCTL_BUCKET"), value("AWS_ENDPOINT_URL")),
+        (format!("{LAB}-ada"), moto.endpoint.clone())
+    );
+    run(&env, &["output", "lab.toml", "--handout", "handouts"]).ok();
+    let handout = std::fs::read_to_string(env.path("handouts/ada.md")).unwrap();
+    assert!(
+        handout.contains("namespace `bigdata-eks-ada`") && handout.contains("Secret `aws-credentials`"),
+        "{handout}"
+    );
 
     let again = run(&env, &["plan", "lab.toml"]).ok();
     assert!(again.stdout.contains("No changes"), "re-plan after apply:\n{}", again.all());
 
-    // Warming the GPU pool: through EKS, written in the lab file, shown as a plan.
+    // Resizing the GPU pool: through EKS, written in the lab file, shown as a plan.
     let scaled = run(&env, &["scale", "lab.toml", "gpu", "2", "--yes"]).ok();
-    assert!(
-        scaled.stdout.contains("desired: 0 → 2") || scaled.stdout.contains("desired = 0 → 2"),
-        "{}",
-        scaled.all()
-    );
+    assert!(scaled.stdout.contains("desired: 1 → 2"), "{}", scaled.all());
     assert_eq!(desired_size(&moto, "gpu"), Some(2));
     assert!(std::fs::read_to_string(env.path("lab.toml")).unwrap().contains("desired = 2"));
     assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+    // The file says so already: the pool is set to it all the same (the autoscaler may have
+    // moved it).
+    let again = run(&env, &["scale", "lab.toml", "gpu", "2", "--yes"]).ok();
+    assert!(again.stdout.contains("labctl scale") && again.stdout.contains("1 to update"), "{}", again.all());
     let refused = run(&env, &["scale", "lab.toml", "gpu", "3", "--yes"]);
     assert_eq!(refused.code, 2, "{}", refused.all());
     assert!(refused.stderr.contains("wants 3 nodes"), "{}", refused.all());

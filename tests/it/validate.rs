@@ -224,3 +224,20 @@ fn table_diagnostics_point_at_the_table_not_at_a_comment() {
     let bucket = line_of("bucket = ");
     assert!(out.contains(&format!("has no buckets or datasets\n  --> lab.toml:{bucket}:1")), "{out}");
 }
+
+#[test]
+fn students_on_a_cluster_need_one_the_lab_makes_and_an_image() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws-eks.toml")).unwrap();
+    let on_aws = example.replace(
+        "kubernetes = { cluster = \"shared\", image = \"ghcr.io/labctl/workers:0.1.0\" }",
+        "kubernetes = { cluster = \"sahred\" }",
+    );
+    insta::assert_snapshot!("eks_cluster_missing", invalid(&env, &on_aws));
+    let no_image = example.replace(", image = \"ghcr.io/labctl/workers:0.1.0\" }", " }");
+    insta::assert_snapshot!("eks_image_missing", invalid(&env, &no_image));
+    let local = good().replace("[student]\n", "[student]\nkubernetes = { cluster = \"shared\" }\n");
+    insta::assert_snapshot!("eks_on_local", invalid(&env, &local));
+}

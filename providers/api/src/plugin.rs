@@ -281,7 +281,12 @@ pub struct Node {
     /// Which provider manages it: the lab's, or `null` for placeholder resources.
     pub provider: String,
     pub spec: ResourceSpec,
+    /// What it is made from: made first, deleted after it, and when one is made anew, so is
+    /// this.
     pub deps: Vec<String>,
+    /// What only goes first: made before it and deleted after it, but made anew without it
+    /// (a student's namespace after the cluster's node pools).
+    pub after: Vec<String>,
 }
 
 impl Node {
@@ -303,6 +308,7 @@ impl Node {
             provider: provider.to_owned(),
             spec: ResourceSpec { address: address.into(), kind: kind.to_owned(), config, tags: tags.clone() },
             deps,
+            after: vec![],
         }
     }
 }

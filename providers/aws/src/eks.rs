@@ -1,7 +1,7 @@
 //! EKS: the lab's managed Kubernetes clusters, with the EBS CSI driver add-on so that volume
 //! claims bind, and their node groups (labelled `labctl/pool`; GPU groups tainted so that
-//! only GPU workloads land there, tagged for the cluster autoscaler so that they scale up
-//! from zero).
+//! only GPU workloads land there; tagged so that a cluster autoscaler, where one runs, can
+//! scale them up from zero).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -104,7 +104,8 @@ pub(crate) async fn create_cluster(
         wait_active(name, || describe_cluster(c, name), |c| c.status().map(|s| s.as_str().to_owned()))
             .await
             .map_err(partial)?;
-    ensure_addon(c, spec, name, EBS_CSI_ADDON).await.map_err(partial)?;
+    // The cluster is whole without it: the next run installs it (no `partial`).
+    ensure_addon(c, spec, name, EBS_CSI_ADDON).await?;
     let mut observed = cluster_observed(&cluster, &c.region);
     observed.attributes.insert("node_role_arn".into(), Value::String(node_role_arn));
     observed.attributes.insert("subnets".into(), json!(subnets));
@@ -257,6 +258,7 @@ pub(crate) async fn create_node_pool(
                 .await
                 .map_err(failed(format!("resizing node group {id}")))?;
             }
+            converge_labels(c, cluster, &id, &found, &pool).await?;
         }
         None => {
             let labels = node_labels(&pool);
@@ -302,6 +304,39 @@ async fn describe_node_pool(c: &Aws, cluster: &str, name: &str) -> Result<Option
     }
 }
 
+/// Gives an existing node group the labels and tags the lab wants now (a pool's `labels`
+/// edited, a group made before the autoscaler's tags): new nodes get them.
+async fn converge_labels(
+    c: &Aws,
+    cluster: &str,
+    id: &str,
+    found: &Nodegroup,
+    pool: &NodePoolConfig,
+) -> Result<(), ProviderError> {
+    let wanted = node_labels(pool);
+    let current = found.labels().cloned().unwrap_or_default();
+    if current != wanted {
+        let stale: Vec<String> = current.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+        let labels = aws_sdk_eks::types::UpdateLabelsPayload::builder()
+            .set_add_or_update_labels(Some(wanted.clone()))
+            .set_remove_labels((!stale.is_empty()).then_some(stale))
+            .build();
+        let request =
+            c.eks.update_nodegroup_config().cluster_name(cluster).nodegroup_name(&pool.name).labels(labels);
+        c.call(Eks, request.send()).await.map_err(failed(format!("relabelling node group {id}")))?;
+    }
+    if let Some(arn) = found.nodegroup_arn() {
+        let tags = autoscaler_tags(cluster, pool, &wanted);
+        let missing = tags.iter().any(|(k, v)| found.tags().and_then(|t| t.get(k)) != Some(v));
+        if missing {
+            c.call(Eks, c.eks.tag_resource().resource_arn(arn).set_tags(Some(tags)).send())
+                .await
+                .map_err(failed(format!("tagging node group {id}")))?;
+        }
+    }
+    Ok(())
+}
+
 /// The value of GPU nodes' `nvidia.com/gpu` taint.
 const GPU_TAINT_VALUE: &str = "present";
 
@@ -317,9 +352,7 @@ fn node_labels(pool: &NodePoolConfig) -> HashMap<String, String> {
     labels
 }
 
-/// A node group's tags: labctl's, and the cluster autoscaler's discovery and node-template
-/// tags, so that it can scale a group up from zero nodes (it then knows the labels, taint
-/// and GPUs a new node would have).
+/// A node group's tags: labctl's and the cluster autoscaler's.
 fn node_group_tags(
     spec: &ResourceSpec,
     cluster: &str,
@@ -327,8 +360,21 @@ fn node_group_tags(
     pool: &NodePoolConfig,
     labels: &HashMap<String, String>,
 ) -> HashMap<String, String> {
-    const AUTOSCALER: &str = "k8s.io/cluster-autoscaler";
     let mut tags = tagging::eks(spec, id);
+    tags.extend(autoscaler_tags(cluster, pool, labels));
+    tags
+}
+
+/// The cluster autoscaler's discovery and node-template tags for a node group, so that an
+/// autoscaler can scale it up from zero nodes (it then knows the labels, taint and GPUs a
+/// new node would have). labctl installs no autoscaler.
+fn autoscaler_tags(
+    cluster: &str,
+    pool: &NodePoolConfig,
+    labels: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    const AUTOSCALER: &str = "k8s.io/cluster-autoscaler";
+    let mut tags = HashMap::new();
     tags.insert(format!("{AUTOSCALER}/enabled"), "true".into());
     tags.insert(format!("{AUTOSCALER}/{cluster}"), "owned".into());
     for (key, value) in labels {

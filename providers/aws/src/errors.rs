@@ -135,7 +135,7 @@ where
 }
 
 /// An error and its causes on one line (the SDK's own message is often just "dispatch failure").
-fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut next = e.source();
     while let Some(cause) = next {

@@ -16,7 +16,8 @@ use labctl_provider_api::{
     ResourceSpec, Settings, SmokeRunner, StudentResources,
 };
 use labctl_provider_kubernetes::{
-    AddonsConfig, DevicePluginConfig, KubernetesSetup, StorageClassConfig, DEVICE_PLUGIN_IMAGE,
+    AddonsConfig, CloudCredentialConfig, DevicePluginConfig, KubernetesSetup, StorageClassConfig,
+    DEVICE_PLUGIN_IMAGE,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -116,7 +117,7 @@ impl Plugin for AwsPlugin {
                 let allowed = if known.is_empty() {
                     "allowed: a cluster described under [cluster.<name>]".to_owned()
                 } else {
-                    format!("allowed: {}", known.join(", "))
+                    format!("allowed: cluster = {}", known.join(" or "))
                 };
                 let message = format!("there is no [cluster.{cluster}] to put the students on");
                 findings.errors.push(lab.error(spec.cluster.span(), message, allowed));
@@ -186,6 +187,9 @@ pub struct HostedCluster {
     pub cluster: String,
     pub kubernetes: KubernetesSetup,
 }
+
+/// The Secret with a student's AWS key in their namespace on the lab's cluster.
+const BUCKET_ACCESS: &str = "aws-credentials";
 
 /// The default StorageClass labctl makes on a cluster students are on.
 const STORAGE_CLASS: &str = "labctl-gp3";
@@ -283,6 +287,11 @@ pub struct VmConfig {
 }
 
 impl AwsSetup {
+    /// Whether the students' workers run on their VMs (not on the lab's cluster).
+    fn vm_workers(&self, lab: &Lab) -> bool {
+        lab.student.workers.is_some() && self.hosted.is_none()
+    }
+
     fn instance_type(lab: &Lab) -> String {
         let compute = lab.student.compute.as_ref();
         compute.and_then(|c| c.instance_type.clone()).unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into())
@@ -320,7 +329,7 @@ impl ProviderSetup for AwsSetup {
 
     /// The worker binaries must run on the VMs: their CPU, and the image's glibc.
     fn preflight(&self, lab: &Lab, bin_dir: &Path) -> Result<Vec<String>, String> {
-        if lab.student.workers.is_none() || self.hosted.is_some() {
+        if !self.vm_workers(lab) {
             return Ok(vec![]);
         }
         platform::check(bin_dir, &WORKER_BINARIES, &Self::instance_type(lab), &Self::image(lab))
@@ -344,8 +353,7 @@ impl ProviderSetup for AwsSetup {
             lab.seeded().map(|d| (d.to_owned(), lab.datasets[d].clone())).collect();
         if vms || !datasets.is_empty() {
             // The VMs install the workers from it.
-            let workers =
-                (vms && lab.student.workers.is_some()).then(|| env!("CARGO_PKG_VERSION").to_owned());
+            let workers = self.vm_workers(lab).then(|| env!("CARGO_PKG_VERSION").to_owned());
             let config = ArtifactsConfig { name: Self::artifacts_bucket(lab), datasets, workers };
             nodes.push(Node::new("aws", ARTIFACTS, "artifacts", &config, &tags, vec![]));
         }
@@ -438,10 +446,17 @@ impl ProviderSetup for AwsSetup {
             }
         }
         if let Some(hosted) = &self.hosted {
-            // The namespace waits for the cluster, its pools and what labctl installs on it.
-            let on_cluster = Self::hosting(lab, hosted);
-            for mut node in hosted.kubernetes.expand_student(lab, cohort, student) {
-                node.deps.extend(on_cluster.iter().cloned());
+            // On the cluster, made anew with it; after its pools and what labctl installs on
+            // it (and deleted before them), which may be made anew alone.
+            let cluster = Address::top("cluster", &hosted.cluster).to_string();
+            let after = Self::before_students(lab, hosted);
+            let mut on_cluster = hosted.kubernetes.expand_student(lab, cohort, student);
+            if lab.credentials() && s.bucket.is_some() {
+                on_cluster.push(self.bucket_access(&name, &base, &tags));
+            }
+            for mut node in on_cluster {
+                node.deps.push(cluster.clone());
+                node.after.extend(after.iter().cloned());
                 nodes.push(node);
             }
         }
@@ -472,11 +487,11 @@ impl ProviderSetup for AwsSetup {
                     .filter(|k| !k.is_empty()),
                 mapreduce: lab
                     .mapreduce()
-                    .filter(|_| self.hosted.is_none())
+                    .filter(|_| self.vm_workers(lab))
                     .map(|m| MapReduce { workers: *m.workers.get_ref() }),
                 scheduler: lab
                     .scheduler()
-                    .filter(|_| self.hosted.is_none())
+                    .filter(|_| self.vm_workers(lab))
                     .map(|sch| Scheduler { workers: *sch.workers.get_ref(), slots: sch.slots.unwrap_or(1) }),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
@@ -545,15 +560,45 @@ impl ProviderSetup for AwsSetup {
 }
 
 impl AwsSetup {
-    /// What a student's namespace on the hosting cluster waits for: the cluster, its pools
-    /// and what labctl installs on it.
-    fn hosting(lab: &Lab, hosted: &HostedCluster) -> Vec<String> {
+    /// The Secret `aws-credentials` in the student's namespace: their access key, region
+    /// and bucket, for their pods.
+    fn bucket_access(&self, name: &str, base: &Address, tags: &labctl_provider_api::Tags) -> Node {
+        let credential = base.child("credential").to_string();
+        let mut values = BTreeMap::from([
+            ("AWS_REGION".to_owned(), self.config.region.clone()),
+            ("AWS_DEFAULT_REGION".to_owned(), self.config.region.clone()),
+            ("LABCTL_BUCKET".to_owned(), name.to_owned()),
+        ]);
+        if let Some(endpoint) = &self.config.endpoint {
+            values.insert("AWS_ENDPOINT_URL".to_owned(), endpoint.clone());
+        }
+        let from = [("AWS_ACCESS_KEY_ID", "access_key_id"), ("AWS_SECRET_ACCESS_KEY", "secret_access_key")]
+            .map(|(key, attribute)| (key.to_owned(), (credential.clone(), attribute.to_owned())))
+            .into();
+        let config = CloudCredentialConfig {
+            namespace: name.to_owned(),
+            name: BUCKET_ACCESS.to_owned(),
+            values,
+            from,
+        };
+        let deps = vec![base.child("namespace").to_string(), credential];
+        Node::new("kubernetes", base.child("bucket_access"), "cloud_credential", &config, tags, deps)
+    }
+
+    /// The hosting cluster's node pools: its addons and the students' namespaces go after
+    /// them.
+    fn pools(lab: &Lab, hosted: &HostedCluster) -> Vec<String> {
         let cluster = Address::top("cluster", &hosted.cluster);
         let pools = lab.clusters.get(&hosted.cluster).into_iter().flat_map(|c| c.node_pool.keys());
-        let mut deps: Vec<String> = pools.map(|pool| cluster.keyed("node_pool", pool).to_string()).collect();
-        deps.push(cluster.child("addons").to_string());
-        deps.push(cluster.to_string());
-        deps
+        pools.map(|pool| cluster.keyed("node_pool", pool).to_string()).collect()
+    }
+
+    /// What goes before the students' namespaces on the hosting cluster: its node pools and
+    /// what labctl installs on it.
+    fn before_students(lab: &Lab, hosted: &HostedCluster) -> Vec<String> {
+        let mut after = Self::pools(lab, hosted);
+        after.push(Address::top("cluster", &hosted.cluster).child("addons").to_string());
+        after
     }
 
     /// The GPU device plugin on the hosting cluster's GPU pools, and the default
@@ -568,14 +613,24 @@ impl AwsSetup {
             storage_class: Some(StorageClassConfig {
                 name: STORAGE_CLASS.to_owned(),
                 provisioner: EBS_CSI_PROVISIONER.to_owned(),
-                parameters: [("type", "gp3"), ("encrypted", "true")]
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .into(),
+                // The driver tags the volumes it makes: sweeps and `reap` find them by the lab.
+                parameters: [
+                    ("type", "gp3".to_owned()),
+                    ("encrypted", "true".to_owned()),
+                    ("tagSpecification_1", format!("{}={}", labctl_provider_api::Tags::LAB, lab.name)),
+                ]
+                .map(|(k, v)| (k.to_owned(), v))
+                .into(),
             }),
         };
-        let mut deps = Self::hosting(lab, hosted);
-        deps.retain(|d| !d.ends_with(".addons"));
-        hosted.kubernetes.addons(cluster.child("addons").to_string(), &config, &lab.lab_tags(), deps)
+        let mut node = hosted.kubernetes.addons(
+            cluster.child("addons").to_string(),
+            &config,
+            &lab.lab_tags(),
+            vec![cluster.to_string()],
+        );
+        node.after = Self::pools(lab, hosted);
+        node
     }
 
     /// A student's VM endpoints and AWS access.

@@ -35,8 +35,9 @@ pub(crate) struct Cluster {
     pub ca: Option<String>,
 }
 
-/// A cluster another provider makes (EKS, GKE) and the Kubernetes provider works on: how
-/// to reach it, asked when a connection is first needed and again when its token expires.
+/// A cluster another provider makes (an EKS cluster) and the Kubernetes provider works on:
+/// how to reach it, asked when a connection is first needed and again before its token
+/// expires.
 #[async_trait::async_trait]
 pub trait ClusterAccess: Send + Sync {
     /// The cluster's name, for messages.
@@ -44,7 +45,7 @@ pub trait ClusterAccess: Send + Sync {
 
     /// How to reach the cluster now, or `None` while it does not exist (then nothing in it
     /// does either).
-    async fn access(&self) -> Result<Option<Access>, String>;
+    async fn access(&self) -> Result<Option<Access>, ProviderError>;
 }
 
 /// How to reach a cluster.
@@ -72,7 +73,8 @@ pub(crate) struct Connection {
     current: tokio::sync::Mutex<Option<Result<Current, ProviderError>>>,
 }
 
-/// A token is renewed this long before it expires.
+/// A token is renewed this long, and as long as a wait may take, before it expires: a
+/// client taken from the connection is used until then.
 const RENEW_BEFORE: Duration = Duration::from_secs(60);
 
 impl Connection {
@@ -104,7 +106,8 @@ impl Connection {
     /// The cluster, or `None` when it is a hosted cluster that does not exist.
     pub async fn find(&self) -> Result<Option<Arc<Cluster>>, ProviderError> {
         let mut current = self.current.lock().await;
-        let fresh = |until: &Option<Instant>| until.is_none_or(|t| Instant::now() + RENEW_BEFORE < t);
+        let margin = RENEW_BEFORE + self.ready_timeout();
+        let fresh = |until: &Option<Instant>| until.is_none_or(|t| Instant::now() + margin < t);
         match &*current {
             Some(Ok((cluster, until))) if fresh(until) => return Ok(Some(cluster.clone())),
             Some(Err(e)) => return Err(e.clone()),
@@ -119,9 +122,7 @@ impl Connection {
                 return connected.map(|(c, _)| Some(c));
             }
             Source::Hosted(access) => {
-                let found = access.access().await.map_err(|e| {
-                    ProviderError::new(ErrorKind::Unavailable, format!("cluster {}: {e}", access.name()))
-                })?;
+                let found = access.access().await?;
                 match found {
                     None => return Ok(None),
                     Some(found) => hosted(access.name(), found).await.map_err(ProviderError::fatal)?,

@@ -8,9 +8,11 @@
 //! `labctl verify` runs the smoke workloads as Jobs in each namespace ([`KubernetesProvider::smoke`]).
 //!
 //! Kinds: `namespace`, `credential` (the Secret with the workers' token), `mapreduce` and
-//! `scheduler`; on a cluster the lab makes (EKS, GKE: [`KubernetesProvider::hosted`]), also
-//! `addons` (the GPU device plugin and the default StorageClass). Everything carries the `labctl/lab`, `labctl/cohort` and `labctl/student`
-//! labels; deleting the namespace deletes everything in it.
+//! `scheduler`; on a cluster the lab makes (an EKS cluster: [`KubernetesProvider::hosted`]),
+//! also `addons` (the GPU device plugin and the default StorageClass) and `cloud_credential`
+//! (a student's cloud key as a Secret in their namespace). Everything carries the
+//! `labctl/lab`, `labctl/cohort` and `labctl/student` labels; deleting the namespace
+//! deletes everything in it.
 
 #![warn(clippy::print_stdout)]
 
@@ -38,8 +40,8 @@ pub use cluster::{Access, ClusterAccess, KubernetesConfig, DEFAULT_READY_TIMEOUT
 use manifests::{ObjectRef, Service, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
 use objects::{Applied, Stopped};
 pub use plugin::{
-    AddonsConfig, DevicePluginConfig, KubernetesPlugin, KubernetesSetup, StorageClassConfig,
-    DEVICE_PLUGIN_IMAGE,
+    AddonsConfig, CloudCredentialConfig, DevicePluginConfig, KubernetesPlugin, KubernetesSetup,
+    StorageClassConfig, DEVICE_PLUGIN_IMAGE,
 };
 use plugin::{CredentialConfig, NamespaceConfig, ServiceConfig};
 
@@ -49,6 +51,7 @@ const KINDS: &[KindSchema] = &[
     KindSchema { name: "mapreduce", replace_on: &["namespace"] },
     KindSchema { name: "scheduler", replace_on: &["namespace"] },
     KindSchema { name: "addons", replace_on: &[] },
+    KindSchema { name: "cloud_credential", replace_on: &["namespace", "name"] },
 ];
 
 /// The provider: one lab on one cluster.
@@ -187,14 +190,61 @@ impl KubernetesProvider {
         Ok(result)
     }
 
-    async fn upsert(&self, spec: &ResourceSpec, prior: Option<&Observed>) -> Result<Observed, ProviderError> {
+    /// Applies what labctl installs on a cluster the lab makes; what an earlier apply
+    /// installed and the lab no longer wants (a GPU pool's device plugin) goes.
+    async fn apply_addons(
+        &self,
+        spec: &ResourceSpec,
+        prior: Option<&Observed>,
+    ) -> Result<Observed, ProviderError> {
+        let addons: AddonsConfig = config(spec)?;
+        let id = spec.tags.lab.as_str();
+        let applied = self.apply(id, &manifests::addons(&addons, &spec.tags)?).await?;
+        let wanted: Vec<&ObjectRef> = applied.iter().map(|a| &a.object).collect();
+        let before = prior.map(recorded).unwrap_or_default().into_iter().map(|a| a.object);
+        let stale: Vec<ObjectRef> = before.filter(|o| !wanted.contains(&o)).collect();
+        objects::delete(&self.client().await?, &stale).await?;
+        Ok(observed(id, &applied, Attributes::new(), &[]))
+    }
+
+    /// Applies a student's cloud credential Secret, its secret values taken from the
+    /// resources it depends on (or, when they are not given, as in a retag, as last applied).
+    async fn apply_cloud_credential(
+        &self,
+        spec: &ResourceSpec,
+        prior: Option<&Observed>,
+        deps: &Deps,
+    ) -> Result<Observed, ProviderError> {
+        let CloudCredentialConfig { namespace, name, mut values, from } = config(spec)?;
+        let known = prior.and_then(|p| p.attributes.get("values"));
+        for (key, (address, attribute)) in from {
+            let value = match deps.get(&address) {
+                Some(dep) => dep.attributes.get(&attribute),
+                None => known.and_then(|k| k.get(&key)),
+            };
+            let value = value.and_then(Value::as_str).ok_or_else(|| {
+                ProviderError::invalid(format!(
+                    "{address} has no `{attribute}` for the Secret {namespace}/{name}"
+                ))
+            })?;
+            values.insert(key, value.to_owned());
+        }
+        let id = format!("{namespace}/{name}");
+        let applied =
+            self.apply(&id, &manifests::cloud_credential(&namespace, &name, &values, &spec.tags)?).await?;
+        Ok(observed(&id, &applied, attrs(json!({ "values": values })), &["values"]))
+    }
+
+    async fn upsert(
+        &self,
+        spec: &ResourceSpec,
+        prior: Option<&Observed>,
+        deps: &Deps,
+    ) -> Result<Observed, ProviderError> {
         match spec.kind.as_str() {
             "namespace" => self.apply_namespace(spec).await,
-            "addons" => {
-                let addons: AddonsConfig = config(spec)?;
-                let applied = self.apply(&spec.tags.lab, &manifests::addons(&addons, &spec.tags)?).await?;
-                Ok(observed(&spec.tags.lab, &applied, Attributes::new(), &[]))
-            }
+            "addons" => self.apply_addons(spec, prior).await,
+            "cloud_credential" => self.apply_cloud_credential(spec, prior, deps).await,
             "credential" => self.apply_credential(spec, prior).await,
             kind => match Service::from_kind(kind) {
                 Some(service) => self.apply_service(service, spec).await,
@@ -252,17 +302,17 @@ impl Provider for KubernetesProvider {
         objects::edits(&self.client().await?, &recorded(prior)).await
     }
 
-    async fn create(&self, spec: &ResourceSpec, _deps: &Deps) -> Result<Observed, ProviderError> {
-        self.upsert(spec, None).await
+    async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+        self.upsert(spec, None, deps).await
     }
 
     async fn update(
         &self,
         spec: &ResourceSpec,
         prior: &Observed,
-        _deps: &Deps,
+        deps: &Deps,
     ) -> Result<Observed, ProviderError> {
-        self.upsert(spec, Some(prior)).await
+        self.upsert(spec, Some(prior), deps).await
     }
 
     /// Gone with its cluster, if that is gone.
@@ -286,7 +336,7 @@ impl Provider for KubernetesProvider {
     /// Applies the resource's objects again: their labels carry the tags (the pods' do not,
     /// so moving the expiry restarts nothing).
     async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
-        self.upsert(spec, Some(prior)).await
+        self.upsert(spec, Some(prior), &Deps::new()).await
     }
 
     async fn labs(&self) -> Result<Vec<String>, ProviderError> {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::plugin::{AddonsConfig, NamespaceConfig, ServiceConfig, VolumeAccess};
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("labels.yaml.tera", include_str!("../../../templates/kubernetes/labels.yaml.tera")),
     ("pod-labels.yaml.tera", include_str!("../../../templates/kubernetes/pod-labels.yaml.tera")),
     ("token-env.yaml.tera", include_str!("../../../templates/kubernetes/token-env.yaml.tera")),
@@ -22,6 +22,7 @@ const TEMPLATES: [(&str, &str); 11] = [
     ("workers.yaml.tera", include_str!("../../../templates/kubernetes/workers.yaml.tera")),
     ("kubeconfig.yaml.tera", include_str!("../../../templates/kubernetes/kubeconfig.yaml.tera")),
     ("addons.yaml.tera", include_str!("../../../templates/kubernetes/addons.yaml.tera")),
+    ("cloud-credential.yaml.tera", include_str!("../../../templates/kubernetes/cloud-credential.yaml.tera")),
 ];
 
 /// The Secret holding the token a student's workers share.
@@ -124,6 +125,20 @@ pub(crate) fn namespace(config: &NamespaceConfig, tags: &Tags) -> Result<Vec<Val
 /// What labctl installs on a cluster it makes: the GPU device plugin, the default class.
 pub(crate) fn addons(config: &AddonsConfig, tags: &Tags) -> Result<Vec<Value>, ProviderError> {
     render("addons.yaml.tera", &with_labels(&json!(config), tags))
+}
+
+/// The Secret with a student's cloud credential, `values` by variable name.
+pub(crate) fn cloud_credential(
+    namespace: &str,
+    name: &str,
+    values: &BTreeMap<String, String>,
+    tags: &Tags,
+) -> Result<Vec<Value>, ProviderError> {
+    let base64 =
+        |v: &String| serde_json::to_value(k8s_openapi::ByteString(v.as_bytes().to_vec())).unwrap_or_default();
+    let data: BTreeMap<&String, Value> = values.iter().map(|(k, v)| (k, base64(v))).collect();
+    let context = json!({ "namespace": namespace, "name": name, "data": data });
+    render("cloud-credential.yaml.tera", &with_labels(&context, tags))
 }
 
 /// The Secret with the workers' shared token.

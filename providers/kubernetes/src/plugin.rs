@@ -105,7 +105,7 @@ impl Plugin for KubernetesPlugin {
         let k8s: KubernetesSettings = settings.parse_into(self.name(), findings)?;
         crate::validate::check(&k8s, settings.span.clone(), lab, findings);
         let kubeconfig = k8s.kubeconfig.as_deref().map(|p| settings.path_beside(p));
-        Some(Box::new(KubernetesSetup::from_settings(&k8s, kubeconfig, false)))
+        Some(Box::new(KubernetesSetup::from_settings(&k8s, kubeconfig, None)))
     }
 
     fn restore(&self, saved: Value) -> Result<Box<dyn ProviderSetup>, String> {
@@ -120,10 +120,11 @@ pub struct KubernetesSetup {
     pub rate_limit: Option<f64>,
     pub image: Option<String>,
     pub storage: StorageConfig,
-    /// On a cluster the lab makes, beside the cloud's own resources: the workers' token
-    /// Secret is `worker_token` (the cloud credential is `credential`).
+    /// The lab's `[cluster.<name>]` it is on, when the lab makes the cluster: its GPU pools
+    /// are the ones used, and the workers' token Secret is `worker_token` (the cloud
+    /// credential is `credential`).
     #[serde(default)]
-    pub hosted: bool,
+    pub hosted: Option<String>,
 }
 
 /// What labctl installs on a cluster it puts students on: the GPU device plugin on its GPU
@@ -148,6 +149,18 @@ pub struct StorageClassConfig {
     pub name: String,
     pub provisioner: String,
     pub parameters: BTreeMap<String, String>,
+}
+
+/// A Secret in a student's namespace with their cloud credential and where their data is,
+/// for their pods: `values` as the lab says them, and `from` the attributes of resources it
+/// depends on (variable → address and attribute: the access key of the student's cloud
+/// credential).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CloudCredentialConfig {
+    pub namespace: String,
+    pub name: String,
+    pub values: BTreeMap<String, String>,
+    pub from: BTreeMap<String, (String, String)>,
 }
 
 /// The NVIDIA device plugin's image, as its project publishes it.
@@ -295,7 +308,7 @@ impl ProviderSetup for KubernetesSetup {
         }
         if let Some(s) = lab.scheduler() {
             let config = ServiceConfig {
-                gpu: gpu_placement(lab, cohort),
+                gpu: gpu_placement(lab, cohort, self.hosted.as_deref()),
                 ..service(*s.workers.get_ref(), Some(s.slots.unwrap_or(1)), &s.cpu, &s.memory)
             };
             nodes.push(Node::new("kubernetes", base.child("scheduler"), "scheduler", &config, &tags, deps));
@@ -349,7 +362,11 @@ impl ProviderSetup for KubernetesSetup {
 }
 
 impl KubernetesSetup {
-    fn from_settings(k8s: &KubernetesSettings, kubeconfig: Option<std::path::PathBuf>, hosted: bool) -> Self {
+    fn from_settings(
+        k8s: &KubernetesSettings,
+        kubeconfig: Option<std::path::PathBuf>,
+        hosted: Option<String>,
+    ) -> Self {
         let storage = k8s.storage.clone().unwrap_or_default();
         KubernetesSetup {
             config: KubernetesConfig {
@@ -374,7 +391,7 @@ impl KubernetesSetup {
     pub fn hosted(spec: &HostedKubernetesSpec, lab: &LabSections, findings: &mut Findings) -> Self {
         let settings = KubernetesSettings { image: spec.image.clone(), ..Default::default() };
         crate::validate::check_students(&settings, spec.cluster.span(), lab, findings);
-        Self::from_settings(&settings, None, true)
+        Self::from_settings(&settings, None, Some(spec.cluster.get_ref().clone()))
     }
 
     /// This provider on the cluster `access` reaches, and its smoke Jobs.
@@ -394,7 +411,7 @@ impl KubernetesSetup {
 
     /// Where within a student their workers' token Secret is.
     fn token_within(&self) -> &'static str {
-        if self.hosted {
+        if self.hosted.is_some() {
             "worker_token"
         } else {
             "credential"
@@ -428,12 +445,14 @@ impl KubernetesSetup {
 }
 
 /// Where a cohort's GPU workers go (validation made sure the cluster has a GPU pool).
-fn gpu_placement(lab: &Lab, cohort: &Cohort) -> Option<GpuPlacement> {
+/// (On the cluster `on`, when the lab makes it.)
+fn gpu_placement(lab: &Lab, cohort: &Cohort, on: Option<&str>) -> Option<GpuPlacement> {
     let count = lab.gpus(cohort);
     if count == 0 {
         return None;
     }
-    let (name, pool) = lab.clusters.values().flat_map(|c| &c.node_pool).find(|(_, p)| p.gpu > 0)?;
+    let clusters = lab.clusters.iter().filter(|(name, _)| on.is_none_or(|on| on == *name));
+    let (name, pool) = clusters.flat_map(|(_, c)| &c.node_pool).find(|(_, p)| p.gpu > 0)?;
     Some(GpuPlacement { count, node_selector: pool.selector(name) })
 }
 
