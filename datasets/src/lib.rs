@@ -49,6 +49,17 @@ impl Dataset {
         (0..files.max(1)).map(|index| Part { name: format!("part-{index:05}.{ext}"), index }).collect()
     }
 
+    /// Writes every part into the directory `dir` (made if missing), as `parts` names them.
+    pub fn write_into(&self, dir: &std::path::Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for part in self.parts() {
+            let mut out = io::BufWriter::new(std::fs::File::create(dir.join(&part.name))?);
+            self.write_part(&part, &mut out)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
     /// Writes one part's bytes to `out`.
     pub fn write_part(&self, part: &Part, out: &mut impl Write) -> io::Result<()> {
         let mut rng =

@@ -693,3 +693,73 @@ fn a_namespace_labctl_did_not_make_is_not_taken_over() {
     assert!(left.is_some(), "the foreign namespace is left alone");
     assert_eq!(cluster.labelled("k8slab"), Vec::<String>::new());
 }
+
+/// `labs/<file>` on Kubernetes: its provider block switched, its workers small enough for
+/// the test cluster; in a directory of its own with the roster beside it.
+fn course_lab_on_kubernetes(cluster: &Cluster, file: &str) -> Env {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/labs");
+    let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+    let block =
+        "[provider.kubernetes]\n# kubeconfig = \"~/.kube/config\"\nimage = \"ghcr.io/labctl/workers:0.1.0\"";
+    let switched = text
+        .replace("\n[provider.local]\n", &format!("\n{block}\n"))
+        .replace("workers = 3 }", "workers = 3, cpu = \"20m\" }")
+        .replace("workers = 2 }", "workers = 2, cpu = \"20m\" }")
+        .replace("slots = 2 }", "slots = 2, cpu = \"20m\" }");
+    assert!(switched.contains(block), "{file} is on the local provider");
+    let env = cluster.env(&switched);
+    std::fs::copy(format!("{dir}/roster-example.csv"), env.path("roster-example.csv")).unwrap();
+    env
+}
+
+#[test]
+fn the_course_labs_switch_to_kubernetes_with_their_datasets_in_each_students_volume() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use labctl_provider_api::lab::Dataset;
+
+    let cluster = Cluster::start();
+    for file in ["mapreduce-spark.toml", "kubernetes-dask.toml", "evaluation.toml"] {
+        let env = course_lab_on_kubernetes(&cluster, file);
+        let plan = env.run(&["plan", "lab.toml"]).ok();
+        assert!(
+            plan.stdout.contains(".dataset[\""),
+            "{file}: the datasets go into the volumes\n{}",
+            plan.stdout
+        );
+    }
+
+    let env = course_lab_on_kubernetes(&cluster, "kubernetes-dask.toml");
+    let lab = "k8s-dask-2026";
+    let applied = env.run(&["apply", "lab.toml", "--yes"]).ok();
+    assert!(applied.stdout.contains("3 of 3 checks passed"), "{}", applied.all());
+    let state = env.state(lab);
+    let students = ["ada", "alan", "grace"];
+    for student in students {
+        // Byte for byte what labctl generates, in the student's volume.
+        let resource = &state["resources"][format!("student[\"{student}\"].dataset[\"measurements\"]")];
+        let dataset: Dataset = serde_json::from_value(resource["config"]["dataset"].clone()).unwrap();
+        let namespace = format!("{lab}-{student}");
+        let claim = cluster
+            .block_on(
+                Api::<PersistentVolumeClaim>::namespaced(cluster.client.clone(), &namespace)
+                    .get("labctl-data"),
+            )
+            .unwrap();
+        let volume = claim.spec.unwrap().volume_name.unwrap();
+        let volume =
+            cluster.block_on(Api::<PersistentVolume>::all(cluster.client.clone()).get(&volume)).unwrap();
+        let root = Path::new(&volume.spec.unwrap().host_path.unwrap().path).join("datasets/measurements");
+        for part in dataset.parts() {
+            let mut expected = vec![];
+            dataset.write_part(&part, &mut expected).unwrap();
+            let found = std::fs::read(root.join(&part.name)).unwrap();
+            assert!(found == expected, "{student}'s {} differs from the generator's", part.name);
+        }
+    }
+    env.run(&["output", "lab.toml", "--handout", "handouts"]).ok();
+    let handout = std::fs::read_to_string(env.path("handouts/ada.md")).unwrap();
+    assert!(handout.contains("/srv/lab/datasets/measurements"), "{handout}");
+    assert!(env.run(&["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+    env.run(&["destroy", "lab.toml", "--yes"]).ok();
+    assert_eq!(cluster.labelled(lab), Vec::<String>::new());
+}

@@ -209,10 +209,8 @@ fn table_diagnostics_point_at_the_table_not_at_a_comment() {
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.toml")).unwrap();
     let text = format!(
-        "# The image goes under [provider.kubernetes]; workers and bucket below.\n{}",
-        example
-            .replace("image = \"ghcr.io/labctl/workers:0.1.0\"\n", "")
-            .replace("[student]\n", "[student]\nbucket = { datasets = [] }\n")
+        "# The image goes under [provider.kubernetes]; workers below.\n{}",
+        example.replace("image = \"ghcr.io/labctl/workers:0.1.0\"\n", "")
     );
     let out = invalid(&env, &text);
     let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
@@ -221,8 +219,6 @@ fn table_diagnostics_point_at_the_table_not_at_a_comment() {
         out.contains(&format!("the workers need an image, and none is set\n  --> lab.toml:{image}:1")),
         "{out}"
     );
-    let bucket = line_of("bucket = ");
-    assert!(out.contains(&format!("has no buckets or datasets\n  --> lab.toml:{bucket}:1")), "{out}");
 }
 
 #[test]

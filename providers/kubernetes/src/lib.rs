@@ -43,7 +43,7 @@ pub use plugin::{
     AddonsConfig, CloudCredentialConfig, DevicePluginConfig, KubernetesPlugin, KubernetesSetup,
     StorageClassConfig, DEVICE_PLUGIN_IMAGE,
 };
-use plugin::{CredentialConfig, NamespaceConfig, ServiceConfig};
+use plugin::{CredentialConfig, NamespaceConfig, SeedConfig, ServiceConfig};
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "namespace", replace_on: &["namespace"] },
@@ -52,6 +52,7 @@ const KINDS: &[KindSchema] = &[
     KindSchema { name: "scheduler", replace_on: &["namespace"] },
     KindSchema { name: "addons", replace_on: &[] },
     KindSchema { name: "cloud_credential", replace_on: &["namespace", "name"] },
+    KindSchema { name: "dataset", replace_on: &["*"] },
 ];
 
 /// The provider: one lab on one cluster.
@@ -207,6 +208,32 @@ impl KubernetesProvider {
         Ok(observed(id, &applied, Attributes::new(), &[]))
     }
 
+    /// Writes a dataset into the student's volume with a Job, waits for it to finish and
+    /// deletes it (a failed one stays a day, for `kubectl logs`).
+    async fn seed(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+        let seed: SeedConfig = config(spec)?;
+        let client = self.client().await?;
+        let docs = manifests::seed_job(&seed, &spec.tags, self.timeout().as_secs())?;
+        let job = ObjectRef::of(&docs[0])?;
+        // A run that failed, or was cut short, before this one.
+        objects::delete(&client, std::slice::from_ref(&job)).await?;
+        waits::gone(&client, &job, self.timeout()).await?;
+        self.apply(&job.describe(), &docs).await?;
+        let namespace = seed.namespace.as_str();
+        match waits::finished(&client, namespace, &job.name, self.timeout()).await? {
+            Ok(()) => objects::delete(&client, std::slice::from_ref(&job)).await?,
+            Err(why) => {
+                return Err(ProviderError::invalid(format!(
+                    "seeding {} failed: {why} (kubectl logs -n {namespace} job/{})",
+                    seed.name, job.name
+                )))
+            }
+        }
+        let path = manifests::dataset_path(&seed.name);
+        let attributes = attrs(json!({ "namespace": namespace, "path": path }));
+        Ok(Observed { id: format!("{namespace}/{path}"), attributes, sensitive: vec![] })
+    }
+
     /// Applies a student's cloud credential Secret, its secret values taken from the
     /// resources it depends on (or, when they are not given, as in a retag, as last applied).
     async fn apply_cloud_credential(
@@ -245,6 +272,7 @@ impl KubernetesProvider {
             "namespace" => self.apply_namespace(spec).await,
             "addons" => self.apply_addons(spec, prior).await,
             "cloud_credential" => self.apply_cloud_credential(spec, prior, deps).await,
+            "dataset" => self.seed(spec).await,
             "credential" => self.apply_credential(spec, prior).await,
             kind => match Service::from_kind(kind) {
                 Some(service) => self.apply_service(service, spec).await,
@@ -271,6 +299,11 @@ fn recorded(prior: &Observed) -> Vec<Applied> {
 /// The object a resource stands or falls with: the first it applied (the Namespace, the
 /// Secret, the service's own Deployment); for a namespace found by a sweep, its name.
 fn primary(kind: &str, prior: &Observed) -> Option<ObjectRef> {
+    if kind == "dataset" {
+        // Its files are in the student's volume: there while the claim is.
+        let namespace = prior.attributes.get("namespace").and_then(Value::as_str)?;
+        return Some(manifests::data_claim(namespace));
+    }
     let first = recorded(prior).into_iter().next().map(|a| a.object);
     first.or_else(|| (kind == "namespace").then(|| namespace_ref(&prior.id)))
 }
@@ -315,9 +348,13 @@ impl Provider for KubernetesProvider {
         self.upsert(spec, Some(prior), deps).await
     }
 
-    /// Gone with its cluster, if that is gone.
+    /// Gone with its cluster, if that is gone. A dataset's files go with the student's
+    /// volume: deleting one alone leaves them there.
     async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
         let Some(cluster) = self.connection.find().await? else { return Ok(()) };
+        if kind == "dataset" {
+            return Ok(());
+        }
         let client = &cluster.client;
         if kind == "namespace" {
             // The namespace takes everything in it along; wait until it has.

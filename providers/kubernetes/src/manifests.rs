@@ -8,9 +8,9 @@ use labctl_provider_api::{ports, ProviderError, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::plugin::{AddonsConfig, NamespaceConfig, ServiceConfig, VolumeAccess};
+use crate::plugin::{AddonsConfig, NamespaceConfig, SeedConfig, ServiceConfig, VolumeAccess};
 
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("labels.yaml.tera", include_str!("../../../templates/kubernetes/labels.yaml.tera")),
     ("pod-labels.yaml.tera", include_str!("../../../templates/kubernetes/pod-labels.yaml.tera")),
     ("token-env.yaml.tera", include_str!("../../../templates/kubernetes/token-env.yaml.tera")),
@@ -23,6 +23,7 @@ const TEMPLATES: [(&str, &str); 12] = [
     ("kubeconfig.yaml.tera", include_str!("../../../templates/kubernetes/kubeconfig.yaml.tera")),
     ("addons.yaml.tera", include_str!("../../../templates/kubernetes/addons.yaml.tera")),
     ("cloud-credential.yaml.tera", include_str!("../../../templates/kubernetes/cloud-credential.yaml.tera")),
+    ("seed-job.yaml.tera", include_str!("../../../templates/kubernetes/seed-job.yaml.tera")),
 ];
 
 /// The Secret holding the token a student's workers share.
@@ -41,10 +42,45 @@ pub(crate) fn volume() -> Value {
 
 /// The volume as templates mount it; one only a node at a time may mount (`ReadWriteOnce`)
 /// keeps every pod using it on one node.
-fn data_volume(config: &ServiceConfig) -> Value {
+fn data_volume(access: Option<VolumeAccess>) -> Value {
     let mut volume = volume();
-    volume["colocate"] = json!(config.storage_access != Some(VolumeAccess::ReadWriteMany));
+    volume["colocate"] = json!(access != Some(VolumeAccess::ReadWriteMany));
     volume
+}
+
+/// The student's volume claim in `namespace`.
+pub(crate) fn data_claim(namespace: &str) -> ObjectRef {
+    ObjectRef {
+        api_version: "v1".into(),
+        kind: "PersistentVolumeClaim".into(),
+        namespace: Some(namespace.to_owned()),
+        name: DATA_CLAIM.to_owned(),
+    }
+}
+
+/// Where dataset `name` is in the student's volume.
+pub(crate) fn dataset_path(name: &str) -> String {
+    format!("{DATA_PATH}/datasets/{name}")
+}
+
+/// The Job that writes a dataset into the student's volume; it may run `deadline_secs`.
+pub(crate) fn seed_job(
+    config: &SeedConfig,
+    tags: &Tags,
+    deadline_secs: u64,
+) -> Result<Vec<Value>, ProviderError> {
+    let spec = serde_json::to_string(&config.dataset).map_err(|e| ProviderError::fatal(e.to_string()))?;
+    let context = json!({
+        "namespace": config.namespace,
+        "dataset": config.name,
+        "path": dataset_path(&config.name),
+        "image": config.image,
+        // A YAML string: JSON's quoting is YAML's.
+        "spec": serde_json::to_string(&spec).unwrap_or_default(),
+        "deadline": deadline_secs,
+        "volume": data_volume(Some(config.storage_access)),
+    });
+    render("seed-job.yaml.tera", &with_labels(&context, tags))
 }
 
 /// One object of a rendered manifest, by identity.
@@ -202,7 +238,7 @@ fn service_context(service: Service, config: &ServiceConfig) -> Value {
         "binary": service.binary(),
         "token_env": service.token_env(),
         "token_secret": TOKEN_SECRET,
-        "volume": shares_files(service).then(|| data_volume(config)),
+        "volume": shares_files(service).then(|| data_volume(config.storage_access)),
     })
 }
 

@@ -29,6 +29,7 @@ fn resource(object: &ObjectRef) -> Result<ApiResource, ProviderError> {
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => ApiResource::erase::<rbac::RoleBinding>(&()),
         ("networking.k8s.io/v1", "NetworkPolicy") => ApiResource::erase::<net::NetworkPolicy>(&()),
         ("apps/v1", "Deployment") => ApiResource::erase::<Deployment>(&()),
+        ("batch/v1", "Job") => ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&()),
         ("apps/v1", "DaemonSet") => ApiResource::erase::<k8s_openapi::api::apps::v1::DaemonSet>(&()),
         ("storage.k8s.io/v1", "StorageClass") => {
             ApiResource::erase::<k8s_openapi::api::storage::v1::StorageClass>(&())

@@ -206,6 +206,17 @@ pub struct CredentialConfig {
     pub namespace: String,
 }
 
+/// A dataset in a student's volume, at `/srv/lab/datasets/<name>`, written by a Job running
+/// the workers' image: on Kubernetes the student's volume is where their data is.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SeedConfig {
+    pub namespace: String,
+    pub name: String,
+    pub dataset: labctl_provider_api::lab::Dataset,
+    pub image: Option<String>,
+    pub storage_access: VolumeAccess,
+}
+
 /// A student's MapReduce or scheduler: a head Deployment and a workers' Deployment.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ServiceConfig {
@@ -274,6 +285,28 @@ impl ProviderSetup for KubernetesSetup {
                 vec![namespace_address.to_string()],
             ));
         }
+        // On a cluster the lab makes, the datasets are in the student's bucket; here they go
+        // into their volume.
+        if self.hosted.is_none() {
+            for dataset in lab.seeded() {
+                let config = SeedConfig {
+                    namespace: namespace.clone(),
+                    name: dataset.to_owned(),
+                    dataset: lab.datasets[dataset].clone(),
+                    image: self.image.clone(),
+                    storage_access: self.storage.access,
+                };
+                let deps = vec![namespace_address.to_string()];
+                nodes.push(Node::new(
+                    "kubernetes",
+                    base.keyed("dataset", dataset),
+                    "dataset",
+                    &config,
+                    &tags,
+                    deps,
+                ));
+            }
+        }
         // The workers' shared secret is the student's credential token.
         let deps = vec![credential.to_string(), namespace_address.to_string()];
         let service = |workers: u32,
@@ -332,7 +365,7 @@ impl ProviderSetup for KubernetesSetup {
             status_url: forwarded("scheduler", ports::SCHEDULER_HTTP).map(|a| format!("http://{a}/status")),
             token: attr(self.token_within(), "token"),
             bucket: None,
-            datasets: BTreeMap::new(),
+            datasets: student.dataset_paths(),
             access: attr("namespace", "namespace")
                 .map(|namespace| {
                     let volume =

@@ -1,5 +1,5 @@
-//! What only the Kubernetes provider can judge in a lab file: an image for the workers, no
-//! buckets and one cluster (unless the lab makes the cluster), quantities, and workers that fit their namespace (every container
+//! What only the Kubernetes provider can judge in a lab file: an image for the workers and
+//! the datasets' seeding, one cluster (unless the lab makes the cluster), quantities, and workers that fit their namespace (every container
 //! under the limit range's maximum, all of them within the quota, a GPU worker on one GPU
 //! node).
 
@@ -15,12 +15,6 @@ pub fn check(
     lab: &LabSections,
     out: &mut Findings,
 ) {
-    let s = lab.student;
-    if let Some(bucket) = &s.bucket {
-        let at = bucket.datasets.first().map(Spanned::span).or(lab.spans.bucket.clone()).unwrap_or(0..0);
-        let d = lab.source.error(at, "the kubernetes provider has no buckets or datasets");
-        out.errors.push(d.note("allowed: remove [student.bucket], or use a provider with buckets"));
-    }
     if lab.clusters.len() > 1 {
         let d = lab.source.error(
             lab.spans.cluster.clone().unwrap_or(0..0),
@@ -44,8 +38,10 @@ pub fn check_students(
 ) {
     let s = lab.student;
     let workers = s.workers.as_ref();
-    if settings.image.is_none() && workers.is_some() {
-        let d = lab.source.error(table, "the workers need an image, and none is set");
+    let datasets = s.bucket.as_ref().is_some_and(|b| !b.datasets.is_empty());
+    if settings.image.is_none() && (workers.is_some() || datasets) {
+        let what = if workers.is_some() { "the workers need" } else { "seeding the datasets needs" };
+        let d = lab.source.error(table, format!("{what} an image, and none is set"));
         out.errors.push(d.note("allowed: image = \"<registry>/<name>:<tag>\", built from the repository's Dockerfile and pullable by the cluster"));
     }
     let scheduler = workers.and_then(|w| w.scheduler.as_ref());

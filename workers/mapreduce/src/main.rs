@@ -1,7 +1,6 @@
 //! `lab-mapreduce`: run a coordinator, a worker, a whole job on this machine, or talk to a
 //! running coordinator.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -101,6 +100,16 @@ enum Cmd {
         /// Corpus size in MiB (in 4 files).
         #[arg(long, default_value_t = 4)]
         mb: u64,
+    },
+    /// Write a lab dataset into a directory, as labctl seeds it into a student's volume on
+    /// Kubernetes: the same bytes as in every other student's bucket or volume.
+    Seed {
+        /// The dataset as labctl describes it, in JSON (`{"kind":"text","size_bytes":…,"files":4,"seed":7}`).
+        #[arg(long)]
+        dataset: String,
+        /// Where its files go; whatever was there before is replaced.
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Show a running coordinator's workers and jobs.
     Status {
@@ -283,17 +292,7 @@ fn write_reports(path: Option<&PathBuf>, reports: &[JobReport]) -> Result<(), St
 async fn smoke(coordinator: &str, token: &str, dir: &std::path::Path, mb: u64) -> Result<(), String> {
     let corpus = Dataset { kind: DatasetKind::Text { size_bytes: mb << 20, files: 4 }, seed: 1 };
     let (input, output) = (dir.join("input"), dir.join("output"));
-    std::fs::create_dir_all(&input).map_err(|e| format!("{}: {e}", input.display()))?;
-    for part in corpus.parts() {
-        let path = input.join(&part.name);
-        let mut out = std::io::BufWriter::new(
-            std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-        );
-        corpus
-            .write_part(&part, &mut out)
-            .and_then(|()| out.flush())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    corpus.write_into(&input).map_err(|e| format!("{}: {e}", input.display()))?;
     let spec = JobSpec {
         job: JobKind::WordCount,
         inputs: vec![input.display().to_string()],
@@ -423,6 +422,19 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
                 "word count over {mb} MiB through {coordinator} matches an independent count ({:.1} s)",
                 start.elapsed().as_secs_f64()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Seed { dataset, dir } => {
+            let dataset: Dataset =
+                serde_json::from_str(&dataset).map_err(|e| format!("--dataset is not a dataset: {e}"))?;
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("{}: {e}", dir.display()))
+                }
+                _ => {}
+            }
+            dataset.write_into(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            println!("wrote {} files into {}", dataset.parts().len(), dir.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { coordinator, auth } => {

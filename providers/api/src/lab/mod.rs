@@ -151,8 +151,6 @@ impl LabSections<'_> {
 pub struct SectionSpans {
     /// `workers` of `[student]`.
     pub workers: Option<Range<usize>>,
-    /// `bucket` of `[student]`.
-    pub bucket: Option<Range<usize>>,
     /// `cluster` of `[cluster.<name>]`.
     pub cluster: Option<Range<usize>>,
 }
