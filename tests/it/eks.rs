@@ -109,6 +109,16 @@ fn students_on_the_labs_own_eks_cluster_in_one_apply_and_gone_in_one_destroy() {
         (value("LABCTL_BUCKET"), value("AWS_ENDPOINT_URL")),
         (format!("{LAB}-ada"), moto.endpoint.clone())
     );
+    assert_eq!(value("AWS_ALLOW_HTTP"), "true");
+    // Her MapReduce pods get it as environment (their `s3://` client reads it).
+    for deployment in ["mapreduce", "mapreduce-workers"] {
+        let found = cluster.deployment(&format!("{LAB}-ada"), deployment).unwrap();
+        let pod = serde_json::to_value(found.spec.unwrap().template.spec.unwrap()).unwrap();
+        assert_eq!(
+            pod["containers"][0]["envFrom"][0]["secretRef"]["name"], "aws-credentials",
+            "{deployment}"
+        );
+    }
     run(&env, &["output", "lab.toml", "--handout", "handouts"]).ok();
     let handout = std::fs::read_to_string(env.path("handouts/ada.md")).unwrap();
     assert!(

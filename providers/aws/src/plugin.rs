@@ -123,10 +123,12 @@ impl Plugin for AwsPlugin {
                 findings.errors.push(lab.error(spec.cluster.span(), message, allowed));
                 return None;
             }
-            Some(HostedCluster {
-                cluster: cluster.clone(),
-                kubernetes: KubernetesSetup::hosted(spec, lab, findings),
-            })
+            let mut kubernetes = KubernetesSetup::hosted(spec, lab, findings);
+            // The MapReduce pods read and write the student's bucket with their key.
+            let credentials = lab.student.credentials.as_ref().is_none_or(|c| *c.get_ref());
+            kubernetes.cloud_secret =
+                (credentials && lab.student.bucket.is_some()).then(|| BUCKET_ACCESS.to_owned());
+            Some(HostedCluster { cluster: cluster.clone(), kubernetes })
         });
         let aws: AwsSettings = settings.parse_into(self.name(), findings)?;
         Some(Box::new(AwsSetup {
@@ -451,8 +453,13 @@ impl ProviderSetup for AwsSetup {
             let cluster = Address::top("cluster", &hosted.cluster).to_string();
             let after = Self::before_students(lab, hosted);
             let mut on_cluster = hosted.kubernetes.expand_student(lab, cohort, student);
-            if lab.credentials() && s.bucket.is_some() {
-                on_cluster.push(self.bucket_access(&name, &base, &tags));
+            if hosted.kubernetes.cloud_secret.is_some() {
+                // Pods given the Secret as environment start once it is there.
+                let access = self.bucket_access(&name, &base, &tags);
+                for node in on_cluster.iter_mut().filter(|n| n.spec.config.contains_key("env_from")) {
+                    node.deps.push(access.spec.address.clone());
+                }
+                on_cluster.push(access);
             }
             for mut node in on_cluster {
                 node.deps.push(cluster.clone());
@@ -571,6 +578,10 @@ impl AwsSetup {
         ]);
         if let Some(endpoint) = &self.config.endpoint {
             values.insert("AWS_ENDPOINT_URL".to_owned(), endpoint.clone());
+            if endpoint.starts_with("http://") {
+                // What `object_store` (the MapReduce workers' S3 client) needs for plain HTTP.
+                values.insert("AWS_ALLOW_HTTP".to_owned(), "true".to_owned());
+            }
         }
         let from = [("AWS_ACCESS_KEY_ID", "access_key_id"), ("AWS_SECRET_ACCESS_KEY", "secret_access_key")]
             .map(|(key, attribute)| (key.to_owned(), (credential.clone(), attribute.to_owned())))

@@ -239,6 +239,7 @@ fn service_context(service: Service, config: &ServiceConfig) -> Value {
         "token_env": service.token_env(),
         "token_secret": TOKEN_SECRET,
         "volume": shares_files(service).then(|| data_volume(config.storage_access)),
+        "env_from": config.env_from,
     })
 }
 
@@ -384,6 +385,7 @@ mod tests {
             cpu: "500m".into(),
             memory: "512Mi".into(),
             storage_access: None,
+            env_from: None,
             gpu: gpu.then(|| GpuPlacement {
                 count: 1,
                 node_selector: [("labctl/pool".to_owned(), "gpu".to_owned())].into(),
@@ -447,6 +449,25 @@ mod tests {
         assert_eq!(pod["nodeSelector"]["labctl/pool"], "gpu");
         assert_eq!(pod["tolerations"][0]["key"], "nvidia.com/gpu");
         insta::assert_snapshot!(snapshot(&docs));
+    }
+
+    #[test]
+    fn pods_get_the_cloud_credential_as_environment_when_the_lab_gives_one() {
+        let config =
+            ServiceConfig { env_from: Some("aws-credentials".into()), ..scheduler_config("ada", false) };
+        let docs = workers(Service::MapReduce, &config, &tags("ada")).unwrap();
+        assert_round_trips(&docs);
+        let containers = |docs: &[Value]| -> Vec<Value> {
+            let deployments = docs.iter().filter(|d| d["kind"] == "Deployment");
+            deployments.map(|d| d["spec"]["template"]["spec"]["containers"][0].clone()).collect()
+        };
+        let given = containers(&docs);
+        assert_eq!(given.len(), 2, "the coordinator and the workers");
+        for container in given {
+            assert_eq!(container["envFrom"][0]["secretRef"]["name"], "aws-credentials");
+        }
+        let plain = workers(Service::MapReduce, &scheduler_config("ada", false), &tags("ada")).unwrap();
+        assert!(containers(&plain).iter().all(|c| c.get("envFrom").is_none()));
     }
 
     #[test]

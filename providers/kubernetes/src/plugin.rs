@@ -125,6 +125,11 @@ pub struct KubernetesSetup {
     /// credential is `credential`).
     #[serde(default)]
     pub hosted: Option<String>,
+    /// A Secret in each namespace with the student's cloud credential, made by the provider
+    /// of the cluster: the MapReduce pods get it as environment, so that they read and write
+    /// the student's bucket (`s3://`).
+    #[serde(default)]
+    pub cloud_secret: Option<String>,
 }
 
 /// What labctl installs on a cluster it puts students on: the GPU device plugin on its GPU
@@ -230,6 +235,8 @@ pub struct ServiceConfig {
     pub memory: String,
     /// The MapReduce pods' shared volume's access mode.
     pub storage_access: Option<VolumeAccess>,
+    /// A Secret whose values the pods get as environment (the student's cloud credential).
+    pub env_from: Option<String>,
     pub gpu: Option<GpuPlacement>,
 }
 
@@ -322,12 +329,14 @@ impl ProviderSetup for KubernetesSetup {
             cpu: quantity(cpu, defaults::WORKER_CPU),
             memory: quantity(memory, defaults::WORKER_MEMORY),
             storage_access: None,
+            env_from: None,
             gpu: None,
         };
         if let Some(m) = lab.mapreduce() {
             // Its pods share the student's volume.
             let config = ServiceConfig {
                 storage_access: Some(self.storage.access),
+                env_from: self.cloud_secret.clone(),
                 ..service(*m.workers.get_ref(), None, &m.cpu, &m.memory)
             };
             nodes.push(Node::new(
@@ -415,6 +424,7 @@ impl KubernetesSetup {
                 access: storage.access.unwrap_or_default(),
             },
             hosted,
+            cloud_secret: None,
         }
     }
 
