@@ -86,15 +86,20 @@ impl Aws {
             })?;
         }
         let endpoint = config.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        Ok(Self::from_shared(&shared, config, endpoint))
+    }
+
+    /// Clients from the SDK's `shared` configuration; `endpoint` when not AWS's own.
+    fn from_shared(shared: &aws_config::SdkConfig, config: &AwsConfig, endpoint: Option<String>) -> Self {
         // Emulators serve buckets by path, not by virtual host.
         let path_style = endpoint.is_some();
-        let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
+        let s3 = aws_sdk_s3::config::Builder::from(shared).force_path_style(path_style).build();
         let slots = || Semaphore::new(config.concurrency.max(1));
-        Ok(Self {
-            ec2: aws_sdk_ec2::Client::new(&shared),
+        Self {
+            ec2: aws_sdk_ec2::Client::new(shared),
             s3: aws_sdk_s3::Client::from_conf(s3),
-            iam: aws_sdk_iam::Client::new(&shared),
-            eks: aws_sdk_eks::Client::new(&shared),
+            iam: aws_sdk_iam::Client::new(shared),
+            eks: aws_sdk_eks::Client::new(shared),
             region: config.region.clone(),
             credentials: shared.credentials_provider(),
             endpoint,
@@ -102,7 +107,23 @@ impl Aws {
             s3_slots: slots(),
             iam_slots: slots(),
             eks_slots: slots(),
-        })
+        }
+    }
+
+    /// Clients whose every request goes to `http` (a recorded conversation), signed with
+    /// test credentials, in eu-west-1.
+    #[cfg(test)]
+    pub fn replaying(http: impl aws_smithy_runtime_api::client::http::HttpClient + 'static) -> Self {
+        let credentials = aws_credential_types::Credentials::new("AKIDTEST", "secret", None, None, "test");
+        let shared = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .http_client(http)
+            .build();
+        let config = AwsConfig { region: "eu-west-1".into(), endpoint: None, profile: None, concurrency: 1 };
+        Self::from_shared(&shared, &config, None)
     }
 
     /// Waits for a free request slot of `service`; hold it while the request is in flight.

@@ -481,3 +481,82 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_types::body::SdkBody;
+    use labctl_provider_api::Tags;
+
+    use super::*;
+
+    fn response(status: u16, error: Option<&str>, body: &str) -> http::Response<SdkBody> {
+        let mut response =
+            http::Response::builder().status(status).header("content-type", "application/json");
+        if let Some(error) = error {
+            response = response.header("x-amzn-errortype", error);
+        }
+        response.body(SdkBody::from(body.to_owned())).unwrap()
+    }
+
+    fn request(method: &str, uri: &str) -> http::Request<SdkBody> {
+        http::Request::builder().method(method).uri(uri).body(SdkBody::empty()).unwrap()
+    }
+
+    /// moto has no add-on API: the EBS CSI driver's install is checked against EKS's API
+    /// reference instead (DescribeAddon's 404, CreateAddon's request and its example answer).
+    #[tokio::test]
+    async fn the_ebs_csi_driver_is_asked_for_as_the_eks_api_documents_it() {
+        let base = "https://eks.eu-west-1.amazonaws.com/clusters/bigdata-eks-shared/addons";
+        let replay = StaticReplayClient::new(vec![
+            ReplayEvent::new(
+                request("GET", &format!("{base}/aws-ebs-csi-driver")),
+                response(
+                    404,
+                    Some("ResourceNotFoundException"),
+                    r#"{"message":"No addon: aws-ebs-csi-driver found in cluster: bigdata-eks-shared","clusterName":"bigdata-eks-shared","addonName":"aws-ebs-csi-driver"}"#,
+                ),
+            ),
+            ReplayEvent::new(
+                request("POST", base),
+                response(
+                    200,
+                    None,
+                    r#"{"addon":{"addonName":"aws-ebs-csi-driver","clusterName":"bigdata-eks-shared","status":"CREATING","addonVersion":"v1.37.0-eksbuild.1","health":{"issues":[]},"addonArn":"arn:aws:eks:eu-west-1:123456789012:addon/bigdata-eks-shared/aws-ebs-csi-driver/a1b2c3d4","createdAt":1733486400.0,"modifiedAt":1733486400.0,"tags":{}}}"#,
+                ),
+            ),
+        ]);
+        let c = Aws::replaying(replay.clone());
+        let spec = ResourceSpec {
+            address: "cluster[\"shared\"]".into(),
+            kind: "cluster".into(),
+            config: Default::default(),
+            tags: Tags { lab: "bigdata-eks".into(), ..Tags::default() },
+        };
+        ensure_addon(&c, &spec, "bigdata-eks-shared", EBS_CSI_ADDON).await.unwrap();
+
+        let sent: Vec<_> = replay.actual_requests().collect();
+        assert_eq!(sent.len(), 2, "a look, then one create");
+        assert_eq!((sent[0].method(), sent[0].uri()), ("GET", format!("{base}/aws-ebs-csi-driver").as_str()));
+        assert_eq!((sent[1].method(), sent[1].uri()), ("POST", base));
+        let body: Value = serde_json::from_slice(sent[1].body().bytes().unwrap()).unwrap();
+        assert_eq!(body["addonName"], "aws-ebs-csi-driver");
+        assert_eq!(body["resolveConflicts"], "OVERWRITE");
+        assert_eq!(body["tags"]["labctl/lab"], "bigdata-eks");
+        assert_eq!(body["tags"]["labctl/address"], "cluster[\"shared\"]");
+        let known = [
+            "addonName",
+            "addonVersion",
+            "serviceAccountRoleArn",
+            "resolveConflicts",
+            "clientRequestToken",
+            "tags",
+            "configurationValues",
+            "podIdentityAssociations",
+            "namespaceConfig",
+        ];
+        for field in body.as_object().unwrap().keys() {
+            assert!(known.contains(&field.as_str()), "CreateAddon has no field `{field}`");
+        }
+    }
+}
