@@ -484,49 +484,71 @@ where
 
 #[cfg(test)]
 mod tests {
-    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use std::sync::{Arc, Mutex};
+
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
     use aws_smithy_types::body::SdkBody;
     use labctl_provider_api::Tags;
 
     use super::*;
 
-    fn response(status: u16, error: Option<&str>, body: &str) -> http::Response<SdkBody> {
-        let mut response =
-            http::Response::builder().status(status).header("content-type", "application/json");
-        if let Some(error) = error {
-            response = response.header("x-amzn-errortype", error);
-        }
-        response.body(SdkBody::from(body.to_owned())).unwrap()
+    /// Answers each request with the next recorded answer, and keeps the requests.
+    #[derive(Debug, Clone, Default)]
+    struct Recorded {
+        answers: Arc<Mutex<Vec<HttpResponse>>>,
+        sent: Arc<Mutex<Vec<HttpRequest>>>,
     }
 
-    fn request(method: &str, uri: &str) -> http::Request<SdkBody> {
-        http::Request::builder().method(method).uri(uri).body(SdkBody::empty()).unwrap()
+    impl Recorded {
+        fn answering(answers: Vec<(u16, Option<&str>, &str)>) -> Self {
+            let answers = answers.into_iter().map(|(status, error, body)| {
+                let mut response =
+                    HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body.to_owned()));
+                response.headers_mut().insert("content-type", "application/json");
+                if let Some(error) = error {
+                    response.headers_mut().insert("x-amzn-errortype", error.to_owned());
+                }
+                response
+            });
+            Self { answers: Arc::new(Mutex::new(answers.collect())), ..Self::default() }
+        }
+    }
+
+    impl HttpConnector for Recorded {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            self.sent.lock().unwrap().push(request);
+            let answer = self.answers.lock().unwrap().remove(0);
+            HttpConnectorFuture::ready(Ok(answer))
+        }
+    }
+
+    impl HttpClient for Recorded {
+        fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+            SharedHttpConnector::new(self.clone())
+        }
     }
 
     /// moto has no add-on API: the EBS CSI driver's install is checked against EKS's API
     /// reference instead (DescribeAddon's 404, CreateAddon's request and its example answer).
     #[tokio::test]
     async fn the_ebs_csi_driver_is_asked_for_as_the_eks_api_documents_it() {
-        let base = "https://eks.eu-west-1.amazonaws.com/clusters/bigdata-eks-shared/addons";
-        let replay = StaticReplayClient::new(vec![
-            ReplayEvent::new(
-                request("GET", &format!("{base}/aws-ebs-csi-driver")),
-                response(
-                    404,
-                    Some("ResourceNotFoundException"),
-                    r#"{"message":"No addon: aws-ebs-csi-driver found in cluster: bigdata-eks-shared","clusterName":"bigdata-eks-shared","addonName":"aws-ebs-csi-driver"}"#,
-                ),
+        let recorded = Recorded::answering(vec![
+            (
+                404,
+                Some("ResourceNotFoundException"),
+                r#"{"message":"No addon: aws-ebs-csi-driver found in cluster: bigdata-eks-shared","clusterName":"bigdata-eks-shared","addonName":"aws-ebs-csi-driver"}"#,
             ),
-            ReplayEvent::new(
-                request("POST", base),
-                response(
-                    200,
-                    None,
-                    r#"{"addon":{"addonName":"aws-ebs-csi-driver","clusterName":"bigdata-eks-shared","status":"CREATING","addonVersion":"v1.37.0-eksbuild.1","health":{"issues":[]},"addonArn":"arn:aws:eks:eu-west-1:123456789012:addon/bigdata-eks-shared/aws-ebs-csi-driver/a1b2c3d4","createdAt":1733486400.0,"modifiedAt":1733486400.0,"tags":{}}}"#,
-                ),
+            (
+                200,
+                None,
+                r#"{"addon":{"addonName":"aws-ebs-csi-driver","clusterName":"bigdata-eks-shared","status":"CREATING","addonVersion":"v1.37.0-eksbuild.1","health":{"issues":[]},"addonArn":"arn:aws:eks:eu-west-1:123456789012:addon/bigdata-eks-shared/aws-ebs-csi-driver/a1b2c3d4","createdAt":1733486400.0,"modifiedAt":1733486400.0,"tags":{}}}"#,
             ),
         ]);
-        let c = Aws::replaying(replay.clone());
+        let c = Aws::replaying(recorded.clone());
         let spec = ResourceSpec {
             address: "cluster[\"shared\"]".into(),
             kind: "cluster".into(),
@@ -535,7 +557,8 @@ mod tests {
         };
         ensure_addon(&c, &spec, "bigdata-eks-shared", EBS_CSI_ADDON).await.unwrap();
 
-        let sent: Vec<_> = replay.actual_requests().collect();
+        let sent = recorded.sent.lock().unwrap();
+        let base = "https://eks.eu-west-1.amazonaws.com/clusters/bigdata-eks-shared/addons";
         assert_eq!(sent.len(), 2, "a look, then one create");
         assert_eq!((sent[0].method(), sent[0].uri()), ("GET", format!("{base}/aws-ebs-csi-driver").as_str()));
         assert_eq!((sent[1].method(), sent[1].uri()), ("POST", base));
@@ -544,7 +567,7 @@ mod tests {
         assert_eq!(body["resolveConflicts"], "OVERWRITE");
         assert_eq!(body["tags"]["labctl/lab"], "bigdata-eks");
         assert_eq!(body["tags"]["labctl/address"], "cluster[\"shared\"]");
-        let known = [
+        let documented = [
             "addonName",
             "addonVersion",
             "serviceAccountRoleArn",
@@ -556,7 +579,7 @@ mod tests {
             "namespaceConfig",
         ];
         for field in body.as_object().unwrap().keys() {
-            assert!(known.contains(&field.as_str()), "CreateAddon has no field `{field}`");
+            assert!(documented.contains(&field.as_str()), "CreateAddon has no field `{field}`");
         }
     }
 }
