@@ -64,14 +64,18 @@ def _addons(response, cluster):
     return ADDONS.setdefault((response.current_account, response.region, cluster), {})
 
 
-def _missing(cluster, addon):
-    return ResourceNotFoundException(
+def _error(kind, cluster, addon, message):
+    return kind(
         clusterName=cluster,
         nodegroupName=None,
         fargateProfileName=None,
         addonName=addon,
-        message=f"No addon: {addon} found in cluster: {cluster}",
+        message=message,
     )
+
+
+def _missing(cluster, addon):
+    return _error(ResourceNotFoundException, cluster, addon, f"No addon: {addon} found in cluster: {cluster}")
 
 
 def create_addon(self):
@@ -79,13 +83,8 @@ def create_addon(self):
     name = self._get_param("addonName")
     addons = _addons(self, cluster)
     if name in addons:
-        raise ResourceInUseException(
-            clusterName=cluster,
-            nodegroupName=None,
-            fargateProfileName=None,
-            addonName=name,
-            message=f"Addon already exists with name: {name} for cluster: {cluster}",
-        )
+        message = f"Addon already exists with name: {name} for cluster: {cluster}"
+        raise _error(ResourceInUseException, cluster, name, message)
     now = datetime.datetime.now(datetime.timezone.utc)
     addons[name] = {
         "addonName": name,

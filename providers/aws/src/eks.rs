@@ -271,7 +271,12 @@ pub(crate) async fn create_node_pool(
                 .set_subnets(Some(dep_list(deps, "subnets")))
                 .instance_types(&pool.instance_type)
                 .node_role(dep_attr(deps, "node_role_arn")?)
-                .set_tags(Some(node_group_tags(spec, cluster, &id, &pool, &labels)));
+                .set_tags(Some(
+                    tagging::eks(spec, &id)
+                        .into_iter()
+                        .chain(autoscaler_tags(cluster, &pool, &labels))
+                        .collect(),
+                ));
             if gpu > 0 {
                 let taint = Taint::builder()
                     .key(GPU_RESOURCE)
@@ -350,19 +355,6 @@ fn node_labels(pool: &NodePoolConfig) -> HashMap<String, String> {
         labels.insert(format!("{GPU_RESOURCE}.count"), pool.gpu.to_string());
     }
     labels
-}
-
-/// A node group's tags: labctl's and the cluster autoscaler's.
-fn node_group_tags(
-    spec: &ResourceSpec,
-    cluster: &str,
-    id: &str,
-    pool: &NodePoolConfig,
-    labels: &HashMap<String, String>,
-) -> HashMap<String, String> {
-    let mut tags = tagging::eks(spec, id);
-    tags.extend(autoscaler_tags(cluster, pool, labels));
-    tags
 }
 
 /// The cluster autoscaler's discovery and node-template tags for a node group, so that an

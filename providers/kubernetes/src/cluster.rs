@@ -114,23 +114,18 @@ impl Connection {
             _ => {}
         }
         let connected = match &self.source {
+            // A kubeconfig that does not work now will not work for the next resource: its
+            // failure is kept too.
             Source::Kubeconfig(config) => {
-                let connected =
-                    connect(config).await.map_err(ProviderError::fatal).map(|c| (Arc::new(c), None));
-                // A kubeconfig that does not work now will not work for the next resource.
-                *current = Some(connected.clone());
-                return connected.map(|(c, _)| Some(c));
+                connect(config).await.map_err(ProviderError::fatal).map(|c| (Arc::new(c), None))
             }
-            Source::Hosted(access) => {
-                let found = access.access().await?;
-                match found {
-                    None => return Ok(None),
-                    Some(found) => hosted(access.name(), found).await.map_err(ProviderError::fatal)?,
-                }
-            }
+            Source::Hosted(access) => match access.access().await? {
+                None => return Ok(None),
+                Some(found) => Ok(hosted(access.name(), found).await.map_err(ProviderError::fatal)?),
+            },
         };
-        *current = Some(Ok(connected.clone()));
-        Ok(Some(connected.0))
+        *current = Some(connected.clone());
+        connected.map(|(cluster, _)| Some(cluster))
     }
 }
 
