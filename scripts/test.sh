@@ -39,6 +39,11 @@ export LABCTL_VM_IMAGE
 LABCTL_TEST_CLUSTER_BIN=$(bash testing/cluster/build.sh)
 export LABCTL_TEST_CLUSTER_BIN
 
+# The GCP emulators: fake-gcs-server and Google's discovery documents, pinned, which
+# testing/gcp-emulator stands on (the tests start it).
+LABCTL_GCP_EMULATOR_DEPS=$(bash testing/gcp-emulator/install.sh)
+export LABCTL_GCP_EMULATOR_DEPS
+
 # Cargo's build directory lives under ~/.cache, one per Rust toolchain, so that a fresh
 # clone (what CI tests) rebuilds only the workspace's own crates, not its ~500 dependencies
 # (about 15 minutes on two cores). Cargo's fingerprints decide what is stale, as always; a

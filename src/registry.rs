@@ -19,6 +19,8 @@ pub fn plugins() -> Vec<&'static dyn Plugin> {
         &labctl_provider_aws::AwsPlugin,
         #[cfg(feature = "kubernetes")]
         &labctl_provider_kubernetes::KubernetesPlugin,
+        #[cfg(feature = "gcp")]
+        &labctl_provider_gcp::GcpPlugin,
     ]
 }
 

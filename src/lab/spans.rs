@@ -35,7 +35,10 @@ pub fn of(text: &str) -> TableSpans {
     }
     let student = root.get("student").and_then(Item::as_table_like);
     let key = |name: &str| student.and_then(|s| s.key(name)).and_then(|k| k.span());
-    let sections =
-        SectionSpans { workers: key("workers"), cluster: root.key("cluster").and_then(|k| k.span()) };
+    let sections = SectionSpans {
+        workers: key("workers"),
+        compute: key("compute"),
+        cluster: root.key("cluster").and_then(|k| k.span()),
+    };
     TableSpans { providers, sections }
 }

@@ -198,10 +198,6 @@ async fn tagged_ids(ec2: &aws_sdk_ec2::Client, key: &str, value: &str) -> Vec<St
     tags.iter().filter_map(|t| t.resource_id().map(str::to_owned)).collect()
 }
 
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
 async fn tagged(sdk: &aws_config::SdkConfig, s3: aws_sdk_s3::Client, lab: &str) -> Vec<String> {
     let mut found = vec![];
     let ec2 = aws_sdk_ec2::Client::new(sdk);

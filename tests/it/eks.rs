@@ -44,7 +44,7 @@ fn run(env: &Env, args: &[&str]) -> Run {
 /// The node group's size as EKS reports it.
 fn desired_size(moto: &Moto, pool: &str) -> Option<i32> {
     let eks = aws_sdk_eks::Client::new(&moto.sdk("testing", "testing"));
-    crate::aws::block_on(async {
+    crate::support::block_on(async {
         let found =
             eks.describe_nodegroup().cluster_name(EKS_CLUSTER).nodegroup_name(pool).send().await.unwrap();
         found.nodegroup()?.scaling_config()?.desired_size()

@@ -15,6 +15,8 @@ mod crash;
 mod eks;
 mod errors;
 mod failures;
+#[cfg(feature = "gcp")]
+mod gcp;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod lifecycle;

@@ -218,3 +218,8 @@ pub fn worker_bin_dir() -> PathBuf {
     }
     dir
 }
+
+/// Runs `f` to completion on a runtime of its own (SDK calls from a synchronous test).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}

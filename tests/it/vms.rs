@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::aws::{block_on, booted, booted_example, run, REGION};
-use crate::support::Env;
+use crate::aws::{booted, booted_example, run, REGION};
+use crate::support::{block_on, Env};
 
 pub fn image() -> PathBuf {
     std::env::var_os("LABCTL_VM_IMAGE")

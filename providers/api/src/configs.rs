@@ -21,8 +21,43 @@ pub struct DatasetConfig {
     pub dataset: Dataset,
 }
 
+impl DatasetConfig {
+    /// Where the dataset goes in the bucket: `datasets/<name>/`.
+    pub fn prefix(&self) -> String {
+        format!("datasets/{}/", self.name)
+    }
+}
+
+/// The object written last into a dataset's prefix: its presence, with the definition's
+/// hash, means the dataset is complete and current.
+pub const DATASET_MANIFEST: &str = "_LABCTL_MANIFEST.json";
+
+/// The hash naming a dataset definition: of its JSON text with sorted keys, as the config
+/// holds it (a manifest records it; an artifacts bucket and each student's copy are
+/// compared by it).
+pub fn dataset_hash(dataset: &Dataset) -> String {
+    crate::sha256(serde_json::json!(dataset).to_string().as_bytes())
+}
+
 /// A spec's config as the typed config of its kind.
 pub fn config<C: DeserializeOwned>(spec: &ResourceSpec) -> Result<C, ProviderError> {
     serde_json::from_value(serde_json::Value::Object(spec.config.clone()))
         .map_err(|e| ProviderError::invalid(format!("{}: {e}", spec.address)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::DatasetKind;
+    use crate::{Node, Tags};
+
+    /// The hash is of the definition as the dataset's config holds it, as before configs
+    /// were typed: datasets uploaded by an earlier labctl are not uploaded again.
+    #[test]
+    fn a_definition_hashes_as_its_config_text() {
+        let dataset = Dataset { kind: DatasetKind::Text { size_bytes: 5000, files: 2 }, seed: 7 };
+        let config = DatasetConfig { bucket: "b".into(), name: "corpus".into(), dataset: dataset.clone() };
+        let node = Node::new("aws", "dataset", "dataset", &config, &Tags::default(), vec![]);
+        assert_eq!(dataset_hash(&dataset), crate::sha256(node.spec.config["dataset"].to_string().as_bytes()));
+    }
 }

@@ -8,8 +8,7 @@ use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier,
     PublicAccessBlockConfiguration,
 };
-use labctl_datasets::Dataset;
-use labctl_provider_api::configs::{config, BucketConfig, DatasetConfig};
+use labctl_provider_api::configs::{config, dataset_hash, BucketConfig, DatasetConfig, DATASET_MANIFEST};
 use labctl_provider_api::{
     archive, attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
 };
@@ -25,7 +24,6 @@ use crate::tagging;
 pub(crate) const WORKER_BINARIES: [&str; 2] = ["lab-mapreduce", "lab-scheduler"];
 
 /// Written last into a dataset's prefix; its `sha256` metadata names the dataset definition.
-const MANIFEST: &str = "_LABCTL_MANIFEST.json";
 
 /// Object metadata key holding the content hash that decides whether to upload again.
 const HASH: &str = "sha256";
@@ -59,8 +57,8 @@ pub(crate) async fn create_artifacts(
     }
     let mut datasets = serde_json::Map::new();
     for (name, dataset) in &artifacts.datasets {
-        let hash = definition_hash(dataset);
-        let manifest_key = format!("datasets/{name}/{MANIFEST}");
+        let hash = dataset_hash(dataset);
+        let manifest_key = format!("datasets/{name}/{DATASET_MANIFEST}");
         if object_hash(c, bucket, &manifest_key).await.map_err(partial)?.as_deref() != Some(hash.as_str()) {
             // A changed definition may have fewer parts: none of the old ones may linger.
             delete_prefix(c, bucket, Some(&format!("datasets/{name}/"))).await.map_err(partial)?;
@@ -79,12 +77,6 @@ pub(crate) async fn create_artifacts(
         datasets.insert(name.clone(), Value::String(hash));
     }
     Ok(artifacts_observed(bucket, Value::Object(binaries), Value::Object(datasets)))
-}
-
-/// The hash naming a dataset definition: of its JSON text with sorted keys, as the config
-/// holds it (the artifacts bucket and each student's copy are compared by it).
-fn definition_hash(dataset: &Dataset) -> String {
-    sha256(json!(dataset).to_string().as_bytes())
 }
 
 fn artifacts_observed(bucket: &str, binaries: Value, datasets: Value) -> Observed {
@@ -302,9 +294,9 @@ pub(crate) async fn create_dataset(
     let DatasetConfig { bucket, name, dataset } = config(spec)?;
     let (bucket, name) = (bucket.as_str(), name.as_str());
     let artifacts = dep_attr(deps, "artifacts_bucket")?;
-    let hash = definition_hash(&dataset);
+    let hash = dataset_hash(&dataset);
     let prefix = format!("datasets/{name}/");
-    let manifest_key = format!("{prefix}{MANIFEST}");
+    let manifest_key = format!("{prefix}{DATASET_MANIFEST}");
     if object_hash(c, bucket, &manifest_key).await?.as_deref() == Some(hash.as_str()) {
         return Ok(dataset_observed(bucket, name, &hash));
     }
@@ -320,7 +312,7 @@ pub(crate) async fn create_dataset(
     delete_prefix(c, bucket, Some(&prefix)).await.map_err(partial)?;
     let mut keys = list_keys(c, artifacts, &prefix).await.map_err(partial)?;
     // The manifest goes last: its presence means the copy is complete.
-    keys.sort_by_key(|k| k.ends_with(MANIFEST));
+    keys.sort_by_key(|k| k.ends_with(DATASET_MANIFEST));
     for key in &keys {
         c.call(
             S3,
@@ -349,7 +341,7 @@ fn dataset_observed(bucket: &str, name: &str, hash: &str) -> Observed {
 
 pub(crate) async fn read_dataset(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     let (bucket, name) = split_dataset_id(&prior.id)?;
-    Ok(object_hash(c, bucket, &format!("datasets/{name}/{MANIFEST}"))
+    Ok(object_hash(c, bucket, &format!("datasets/{name}/{DATASET_MANIFEST}"))
         .await?
         .map(|hash| dataset_observed(bucket, name, &hash)))
 }
@@ -391,22 +383,4 @@ async fn put(
     .await
     .map_err(failed(format!("uploading s3://{bucket}/{key}")))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use labctl_provider_api::lab::DatasetKind;
-    use labctl_provider_api::Node;
-
-    use super::*;
-
-    /// The hash is of the definition as the dataset's config holds it, as before configs
-    /// were typed: datasets uploaded by an earlier labctl are not uploaded again.
-    #[test]
-    fn a_definition_hashes_as_its_config_text() {
-        let dataset = Dataset { kind: DatasetKind::Text { size_bytes: 5000, files: 2 }, seed: 7 };
-        let config = DatasetConfig { bucket: "b".into(), name: "corpus".into(), dataset: dataset.clone() };
-        let node = Node::new("aws", "dataset", "dataset", &config, &Tags::default(), vec![]);
-        assert_eq!(definition_hash(&dataset), sha256(node.spec.config["dataset"].to_string().as_bytes()));
-    }
 }

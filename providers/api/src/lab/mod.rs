@@ -151,6 +151,8 @@ impl LabSections<'_> {
 pub struct SectionSpans {
     /// `workers` of `[student]`.
     pub workers: Option<Range<usize>>,
+    /// `compute` of `[student]`.
+    pub compute: Option<Range<usize>>,
     /// `cluster` of `[cluster.<name>]`.
     pub cluster: Option<Range<usize>>,
 }

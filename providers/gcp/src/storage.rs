@@ -1,0 +1,318 @@
+//! Cloud Storage: students' buckets (labelled with their owner), the datasets seeded into
+//! them (manifest last), their IAM bindings, and archiving what students wrote.
+
+use std::path::Path;
+
+use google_cloud_iam_v1::model::{Binding, Policy};
+use google_cloud_storage::model::Bucket;
+use labctl_provider_api::configs::{config, dataset_hash, BucketConfig, DatasetConfig, DATASET_MANIFEST};
+use labctl_provider_api::{archive, attrs, Observed, ProviderError, ResourceSpec, Tags};
+use serde_json::json;
+
+use crate::clients::Gcp;
+use crate::errors::{failed, is_conflict, is_not_found};
+use crate::labels;
+
+/// `projects/_/buckets/<name>`: a bucket as the v2 API names it.
+pub fn resource(bucket: &str) -> String {
+    format!("projects/_/buckets/{bucket}")
+}
+
+fn bucket_observed(name: &str) -> Observed {
+    Observed {
+        id: name.to_owned(),
+        attributes: attrs(json!({ "name": name, "url": format!("gs://{name}") })),
+        sensitive: vec![],
+    }
+}
+
+/// Makes the bucket, or adopts it if this lab's (a run killed after creating it).
+pub async fn create_bucket(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+    let BucketConfig { name } = config(spec)?;
+    let bucket = Bucket::new().set_labels(labels::of(&spec.tags)).set_location(c.region.to_uppercase());
+    let made =
+        c.control.create_bucket().set_parent(c.parent()).set_bucket_id(&name).set_bucket(bucket).send().await;
+    match made {
+        Ok(_) => Ok(bucket_observed(&name)),
+        Err(e) if is_conflict(&e) => {
+            let existing = get_bucket(c, &name).await?;
+            let owner = existing.as_ref().and_then(|b| labels::tags(&b.labels));
+            if owner.is_some_and(|t| t.same_owner(&spec.tags)) {
+                Ok(bucket_observed(&name))
+            } else {
+                Err(ProviderError::invalid(format!(
+                    "bucket name `{name}` is taken by someone else (bucket names are global): rename the lab"
+                )))
+            }
+        }
+        Err(e) => Err(failed(format!("creating bucket {name}"))(e)),
+    }
+}
+
+async fn get_bucket(c: &Gcp, name: &str) -> Result<Option<Bucket>, ProviderError> {
+    match c.control.get_bucket().set_name(resource(name)).send().await {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(failed(format!("reading bucket {name}"))(e)),
+    }
+}
+
+pub async fn read_bucket(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    Ok(get_bucket(c, &prior.id).await?.map(|_| bucket_observed(&prior.id)))
+}
+
+/// Puts `tags` on the bucket as labels (the expiry moves with the lab file).
+pub async fn label_bucket(c: &Gcp, name: &str, tags: &Tags) -> Result<(), ProviderError> {
+    let Some(mut bucket) = get_bucket(c, name).await? else { return Ok(()) };
+    bucket.labels.retain(|k, _| !k.starts_with("labctl-"));
+    bucket.labels.extend(labels::of(tags));
+    c.control
+        .update_bucket()
+        .set_bucket(bucket)
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["labels"]))
+        .send()
+        .await
+        .map(drop)
+        .map_err(failed(format!("labelling bucket {name}")))
+}
+
+/// Every labctl bucket of the project with its owner's tags.
+pub async fn labelled_buckets(c: &Gcp) -> Result<Vec<(String, Tags)>, ProviderError> {
+    let mut found = vec![];
+    let mut token = String::new();
+    loop {
+        let page = c
+            .control
+            .list_buckets()
+            .set_parent(c.parent())
+            .set_page_token(&token)
+            .send()
+            .await
+            .map_err(failed("listing buckets"))?;
+        for bucket in page.buckets {
+            if let Some(tags) = labels::tags(&bucket.labels) {
+                found.push((bucket.bucket_id, tags));
+            }
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(found);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Empties the bucket and deletes it; a bucket already gone is fine.
+pub async fn delete_bucket(c: &Gcp, name: &str) -> Result<(), ProviderError> {
+    delete_prefix(c, name, "").await?;
+    match c.control.delete_bucket().set_name(resource(name)).send().await {
+        Err(e) if !is_not_found(&e) => Err(failed(format!("deleting bucket {name}"))(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The names of the bucket's objects under `prefix`; none if the bucket is gone.
+async fn list(c: &Gcp, bucket: &str, prefix: &str) -> Result<Vec<String>, ProviderError> {
+    let mut names = vec![];
+    let mut token = String::new();
+    loop {
+        let page = c
+            .control
+            .list_objects()
+            .set_parent(resource(bucket))
+            .set_prefix(prefix)
+            .set_page_token(&token)
+            .send()
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) if is_not_found(&e) => return Ok(vec![]),
+            Err(e) => return Err(failed(format!("listing gs://{bucket}/{prefix}"))(e)),
+        };
+        names.extend(page.objects.into_iter().map(|o| o.name));
+        if page.next_page_token.is_empty() {
+            return Ok(names);
+        }
+        token = page.next_page_token;
+    }
+}
+
+async fn delete_prefix(c: &Gcp, bucket: &str, prefix: &str) -> Result<(), ProviderError> {
+    for object in list(c, bucket, prefix).await? {
+        match c.control.delete_object().set_bucket(resource(bucket)).set_object(&object).send().await {
+            Err(e) if !is_not_found(&e) => return Err(failed(format!("deleting gs://{bucket}/{object}"))(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes one object.
+async fn put(c: &Gcp, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), ProviderError> {
+    c.objects
+        .write_object(resource(bucket), key, bytes::Bytes::from(bytes))
+        .send_buffered()
+        .await
+        .map(drop)
+        .map_err(failed(format!("writing gs://{bucket}/{key}")))
+}
+
+/// Reads one object whole; `None` if it (or its bucket) is not there.
+async fn get(c: &Gcp, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, ProviderError> {
+    let mut read = match c.objects.read_object(resource(bucket), key).send().await {
+        Ok(r) => r,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(failed(format!("reading gs://{bucket}/{key}"))(e)),
+    };
+    let mut bytes = vec![];
+    while let Some(chunk) = read.next().await {
+        bytes.extend_from_slice(&chunk.map_err(failed(format!("reading gs://{bucket}/{key}")))?);
+    }
+    Ok(Some(bytes))
+}
+
+fn dataset_observed(bucket: &str, name: &str, hash: &str) -> Observed {
+    let url = format!("gs://{bucket}/datasets/{name}/");
+    Observed {
+        id: format!("{bucket}/{name}"),
+        attributes: attrs(json!({ "bucket": bucket, "name": name, "url": url, "path": url, "sha256": hash })),
+        sensitive: vec![],
+    }
+}
+
+/// The hash a dataset's manifest records, if the manifest is there.
+async fn manifest_hash(c: &Gcp, bucket: &str, name: &str) -> Result<Option<String>, ProviderError> {
+    let manifest = get(c, bucket, &format!("datasets/{name}/{DATASET_MANIFEST}")).await?;
+    Ok(manifest.map(|bytes| {
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        value["sha256"].as_str().unwrap_or_default().to_owned()
+    }))
+}
+
+/// Generates the dataset into the student's bucket, part by part, manifest last; a
+/// complete copy of this definition is kept.
+pub async fn create_dataset(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+    let dataset_config: DatasetConfig = config(spec)?;
+    let DatasetConfig { bucket, name, dataset } = &dataset_config;
+    let hash = dataset_hash(dataset);
+    if manifest_hash(c, bucket, name).await?.as_deref() == Some(hash.as_str()) {
+        return Ok(dataset_observed(bucket, name, &hash));
+    }
+    let partial = |e: ProviderError| e.with_partial(dataset_observed(bucket, name, ""));
+    // A changed definition may have fewer parts: none of the old ones may linger.
+    let prefix = dataset_config.prefix();
+    delete_prefix(c, bucket, &prefix).await.map_err(partial)?;
+    for part in dataset.parts() {
+        let (generator, key) = (dataset.clone(), format!("{prefix}{}", part.name));
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut out = vec![];
+            generator.write_part(&part, &mut out).map(|()| out)
+        })
+        .await
+        .map_err(|e| ProviderError::fatal(format!("generating {key}: {e}")))?
+        .map_err(|e| ProviderError::fatal(format!("generating {key}: {e}")))?;
+        put(c, bucket, &key, bytes).await.map_err(partial)?;
+    }
+    let manifest = json!({ "sha256": hash, "dataset": dataset }).to_string().into_bytes();
+    put(c, bucket, &format!("{prefix}{DATASET_MANIFEST}"), manifest).await.map_err(partial)?;
+    Ok(dataset_observed(bucket, name, &hash))
+}
+
+fn split_dataset_id(id: &str) -> Result<(&str, &str), ProviderError> {
+    id.split_once('/')
+        .ok_or_else(|| ProviderError::invalid(format!("`{id}` is not a dataset id (bucket/name)")))
+}
+
+pub async fn read_dataset(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    let (bucket, name) = split_dataset_id(&prior.id)?;
+    Ok(manifest_hash(c, bucket, name).await?.map(|hash| dataset_observed(bucket, name, &hash)))
+}
+
+pub async fn delete_dataset(c: &Gcp, id: &str) -> Result<(), ProviderError> {
+    let (bucket, name) = split_dataset_id(id)?;
+    delete_prefix(c, bucket, &format!("datasets/{name}/")).await
+}
+
+/// Copies what the student wrote (all but the seeded datasets) into `into`.
+pub async fn archive_bucket(
+    c: &Gcp,
+    bucket: &str,
+    datasets: &[&str],
+    into: &Path,
+) -> Result<usize, ProviderError> {
+    let mut written = 0;
+    for key in list(c, bucket, "").await? {
+        let Some(path) = archive::destination(into, &key, datasets)? else { continue };
+        let Some(bytes) = get(c, bucket, &key).await? else { continue };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ProviderError::fatal(format!("{}: {e}", dir.display())))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| ProviderError::fatal(format!("{}: {e}", path.display())))?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Grants `member` `role` on the bucket, or (`grant` false) takes it away; read, changed
+/// and written back, again if someone changed the policy in between.
+pub async fn bind(c: &Gcp, bucket: &str, role: &str, member: &str, grant: bool) -> Result<(), ProviderError> {
+    for _ in 0..5 {
+        let policy = match c.control.get_iam_policy().set_resource(resource(bucket)).send().await {
+            Ok(p) => p,
+            Err(e) if is_not_found(&e) && !grant => return Ok(()),
+            Err(e) => return Err(failed(format!("reading the IAM policy of bucket {bucket}"))(e)),
+        };
+        let Some(changed) = with_member(policy, role, member, grant) else { return Ok(()) };
+        match c.control.set_iam_policy().set_resource(resource(bucket)).set_policy(changed).send().await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) if is_not_found(&e) && !grant => return Ok(()),
+            Err(e) => return Err(failed(format!("setting the IAM policy of bucket {bucket}"))(e)),
+        }
+    }
+    Err(ProviderError::new(
+        labctl_provider_api::ErrorKind::Unavailable,
+        format!("the IAM policy of bucket {bucket} kept changing while labctl changed it"),
+    ))
+}
+
+/// `policy` with `member` added to (or removed from) `role`'s binding; `None` if it
+/// already is as asked.
+fn with_member(mut policy: Policy, role: &str, member: &str, grant: bool) -> Option<Policy> {
+    let has = policy.bindings.iter().any(|b| b.role == role && b.members.iter().any(|m| m == member));
+    if has == grant {
+        return None;
+    }
+    if grant {
+        match policy.bindings.iter_mut().find(|b| b.role == role && b.condition.is_none()) {
+            Some(binding) => binding.members.push(member.to_owned()),
+            None => policy.bindings.push(Binding::new().set_role(role).set_members([member])),
+        }
+    } else {
+        for binding in policy.bindings.iter_mut().filter(|b| b.role == role) {
+            binding.members.retain(|m| m != member);
+        }
+        policy.bindings.retain(|b| !b.members.is_empty());
+    }
+    Some(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_is_added_once_and_removed_with_its_empty_binding() {
+        let owner =
+            Binding::new().set_role("roles/storage.legacyBucketOwner").set_members(["serviceAccount:o"]);
+        let policy = Policy::new().set_bindings([owner]).set_etag(bytes::Bytes::from_static(b"7"));
+        let member = "serviceAccount:ada@p.iam.gserviceaccount.com";
+        let granted = with_member(policy, "roles/storage.objectAdmin", member, true).unwrap();
+        assert_eq!(granted.bindings.len(), 2);
+        assert_eq!(granted.etag, bytes::Bytes::from_static(b"7"), "the etag guards the write");
+        assert!(with_member(granted.clone(), "roles/storage.objectAdmin", member, true).is_none());
+        let revoked = with_member(granted, "roles/storage.objectAdmin", member, false).unwrap();
+        assert_eq!(revoked.bindings.len(), 1);
+        assert_eq!(revoked.bindings[0].role, "roles/storage.legacyBucketOwner");
+    }
+}

@@ -1,0 +1,279 @@
+//! The emulator's HTTP side: IAM's service accounts and keys (`iam.googleapis.com/v1`),
+//! and Cloud Storage's JSON API, which it forwards to fake-gcs-server once the caller's key
+//! and the bucket's IAM policy allow the request. Every JSON body in or out is checked
+//! against the API's discovery document.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+
+use crate::discovery::Api;
+use crate::keys;
+use crate::world::{Account, Caller, Fault, Permission, World};
+use crate::Emulator;
+
+/// Answers one HTTP request.
+pub async fn serve(
+    emulator: Arc<Emulator>,
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(error(&Fault::Invalid(format!("unreadable body: {e}")))),
+    };
+    let request = http::Request::from_parts(parts, body);
+    let path = request.uri().path().to_owned();
+    let answer = if path.starts_with("/v1/projects/") {
+        emulator.iam(request).await.map(|(status, body)| json_response(status, &body))
+    } else if ["/storage/v1/", "/upload/storage/v1/", "/download/storage/v1/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        emulator.storage(request).await.map(|r| r.map(Full::new))
+    } else {
+        Err(Fault::NotFound(format!("the emulator serves no {path}")))
+    };
+    Ok(answer.unwrap_or_else(|fault| error(&fault)))
+}
+
+fn json_response(status: u16, body: &Value) -> http::Response<Full<Bytes>> {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json; charset=UTF-8")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_default()
+}
+
+fn error(fault: &Fault) -> http::Response<Full<Bytes>> {
+    json_response(fault.http().0, &fault.body())
+}
+
+/// The request's JSON body (`{}` when empty), checked against what `api` says `verb path`
+/// takes; the method's response schema, to check the answer with.
+fn checked_body(api: &Api, request: &http::Request<Bytes>) -> Result<(Value, Option<String>), Fault> {
+    let path = request.uri().path();
+    let method = api
+        .method(request.method().as_str(), path)
+        .ok_or_else(|| Fault::NotFound(format!("no method of the API serves {} {path}", request.method())))?;
+    let body: Value = if request.body().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(request.body())
+            .map_err(|e| Fault::Invalid(format!("Invalid JSON payload received. {e}")))?
+    };
+    if let Some(schema) = &method.request {
+        api.check(schema, &body).map_err(Fault::Invalid)?;
+    }
+    Ok((body, method.response.clone()))
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    jiff::Timestamp::try_from(at).map(|t| t.to_string()).unwrap_or_default()
+}
+
+impl Emulator {
+    fn authenticate(&self, request: &http::Request<Bytes>) -> Result<Caller, Fault> {
+        let authorization = request.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        self.world().authenticate(authorization)
+    }
+
+    /// An IAM request: `(status, body)`, the body checked against the document's response
+    /// schema (a mismatch is the emulator's bug: 500).
+    async fn iam(&self, request: http::Request<Bytes>) -> Result<(u16, Value), Fault> {
+        let caller = self.authenticate(&request)?;
+        let (body, response) = checked_body(&self.iam, &request)?;
+        self.world().owner_only(&caller, "manage service accounts")?;
+        let answer = self.iam_answer(request.method(), request.uri().path(), &body)?;
+        if let Some(schema) = response {
+            self.iam.check(&schema, &answer).map_err(|e| {
+                Fault::Internal(format!("the emulator's answer breaks the discovery document: {e}"))
+            })?;
+        }
+        Ok((200, answer))
+    }
+
+    fn iam_answer(&self, verb: &http::Method, path: &str, body: &Value) -> Result<Value, Fault> {
+        let mut world = self.world();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let project = segments[2];
+        if project != world.project && project != "-" {
+            return Err(Fault::NotFound(format!("Project {project} not found")));
+        }
+        let rest = &segments[4..];
+        match (verb.as_str(), rest) {
+            ("POST", []) => create_account(&mut world, body),
+            ("GET", []) => {
+                let accounts: Vec<Value> =
+                    world.accounts.iter().map(|(e, a)| account_json(&world, e, a)).collect();
+                Ok(json!({ "accounts": accounts }))
+            }
+            ("GET", [email]) => Ok(account_json(&world, email, world.account(email)?)),
+            ("DELETE", [email]) => {
+                world.account(email)?;
+                world.accounts.remove(*email);
+                Ok(json!({}))
+            }
+            ("POST", [email, "keys"]) => create_key(&mut world, email),
+            ("GET", [email, "keys"]) => {
+                let account = world.account(email)?;
+                let keys: Vec<Value> =
+                    account.keys.iter().map(|(id, (_, at))| key_json(&world, email, id, *at)).collect();
+                Ok(json!({ "keys": keys }))
+            }
+            ("GET", [email, "keys", id]) => {
+                let at = world.account(email)?.keys.get(*id).map(|(_, at)| *at);
+                let at =
+                    at.ok_or_else(|| Fault::NotFound(format!("Service account key {id} does not exist.")))?;
+                Ok(key_json(&world, email, id, at))
+            }
+            ("DELETE", [email, "keys", id]) => {
+                let account = world.account_mut(email)?;
+                account
+                    .keys
+                    .remove(*id)
+                    .ok_or_else(|| Fault::NotFound(format!("Service account key {id} does not exist.")))?;
+                Ok(json!({}))
+            }
+            _ => Err(Fault::NotFound(format!("the emulator does not serve {verb} {path}"))),
+        }
+    }
+
+    /// A JSON API storage request: authorized by the bucket's policy, then fake-gcs-server's.
+    async fn storage(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, Fault> {
+        let caller = self.authenticate(&request)?;
+        let path = request.uri().path().to_owned();
+        let json = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/json"));
+        if json && path.starts_with("/storage/") {
+            checked_body(&self.storage_json, &request)?;
+        }
+        let after = path.split_once("/v1/").map(|(_, rest)| rest).unwrap_or_default(); // `b/<bucket>/o/…`
+        let mut parts = after.split('/');
+        let (Some("b"), Some(bucket)) = (parts.next(), parts.next()) else {
+            self.world().owner_only(&caller, "list buckets")?;
+            return self.gcs.forward(request).await;
+        };
+        let bucket = percent_decode(bucket);
+        let object = match (parts.next(), parts.next()) {
+            (Some("o"), object) => object,
+            _ => {
+                self.world().owner_only(&caller, "administer buckets")?;
+                return self.gcs.forward(request).await;
+            }
+        };
+        let permission = match (request.method().as_str(), object) {
+            ("GET", None) => Permission::List,
+            ("GET", Some(_)) => Permission::Get,
+            ("DELETE", _) => Permission::Delete,
+            _ => Permission::Create,
+        };
+        {
+            let world = self.world();
+            world.bucket(&bucket)?;
+            world.authorize(&caller, &bucket, permission)?;
+        }
+        self.gcs.forward(request).await
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `projects.serviceAccounts.create`: an account id GCP accepts, once.
+fn create_account(world: &mut World, body: &Value) -> Result<Value, Fault> {
+    let id = body["accountId"].as_str().unwrap_or_default();
+    let valid = (6..=30).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(Fault::Invalid(format!(
+            "Invalid account ID '{id}': it must be 6 to 30 lowercase letters, digits or hyphens, start with a letter and not end with a hyphen"
+        )));
+    }
+    let email = format!("{id}@{}.iam.gserviceaccount.com", world.project);
+    if world.accounts.contains_key(&email) {
+        return Err(Fault::AlreadyExists(format!(
+            "Service account {id} already exists within project projects/{}.",
+            world.project
+        )));
+    }
+    let unique_id = world.fresh_id().to_string();
+    let account = Account {
+        account_id: id.to_owned(),
+        unique_id,
+        display_name: body["serviceAccount"]["displayName"].as_str().unwrap_or_default().to_owned(),
+        description: body["serviceAccount"]["description"].as_str().unwrap_or_default().to_owned(),
+        keys: Default::default(),
+    };
+    let answer = account_json(world, &email, &account);
+    world.accounts.insert(email, account);
+    Ok(answer)
+}
+
+fn account_json(world: &World, email: &str, a: &Account) -> Value {
+    json!({
+        "name": format!("projects/{}/serviceAccounts/{email}", world.project),
+        "projectId": world.project,
+        "uniqueId": a.unique_id,
+        "email": email,
+        "displayName": a.display_name,
+        "description": a.description,
+        "etag": STANDARD.encode(a.account_id.as_bytes()),
+        "oauth2ClientId": a.unique_id,
+    })
+}
+
+/// `projects.serviceAccounts.keys.create`: an RSA key, its key file returned once.
+fn create_key(world: &mut World, email: &str) -> Result<Value, Fault> {
+    let id = format!("{:040x}", world.fresh_id());
+    let project = world.project.clone();
+    let account = world.account_mut(email)?;
+    let issued = keys::issue(&project, email, &account.unique_id, id.clone()).map_err(Fault::Internal)?;
+    let now = SystemTime::now();
+    account.keys.insert(id.clone(), (issued.public, now));
+    let mut answer = key_json(world, email, &id, now);
+    answer["privateKeyType"] = json!("TYPE_GOOGLE_CREDENTIALS_FILE");
+    // Google hands key files out pretty-printed.
+    let file = serde_json::to_string_pretty(&issued.file).map_err(|e| Fault::Internal(e.to_string()))?;
+    answer["privateKeyData"] = json!(STANDARD.encode(file));
+    Ok(answer)
+}
+
+fn key_json(world: &World, email: &str, id: &str, at: SystemTime) -> Value {
+    json!({
+        "name": format!("projects/{}/serviceAccounts/{email}/keys/{id}", world.project),
+        "keyAlgorithm": "KEY_ALG_RSA_2048",
+        "validAfterTime": rfc3339(at),
+        "validBeforeTime": "9999-12-31T23:59:59Z",
+        "keyOrigin": "GOOGLE_PROVIDED",
+        "keyType": "USER_MANAGED",
+        "disabled": false,
+    })
+}

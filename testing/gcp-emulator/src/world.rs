@@ -1,0 +1,252 @@
+//! What the emulator holds: the project's buckets (their labels and IAM policies; objects
+//! live in fake-gcs-server), its service accounts and their keys, and who may do what.
+//! Pure state, no I/O: both protocols answer from it.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::keys;
+
+/// An error as Google's APIs answer it: gRPC status and HTTP code alike.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    Invalid(String),
+    Unauthenticated(String),
+    Denied(String),
+    NotFound(String),
+    AlreadyExists(String),
+    FailedPrecondition(String),
+    Aborted(String),
+    Internal(String),
+}
+
+impl Fault {
+    /// The HTTP status and Google's status name.
+    pub fn http(&self) -> (u16, &'static str) {
+        match self {
+            Self::Invalid(_) => (400, "INVALID_ARGUMENT"),
+            Self::Unauthenticated(_) => (401, "UNAUTHENTICATED"),
+            Self::Denied(_) => (403, "PERMISSION_DENIED"),
+            Self::NotFound(_) => (404, "NOT_FOUND"),
+            Self::AlreadyExists(_) => (409, "ALREADY_EXISTS"),
+            Self::FailedPrecondition(_) => (412, "FAILED_PRECONDITION"),
+            Self::Aborted(_) => (409, "ABORTED"),
+            Self::Internal(_) => (500, "INTERNAL"),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Invalid(m)
+            | Self::Unauthenticated(m)
+            | Self::Denied(m)
+            | Self::NotFound(m)
+            | Self::AlreadyExists(m)
+            | Self::FailedPrecondition(m)
+            | Self::Aborted(m)
+            | Self::Internal(m) => m,
+        }
+    }
+
+    /// Google's JSON error body.
+    pub fn body(&self) -> serde_json::Value {
+        let (code, status) = self.http();
+        serde_json::json!({"error": {"code": code, "message": self.message(), "status": status}})
+    }
+}
+
+impl From<Fault> for tonic::Status {
+    fn from(f: Fault) -> Self {
+        let code = match f {
+            Fault::Invalid(_) => tonic::Code::InvalidArgument,
+            Fault::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            Fault::Denied(_) => tonic::Code::PermissionDenied,
+            Fault::NotFound(_) => tonic::Code::NotFound,
+            Fault::AlreadyExists(_) => tonic::Code::AlreadyExists,
+            Fault::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            Fault::Aborted(_) => tonic::Code::Aborted,
+            Fault::Internal(_) => tonic::Code::Internal,
+        };
+        tonic::Status::new(code, f.message())
+    }
+}
+
+/// Who is calling: the project's owner (the key the emulator starts with) or one of its
+/// service accounts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Caller {
+    Owner,
+    Account(String),
+}
+
+/// What a caller wants to do to a bucket's objects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Permission {
+    Get,
+    List,
+    Create,
+    Delete,
+}
+
+impl Permission {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Get => "storage.objects.get",
+            Self::List => "storage.objects.list",
+            Self::Create => "storage.objects.create",
+            Self::Delete => "storage.objects.delete",
+        }
+    }
+
+    /// Whether `role` grants it (the predefined storage roles).
+    fn granted_by(self, role: &str) -> bool {
+        match role {
+            "roles/storage.admin" | "roles/storage.objectAdmin" => true,
+            "roles/storage.objectViewer" => matches!(self, Self::Get | Self::List),
+            "roles/storage.objectCreator" => self == Self::Create,
+            "roles/storage.objectUser" => true,
+            _ => false,
+        }
+    }
+}
+
+/// A bucket's metadata.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    pub labels: BTreeMap<String, String>,
+    pub created: SystemTime,
+    pub metageneration: i64,
+    pub policy: Policy,
+}
+
+/// A bucket's IAM policy.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub version: i32,
+    /// Role → members.
+    pub bindings: Vec<(String, Vec<String>)>,
+    /// Moves with every change: a set naming an older one is refused.
+    pub etag: u64,
+}
+
+/// A service account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub account_id: String,
+    pub unique_id: String,
+    pub display_name: String,
+    pub description: String,
+    /// Key id → its public half and when it was made.
+    pub keys: BTreeMap<String, (Vec<u8>, SystemTime)>,
+}
+
+/// The project the emulator serves.
+pub struct World {
+    pub project: String,
+    pub project_number: u64,
+    pub owner: String,
+    owner_key: (String, Vec<u8>),
+    pub buckets: BTreeMap<String, Bucket>,
+    pub accounts: BTreeMap<String, Account>,
+    next_id: u64,
+}
+
+impl World {
+    /// An empty project whose owner holds the key `owner_key`.
+    pub fn new(project: &str, owner: String, owner_key: &keys::Issued) -> Self {
+        Self {
+            project: project.to_owned(),
+            project_number: 424_242_424_242,
+            owner,
+            owner_key: (owner_key.id.clone(), owner_key.public.clone()),
+            buckets: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            next_id: 100_000_000_000_000_000,
+        }
+    }
+
+    /// A fresh numeric id (service accounts' unique ids, key ids).
+    pub fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Who signed the bearer token of `authorization` (`Bearer <JWT>`), checked against the
+    /// keys this project issued.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Fault> {
+        let unauthenticated = |why: String| {
+            Fault::Unauthenticated(format!("Request had invalid authentication credentials: {why}"))
+        };
+        let token = authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthenticated("no bearer token".into()))?;
+        let (signed, message, signature) = keys::claims(token).map_err(unauthenticated)?;
+        let public = if signed.email == self.owner && signed.key == self.owner_key.0 {
+            Some(&self.owner_key.1)
+        } else {
+            self.accounts.get(&signed.email).and_then(|a| a.keys.get(&signed.key)).map(|(public, _)| public)
+        };
+        let public =
+            public.ok_or_else(|| unauthenticated(format!("no key {} of {}", signed.key, signed.email)))?;
+        if !keys::verify(public, &message, &signature) {
+            return Err(unauthenticated("the JWT's signature does not verify".into()));
+        }
+        Ok(if signed.email == self.owner { Caller::Owner } else { Caller::Account(signed.email) })
+    }
+
+    /// Refuses anyone but the owner (bucket and IAM administration).
+    pub fn owner_only(&self, caller: &Caller, what: &str) -> Result<(), Fault> {
+        match caller {
+            Caller::Owner => Ok(()),
+            Caller::Account(email) => Err(Fault::Denied(format!(
+                "{email} does not have permission to {what} in project {}",
+                self.project
+            ))),
+        }
+    }
+
+    /// Refuses `caller` unless the bucket's policy grants it `permission` (the owner may
+    /// do anything).
+    pub fn authorize(&self, caller: &Caller, bucket: &str, permission: Permission) -> Result<(), Fault> {
+        let Caller::Account(email) = caller else { return Ok(()) };
+        let member = format!("serviceAccount:{email}");
+        let granted = self.buckets.get(bucket).is_some_and(|b| {
+            b.policy
+                .bindings
+                .iter()
+                .any(|(role, members)| permission.granted_by(role) && members.contains(&member))
+        });
+        if granted {
+            Ok(())
+        } else {
+            Err(Fault::Denied(format!(
+                "{email} does not have {} access to the Google Cloud Storage bucket. Permission '{}' denied on resource (or it may not exist).",
+                permission.name(),
+                permission.name()
+            )))
+        }
+    }
+
+    pub fn bucket(&self, name: &str) -> Result<&Bucket, Fault> {
+        self.buckets
+            .get(name)
+            .ok_or_else(|| Fault::NotFound(format!("The specified bucket does not exist: {name}")))
+    }
+
+    /// The account of `email`, or Google's 404.
+    pub fn account(&self, email: &str) -> Result<&Account, Fault> {
+        self.accounts.get(email).ok_or_else(|| {
+            Fault::NotFound(format!(
+                "Service account projects/{}/serviceAccounts/{email} not found.",
+                self.project
+            ))
+        })
+    }
+
+    pub fn account_mut(&mut self, email: &str) -> Result<&mut Account, Fault> {
+        let project = self.project.clone();
+        self.accounts.get_mut(email).ok_or_else(|| {
+            Fault::NotFound(format!("Service account projects/{project}/serviceAccounts/{email} not found."))
+        })
+    }
+}

@@ -1,0 +1,316 @@
+//! The GCP provider against emulators on loopback, each test starting its own:
+//! `labctl-gcp-emulator` (testing/gcp-emulator: storage v2 and IAM, every JSON body checked
+//! against Google's discovery documents, and the bucket IAM bindings enforced on the
+//! objects) in front of fake-gcs-server. `scripts/test.sh` installs both and sets
+//! `LABCTL_GCP_EMULATOR_DEPS`. What exists is listed through the google-cloud clients as
+//! the project's owner, never through labctl.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use google_cloud_auth::credentials::{service_account, Credentials};
+use google_cloud_iam_admin_v1::client::Iam;
+use google_cloud_storage::client::{Storage, StorageControl};
+
+use crate::conformance::{conformance, Drift, World};
+use crate::support::*;
+
+const PROJECT: &str = "labctl-test";
+
+/// The emulator on free loopback ports, stopped (with its fake-gcs-server) on drop.
+pub struct Emulator {
+    child: Child,
+    pub http: String,
+    pub grpc: String,
+    dir: tempfile::TempDir,
+}
+
+impl Emulator {
+    pub fn start() -> Self {
+        let deps = std::env::var("LABCTL_GCP_EMULATOR_DEPS").expect(
+            "LABCTL_GCP_EMULATOR_DEPS is not set: run the tests through scripts/test.sh, which installs the GCP emulators",
+        );
+        let exe = Path::new(env!("CARGO_BIN_EXE_labctl")).with_file_name("labctl-gcp-emulator");
+        assert!(
+            exe.exists(),
+            "{} is not built: run the tests with `cargo nextest run --workspace`",
+            exe.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(&exe)
+            .args(["--deps", &deps, "--project", PROJECT, "--owner-key"])
+            .arg(dir.path().join("owner.json"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
+            .unwrap();
+        let ready: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the emulator did not start ({e}): {line:?}"));
+        let url = |k: &str| ready[k].as_str().unwrap().to_owned();
+        Self { http: url("http"), grpc: url("grpc"), child, dir }
+    }
+
+    pub fn owner_key(&self) -> PathBuf {
+        self.dir.path().join("owner.json")
+    }
+
+    /// `[provider.gcp]` for this emulator, labctl acting as the project's owner.
+    pub fn provider_block(&self) -> String {
+        format!(
+            "[provider.gcp]\nproject = \"{PROJECT}\"\nregion = \"europe-west1\"\ncredentials = \"{}\"\nendpoints = {{ storage = \"{}\", storage_grpc = \"{}\", iam = \"{}\" }}\n",
+            self.owner_key().display(),
+            self.http,
+            self.grpc,
+            self.http
+        )
+    }
+
+    /// Credentials of a key file's contents.
+    fn credentials(key: &str) -> Credentials {
+        service_account::Builder::new(serde_json::from_str(key).unwrap()).build().unwrap()
+    }
+
+    fn owner(&self) -> Credentials {
+        Self::credentials(&std::fs::read_to_string(self.owner_key()).unwrap())
+    }
+
+    /// The JSON client (objects) acting with `key`.
+    pub async fn objects(&self, key: &str) -> Storage {
+        let retry = google_cloud_gax::retry_policy::NeverRetry;
+        Storage::builder()
+            .with_endpoint(&self.http)
+            .with_credentials(Self::credentials(key))
+            .with_retry_policy(retry)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    pub async fn control(&self) -> StorageControl {
+        StorageControl::builder()
+            .with_endpoint(&self.grpc)
+            .with_credentials(self.owner())
+            .build()
+            .await
+            .unwrap()
+    }
+
+    pub async fn iam(&self) -> Iam {
+        Iam::builder().with_endpoint(&self.http).with_credentials(self.owner()).build().await.unwrap()
+    }
+
+    /// What of lab `lab` exists: each labelled bucket with its labels and objects, each
+    /// service account of the lab's prefix with its number of keys; sorted.
+    pub fn inventory(&self, lab: &str) -> Vec<String> {
+        block_on(async {
+            let (control, iam) = (self.control().await, self.iam().await);
+            let mut found = vec![];
+            let buckets =
+                control.list_buckets().set_parent(format!("projects/{PROJECT}")).send().await.unwrap();
+            for bucket in
+                buckets.buckets.into_iter().filter(|b| b.labels.get("labctl-lab").is_some_and(|l| l == lab))
+            {
+                let mut labels: Vec<String> = bucket.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                labels.sort();
+                found.push(format!("bucket {} {}", bucket.bucket_id, labels.join(",")));
+                let objects = control.list_objects().set_parent(&bucket.name).send().await.unwrap();
+                found.extend(
+                    objects.objects.iter().map(|o| format!("object {}/{}", bucket.bucket_id, o.name)),
+                );
+            }
+            let accounts =
+                iam.list_service_accounts().set_name(format!("projects/{PROJECT}")).send().await.unwrap();
+            let prefix = labctl_provider_gcp::account_prefix(lab);
+            for account in accounts.accounts.into_iter().filter(|a| a.email.starts_with(&prefix)) {
+                let name = format!("projects/{PROJECT}/serviceAccounts/{}", account.email);
+                let keys = iam.list_service_account_keys().set_name(name).send().await.unwrap().keys.len();
+                found.push(format!("service_account {} {keys} key(s)", account.email));
+            }
+            found.sort();
+            found
+        })
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child; SIGTERM lets it stop fake-gcs-server first.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A lab of three students, each with a bucket seeded with a dataset and a credential.
+fn storage_lab(emulator: &Emulator, lab: &str) -> Env {
+    let env = Env::new();
+    env.write(
+        "lab.toml",
+        &format!(
+            r#"
+[lab]
+name = "{lab}"
+
+{}
+[[cohort]]
+name = "c1"
+students = [{{ id = "ann" }}, {{ id = "bob" }}, {{ id = "cyd" }}]
+
+[student]
+bucket = {{ datasets = ["corpus"] }}
+
+[datasets.corpus]
+kind = "text"
+size_mb = 0.05
+files = 2
+"#,
+            emulator.provider_block()
+        ),
+    );
+    env
+}
+
+/// `labctl` with no Application Default Credentials of the user's.
+fn command(env: &Env, args: &[&str]) -> Command {
+    let mut cmd = env.command(args);
+    cmd.env("GOOGLE_APPLICATION_CREDENTIALS", env.path("no-adc.json"))
+        .env("CLOUDSDK_CONFIG", env.path("no-gcloud"));
+    cmd
+}
+
+fn run(env: &Env, args: &[&str]) -> Run {
+    Run::from(command(env, args).output().unwrap())
+}
+
+#[test]
+fn a_students_key_opens_her_bucket_only_and_destroy_leaves_nothing() {
+    let emulator = Emulator::start();
+    let env = storage_lab(&emulator, "gcplab");
+    run(&env, &["apply", "lab.toml", "--yes"]).ok();
+
+    let made = emulator.inventory("gcplab");
+    for student in ["ann", "bob", "cyd"] {
+        let labels =
+            format!("bucket gcplab-{student} labctl-cohort=c1,labctl-lab=gcplab,labctl-student={student}");
+        assert!(made.contains(&labels), "{made:#?}");
+        for part in ["part-00000.txt", "part-00001.txt", "_LABCTL_MANIFEST.json"] {
+            let object = format!("object gcplab-{student}/datasets/corpus/{part}");
+            assert!(made.contains(&object), "{object} in {made:#?}");
+        }
+        let account = format!(
+            "service_account {}@{PROJECT}.iam.gserviceaccount.com 1 key(s)",
+            labctl_provider_gcp::account_id("gcplab", student)
+        );
+        assert!(made.contains(&account), "{account} in {made:#?}");
+    }
+
+    let outputs = run(&env, &["output", "lab.toml", "--show-sensitive", "--json"]).ok();
+    let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
+    let key = |student: &str| outputs["students"][student]["credential"]["key"].as_str().unwrap().to_owned();
+    block_on(async {
+        let ann = emulator.objects(&key("ann")).await;
+        ann.write_object("projects/_/buckets/gcplab-ann", "notes.txt", "mine")
+            .send_buffered()
+            .await
+            .expect("ann writes her bucket");
+        let mut read = ann
+            .read_object("projects/_/buckets/gcplab-ann", "notes.txt")
+            .send()
+            .await
+            .expect("ann reads her bucket");
+        assert_eq!(read.next().await.unwrap().unwrap().as_ref(), b"mine");
+        let dataset =
+            ann.read_object("projects/_/buckets/gcplab-ann", "datasets/corpus/part-00000.txt").send().await;
+        assert!(dataset.is_ok(), "ann reads her dataset: {dataset:?}");
+
+        let refused =
+            ann.write_object("projects/_/buckets/gcplab-bob", "notes.txt", "not mine").send_buffered().await;
+        assert_eq!(refused.unwrap_err().http_status_code(), Some(403), "ann writes bob's bucket");
+        let refused =
+            ann.read_object("projects/_/buckets/gcplab-bob", "datasets/corpus/part-00000.txt").send().await;
+        assert_eq!(refused.unwrap_err().http_status_code(), Some(403), "ann reads bob's bucket");
+        let bob = emulator.objects(&key("bob")).await;
+        let refused = bob.read_object("projects/_/buckets/gcplab-ann", "notes.txt").send().await;
+        assert_eq!(refused.unwrap_err().http_status_code(), Some(403), "bob reads ann's bucket");
+    });
+
+    // Her handout says who she is on GCP and how to use her key.
+    run(&env, &["output", "lab.toml", "--handout", "handouts"]).ok();
+    let handout = std::fs::read_to_string(env.path("handouts/ann.md")).unwrap();
+    assert!(handout.contains("gcloud storage ls gs://gcplab-ann/"), "{handout}");
+    assert!(
+        handout.contains(&format!(
+            "{}@{PROJECT}.iam.gserviceaccount.com",
+            labctl_provider_gcp::account_id("gcplab", "ann")
+        )),
+        "{handout}"
+    );
+    assert!(handout.contains("\"type\": \"service_account\""), "{handout}");
+
+    let plan = run(&env, &["plan", "lab.toml"]).ok();
+    assert!(plan.stdout.contains("No changes"), "{}", plan.all());
+
+    // A rotated key: the old one no longer opens her bucket, the new one does.
+    let old = key("ann");
+    run(&env, &["apply", "lab.toml", "--yes", "--rotate-keys"]).ok();
+    let outputs = run(&env, &["output", "lab.toml", "--show-sensitive", "--json"]).ok();
+    let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
+    let new = outputs["students"]["ann"]["credential"]["key"].as_str().unwrap().to_owned();
+    assert_ne!(old, new);
+    let emulator = &emulator;
+    block_on(async {
+        let read = |key: String| async move {
+            let client = emulator.objects(&key).await;
+            client.read_object("projects/_/buckets/gcplab-ann", "notes.txt").send().await.map(drop)
+        };
+        assert_eq!(read(old).await.unwrap_err().http_status_code(), Some(401), "the rotated-out key");
+        read(new).await.expect("the new key");
+    });
+
+    // Her work is archived; the datasets are not.
+    let archived = run(&env, &["destroy", "lab.toml", "--yes", "--archive", "kept"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(env.path("kept/ann/notes.txt")).unwrap(),
+        "mine",
+        "{}",
+        archived.all()
+    );
+    assert!(!env.path("kept/ann/datasets").exists());
+    assert_eq!(emulator.inventory("gcplab"), Vec::<String>::new());
+}
+
+/// The GCP provider in the conformance suite.
+struct Gcp(Emulator);
+
+impl World for Gcp {
+    const LAB: &'static str = "gcpconf";
+    const KILLS: usize = 6;
+    const LEFT_BEHIND: &'static str = "gcp bucket `gcpconf-ann`";
+
+    fn env(&self) -> Env {
+        storage_lab(&self.0, Self::LAB)
+    }
+
+    fn command(&self, env: &Env, args: &[&str]) -> Command {
+        command(env, args)
+    }
+
+    fn inventory(&self, _env: &Env) -> Vec<String> {
+        self.0.inventory(Self::LAB)
+    }
+
+    fn delete_by_hand(&self, _env: &Env) -> Drift {
+        block_on(async {
+            let control = self.0.control().await;
+            let bucket = "projects/_/buckets/gcpconf-bob";
+            for object in control.list_objects().set_parent(bucket).send().await.unwrap().objects {
+                control.delete_object().set_bucket(bucket).set_object(object.name).send().await.unwrap();
+            }
+            control.delete_bucket().set_name(bucket).send().await.unwrap();
+        });
+        Drift { address: "student[\"bob\"].bucket", plan_shows: &["deleted outside labctl"] }
+    }
+}
+
+conformance!(Gcp(Emulator::start()));
