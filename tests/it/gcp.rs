@@ -314,3 +314,32 @@ impl World for Gcp {
 }
 
 conformance!(Gcp(Emulator::start()));
+
+/// The contract: a body Google's discovery document refuses (a misspelt or mistyped field)
+/// is refused with Google's message, as the real API would; a good one passes.
+#[test]
+fn a_body_the_discovery_document_refuses_is_refused_as_google_refuses_it() {
+    let emulator = Emulator::start();
+    let headers = block_on(async { emulator.owner().headers(Default::default()).await }).unwrap();
+    let google_cloud_auth::credentials::CacheableResource::New { data: headers, .. } = headers else {
+        panic!("no fresh headers")
+    };
+    let authorization = headers["authorization"].to_str().unwrap().to_owned();
+    let post = |body: &str| -> (String, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", "POST"])
+            .args(["-H", &format!("Authorization: {authorization}"), "-H", "Content-Type: application/json"])
+            .args(["--data", body, &format!("{}/v1/projects/{PROJECT}/serviceAccounts", emulator.http)])
+            .output()
+            .unwrap();
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (status, body) = post(r#"{"accountId": "contract-ok", "serviceAccount": {"displayName": "ok"}}"#);
+    assert_eq!(status, "200", "{body}");
+    let (status, body) = post(r#"{"accountID": "contract-typo"}"#);
+    assert_eq!(status, "400", "{body}");
+    assert!(body.contains(r#"Unknown name \"accountID\": Cannot find field."#), "{body}");
+    let (status, body) = post(r#"{"accountId": "contract-bool", "serviceAccount": {"disabled": "no"}}"#);
+    assert_eq!(status, "400", "{body}");
+    assert!(body.contains("Invalid value at 'serviceAccount.disabled' (TYPE_BOOL)"), "{body}");
+}

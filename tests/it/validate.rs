@@ -237,3 +237,23 @@ fn students_on_a_cluster_need_one_the_lab_makes_and_an_image() {
     let local = good().replace("[student]\n", "[student]\nkubernetes = { cluster = \"shared\" }\n");
     insta::assert_snapshot!("eks_on_local", invalid(&env, &local));
 }
+
+#[test]
+fn vms_workers_and_clusters_on_gcp_are_refused_until_it_makes_them() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let gcp = "[provider.gcp]\nproject = \"my-teaching-project\"\nregion = \"europe-west1\"";
+    let text = good().replace("[provider.local]", gcp)
+        + "\n[student.compute]\ninstance_type = \"e2-standard-2\"\n"
+        + "\n[cluster.shared]\nnode_pool.cpu = { instance_type = \"e2-standard-4\", max = 2 }\n";
+    insta::assert_snapshot!(invalid(&env, &text));
+}
+
+#[test]
+fn a_gcp_project_id_that_is_not_one_is_pointed_at() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let text = lab("lab1", &["ada"], 0)
+        .replace("[provider.local]", "[provider.gcp]\nproject = \"My Project\"\nregion = \"europe-west1\"");
+    insta::assert_snapshot!(invalid(&env, &text));
+}

@@ -23,8 +23,6 @@ use crate::tagging;
 /// The worker binaries uploaded to `bin/` of the artifacts bucket.
 pub(crate) const WORKER_BINARIES: [&str; 2] = ["lab-mapreduce", "lab-scheduler"];
 
-/// Written last into a dataset's prefix; its `sha256` metadata names the dataset definition.
-
 /// Object metadata key holding the content hash that decides whether to upload again.
 const HASH: &str = "sha256";
 
