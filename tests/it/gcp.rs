@@ -37,19 +37,22 @@ impl Emulator {
             exe.display()
         );
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(&exe)
+        let child = Command::new(&exe)
             .args(["--deps", &deps, "--project", PROJECT, "--owner-key"])
             .arg(dir.path().join("owner.json"))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        // Stopped on drop from here on, whatever fails.
+        let mut emulator = Self { http: String::new(), grpc: String::new(), child, dir };
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
-            .unwrap();
+        let stdout = emulator.child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
         let ready: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("the emulator did not start ({e}): {line:?}"));
         let url = |k: &str| ready[k].as_str().unwrap().to_owned();
-        Self { http: url("http"), grpc: url("grpc"), child, dir }
+        (emulator.http, emulator.grpc) = (url("http"), url("grpc"));
+        emulator
     }
 
     pub fn owner_key(&self) -> PathBuf {
@@ -65,6 +68,22 @@ impl Emulator {
             self.grpc,
             self.http
         )
+    }
+
+    /// `curl -X METHOD URL` as the holder of the key file `key`: the status and the body.
+    pub fn curl(&self, key: &str, method: &str, path: &str, body: &str) -> (String, String) {
+        let headers = block_on(async { Self::credentials(key).headers(Default::default()).await }).unwrap();
+        let google_cloud_auth::credentials::CacheableResource::New { data: headers, .. } = headers else {
+            panic!("no fresh headers")
+        };
+        let authorization = headers["authorization"].to_str().unwrap().to_owned();
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/stderr", "-w", "%{http_code}", "--path-as-is", "-X", method])
+            .args(["-H", &format!("Authorization: {authorization}"), "-H", "Content-Type: application/json"])
+            .args(["--data", body, &format!("{}{path}", self.http)])
+            .output()
+            .unwrap();
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
     }
 
     /// Credentials of a key file's contents.
@@ -126,7 +145,10 @@ impl Emulator {
             for account in accounts.accounts.into_iter().filter(|a| a.email.starts_with(&prefix)) {
                 let name = format!("projects/{PROJECT}/serviceAccounts/{}", account.email);
                 let keys = iam.list_service_account_keys().set_name(name).send().await.unwrap().keys.len();
-                found.push(format!("service_account {} {keys} key(s)", account.email));
+                found.push(format!(
+                    "service_account {} {keys} key(s): {}",
+                    account.email, account.description
+                ));
             }
             found.sort();
             found
@@ -199,7 +221,7 @@ fn a_students_key_opens_her_bucket_only_and_destroy_leaves_nothing() {
             assert!(made.contains(&object), "{object} in {made:#?}");
         }
         let account = format!(
-            "service_account {}@{PROJECT}.iam.gserviceaccount.com 1 key(s)",
+            "service_account {}@{PROJECT}.iam.gserviceaccount.com 1 key(s): labctl/lab=gcplab labctl/cohort=c1 labctl/student={student}",
             labctl_provider_gcp::account_id("gcplab", student)
         );
         assert!(made.contains(&account), "{account} in {made:#?}");
@@ -234,6 +256,15 @@ fn a_students_key_opens_her_bucket_only_and_destroy_leaves_nothing() {
         let refused = bob.read_object("projects/_/buckets/gcplab-ann", "notes.txt").send().await;
         assert_eq!(refused.unwrap_err().http_status_code(), Some(403), "bob reads ann's bucket");
     });
+    // Nor by a path that walks out of her bucket, nor by copying out of it into another.
+    let ann = key("ann");
+    let walk =
+        "/storage/v1/b/gcplab-ann/o/%2e%2e/%2e%2e/gcplab-bob/o/datasets%2Fcorpus%2Fpart-00000.txt?alt=media";
+    let (status, body) = emulator.curl(&ann, "GET", walk, "");
+    assert_eq!(status, "400", "{body}");
+    let copy = "/storage/v1/b/gcplab-ann/o/notes.txt/copyTo/b/gcplab-bob/o/stolen.txt";
+    let (status, body) = emulator.curl(&ann, "POST", copy, "{}");
+    assert_eq!(status, "403", "{body}");
 
     // Her handout says who she is on GCP and how to use her key.
     run(&env, &["output", "lab.toml", "--handout", "handouts"]).ok();
@@ -250,6 +281,30 @@ fn a_students_key_opens_her_bucket_only_and_destroy_leaves_nothing() {
 
     let plan = run(&env, &["plan", "lab.toml"]).ok();
     assert!(plan.stdout.contains("No changes"), "{}", plan.all());
+
+    // Moving the expiry relabels the buckets and redescribes the accounts in place; `reap`
+    // reads it.
+    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    let expires = "2031-06-30T17:00:00Z";
+    env.write("lab.toml", &text.replacen("[lab]", &format!("[lab]\nexpires = {expires}"), 1));
+    let retagged = run(&env, &["apply", "lab.toml", "--yes"]).ok();
+    assert!(
+        retagged.stdout.contains("0 created,") && retagged.stdout.contains("0 replaced"),
+        "{}",
+        retagged.stdout
+    );
+    let owned: Vec<String> =
+        emulator.inventory("gcplab").into_iter().filter(|l| !l.starts_with("object ")).collect();
+    assert_eq!(owned.len(), 6, "{owned:#?}");
+    for line in &owned {
+        assert!(
+            line.contains("labctl-expires=20310630t170000z")
+                || line.contains("labctl/expires=20310630t170000z"),
+            "{line}"
+        );
+    }
+    let listed = run(&env, &["reap", "lab.toml"]).ok();
+    assert!(listed.stdout.contains(&format!("  gcplab on gcp: expires at {expires}")), "{}", listed.stdout);
 
     // A rotated key: the old one no longer opens her bucket, the new one does.
     let old = key("ann");
@@ -320,20 +375,9 @@ conformance!(Gcp(Emulator::start()));
 #[test]
 fn a_body_the_discovery_document_refuses_is_refused_as_google_refuses_it() {
     let emulator = Emulator::start();
-    let headers = block_on(async { emulator.owner().headers(Default::default()).await }).unwrap();
-    let google_cloud_auth::credentials::CacheableResource::New { data: headers, .. } = headers else {
-        panic!("no fresh headers")
-    };
-    let authorization = headers["authorization"].to_str().unwrap().to_owned();
-    let post = |body: &str| -> (String, String) {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", "POST"])
-            .args(["-H", &format!("Authorization: {authorization}"), "-H", "Content-Type: application/json"])
-            .args(["--data", body, &format!("{}/v1/projects/{PROJECT}/serviceAccounts", emulator.http)])
-            .output()
-            .unwrap();
-        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-    };
+    let owner = std::fs::read_to_string(emulator.owner_key()).unwrap();
+    let post =
+        |body: &str| emulator.curl(&owner, "POST", &format!("/v1/projects/{PROJECT}/serviceAccounts"), body);
     let (status, body) = post(r#"{"accountId": "contract-ok", "serviceAccount": {"displayName": "ok"}}"#);
     assert_eq!(status, "200", "{body}");
     let (status, body) = post(r#"{"accountID": "contract-typo"}"#);

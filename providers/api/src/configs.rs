@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::lab::Dataset;
-use crate::{ProviderError, ResourceSpec};
+use crate::{Observed, ProviderError, ResourceSpec};
 
 /// A student's bucket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,11 +21,31 @@ pub struct DatasetConfig {
     pub dataset: Dataset,
 }
 
-impl DatasetConfig {
-    /// Where the dataset goes in the bucket: `datasets/<name>/`.
-    pub fn prefix(&self) -> String {
-        format!("datasets/{}/", self.name)
+/// Where dataset `name` goes in a bucket: `datasets/<name>/`.
+pub fn dataset_prefix(name: &str) -> String {
+    format!("datasets/{name}/")
+}
+
+/// A seeded dataset as a provider reports it: its id `<bucket>/<name>`, where it is
+/// (`<scheme>://<bucket>/datasets/<name>/`) and the hash of its definition.
+pub fn dataset_observed(scheme: &str, bucket: &str, name: &str, hash: &str) -> Observed {
+    let url = format!("{scheme}://{bucket}/{}", dataset_prefix(name));
+    Observed {
+        id: format!("{bucket}/{name}"),
+        attributes: crate::attrs(serde_json::json!({
+            "bucket": bucket,
+            "name": name,
+            "url": url,
+            "path": url,
+            "sha256": hash,
+        })),
+        sensitive: vec![],
     }
+}
+
+/// A dataset's id, `<bucket>/<name>`, back into its parts.
+pub fn split_dataset_id(id: &str) -> Result<(&str, &str), ProviderError> {
+    id.split_once('/').ok_or_else(|| ProviderError::invalid(format!("malformed dataset id `{id}`")))
 }
 
 /// The object written last into a dataset's prefix: its presence, with the definition's

@@ -8,7 +8,10 @@ use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier,
     PublicAccessBlockConfiguration,
 };
-use labctl_provider_api::configs::{config, dataset_hash, BucketConfig, DatasetConfig, DATASET_MANIFEST};
+use labctl_provider_api::configs::{
+    config, dataset_hash, dataset_observed, dataset_prefix, split_dataset_id, BucketConfig, DatasetConfig,
+    DATASET_MANIFEST,
+};
 use labctl_provider_api::{
     archive, attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
 };
@@ -59,7 +62,7 @@ pub(crate) async fn create_artifacts(
         let manifest_key = format!("datasets/{name}/{DATASET_MANIFEST}");
         if object_hash(c, bucket, &manifest_key).await.map_err(partial)?.as_deref() != Some(hash.as_str()) {
             // A changed definition may have fewer parts: none of the old ones may linger.
-            delete_prefix(c, bucket, Some(&format!("datasets/{name}/"))).await.map_err(partial)?;
+            delete_prefix(c, bucket, Some(&dataset_prefix(name))).await.map_err(partial)?;
             for part in dataset.parts() {
                 let key = format!("datasets/{name}/{}", part.name);
                 let (dataset, part) = (dataset.clone(), part.clone());
@@ -293,10 +296,10 @@ pub(crate) async fn create_dataset(
     let (bucket, name) = (bucket.as_str(), name.as_str());
     let artifacts = dep_attr(deps, "artifacts_bucket")?;
     let hash = dataset_hash(&dataset);
-    let prefix = format!("datasets/{name}/");
+    let prefix = dataset_prefix(name);
     let manifest_key = format!("{prefix}{DATASET_MANIFEST}");
     if object_hash(c, bucket, &manifest_key).await?.as_deref() == Some(hash.as_str()) {
-        return Ok(dataset_observed(bucket, name, &hash));
+        return Ok(dataset_observed("s3", bucket, name, &hash));
     }
     if object_hash(c, artifacts, &manifest_key).await?.as_deref() != Some(hash.as_str()) {
         return Err(ProviderError::new(
@@ -306,7 +309,7 @@ pub(crate) async fn create_dataset(
             ),
         ));
     }
-    let partial = |e: ProviderError| e.with_partial(dataset_observed(bucket, name, ""));
+    let partial = |e: ProviderError| e.with_partial(dataset_observed("s3", bucket, name, ""));
     delete_prefix(c, bucket, Some(&prefix)).await.map_err(partial)?;
     let mut keys = list_keys(c, artifacts, &prefix).await.map_err(partial)?;
     // The manifest goes last: its presence means the copy is complete.
@@ -320,37 +323,19 @@ pub(crate) async fn create_dataset(
         .map_err(failed(format!("copying {key} into bucket {bucket}")))
         .map_err(partial)?;
     }
-    Ok(dataset_observed(bucket, name, &hash))
-}
-
-fn dataset_observed(bucket: &str, name: &str, hash: &str) -> Observed {
-    Observed {
-        id: format!("{bucket}/{name}"),
-        attributes: attrs(json!({
-            "bucket": bucket,
-            "name": name,
-            "url": format!("s3://{bucket}/datasets/{name}/"),
-            "path": format!("s3://{bucket}/datasets/{name}/"),
-            "sha256": hash,
-        })),
-        sensitive: vec![],
-    }
+    Ok(dataset_observed("s3", bucket, name, &hash))
 }
 
 pub(crate) async fn read_dataset(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     let (bucket, name) = split_dataset_id(&prior.id)?;
     Ok(object_hash(c, bucket, &format!("datasets/{name}/{DATASET_MANIFEST}"))
         .await?
-        .map(|hash| dataset_observed(bucket, name, &hash)))
+        .map(|hash| dataset_observed("s3", bucket, name, &hash)))
 }
 
 pub(crate) async fn delete_dataset(c: &Aws, id: &str) -> Result<(), ProviderError> {
     let (bucket, name) = split_dataset_id(id)?;
-    delete_prefix(c, bucket, Some(&format!("datasets/{name}/"))).await
-}
-
-fn split_dataset_id(id: &str) -> Result<(&str, &str), ProviderError> {
-    id.split_once('/').ok_or_else(|| ProviderError::invalid(format!("malformed dataset id `{id}`")))
+    delete_prefix(c, bucket, Some(&dataset_prefix(name))).await
 }
 
 /// The content hash recorded on an object; `None` if the object (or bucket) is missing.

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 /// How labctl reaches GCP for one lab.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GcpConfig {
+    /// The project the lab lives in.
     pub project: String,
+    /// Where buckets go.
     pub region: String,
     /// A service-account key file; by default Application Default Credentials.
     pub credentials: Option<PathBuf>,
@@ -37,8 +39,11 @@ pub struct ApiEndpoints {
 pub struct Gcp {
     pub project: String,
     pub region: String,
+    /// Objects, over the JSON API.
     pub objects: Storage,
+    /// Buckets, their IAM policies and object listings, over gRPC.
     pub control: StorageControl,
+    /// Service accounts and keys.
     pub iam: Iam,
 }
 
@@ -59,10 +64,12 @@ pub struct Clients {
 const ATTEMPTS: usize = 3;
 
 impl Clients {
+    /// Clients for `config`, not connected yet.
     pub fn new(config: GcpConfig) -> Self {
         Self { config, made: tokio::sync::OnceCell::new() }
     }
 
+    /// The clients, made on the first call.
     pub async fn get(&self) -> Result<&Gcp, ProviderError> {
         self.made.get_or_try_init(|| connect(&self.config)).await
     }

@@ -5,7 +5,7 @@ use google_cloud_gax::error::Error;
 use labctl_provider_api::{ErrorKind, ProviderError};
 
 /// The error's status code, from its gRPC status or its HTTP status.
-fn code(e: &Error) -> Option<Code> {
+pub fn code(e: &Error) -> Option<Code> {
     if let Some(status) = e.status() {
         return Some(status.code);
     }
@@ -14,20 +14,24 @@ fn code(e: &Error) -> Option<Code> {
         401 => Code::Unauthenticated,
         403 => Code::PermissionDenied,
         404 => Code::NotFound,
+        408 => Code::DeadlineExceeded,
         409 => Code::AlreadyExists,
         412 => Code::FailedPrecondition,
         429 => Code::ResourceExhausted,
+        501 => Code::Unimplemented,
         500..=599 => Code::Unavailable,
         _ => Code::Unknown,
     })
 }
 
+/// Whether the thing asked for does not exist.
 pub fn is_not_found(e: &Error) -> bool {
     code(e) == Some(Code::NotFound)
 }
 
+/// Whether something of that name already exists.
 pub fn is_conflict(e: &Error) -> bool {
-    matches!(code(e), Some(Code::AlreadyExists | Code::Aborted))
+    code(e) == Some(Code::AlreadyExists)
 }
 
 /// `what` failed because of `e`, as a provider error of the right kind.
@@ -38,9 +42,8 @@ pub fn failed(what: impl Into<String>) -> impl FnOnce(Error) -> ProviderError {
             _ if e.is_timeout() => ErrorKind::Timeout,
             _ if e.is_transport() || e.is_io() || e.is_connect() => ErrorKind::Unavailable,
             Some(Code::ResourceExhausted) => ErrorKind::Throttled,
-            Some(Code::Unavailable | Code::Internal | Code::DeadlineExceeded | Code::Aborted) => {
-                ErrorKind::Unavailable
-            }
+            Some(Code::DeadlineExceeded) => ErrorKind::Timeout,
+            Some(Code::Unavailable | Code::Internal | Code::Aborted) => ErrorKind::Unavailable,
             Some(
                 Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists | Code::OutOfRange,
             ) => ErrorKind::Invalid,
@@ -50,4 +53,18 @@ pub fn failed(what: impl Into<String>) -> impl FnOnce(Error) -> ProviderError {
             e.status().map(|s| s.message.clone()).filter(|m| !m.is_empty()).unwrap_or_else(|| e.to_string());
         ProviderError::new(kind, format!("{what}: {message}"))
     }
+}
+
+/// The answer, or `None` if what was asked for does not exist.
+pub fn found<T>(result: Result<T, Error>, what: impl Into<String>) -> Result<Option<T>, ProviderError> {
+    match result {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(failed(what)(e)),
+    }
+}
+
+/// A delete's answer: done, also if there was nothing to delete.
+pub fn deleted<T>(result: Result<T, Error>, what: impl Into<String>) -> Result<(), ProviderError> {
+    found(result, what).map(drop)
 }

@@ -6,12 +6,15 @@
 use google_cloud_iam_admin_v1::model::list_service_account_keys_request::KeyType;
 use google_cloud_iam_admin_v1::model::ServiceAccount;
 use labctl_provider_api::configs::config;
-use labctl_provider_api::{attrs, random_token, sha256, Observed, ProviderError, ResourceSpec, Tags};
+use labctl_provider_api::{
+    attrs, random_token, sha256, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clients::Gcp;
-use crate::errors::{failed, is_conflict, is_not_found};
+use crate::errors::{deleted, failed, found, is_conflict, is_not_found};
+use crate::paging::every_page;
 use crate::storage;
 
 /// The role a student's account has on their bucket.
@@ -20,9 +23,11 @@ pub const BUCKET_ROLE: &str = "roles/storage.objectAdmin";
 /// A student's service account, key and worker token.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CredentialConfig {
+    /// The student's id.
     pub student: String,
     /// The account id (6–30 characters: see [`account_id`]).
     pub account: String,
+    /// The student's bucket, the account's only grant.
     pub bucket: String,
 }
 
@@ -47,13 +52,17 @@ pub fn account_id(lab: &str, student: &str) -> String {
 
 /// An account's description: its ownership tags, which sweeps read back.
 fn description(tags: &Tags) -> String {
-    let pairs: Vec<String> = tags
-        .pairs()
-        .into_iter()
-        .filter(|(k, _)| *k != Tags::EXPIRES)
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let pairs: Vec<String> = tags.pairs().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.join(" ")
+}
+
+/// Puts `tags` in the account's description (the expiry moves with the lab file).
+pub async fn describe_account(c: &Gcp, email: &str, tags: &Tags) -> Result<(), ProviderError> {
+    let account = ServiceAccount::new().set_name(name(c, email)).set_description(description(tags));
+    let mask = google_cloud_wkt::FieldMask::default().set_paths(["description"]);
+    let patched =
+        c.iam.patch_service_account().set_service_account(account).set_update_mask(mask).send().await;
+    deleted(patched, format!("describing service account {email}"))
 }
 
 /// The tags an account's description carries; `None` if it is not labctl's.
@@ -102,45 +111,46 @@ pub async fn create_credential(
         }
         Err(e) => return Err(failed(format!("creating service account {account}"))(e)),
     }
-    let partial = Observed { id: email.clone(), ..Default::default() };
-    let key = c
-        .iam
-        .create_service_account_key()
-        .set_name(name(c, &email))
-        .send()
-        .await
-        .map_err(failed(format!("creating a key for {email}")))
-        .map_err(|e| e.with_partial(partial.clone()))?;
-    delete_keys_but(c, &email, &key.name).await.map_err(|e| e.with_partial(partial.clone()))?;
-    storage::bind(c, &bucket, BUCKET_ROLE, &format!("serviceAccount:{email}"), true)
-        .await
-        .map_err(|e| e.with_partial(partial.clone()))?;
-    let key_file = String::from_utf8(key.private_key_data.to_vec())
-        .map_err(|_| ProviderError::fatal(format!("the key of {email} is not a JSON key file")))?;
+    // Whatever fails from here leaves the account, its grant and the worker token to record.
     let token =
         prior.and_then(|p| p.attributes.get("token").cloned()).unwrap_or_else(|| json!(random_token()));
-    Ok(Observed {
+    let mut observed = Observed {
         id: email.clone(),
-        attributes: attrs(json!({
-            "email": email,
-            "key_id": key.name.rsplit('/').next(),
-            "key": key_file,
-            "token": token,
-            "bucket": bucket,
-        })),
+        attributes: attrs(json!({ "email": email, "token": token, "bucket": bucket })),
         sensitive: vec!["key".into(), "token".into()],
-    })
+    };
+    let partial = |e: ProviderError| e.with_partial(observed.clone());
+    let key = c.iam.create_service_account_key().set_name(name(c, &email)).send().await;
+    let key = key.map_err(settling(format!("creating a key for {email}"))).map_err(partial)?;
+    delete_keys_but(c, &email, &key.name).await.map_err(partial)?;
+    let member = format!("serviceAccount:{email}");
+    storage::bind(c, &bucket, BUCKET_ROLE, &member, true).await.map_err(partial)?;
+    let key_file = String::from_utf8(key.private_key_data.to_vec())
+        .map_err(|_| ProviderError::fatal(format!("the key of {email} is not a JSON key file")))?;
+    observed.attributes.insert("key_id".into(), json!(key.name.rsplit('/').next()));
+    observed.attributes.insert("key".into(), json!(key_file));
+    Ok(observed)
 }
 
-async fn get_account(c: &Gcp, email: &str) -> Result<Option<ServiceAccount>, ProviderError> {
-    match c.iam.get_service_account().set_name(name(c, email)).send().await {
-        Ok(a) => Ok(Some(a)),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(failed(format!("reading service account {email}"))(e)),
+/// Like [`failed`], but IAM being eventually consistent, an account made a moment ago that
+/// is not found yet is worth trying again.
+fn settling(what: String) -> impl FnOnce(google_cloud_gax::error::Error) -> ProviderError {
+    move |e| {
+        let not_yet = is_not_found(&e);
+        let mut error = failed(what)(e);
+        if not_yet {
+            error.kind = ErrorKind::Unavailable;
+        }
+        error
     }
 }
 
-/// The names of the account's user-managed keys.
+async fn get_account(c: &Gcp, email: &str) -> Result<Option<ServiceAccount>, ProviderError> {
+    let got = c.iam.get_service_account().set_name(name(c, email)).send().await;
+    found(got, format!("reading service account {email}"))
+}
+
+/// The names of the account's user-managed keys; none if the account is gone.
 async fn keys(c: &Gcp, email: &str) -> Result<Vec<String>, ProviderError> {
     let listed = c
         .iam
@@ -149,19 +159,16 @@ async fn keys(c: &Gcp, email: &str) -> Result<Vec<String>, ProviderError> {
         .set_key_types([KeyType::UserManaged])
         .send()
         .await;
-    match listed {
-        Ok(list) => Ok(list.keys.into_iter().map(|k| k.name).collect()),
-        Err(e) if is_not_found(&e) => Ok(vec![]),
-        Err(e) => Err(failed(format!("listing the keys of {email}"))(e)),
-    }
+    let listed = found(listed, format!("listing the keys of {email}"))?;
+    Ok(listed.map(|list| list.keys.into_iter().map(|k| k.name).collect()).unwrap_or_default())
 }
 
 async fn delete_keys_but(c: &Gcp, email: &str, keep: &str) -> Result<(), ProviderError> {
     for key in keys(c, email).await?.into_iter().filter(|k| k != keep) {
-        match c.iam.delete_service_account_key().set_name(&key).send().await {
-            Err(e) if !is_not_found(&e) => return Err(failed(format!("deleting key {key}"))(e)),
-            _ => {}
-        }
+        deleted(
+            c.iam.delete_service_account_key().set_name(&key).send().await,
+            format!("deleting key {key}"),
+        )?;
     }
     Ok(())
 }
@@ -183,32 +190,20 @@ pub async fn delete_credential(c: &Gcp, prior: &Observed) -> Result<(), Provider
     delete_account(c, &prior.id).await
 }
 
+/// Deletes the service account `email`; one already gone is fine.
 pub async fn delete_account(c: &Gcp, email: &str) -> Result<(), ProviderError> {
-    match c.iam.delete_service_account().set_name(name(c, email)).send().await {
-        Err(e) if !is_not_found(&e) => Err(failed(format!("deleting service account {email}"))(e)),
-        _ => Ok(()),
-    }
+    let gone = c.iam.delete_service_account().set_name(name(c, email)).send().await;
+    deleted(gone, format!("deleting service account {email}"))
 }
 
 /// Every service account of the project: `(email, description)`.
 pub async fn accounts(c: &Gcp) -> Result<Vec<(String, String)>, ProviderError> {
-    let mut all = vec![];
-    let mut token = String::new();
-    loop {
-        let page = c
-            .iam
-            .list_service_accounts()
-            .set_name(c.parent())
-            .set_page_token(&token)
-            .send()
-            .await
-            .map_err(failed("listing service accounts"))?;
-        all.extend(page.accounts.into_iter().map(|a| (a.email, a.description)));
-        if page.next_page_token.is_empty() {
-            return Ok(all);
-        }
-        token = page.next_page_token;
-    }
+    every_page(|token| async move {
+        let page = c.iam.list_service_accounts().set_name(c.parent()).set_page_token(token).send().await;
+        let page = page.map_err(failed("listing service accounts"))?;
+        Ok((page.accounts.into_iter().map(|a| (a.email, a.description)).collect(), page.next_page_token))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod clients;
 mod errors;
 mod identity;
 mod labels;
+mod paging;
 mod plugin;
 mod storage;
 
@@ -82,17 +83,16 @@ impl Provider for GcpProvider {
         &self,
         spec: &ResourceSpec,
         prior: &Observed,
-        deps: &Deps,
+        _deps: &Deps,
     ) -> Result<Observed, ProviderError> {
         match spec.kind.as_str() {
             // Key rotation: a new key, the old one deleted, the same worker token.
             "credential" => identity::create_credential(self.clients.get().await?, spec, Some(prior)).await,
-            // What cannot change in place is replaced (see KINDS); creating again converges
-            // the rest (a bucket's labels).
-            _ => self.create(spec, deps).await.map_err(|mut e| {
-                e.partial = None;
-                e
-            }),
+            // Buckets and datasets are replaced on any change of config (see KINDS), and
+            // their labels move by `retag`.
+            other => {
+                Err(ProviderError::invalid(format!("the gcp provider does not update a {other} in place")))
+            }
         }
     }
 
@@ -136,10 +136,14 @@ impl Provider for GcpProvider {
         Ok(found)
     }
 
-    /// Buckets carry the expiry as a label; accounts and objects carry none.
+    /// Buckets carry the expiry as a label, accounts in their description; objects carry
+    /// none.
     async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
-        if spec.kind == "bucket" {
-            storage::label_bucket(self.clients.get().await?, &prior.id, &spec.tags).await?;
+        let c = self.clients.get().await?;
+        match spec.kind.as_str() {
+            "bucket" => storage::label_bucket(c, &prior.id, &spec.tags).await?,
+            "credential" => identity::describe_account(c, &prior.id, &spec.tags).await?,
+            _ => {}
         }
         Ok(prior.clone())
     }

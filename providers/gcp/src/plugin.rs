@@ -103,7 +103,9 @@ fn valid_project(id: &str) -> bool {
 /// The GCP provider configured for one lab.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GcpSetup {
+    /// How it reaches GCP.
     pub config: GcpConfig,
+    /// Requests per second allowed, if limited.
     pub rate_limit: Option<f64>,
 }
 

@@ -3,15 +3,20 @@
 
 use std::path::Path;
 
-use google_cloud_iam_v1::model::{Binding, Policy};
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_iam_v1::model::{Binding, GetPolicyOptions, Policy};
 use google_cloud_storage::model::Bucket;
-use labctl_provider_api::configs::{config, dataset_hash, BucketConfig, DatasetConfig, DATASET_MANIFEST};
-use labctl_provider_api::{archive, attrs, Observed, ProviderError, ResourceSpec, Tags};
+use labctl_provider_api::configs::{
+    config, dataset_hash, dataset_observed, dataset_prefix, split_dataset_id, BucketConfig, DatasetConfig,
+    DATASET_MANIFEST,
+};
+use labctl_provider_api::{archive, attrs, ErrorKind, Observed, ProviderError, ResourceSpec, Tags};
 use serde_json::json;
 
 use crate::clients::Gcp;
-use crate::errors::{failed, is_conflict, is_not_found};
+use crate::errors::{code, deleted, failed, found, is_conflict};
 use crate::labels;
+use crate::paging::every_page;
 
 /// `projects/_/buckets/<name>`: a bucket as the v2 API names it.
 pub fn resource(bucket: &str) -> String {
@@ -29,20 +34,36 @@ fn bucket_observed(name: &str) -> Observed {
 /// Makes the bucket, or adopts it if this lab's (a run killed after creating it).
 pub async fn create_bucket(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
     let BucketConfig { name } = config(spec)?;
-    let bucket = Bucket::new().set_labels(labels::of(&spec.tags)).set_location(c.region.to_uppercase());
-    let made =
-        c.control.create_bucket().set_parent(c.parent()).set_bucket_id(&name).set_bucket(bucket).send().await;
+    let bucket = Bucket::new()
+        .set_project(c.parent())
+        .set_labels(labels::of(&spec.tags))
+        .set_location(c.region.to_uppercase());
+    // The v2 API takes the project in the bucket, under the parent `projects/_`.
+    let made = c
+        .control
+        .create_bucket()
+        .set_parent("projects/_")
+        .set_bucket_id(&name)
+        .set_bucket(bucket)
+        .send()
+        .await;
     match made {
         Ok(_) => Ok(bucket_observed(&name)),
         Err(e) if is_conflict(&e) => {
-            let existing = get_bucket(c, &name).await?;
+            let taken = || {
+                ProviderError::invalid(format!(
+                    "bucket name `{name}` is taken by someone else (bucket names are global): rename the lab"
+                ))
+            };
+            let existing = match c.control.get_bucket().set_name(resource(&name)).send().await {
+                Err(e) if code(&e) == Some(Code::PermissionDenied) => return Err(taken()),
+                other => found(other, format!("reading bucket {name}"))?,
+            };
             let owner = existing.as_ref().and_then(|b| labels::tags(&b.labels));
             if owner.is_some_and(|t| t.same_owner(&spec.tags)) {
                 Ok(bucket_observed(&name))
             } else {
-                Err(ProviderError::invalid(format!(
-                    "bucket name `{name}` is taken by someone else (bucket names are global): rename the lab"
-                )))
+                Err(taken())
             }
         }
         Err(e) => Err(failed(format!("creating bucket {name}"))(e)),
@@ -50,13 +71,10 @@ pub async fn create_bucket(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, Pro
 }
 
 async fn get_bucket(c: &Gcp, name: &str) -> Result<Option<Bucket>, ProviderError> {
-    match c.control.get_bucket().set_name(resource(name)).send().await {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(failed(format!("reading bucket {name}"))(e)),
-    }
+    found(c.control.get_bucket().set_name(resource(name)).send().await, format!("reading bucket {name}"))
 }
 
+/// The bucket as it is, or `None` if it is gone.
 pub async fn read_bucket(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     Ok(get_bucket(c, &prior.id).await?.map(|_| bucket_observed(&prior.id)))
 }
@@ -78,70 +96,47 @@ pub async fn label_bucket(c: &Gcp, name: &str, tags: &Tags) -> Result<(), Provid
 
 /// Every labctl bucket of the project with its owner's tags.
 pub async fn labelled_buckets(c: &Gcp) -> Result<Vec<(String, Tags)>, ProviderError> {
-    let mut found = vec![];
-    let mut token = String::new();
-    loop {
-        let page = c
-            .control
-            .list_buckets()
-            .set_parent(c.parent())
-            .set_page_token(&token)
-            .send()
-            .await
-            .map_err(failed("listing buckets"))?;
-        for bucket in page.buckets {
-            if let Some(tags) = labels::tags(&bucket.labels) {
-                found.push((bucket.bucket_id, tags));
-            }
-        }
-        if page.next_page_token.is_empty() {
-            return Ok(found);
-        }
-        token = page.next_page_token;
-    }
+    every_page(|token| async move {
+        let page = c.control.list_buckets().set_parent(c.parent()).set_page_token(token).send().await;
+        let page = page.map_err(failed("listing buckets"))?;
+        let ours = page.buckets.into_iter().filter_map(|b| Some((b.bucket_id, labels::tags(&b.labels)?)));
+        Ok((ours.collect(), page.next_page_token))
+    })
+    .await
 }
 
 /// Empties the bucket and deletes it; a bucket already gone is fine.
 pub async fn delete_bucket(c: &Gcp, name: &str) -> Result<(), ProviderError> {
     delete_prefix(c, name, "").await?;
-    match c.control.delete_bucket().set_name(resource(name)).send().await {
-        Err(e) if !is_not_found(&e) => Err(failed(format!("deleting bucket {name}"))(e)),
-        _ => Ok(()),
-    }
+    deleted(
+        c.control.delete_bucket().set_name(resource(name)).send().await,
+        format!("deleting bucket {name}"),
+    )
 }
 
 /// The names of the bucket's objects under `prefix`; none if the bucket is gone.
 async fn list(c: &Gcp, bucket: &str, prefix: &str) -> Result<Vec<String>, ProviderError> {
-    let mut names = vec![];
-    let mut token = String::new();
-    loop {
+    every_page(|token| async move {
         let page = c
             .control
             .list_objects()
             .set_parent(resource(bucket))
             .set_prefix(prefix)
-            .set_page_token(&token)
+            .set_page_token(token)
             .send()
             .await;
-        let page = match page {
-            Ok(p) => p,
-            Err(e) if is_not_found(&e) => return Ok(vec![]),
-            Err(e) => return Err(failed(format!("listing gs://{bucket}/{prefix}"))(e)),
-        };
-        names.extend(page.objects.into_iter().map(|o| o.name));
-        if page.next_page_token.is_empty() {
-            return Ok(names);
-        }
-        token = page.next_page_token;
-    }
+        Ok(match found(page, format!("listing gs://{bucket}/{prefix}"))? {
+            Some(page) => (page.objects.into_iter().map(|o| o.name).collect(), page.next_page_token),
+            None => (vec![], String::new()),
+        })
+    })
+    .await
 }
 
 async fn delete_prefix(c: &Gcp, bucket: &str, prefix: &str) -> Result<(), ProviderError> {
     for object in list(c, bucket, prefix).await? {
-        match c.control.delete_object().set_bucket(resource(bucket)).set_object(&object).send().await {
-            Err(e) if !is_not_found(&e) => return Err(failed(format!("deleting gs://{bucket}/{object}"))(e)),
-            _ => {}
-        }
+        let gone = c.control.delete_object().set_bucket(resource(bucket)).set_object(&object).send().await;
+        deleted(gone, format!("deleting gs://{bucket}/{object}"))?;
     }
     Ok(())
 }
@@ -158,30 +153,20 @@ async fn put(c: &Gcp, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), Pro
 
 /// Reads one object whole; `None` if it (or its bucket) is not there.
 async fn get(c: &Gcp, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, ProviderError> {
-    let mut read = match c.objects.read_object(resource(bucket), key).send().await {
-        Ok(r) => r,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(failed(format!("reading gs://{bucket}/{key}"))(e)),
+    let what = format!("reading gs://{bucket}/{key}");
+    let Some(mut read) = found(c.objects.read_object(resource(bucket), key).send().await, &what)? else {
+        return Ok(None);
     };
     let mut bytes = vec![];
     while let Some(chunk) = read.next().await {
-        bytes.extend_from_slice(&chunk.map_err(failed(format!("reading gs://{bucket}/{key}")))?);
+        bytes.extend_from_slice(&chunk.map_err(failed(&what))?);
     }
     Ok(Some(bytes))
 }
 
-fn dataset_observed(bucket: &str, name: &str, hash: &str) -> Observed {
-    let url = format!("gs://{bucket}/datasets/{name}/");
-    Observed {
-        id: format!("{bucket}/{name}"),
-        attributes: attrs(json!({ "bucket": bucket, "name": name, "url": url, "path": url, "sha256": hash })),
-        sensitive: vec![],
-    }
-}
-
 /// The hash a dataset's manifest records, if the manifest is there.
 async fn manifest_hash(c: &Gcp, bucket: &str, name: &str) -> Result<Option<String>, ProviderError> {
-    let manifest = get(c, bucket, &format!("datasets/{name}/{DATASET_MANIFEST}")).await?;
+    let manifest = get(c, bucket, &format!("{}{DATASET_MANIFEST}", dataset_prefix(name))).await?;
     Ok(manifest.map(|bytes| {
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         value["sha256"].as_str().unwrap_or_default().to_owned()
@@ -191,45 +176,43 @@ async fn manifest_hash(c: &Gcp, bucket: &str, name: &str) -> Result<Option<Strin
 /// Generates the dataset into the student's bucket, part by part, manifest last; a
 /// complete copy of this definition is kept.
 pub async fn create_dataset(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
-    let dataset_config: DatasetConfig = config(spec)?;
-    let DatasetConfig { bucket, name, dataset } = &dataset_config;
-    let hash = dataset_hash(dataset);
+    let DatasetConfig { bucket, name, dataset } = config(spec)?;
+    let (bucket, name) = (bucket.as_str(), name.as_str());
+    let hash = dataset_hash(&dataset);
     if manifest_hash(c, bucket, name).await?.as_deref() == Some(hash.as_str()) {
-        return Ok(dataset_observed(bucket, name, &hash));
+        return Ok(dataset_observed("gs", bucket, name, &hash));
     }
-    let partial = |e: ProviderError| e.with_partial(dataset_observed(bucket, name, ""));
+    let partial = |e: ProviderError| e.with_partial(dataset_observed("gs", bucket, name, ""));
     // A changed definition may have fewer parts: none of the old ones may linger.
-    let prefix = dataset_config.prefix();
+    let prefix = dataset_prefix(name);
     delete_prefix(c, bucket, &prefix).await.map_err(partial)?;
     for part in dataset.parts() {
         let (generator, key) = (dataset.clone(), format!("{prefix}{}", part.name));
+        let generating = |e: String| ProviderError::fatal(format!("generating {key}: {e}"));
         let bytes = tokio::task::spawn_blocking(move || {
             let mut out = vec![];
             generator.write_part(&part, &mut out).map(|()| out)
         })
         .await
-        .map_err(|e| ProviderError::fatal(format!("generating {key}: {e}")))?
-        .map_err(|e| ProviderError::fatal(format!("generating {key}: {e}")))?;
+        .map_err(|e| generating(e.to_string()))?
+        .map_err(|e| generating(e.to_string()))?;
         put(c, bucket, &key, bytes).await.map_err(partial)?;
     }
     let manifest = json!({ "sha256": hash, "dataset": dataset }).to_string().into_bytes();
     put(c, bucket, &format!("{prefix}{DATASET_MANIFEST}"), manifest).await.map_err(partial)?;
-    Ok(dataset_observed(bucket, name, &hash))
+    Ok(dataset_observed("gs", bucket, name, &hash))
 }
 
-fn split_dataset_id(id: &str) -> Result<(&str, &str), ProviderError> {
-    id.split_once('/')
-        .ok_or_else(|| ProviderError::invalid(format!("`{id}` is not a dataset id (bucket/name)")))
-}
-
+/// The dataset as its manifest says, or `None` if it is not complete.
 pub async fn read_dataset(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     let (bucket, name) = split_dataset_id(&prior.id)?;
-    Ok(manifest_hash(c, bucket, name).await?.map(|hash| dataset_observed(bucket, name, &hash)))
+    Ok(manifest_hash(c, bucket, name).await?.map(|hash| dataset_observed("gs", bucket, name, &hash)))
 }
 
+/// Deletes a dataset's objects.
 pub async fn delete_dataset(c: &Gcp, id: &str) -> Result<(), ProviderError> {
     let (bucket, name) = split_dataset_id(id)?;
-    delete_prefix(c, bucket, &format!("datasets/{name}/")).await
+    delete_prefix(c, bucket, &dataset_prefix(name)).await
 }
 
 /// Copies what the student wrote (all but the seeded datasets) into `into`.
@@ -254,26 +237,39 @@ pub async fn archive_bucket(
 }
 
 /// Grants `member` `role` on the bucket, or (`grant` false) takes it away; read, changed
-/// and written back, again if someone changed the policy in between.
+/// and written back with the etag read, again if someone changed the policy in between.
 pub async fn bind(c: &Gcp, bucket: &str, role: &str, member: &str, grant: bool) -> Result<(), ProviderError> {
+    let what = format!("the IAM policy of bucket {bucket}");
     for _ in 0..5 {
-        let policy = match c.control.get_iam_policy().set_resource(resource(bucket)).send().await {
-            Ok(p) => p,
-            Err(e) if is_not_found(&e) && !grant => return Ok(()),
-            Err(e) => return Err(failed(format!("reading the IAM policy of bucket {bucket}"))(e)),
+        // Version 3: conditional bindings of others come back whole, and are kept.
+        let options = GetPolicyOptions::new().set_requested_policy_version(3);
+        let read =
+            c.control.get_iam_policy().set_resource(resource(bucket)).set_options(options).send().await;
+        let Some(policy) = found(read, format!("reading {what}"))? else {
+            return if grant {
+                Err(ProviderError::invalid(format!("bucket {bucket} does not exist")))
+            } else {
+                Ok(())
+            };
         };
         let Some(changed) = with_member(policy, role, member, grant) else { return Ok(()) };
         match c.control.set_iam_policy().set_resource(resource(bucket)).set_policy(changed).send().await {
             Ok(_) => return Ok(()),
-            Err(e) if is_conflict(&e) => continue,
-            Err(e) if is_not_found(&e) && !grant => return Ok(()),
-            Err(e) => return Err(failed(format!("setting the IAM policy of bucket {bucket}"))(e)),
+            // The etag is stale: someone else changed it since.
+            Err(e) if matches!(code(&e), Some(Code::Aborted | Code::FailedPrecondition)) => continue,
+            Err(e) => {
+                // IAM is eventually consistent: an account made a moment ago may not be a
+                // member yet ("… does not exist"); trying again later helps.
+                let settling = grant && e.status().is_some_and(|s| s.message.contains("does not exist"));
+                let mut error = failed(format!("setting {what}"))(e);
+                if settling {
+                    error.kind = ErrorKind::Unavailable;
+                }
+                return Err(error);
+            }
         }
     }
-    Err(ProviderError::new(
-        labctl_provider_api::ErrorKind::Unavailable,
-        format!("the IAM policy of bucket {bucket} kept changing while labctl changed it"),
-    ))
+    Err(ProviderError::new(ErrorKind::Unavailable, format!("{what} kept changing while labctl changed it")))
 }
 
 /// `policy` with `member` added to (or removed from) `role`'s binding; `None` if it
@@ -294,6 +290,9 @@ fn with_member(mut policy: Policy, role: &str, member: &str, grant: bool) -> Opt
         }
         policy.bindings.retain(|b| !b.members.is_empty());
     }
+    // Version 3 is what keeps conditions; a policy without any may say 1.
+    policy.version =
+        policy.version.max(if policy.bindings.iter().any(|b| b.condition.is_some()) { 3 } else { 1 });
     Some(policy)
 }
 

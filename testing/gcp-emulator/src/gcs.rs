@@ -13,15 +13,27 @@ use crate::world::Fault;
 /// A running fake-gcs-server.
 pub struct FakeGcs {
     /// Killed on drop.
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     url: String,
     http: reqwest::Client,
 }
 
 impl FakeGcs {
     /// Starts `binary` on a free loopback port, keeping objects in memory; the upload URLs
-    /// it hands out point at `external_url` (the emulator, which forwards them).
+    /// it hands out point at `external_url` (the emulator, which forwards them). Another
+    /// emulator may take the same free port first: then it starts again on another.
     pub async fn start(binary: &Path, external_url: &str) -> Result<Self, String> {
+        let mut failed = String::new();
+        for _ in 0..3 {
+            match Self::start_once(binary, external_url).await {
+                Ok(gcs) => return Ok(gcs),
+                Err(e) => failed = e,
+            }
+        }
+        Err(failed)
+    }
+
+    async fn start_once(binary: &Path, external_url: &str) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
@@ -44,16 +56,25 @@ impl FakeGcs {
             });
         }
         let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let gcs =
-            Self { _child: child, url: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
+        let mut gcs = Self { child, url: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
         let start = Instant::now();
-        while gcs.http.get(format!("{}/storage/v1/b", gcs.url)).send().await.is_err() {
+        loop {
+            // One that lost the port to another exits at once; what answers is then not it.
+            if let Ok(Some(status)) = gcs.child.try_wait() {
+                return Err(format!("fake-gcs-server exited ({status}) on port {port}"));
+            }
+            if gcs.http.get(format!("{}/storage/v1/b", gcs.url)).send().await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(Some(status)) = gcs.child.try_wait() {
+                    return Err(format!("fake-gcs-server exited ({status}) on port {port}"));
+                }
+                return Ok(gcs);
+            }
             if start.elapsed() > Duration::from_secs(30) {
                 return Err("fake-gcs-server did not answer within 30 s".into());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(gcs)
     }
 
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Fault> {
@@ -64,6 +85,7 @@ impl FakeGcs {
         match status {
             200..=299 => Ok(value),
             404 => Err(Fault::NotFound(format!("fake-gcs-server: {}", String::from_utf8_lossy(&body)))),
+            409 => Err(Fault::AlreadyExists(format!("fake-gcs-server: {}", String::from_utf8_lossy(&body)))),
             _ => Err(Fault::Internal(format!(
                 "fake-gcs-server answered {status}: {}",
                 String::from_utf8_lossy(&body)

@@ -50,7 +50,7 @@ macro_rules! routed {
             }
 
             fn call(&mut self, request: http::Request<Body>) -> Answer {
-                route(self.0.clone(), request)
+                route(self.0.clone(), <$service as tonic::server::NamedService>::NAME, request)
             }
         }
     };
@@ -59,9 +59,18 @@ macro_rules! routed {
 routed!(StorageService);
 routed!(ControlService);
 
-fn route(e: Arc<Emulator>, request: http::Request<Body>) -> Answer {
+/// The method `request` calls, if `service` serves it: StorageControl only the bucket IAM
+/// policies here, Storage the rest (and those too, as its proto has them).
+fn route(e: Arc<Emulator>, service: &str, request: http::Request<Body>) -> Answer {
     let path = request.uri().path().to_owned();
-    match path.rsplit('/').next().unwrap_or_default() {
+    let method =
+        path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).and_then(|p| p.strip_prefix('/'));
+    let method = match method {
+        Some(m @ ("GetIamPolicy" | "SetIamPolicy")) => m,
+        Some(m) if service == <StorageService as tonic::server::NamedService>::NAME => m,
+        _ => "",
+    };
+    match method {
         "CreateBucket" => unary(request, move |r| async move { e.create_bucket(r).await }),
         "GetBucket" => unary(request, move |r| async move { e.get_bucket(r) }),
         "ListBuckets" => unary(request, move |r| async move { e.list_buckets(r) }),
@@ -202,12 +211,18 @@ impl Emulator {
     ) -> Result<storage::Bucket, Fault> {
         let caller = self.caller(&request)?;
         let r = request.into_inner();
-        let labels = r.bucket.map(|b| b.labels).unwrap_or_default();
+        let (project, labels) = r.bucket.map(|b| (b.project, b.labels)).unwrap_or_default();
         {
             let world = self.world();
             world.owner_only(&caller, "create buckets")?;
-            if r.parent != format!("projects/{}", world.project) {
-                return Err(Fault::Invalid(format!("Invalid project: '{}'", r.parent)));
+            // As the v2 API wants it: the parent `projects/_` (or none), the project in the
+            // bucket.
+            if !r.parent.is_empty() && r.parent != "projects/_" {
+                return Err(Fault::Invalid(format!("Invalid parent: '{}': use projects/_", r.parent)));
+            }
+            let ours = [format!("projects/{}", world.project), format!("projects/{}", world.project_number)];
+            if !ours.contains(&project) {
+                return Err(Fault::Invalid(format!("Invalid project: '{project}'")));
             }
             if !valid_bucket_name(&r.bucket_id) {
                 return Err(Fault::Invalid(format!("Invalid bucket name: '{}'", r.bucket_id)));
@@ -285,10 +300,7 @@ impl Emulator {
             return Err(Fault::Invalid("Empty UpdateMask paths are not allowed.".into()));
         }
         check_labels(&wanted.labels)?;
-        let bucket = world
-            .buckets
-            .get_mut(&name)
-            .ok_or_else(|| Fault::NotFound(format!("The specified bucket does not exist: {name}")))?;
+        let bucket = world.bucket_mut(&name)?;
         for path in paths {
             match path.strip_prefix("labels") {
                 Some("") => bucket.labels = wanted.labels.clone().into_iter().collect(),
@@ -338,12 +350,11 @@ impl Emulator {
         let r = request.into_inner();
         let wanted = r.policy.ok_or_else(|| Fault::Invalid("Missing policy".into()))?;
         let name = bucket_name(&r.resource)?.to_owned();
-        let bucket = world
-            .buckets
-            .get_mut(&name)
-            .ok_or_else(|| Fault::NotFound(format!("The specified bucket does not exist: {name}")))?;
+        let bucket = world.bucket_mut(&name)?;
         if !wanted.etag.is_empty() && wanted.etag != bucket.policy.etag.to_string().into_bytes() {
-            return Err(Fault::Aborted("The policy was changed since it was read: read it again".into()));
+            return Err(Fault::FailedPrecondition(
+                "The policy was changed since it was read (etag mismatch): read it again".into(),
+            ));
         }
         for binding in &wanted.bindings {
             if !binding.role.starts_with("roles/") {

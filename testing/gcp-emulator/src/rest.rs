@@ -51,7 +51,7 @@ fn json_response(status: u16, body: &Value) -> http::Response<Full<Bytes>> {
 }
 
 fn error(fault: &Fault) -> http::Response<Full<Bytes>> {
-    json_response(fault.http().0, &fault.body())
+    json_response(fault.http_status(), &fault.body())
 }
 
 /// The request's JSON body (`{}` when empty), checked against what `api` says `verb path`
@@ -105,6 +105,9 @@ impl Emulator {
         if project != world.project && project != "-" {
             return Err(Fault::NotFound(format!("Project {project} not found")));
         }
+        if segments.get(3) != Some(&"serviceAccounts") {
+            return Err(Fault::NotFound(format!("the emulator does not serve {verb} {path}")));
+        }
         let rest = &segments[4..];
         match (verb.as_str(), rest) {
             ("POST", []) => create_account(&mut world, body),
@@ -114,12 +117,33 @@ impl Emulator {
                 Ok(json!({ "accounts": accounts }))
             }
             ("GET", [email]) => Ok(account_json(&world, email, world.account(email)?)),
+            ("PATCH", [email]) => {
+                let wanted = &body["serviceAccount"];
+                let mask = body["updateMask"].as_str().unwrap_or_default();
+                let account = world.account_mut(email)?;
+                for field in mask.split(',').filter(|f| !f.is_empty()) {
+                    match field {
+                        "description" => {
+                            account.description = wanted[field].as_str().unwrap_or_default().into()
+                        }
+                        "displayName" | "display_name" => {
+                            account.display_name = wanted["displayName"].as_str().unwrap_or_default().into()
+                        }
+                        other => return Err(Fault::Invalid(format!("Field {other} cannot be patched."))),
+                    }
+                }
+                Ok(account_json(&world, email, world.account(email)?))
+            }
             ("DELETE", [email]) => {
                 world.account(email)?;
                 world.accounts.remove(*email);
                 Ok(json!({}))
             }
-            ("POST", [email, "keys"]) => create_key(&mut world, email),
+            ("POST", [email, "keys"]) => {
+                // Generating an RSA key takes a while: not while holding the world.
+                drop(world);
+                self.create_key(email)
+            }
             ("GET", [email, "keys"]) => {
                 let account = world.account(email)?;
                 let keys: Vec<Value> =
@@ -153,33 +177,35 @@ impl Emulator {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("application/json"));
-        if json && path.starts_with("/storage/") {
+        if json && !request.body().is_empty() && path.starts_with("/storage/") {
             checked_body(&self.storage_json, &request)?;
         }
-        let after = path.split_once("/v1/").map(|(_, rest)| rest).unwrap_or_default(); // `b/<bucket>/o/…`
-        let mut parts = after.split('/');
-        let (Some("b"), Some(bucket)) = (parts.next(), parts.next()) else {
-            self.world().owner_only(&caller, "list buckets")?;
-            return self.gcs.forward(request).await;
-        };
-        let bucket = percent_decode(bucket);
-        let object = match (parts.next(), parts.next()) {
-            (Some("o"), object) => object,
+        // `b/<bucket>/o[/<object>]`, each segment percent-encoded; no segment may walk out
+        // of it once the forwarded URL is normalised.
+        let after = path.split_once("/v1/").map(|(_, rest)| rest).unwrap_or_default();
+        let segments: Vec<String> = after.split('/').map(percent_decode).collect();
+        if segments.iter().any(|s| s == "." || s == "..") {
+            return Err(Fault::Invalid(format!("Invalid path: {path}")));
+        }
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let (bucket, permission) = match (request.method().as_str(), segments.as_slice()) {
+            ("GET", ["b", bucket, "o"]) => (*bucket, Permission::List),
+            ("POST", ["b", bucket, "o"]) => (*bucket, Permission::Create),
+            ("PUT", ["b", bucket, "o"]) => (*bucket, Permission::Create), // a resumable upload's parts
+            ("GET", ["b", bucket, "o", _]) => (*bucket, Permission::Get),
+            ("DELETE", ["b", bucket, "o", _]) => (*bucket, Permission::Delete),
+            ("PATCH" | "PUT", ["b", bucket, "o", _]) => (*bucket, Permission::Create),
+            // Buckets themselves, and object operations across buckets (copy, rewrite,
+            // compose): the owner's.
             _ => {
                 self.world().owner_only(&caller, "administer buckets")?;
                 return self.gcs.forward(request).await;
             }
         };
-        let permission = match (request.method().as_str(), object) {
-            ("GET", None) => Permission::List,
-            ("GET", Some(_)) => Permission::Get,
-            ("DELETE", _) => Permission::Delete,
-            _ => Permission::Create,
-        };
         {
             let world = self.world();
-            world.bucket(&bucket)?;
-            world.authorize(&caller, &bucket, permission)?;
+            world.bucket(bucket)?;
+            world.authorize(&caller, bucket, permission)?;
         }
         self.gcs.forward(request).await
     }
@@ -218,7 +244,7 @@ fn create_account(world: &mut World, body: &Value) -> Result<Value, Fault> {
         )));
     }
     let email = format!("{id}@{}.iam.gserviceaccount.com", world.project);
-    if world.accounts.contains_key(&email) {
+    if world.accounts.contains_key(&email) || email == world.owner {
         return Err(Fault::AlreadyExists(format!(
             "Service account {id} already exists within project projects/{}.",
             world.project
@@ -250,20 +276,25 @@ fn account_json(world: &World, email: &str, a: &Account) -> Value {
     })
 }
 
-/// `projects.serviceAccounts.keys.create`: an RSA key, its key file returned once.
-fn create_key(world: &mut World, email: &str) -> Result<Value, Fault> {
-    let id = format!("{:040x}", world.fresh_id());
-    let project = world.project.clone();
-    let account = world.account_mut(email)?;
-    let issued = keys::issue(&project, email, &account.unique_id, id.clone()).map_err(Fault::Internal)?;
-    let now = SystemTime::now();
-    account.keys.insert(id.clone(), (issued.public, now));
-    let mut answer = key_json(world, email, &id, now);
-    answer["privateKeyType"] = json!("TYPE_GOOGLE_CREDENTIALS_FILE");
-    // Google hands key files out pretty-printed.
-    let file = serde_json::to_string_pretty(&issued.file).map_err(|e| Fault::Internal(e.to_string()))?;
-    answer["privateKeyData"] = json!(STANDARD.encode(file));
-    Ok(answer)
+impl Emulator {
+    /// `projects.serviceAccounts.keys.create`: an RSA key, its key file returned once.
+    fn create_key(&self, email: &str) -> Result<Value, Fault> {
+        let (id, project, client_id) = {
+            let mut world = self.world();
+            let client_id = world.account(email)?.unique_id.clone();
+            (format!("{:040x}", world.fresh_id()), world.project.clone(), client_id)
+        };
+        let issued = keys::issue(&project, email, &client_id, id.clone()).map_err(Fault::Internal)?;
+        let now = SystemTime::now();
+        let mut world = self.world();
+        world.account_mut(email)?.keys.insert(id.clone(), (issued.public, now));
+        let mut answer = key_json(&world, email, &id, now);
+        answer["privateKeyType"] = json!("TYPE_GOOGLE_CREDENTIALS_FILE");
+        // Google hands key files out pretty-printed.
+        let file = serde_json::to_string_pretty(&issued.file).map_err(|e| Fault::Internal(e.to_string()))?;
+        answer["privateKeyData"] = json!(STANDARD.encode(file));
+        Ok(answer)
+    }
 }
 
 fn key_json(world: &World, email: &str, id: &str, at: SystemTime) -> Value {

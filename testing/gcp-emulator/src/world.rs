@@ -16,23 +16,28 @@ pub enum Fault {
     NotFound(String),
     AlreadyExists(String),
     FailedPrecondition(String),
-    Aborted(String),
     Internal(String),
 }
 
 impl Fault {
-    /// The HTTP status and Google's status name.
-    pub fn http(&self) -> (u16, &'static str) {
+    /// The HTTP status, Google's status name and the gRPC code: one table for both
+    /// protocols.
+    fn codes(&self) -> (u16, &'static str, tonic::Code) {
+        use tonic::Code;
         match self {
-            Self::Invalid(_) => (400, "INVALID_ARGUMENT"),
-            Self::Unauthenticated(_) => (401, "UNAUTHENTICATED"),
-            Self::Denied(_) => (403, "PERMISSION_DENIED"),
-            Self::NotFound(_) => (404, "NOT_FOUND"),
-            Self::AlreadyExists(_) => (409, "ALREADY_EXISTS"),
-            Self::FailedPrecondition(_) => (412, "FAILED_PRECONDITION"),
-            Self::Aborted(_) => (409, "ABORTED"),
-            Self::Internal(_) => (500, "INTERNAL"),
+            Self::Invalid(_) => (400, "INVALID_ARGUMENT", Code::InvalidArgument),
+            Self::Unauthenticated(_) => (401, "UNAUTHENTICATED", Code::Unauthenticated),
+            Self::Denied(_) => (403, "PERMISSION_DENIED", Code::PermissionDenied),
+            Self::NotFound(_) => (404, "NOT_FOUND", Code::NotFound),
+            Self::AlreadyExists(_) => (409, "ALREADY_EXISTS", Code::AlreadyExists),
+            Self::FailedPrecondition(_) => (412, "FAILED_PRECONDITION", Code::FailedPrecondition),
+            Self::Internal(_) => (500, "INTERNAL", Code::Internal),
         }
+    }
+
+    /// The HTTP status it is answered with.
+    pub fn http_status(&self) -> u16 {
+        self.codes().0
     }
 
     pub fn message(&self) -> &str {
@@ -43,31 +48,20 @@ impl Fault {
             | Self::NotFound(m)
             | Self::AlreadyExists(m)
             | Self::FailedPrecondition(m)
-            | Self::Aborted(m)
             | Self::Internal(m) => m,
         }
     }
 
     /// Google's JSON error body.
     pub fn body(&self) -> serde_json::Value {
-        let (code, status) = self.http();
+        let (code, status, _) = self.codes();
         serde_json::json!({"error": {"code": code, "message": self.message(), "status": status}})
     }
 }
 
 impl From<Fault> for tonic::Status {
     fn from(f: Fault) -> Self {
-        let code = match f {
-            Fault::Invalid(_) => tonic::Code::InvalidArgument,
-            Fault::Unauthenticated(_) => tonic::Code::Unauthenticated,
-            Fault::Denied(_) => tonic::Code::PermissionDenied,
-            Fault::NotFound(_) => tonic::Code::NotFound,
-            Fault::AlreadyExists(_) => tonic::Code::AlreadyExists,
-            Fault::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
-            Fault::Aborted(_) => tonic::Code::Aborted,
-            Fault::Internal(_) => tonic::Code::Internal,
-        };
-        tonic::Status::new(code, f.message())
+        tonic::Status::new(f.codes().2, f.message())
     }
 }
 
@@ -181,7 +175,8 @@ impl World {
             .and_then(|a| a.strip_prefix("Bearer "))
             .ok_or_else(|| unauthenticated("no bearer token".into()))?;
         let (signed, message, signature) = keys::claims(token).map_err(unauthenticated)?;
-        let public = if signed.email == self.owner && signed.key == self.owner_key.0 {
+        let owner = signed.email == self.owner && signed.key == self.owner_key.0;
+        let public = if owner {
             Some(&self.owner_key.1)
         } else {
             self.accounts.get(&signed.email).and_then(|a| a.keys.get(&signed.key)).map(|(public, _)| public)
@@ -191,7 +186,7 @@ impl World {
         if !keys::verify(public, &message, &signature) {
             return Err(unauthenticated("the JWT's signature does not verify".into()));
         }
-        Ok(if signed.email == self.owner { Caller::Owner } else { Caller::Account(signed.email) })
+        Ok(if owner { Caller::Owner } else { Caller::Account(signed.email) })
     }
 
     /// Refuses anyone but the owner (bucket and IAM administration).
@@ -228,25 +223,27 @@ impl World {
     }
 
     pub fn bucket(&self, name: &str) -> Result<&Bucket, Fault> {
-        self.buckets
-            .get(name)
-            .ok_or_else(|| Fault::NotFound(format!("The specified bucket does not exist: {name}")))
+        self.buckets.get(name).ok_or_else(|| no_bucket(name))
+    }
+
+    pub fn bucket_mut(&mut self, name: &str) -> Result<&mut Bucket, Fault> {
+        self.buckets.get_mut(name).ok_or_else(|| no_bucket(name))
     }
 
     /// The account of `email`, or Google's 404.
     pub fn account(&self, email: &str) -> Result<&Account, Fault> {
-        self.accounts.get(email).ok_or_else(|| {
-            Fault::NotFound(format!(
-                "Service account projects/{}/serviceAccounts/{email} not found.",
-                self.project
-            ))
-        })
+        self.accounts.get(email).ok_or_else(|| no_account(&self.project, email))
     }
 
     pub fn account_mut(&mut self, email: &str) -> Result<&mut Account, Fault> {
-        let project = self.project.clone();
-        self.accounts.get_mut(email).ok_or_else(|| {
-            Fault::NotFound(format!("Service account projects/{project}/serviceAccounts/{email} not found."))
-        })
+        self.accounts.get_mut(email).ok_or_else(|| no_account(&self.project, email))
     }
+}
+
+fn no_bucket(name: &str) -> Fault {
+    Fault::NotFound(format!("The specified bucket does not exist: {name}"))
+}
+
+fn no_account(project: &str, email: &str) -> Fault {
+    Fault::NotFound(format!("Service account projects/{project}/serviceAccounts/{email} not found."))
 }
