@@ -27,4 +27,5 @@ for p in gcp aws; do
   incr[$p]=$(seconds cargo build --quiet -p labctl)
 done
 printf '%-34s %9.1fs %9.1fs\n' "incremental: labctl, one file" "${incr[gcp]}" "${incr[aws]}"
-echo "crates in the build graph: gcp $(cargo tree -p labctl-provider-gcp -e normal --prefix none | sort -u | wc -l), aws $(cargo tree -p labctl-provider-aws -e normal --prefix none | sort -u | wc -l)"
+crates() { cargo tree -p "labctl-provider-$1" -e normal --prefix none | sed 's/ (\*)//; s/ (proc-macro)//' | sort -u | wc -l; }
+printf '%-34s %10s %10s\n' "crates in its dependency graph" "$(crates gcp)" "$(crates aws)"
