@@ -287,32 +287,8 @@ pub fn aws_example(moto: &Moto) -> Env {
 /// A small lab: two students with a bucket (one dataset) and an IAM user each.
 fn storage_lab(moto: &Moto) -> Env {
     let env = Env::new();
-    env.write(
-        "lab.toml",
-        &format!(
-            r#"
-[lab]
-name = "iamlab"
-
-[provider.aws]
-region = "{REGION}"
-endpoint = "{}"
-
-[[cohort]]
-name = "c1"
-students = [{{ id = "ann" }}, {{ id = "bob" }}]
-
-[student]
-bucket = {{ datasets = ["corpus"] }}
-
-[datasets.corpus]
-kind = "text"
-size_mb = 0.05
-files = 2
-"#,
-            moto.endpoint
-        ),
-    );
+    let provider = format!("[provider.aws]\nregion = \"{REGION}\"\nendpoint = \"{}\"", moto.endpoint);
+    env.write("lab.toml", &bucket_lab("iamlab", &provider, &["ann", "bob"]));
     env
 }
 

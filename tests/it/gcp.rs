@@ -167,29 +167,7 @@ impl Drop for Emulator {
 /// A lab of three students, each with a bucket seeded with a dataset and a credential.
 fn storage_lab(emulator: &Emulator, lab: &str) -> Env {
     let env = Env::new();
-    env.write(
-        "lab.toml",
-        &format!(
-            r#"
-[lab]
-name = "{lab}"
-
-{}
-[[cohort]]
-name = "c1"
-students = [{{ id = "ann" }}, {{ id = "bob" }}, {{ id = "cyd" }}]
-
-[student]
-bucket = {{ datasets = ["corpus"] }}
-
-[datasets.corpus]
-kind = "text"
-size_mb = 0.05
-files = 2
-"#,
-            emulator.provider_block()
-        ),
-    );
+    env.write("lab.toml", &bucket_lab(lab, &emulator.provider_block(), &["ann", "bob", "cyd"]));
     env
 }
 

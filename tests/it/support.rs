@@ -157,6 +157,33 @@ rows = 500
     )
 }
 
+/// A lab in which each of `students` (cohort `c1`) gets a bucket with a small text corpus and
+/// a credential, on the provider `provider_block` configures.
+pub fn bucket_lab(name: &str, provider_block: &str, students: &[&str]) -> String {
+    let list: Vec<String> = students.iter().map(|s| format!("{{ id = \"{s}\" }}")).collect();
+    format!(
+        r#"
+[lab]
+name = "{name}"
+
+{provider_block}
+
+[[cohort]]
+name = "c1"
+students = [{}]
+
+[student]
+bucket = {{ datasets = ["corpus"] }}
+
+[datasets.corpus]
+kind = "text"
+size_mb = 0.05
+files = 2
+"#,
+        list.join(", ")
+    )
+}
+
 /// The addresses a lab from [`lab`] should end up with for `students`.
 pub fn expected_addresses(students: &[&str], nulls: u32) -> Vec<String> {
     let mut v = vec![];

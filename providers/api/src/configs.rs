@@ -4,8 +4,8 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::lab::Dataset;
-use crate::{Observed, ProviderError, ResourceSpec};
+use crate::lab::{Cohort, Dataset, Lab, Student};
+use crate::{Address, Node, Observed, ProviderError, ResourceSpec};
 
 /// A student's bucket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,6 +19,37 @@ pub struct DatasetConfig {
     pub bucket: String,
     pub name: String,
     pub dataset: Dataset,
+}
+
+/// A student's bucket and the datasets seeded into it, as nodes of `provider` (none if the
+/// lab gives students no bucket); each dataset depends on the bucket and on `dataset_deps`.
+pub fn bucket_nodes(
+    provider: &str,
+    lab: &Lab,
+    cohort: &Cohort,
+    student: &Student,
+    dataset_deps: &[&str],
+) -> Vec<Node> {
+    if lab.student.bucket.is_none() {
+        return vec![];
+    }
+    let base = Address::student(&student.id);
+    let tags = lab.tags(cohort, student);
+    let name = lab.resource_name(student);
+    let bucket = base.child("bucket").to_string();
+    let config = BucketConfig { name: name.clone() };
+    let mut nodes = vec![Node::new(provider, bucket.clone(), "bucket", &config, &tags, vec![])];
+    for dataset in lab.seeded() {
+        let config = DatasetConfig {
+            bucket: name.clone(),
+            name: dataset.to_owned(),
+            dataset: lab.datasets[dataset].clone(),
+        };
+        let deps =
+            std::iter::once(bucket.clone()).chain(dataset_deps.iter().map(|d| d.to_string())).collect();
+        nodes.push(Node::new(provider, base.keyed("dataset", dataset), "dataset", &config, &tags, deps));
+    }
+    nodes
 }
 
 /// Where dataset `name` goes in a bucket: `datasets/<name>/`.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use labctl_provider_api::configs::{BucketConfig, DatasetConfig};
+use labctl_provider_api::configs::bucket_nodes;
 use labctl_provider_api::cost::{Billed, PriceTable};
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
 use labctl_provider_api::{
@@ -427,26 +427,7 @@ impl ProviderSetup for AwsSetup {
             };
             nodes.push(Node::new("aws", credential.clone(), "credential", &config, &tags, vec![]));
         }
-        if s.bucket.is_some() {
-            let bucket = base.child("bucket");
-            nodes.push(Node::new(
-                "aws",
-                bucket.clone(),
-                "bucket",
-                &BucketConfig { name: name.clone() },
-                &tags,
-                vec![],
-            ));
-            for dataset in lab.seeded() {
-                let config = DatasetConfig {
-                    bucket: name.clone(),
-                    name: dataset.to_owned(),
-                    dataset: lab.datasets[dataset].clone(),
-                };
-                let deps = vec![bucket.to_string(), ARTIFACTS.to_owned()];
-                nodes.push(Node::new("aws", base.keyed("dataset", dataset), "dataset", &config, &tags, deps));
-            }
-        }
+        nodes.extend(bucket_nodes("aws", lab, cohort, student, &[ARTIFACTS]));
         if let Some(hosted) = &self.hosted {
             // On the cluster, made anew with it; after its pools and what labctl installs on
             // it (and deleted before them), which may be made anew alone.

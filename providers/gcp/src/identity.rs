@@ -173,12 +173,11 @@ async fn delete_keys_but(c: &Gcp, email: &str, keep: &str) -> Result<(), Provide
     Ok(())
 }
 
-/// The credential as it is: gone if its account or its key is.
+/// The credential as it is: gone if its key is (as it is with its account: the key
+/// listing of an account that is gone is empty).
 pub async fn read_credential(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     let key = prior.attributes.get("key_id").and_then(|k| k.as_str()).unwrap_or_default();
-    let keys = keys(c, &prior.id).await?;
-    let present =
-        get_account(c, &prior.id).await?.is_some() && keys.iter().any(|k| k.ends_with(&format!("/{key}")));
+    let present = keys(c, &prior.id).await?.iter().any(|k| k.ends_with(&format!("/{key}")));
     Ok(present.then(|| prior.clone()))
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use labctl_provider_api::configs::{BucketConfig, DatasetConfig};
+use labctl_provider_api::configs::bucket_nodes;
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
 use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
@@ -119,37 +119,14 @@ impl ProviderSetup for GcpSetup {
     }
 
     fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
-        let mut nodes = vec![];
         if lab.student.bucket.is_none() {
-            return nodes;
+            return vec![];
         }
+        let mut nodes = bucket_nodes("gcp", lab, cohort, student, &[]);
         let base = Address::student(&student.id);
         let tags = lab.tags(cohort, student);
         let name = lab.resource_name(student);
         let bucket = base.child("bucket").to_string();
-        nodes.push(Node::new(
-            "gcp",
-            bucket.clone(),
-            "bucket",
-            &BucketConfig { name: name.clone() },
-            &tags,
-            vec![],
-        ));
-        for dataset in lab.seeded() {
-            let config = DatasetConfig {
-                bucket: name.clone(),
-                name: dataset.to_owned(),
-                dataset: lab.datasets[dataset].clone(),
-            };
-            nodes.push(Node::new(
-                "gcp",
-                base.keyed("dataset", dataset),
-                "dataset",
-                &config,
-                &tags,
-                vec![bucket.clone()],
-            ));
-        }
         if lab.credentials() {
             // Its grant is on the bucket.
             let config = CredentialConfig {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use labctl_provider_api::configs::{BucketConfig, DatasetConfig};
+use labctl_provider_api::configs::bucket_nodes;
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
 use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
@@ -117,33 +117,7 @@ impl ProviderSetup for LocalSetup {
             let config = CredentialConfig { student: student.id.clone() };
             nodes.push(Node::new("local", credential.clone(), "credential", &config, &tags, vec![]));
         }
-        let bucket = lab.resource_name(student);
-        if lab.student.bucket.is_some() {
-            let address = base.child("bucket");
-            nodes.push(Node::new(
-                "local",
-                address.clone(),
-                "bucket",
-                &BucketConfig { name: bucket.clone() },
-                &tags,
-                vec![],
-            ));
-            for name in lab.seeded() {
-                let config = DatasetConfig {
-                    bucket: bucket.clone(),
-                    name: name.to_owned(),
-                    dataset: lab.datasets[name].clone(),
-                };
-                nodes.push(Node::new(
-                    "local",
-                    base.keyed("dataset", name),
-                    "dataset",
-                    &config,
-                    &tags,
-                    vec![address.to_string()],
-                ));
-            }
-        }
+        nodes.extend(bucket_nodes("local", lab, cohort, student, &[]));
         let version = env!("CARGO_PKG_VERSION").to_owned();
         // The workers' shared secret is the student's credential token.
         if let Some(m) = lab.mapreduce() {

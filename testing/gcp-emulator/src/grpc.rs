@@ -382,11 +382,7 @@ impl Emulator {
         let caller = self.caller(&request)?;
         let r = request.into_inner();
         let name = bucket_name(&r.parent)?.to_owned();
-        {
-            let world = self.world();
-            world.bucket(&name)?;
-            world.authorize(&caller, &name, Permission::List)?;
-        }
+        self.world().authorize(&caller, &name, Permission::List)?;
         let (items, next_page_token) = self.gcs.list_objects(&name, &r.prefix, &r.page_token).await?;
         let number =
             |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok()).or(v.as_i64()).unwrap_or(0);
@@ -409,11 +405,7 @@ impl Emulator {
         let caller = self.caller(&request)?;
         let r = request.into_inner();
         let name = bucket_name(&r.bucket)?.to_owned();
-        {
-            let world = self.world();
-            world.bucket(&name)?;
-            world.authorize(&caller, &name, Permission::Delete)?;
-        }
+        self.world().authorize(&caller, &name, Permission::Delete)?;
         self.gcs.delete_object(&name, &r.object).await
     }
 }

@@ -202,11 +202,7 @@ impl Emulator {
                 return self.gcs.forward(request).await;
             }
         };
-        {
-            let world = self.world();
-            world.bucket(bucket)?;
-            world.authorize(&caller, bucket, permission)?;
-        }
+        self.world().authorize(&caller, bucket, permission)?;
         self.gcs.forward(request).await
     }
 }

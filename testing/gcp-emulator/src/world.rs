@@ -200,17 +200,18 @@ impl World {
         }
     }
 
-    /// Refuses `caller` unless the bucket's policy grants it `permission` (the owner may
-    /// do anything).
+    /// Refuses `caller` unless the bucket exists and its policy grants it `permission` (the
+    /// owner may do anything).
     pub fn authorize(&self, caller: &Caller, bucket: &str, permission: Permission) -> Result<(), Fault> {
+        let policy = &self.bucket(bucket)?.policy;
         let Caller::Account(email) = caller else { return Ok(()) };
         let member = format!("serviceAccount:{email}");
-        let granted = self.buckets.get(bucket).is_some_and(|b| {
-            b.policy
+        let granted = {
+            policy
                 .bindings
                 .iter()
                 .any(|(role, members)| permission.granted_by(role) && members.contains(&member))
-        });
+        };
         if granted {
             Ok(())
         } else {
