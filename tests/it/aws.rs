@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
-use labctl_vm_runner::Runner;
+use labctl_vm_runner::{Ec2, Runner};
 
 use crate::conformance::{conformance, Drift, World};
 use crate::support::*;
@@ -305,7 +305,8 @@ pub fn booted_example(moto: &Moto, runner: &Runner) -> Env {
 /// A moto server and a VM runner booting its instances.
 pub fn booted() -> (Moto, Runner) {
     let moto = Moto::start();
-    let runner = Runner::start(&moto.endpoint, REGION, &crate::vms::image()).unwrap();
+    let runner =
+        Runner::start(Ec2::new(&moto.endpoint, REGION), &moto.endpoint, &crate::booted::image()).unwrap();
     (moto, runner)
 }
 

@@ -1,7 +1,8 @@
 //! The GCP provider against emulators on loopback, each test starting its own:
-//! `labctl-gcp-emulator` (testing/gcp-emulator: storage v2 and IAM, every JSON body checked
-//! against Google's discovery documents, and the bucket IAM bindings enforced on the
-//! objects) in front of fake-gcs-server. `scripts/test.sh` installs both and sets
+//! `labctl-gcp-emulator` (testing/gcp-emulator: storage v2, IAM and Compute Engine, every
+//! JSON body checked against Google's discovery documents, and the bucket IAM bindings
+//! enforced on the objects) in front of fake-gcs-server; the VM runner boots its instances
+//! from their metadata. `scripts/test.sh` installs both and sets
 //! `LABCTL_GCP_EMULATOR_DEPS`. What exists is listed through the google-cloud clients as
 //! the project's owner, never through labctl.
 
@@ -9,13 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use google_cloud_auth::credentials::{service_account, Credentials};
+use google_cloud_compute_v1::client::{Firewalls, Instances, Networks, Subnetworks};
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_storage::client::{Storage, StorageControl};
+
+use labctl_vm_runner::{Gce, Runner};
 
 use crate::conformance::{conformance, Drift, World};
 use crate::support::*;
 
 const PROJECT: &str = "labctl-test";
+const REGION: &str = "europe-west1";
+const ZONE: &str = "europe-west1-b";
 
 /// The emulator on free loopback ports, stopped (with its fake-gcs-server) on drop.
 pub struct Emulator {
@@ -62,12 +68,19 @@ impl Emulator {
     /// `[provider.gcp]` for this emulator, labctl acting as the project's owner.
     pub fn provider_block(&self) -> String {
         format!(
-            "[provider.gcp]\nproject = \"{PROJECT}\"\nregion = \"europe-west1\"\ncredentials = \"{}\"\nendpoints = {{ storage = \"{}\", storage_grpc = \"{}\", iam = \"{}\" }}\n",
+            "[provider.gcp]\nproject = \"{PROJECT}\"\nregion = \"{REGION}\"\ncredentials = \"{}\"\nendpoints = {{ storage = \"{}\", storage_grpc = \"{}\", iam = \"{}\", compute = \"{}\" }}\n",
             self.owner_key().display(),
             self.http,
             self.grpc,
+            self.http,
             self.http
         )
+    }
+
+    /// The VM runner booting this emulator's instances.
+    pub fn runner(&self) -> Runner {
+        let gce = Gce::new(&self.http, PROJECT, ZONE, &self.owner_key()).unwrap();
+        Runner::start(gce, &self.http, &crate::booted::image()).unwrap()
     }
 
     /// `curl -X METHOD URL` as the holder of the key file `key`: the status and the body.
@@ -121,11 +134,12 @@ impl Emulator {
     }
 
     /// What of lab `lab` exists: each labelled bucket with its labels and objects, each
-    /// service account of the lab's prefix with its number of keys; sorted.
+    /// service account of the lab's prefix with its number of keys, each labelled VM, and
+    /// each network, subnet and firewall rule described as the lab's; sorted.
     pub fn inventory(&self, lab: &str) -> Vec<String> {
         block_on(async {
             let (control, iam) = (self.control().await, self.iam().await);
-            let mut found = vec![];
+            let mut found = self.compute_inventory(lab).await;
             let buckets =
                 control.list_buckets().set_parent(format!("projects/{PROJECT}")).send().await.unwrap();
             for bucket in
@@ -153,6 +167,40 @@ impl Emulator {
             found.sort();
             found
         })
+    }
+}
+
+impl Emulator {
+    async fn compute_inventory(&self, lab: &str) -> Vec<String> {
+        macro_rules! client {
+            ($client:ty) => {
+                <$client>::builder()
+                    .with_endpoint(&self.http)
+                    .with_credentials(self.owner())
+                    .build()
+                    .await
+                    .unwrap()
+            };
+        }
+        let ours = |description: &Option<String>| {
+            description.as_deref().is_some_and(|d| d.split(' ').any(|t| t == format!("labctl/lab={lab}")))
+        };
+        let mut found = vec![];
+        let vms = client!(Instances).list().set_project(PROJECT).set_zone(ZONE).send().await.unwrap();
+        for vm in vms.items.iter().filter(|v| v.labels.get("labctl-lab").is_some_and(|l| l == lab)) {
+            found.push(format!("vm {} {:?}", vm.name.as_deref().unwrap_or("?"), vm.status));
+        }
+        let rules = client!(Firewalls).list().set_project(PROJECT).send().await.unwrap();
+        let rules = rules.items.iter().filter(|f| ours(&f.description));
+        found.extend(rules.map(|f| format!("firewall {}", f.name.as_deref().unwrap_or("?"))));
+        let subnets =
+            client!(Subnetworks).list().set_project(PROJECT).set_region(REGION).send().await.unwrap();
+        let subnets = subnets.items.iter().filter(|s| ours(&s.description));
+        found.extend(subnets.map(|s| format!("subnetwork {}", s.name.as_deref().unwrap_or("?"))));
+        let networks = client!(Networks).list().set_project(PROJECT).send().await.unwrap();
+        let networks = networks.items.iter().filter(|n| ours(&n.description));
+        found.extend(networks.map(|n| format!("network {}", n.name.as_deref().unwrap_or("?"))));
+        found
     }
 }
 
@@ -205,9 +253,7 @@ fn a_students_key_opens_her_bucket_only_and_destroy_leaves_nothing() {
         assert!(made.contains(&account), "{account} in {made:#?}");
     }
 
-    let outputs = run(&env, &["output", "lab.toml", "--show-sensitive", "--json"]).ok();
-    let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
-    let key = |student: &str| outputs["students"][student]["credential"]["key"].as_str().unwrap().to_owned();
+    let key = |student: &str| key_of(&env, student);
     block_on(async {
         let ann = emulator.objects(&key("ann")).await;
         ann.write_object("projects/_/buckets/gcplab-ann", "notes.txt", "mine")
@@ -287,9 +333,7 @@ fn a_students_key_opens_her_bucket_only_and_destroy_leaves_nothing() {
     // A rotated key: the old one no longer opens her bucket, the new one does.
     let old = key("ann");
     run(&env, &["apply", "lab.toml", "--yes", "--rotate-keys"]).ok();
-    let outputs = run(&env, &["output", "lab.toml", "--show-sensitive", "--json"]).ok();
-    let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
-    let new = outputs["students"]["ann"]["credential"]["key"].as_str().unwrap().to_owned();
+    let new = key_of(&env, "ann");
     assert_ne!(old, new);
     let emulator = &emulator;
     block_on(async {
@@ -311,6 +355,107 @@ fn a_students_key_opens_her_bucket_only_and_destroy_leaves_nothing() {
     );
     assert!(!env.path("kept/ann/datasets").exists());
     assert_eq!(emulator.inventory("gcplab"), Vec::<String>::new());
+}
+
+/// `examples/gcp.toml` on `emulator`, its VMs reached through the ssh_config `runner` keeps.
+fn gcp_example(emulator: &Emulator, runner: &Runner) -> Env {
+    let env = Env::new();
+    runner.keep_ssh_config(&env.path("ssh_config"));
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gcp.toml")).unwrap();
+    let start = text.find("[provider.gcp]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let block = format!("{}ssh_config = \"ssh_config\"", emulator.provider_block());
+    env.write("lab.toml", &format!("{}{block}{}", &text[..start], &text[end..]));
+    env
+}
+
+/// The GCP example on the emulator: every VM boots in the VM runner from its metadata, its
+/// cloud-init fetches the workers by signed URLs and runs them, and the smoke workloads
+/// pass over SSH. A student logs in as her handout says, without sudo, and runs its word
+/// count: her workers read and write her bucket with her key, and are refused another's.
+/// `--rotate-keys` gives her VM the new key (the old one is refused). Re-plan is empty;
+/// destroy leaves nothing and powers every VM off.
+#[test]
+fn every_vm_of_the_gcp_example_boots_runs_its_workers_and_verifies() {
+    let emulator = Emulator::start();
+    let runner = emulator.runner();
+    let env = gcp_example(&emulator, &runner);
+    let applied = run(&env, &["apply", "lab.toml", "--yes", "--no-verify"]).ok();
+    crate::booted::assert_workers_run(&runner, 5);
+    let verified = run(&env, &["verify", "lab.toml"]).ok();
+    assert!(
+        verified.stdout.contains("5 students, 10 of 10 checks passed"),
+        "{}{}",
+        applied.all(),
+        verified.all()
+    );
+
+    let made = emulator.inventory("bigdata-gcp");
+    for line in ["network bigdata-gcp", "subnetwork bigdata-gcp", "firewall bigdata-gcp-ada-ssh"] {
+        assert!(made.contains(&line.to_owned()), "{line} in {made:#?}");
+    }
+    assert!(made.contains(&"vm bigdata-gcp-ada Some(Running)".to_owned()), "{made:#?}");
+
+    // Ada logs in with the key from her handout, as herself, without sudo but for the rekey.
+    let ada = crate::booted::Handout::read(&env, "ada");
+    let out =
+        ada.ssh(&env, "ada", "id -un; sudo -n true 2>/dev/null && echo sudo; cat /etc/labctl/gcp-key.json");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.starts_with("ada\n"), "{said}");
+    assert!(!said.contains("sudo"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "\"client_email\": \"{}@",
+            labctl_provider_gcp::account_id("bigdata-gcp", "ada")
+        )),
+        "her key is on her VM: {said}"
+    );
+
+    // Her workers read her dataset and write her bucket through object_store with her key.
+    ada.run_wordcount(&env, "ada", "wordcount");
+    let written = emulator.inventory("bigdata-gcp");
+    let output = "object bigdata-gcp-ada/out/wordcount/";
+    assert!(written.iter().any(|l| l.starts_with(output)), "{output} in {written:#?}");
+    // Not Barbara's: the emulator refuses her key there.
+    let theft =
+        ada.wordcount.replace("gs://bigdata-gcp-ada/out/wordcount", "gs://bigdata-gcp-barbara/out/stolen");
+    assert_ne!(theft, ada.wordcount);
+    let out = ada.ssh(&env, "ada", &theft);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let written = emulator.inventory("bigdata-gcp");
+    assert!(!written.iter().any(|l| l.starts_with("object bigdata-gcp-barbara/out/")), "{written:#?}");
+
+    // A rotated key reaches her VM over SSH; the old one opens nothing any more.
+    let old = key_of(&env, "ada");
+    let rotated = run(&env, &["apply", "lab.toml", "--yes", "--rotate-keys"]).ok();
+    assert!(rotated.stdout.contains("5 students, 10 of 10 checks passed"), "{}", rotated.all());
+    let new = key_of(&env, "ada");
+    assert_ne!(old, new);
+    let on_vm = String::from_utf8(ada.ssh(&env, "ada", "cat /etc/labctl/gcp-key.json").stdout).unwrap();
+    let id = |key: &str| serde_json::from_str::<serde_json::Value>(key).unwrap()["private_key_id"].clone();
+    assert_eq!(id(&on_vm), id(&new), "{on_vm}");
+    ada.run_wordcount(&env, "ada", "after-rotation");
+    let refused = block_on(async {
+        let client = emulator.objects(&old).await;
+        client
+            .read_object("projects/_/buckets/bigdata-gcp-ada", "datasets/corpus/part-00000.txt")
+            .send()
+            .await
+    });
+    assert_eq!(refused.unwrap_err().http_status_code(), Some(401), "the rotated-out key");
+
+    assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+    crate::booted::assert_powered_off(runner);
+    assert_eq!(emulator.inventory("bigdata-gcp"), Vec::<String>::new());
+}
+
+/// A student's key file, as `output --show-sensitive` gives it.
+fn key_of(env: &Env, student: &str) -> String {
+    let outputs = run(env, &["output", "lab.toml", "--show-sensitive", "--json"]).ok();
+    let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
+    outputs["students"][student]["credential"]["key"].as_str().unwrap().to_owned()
 }
 
 /// The GCP provider in the conformance suite.

@@ -7,6 +7,8 @@ mod support;
 
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(any(feature = "aws", feature = "gcp"))]
+mod booted;
 #[cfg(feature = "kubernetes")]
 mod cluster;
 mod conformance;

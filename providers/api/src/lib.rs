@@ -32,7 +32,7 @@ pub use plugin::{
     SmokeRunner, StudentResources,
 };
 pub use remote_state::RemoteState;
-pub use resource::{attrs, Attributes, Deps, Found, KindSchema, Observed, ResourceSpec, Tags};
+pub use resource::{attrs, dep_attr, Attributes, Deps, Found, KindSchema, Observed, ResourceSpec, Tags};
 
 use async_trait::async_trait;
 

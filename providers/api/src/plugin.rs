@@ -382,8 +382,9 @@ pub struct Endpoints {
     pub bucket: Option<String>,
     /// Each seeded dataset's path or URL, by name.
     pub datasets: BTreeMap<String, Option<String>>,
-    /// How they get in, in each provider's terms (a namespace and kubeconfig, an access key
-    /// and a VM), by provider: the handout templates' section of that name.
+    /// How they get in, in each provider's terms (a namespace and kubeconfig, an access
+    /// key), by provider, and `vm` for their VM on whichever cloud: the handout templates'
+    /// section of that name.
     pub access: BTreeMap<String, Value>,
 }
 

@@ -132,6 +132,14 @@ pub fn attrs(value: serde_json::Value) -> Attributes {
     }
 }
 
+/// An attribute of whichever dependency has it (a VM's subnet comes from the network, its
+/// key from the credential, …).
+pub fn dep_attr<'a>(deps: &'a Deps, key: &str) -> Result<&'a str, crate::ProviderError> {
+    deps.values()
+        .find_map(|d| d.attributes.get(key).and_then(|v| v.as_str()))
+        .ok_or_else(|| crate::ProviderError::invalid(format!("no dependency provides `{key}`")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! EC2: each student's VM, whose cloud-init installs and runs their workers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
@@ -10,16 +11,18 @@ use aws_sdk_ec2::types::{
 use aws_sdk_s3::presigning::PresigningConfig;
 use base64::Engine;
 use labctl_provider_api::configs::config;
+use labctl_provider_api::dep_attr;
 use labctl_provider_api::{attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
+use labctl_provider_vm::cloud_init::{self, Binary, UserData, PORTS};
+use labctl_provider_vm::ssh::{Login, SshClient, VmStates};
+use labctl_provider_vm::vm_address;
 use serde_json::{json, Value};
 
-use crate::clients::{Aws, Service::Ec2};
-use crate::cloud_init::{self, Binary, UserData, PORTS};
+use crate::clients::{Aws, Clients, Service::Ec2};
+use crate::dep_list;
 use crate::errors::{code, failed, ignore_missing, is_missing};
-use crate::plugin::{vm_address, VmConfig};
-use crate::ssh::{Login, SshClient};
+use crate::plugin::VmConfig;
 use crate::tagging::{ec2_filter, ec2_owned, ec2_spec};
-use crate::{dep_attr, dep_list};
 
 /// States of an instance that still exists (and bills).
 pub(crate) const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
@@ -251,16 +254,26 @@ async fn render_user_data(
         let sha256 = sha256.as_str().unwrap_or_default().to_owned();
         binaries.insert(name.clone(), Binary { url: request.uri().to_owned(), sha256 });
     }
+    // The workers read and write the student's bucket with the student's own key.
+    let mut environment = BTreeMap::from([
+        ("AWS_REGION".to_owned(), c.region.clone()),
+        ("AWS_ACCESS_KEY_ID".to_owned(), dep_attr(deps, "access_key_id")?.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), dep_attr(deps, "secret_access_key")?.to_owned()),
+    ]);
+    if let Some(endpoint) = &c.endpoint {
+        environment.insert("AWS_ENDPOINT".to_owned(), endpoint.clone());
+        if endpoint.starts_with("http://") {
+            environment.insert("AWS_ALLOW_HTTP".to_owned(), "true".to_owned());
+        }
+    }
     cloud_init::render(&UserData {
         lab: &spec.tags.lab,
         student: &vm.student,
-        region: &c.region,
-        endpoint: c.endpoint.as_deref(),
         binaries,
         token: dep_attr(deps, "token")?,
-        // The workers read and write the student's bucket with the student's own key.
-        access_key_id: dep_attr(deps, "access_key_id")?,
-        secret_access_key: dep_attr(deps, "secret_access_key")?,
+        environment,
+        files: vec![],
+        rekey: REKEY,
         mapreduce: vm.mapreduce,
         scheduler: vm.scheduler,
         ports: PORTS,
@@ -268,6 +281,21 @@ async fn render_user_data(
         student_key: dep_attr(deps, "ssh_public_key")?,
     })
 }
+
+/// `labctl-rekey` on AWS: installs the student's new access key (id, then secret, on stdin)
+/// for their workers and restarts them.
+const REKEY: &str = r#"set -eu
+read -r id
+read -r secret
+echo "$id" | grep -Eqx '[A-Z0-9]{16,128}' || { echo "labctl-rekey: not an access key id" >&2; exit 2; }
+echo "$secret" | grep -Eqx '[A-Za-z0-9/+=]{16,128}' || { echo "labctl-rekey: not a secret key" >&2; exit 2; }
+env=/etc/labctl/workers.env
+grep -v -e '^AWS_ACCESS_KEY_ID=' -e '^AWS_SECRET_ACCESS_KEY=' "$env" > "$env.new" || true
+printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' "$id" "$secret" >> "$env.new"
+chmod 0600 "$env.new"
+mv "$env.new" "$env"
+systemctl try-restart 'lab-*.service'
+"#;
 
 /// An explicit `ami-…` id, or the newest image whose name matches the pattern.
 async fn image_id(c: &Aws, image: &str, owner: Option<&str>) -> Result<String, ProviderError> {
@@ -329,6 +357,18 @@ fn observed(i: &Instance) -> Observed {
             "ports": { "mapreduce": PORTS.mapreduce, "scheduler": PORTS.scheduler, "scheduler_http": PORTS.scheduler_http },
         })),
         sensitive: vec![],
+    }
+}
+
+/// EC2's word on a VM that SSH cannot reach.
+pub(crate) struct Ec2States(pub Arc<Clients>);
+
+#[async_trait::async_trait]
+impl VmStates for Ec2States {
+    async fn not_running(&self, id: &str) -> Option<String> {
+        let c = self.0.get().await.ok()?;
+        let state = state(c, id).await.ok()?;
+        (!matches!(state.as_deref(), Some("running" | "pending"))).then(|| state.unwrap_or("gone".into()))
     }
 }
 

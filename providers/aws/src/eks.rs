@@ -11,6 +11,7 @@ use aws_sdk_eks::types::{
     AmiTypes, Cluster, Nodegroup, NodegroupScalingConfig, Taint, TaintEffect, VpcConfigRequest,
 };
 use labctl_provider_api::configs::config;
+use labctl_provider_api::dep_attr;
 use labctl_provider_api::{attrs, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, GPU_RESOURCE};
 use serde_json::{json, Value};
 
@@ -18,7 +19,7 @@ use crate::clients::{Aws, Service::Eks};
 use crate::errors::{failed, ignore_missing, is_missing};
 use crate::identity::{delete_role, ensure_role};
 use crate::plugin::{ClusterConfig, NodePoolConfig};
-use crate::{dep_attr, dep_list, tagging};
+use crate::{dep_list, tagging};
 
 const MISSING: &[&str] = &["ResourceNotFoundException"];
 

@@ -97,7 +97,7 @@ pub(crate) async fn create_credential(
     let token = kept("token").unwrap_or_else(labctl_provider_api::random_token);
     let (ssh_public_key, ssh_private_key) = match (kept("ssh_public_key"), kept("ssh_private_key")) {
         (Some(public), Some(private)) => (public, private),
-        _ => ssh_key_pair(&format!("{lab}-{}", credential.student)).map_err(partial)?,
+        _ => labctl_provider_vm::ssh::key_pair(&format!("{lab}-{}", credential.student)).map_err(partial)?,
     };
     Ok(Observed {
         id: user.to_owned(),
@@ -113,17 +113,6 @@ pub(crate) async fn create_credential(
         })),
         sensitive: vec!["secret_access_key".into(), "token".into(), "ssh_private_key".into()],
     })
-}
-
-/// A fresh ed25519 key pair in OpenSSH's formats: `(public, private)`.
-fn ssh_key_pair(comment: &str) -> Result<(String, String), ProviderError> {
-    let fail = |e: ssh_key::Error| ProviderError::fatal(format!("making an SSH key: {e}"));
-    let mut private =
-        ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).map_err(fail)?;
-    private.set_comment(comment);
-    let public = private.public_key().to_openssh().map_err(fail)?;
-    let private = private.to_openssh(ssh_key::LineEnding::LF).map_err(fail)?;
-    Ok((public, private.to_string()))
 }
 
 /// Takes over a user an interrupted create made; refuses anyone else's.

@@ -23,7 +23,6 @@
 #![warn(clippy::print_stdout)]
 
 mod clients;
-mod cloud_init;
 mod compute;
 mod eks;
 mod eks_access;
@@ -35,8 +34,6 @@ mod platform;
 mod plugin;
 mod pricing;
 mod retag;
-mod smoke;
-mod ssh;
 mod state;
 mod storage;
 mod sweep;
@@ -52,8 +49,8 @@ use labctl_provider_api::{
 
 use clients::Clients;
 pub use clients::{AwsConfig, DEFAULT_CONCURRENCY};
+use labctl_provider_vm::ssh::SshClient;
 pub use plugin::AwsPlugin;
-use ssh::SshClient;
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "network", replace_on: &["cidr", "zones"] },
@@ -204,14 +201,6 @@ impl Provider for AwsProvider {
     async fn labs(&self) -> Result<Vec<String>, ProviderError> {
         sweep::labs(self.clients.get().await?).await
     }
-}
-
-/// An attribute of whichever dependency has it (a VM's subnet comes from the network, its
-/// security group from its firewall, …).
-fn dep_attr<'a>(deps: &'a Deps, key: &str) -> Result<&'a str, ProviderError> {
-    deps.values()
-        .find_map(|d| d.attributes.get(key).and_then(|v| v.as_str()))
-        .ok_or_else(|| ProviderError::invalid(format!("no dependency provides `{key}`")))
 }
 
 /// A list attribute of whichever dependency has it (the network's subnets); empty if none.

@@ -3,14 +3,15 @@
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, IpRange, ResourceType, UserIdGroupPair};
 use labctl_provider_api::configs::config;
+use labctl_provider_api::dep_attr;
 use labctl_provider_api::{attrs, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
 use serde_json::json;
 
 use crate::clients::{Aws, Service::Ec2};
 use crate::errors::{code, failed, ignore_missing, is_missing};
+use crate::part_of;
 use crate::plugin::{FirewallConfig, NetworkConfig};
 use crate::tagging::{ec2_filter, ec2_owned, ec2_parse, ec2_spec};
-use crate::{dep_attr, part_of};
 
 fn on() -> AttributeBooleanValue {
     AttributeBooleanValue::builder().value(true).build()

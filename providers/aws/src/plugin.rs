@@ -19,19 +19,20 @@ use labctl_provider_kubernetes::{
     AddonsConfig, CloudCredentialConfig, DevicePluginConfig, KubernetesSetup, StorageClassConfig,
     DEVICE_PLUGIN_IMAGE,
 };
+use labctl_provider_vm::cloud_init::{MapReduce, Scheduler};
+use labctl_provider_vm::smoke::SshRunner;
+use labctl_provider_vm::ssh::{Ssh, SshClient};
+use labctl_provider_vm::{has_vms, services, ssh_cidrs, warn_open_ssh, WORKER_BINARIES};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clients::Clients;
-use crate::cloud_init::{MapReduce, Scheduler};
+use crate::compute::Ec2States;
 use crate::eks::EBS_CSI_PROVISIONER;
 use crate::eks_access::EksAccess;
 use crate::platform::{self, Arch};
-use crate::smoke::SshRunner;
-use crate::ssh::{Ssh, SshClient};
 use crate::state::{S3Object, S3Settings};
-use crate::storage::WORKER_BINARIES;
 use crate::{AwsConfig, AwsProvider, DEFAULT_CONCURRENCY};
 
 /// `[provider.aws]`.
@@ -94,14 +95,7 @@ impl Plugin for AwsPlugin {
         lab: &LabSections<'_>,
         findings: &mut Findings,
     ) -> Option<Box<dyn ProviderSetup>> {
-        let cidrs = lab.student.compute.iter().flat_map(|c| &c.ssh_cidrs).map(|c| c.get_ref().as_str());
-        let cidrs: Vec<&str> = cidrs.collect();
-        let vms = has_vms(lab.student);
-        if vms && (cidrs.is_empty() || cidrs.contains(&ANYWHERE)) {
-            findings.warnings.push(format!(
-                "SSH to the students' VMs is open to the whole internet ({ANYWHERE}): set [student.compute] ssh_cidrs to where students and labctl connect from, e.g. [\"203.0.113.0/24\"]"
-            ));
-        }
+        warn_open_ssh(lab.student, findings);
         if let Some(compute) = &lab.student.compute {
             let pattern = compute.image.as_ref().filter(|i| !i.starts_with("ami-"));
             if let (Some(pattern), None) = (pattern, &compute.image_owner) {
@@ -196,12 +190,6 @@ const BUCKET_ACCESS: &str = "aws-credentials";
 /// The default StorageClass labctl makes on a cluster students are on.
 const STORAGE_CLASS: &str = "labctl-gp3";
 
-/// Whether students get VMs: they do when they get compute, or workers that do not run on
-/// one of the lab's clusters.
-fn has_vms(student: &labctl_provider_api::lab::StudentSection) -> bool {
-    student.compute.is_some() || (student.workers.is_some() && student.kubernetes.is_none())
-}
-
 /// The EKS name of the lab's `[cluster.<cluster>]`.
 fn eks_name(lab: &str, cluster: &str) -> String {
     format!("{lab}-{cluster}")
@@ -270,9 +258,6 @@ pub struct FirewallConfig {
     pub ssh_cidrs: Vec<String>,
 }
 
-/// Where SSH to the VMs may come from unless the lab says: anywhere.
-const ANYWHERE: &str = "0.0.0.0/0";
-
 /// A student's VM, whose cloud-init installs and runs their workers.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VmConfig {
@@ -303,16 +288,6 @@ impl AwsSetup {
     fn image(lab: &Lab) -> String {
         let image = lab.student.compute.as_ref().and_then(|c| c.image.clone());
         image.unwrap_or_else(|| platform::default_image(Arch::of_instance_type(&Self::instance_type(lab))))
-    }
-
-    fn ssh_cidrs(lab: &Lab) -> Vec<String> {
-        let listed = lab.student.compute.iter().flat_map(|c| &c.ssh_cidrs).map(|c| c.get_ref().clone());
-        let cidrs: Vec<String> = listed.collect();
-        if cidrs.is_empty() {
-            vec![ANYWHERE.to_owned()]
-        } else {
-            cidrs
-        }
     }
 
     fn artifacts_bucket(lab: &Lab) -> String {
@@ -455,12 +430,13 @@ impl ProviderSetup for AwsSetup {
                 "aws",
                 firewall.clone(),
                 "firewall",
-                &FirewallConfig { name: name.clone(), ssh_cidrs: Self::ssh_cidrs(lab) },
+                &FirewallConfig { name: name.clone(), ssh_cidrs: ssh_cidrs(&lab.student) },
                 &tags,
                 vec![NETWORK.to_owned()],
             ));
             let compute = s.compute.as_ref();
             let image = compute.and_then(|c| c.image.clone());
+            let (mapreduce, scheduler) = services(lab);
             let config = VmConfig {
                 name,
                 student: student.id.clone(),
@@ -473,14 +449,8 @@ impl ProviderSetup for AwsSetup {
                 ssh_keys: compute
                     .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
                     .filter(|k| !k.is_empty()),
-                mapreduce: lab
-                    .mapreduce()
-                    .filter(|_| self.vm_workers(lab))
-                    .map(|m| MapReduce { workers: *m.workers.get_ref() }),
-                scheduler: lab
-                    .scheduler()
-                    .filter(|_| self.vm_workers(lab))
-                    .map(|sch| Scheduler { workers: *sch.workers.get_ref(), slots: sch.slots.unwrap_or(1) }),
+                mapreduce: mapreduce.filter(|_| self.vm_workers(lab)),
+                scheduler: scheduler.filter(|_| self.vm_workers(lab)),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             let deps = vec![
@@ -499,7 +469,7 @@ impl ProviderSetup for AwsSetup {
     /// their namespace on the lab's cluster.
     fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
         let clients = Arc::new(Clients::new(self.config.clone()));
-        let ssh = Arc::new(SshClient::new(&self.ssh, lab, clients.clone()));
+        let ssh = Arc::new(SshClient::new(&self.ssh, lab, Arc::new(Ec2States(clients.clone()))));
         let (hosted, smoke): (_, Arc<dyn SmokeRunner>) = match &self.hosted {
             Some(h) => {
                 let access =
@@ -531,10 +501,7 @@ impl ProviderSetup for AwsSetup {
     /// A VM's id, address and state as last seen; the namespace on the lab's cluster.
     fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
         let mut lines = self.hosted.iter().flat_map(|h| h.kubernetes.describe(student)).collect::<Vec<_>>();
-        let Some(vm) = student.resources.get("vm") else { return lines };
-        let attribute = |k: &str| vm.attributes.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-        let ip = vm_address(&vm.attributes).unwrap_or("?");
-        lines.push(("vm".to_owned(), format!("{} {ip} ({})", vm.id, attribute("state"))));
+        lines.extend(labctl_provider_vm::describe(student));
         lines
     }
 
@@ -628,41 +595,16 @@ impl AwsSetup {
     /// A student's VM endpoints and AWS access.
     fn vm_endpoints(&self, student: &StudentResources) -> Endpoints {
         let attr = |what: &str, key: &str| student.attr(what, key).map(str::to_owned);
-        let ports = student.resources.get("vm").and_then(|vm| vm.attributes.get("ports")).cloned();
-        let port = |service: &str| {
-            ports
-                .as_ref()
-                .and_then(|p| p.get(service))
-                .and_then(Value::as_u64)
-                .map(|p| format!("127.0.0.1:{p}"))
-        };
-        Endpoints {
-            mapreduce: port("mapreduce"),
-            scheduler: port("scheduler"),
-            status_url: port("scheduler_http").map(|a| format!("http://{a}/status")),
-            token: attr("credential", "token"),
-            bucket: attr("bucket", "path").or_else(|| attr("bucket", "url")),
-            datasets: student.dataset_paths(),
-            access: attr("credential", "access_key_id")
-                .map(|key| {
-                    let access = json!({
-                        "access_key_id": key,
-                        "secret_access_key": attr("credential", "secret_access_key"),
-                        "vm_ip": student.resources.get("vm").and_then(|vm| vm_address(&vm.attributes)),
-                        "ssh_private_key": attr("credential", "ssh_private_key"),
-                        "ports": ports,
-                    });
-                    ("aws".to_owned(), access)
-                })
-                .into_iter()
-                .collect(),
+        let mut endpoints = labctl_provider_vm::endpoints(student);
+        endpoints.bucket = attr("bucket", "path").or_else(|| attr("bucket", "url"));
+        endpoints.datasets = student.dataset_paths();
+        if let Some(key) = attr("credential", "access_key_id") {
+            let access = json!({
+                "access_key_id": key,
+                "secret_access_key": attr("credential", "secret_access_key"),
+            });
+            endpoints.access.insert("aws".to_owned(), access);
         }
+        endpoints
     }
-}
-
-/// Where a student's VM is reached (given its attributes): its public address, else its
-/// private one.
-pub(crate) fn vm_address(vm: &labctl_provider_api::Attributes) -> Option<&str> {
-    let attribute = |k: &str| vm.get(k).and_then(Value::as_str);
-    attribute("public_ip").or_else(|| attribute("private_ip"))
 }

@@ -12,19 +12,17 @@ use labctl_provider_api::configs::{
     config, dataset_hash, dataset_observed, dataset_prefix, split_dataset_id, BucketConfig, DatasetConfig,
     DATASET_MANIFEST,
 };
-use labctl_provider_api::{
-    archive, attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
-};
+use labctl_provider_api::dep_attr;
+use labctl_provider_api::{archive, attrs, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags};
 use serde_json::{json, Value};
 
+use labctl_provider_vm::{worker_binary, WORKER_BINARIES};
+
 use crate::clients::{Aws, Service::S3};
-use crate::dep_attr;
+
 use crate::errors::{code, failed, is_missing};
 use crate::plugin::ArtifactsConfig;
 use crate::tagging;
-
-/// The worker binaries uploaded to `bin/` of the artifacts bucket.
-pub(crate) const WORKER_BINARIES: [&str; 2] = ["lab-mapreduce", "lab-scheduler"];
 
 /// Object metadata key holding the content hash that decides whether to upload again.
 const HASH: &str = "sha256";
@@ -41,14 +39,7 @@ pub(crate) async fn create_artifacts(
     let mut binaries = serde_json::Map::new();
     if artifacts.workers.is_some() {
         for name in WORKER_BINARIES {
-            let path = bin_dir.join(name);
-            let bytes = tokio::fs::read(&path).await.map_err(|e| {
-                partial(ProviderError::fatal(format!(
-                    "cannot read the worker binary {}: {e} (build the workspace, or set LABCTL_WORKER_BIN_DIR)",
-                    path.display()
-                )))
-            })?;
-            let hash = sha256(&bytes);
+            let (bytes, hash) = worker_binary(bin_dir, name).await.map_err(partial)?;
             let key = format!("bin/{name}");
             if object_hash(c, bucket, &key).await.map_err(partial)?.as_deref() != Some(hash.as_str()) {
                 put(c, bucket, &key, &hash, move || Ok(bytes)).await.map_err(partial)?;

@@ -1,9 +1,15 @@
 //! The google-cloud clients of one lab, made on first use: Cloud Storage's JSON client for
-//! objects, its gRPC `StorageControl` for buckets and their IAM policies, and IAM's admin
-//! client for service accounts.
+//! objects, its gRPC `StorageControl` for buckets and their IAM policies, IAM's admin
+//! client for service accounts, Compute Engine's for networks, firewalls and VMs, and the
+//! signer of the VMs' links to the worker binaries.
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use google_cloud_auth::signer::Signer;
+use google_cloud_compute_v1::client::{Firewalls, Instances, Networks, Subnetworks};
+use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_storage::client::{Storage, StorageControl};
@@ -16,8 +22,10 @@ use serde::{Deserialize, Serialize};
 pub struct GcpConfig {
     /// The project the lab lives in.
     pub project: String,
-    /// Where buckets go.
+    /// Where buckets and the network's subnet go.
     pub region: String,
+    /// Where VMs go.
+    pub zone: String,
     /// A service-account key file; by default Application Default Credentials.
     pub credentials: Option<PathBuf>,
     pub endpoints: ApiEndpoints,
@@ -33,6 +41,8 @@ pub struct ApiEndpoints {
     pub storage_grpc: Option<String>,
     /// IAM's admin API (service accounts, keys).
     pub iam: Option<String>,
+    /// Compute Engine's API (networks, firewalls, VMs).
+    pub compute: Option<String>,
 }
 
 /// The connected clients.
@@ -45,6 +55,15 @@ pub struct Gcp {
     pub control: StorageControl,
     /// Service accounts and keys.
     pub iam: Iam,
+    pub zone: String,
+    pub networks: Networks,
+    pub subnetworks: Subnetworks,
+    pub firewalls: Firewalls,
+    pub instances: Instances,
+    /// Signs the VMs' links to the worker binaries, as labctl's own account.
+    pub signer: Signer,
+    /// Where the links point (Cloud Storage's, or an emulator).
+    pub storage_endpoint: Option<String>,
 }
 
 impl Gcp {
@@ -75,8 +94,17 @@ impl Clients {
     }
 }
 
+/// How often a Compute Engine operation is polled: its VMs and networks take seconds.
+fn polling() -> impl google_cloud_gax::polling_backoff_policy::PollingBackoffPolicy {
+    ExponentialBackoffBuilder::new()
+        .with_initial_delay(Duration::from_millis(250))
+        .with_maximum_delay(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default()
+}
+
 async fn connect(config: &GcpConfig) -> Result<Gcp, ProviderError> {
-    let credentials = credentials(config)?;
+    let (credentials, signer) = credentials(config)?;
     fn cannot(what: &'static str) -> impl FnOnce(google_cloud_gax::client_builder::Error) -> ProviderError {
         move |e| ProviderError::fatal(format!("cannot set up the {what} client: {e}"))
     }
@@ -91,9 +119,21 @@ async fn connect(config: &GcpConfig) -> Result<Gcp, ProviderError> {
     if let Some(endpoint) = &e.storage_grpc {
         control = control.with_endpoint(endpoint);
     }
-    let mut iam = Iam::builder().with_credentials(credentials).with_retry_policy(retry());
+    let mut iam = Iam::builder().with_credentials(credentials.clone()).with_retry_policy(retry());
     if let Some(endpoint) = &e.iam {
         iam = iam.with_endpoint(endpoint);
+    }
+    macro_rules! compute {
+        ($client:ty) => {{
+            let mut builder = <$client>::builder()
+                .with_credentials(credentials.clone())
+                .with_retry_policy(retry())
+                .with_polling_backoff_policy(polling());
+            if let Some(endpoint) = &e.compute {
+                builder = builder.with_endpoint(endpoint);
+            }
+            builder.build().await.map_err(cannot("Compute Engine"))?
+        }};
     }
     Ok(Gcp {
         project: config.project.clone(),
@@ -101,21 +141,33 @@ async fn connect(config: &GcpConfig) -> Result<Gcp, ProviderError> {
         objects: objects.build().await.map_err(cannot("Cloud Storage"))?,
         control: control.build().await.map_err(cannot("Cloud Storage control"))?,
         iam: iam.build().await.map_err(cannot("IAM"))?,
+        zone: config.zone.clone(),
+        networks: compute!(Networks),
+        subnetworks: compute!(Subnetworks),
+        firewalls: compute!(Firewalls),
+        instances: compute!(Instances),
+        signer,
+        storage_endpoint: e.storage.clone(),
     })
 }
 
-/// The key file of the settings, or Application Default Credentials.
-fn credentials(config: &GcpConfig) -> Result<google_cloud_auth::credentials::Credentials, ProviderError> {
+/// The key file of the settings, or Application Default Credentials, and a signer with them.
+fn credentials(
+    config: &GcpConfig,
+) -> Result<(google_cloud_auth::credentials::Credentials, Signer), ProviderError> {
+    use google_cloud_auth::credentials::{service_account, Builder};
     let built = match &config.credentials {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ProviderError::fatal(format!("cannot read the GCP key file {}: {e}", path.display()))
             })?;
-            let key = serde_json::from_str(&text)
+            let key: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| ProviderError::fatal(format!("{} is not a key file: {e}", path.display())))?;
-            google_cloud_auth::credentials::service_account::Builder::new(key).build()
+            service_account::Builder::new(key.clone())
+                .build()
+                .and_then(|c| Ok((c, service_account::Builder::new(key).build_signer()?)))
         }
-        None => google_cloud_auth::credentials::Builder::default().build(),
+        None => Builder::default().build().and_then(|c| Ok((c, Builder::default().build_signer()?))),
     };
     built.map_err(|e| ProviderError::fatal(format!("no GCP credentials: {e}")))
 }

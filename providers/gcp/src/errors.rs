@@ -4,12 +4,18 @@ use google_cloud_gax::error::rpc::Code;
 use google_cloud_gax::error::Error;
 use labctl_provider_api::{ErrorKind, ProviderError};
 
-/// The error's status code, from its gRPC status or its HTTP status.
+/// The error's status code, from its gRPC status or its HTTP status (Compute Engine's errors
+/// carry no status code of their own).
 pub fn code(e: &Error) -> Option<Code> {
-    if let Some(status) = e.status() {
-        return Some(status.code);
+    match e.status().map(|s| s.code) {
+        Some(Code::Unknown) | None => e.http_status_code().map(http_code).or(e.status().map(|s| s.code)),
+        known => known,
     }
-    Some(match e.http_status_code()? {
+}
+
+/// The status code an HTTP status stands for.
+pub fn http_code(status: u16) -> Code {
+    match status {
         400 => Code::InvalidArgument,
         401 => Code::Unauthenticated,
         403 => Code::PermissionDenied,
@@ -21,7 +27,7 @@ pub fn code(e: &Error) -> Option<Code> {
         501 => Code::Unimplemented,
         500..=599 => Code::Unavailable,
         _ => Code::Unknown,
-    })
+    }
 }
 
 /// Whether the thing asked for does not exist.

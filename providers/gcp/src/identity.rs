@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::clients::Gcp;
 use crate::errors::{deleted, failed, found, is_conflict, is_not_found};
 use crate::paging::every_page;
-use crate::storage;
+use crate::{labels, storage};
 
 /// The role a student's account has on their bucket.
 pub const BUCKET_ROLE: &str = "roles/storage.objectAdmin";
@@ -27,8 +27,9 @@ pub struct CredentialConfig {
     pub student: String,
     /// The account id (6–30 characters: see [`account_id`]).
     pub account: String,
-    /// The student's bucket, the account's only grant.
-    pub bucket: String,
+    /// The student's bucket, the account's only grant (none if they get no bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
 }
 
 /// What every account id of lab `lab` starts with: up to 12 characters of its name and 4
@@ -50,24 +51,13 @@ pub fn account_id(lab: &str, student: &str) -> String {
     format!("{prefix}{}-{}", kept.trim_end_matches('-'), &sha256(student.as_bytes())[..4])
 }
 
-/// An account's description: its ownership tags, which sweeps read back.
-fn description(tags: &Tags) -> String {
-    let pairs: Vec<String> = tags.pairs().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    pairs.join(" ")
-}
-
 /// Puts `tags` in the account's description (the expiry moves with the lab file).
 pub async fn describe_account(c: &Gcp, email: &str, tags: &Tags) -> Result<(), ProviderError> {
-    let account = ServiceAccount::new().set_name(name(c, email)).set_description(description(tags));
+    let account = ServiceAccount::new().set_name(name(c, email)).set_description(labels::description(tags));
     let mask = google_cloud_wkt::FieldMask::default().set_paths(["description"]);
     let patched =
         c.iam.patch_service_account().set_service_account(account).set_update_mask(mask).send().await;
     deleted(patched, format!("describing service account {email}"))
-}
-
-/// The tags an account's description carries; `None` if it is not labctl's.
-pub fn tags_of(description: &str) -> Option<Tags> {
-    Tags::from_pairs(description.split(' ').filter_map(|pair| pair.split_once('=')))
 }
 
 /// `projects/<project>/serviceAccounts/<email>`.
@@ -90,7 +80,7 @@ pub async fn create_credential(
     let email = email(c, &account);
     let wanted = ServiceAccount::new()
         .set_display_name(format!("labctl {student}"))
-        .set_description(description(&spec.tags));
+        .set_description(labels::description(&spec.tags));
     let made = c
         .iam
         .create_service_account()
@@ -103,7 +93,10 @@ pub async fn create_credential(
         Ok(_) => {}
         Err(e) if is_conflict(&e) => {
             let existing = get_account(c, &email).await?;
-            if !existing.and_then(|a| tags_of(&a.description)).is_some_and(|t| t.same_owner(&spec.tags)) {
+            if !existing
+                .and_then(|a| labels::described(&a.description))
+                .is_some_and(|t| t.same_owner(&spec.tags))
+            {
                 return Err(ProviderError::invalid(format!(
                     "service account {email} exists and is not {student}'s of this lab"
                 )));
@@ -112,19 +105,36 @@ pub async fn create_credential(
         Err(e) => return Err(failed(format!("creating service account {account}"))(e)),
     }
     // Whatever fails from here leaves the account, its grant and the worker token to record.
-    let token =
-        prior.and_then(|p| p.attributes.get("token").cloned()).unwrap_or_else(|| json!(random_token()));
+    // A rotation keeps the worker token and the SSH key pair (their VM knows them).
+    let kept = |key: &str| prior.and_then(|p| p.attributes.get(key).cloned());
+    let token = kept("token").unwrap_or_else(|| json!(random_token()));
+    let (ssh_public_key, ssh_private_key) = match (kept("ssh_public_key"), kept("ssh_private_key")) {
+        (Some(public), Some(private)) => (public, private),
+        _ => {
+            let (public, private) =
+                labctl_provider_vm::ssh::key_pair(&format!("{}-{student}", spec.tags.lab))?;
+            (json!(public), json!(private))
+        }
+    };
     let mut observed = Observed {
         id: email.clone(),
-        attributes: attrs(json!({ "email": email, "token": token, "bucket": bucket })),
-        sensitive: vec!["key".into(), "token".into()],
+        attributes: attrs(json!({
+            "email": email,
+            "token": token,
+            "bucket": bucket,
+            "ssh_public_key": ssh_public_key,
+            "ssh_private_key": ssh_private_key,
+        })),
+        sensitive: vec!["key".into(), "token".into(), "ssh_private_key".into()],
     };
     let partial = |e: ProviderError| e.with_partial(observed.clone());
     let key = c.iam.create_service_account_key().set_name(name(c, &email)).send().await;
     let key = key.map_err(settling(format!("creating a key for {email}"))).map_err(partial)?;
     delete_keys_but(c, &email, &key.name).await.map_err(partial)?;
     let member = format!("serviceAccount:{email}");
-    storage::bind(c, &bucket, BUCKET_ROLE, &member, true).await.map_err(partial)?;
+    if let Some(bucket) = &bucket {
+        storage::bind(c, bucket, BUCKET_ROLE, &member, true).await.map_err(partial)?;
+    }
     let key_file = String::from_utf8(key.private_key_data.to_vec())
         .map_err(|_| ProviderError::fatal(format!("the key of {email} is not a JSON key file")))?;
     observed.attributes.insert("key_id".into(), json!(key.name.rsplit('/').next()));
@@ -219,13 +229,5 @@ mod tests {
         assert!(long.starts_with(&account_prefix("a-very-long-lab-name-indeed")));
         assert_ne!(long, account_id("a-very-long-lab-name-indeed", "a-student-with-a-long-iq"));
         assert_ne!(account_prefix("bigdata"), account_prefix("bigdata2"));
-    }
-
-    #[test]
-    fn a_description_carries_the_owner_tags() {
-        let tags =
-            Tags { cohort: Some("gpu".into()), student: Some("ada".into()), ..Tags::lab("bigdata", None) };
-        assert_eq!(tags_of(&description(&tags)), Some(tags));
-        assert_eq!(tags_of("a service account of someone else"), None);
     }
 }

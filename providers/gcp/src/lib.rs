@@ -6,16 +6,22 @@
 //! |--------------|------------------------------------------------------------------------------|
 //! | `bucket`     | per student: a Cloud Storage bucket labelled `labctl-lab`, `labctl-cohort`, `labctl-student` |
 //! | `dataset`    | per student: a dataset generated into their bucket under `datasets/<name>/`, manifest last |
-//! | `credential` | per student: a service account whose only grant is `roles/storage.objectAdmin` on their bucket, a JSON key, a worker token |
+//! | `credential` | per student: a service account whose only grant is `roles/storage.objectAdmin` on their bucket, a JSON key, a worker token, an SSH key pair |
+//! | `network`    | per lab with VMs: a custom-mode VPC network and one subnet in the lab's region |
+//! | `artifacts`  | per lab with VMs: a bucket holding the worker binaries the VMs fetch by signed URLs |
+//! | `firewall`   | per student: SSH to their VM only, from the lab's `ssh_cidrs` |
+//! | `vm`         | per student: a GCE VM whose cloud-init installs and runs their workers with their key |
 //!
-//! Buckets carry the ownership tags as labels; service accounts take no labels, so their
-//! account ids start with the lab's prefix and their descriptions carry the tags. Creates
-//! adopt what an interrupted run made; sweeps list by labels and by account-id prefix.
-//! VMs and GKE clusters are not supported yet: the plugin refuses labs that ask for them.
+//! Buckets and VMs carry the ownership tags as labels; service accounts, networks and
+//! firewall rules take no labels, so their descriptions carry the tags (and account ids
+//! start with the lab's prefix). Creates adopt what an interrupted run made; sweeps list
+//! by labels, descriptions and account-id prefix. GKE clusters are not supported yet: the
+//! plugin refuses labs that ask for them.
 
 #![warn(clippy::print_stdout)]
 
 mod clients;
+mod compute;
 mod errors;
 mod identity;
 mod labels;
@@ -30,6 +36,7 @@ use async_trait::async_trait;
 use labctl_provider_api::{
     Deps, Found, KindSchema, Observed, Provider, ProviderError, ResourceSpec, StudentResources,
 };
+use labctl_provider_vm::ssh::SshClient;
 
 pub use clients::{ApiEndpoints, GcpConfig};
 use clients::{Clients, Gcp};
@@ -37,16 +44,25 @@ pub use identity::{account_id, account_prefix};
 pub use plugin::GcpPlugin;
 
 const KINDS: &[KindSchema] = &[
+    KindSchema { name: "network", replace_on: &["*"] },
+    KindSchema { name: "artifacts", replace_on: &["name"] },
     KindSchema { name: "bucket", replace_on: &["name"] },
     KindSchema { name: "dataset", replace_on: &["*"] },
     KindSchema { name: "credential", replace_on: &["*"] },
-    // Found only by sweeps: a credential's account without its state.
+    KindSchema { name: "firewall", replace_on: &["*"] },
+    KindSchema { name: "vm", replace_on: &["*"] },
+    // Found only by sweeps: a credential's account, a network's subnet, without their state.
     KindSchema { name: "service_account", replace_on: &["*"] },
+    KindSchema { name: "subnetwork", replace_on: &["*"] },
 ];
 
 /// The GCP provider for one lab.
 pub struct GcpProvider {
     clients: Arc<Clients>,
+    /// Where the worker binaries are, for the artifacts bucket.
+    bin_dir: std::path::PathBuf,
+    /// Reaches the students' VMs (a rotated key is delivered over SSH).
+    ssh: Arc<SshClient>,
 }
 
 #[async_trait]
@@ -62,19 +78,34 @@ impl Provider for GcpProvider {
     async fn read(&self, kind: &str, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
         let c = self.clients.get().await?;
         match kind {
+            "network" => compute::read_network(c, prior).await,
+            "artifacts" => storage::read_artifacts(c, prior).await,
             "bucket" => storage::read_bucket(c, prior).await,
             "dataset" => storage::read_dataset(c, prior).await,
             "credential" => identity::read_credential(c, prior).await,
+            "firewall" => compute::read_firewall(c, prior).await,
+            "vm" => compute::read_vm(c, prior).await,
             other => Err(unknown_kind(other)),
         }
     }
 
-    async fn create(&self, spec: &ResourceSpec, _deps: &Deps) -> Result<Observed, ProviderError> {
+    async fn edits(&self, kind: &str, prior: &Observed) -> Result<Vec<String>, ProviderError> {
+        match kind {
+            "vm" => compute::vm_edits(self.clients.get().await?, prior).await,
+            _ => Ok(vec![]),
+        }
+    }
+
+    async fn create(&self, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
         let c = self.clients.get().await?;
         match spec.kind.as_str() {
+            "network" => compute::create_network(c, spec).await,
+            "artifacts" => storage::create_artifacts(c, spec, &self.bin_dir).await,
             "bucket" => storage::create_bucket(c, spec).await,
             "dataset" => storage::create_dataset(c, spec).await,
             "credential" => identity::create_credential(c, spec, None).await,
+            "firewall" => compute::create_firewall(c, spec, deps).await,
+            "vm" => compute::create_vm(c, spec, deps).await,
             other => Err(unknown_kind(other)),
         }
     }
@@ -83,11 +114,15 @@ impl Provider for GcpProvider {
         &self,
         spec: &ResourceSpec,
         prior: &Observed,
-        _deps: &Deps,
+        deps: &Deps,
     ) -> Result<Observed, ProviderError> {
         match spec.kind.as_str() {
-            // Key rotation: a new key, the old one deleted, the same worker token.
+            // Key rotation: a new key, the old one deleted, the same worker token and SSH key.
             "credential" => identity::create_credential(self.clients.get().await?, spec, Some(prior)).await,
+            // Started if stopped; a rotated key delivered to its workers.
+            "vm" => compute::update_vm(self.clients.get().await?, &self.ssh, spec, prior, deps).await,
+            // The artifacts converge by creating again (a changed binary is uploaded).
+            "artifacts" => self.create(spec, deps).await,
             // Buckets and datasets are replaced on any change of config (see KINDS), and
             // their labels move by `retag`.
             other => {
@@ -99,7 +134,11 @@ impl Provider for GcpProvider {
     async fn delete(&self, kind: &str, prior: &Observed) -> Result<(), ProviderError> {
         let c = self.clients.get().await?;
         match kind {
-            "bucket" => storage::delete_bucket(c, &prior.id).await,
+            "network" => compute::delete_network(c, &prior.id).await,
+            "subnetwork" => compute::delete_subnetwork(c, &prior.id).await,
+            "firewall" => compute::delete_firewall(c, &prior.id).await,
+            "vm" => compute::delete_vm(c, &prior.id).await,
+            "artifacts" | "bucket" => storage::delete_bucket(c, &prior.id).await,
             "dataset" => storage::delete_dataset(c, &prior.id).await,
             "credential" => identity::delete_credential(c, prior).await,
             "service_account" => identity::delete_account(c, &prior.id).await,
@@ -114,19 +153,27 @@ impl Provider for GcpProvider {
         storage::archive_bucket(self.clients.get().await?, bucket, &datasets, into).await
     }
 
-    /// Service accounts first (they hold grants on the buckets), then the buckets.
+    /// VMs first, then their firewall rules, subnets and networks; service accounts (they
+    /// hold grants on the buckets), then the buckets.
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {
         let c = self.clients.get().await?;
         let prefix = account_prefix(lab);
-        let mut found: Vec<Found> = identity::accounts(c)
-            .await?
-            .into_iter()
-            .filter(|(email, _)| email.starts_with(&prefix))
-            .filter_map(|(email, description)| {
-                let tags = identity::tags_of(&description).filter(|t| t.lab == lab)?;
-                Some(Found { kind: "service_account".into(), id: email, tags })
-            })
+        let vms = compute::labelled_vms(c).await?.into_iter().map(|(id, tags)| ("vm", id, tags));
+        let mut found: Vec<Found> = vms
+            .chain(compute::described(c).await?)
+            .filter(|(_, _, tags)| tags.lab == lab)
+            .map(|(kind, id, tags)| Found { kind: kind.into(), id, tags })
             .collect();
+        found.extend(
+            identity::accounts(c)
+                .await?
+                .into_iter()
+                .filter(|(email, _)| email.starts_with(&prefix))
+                .filter_map(|(email, description)| {
+                    let tags = labels::described(&description).filter(|t| t.lab == lab)?;
+                    Some(Found { kind: "service_account".into(), id: email, tags })
+                }),
+        );
         let buckets = storage::labelled_buckets(c).await?;
         found.extend(buckets.into_iter().filter(|(_, tags)| tags.lab == lab).map(|(id, tags)| Found {
             kind: "bucket".into(),
@@ -136,12 +183,14 @@ impl Provider for GcpProvider {
         Ok(found)
     }
 
-    /// Buckets carry the expiry as a label, accounts in their description; objects carry
-    /// none.
+    /// Buckets and VMs carry the expiry as a label, accounts, networks and firewall rules
+    /// in their description; objects carry none.
     async fn retag(&self, spec: &ResourceSpec, prior: &Observed) -> Result<Observed, ProviderError> {
         let c = self.clients.get().await?;
         match spec.kind.as_str() {
-            "bucket" => storage::label_bucket(c, &prior.id, &spec.tags).await?,
+            "bucket" | "artifacts" => storage::label_bucket(c, &prior.id, &spec.tags).await?,
+            "vm" => compute::label_vm(c, &prior.id, &spec.tags).await?,
+            "firewall" => compute::describe_firewall(c, &prior.id, &spec.tags).await?,
             "credential" => identity::describe_account(c, &prior.id, &spec.tags).await?,
             _ => {}
         }
@@ -151,12 +200,15 @@ impl Provider for GcpProvider {
     async fn labs(&self) -> Result<Vec<String>, ProviderError> {
         let c: &Gcp = self.clients.get().await?;
         let from_buckets = storage::labelled_buckets(c).await?.into_iter().map(|(_, t)| t.lab);
+        let from_vms = compute::labelled_vms(c).await?.into_iter().map(|(_, t)| t.lab);
+        let from_networks = compute::described(c).await?.into_iter().map(|(_, _, t)| t.lab);
         let from_accounts = identity::accounts(c)
             .await?
             .into_iter()
-            .filter_map(|(_, d)| identity::tags_of(&d))
+            .filter_map(|(_, d)| labels::described(&d))
             .map(|t| t.lab);
-        let mut labs: Vec<String> = from_buckets.chain(from_accounts).collect();
+        let mut labs: Vec<String> =
+            from_buckets.chain(from_vms).chain(from_networks).chain(from_accounts).collect();
         labs.sort();
         labs.dedup();
         Ok(labs)

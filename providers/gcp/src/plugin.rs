@@ -1,6 +1,7 @@
-//! The GCP provider as a plugin: its `[provider.gcp]` settings, what a lab gets on GCP (per
-//! student a bucket with the datasets and a service account scoped to it), and what it
-//! refuses for now (VMs, workers, clusters).
+//! The GCP provider as a plugin: its `[provider.gcp]` settings, what a lab gets on GCP (a
+//! network and an artifacts bucket when students get VMs; per student a bucket with the
+//! datasets, a service account scoped to it, a firewall rule and a VM running their
+//! workers), and what it refuses for now (clusters).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,12 +12,17 @@ use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
     StudentResources,
 };
+use labctl_provider_vm::smoke::SshRunner;
+use labctl_provider_vm::ssh::{Ssh, SshClient};
+use labctl_provider_vm::{has_vms, services, ssh_cidrs, warn_open_ssh};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clients::{ApiEndpoints, Clients, GcpConfig};
+use crate::compute::{FirewallConfig, GceStates, NetworkConfig, VmConfig};
 use crate::identity::{account_id, CredentialConfig};
+use crate::storage::ArtifactsConfig;
 use crate::GcpProvider;
 
 /// `[provider.gcp]`.
@@ -25,8 +31,10 @@ use crate::GcpProvider;
 pub struct GcpSettings {
     /// The project the lab lives in.
     pub project: String,
-    /// Where buckets go, e.g. `europe-west1`.
+    /// Where buckets and the network's subnet go, e.g. `europe-west1`.
     pub region: String,
+    /// Where VMs go (default: zone `b` of the region, e.g. `europe-west1-b`).
+    pub zone: Option<String>,
     /// A service-account key file (default: Application Default Credentials).
     pub credentials: Option<String>,
     /// API endpoint overrides (emulators).
@@ -34,7 +42,19 @@ pub struct GcpSettings {
     pub endpoints: ApiEndpoints,
     /// Maximum provider requests per second (default: unlimited).
     pub rate_limit: Option<f64>,
+    /// An ssh_config for reaching the students' VMs (bastions, ProxyJump); by default
+    /// OpenSSH reads the user's own ~/.ssh/config.
+    pub ssh_config: Option<String>,
 }
+
+/// VM defaults on GCP: a general-purpose machine and Ubuntu 24.04, whose images run
+/// cloud-init from the `user-data` metadata (Debian's GCE images have no cloud-init).
+const DEFAULT_MACHINE_TYPE: &str = "e2-standard-2";
+const DEFAULT_IMAGE: &str = "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64";
+
+/// Addresses of the lab-wide resources students' VMs depend on.
+const NETWORK: &str = "network";
+const ARTIFACTS: &str = "artifacts";
 
 /// The GCP provider's plugin.
 pub struct GcpPlugin;
@@ -58,16 +78,24 @@ impl Plugin for GcpPlugin {
         lab: &LabSections<'_>,
         findings: &mut Findings,
     ) -> Option<Box<dyn ProviderSetup>> {
-        let allowed = "allowed on gcp for now: [student.bucket] with datasets, and credentials";
+        let allowed = "allowed on gcp for now: [student] bucket, credentials, compute and workers (on VMs)";
+        let kubernetes = lab.student.kubernetes.as_ref().map(|k| k.cluster.span());
         let unsupported = [
-            (lab.student.compute.is_some(), lab.spans.compute.clone(), "student VMs"),
-            (lab.student.workers.is_some(), lab.spans.workers.clone(), "student workers"),
             (!lab.clusters.is_empty(), lab.spans.cluster.clone(), "clusters"),
+            (kubernetes.is_some(), kubernetes, "students on a cluster"),
         ];
         for (_, span, what) in unsupported.into_iter().filter(|(asked, _, _)| *asked) {
             let message = format!("the gcp provider cannot make {what} yet");
             findings.errors.push(lab.error(span.unwrap_or(0..0), message, allowed));
         }
+        if lab.student.compute.as_ref().is_some_and(|c| c.image_owner.is_some()) {
+            findings.errors.push(lab.error(
+                lab.spans.compute.clone().unwrap_or(0..0),
+                "`image_owner` is for AWS images",
+                "on gcp: image = \"projects/<project>/global/images/family/<family>\" (or an image's own path)",
+            ));
+        }
+        warn_open_ssh(lab.student, findings);
         let gcp: GcpSettings = settings.parse_into(self.name(), findings)?;
         if !valid_project(&gcp.project) {
             findings.errors.push(lab.error(
@@ -80,11 +108,16 @@ impl Plugin for GcpPlugin {
         Some(Box::new(GcpSetup {
             config: GcpConfig {
                 project: gcp.project,
+                zone: gcp.zone.unwrap_or_else(|| format!("{}-b", gcp.region)),
                 region: gcp.region,
                 credentials: gcp.credentials.map(|c| settings.path_beside(&c)),
                 endpoints: gcp.endpoints,
             },
             rate_limit: gcp.rate_limit,
+            ssh: Ssh {
+                config: gcp.ssh_config.map(|c| settings.path_beside(&c)),
+                known_hosts_dir: settings.path_beside(".labctl"),
+            },
         }))
     }
 
@@ -107,6 +140,8 @@ pub struct GcpSetup {
     pub config: GcpConfig,
     /// Requests per second allowed, if limited.
     pub rate_limit: Option<f64>,
+    /// How labctl reaches the VMs.
+    pub ssh: Ssh,
 }
 
 impl ProviderSetup for GcpSetup {
@@ -118,60 +153,111 @@ impl ProviderSetup for GcpSetup {
         self.rate_limit
     }
 
-    fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
-        if lab.student.bucket.is_none() {
+    /// The network and the artifacts bucket (the worker binaries) when students get VMs.
+    fn expand_shared(&self, lab: &Lab) -> Vec<Node> {
+        if !has_vms(&lab.student) {
             return vec![];
         }
-        let mut nodes = bucket_nodes("gcp", lab, cohort, student, &[]);
-        let base = Address::student(&student.id);
-        let tags = lab.tags(cohort, student);
-        let name = lab.resource_name(student);
-        let bucket = base.child("bucket").to_string();
-        if lab.credentials() {
-            // Its grant is on the bucket.
-            let config = CredentialConfig {
-                student: student.id.clone(),
-                account: account_id(&lab.name, &student.id),
-                bucket: name,
-            };
-            nodes.push(Node::new(
-                "gcp",
-                base.child("credential"),
-                "credential",
-                &config,
-                &tags,
-                vec![bucket],
-            ));
+        let tags = lab.lab_tags();
+        let cidr = lab.network.as_ref().and_then(|n| n.cidr.clone());
+        let network =
+            NetworkConfig { name: lab.name.clone(), cidr: cidr.unwrap_or_else(|| "10.0.0.0/16".into()) };
+        let mut nodes = vec![Node::new("gcp", NETWORK, "network", &network, &tags, vec![])];
+        if lab.student.workers.is_some() {
+            let artifacts =
+                ArtifactsConfig { name: artifacts_bucket(lab), workers: env!("CARGO_PKG_VERSION").into() };
+            nodes.push(Node::new("gcp", ARTIFACTS, "artifacts", &artifacts, &tags, vec![]));
         }
         nodes
     }
 
-    fn connect(&self, _lab: &str, _bin_dir: &Path) -> Connected {
+    fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
+        let mut nodes = bucket_nodes("gcp", lab, cohort, student, &[]);
+        let base = Address::student(&student.id);
+        let tags = lab.tags(cohort, student);
+        let name = lab.resource_name(student);
+        let bucket = lab.student.bucket.is_some().then(|| base.child("bucket").to_string());
+        let credential = base.child("credential");
+        if lab.credentials() && (bucket.is_some() || has_vms(&lab.student)) {
+            // Its grant is on the bucket.
+            let config = CredentialConfig {
+                student: student.id.clone(),
+                account: account_id(&lab.name, &student.id),
+                bucket: bucket.is_some().then(|| name.clone()),
+            };
+            let deps = bucket.iter().cloned().collect();
+            nodes.push(Node::new("gcp", credential.clone(), "credential", &config, &tags, deps));
+        }
+        if has_vms(&lab.student) {
+            // The workers run on the student's VM, installed by its cloud-init.
+            let firewall = base.child("firewall");
+            let config = FirewallConfig {
+                name: format!("{name}-ssh"),
+                target: name.clone(),
+                ssh_cidrs: ssh_cidrs(&lab.student),
+            };
+            nodes.push(Node::new("gcp", firewall.clone(), "firewall", &config, &tags, vec![NETWORK.into()]));
+            let compute = lab.student.compute.as_ref();
+            let (mapreduce, scheduler) = services(lab);
+            let config = VmConfig {
+                name,
+                student: student.id.clone(),
+                machine_type: compute
+                    .and_then(|c| c.instance_type.clone())
+                    .unwrap_or_else(|| DEFAULT_MACHINE_TYPE.into()),
+                disk_gb: compute.and_then(|c| c.disk_gb).unwrap_or(30),
+                image: compute.and_then(|c| c.image.clone()).unwrap_or_else(|| DEFAULT_IMAGE.into()),
+                ssh_keys: compute
+                    .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
+                    .filter(|k| !k.is_empty()),
+                mapreduce,
+                scheduler,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            };
+            let mut deps = vec![NETWORK.to_owned(), firewall.to_string(), credential.to_string()];
+            if lab.student.workers.is_some() {
+                deps.push(ARTIFACTS.to_owned());
+            }
+            nodes.push(Node::new("gcp", base.child("vm"), "vm", &config, &tags, deps));
+        }
+        nodes
+    }
+
+    /// The smoke workloads run on each student's VM, over SSH as that student.
+    fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
+        let clients = Arc::new(Clients::new(self.config.clone()));
+        let ssh = Arc::new(SshClient::new(&self.ssh, lab, Arc::new(GceStates(clients.clone()))));
         Connected {
-            provider: Arc::new(GcpProvider { clients: Arc::new(Clients::new(self.config.clone())) }),
+            provider: Arc::new(GcpProvider { clients, bin_dir: bin_dir.to_owned(), ssh: ssh.clone() }),
             hosted: vec![],
-            smoke: Err("students on GCP have no workers yet: nothing to run smoke workloads on".into()),
+            smoke: Ok(Arc::new(SshRunner::new(ssh))),
         }
     }
 
-    /// Their bucket and datasets, and the service account and key that open them.
+    /// Their bucket and datasets, the service account and key that open them, and their VM.
     fn endpoints(&self, student: &StudentResources) -> Endpoints {
         let attr = |what: &str, key: &str| student.attr(what, key).map(str::to_owned);
-        Endpoints {
-            bucket: attr("bucket", "url"),
-            datasets: student.dataset_paths(),
-            access: attr("credential", "email")
-                .map(|email| {
-                    let access = json!({
-                        "project": self.config.project,
-                        "service_account": email,
-                        "key": attr("credential", "key"),
-                    });
-                    ("gcp".to_owned(), access)
-                })
-                .into_iter()
-                .collect(),
-            ..Endpoints::default()
+        let mut endpoints = labctl_provider_vm::endpoints(student);
+        endpoints.bucket = attr("bucket", "url");
+        endpoints.datasets = student.dataset_paths();
+        if let Some(email) = attr("credential", "email") {
+            let access = json!({
+                "project": self.config.project,
+                "service_account": email,
+                "key": attr("credential", "key"),
+            });
+            endpoints.access.insert("gcp".to_owned(), access);
         }
+        endpoints
     }
+
+    /// A VM's name, address and state as last seen.
+    fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
+        labctl_provider_vm::describe(student).into_iter().collect()
+    }
+}
+
+/// The lab's artifacts bucket: the worker binaries.
+fn artifacts_bucket(lab: &Lab) -> String {
+    format!("{}-artifacts", lab.name)
 }

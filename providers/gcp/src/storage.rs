@@ -11,6 +11,8 @@ use labctl_provider_api::configs::{
     DATASET_MANIFEST,
 };
 use labctl_provider_api::{archive, attrs, ErrorKind, Observed, ProviderError, ResourceSpec, Tags};
+use labctl_provider_vm::{worker_binary, WORKER_BINARIES};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clients::Gcp;
@@ -34,6 +36,65 @@ fn bucket_observed(name: &str) -> Observed {
 /// Makes the bucket, or adopts it if this lab's (a run killed after creating it).
 pub async fn create_bucket(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
     let BucketConfig { name } = config(spec)?;
+    ensure_bucket(c, &name, spec).await?;
+    Ok(bucket_observed(&name))
+}
+
+/// The lab's artifacts bucket: the worker binaries the VMs fetch, under `bin/`, each with
+/// its SHA-256 beside it (`bin/<name>.sha256`, written after the binary).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ArtifactsConfig {
+    pub name: String,
+    /// The workers' version.
+    pub workers: String,
+}
+
+/// Makes (or adopts) the artifacts bucket and uploads the worker binaries that are not
+/// there yet.
+pub async fn create_artifacts(
+    c: &Gcp,
+    spec: &ResourceSpec,
+    bin_dir: &Path,
+) -> Result<Observed, ProviderError> {
+    let ArtifactsConfig { name, .. } = config(spec)?;
+    ensure_bucket(c, &name, spec).await?;
+    let mut binaries = serde_json::Map::new();
+    for binary in WORKER_BINARIES {
+        let (bytes, hash) = worker_binary(bin_dir, binary).await?;
+        if binary_hash(c, &name, binary).await?.as_deref() != Some(hash.as_str()) {
+            put(c, &name, &format!("bin/{binary}"), bytes).await?;
+            put(c, &name, &format!("bin/{binary}.sha256"), hash.clone().into_bytes()).await?;
+        }
+        binaries.insert(binary.to_owned(), json!(hash));
+    }
+    Ok(Observed {
+        id: name.clone(),
+        attributes: attrs(
+            json!({ "artifacts_bucket": name, "url": format!("gs://{name}"), "binaries": binaries }),
+        ),
+        sensitive: vec![],
+    })
+}
+
+/// The artifacts bucket as it is: gone if the bucket or a binary is.
+pub async fn read_artifacts(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    let binaries = prior.attributes.get("binaries").and_then(|b| b.as_object()).cloned().unwrap_or_default();
+    for (binary, hash) in &binaries {
+        if binary_hash(c, &prior.id, binary).await?.as_deref() != hash.as_str() {
+            return Ok(None);
+        }
+    }
+    Ok(get_bucket(c, &prior.id).await?.map(|_| prior.clone()))
+}
+
+/// The SHA-256 recorded beside a worker binary; `None` if it is not (completely) there.
+async fn binary_hash(c: &Gcp, bucket: &str, binary: &str) -> Result<Option<String>, ProviderError> {
+    let recorded = get(c, bucket, &format!("bin/{binary}.sha256")).await?;
+    Ok(recorded.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Makes the bucket `name`, or adopts it if it is this lab's.
+async fn ensure_bucket(c: &Gcp, name: &str, spec: &ResourceSpec) -> Result<(), ProviderError> {
     let bucket = Bucket::new()
         .set_project(c.parent())
         .set_labels(labels::of(&spec.tags))
@@ -43,25 +104,25 @@ pub async fn create_bucket(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, Pro
         .control
         .create_bucket()
         .set_parent("projects/_")
-        .set_bucket_id(&name)
+        .set_bucket_id(name)
         .set_bucket(bucket)
         .send()
         .await;
     match made {
-        Ok(_) => Ok(bucket_observed(&name)),
+        Ok(_) => Ok(()),
         Err(e) if is_conflict(&e) => {
             let taken = || {
                 ProviderError::invalid(format!(
                     "bucket name `{name}` is taken by someone else (bucket names are global): rename the lab"
                 ))
             };
-            let existing = match c.control.get_bucket().set_name(resource(&name)).send().await {
+            let existing = match c.control.get_bucket().set_name(resource(name)).send().await {
                 Err(e) if code(&e) == Some(Code::PermissionDenied) => return Err(taken()),
                 other => found(other, format!("reading bucket {name}"))?,
             };
             let owner = existing.as_ref().and_then(|b| labels::tags(&b.labels));
             if owner.is_some_and(|t| t.same_owner(&spec.tags)) {
-                Ok(bucket_observed(&name))
+                Ok(())
             } else {
                 Err(taken())
             }

@@ -4,6 +4,7 @@
 //! front end refuses it, and a response of the emulator's own that the document does not
 //! allow is its bug, answered 500.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -17,6 +18,8 @@ pub struct Api {
 /// A REST method of the document.
 #[derive(Debug)]
 pub struct Method {
+    /// Its id, e.g. `compute.instances.insert`.
+    pub id: String,
     verb: String,
     /// The path from the root URL, e.g. `v1/projects/{projectsId}/serviceAccounts`.
     template: Vec<String>,
@@ -113,6 +116,26 @@ impl Api {
     }
 }
 
+impl Method {
+    /// The path parameters of `path` (a path [`Api::method`] found this method for):
+    /// `{zone}` of `…/zones/{zone}/instances` → `zone`, `{+name}` → `name` (the rest).
+    pub fn params(&self, path: &str) -> BTreeMap<String, String> {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut params = BTreeMap::new();
+        for (i, part) in self.template.iter().enumerate() {
+            let Some((name, suffix)) = part.strip_prefix('{').and_then(|p| p.split_once('}')) else {
+                continue;
+            };
+            let value = match name.strip_prefix('+') {
+                Some(_) => segments.get(i..).map(|rest| rest.join("/")),
+                None => segments.get(i).map(|s| s.strip_suffix(suffix).unwrap_or(s).to_owned()),
+            };
+            params.insert(name.trim_start_matches('+').to_owned(), value.unwrap_or_default());
+        }
+        params
+    }
+}
+
 /// Every method under `resources`, recursively, with its path from the root URL.
 fn collect_methods(resources: &Value, service_path: &str, into: &mut Vec<Method>) {
     let Some(resources) = resources.as_object() else { return };
@@ -121,6 +144,7 @@ fn collect_methods(resources: &Value, service_path: &str, into: &mut Vec<Method>
             let path = m["flatPath"].as_str().or(m["path"].as_str()).unwrap_or_default();
             let full = format!("{service_path}{path}");
             into.push(Method {
+                id: m["id"].as_str().unwrap_or_default().to_owned(),
                 verb: m["httpMethod"].as_str().unwrap_or_default().to_owned(),
                 template: full.trim_start_matches('/').split('/').map(str::to_owned).collect(),
                 request: m["request"]["$ref"].as_str().map(str::to_owned),
@@ -191,8 +215,12 @@ mod tests {
         let create = api.method("POST", "/v1/projects/p/serviceAccounts").unwrap();
         assert_eq!(create.request.as_deref(), Some("CreateServiceAccountRequest"));
         assert_eq!(create.response.as_deref(), Some("ServiceAccount"));
+        assert_eq!(create.id, "iam.projects.serviceAccounts.create");
         let policy = api.method("POST", "/v1/projects/p/serviceAccounts/a@p.iam:getIamPolicy").unwrap();
         assert_eq!(policy.request, None);
+        let params = policy.params("/v1/projects/p/serviceAccounts/a@p.iam:getIamPolicy");
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(params, [("projectsId", "p"), ("serviceAccountsId", "a@p.iam")]);
         assert!(api.method("GET", "/v1/projects/p/serviceAccounts").is_none());
         assert!(api.method("POST", "/v1/projects/p/serviceAccounts/a/extra").is_none());
     }

@@ -1,11 +1,13 @@
 //! fake-gcs-server, which holds the objects: started as the emulator's child (it dies with
-//! the emulator, even a killed one) and reached over its JSON API.
+//! the emulator, even a killed one) and reached over its JSON API (its XML API answers on
+//! its public host only, and lacks most of what clients use).
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::header::{HeaderMap, AUTHORIZATION, CONTENT_ENCODING, HOST};
 use serde_json::{json, Value};
 
 use crate::world::Fault;
@@ -77,19 +79,18 @@ impl FakeGcs {
         }
     }
 
-    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Fault> {
+    /// fake-gcs-server's answer to `request`, its body still streaming.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<http::Response<reqwest::Body>, Fault> {
         let response = request.send().await.map_err(|e| Fault::Internal(format!("fake-gcs-server: {e}")))?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| Fault::Internal(format!("fake-gcs-server: {e}")))?;
-        let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        match status {
-            200..=299 => Ok(value),
-            404 => Err(Fault::NotFound(format!("fake-gcs-server: {}", String::from_utf8_lossy(&body)))),
-            409 => Err(Fault::AlreadyExists(format!("fake-gcs-server: {}", String::from_utf8_lossy(&body)))),
-            _ => Err(Fault::Internal(format!(
-                "fake-gcs-server answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            ))),
+        Ok(http::Response::from(response))
+    }
+
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Fault> {
+        let (parts, body) = self.send(request).await?.into_parts();
+        let body = read(body).await?;
+        match parts.status.as_u16() {
+            200..=299 => Ok(serde_json::from_slice(&body).unwrap_or(Value::Null)),
+            status => Err(fault(status, &body)),
         }
     }
 
@@ -105,22 +106,10 @@ impl FakeGcs {
         self.call(self.http.delete(format!("{}/storage/v1/b/{}", self.url, encode(name)))).await.map(drop)
     }
 
-    /// One page of the bucket's objects under `prefix` (JSON API items), and the next
-    /// page's token.
-    pub async fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        page_token: &str,
-    ) -> Result<(Vec<Value>, String), Fault> {
-        let mut query = vec![("prefix", prefix), ("maxResults", "1000")];
-        if !page_token.is_empty() {
-            query.push(("pageToken", page_token));
-        }
+    /// One page of the bucket's objects: `objects.list` with `query`.
+    pub async fn list_objects(&self, bucket: &str, query: &[(&str, &str)]) -> Result<Value, Fault> {
         let url = format!("{}/storage/v1/b/{}/o", self.url, encode(bucket));
-        let page = self.call(self.http.get(url).query(&query)).await?;
-        let items = page["items"].as_array().cloned().unwrap_or_default();
-        Ok((items, page["nextPageToken"].as_str().unwrap_or_default().to_owned()))
+        self.call(self.http.get(url).query(query)).await
     }
 
     pub async fn delete_object(&self, bucket: &str, object: &str) -> Result<(), Fault> {
@@ -128,25 +117,102 @@ impl FakeGcs {
         self.call(self.http.delete(url)).await.map(drop)
     }
 
+    /// Stores `media` as `object` of `bucket` (a media upload) with the metadata the XML API
+    /// takes in headers, `metadata`: Content-Type, Cache-Control, Content-Disposition,
+    /// Content-Language, `x-goog-meta-*`, and Content-Encoding, which goes in the query
+    /// (fake-gcs-server would decompress a gzip body). The stored object's resource.
+    pub async fn upload(
+        &self,
+        bucket: &str,
+        object: &str,
+        metadata: &HeaderMap,
+        media: Bytes,
+    ) -> Result<Value, Fault> {
+        let mut headers = metadata.clone();
+        let encoding = headers.remove(CONTENT_ENCODING);
+        let mut query = vec![("uploadType", "media"), ("name", object)];
+        if let Some(encoding) = encoding.as_ref().and_then(|e| e.to_str().ok()) {
+            query.push(("contentEncoding", encoding));
+        }
+        let url = format!("{}/upload/storage/v1/b/{}/o", self.url, encode(bucket));
+        self.call(self.http.post(url).query(&query).headers(headers).body(media)).await
+    }
+
+    /// Copies `from` to `to` (each a bucket and an object name): the copy's resource.
+    pub async fn copy(&self, from: (&str, &str), to: (&str, &str)) -> Result<Value, Fault> {
+        let url = format!(
+            "{}/storage/v1/b/{}/o/{}/copyTo/b/{}/o/{}",
+            self.url,
+            encode(from.0),
+            encode(from.1),
+            encode(to.0),
+            encode(to.1)
+        );
+        self.call(self.http.post(url)).await
+    }
+
     /// Sends a client's JSON API request on as it came (path and query, headers, body) and
     /// answers with fake-gcs-server's answer.
     pub async fn forward(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, Fault> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let mut out = self.http.request(parts.method, format!("{}{path}", self.url)).body(body);
-        for (name, value) in &parts.headers {
-            if name != http::header::HOST && name != http::header::AUTHORIZATION {
-                out = out.header(name, value);
-            }
-        }
-        let response = out.send().await.map_err(|e| Fault::Internal(format!("fake-gcs-server: {e}")))?;
-        let mut answer = http::Response::builder().status(response.status());
-        for (name, value) in response.headers() {
-            answer = answer.header(name, value);
-        }
-        let body = response.bytes().await.map_err(|e| Fault::Internal(format!("fake-gcs-server: {e}")))?;
-        answer.body(body).map_err(|e| Fault::Internal(e.to_string()))
+        let out = self.http.request(parts.method, format!("{}{path}", self.url)).body(body);
+        let (parts, body) = self.send(forwarded(out, &parts.headers)).await?.into_parts();
+        Ok(http::Response::from_parts(parts, read(body).await?))
     }
+
+    /// `method` (`GET` or `HEAD`) of the media of `object` of `bucket` (of its `generation`,
+    /// if given), streamed, with the headers the XML API answers with (`Content-Length`,
+    /// `ETag`, `Last-Modified`, `x-goog-generation`, `x-goog-meta-*`…), the client's
+    /// `headers` sent on: a `Range` is honoured (416 past the end, already an XML error).
+    pub async fn download(
+        &self,
+        method: http::Method,
+        bucket: &str,
+        object: &str,
+        generation: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<http::Response<reqwest::Body>, Fault> {
+        let url = format!("{}/download/storage/v1/b/{}/o/{}", self.url, encode(bucket), encode(object));
+        let mut request = forwarded(self.http.request(method, url), headers);
+        if let Some(generation) = generation {
+            request = request.query(&[("generation", generation)]);
+        }
+        let media = self.send(request).await?;
+        match media.status().as_u16() {
+            200..=299 | 416 => Ok(media),
+            404 => Err(Fault::NotFound(format!("No such object: {bucket}/{object}"))),
+            status => Err(fault(status, &read(media.into_body()).await?)),
+        }
+    }
+}
+
+/// `request` with a client's `headers`, but those meant for the emulator.
+fn forwarded(mut request: reqwest::RequestBuilder, headers: &HeaderMap) -> reqwest::RequestBuilder {
+    for (name, value) in headers {
+        if name != HOST && name != AUTHORIZATION {
+            request = request.header(name, value);
+        }
+    }
+    request
+}
+
+/// What fake-gcs-server's answer `status` (not 2xx) with `body` means.
+fn fault(status: u16, body: &[u8]) -> Fault {
+    let body = String::from_utf8_lossy(body);
+    match status {
+        400 => Fault::Invalid(format!("fake-gcs-server: {body}")),
+        404 => Fault::NotFound(format!("fake-gcs-server: {body}")),
+        409 => Fault::AlreadyExists(format!("fake-gcs-server: {body}")),
+        _ => Fault::Internal(format!("fake-gcs-server answered {status}: {body}")),
+    }
+}
+
+/// A body of fake-gcs-server's, read whole.
+async fn read(body: reqwest::Body) -> Result<Bytes, Fault> {
+    use http_body_util::BodyExt;
+    let body = body.collect().await.map_err(|e| Fault::Internal(format!("fake-gcs-server: {e}")))?;
+    Ok(body.to_bytes())
 }
 
 /// A path segment, percent-encoded as the JSON API wants object names.

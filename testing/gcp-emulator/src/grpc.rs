@@ -327,8 +327,8 @@ impl Emulator {
             world.owner_only(&caller, "delete buckets")?;
             world.bucket(&name)?;
         }
-        let (objects, _) = self.gcs.list_objects(&name, "", "").await?;
-        if !objects.is_empty() {
+        let page = self.gcs.list_objects(&name, &[("maxResults", "1")]).await?;
+        if page["items"].as_array().is_some_and(|items| !items.is_empty()) {
             return Err(Fault::FailedPrecondition("The bucket you tried to delete is not empty.".into()));
         }
         self.gcs.delete_bucket(&name).await?;
@@ -383,7 +383,11 @@ impl Emulator {
         let r = request.into_inner();
         let name = bucket_name(&r.parent)?.to_owned();
         self.world().authorize(&caller, &name, Permission::List)?;
-        let (items, next_page_token) = self.gcs.list_objects(&name, &r.prefix, &r.page_token).await?;
+        let query =
+            [("prefix", r.prefix.as_str()), ("pageToken", r.page_token.as_str()), ("maxResults", "1000")];
+        let page = self.gcs.list_objects(&name, &query).await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        let next_page_token = page["nextPageToken"].as_str().unwrap_or_default().to_owned();
         let number =
             |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok()).or(v.as_i64()).unwrap_or(0);
         let objects = items

@@ -92,25 +92,33 @@ pub fn verify(public: &[u8], message: &str, signature: &[u8]) -> bool {
     UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public).verify(message.as_bytes(), signature).is_ok()
 }
 
+/// `message` signed RSA-SHA256 with the private key of the key file `file`, as
+/// google-cloud-auth signs JWTs and signed URLs.
+#[cfg(test)]
+pub fn sign(file: &Value, message: &str) -> Vec<u8> {
+    let pem = file["private_key"].as_str().unwrap_or_default();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let pair = KeyPair::from_pkcs8(&STANDARD.decode(body).expect("a PEM key")).expect("a PKCS#8 key");
+    let mut signature = vec![0; pair.public_modulus_len()];
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, message.as_bytes(), &mut signature)
+        .expect("RSA signing");
+    signature
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A JWT signed the way google-cloud-auth signs one, with the key file's private key.
-    pub fn sign(file: &Value, claims: Value) -> String {
-        let pem = file["private_key"].as_str().unwrap();
-        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        let pair = KeyPair::from_pkcs8(&STANDARD.decode(body).unwrap()).unwrap();
+    fn jwt(file: &Value, claims: Value) -> String {
         let header = json!({"alg": "RS256", "typ": "JWT", "kid": file["private_key_id"]});
         let message = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let mut signature = vec![0; pair.public_modulus_len()];
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, message.as_bytes(), &mut signature).unwrap();
-        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(sign(file, &message)))
     }
 
     #[test]
@@ -119,12 +127,12 @@ mod tests {
         let bob = issue("p", "bob@p.iam.gserviceaccount.com", "2", "k2".into()).unwrap();
         let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 60;
         let email = "ada@p.iam.gserviceaccount.com";
-        let token = sign(&ada.file, json!({"iss": email, "sub": email, "exp": exp}));
+        let token = jwt(&ada.file, json!({"iss": email, "sub": email, "exp": exp}));
         let (signed, message, signature) = claims(&token).unwrap();
         assert_eq!(signed, Signed { key: "k1".into(), email: email.into() });
         assert!(verify(&ada.public, &message, &signature));
         assert!(!verify(&bob.public, &message, &signature));
-        let expired = sign(&ada.file, json!({"iss": email, "sub": email, "exp": 1}));
+        let expired = jwt(&ada.file, json!({"iss": email, "sub": email, "exp": 1}));
         assert_eq!(claims(&expired).unwrap_err(), "the JWT has expired");
     }
 }

@@ -10,13 +10,23 @@
 //! fake-gcs-server as its child for objects, writes the project owner's service-account
 //! key file to `FILE` (the only key that may administer the project), prints one JSON line
 //! `{"http": URL, "grpc": URL}` once it serves, and runs until SIGTERM or SIGINT.
+//!
+//! Over HTTP: IAM service accounts, Compute Engine (networks, subnetworks, firewalls, VM
+//! instances and their operations), Cloud Storage's JSON API, and its XML API of objects
+//! (what `object_store`'s GCS client speaks: objects, listings, copies, multipart uploads)
+//! to bearer tokens and V4 signed URLs alike. Over gRPC: storage v2's buckets and their IAM
+//! policies. Service-account keys the emulator issued are the only credentials: a key file
+//! with `"gcs_base_url": "<http URL>"` added points `object_store` at it.
 
+mod compute;
 mod discovery;
 mod gcs;
 mod grpc;
 mod keys;
 mod rest;
+mod signed_url;
 mod world;
+mod xml;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,9 +39,10 @@ use world::World;
 pub struct Emulator {
     world: Mutex<World>,
     gcs: FakeGcs,
-    /// `iam.v1` and `storage.v1`'s discovery documents.
+    /// `iam.v1`, `storage.v1` and `compute.v1`'s discovery documents.
     iam: Api,
     storage_json: Api,
+    compute: Api,
 }
 
 impl Emulator {
@@ -81,12 +92,13 @@ async fn run() -> Result<(), String> {
 
     let discovery = args.deps.join("discovery");
     let (iam, storage_json) = (Api::load(&discovery, "iam.v1")?, Api::load(&discovery, "storage.v1")?);
+    let compute = Api::load(&discovery, "compute.v1")?;
     let gcs = FakeGcs::start(&args.deps.join("fake-gcs-server"), &http_url).await?;
     let owner = format!("labctl-owner@{}.iam.gserviceaccount.com", args.project);
     let key = keys::issue(&args.project, &owner, "1", "0".repeat(40))?;
     write_private(&args.owner_key, &key.file.to_string())?;
     let world = Mutex::new(World::new(&args.project, owner, &key));
-    let emulator = Arc::new(Emulator { world, gcs, iam, storage_json });
+    let emulator = Arc::new(Emulator { world, gcs, iam, storage_json, compute });
 
     let http = tokio::spawn(serve_http(emulator.clone(), http_listener));
     let grpc_listener =

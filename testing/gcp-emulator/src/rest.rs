@@ -1,8 +1,11 @@
 //! The emulator's HTTP side: IAM's service accounts and keys (`iam.googleapis.com/v1`),
-//! and Cloud Storage's JSON API, which it forwards to fake-gcs-server once the caller's key
-//! and the bucket's IAM policy allow the request. Every JSON body in or out is checked
-//! against the API's discovery document.
+//! Compute Engine (`compute.googleapis.com/compute/v1`, the owner's only: see compute.rs),
+//! Cloud Storage's JSON API, which it forwards to fake-gcs-server once the caller's key and
+//! the bucket's IAM policy allow the request, and every other path to Cloud Storage's XML
+//! API of objects (see xml.rs), as is any request signed as a V4 signed URL. Every JSON body
+//! in or out is checked against the API's discovery document.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -12,16 +15,18 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
-use crate::discovery::Api;
-use crate::keys;
+use crate::discovery::{Api, Method};
 use crate::world::{Account, Caller, Fault, Permission, World};
-use crate::Emulator;
+use crate::{compute, keys, Emulator};
+
+/// A response body: whole, or streamed from fake-gcs-server.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Answers one HTTP request.
 pub async fn serve(
     emulator: Arc<Emulator>,
     request: http::Request<hyper::body::Incoming>,
-) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+) -> Result<http::Response<Body>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -29,34 +34,50 @@ pub async fn serve(
     };
     let request = http::Request::from_parts(parts, body);
     let path = request.uri().path().to_owned();
-    let answer = if path.starts_with("/v1/projects/") {
+    let signed = param(&query(request.uri()), "X-Goog-Algorithm").is_some();
+    let json_apis = [
+        "/compute/v1/projects/",
+        "/v1/projects/",
+        "/storage/v1/",
+        "/upload/storage/v1/",
+        "/download/storage/v1/",
+    ];
+    let answer = if signed || !json_apis.iter().any(|p| path.starts_with(p)) {
+        Ok(emulator.xml(request).await)
+    } else if path.starts_with("/compute/v1/projects/") {
+        // Compute Engine's errors have a body of their own.
+        Ok(match emulator.compute(request).await {
+            Ok(answer) => json_response(200, &answer),
+            Err(fault) => json_response(fault.http_status(), &fault.compute_body()),
+        })
+    } else if path.starts_with("/v1/projects/") {
         emulator.iam(request).await.map(|(status, body)| json_response(status, &body))
-    } else if ["/storage/v1/", "/upload/storage/v1/", "/download/storage/v1/"]
-        .iter()
-        .any(|p| path.starts_with(p))
-    {
-        emulator.storage(request).await.map(|r| r.map(Full::new))
     } else {
-        Err(Fault::NotFound(format!("the emulator serves no {path}")))
+        emulator.storage(request).await.map(|r| r.map(whole))
     };
     Ok(answer.unwrap_or_else(|fault| error(&fault)))
 }
 
-fn json_response(status: u16, body: &Value) -> http::Response<Full<Bytes>> {
+/// A body held whole.
+pub fn whole(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+fn json_response(status: u16, body: &Value) -> http::Response<Body> {
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json; charset=UTF-8")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(whole(Bytes::from(body.to_string())))
         .unwrap_or_default()
 }
 
-fn error(fault: &Fault) -> http::Response<Full<Bytes>> {
+fn error(fault: &Fault) -> http::Response<Body> {
     json_response(fault.http_status(), &fault.body())
 }
 
 /// The request's JSON body (`{}` when empty), checked against what `api` says `verb path`
-/// takes; the method's response schema, to check the answer with.
-fn checked_body(api: &Api, request: &http::Request<Bytes>) -> Result<(Value, Option<String>), Fault> {
+/// takes; the method, to check the answer with.
+fn checked_body<'a>(api: &'a Api, request: &http::Request<Bytes>) -> Result<(Value, &'a Method), Fault> {
     let path = request.uri().path();
     let method = api
         .method(request.method().as_str(), path)
@@ -70,15 +91,50 @@ fn checked_body(api: &Api, request: &http::Request<Bytes>) -> Result<(Value, Opt
     if let Some(schema) = &method.request {
         api.check(schema, &body).map_err(Fault::Invalid)?;
     }
-    Ok((body, method.response.clone()))
+    Ok((body, method))
 }
 
-fn rfc3339(at: SystemTime) -> String {
+/// `answer`, once it is what the document says `method` returns: if not, the emulator's
+/// bug (500).
+fn checked_answer(api: &Api, method: &Method, answer: Value) -> Result<Value, Fault> {
+    if let Some(schema) = &method.response {
+        api.check(schema, &answer).map_err(|e| {
+            Fault::Internal(format!("the emulator's answer breaks the discovery document: {e}"))
+        })?;
+    }
+    Ok(answer)
+}
+
+/// The query's parameters, decoded (`+` is a space), in order.
+pub fn query(uri: &http::Uri) -> Vec<(String, String)> {
+    let pairs = uri.query().unwrap_or_default().split('&').filter(|p| !p.is_empty());
+    let decode = |s: &str| percent_decode(&s.replace('+', " "));
+    pairs.map(|p| p.split_once('=').unwrap_or((p, ""))).map(|(k, v)| (decode(k), decode(v))).collect()
+}
+
+/// The first value of the query parameter `name`.
+pub fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The `/`-separated segments of `path`, percent-decoded; none may be `.` or `..`, which
+/// would walk out of where they are once a forwarded URL is normalised.
+pub fn segments(path: &str) -> Result<Vec<String>, Fault> {
+    let segments: Vec<String> = path.split('/').map(percent_decode).collect();
+    if segments.iter().any(|s| s == "." || s == "..") {
+        return Err(Fault::Invalid(format!("Invalid path: {path}")));
+    }
+    Ok(segments)
+}
+
+/// `at` as Google's JSON writes times (RFC 3339).
+pub fn rfc3339(at: SystemTime) -> String {
     jiff::Timestamp::try_from(at).map(|t| t.to_string()).unwrap_or_default()
 }
 
 impl Emulator {
-    fn authenticate(&self, request: &http::Request<Bytes>) -> Result<Caller, Fault> {
+    /// Who signed the request's bearer token.
+    pub fn authenticate(&self, request: &http::Request<Bytes>) -> Result<Caller, Fault> {
         let authorization = request.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         self.world().authenticate(authorization)
     }
@@ -87,15 +143,25 @@ impl Emulator {
     /// schema (a mismatch is the emulator's bug: 500).
     async fn iam(&self, request: http::Request<Bytes>) -> Result<(u16, Value), Fault> {
         let caller = self.authenticate(&request)?;
-        let (body, response) = checked_body(&self.iam, &request)?;
+        let (body, method) = checked_body(&self.iam, &request)?;
         self.world().owner_only(&caller, "manage service accounts")?;
         let answer = self.iam_answer(request.method(), request.uri().path(), &body)?;
-        if let Some(schema) = response {
-            self.iam.check(&schema, &answer).map_err(|e| {
-                Fault::Internal(format!("the emulator's answer breaks the discovery document: {e}"))
-            })?;
-        }
-        Ok((200, answer))
+        Ok((200, checked_answer(&self.iam, method, answer)?))
+    }
+
+    /// A Compute Engine request, the owner's only; its answer checked against the document.
+    /// A `wait` on an operation answers once the operation is done.
+    async fn compute(&self, request: http::Request<Bytes>) -> Result<Value, Fault> {
+        let caller = self.authenticate(&request)?;
+        let (body, method) = checked_body(&self.compute, &request)?;
+        self.world().owner_only(&caller, "manage Compute Engine resources")?;
+        let (params, query): (_, BTreeMap<_, _>) =
+            (method.params(request.uri().path()), query(request.uri()).into_iter().collect());
+        let call = compute::Call { method: &method.id, params: &params, query: &query, body: &body };
+        let wait = compute::wait_time(&self.world(), &call, SystemTime::now());
+        tokio::time::sleep(wait).await;
+        let answer = compute::answer(&mut self.world(), &call, SystemTime::now())?;
+        checked_answer(&self.compute, method, answer)
     }
 
     fn iam_answer(&self, verb: &http::Method, path: &str, body: &Value) -> Result<Value, Fault> {
@@ -180,13 +246,8 @@ impl Emulator {
         if json && !request.body().is_empty() && path.starts_with("/storage/") {
             checked_body(&self.storage_json, &request)?;
         }
-        // `b/<bucket>/o[/<object>]`, each segment percent-encoded; no segment may walk out
-        // of it once the forwarded URL is normalised.
-        let after = path.split_once("/v1/").map(|(_, rest)| rest).unwrap_or_default();
-        let segments: Vec<String> = after.split('/').map(percent_decode).collect();
-        if segments.iter().any(|s| s == "." || s == "..") {
-            return Err(Fault::Invalid(format!("Invalid path: {path}")));
-        }
+        // `b/<bucket>/o[/<object>]`, each segment percent-encoded.
+        let segments = segments(path.split_once("/v1/").map(|(_, rest)| rest).unwrap_or_default())?;
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let (bucket, permission) = match (request.method().as_str(), segments.as_slice()) {
             ("GET", ["b", bucket, "o"]) => (*bucket, Permission::List),
@@ -207,7 +268,8 @@ impl Emulator {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// `s` with its `%XX` escapes decoded.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

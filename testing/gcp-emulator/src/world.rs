@@ -1,11 +1,14 @@
 //! What the emulator holds: the project's buckets (their labels and IAM policies; objects
-//! live in fake-gcs-server), its service accounts and their keys, and who may do what.
-//! Pure state, no I/O: both protocols answer from it.
+//! live in fake-gcs-server), the XML API's multipart uploads under way, its service
+//! accounts and their keys, its Compute Engine resources, and who may do what. Pure state,
+//! no I/O: both protocols answer from it.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use crate::compute::Compute;
 use crate::keys;
+use crate::xml::Upload;
 
 /// An error as Google's APIs answer it: gRPC status and HTTP code alike.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,22 +19,50 @@ pub enum Fault {
     NotFound(String),
     AlreadyExists(String),
     FailedPrecondition(String),
+    /// Compute Engine: the resource is used by another (a network by its subnetworks).
+    InUse(String),
+    /// Compute Engine: an operation on the resource is still under way.
+    NotReady(String),
     Internal(String),
 }
 
 impl Fault {
-    /// The HTTP status, Google's status name and the gRPC code: one table for both
-    /// protocols.
-    fn codes(&self) -> (u16, &'static str, tonic::Code) {
+    /// The HTTP status, Google's status name, the gRPC code, and the reason and operation
+    /// error code Compute Engine gives: one table for every protocol.
+    fn codes(&self) -> (u16, &'static str, tonic::Code, &'static str, &'static str) {
         use tonic::Code;
         match self {
-            Self::Invalid(_) => (400, "INVALID_ARGUMENT", Code::InvalidArgument),
-            Self::Unauthenticated(_) => (401, "UNAUTHENTICATED", Code::Unauthenticated),
-            Self::Denied(_) => (403, "PERMISSION_DENIED", Code::PermissionDenied),
-            Self::NotFound(_) => (404, "NOT_FOUND", Code::NotFound),
-            Self::AlreadyExists(_) => (409, "ALREADY_EXISTS", Code::AlreadyExists),
-            Self::FailedPrecondition(_) => (412, "FAILED_PRECONDITION", Code::FailedPrecondition),
-            Self::Internal(_) => (500, "INTERNAL", Code::Internal),
+            Self::Invalid(_) => {
+                (400, "INVALID_ARGUMENT", Code::InvalidArgument, "invalid", "INVALID_FIELD_VALUE")
+            }
+            Self::Unauthenticated(_) => {
+                (401, "UNAUTHENTICATED", Code::Unauthenticated, "required", "UNAUTHENTICATED")
+            }
+            Self::Denied(_) => {
+                (403, "PERMISSION_DENIED", Code::PermissionDenied, "forbidden", "PERMISSION_DENIED")
+            }
+            Self::NotFound(_) => (404, "NOT_FOUND", Code::NotFound, "notFound", "RESOURCE_NOT_FOUND"),
+            Self::AlreadyExists(_) => {
+                (409, "ALREADY_EXISTS", Code::AlreadyExists, "alreadyExists", "RESOURCE_ALREADY_EXISTS")
+            }
+            Self::FailedPrecondition(_) => {
+                (412, "FAILED_PRECONDITION", Code::FailedPrecondition, "conditionNotMet", "CONDITION_NOT_MET")
+            }
+            Self::InUse(_) => (
+                400,
+                "FAILED_PRECONDITION",
+                Code::FailedPrecondition,
+                "resourceInUseByAnotherResource",
+                "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE",
+            ),
+            Self::NotReady(_) => (
+                400,
+                "FAILED_PRECONDITION",
+                Code::FailedPrecondition,
+                "resourceNotReady",
+                "RESOURCE_NOT_READY",
+            ),
+            Self::Internal(_) => (500, "INTERNAL", Code::Internal, "backendError", "INTERNAL_ERROR"),
         }
     }
 
@@ -48,14 +79,35 @@ impl Fault {
             | Self::NotFound(m)
             | Self::AlreadyExists(m)
             | Self::FailedPrecondition(m)
+            | Self::InUse(m)
+            | Self::NotReady(m)
             | Self::Internal(m) => m,
         }
     }
 
     /// Google's JSON error body.
     pub fn body(&self) -> serde_json::Value {
-        let (code, status, _) = self.codes();
+        let (code, status, ..) = self.codes();
         serde_json::json!({"error": {"code": code, "message": self.message(), "status": status}})
+    }
+
+    /// Compute Engine's error body: no status name, the reason in `errors`.
+    pub fn compute_body(&self) -> serde_json::Value {
+        let (code, _, _, reason, _) = self.codes();
+        let message = self.message();
+        serde_json::json!({"error": {"code": code, "message": message,
+            "errors": [{"message": message, "domain": "global", "reason": reason}]}})
+    }
+
+    /// The fields of a Compute Engine operation that ended with this error.
+    pub fn operation_error(&self) -> serde_json::Value {
+        let (status, _, _, _, code) = self.codes();
+        let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason());
+        serde_json::json!({
+            "error": {"errors": [{"code": code, "message": self.message()}]},
+            "httpErrorStatusCode": status,
+            "httpErrorMessage": reason.unwrap_or_default().to_uppercase(),
+        })
     }
 }
 
@@ -141,7 +193,10 @@ pub struct World {
     pub owner: String,
     owner_key: (String, Vec<u8>),
     pub buckets: BTreeMap<String, Bucket>,
+    /// The XML API's multipart uploads under way, by upload id.
+    pub uploads: BTreeMap<String, Upload>,
     pub accounts: BTreeMap<String, Account>,
+    pub compute: Compute,
     next_id: u64,
 }
 
@@ -154,12 +209,14 @@ impl World {
             owner,
             owner_key: (owner_key.id.clone(), owner_key.public.clone()),
             buckets: BTreeMap::new(),
+            uploads: BTreeMap::new(),
             accounts: BTreeMap::new(),
+            compute: Compute::default(),
             next_id: 100_000_000_000_000_000,
         }
     }
 
-    /// A fresh numeric id (service accounts' unique ids, key ids).
+    /// A fresh numeric id (service accounts' unique ids, key ids, Compute Engine ids).
     pub fn fresh_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -175,18 +232,29 @@ impl World {
             .and_then(|a| a.strip_prefix("Bearer "))
             .ok_or_else(|| unauthenticated("no bearer token".into()))?;
         let (signed, message, signature) = keys::claims(token).map_err(unauthenticated)?;
-        let owner = signed.email == self.owner && signed.key == self.owner_key.0;
-        let public = if owner {
-            Some(&self.owner_key.1)
-        } else {
-            self.accounts.get(&signed.email).and_then(|a| a.keys.get(&signed.key)).map(|(public, _)| public)
-        };
+        let public = self.keys(&signed.email).find(|(id, _)| *id == signed.key).map(|(_, public)| public);
         let public =
             public.ok_or_else(|| unauthenticated(format!("no key {} of {}", signed.key, signed.email)))?;
         if !keys::verify(public, &message, &signature) {
             return Err(unauthenticated("the JWT's signature does not verify".into()));
         }
-        Ok(if owner { Caller::Owner } else { Caller::Account(signed.email) })
+        Ok(self.caller(signed.email))
+    }
+
+    /// The keys issued to `email` (the owner's or a service account's): id and public half.
+    pub fn keys<'a>(&'a self, email: &str) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        let owner = (email == self.owner).then_some((self.owner_key.0.as_str(), self.owner_key.1.as_slice()));
+        let accounts = self.accounts.get(email).into_iter().flat_map(|a| &a.keys);
+        owner.into_iter().chain(accounts.map(|(id, (public, _))| (id.as_str(), public.as_slice())))
+    }
+
+    /// The caller holding a key of `email`.
+    pub fn caller(&self, email: String) -> Caller {
+        if email == self.owner {
+            Caller::Owner
+        } else {
+            Caller::Account(email)
+        }
     }
 
     /// Refuses anyone but the owner (bucket and IAM administration).

@@ -1,13 +1,14 @@
-//! Test-only VM runner. The EC2 emulator (moto) records instances but runs nothing; this
-//! watches it and, for every instance carrying labctl's tags that it reports running, boots
-//! a real VM — systemd and cloud-init reading that instance's user data, in systemd-nspawn
-//! over an overlay of a Debian image (`image.sh`) — and powers it off once the instance is
-//! stopped or terminated. A stopped instance keeps its disk (the overlay's upper layer): when
-//! it runs again, its VM boots from it, as an EC2 instance keeps its EBS root volume. Each VM has a network namespace with loopback only: the host
-//! reaches its sshd at an address of its own on the host's loopback (`127.100.x.y:22`), and
-//! it reaches the emulator at the lab's own endpoint (`127.0.0.1:PORT`), through relays.
-//! Needs root.
+//! Test-only VM runner. The cloud emulators (moto's EC2, our GCE) record instances but run
+//! nothing; this watches one ([`Cloud`]) and, for every instance carrying labctl's tags that
+//! it reports running, boots a real VM — systemd and cloud-init reading that instance's user
+//! data, in systemd-nspawn over an overlay of a Debian image (`image.sh`) — and powers it off
+//! once the instance is stopped or ended. A stopped instance keeps its disk (the overlay's
+//! upper layer): when it runs again, its VM boots from it, as a cloud VM keeps its boot
+//! disk. Each VM has a network namespace with loopback only: the host reaches its sshd at an
+//! address of its own on the host's loopback (`127.100.x.y:22`), and it reaches the emulator
+//! at the lab's own endpoint (`127.0.0.1:PORT`), through relays. Needs root.
 
+mod cloud;
 mod vm;
 
 use std::collections::BTreeMap;
@@ -19,10 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, InstanceStateName};
-use base64::Engine;
 use labctl_test_host::cgroups::INIT_HIERARCHIES;
 
+pub use cloud::{Cloud, Ec2, Gce, Instance, State};
 pub use vm::Vm;
 
 /// What the runner knows of an instance's VM, for tests.
@@ -82,9 +82,10 @@ impl Shared {
 }
 
 impl Runner {
-    /// Watches the EC2 API of `region` at `endpoint` (e.g. `http://127.0.0.1:5000`), booting
-    /// VMs from `image` (the root filesystem `image.sh` prints).
-    pub fn start(endpoint: &str, region: &str, image: &Path) -> io::Result<Self> {
+    /// Watches `cloud`, whose emulator listens at `endpoint` (e.g. `http://127.0.0.1:5000`,
+    /// relayed into every VM), booting VMs from `image` (the root filesystem `image.sh`
+    /// prints).
+    pub fn start(cloud: impl Cloud, endpoint: &str, image: &Path) -> io::Result<Self> {
         let port = endpoint
             .rsplit(':')
             .next()
@@ -111,8 +112,8 @@ impl Runner {
             stop: AtomicBool::new(false),
         });
         let watching = shared.clone();
-        let (endpoint, region) = (endpoint.to_owned(), region.to_owned());
-        let watcher = std::thread::spawn(move || watch(&watching, &endpoint, &region));
+        let cloud: Box<dyn Cloud> = Box::new(cloud);
+        let watcher = std::thread::spawn(move || watch(&watching, cloud));
         Ok(Self { shared, watcher: Some(watcher) })
     }
 
@@ -198,63 +199,34 @@ fn sweep_stale() {
     labctl_test_host::sweep::stale("labctl-vm-runner-", "lvm-", &INIT_HIERARCHIES);
 }
 
-/// Polls the emulator until stopped, booting and powering off VMs to match its instances.
-fn watch(shared: &Shared, endpoint: &str, region: &str) {
+/// Polls the cloud until stopped, booting and powering off VMs to match its instances.
+fn watch(shared: &Shared, mut cloud: Box<dyn Cloud>) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-    let ec2 = runtime.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(aws_config::Region::new(region.to_owned()))
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "vm-runner",
-            ))
-            .load()
-            .await;
-        aws_sdk_ec2::Client::new(&config)
-    });
     let mut next = 1u32;
     while !shared.stop.load(Ordering::Relaxed) {
-        if let Err(e) = runtime.block_on(reconcile(shared, &ec2, &mut next)) {
+        if let Err(e) = runtime.block_on(reconcile(shared, cloud.as_mut(), &mut next)) {
             shared.errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
 }
 
-async fn reconcile(shared: &Shared, ec2: &aws_sdk_ec2::Client, next: &mut u32) -> Result<(), String> {
-    let labctl = Filter::builder().name("tag-key").values("labctl/lab").build();
-    // Every page: ended instances stay listed for a while, and a page holds 100.
-    let reservations: Vec<_> = ec2
-        .describe_instances()
-        .filters(labctl)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    for instance in reservations.iter().flat_map(|r| r.instances()) {
-        let Some(id) = instance.instance_id() else { continue };
-        let state = instance.state().and_then(|s| s.name()).cloned();
+async fn reconcile(shared: &Shared, cloud: &mut dyn Cloud, next: &mut u32) -> Result<(), String> {
+    let instances = cloud.instances().await?;
+    // An instance no longer listed has ended (GCE forgets a deleted VM at once).
+    let known: Vec<String> = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+    let gone = known.into_iter().filter(|id| !instances.iter().any(|i| &i.id == id));
+    let ended = gone.map(|id| Instance { id, state: State::Ended, public_ip: None, user_data: None });
+    for instance in instances.iter().cloned().chain(ended.collect::<Vec<_>>()) {
+        let id = instance.id.as_str();
         let known = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id);
         let ended = shared.ended.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|e| e == id);
-        match state {
-            Some(InstanceStateName::Running) if !known && !ended => {
-                let attribute = ec2
-                    .describe_instance_attribute()
-                    .instance_id(id)
-                    .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-                    .send()
-                    .await
-                    .map_err(|e| format!("user data of {id}: {e:?}"))?;
-                let encoded = attribute.user_data().and_then(|u| u.value()).unwrap_or_default();
-                let user_data = base64::engine::general_purpose::STANDARD
-                    .decode(encoded)
-                    .map_err(|e| format!("user data of {id}: {e}"))?;
+        match instance.state {
+            State::Running if !known && !ended => {
+                let user_data = match instance.user_data {
+                    Some(data) => data,
+                    None => cloud.user_data(id).await?,
+                };
                 let n = *next;
                 *next += 1;
                 let name = format!("lvm-{}-{n}", shared.name);
@@ -267,11 +239,11 @@ async fn reconcile(shared: &Shared, ec2: &aws_sdk_ec2::Client, next: &mut u32) -
                     forward: &[shared.port],
                 })
                 .map_err(|e| format!("booting {id}: {e}"))?;
-                let ip = instance.public_ip_address().map(str::to_owned);
+                let ip = instance.public_ip.clone();
                 shared.vms.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), (vm, ip));
                 shared.write_ssh_config();
             }
-            Some(InstanceStateName::ShuttingDown | InstanceStateName::Terminated) if !ended => {
+            State::Ended if !ended => {
                 shared.ended.lock().unwrap_or_else(|e| e.into_inner()).push(id.to_owned());
                 let vm = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
                 shared.write_ssh_config();
@@ -282,7 +254,7 @@ async fn reconcile(shared: &Shared, ec2: &aws_sdk_ec2::Client, next: &mut u32) -
                     std::fs::remove_dir_all(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
                 }
             }
-            Some(InstanceStateName::Stopping | InstanceStateName::Stopped) if known => {
+            State::Stopped if known => {
                 let vm = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
                 shared.write_ssh_config();
                 drop(vm);

@@ -1,5 +1,5 @@
 //! `labctl-vm-runner ENDPOINT REGION IMAGE SSH_CONFIG`: the test VM runner as a program,
-//! for benchmarks. Boots the emulator's instances until its stdin closes, keeps the
+//! for benchmarks, booting the instances of moto's EC2. Boots the emulator's instances until its stdin closes, keeps the
 //! ssh_config mapping their addresses, and prints `booted ID SECONDS` as cloud-init
 //! finishes in each VM (seconds from the moment its VM started), then powers every VM off.
 
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use labctl_vm_runner::Runner;
+use labctl_vm_runner::{Ec2, Runner};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,7 +18,7 @@ fn main() {
         eprintln!("usage: labctl-vm-runner ENDPOINT REGION IMAGE SSH_CONFIG");
         std::process::exit(2);
     };
-    let runner = Runner::start(endpoint, region, Path::new(image)).unwrap_or_else(|e| {
+    let runner = Runner::start(Ec2::new(endpoint, region), endpoint, Path::new(image)).unwrap_or_else(|e| {
         eprintln!("labctl-vm-runner: {e}");
         std::process::exit(1);
     });

@@ -61,7 +61,10 @@ impl Vm {
         let seed = overlay.merged.join("var/lib/cloud/seed/nocloud");
         fs::create_dir_all(&seed)?;
         fs::write(seed.join("user-data"), b.user_data)?;
-        fs::write(seed.join("meta-data"), format!("instance-id: {0}\nlocal-hostname: {0}\n", b.instance_id))?;
+        fs::write(
+            seed.join("meta-data"),
+            format!("instance-id: \"{0}\"\nlocal-hostname: \"{0}\"\n", b.instance_id),
+        )?;
         let cgroups = Cgroups::create(&INIT_HIERARCHIES, &b.name)?;
         // The supervisor moves itself into the VM's cgroups, then becomes systemd-nspawn.
         let join: String =

@@ -1,6 +1,8 @@
-//! Where job data lives, through `object_store`: local paths, `file://` URLs, and `s3://`
+//! Where job data lives, through `object_store`: local paths, `file://` URLs, `s3://`
 //! buckets (configured from the standard `AWS_*` environment: `AWS_ENDPOINT` points at an
-//! emulator or LocalStack, `AWS_ALLOW_HTTP=true` for a plain-HTTP one).
+//! emulator or LocalStack, `AWS_ALLOW_HTTP=true` for a plain-HTTP one), and `gs://` buckets
+//! (from the `GOOGLE_*` environment: `GOOGLE_SERVICE_ACCOUNT` names a key file, whose
+//! `gcs_base_url` points at an emulator).
 //!
 //! A [`Location`] is a store plus a key prefix. Object stores have no rename, so outputs are
 //! written under a temporary key and published once (`rename`, which is an atomic rename on
@@ -34,17 +36,17 @@ impl Location {
     pub fn parse(url: &str) -> Result<Self, String> {
         let path = match url.strip_prefix("file://") {
             Some(p) => p.to_owned(),
-            None if url.starts_with("s3://") => {
-                let store = object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(url)
-                    .build()
-                    .map_err(|e| format!("`{url}`: {e}"))?;
-                let key = url
-                    .trim_start_matches("s3://")
-                    .split_once('/')
-                    .map_or("", |(_, k)| k)
-                    .trim_end_matches('/');
-                return Ok(Self { store: Arc::new(store), prefix: Path::from(key), local_dir: None });
+            None if url.starts_with("s3://") || url.starts_with("gs://") => {
+                let built: Result<Arc<dyn ObjectStore>, _> = if url.starts_with("s3://") {
+                    let s3 = object_store::aws::AmazonS3Builder::from_env().with_url(url).build();
+                    s3.map(|s| Arc::new(s) as _)
+                } else {
+                    let gcs = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url).build();
+                    gcs.map(|s| Arc::new(s) as _)
+                };
+                let store = built.map_err(|e| format!("`{url}`: {e}"))?;
+                let key = url[5..].split_once('/').map_or("", |(_, k)| k).trim_end_matches('/');
+                return Ok(Self { store, prefix: Path::from(key), local_dir: None });
             }
             None if url.contains("://") => {
                 let parsed = url::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;

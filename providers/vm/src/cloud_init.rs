@@ -1,61 +1,74 @@
-//! A VM's cloud-init user data, rendered from `templates/cloud-init.yaml.tera`.
+//! A VM's cloud-init user data: the student's account, the worker binaries fetched from the
+//! lab's artifacts bucket and checked, and systemd units that keep the workers running.
+//! The cloud gives the workers' environment, any key file, and the `labctl-rekey` script
+//! that installs a rotated key.
 
 use std::collections::BTreeMap;
 
 use labctl_provider_api::{ports, ProviderError};
 use serde::{Deserialize, Serialize};
 
-const TEMPLATE: &str = include_str!("../../../templates/cloud-init.yaml.tera");
+const TEMPLATE: &str = include_str!("cloud-init.yaml.tera");
 
 /// The ports the workers listen on inside a VM (reached over SSH tunnels or from the
-/// student's own VMs: the security group lets nothing else in).
+/// student's own VMs: the firewall lets nothing else in).
 #[derive(Debug, Serialize)]
-pub(crate) struct Ports {
+pub struct Ports {
     pub mapreduce: u16,
     pub scheduler: u16,
     pub scheduler_http: u16,
 }
 
-pub(crate) const PORTS: Ports =
+/// The workers' ports.
+pub const PORTS: Ports =
     Ports { mapreduce: ports::MAPREDUCE, scheduler: ports::SCHEDULER, scheduler_http: ports::SCHEDULER_HTTP };
 
 /// A VM's MapReduce: how many workers run beside the coordinator.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(crate) struct MapReduce {
+pub struct MapReduce {
     pub workers: u32,
 }
 
 /// A VM's scheduler: how many workers, with how many task slots each.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(crate) struct Scheduler {
+pub struct Scheduler {
     pub workers: u32,
     pub slots: u32,
 }
 
 /// A worker binary the VM fetches.
 #[derive(Debug, Serialize)]
-pub(crate) struct Binary {
-    /// A presigned GET of the binary in the artifacts bucket: the VM needs no AWS CLI.
+pub struct Binary {
+    /// A signed GET of the binary in the artifacts bucket: the VM needs no cloud CLI.
     pub url: String,
     /// Checked after download.
     pub sha256: String,
 }
 
+/// A file only the student reads (their cloud key).
+#[derive(Debug, Serialize)]
+pub struct KeyFile {
+    pub path: String,
+    pub content: String,
+}
+
 /// What the user data needs to know.
 #[derive(Debug, Serialize)]
-pub(crate) struct UserData<'a> {
+pub struct UserData<'a> {
     pub lab: &'a str,
     pub student: &'a str,
-    pub region: &'a str,
-    /// The S3 endpoint the workers use, when not AWS's own (an emulator).
-    pub endpoint: Option<&'a str>,
     /// The worker binaries by name.
     pub binaries: BTreeMap<String, Binary>,
     /// The student's worker token.
     pub token: &'a str,
-    /// The student's AWS key, scoped to their bucket: the workers' S3 access.
-    pub access_key_id: &'a str,
-    pub secret_access_key: &'a str,
+    /// The workers' cloud access (the student's own key, scoped to their bucket), as
+    /// environment variables.
+    pub environment: BTreeMap<String, String>,
+    /// Files the cloud access needs, owned by the student.
+    pub files: Vec<KeyFile>,
+    /// The body of `/usr/local/sbin/labctl-rekey` (after `#!/bin/sh`): reads the student's
+    /// new key on stdin, installs it for the workers and restarts them.
+    pub rekey: &'a str,
     pub mapreduce: Option<MapReduce>,
     pub scheduler: Option<Scheduler>,
     pub ports: Ports,
@@ -67,7 +80,7 @@ pub(crate) struct UserData<'a> {
 }
 
 /// Renders the user data.
-pub(crate) fn render(data: &UserData) -> Result<String, ProviderError> {
+pub fn render(data: &UserData) -> Result<String, ProviderError> {
     let context =
         tera::Context::from_serialize(data).map_err(|e| ProviderError::fatal(format!("user data: {e}")))?;
     tera::Tera::one_off(TEMPLATE, &context, false)
@@ -78,24 +91,24 @@ pub(crate) fn render(data: &UserData) -> Result<String, ProviderError> {
 mod tests {
     use super::*;
 
-    fn sample(mapreduce: Option<MapReduce>, scheduler: Option<Scheduler>) -> String {
+    fn sample(mapreduce: Option<MapReduce>, scheduler: Option<Scheduler>, files: Vec<KeyFile>) -> String {
         let binaries = [("lab-mapreduce", "aa11"), ("lab-scheduler", "bb22")]
             .map(|(name, sha256)| {
-                let url = format!(
-                    "https://bigdata-artifacts.s3.eu-west-1.amazonaws.com/bin/{name}?X-Amz-Signature=5ig"
-                );
+                let url = format!("https://storage.example/bigdata-artifacts/bin/{name}?Signature=5ig");
                 (name.to_owned(), Binary { url, sha256: sha256.to_owned() })
             })
+            .into();
+        let environment = [("CLOUD_REGION", "eu-west-1"), ("CLOUD_KEY", "secretexample")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .into();
         render(&UserData {
             lab: "bigdata",
             student: "ada",
-            region: "eu-west-1",
-            endpoint: None,
             binaries,
             token: "0123abcd",
-            access_key_id: "AKIAEXAMPLE",
-            secret_access_key: "secretexample",
+            environment,
+            files,
+            rekey: "set -eu\nread -r key\necho \"CLOUD_KEY=$key\" > /etc/labctl/workers.env\n",
             mapreduce,
             scheduler,
             ports: PORTS,
@@ -109,12 +122,15 @@ mod tests {
     fn user_data_with_both_services() {
         insta::assert_snapshot!(sample(
             Some(MapReduce { workers: 2 }),
-            Some(Scheduler { workers: 2, slots: 4 })
+            Some(Scheduler { workers: 2, slots: 4 }),
+            vec![]
         ));
     }
 
     #[test]
-    fn user_data_with_mapreduce_only() {
-        insta::assert_snapshot!(sample(Some(MapReduce { workers: 1 }), None));
+    fn user_data_with_mapreduce_only_and_a_key_file() {
+        let key =
+            KeyFile { path: "/etc/labctl/key.json".into(), content: "{\n  \"type\": \"key\"\n}\n".into() };
+        insta::assert_snapshot!(sample(Some(MapReduce { workers: 1 }), None, vec![key]));
     }
 }

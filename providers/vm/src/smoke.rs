@@ -1,4 +1,4 @@
-//! The smoke workloads on AWS: run on each student's VM, against their own services, over
+//! The smoke workloads on VMs: run on each student's VM, against their own services, over
 //! SSH as that student. Each first checks that the workload's systemd units are active and
 //! names those that are not; `status` asks the VM the same.
 
@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use labctl_provider_api::lab::SmokeWorkload;
 use labctl_provider_api::{ports, SmokeRunner, StudentResources};
 
-use crate::plugin::vm_address;
 use crate::ssh::{Login, SshClient};
+use crate::vm_address;
 
 /// Runs the smoke workloads on the students' VMs over SSH.
-pub(crate) struct SshRunner {
+pub struct SshRunner {
     ssh: Arc<SshClient>,
 }
 

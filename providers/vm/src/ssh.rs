@@ -1,7 +1,7 @@
 //! Reaching a student's VM over SSH, as that student with the key from their handout,
 //! through the system OpenSSH client, so that the user's ssh_config, agents and bastions
 //! work as they expect. Host keys are pinned on first contact (`.labctl/<lab>.known_hosts`
-//! beside the lab file); a changed one fails loudly. When ssh cannot connect, EC2 says
+//! beside the lab file); a changed one fails loudly. When ssh cannot connect, the cloud says
 //! whether the VM runs at all: a stopped VM fails at once, a running one is waited for (it
 //! may still boot).
 
@@ -12,11 +12,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use labctl_provider_api::ProviderError;
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
-
-use crate::clients::Clients;
-use crate::compute;
 
 /// How labctl reaches the VMs, as configured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,7 +27,7 @@ pub struct Ssh {
 }
 
 /// Who logs in where.
-pub(crate) struct Login<'a> {
+pub struct Login<'a> {
     pub instance_id: &'a str,
     pub host: &'a str,
     pub user: &'a str,
@@ -36,27 +35,35 @@ pub(crate) struct Login<'a> {
     pub key: &'a str,
 }
 
+/// What the cloud says of a VM that SSH cannot reach.
+#[async_trait]
+pub trait VmStates: Send + Sync {
+    /// The VM's state if it is neither running nor starting (`stopped`, `gone`, …): no use
+    /// waiting for it. `None` when it runs, or when the cloud cannot say.
+    async fn not_running(&self, instance_id: &str) -> Option<String>;
+}
+
 /// Runs shell scripts on the lab's VMs.
-pub(crate) struct SshClient {
+pub struct SshClient {
     config: Option<PathBuf>,
     known_hosts: PathBuf,
-    clients: Arc<Clients>,
+    states: Arc<dyn VmStates>,
 }
 
 /// ssh's own exit code for a failure to connect or log in (the remote command's are its own).
 const SSH_FAILED: i32 = 255;
 
 impl SshClient {
-    pub fn new(ssh: &Ssh, lab: &str, clients: Arc<Clients>) -> Self {
+    pub fn new(ssh: &Ssh, lab: &str, states: Arc<dyn VmStates>) -> Self {
         Self {
             config: ssh.config.clone(),
             known_hosts: ssh.known_hosts_dir.join(format!("{lab}.known_hosts")),
-            clients,
+            states,
         }
     }
 
     /// Runs `script` (read by `sh -s` from stdin, so that secrets in it are on no command
-    /// line) and returns what it printed. While ssh cannot connect to a VM that EC2 says is
+    /// line) and returns what it printed. While ssh cannot connect to a VM that the cloud says is
     /// running, tries again until `timeout`. `Err` is the last words of what failed.
     pub async fn run(&self, login: &Login<'_>, script: &str, timeout: Duration) -> Result<String, String> {
         let host = login.host;
@@ -107,7 +114,7 @@ impl SshClient {
             if out.status.code() != Some(SSH_FAILED) {
                 return Err(format!("on {host}: {}", last.trim()));
             }
-            if let Some(state) = self.not_running(login.instance_id).await {
+            if let Some(state) = self.states.not_running(login.instance_id).await {
                 return Err(format!("{host} is unreachable: VM {} is {state}", login.instance_id));
             }
             if tokio::time::Instant::now() + Duration::from_secs(2) >= deadline {
@@ -116,11 +123,15 @@ impl SshClient {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
+}
 
-    /// The state of a VM that EC2 says is not running (or starting): no use waiting for it.
-    async fn not_running(&self, id: &str) -> Option<String> {
-        let c = self.clients.get().await.ok()?;
-        let state = compute::state(c, id).await.ok()?;
-        (!matches!(state.as_deref(), Some("running" | "pending"))).then(|| state.unwrap_or("gone".into()))
-    }
+/// A fresh ed25519 key pair in OpenSSH's formats: `(public, private)`.
+pub fn key_pair(comment: &str) -> Result<(String, String), ProviderError> {
+    let fail = |e: ssh_key::Error| ProviderError::fatal(format!("making an SSH key: {e}"));
+    let mut private =
+        ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).map_err(fail)?;
+    private.set_comment(comment);
+    let public = private.public_key().to_openssh().map_err(fail)?;
+    let private = private.to_openssh(ssh_key::LineEnding::LF).map_err(fail)?;
+    Ok((public, private.to_string()))
 }

@@ -1,0 +1,617 @@
+//! Compute Engine: the lab's VPC network and subnet, each student's firewall rule (SSH to
+//! their VM, from where the lab allows) and VM, whose cloud-init installs and runs their
+//! workers. VMs carry the ownership tags as labels; networks, subnets and firewall rules
+//! take no labels, so their descriptions carry them. A create adopts what an interrupted
+//! run made (names are unique in the project) and refuses what is someone else's.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use google_cloud_compute_v1::model::{
+    access_config, firewall, AccessConfig, AttachedDisk, AttachedDiskInitializeParams, Firewall, Instance,
+    InstancesSetLabelsRequest, Metadata, Network, NetworkInterface, Operation, Subnetwork,
+    Tags as NetworkTags,
+};
+use google_cloud_gax::error::rpc::{Code, Status};
+use google_cloud_gax::error::Error;
+use google_cloud_lro::Poller;
+use google_cloud_storage::builder::storage::SignedUrlBuilder;
+use labctl_provider_api::configs::config;
+use labctl_provider_api::{
+    attrs, dep_attr, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
+};
+use labctl_provider_vm::cloud_init::{self, Binary, KeyFile, MapReduce, Scheduler, UserData, PORTS};
+use labctl_provider_vm::ssh::{Login, SshClient, VmStates};
+use labctl_provider_vm::vm_address;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::clients::{Clients, Gcp};
+use crate::errors::{deleted, failed, found, http_code, is_conflict};
+use crate::labels;
+use crate::paging::every_page;
+use crate::storage::resource;
+
+/// The lab's VPC network and its one subnet, in the lab's region.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub name: String,
+    pub cidr: String,
+}
+
+/// A student's firewall rule: SSH to their VM (by its network tag) from `ssh_cidrs`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FirewallConfig {
+    pub name: String,
+    /// The network tag of the VM it opens.
+    pub target: String,
+    pub ssh_cidrs: Vec<String>,
+}
+
+/// A student's VM, whose cloud-init installs and runs their workers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VmConfig {
+    pub name: String,
+    pub student: String,
+    pub machine_type: String,
+    pub disk_gb: u32,
+    /// A boot image or image family (`projects/<p>/global/images/family/<f>`).
+    pub image: String,
+    /// Instructors' public keys (instance metadata `ssh-keys`).
+    pub ssh_keys: Option<Vec<String>>,
+    pub mapreduce: Option<MapReduce>,
+    pub scheduler: Option<Scheduler>,
+    pub version: String,
+}
+
+/// `what` of this lab found under its name: adopted if its description (or labels) name
+/// the same owner, refused otherwise.
+fn adopt(owner: Option<Tags>, spec: &ResourceSpec, what: &str) -> Result<(), ProviderError> {
+    if owner.is_some_and(|t| t.same_owner(&spec.tags)) {
+        Ok(())
+    } else {
+        Err(ProviderError::invalid(format!(
+            "{what} exists and is not labctl's for {} of lab {}: rename the lab or remove it",
+            spec.address, spec.tags.lab
+        )))
+    }
+}
+
+/// Waits for an operation to end. Compute Engine reports a failure in the operation, not in
+/// the answer: a failed one is returned as its error (a resource still in use by another,
+/// which Compute Engine may not have let go yet, as one worth trying again).
+async fn finished(poller: impl Poller<Operation, Operation>) -> Result<(), Error> {
+    let op = poller.until_done().await?;
+    if op.error.is_none() && op.http_error_status_code.is_none() {
+        return Ok(());
+    }
+    let errors = op.error.iter().flat_map(|e| &e.errors);
+    let in_use = errors.clone().any(|e| e.code.as_deref() == Some("RESOURCE_IN_USE_BY_ANOTHER_RESOURCE"));
+    let messages: Vec<String> = errors.filter_map(|e| e.message.clone()).collect();
+    let status = op.http_error_status_code.and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
+    let code = if in_use { Code::Unavailable } else { http_code(status) };
+    let message = op.http_error_message.into_iter().chain(messages).collect::<Vec<_>>().join(": ");
+    Err(Error::service(Status::default().set_code(code).set_message(message)))
+}
+
+/// An insert's end: `true` once made, `false` if the name is taken (`adopt` decides), or
+/// the error.
+fn made(result: Result<(), Error>, what: &str) -> Result<bool, ProviderError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(failed(format!("creating {what}"))(e)),
+    }
+}
+
+fn network_path(c: &Gcp, name: &str) -> String {
+    format!("projects/{}/global/networks/{name}", c.project)
+}
+
+fn subnetwork_path(c: &Gcp, name: &str) -> String {
+    format!("projects/{}/regions/{}/subnetworks/{name}", c.project, c.region)
+}
+
+fn network_observed(c: &Gcp, name: &str, cidr: &str) -> Observed {
+    Observed {
+        id: name.to_owned(),
+        attributes: attrs(json!({
+            "network": network_path(c, name),
+            "subnetwork": subnetwork_path(c, name),
+            "cidr": cidr,
+        })),
+        sensitive: vec![],
+    }
+}
+
+/// Makes (or adopts) the network, custom mode, and its subnet.
+pub async fn create_network(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+    let NetworkConfig { name, cidr } = config(spec)?;
+    let description = labels::description(&spec.tags);
+    let network =
+        Network::new().set_name(&name).set_auto_create_subnetworks(false).set_description(&description);
+    let insert = finished(c.networks.insert().set_project(&c.project).set_body(network).poller()).await;
+    if !made(insert, &format!("network {name}"))? {
+        let existing = get_network(c, &name).await?;
+        adopt(
+            existing.and_then(|n| labels::described(n.description.as_deref()?)),
+            spec,
+            &format!("network {name}"),
+        )?;
+    }
+    let subnet = Subnetwork::new()
+        .set_name(&name)
+        .set_network(network_path(c, &name))
+        .set_ip_cidr_range(&cidr)
+        .set_description(&description);
+    let insert = finished(
+        c.subnetworks.insert().set_project(&c.project).set_region(&c.region).set_body(subnet).poller(),
+    )
+    .await;
+    let partial = |e: ProviderError| e.with_partial(network_observed(c, &name, &cidr));
+    if !made(insert, &format!("subnet {name}")).map_err(partial)? {
+        let existing = get_subnetwork(c, &name).await.map_err(partial)?;
+        let owner = existing.and_then(|s| labels::described(s.description.as_deref()?));
+        adopt(owner, spec, &format!("subnet {name}")).map_err(partial)?;
+    }
+    Ok(network_observed(c, &name, &cidr))
+}
+
+async fn get_network(c: &Gcp, name: &str) -> Result<Option<Network>, ProviderError> {
+    let got = c.networks.get().set_project(&c.project).set_network(name).send().await;
+    found(got, format!("reading network {name}"))
+}
+
+async fn get_subnetwork(c: &Gcp, name: &str) -> Result<Option<Subnetwork>, ProviderError> {
+    let got =
+        c.subnetworks.get().set_project(&c.project).set_region(&c.region).set_subnetwork(name).send().await;
+    found(got, format!("reading subnet {name}"))
+}
+
+/// The network as it is: gone if it or its subnet is.
+pub async fn read_network(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    let both = get_network(c, &prior.id).await?.is_some() && get_subnetwork(c, &prior.id).await?.is_some();
+    Ok(both.then(|| prior.clone()))
+}
+
+/// Deletes the subnet, then the network; what is already gone is fine.
+pub async fn delete_network(c: &Gcp, name: &str) -> Result<(), ProviderError> {
+    delete_subnetwork(c, name).await?;
+    let gone = finished(c.networks.delete().set_project(&c.project).set_network(name).poller()).await;
+    deleted(gone, format!("deleting network {name}"))
+}
+
+/// Deletes a subnet; one already gone is fine.
+pub async fn delete_subnetwork(c: &Gcp, name: &str) -> Result<(), ProviderError> {
+    let gone = finished(
+        c.subnetworks.delete().set_project(&c.project).set_region(&c.region).set_subnetwork(name).poller(),
+    )
+    .await;
+    deleted(gone, format!("deleting subnet {name}"))
+}
+
+/// Makes (or adopts) the student's firewall rule on the lab's network.
+pub async fn create_firewall(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+    let FirewallConfig { name, target, ssh_cidrs } = config(spec)?;
+    let rule = Firewall::new()
+        .set_name(&name)
+        .set_network(dep_attr(deps, "network")?)
+        .set_direction(firewall::Direction::Ingress)
+        .set_source_ranges(ssh_cidrs)
+        .set_target_tags([target])
+        .set_allowed([firewall::Allowed::new().set_ip_protocol("tcp").set_ports(["22"])])
+        .set_description(labels::description(&spec.tags));
+    let insert = finished(c.firewalls.insert().set_project(&c.project).set_body(rule).poller()).await;
+    if !made(insert, &format!("firewall rule {name}"))? {
+        let existing = get_firewall(c, &name).await?;
+        let owner = existing.and_then(|f| labels::described(f.description.as_deref()?));
+        adopt(owner, spec, &format!("firewall rule {name}"))?;
+    }
+    Ok(Observed { id: name.clone(), attributes: attrs(json!({ "firewall": name })), sensitive: vec![] })
+}
+
+async fn get_firewall(c: &Gcp, name: &str) -> Result<Option<Firewall>, ProviderError> {
+    let got = c.firewalls.get().set_project(&c.project).set_firewall(name).send().await;
+    found(got, format!("reading firewall rule {name}"))
+}
+
+pub async fn read_firewall(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    Ok(get_firewall(c, &prior.id).await?.map(|_| prior.clone()))
+}
+
+pub async fn delete_firewall(c: &Gcp, name: &str) -> Result<(), ProviderError> {
+    let gone = finished(c.firewalls.delete().set_project(&c.project).set_firewall(name).poller()).await;
+    deleted(gone, format!("deleting firewall rule {name}"))
+}
+
+/// Puts `tags` in the firewall rule's description (the expiry moves with the lab file).
+/// Networks and subnets keep the description they were made with (Compute Engine does not
+/// change it): `reap` goes by the latest expiry a lab's resources carry.
+pub async fn describe_firewall(c: &Gcp, name: &str, tags: &Tags) -> Result<(), ProviderError> {
+    let patch = Firewall::new().set_description(labels::description(tags));
+    let patched =
+        finished(c.firewalls.patch().set_project(&c.project).set_firewall(name).set_body(patch).poller())
+            .await;
+    deleted(patched, format!("describing firewall rule {name}"))
+}
+
+/// Every labctl network, subnet and firewall rule of the project with its owner's tags,
+/// by kind, in the order they can be deleted in.
+pub async fn described(c: &Gcp) -> Result<Vec<(&'static str, String, Tags)>, ProviderError> {
+    let ours = |name: Option<String>, description: Option<String>| {
+        Some((name?, labels::described(description.as_deref()?)?))
+    };
+    let mut found = vec![];
+    let firewalls = every_page(|token| async move {
+        let page = c.firewalls.list().set_project(&c.project).set_page_token(token).send().await;
+        let page = page.map_err(failed("listing firewall rules"))?;
+        Ok((
+            page.items.into_iter().filter_map(|f| ours(f.name, f.description)).collect(),
+            page.next_page_token.unwrap_or_default(),
+        ))
+    })
+    .await?;
+    found.extend(firewalls.into_iter().map(|(name, tags)| ("firewall", name, tags)));
+    let subnets = every_page(|token| async move {
+        let page = c
+            .subnetworks
+            .list()
+            .set_project(&c.project)
+            .set_region(&c.region)
+            .set_page_token(token)
+            .send()
+            .await;
+        let page = page.map_err(failed("listing subnets"))?;
+        Ok((
+            page.items.into_iter().filter_map(|s| ours(s.name, s.description)).collect(),
+            page.next_page_token.unwrap_or_default(),
+        ))
+    })
+    .await?;
+    found.extend(subnets.into_iter().map(|(name, tags)| ("subnetwork", name, tags)));
+    let networks = every_page(|token| async move {
+        let page = c.networks.list().set_project(&c.project).set_page_token(token).send().await;
+        let page = page.map_err(failed("listing networks"))?;
+        Ok((
+            page.items.into_iter().filter_map(|n| ours(n.name, n.description)).collect(),
+            page.next_page_token.unwrap_or_default(),
+        ))
+    })
+    .await?;
+    found.extend(networks.into_iter().map(|(name, tags)| ("network", name, tags)));
+    Ok(found)
+}
+
+/// Every labctl VM of the lab's zone with its owner's tags.
+pub async fn labelled_vms(c: &Gcp) -> Result<Vec<(String, Tags)>, ProviderError> {
+    every_page(|token| async move {
+        let page =
+            c.instances.list().set_project(&c.project).set_zone(&c.zone).set_page_token(token).send().await;
+        let page = page.map_err(failed("listing VMs"))?;
+        let ours = page.items.into_iter().filter_map(|i| Some((i.name?, labels::tags(&i.labels)?)));
+        Ok((ours.collect(), page.next_page_token.unwrap_or_default()))
+    })
+    .await
+}
+
+/// How long the VM's links to its worker binaries stay valid: cloud-init fetches them
+/// within minutes of the VM's first boot.
+const BINARY_URL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
+
+/// Where the student's key is on their VM (theirs to read; `labctl-rekey` replaces it).
+const KEY_FILE: &str = "/etc/labctl/gcp-key.json";
+
+/// `labctl-rekey` on GCP: installs the student's new service-account key (a JSON key
+/// file on stdin) for their workers and restarts them.
+const REKEY: &str = r#"set -eu
+key=/etc/labctl/gcp-key.json
+umask 077
+cat > "$key.new"
+python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["type"] == "service_account"' "$key.new" 2>/dev/null \
+  || { rm -f "$key.new"; echo "labctl-rekey: not a service-account key file" >&2; exit 2; }
+chown --reference="$key" "$key.new"
+mv "$key.new" "$key"
+systemctl try-restart 'lab-*.service'
+"#;
+
+/// The attribute recording which key the VM's workers hold.
+const DELIVERED_KEY: &str = "key_id";
+
+/// Attributes a VM's record carries from one apply to the next (the instance does not say).
+const CARRIED: [&str; 2] = ["user_data_sha256", DELIVERED_KEY];
+
+async fn render_user_data(
+    c: &Gcp,
+    spec: &ResourceSpec,
+    deps: &Deps,
+    vm: &VmConfig,
+) -> Result<String, ProviderError> {
+    let artifacts = dep_attr(deps, "artifacts_bucket")?;
+    let hashes = deps.values().find_map(|d| d.attributes.get("binaries").and_then(Value::as_object));
+    let mut binaries = BTreeMap::new();
+    for (name, sha256) in hashes.into_iter().flatten() {
+        let mut url = SignedUrlBuilder::for_object(resource(artifacts), format!("bin/{name}"))
+            .with_method(http::Method::GET)
+            .with_expiration(BINARY_URL_LIFETIME);
+        if let Some(endpoint) = &c.storage_endpoint {
+            url = url.with_endpoint(endpoint);
+        }
+        let url = url
+            .sign_with(&c.signer)
+            .await
+            .map_err(|e| ProviderError::fatal(format!("signing the link to {name}: {e}")))?;
+        let sha256 = sha256.as_str().unwrap_or_default().to_owned();
+        binaries.insert(name.clone(), Binary { url, sha256 });
+    }
+    // The workers (and the student's own tools) reach the bucket with the student's key.
+    // Google's client libraries read the first; object_store (the workers'), the second.
+    let mut environment = BTreeMap::from([
+        ("GOOGLE_APPLICATION_CREDENTIALS".to_owned(), KEY_FILE.to_owned()),
+        ("GOOGLE_SERVICE_ACCOUNT".to_owned(), KEY_FILE.to_owned()),
+        ("GOOGLE_CLOUD_PROJECT".to_owned(), c.project.clone()),
+    ]);
+    if c.storage_endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
+        // What object_store needs for a plain-HTTP Cloud Storage (an emulator).
+        environment.insert("GOOGLE_ALLOW_HTTP".to_owned(), "true".to_owned());
+    }
+    if let Ok(bucket) = dep_attr(deps, "bucket") {
+        environment.insert("LABCTL_BUCKET".to_owned(), format!("gs://{bucket}"));
+    }
+    cloud_init::render(&UserData {
+        lab: &spec.tags.lab,
+        student: &vm.student,
+        binaries,
+        token: dep_attr(deps, "token")?,
+        environment,
+        files: vec![KeyFile { path: KEY_FILE.to_owned(), content: vm_key_file(c, dep_attr(deps, "key")?)? }],
+        rekey: REKEY,
+        mapreduce: vm.mapreduce,
+        scheduler: vm.scheduler,
+        ports: PORTS,
+        ssh_keys: vm.ssh_keys.clone().unwrap_or_default(),
+        student_key: dep_attr(deps, "ssh_public_key")?,
+    })
+}
+
+/// The student's key file as their VM gets it: when Cloud Storage is not Google's (an
+/// emulator), the key names it as `gcs_base_url`, where object_store looks for it.
+fn vm_key_file(c: &Gcp, key: &str) -> Result<String, ProviderError> {
+    let Some(endpoint) = &c.storage_endpoint else { return Ok(key.to_owned()) };
+    let mut key: serde_json::Map<String, Value> = serde_json::from_str(key)
+        .map_err(|e| ProviderError::fatal(format!("the student's key is not a JSON key file: {e}")))?;
+    key.insert("gcs_base_url".into(), json!(endpoint.trim_end_matches('/')));
+    serde_json::to_string_pretty(&key).map_err(|e| ProviderError::fatal(e.to_string()))
+}
+
+/// Statuses of a VM that runs or is on its way to.
+const STARTING: [&str; 3] = ["provisioning", "staging", "running"];
+
+/// How long to wait for a stopping VM to have stopped before starting it again.
+const STOP_WAIT: Duration = Duration::from_secs(300);
+
+fn status(i: &Instance) -> String {
+    i.status
+        .as_ref()
+        .map(|s| s.name().unwrap_or("unknown").to_lowercase())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn get_instance(c: &Gcp, name: &str) -> Result<Option<Instance>, ProviderError> {
+    let got = c.instances.get().set_project(&c.project).set_zone(&c.zone).set_instance(name).send().await;
+    found(got, format!("reading VM {name}"))
+}
+
+fn observed(i: &Instance) -> Observed {
+    let nic = i.network_interfaces.first();
+    Observed {
+        id: i.name.clone().unwrap_or_default(),
+        attributes: attrs(json!({
+            "instance_id": i.id.map(|id| id.to_string()),
+            "machine_type": i.machine_type.as_deref().and_then(|m| m.rsplit('/').next()),
+            "private_ip": nic.and_then(|n| n.network_ip.clone()),
+            "public_ip": nic.and_then(|n| n.access_configs.first()).and_then(|a| a.nat_ip.clone()),
+            "state": status(i),
+            "ports": { "mapreduce": PORTS.mapreduce, "scheduler": PORTS.scheduler, "scheduler_http": PORTS.scheduler_http },
+        })),
+        sensitive: vec![],
+    }
+}
+
+/// The instance as `create` wants it.
+fn instance(
+    c: &Gcp,
+    spec: &ResourceSpec,
+    vm: &VmConfig,
+    deps: &Deps,
+    user_data: String,
+) -> Result<Instance, ProviderError> {
+    let zone = &c.zone;
+    // Instructors log in as `labctl` through the guest agent, which makes them sudoers; the
+    // student's key goes through cloud-init only, so that they get no sudo. Project-wide
+    // keys do not apply.
+    let mut metadata =
+        vec![("user-data".to_owned(), user_data), ("block-project-ssh-keys".to_owned(), "TRUE".to_owned())];
+    if let Some(keys) = vm.ssh_keys.as_ref().filter(|k| !k.is_empty()) {
+        let lines: Vec<String> = keys.iter().map(|k| format!("labctl:{k}")).collect();
+        metadata.push(("ssh-keys".to_owned(), lines.join("\n")));
+    }
+    let items = metadata
+        .into_iter()
+        .map(|(k, v)| google_cloud_compute_v1::model::metadata::Items::new().set_key(k).set_value(v));
+    Ok(Instance::new()
+        .set_name(&vm.name)
+        .set_machine_type(format!("zones/{zone}/machineTypes/{}", vm.machine_type))
+        .set_labels(labels::of(&spec.tags))
+        .set_tags(NetworkTags::new().set_items([vm.name.clone()]))
+        .set_metadata(Metadata::new().set_items(items))
+        .set_disks([AttachedDisk::new().set_boot(true).set_auto_delete(true).set_initialize_params(
+            AttachedDiskInitializeParams::new()
+                .set_source_image(&vm.image)
+                .set_disk_size_gb(i64::from(vm.disk_gb)),
+        )])
+        .set_network_interfaces([NetworkInterface::new()
+            .set_subnetwork(dep_attr(deps, "subnetwork")?)
+            .set_access_configs([AccessConfig::new()
+                .set_name("External NAT")
+                .set_type(access_config::Type::OneToOneNat)])])
+        // No service account: the VM has no grant of its own; the student's key is theirs.
+        .set_service_accounts(Vec::<google_cloud_compute_v1::model::ServiceAccount>::new()))
+}
+
+/// Makes the student's VM, or adopts (and starts, if it was stopped) the one an earlier
+/// run made.
+pub async fn create_vm(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+    let vm: VmConfig = config(spec)?;
+    let name = vm.name.as_str();
+    if get_instance(c, name).await?.is_none() {
+        let user_data = render_user_data(c, spec, deps, &vm).await?;
+        let digest = sha256(user_data.as_bytes());
+        let body = instance(c, spec, &vm, deps, user_data)?;
+        let insert =
+            finished(c.instances.insert().set_project(&c.project).set_zone(&c.zone).set_body(body).poller())
+                .await;
+        if made(insert, &format!("VM {name} ({})", vm.machine_type))? {
+            let mut now = start_if_stopped(c, spec, name).await?;
+            now.attributes.insert("user_data_sha256".into(), json!(digest));
+            now.attributes.insert(DELIVERED_KEY.into(), json!(dep_attr(deps, "key_id")?));
+            return Ok(now);
+        }
+    }
+    start_if_stopped(c, spec, name).await
+}
+
+/// The VM as found (this lab's, or refused), started first if it was stopped.
+async fn start_if_stopped(c: &Gcp, spec: &ResourceSpec, name: &str) -> Result<Observed, ProviderError> {
+    let wait = tokio::time::Instant::now();
+    loop {
+        let found = get_instance(c, name)
+            .await?
+            .ok_or_else(|| ProviderError::new(ErrorKind::Unavailable, format!("VM {name} is gone again")))?;
+        adopt(labels::tags(&found.labels), spec, &format!("VM {name}"))?;
+        match status(&found).as_str() {
+            "terminated" | "stopped" | "suspended" => {}
+            "stopping" | "suspending" | "pending_stop" if wait.elapsed() < STOP_WAIT => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+            s if STARTING.contains(&s) => return Ok(observed(&found)),
+            other => return Err(ProviderError::new(ErrorKind::Unavailable, format!("VM {name} is {other}"))),
+        }
+        let started = finished(
+            c.instances.start().set_project(&c.project).set_zone(&c.zone).set_instance(name).poller(),
+        )
+        .await;
+        started.map_err(failed(format!("starting stopped VM {name}")))?;
+    }
+}
+
+/// Copies the attributes the instance does not say from `prior` to `now`.
+fn carry(prior: &Observed, now: &mut Observed) {
+    for key in CARRIED {
+        if let Some(value) = prior.attributes.get(key) {
+            now.attributes.insert(key.into(), value.clone());
+        }
+    }
+}
+
+/// Converges an existing VM: started if it was stopped; given the student's new key over
+/// SSH if their credential was rotated (the VM keeps its disk and address).
+pub async fn update_vm(
+    c: &Gcp,
+    ssh: &SshClient,
+    spec: &ResourceSpec,
+    prior: &Observed,
+    deps: &Deps,
+) -> Result<Observed, ProviderError> {
+    let vm: VmConfig = config(spec)?;
+    let mut now = create_vm(c, spec, deps).await?;
+    carry(prior, &mut now);
+    let key_id = dep_attr(deps, "key_id")?;
+    if now.attributes.get(DELIVERED_KEY).and_then(Value::as_str) != Some(key_id) {
+        let host = vm_address(&now.attributes)
+            .ok_or_else(|| ProviderError::invalid(format!("VM {} has no address", now.id)))?;
+        let login =
+            Login { instance_id: &now.id, host, user: &vm.student, key: dep_attr(deps, "ssh_private_key")? };
+        let key = vm_key_file(c, dep_attr(deps, "key")?)?;
+        let script = format!("sudo -n /usr/local/sbin/labctl-rekey <<'KEY'\n{}\nKEY\n", key.trim_end());
+        ssh.run(&login, &script, REKEY_TIMEOUT).await.map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "giving VM {} the new key: {e}. Its workers hold the old key, which is deleted: \
+                     run `labctl apply --rotate-keys` again once the VM is reachable",
+                    now.id
+                ),
+            )
+        })?;
+        now.attributes.insert(DELIVERED_KEY.into(), key_id.into());
+    }
+    Ok(now)
+}
+
+/// How long a key rotation waits for a VM to answer over SSH.
+const REKEY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The VM as it is (its record's own attributes kept), or `None` if it is gone.
+pub async fn read_vm(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    Ok(get_instance(c, &prior.id).await?.map(|i| {
+        let mut now = observed(&i);
+        carry(prior, &mut now);
+        now
+    }))
+}
+
+/// What was changed by hand: a VM that was stopped.
+pub async fn vm_edits(c: &Gcp, prior: &Observed) -> Result<Vec<String>, ProviderError> {
+    let state = get_instance(c, &prior.id).await?.map(|i| status(&i));
+    Ok(match state {
+        Some(s) if !STARTING.contains(&s.as_str()) => vec![format!("VM {} is {s}", prior.id)],
+        _ => vec![],
+    })
+}
+
+/// Deletes the VM (its boot disk goes with it) and waits until it is gone.
+pub async fn delete_vm(c: &Gcp, name: &str) -> Result<(), ProviderError> {
+    let gone =
+        finished(c.instances.delete().set_project(&c.project).set_zone(&c.zone).set_instance(name).poller())
+            .await;
+    deleted(gone, format!("deleting VM {name}"))
+}
+
+/// Puts `tags` on the VM as labels (the expiry moves with the lab file).
+pub async fn label_vm(c: &Gcp, name: &str, tags: &Tags) -> Result<(), ProviderError> {
+    let Some(vm) = get_instance(c, name).await? else { return Ok(()) };
+    let mut labels = vm.labels;
+    labels.retain(|k, _| !k.starts_with("labctl-"));
+    labels.extend(labels::of(tags));
+    let mut request = InstancesSetLabelsRequest::new().set_labels(labels);
+    if let Some(fingerprint) = vm.label_fingerprint {
+        request = request.set_label_fingerprint(fingerprint);
+    }
+    let labelled = finished(
+        c.instances
+            .set_labels()
+            .set_project(&c.project)
+            .set_zone(&c.zone)
+            .set_instance(name)
+            .set_body(request)
+            .poller(),
+    )
+    .await;
+    deleted(labelled, format!("labelling VM {name}"))
+}
+
+/// Compute Engine's word on a VM that SSH cannot reach.
+pub struct GceStates(pub std::sync::Arc<Clients>);
+
+#[async_trait::async_trait]
+impl VmStates for GceStates {
+    async fn not_running(&self, name: &str) -> Option<String> {
+        let c = self.0.get().await.ok()?;
+        let state = get_instance(c, name).await.ok()?.map(|i| status(&i));
+        match state {
+            Some(s) if STARTING.contains(&s.as_str()) => None,
+            other => Some(other.unwrap_or_else(|| "gone".into())),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! What the tests of VMs that really boot share, whichever cloud emulator runs them: the VM
+//! image (`scripts/test.sh` builds it and names it in `LABCTL_VM_IMAGE`), checks that every
+//! VM booted and runs its workers and that nothing of them is left, and a student's view of
+//! their VM through their handout.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use labctl_vm_runner::Runner;
+
+use crate::support::{Env, Run};
+
+pub fn image() -> PathBuf {
+    std::env::var_os("LABCTL_VM_IMAGE")
+        .map(PathBuf::from)
+        .expect("LABCTL_VM_IMAGE names the VM image: run the tests through scripts/test.sh")
+}
+
+/// The systemd units of the AWS example's workers (two of each kind of worker).
+pub const UNITS: [&str; 6] = [
+    "lab-mapreduce",
+    "lab-mapreduce-worker@0",
+    "lab-mapreduce-worker@1",
+    "lab-scheduler",
+    "lab-scheduler-worker@0",
+    "lab-scheduler-worker@1",
+];
+
+/// Waits for `count` VMs to have booted, each without a cloud-init error and with the
+/// example's workers active (two of each kind).
+pub fn assert_workers_run(runner: &Runner, count: usize) {
+    let vms = runner.wait_booted(count, Duration::from_secs(180)).unwrap();
+    assert_eq!(vms.len(), count, "{vms:?}");
+    for vm in &vms {
+        runner
+            .with_vm(&vm.instance_id, |v| {
+                assert_eq!(v.cloud_init_errors(), Vec::<String>::new(), "{}", v.console());
+                // The workers come up once their binaries are fetched and checked.
+                let start = Instant::now();
+                let states = loop {
+                    let out = v.exec(&[&["systemctl", "is-active"], &UNITS[..]].concat()).unwrap();
+                    let states = String::from_utf8_lossy(&out.stdout).into_owned();
+                    if states.lines().all(|s| s == "active") || start.elapsed() > Duration::from_secs(30) {
+                        break states;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                };
+                assert_eq!(
+                    states.lines().collect::<Vec<_>>(),
+                    ["active"; 6],
+                    "{}\n{}",
+                    vm.instance_id,
+                    v.console()
+                );
+            })
+            .unwrap();
+    }
+}
+
+/// Waits for every VM of `runner` to be off (their instances gone), then stops it: nothing
+/// of its VMs is left.
+pub fn assert_powered_off(runner: Runner) {
+    let start = Instant::now();
+    while !runner.vms().is_empty() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(runner.vms(), vec![], "destroy powers every VM off");
+    assert_eq!(runner.errors(), Vec::<String>::new());
+    let work = runner.work_dir().display().to_string();
+    drop(runner);
+    assert_eq!(vm_processes(&work), Vec::<String>::new(), "no VM process is left");
+    assert!(!std::path::Path::new(&work).exists(), "{work} is removed");
+}
+
+/// Processes of a runner's VMs: their command lines name its directory, `mark`.
+fn vm_processes(mark: &str) -> Vec<String> {
+    let mut found = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(mark) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+/// What a student's handout says: their VM's address, their SSH key, and the MapReduce
+/// section's word count, as written.
+pub struct Handout {
+    pub vm_ip: String,
+    key: String,
+    pub wordcount: String,
+}
+
+impl Handout {
+    pub fn read(env: &Env, student: &str) -> Self {
+        Run::from(env.command(&["output", "lab.toml", "--handout", "handouts"]).output().unwrap()).ok();
+        let text = std::fs::read_to_string(env.path(&format!("handouts/{student}.md"))).unwrap();
+        let between = |from: &str, to: &str| {
+            let start = text.find(from).unwrap_or_else(|| panic!("`{from}` in {text}")) + from.len();
+            text[start..][..text[start..].find(to).unwrap()].to_owned()
+        };
+        let key = between("Your SSH key (keep it secret):\n\n```text\n", "```");
+        let wordcount = between("Run a word count over your corpus:\n\n```sh\n", "```");
+        Self { vm_ip: between("Your VM is `", "`"), key, wordcount }
+    }
+
+    /// Runs `script` on the student's VM as they would, `ssh -i <key> <student>@<vm>`; the
+    /// test's ssh_config maps the VM's public address to where the runner booted it.
+    pub fn ssh(&self, env: &Env, student: &str, script: &str) -> std::process::Output {
+        let key = env.path(&format!("{student}.key"));
+        std::fs::write(&key, &self.key).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let mut child = std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(env.path("ssh_config"))
+            .arg("-i")
+            .arg(&key)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .arg(format!("{student}@{}", self.vm_ip))
+            .args(["sh", "-s"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs the handout's word count on the student's VM, writing to `out/<output>` in
+    /// their bucket; panics unless it succeeds.
+    pub fn run_wordcount(&self, env: &Env, student: &str, output: &str) -> String {
+        let script = self.wordcount.replace("/out/wordcount", &format!("/out/{output}"));
+        let out = self.ssh(env, student, &script);
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{student}'s word count, as the handout says:\n{script}\n{all}");
+        assert!(all.contains(" succeeded in "), "{all}");
+        all
+    }
+}
