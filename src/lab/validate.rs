@@ -19,8 +19,25 @@ const MAX_LAB_NAME: usize = 30;
 const MAX_STUDENT_ID: usize = 32;
 
 /// Student ids that would name a lab-wide resource (`<lab>-artifacts` is a cloud lab's
-/// artifacts bucket).
-const RESERVED_STUDENT_IDS: &[&str] = &["artifacts"];
+/// artifacts bucket), or, as the student's account on their VM, an account of the system,
+/// the image or the instructors (which may have sudo).
+const RESERVED_STUDENT_IDS: &[&str] = &[
+    "artifacts",
+    "root",
+    "admin",
+    "daemon",
+    "bin",
+    "sys",
+    "nobody",
+    "ubuntu",
+    "debian",
+    "ec2-user",
+    "labctl",
+    "sudo",
+    "adm",
+    "systemd-network",
+    "sshd",
+];
 
 fn reserved_note() -> String {
     format!("allowed: any other id; reserved: {}", RESERVED_STUDENT_IDS.join(", "))

@@ -336,13 +336,8 @@ impl World for Aws {
         found
     }
 
-    /// The VMs the runner still runs (it powers a VM off within moments of its end).
     fn running(&self) -> Vec<String> {
-        let start = Instant::now();
-        while !self.1.vms().is_empty() && start.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        self.1.vms().into_iter().map(|vm| vm.instance_id).collect()
+        crate::booted::still_running(&self.1)
     }
 
     fn delete_by_hand(&self, _env: &Env) -> Drift {

@@ -16,7 +16,7 @@ pub fn image() -> PathBuf {
         .expect("LABCTL_VM_IMAGE names the VM image: run the tests through scripts/test.sh")
 }
 
-/// The systemd units of the AWS example's workers (two of each kind of worker).
+/// The systemd units of the examples' workers (two of each kind of worker).
 pub const UNITS: [&str; 6] = [
     "lab-mapreduce",
     "lab-mapreduce-worker@0",
@@ -55,6 +55,16 @@ pub fn assert_workers_run(runner: &Runner, count: usize) {
             })
             .unwrap();
     }
+}
+
+/// The VMs `runner` still runs once a destroy is done (it powers a VM off within moments of
+/// its instance's end).
+pub fn still_running(runner: &Runner) -> Vec<String> {
+    let start = Instant::now();
+    while !runner.vms().is_empty() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    runner.vms().into_iter().map(|vm| vm.instance_id).collect()
 }
 
 /// Waits for every VM of `runner` to be off (their instances gone), then stops it: nothing

@@ -398,11 +398,11 @@ fn every_vm_of_the_gcp_example_boots_runs_its_workers_and_verifies() {
 
     // Ada logs in with the key from her handout, as herself, without sudo but for the rekey.
     let ada = crate::booted::Handout::read(&env, "ada");
-    let out =
-        ada.ssh(&env, "ada", "id -un; sudo -n true 2>/dev/null && echo sudo; cat /etc/labctl/gcp-key.json");
+    let script = "id -un; sudo -n true 2>/dev/null && echo sudo; stat -c '%a %U' /etc/labctl/gcp-key.json; cat /etc/labctl/gcp-key.json";
+    let out = ada.ssh(&env, "ada", script);
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(said.starts_with("ada\n"), "{said}");
+    assert!(said.starts_with("ada\n600 ada\n"), "hers alone: {said}");
     assert!(!said.contains("sudo"), "{said}");
     assert!(
         said.contains(&format!(
@@ -422,7 +422,8 @@ fn every_vm_of_the_gcp_example_boots_runs_its_workers_and_verifies() {
         ada.wordcount.replace("gs://bigdata-gcp-ada/out/wordcount", "gs://bigdata-gcp-barbara/out/stolen");
     assert_ne!(theft, ada.wordcount);
     let out = ada.ssh(&env, "ada", &theft);
-    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && said.contains("403 Forbidden"), "{said}");
     let written = emulator.inventory("bigdata-gcp");
     assert!(!written.iter().any(|l| l.starts_with("object bigdata-gcp-barbara/out/")), "{written:#?}");
 
@@ -458,16 +459,22 @@ fn key_of(env: &Env, student: &str) -> String {
     outputs["students"][student]["credential"]["key"].as_str().unwrap().to_owned()
 }
 
-/// The GCP provider in the conformance suite.
-struct Gcp(Emulator);
+/// The GCP provider in the conformance suite: the GCP example on an emulator of its own,
+/// every VM booted by the runner.
+struct Gcp(Emulator, Runner);
 
 impl World for Gcp {
-    const LAB: &'static str = "gcpconf";
+    const LAB: &'static str = "bigdata-gcp";
     const KILLS: usize = 6;
-    const LEFT_BEHIND: &'static str = "gcp bucket `gcpconf-ann`";
+    const REPAIR_VERIFIES: bool = true;
+    const LEFT_BEHIND: &'static str = "gcp bucket `bigdata-gcp-ada`";
 
     fn env(&self) -> Env {
-        storage_lab(&self.0, Self::LAB)
+        gcp_example(&self.0, &self.1)
+    }
+
+    fn running(&self) -> Vec<String> {
+        crate::booted::still_running(&self.1)
     }
 
     fn command(&self, env: &Env, args: &[&str]) -> Command {
@@ -481,17 +488,21 @@ impl World for Gcp {
     fn delete_by_hand(&self, _env: &Env) -> Drift {
         block_on(async {
             let control = self.0.control().await;
-            let bucket = "projects/_/buckets/gcpconf-bob";
+            let bucket = "projects/_/buckets/bigdata-gcp-alan";
             for object in control.list_objects().set_parent(bucket).send().await.unwrap().objects {
                 control.delete_object().set_bucket(bucket).set_object(object.name).send().await.unwrap();
             }
             control.delete_bucket().set_name(bucket).send().await.unwrap();
         });
-        Drift { address: "student[\"bob\"].bucket", plan_shows: &["deleted outside labctl"] }
+        Drift { address: "student[\"alan\"].bucket", plan_shows: &["deleted outside labctl"] }
     }
 }
 
-conformance!(Gcp(Emulator::start()));
+conformance!({
+    let emulator = Emulator::start();
+    let runner = emulator.runner();
+    Gcp(emulator, runner)
+});
 
 /// The contract: a body Google's discovery document refuses (a misspelt or mistyped field)
 /// is refused with Google's message, as the real API would; a good one passes.

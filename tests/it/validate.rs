@@ -257,3 +257,10 @@ fn a_gcp_project_id_that_is_not_one_is_pointed_at() {
         .replace("[provider.local]", "[provider.gcp]\nproject = \"My Project\"\nregion = \"europe-west1\"");
     insta::assert_snapshot!(invalid(&env, &text));
 }
+
+#[test]
+fn a_student_id_that_would_be_a_system_account_on_the_vm_is_refused() {
+    let env = Env::new();
+    let _s = stable(&env);
+    insta::assert_snapshot!(invalid(&env, &lab("lab1", &["ada", "root"], 0)));
+}

@@ -13,9 +13,9 @@ use base64::Engine;
 use labctl_provider_api::configs::config;
 use labctl_provider_api::dep_attr;
 use labctl_provider_api::{attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
-use labctl_provider_vm::cloud_init::{self, Binary, UserData, PORTS};
-use labctl_provider_vm::ssh::{Login, SshClient, VmStates};
-use labctl_provider_vm::vm_address;
+use labctl_provider_vm::cloud_init::{self, Binary, UserData, BINARY_URL_LIFETIME, PORTS};
+use labctl_provider_vm::rekey::{self, Key, USER_DATA_SHA256};
+use labctl_provider_vm::ssh::{SshClient, VmStates};
 use serde_json::{json, Value};
 
 use crate::clients::{Aws, Clients, Service::Ec2};
@@ -103,25 +103,13 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, deps: &Deps) -> Result<
     // The addresses are known once the instance runs; the handout needs them.
     let running = wait_running(c, &id).await.map_err(|e| e.with_partial(observed(instance)))?;
     let mut observed = observed(&running);
-    observed.attributes.insert("user_data_sha256".into(), Value::String(sha256(user_data.as_bytes())));
+    observed.attributes.insert(USER_DATA_SHA256.into(), Value::String(sha256(user_data.as_bytes())));
     observed.attributes.insert(DELIVERED_KEY.into(), dep_attr(deps, "access_key_id")?.into());
     Ok(observed)
 }
 
 /// The attribute recording which access key the VM's workers hold.
 const DELIVERED_KEY: &str = "access_key_id";
-
-/// Attributes a VM's record carries from one apply to the next (the instance does not say).
-const CARRIED: [&str; 2] = ["user_data_sha256", DELIVERED_KEY];
-
-/// Copies the attributes the instance does not say from `prior` to `now`.
-fn carry(prior: &Observed, now: &mut Observed) {
-    for key in CARRIED {
-        if let Some(value) = prior.attributes.get(key) {
-            now.attributes.insert(key.into(), value.clone());
-        }
-    }
-}
 
 /// Converges an existing VM: started if it was stopped; given the student's new access key
 /// over SSH if their credential was rotated (the VM keeps its disk and address).
@@ -134,32 +122,12 @@ pub(crate) async fn update(
 ) -> Result<Observed, ProviderError> {
     let vm: VmConfig = config(spec)?;
     let mut now = create(c, spec, deps).await?;
-    carry(prior, &mut now);
-    let key_id = dep_attr(deps, "access_key_id")?;
-    if now.attributes.get(DELIVERED_KEY).and_then(Value::as_str) != Some(key_id) {
-        let host = vm_address(&now.attributes)
-            .ok_or_else(|| ProviderError::invalid(format!("VM {} has no address", now.id)))?;
-        let login =
-            Login { instance_id: &now.id, host, user: &vm.student, key: dep_attr(deps, "ssh_private_key")? };
-        let secret = dep_attr(deps, "secret_access_key")?;
-        let script = format!("sudo -n /usr/local/sbin/labctl-rekey <<'KEY'\n{key_id}\n{secret}\nKEY\n");
-        ssh.run(&login, &script, REKEY_TIMEOUT).await.map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "giving VM {} the new access key: {e}. Its workers hold the old key, which is deleted: \
-                     run `labctl apply --rotate-keys` again once the VM is reachable",
-                    now.id
-                ),
-            )
-        })?;
-        now.attributes.insert(DELIVERED_KEY.into(), key_id.into());
-    }
+    let id = dep_attr(deps, "access_key_id")?;
+    let stdin = format!("{id}\n{}", dep_attr(deps, "secret_access_key")?);
+    let key = Key { attribute: DELIVERED_KEY, id, stdin: &stdin };
+    rekey::deliver(ssh, prior, &mut now, &vm.student, dep_attr(deps, "ssh_private_key")?, key).await?;
     Ok(now)
 }
-
-/// How long a key rotation waits for a VM to answer over SSH.
-const REKEY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A VM as found, started first if it was stopped (by hand, or by AWS).
 async fn start_if_stopped(c: &Aws, found: Instance) -> Result<Observed, ProviderError> {
@@ -227,10 +195,6 @@ async fn wait_running(c: &Aws, id: &str) -> Result<Instance, ProviderError> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
-
-/// How long the VM's links to its worker binaries stay valid: cloud-init fetches them
-/// within minutes of the instance's start.
-const BINARY_URL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
 
 async fn render_user_data(
     c: &Aws,
@@ -383,7 +347,7 @@ async fn describe(c: &Aws, id: &str) -> Result<Option<Instance>, ProviderError> 
 pub(crate) async fn read(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     Ok(describe(c, &prior.id).await?.filter(|i| !is_ended(i)).map(|i| {
         let mut now = observed(&i);
-        carry(prior, &mut now);
+        rekey::carry(prior, &mut now, &[USER_DATA_SHA256, DELIVERED_KEY]);
         now
     }))
 }

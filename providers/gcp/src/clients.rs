@@ -60,8 +60,10 @@ pub struct Gcp {
     pub subnetworks: Subnetworks,
     pub firewalls: Firewalls,
     pub instances: Instances,
-    /// Signs the VMs' links to the worker binaries, as labctl's own account.
-    pub signer: Signer,
+    /// Signs the VMs' links to the worker binaries, as labctl's own account; made when first
+    /// needed (a user's own login, `gcloud auth application-default login`, cannot sign).
+    signer: tokio::sync::OnceCell<Signer>,
+    key_file: Option<PathBuf>,
     /// Where the links point (Cloud Storage's, or an emulator).
     pub storage_endpoint: Option<String>,
 }
@@ -70,6 +72,25 @@ impl Gcp {
     /// `projects/<project>`.
     pub fn parent(&self) -> String {
         format!("projects/{}", self.project)
+    }
+
+    /// The signer of labctl's own credentials.
+    pub async fn signer(&self) -> Result<&Signer, ProviderError> {
+        self.signer
+            .get_or_try_init(|| async {
+                let built = match &self.key_file {
+                    Some(path) => google_cloud_auth::credentials::service_account::Builder::new(key(path)?)
+                        .build_signer(),
+                    None => google_cloud_auth::credentials::Builder::default().build_signer(),
+                };
+                built.map_err(|e| {
+                    ProviderError::fatal(format!(
+                        "cannot sign the VMs' links to the worker binaries with these credentials ({e}): \
+                         give [provider.gcp] credentials, a service-account key file"
+                    ))
+                })
+            })
+            .await
     }
 }
 
@@ -104,7 +125,7 @@ fn polling() -> impl google_cloud_gax::polling_backoff_policy::PollingBackoffPol
 }
 
 async fn connect(config: &GcpConfig) -> Result<Gcp, ProviderError> {
-    let (credentials, signer) = credentials(config)?;
+    let credentials = credentials(config)?;
     fn cannot(what: &'static str) -> impl FnOnce(google_cloud_gax::client_builder::Error) -> ProviderError {
         move |e| ProviderError::fatal(format!("cannot set up the {what} client: {e}"))
     }
@@ -146,28 +167,25 @@ async fn connect(config: &GcpConfig) -> Result<Gcp, ProviderError> {
         subnetworks: compute!(Subnetworks),
         firewalls: compute!(Firewalls),
         instances: compute!(Instances),
-        signer,
+        signer: tokio::sync::OnceCell::new(),
+        key_file: config.credentials.clone(),
         storage_endpoint: e.storage.clone(),
     })
 }
 
-/// The key file of the settings, or Application Default Credentials, and a signer with them.
-fn credentials(
-    config: &GcpConfig,
-) -> Result<(google_cloud_auth::credentials::Credentials, Signer), ProviderError> {
-    use google_cloud_auth::credentials::{service_account, Builder};
+/// A service-account key file's contents.
+fn key(path: &std::path::Path) -> Result<serde_json::Value, ProviderError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ProviderError::fatal(format!("cannot read the GCP key file {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ProviderError::fatal(format!("{} is not a key file: {e}", path.display())))
+}
+
+/// The key file of the settings, or Application Default Credentials.
+fn credentials(config: &GcpConfig) -> Result<google_cloud_auth::credentials::Credentials, ProviderError> {
     let built = match &config.credentials {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ProviderError::fatal(format!("cannot read the GCP key file {}: {e}", path.display()))
-            })?;
-            let key: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| ProviderError::fatal(format!("{} is not a key file: {e}", path.display())))?;
-            service_account::Builder::new(key.clone())
-                .build()
-                .and_then(|c| Ok((c, service_account::Builder::new(key).build_signer()?)))
-        }
-        None => Builder::default().build().and_then(|c| Ok((c, Builder::default().build_signer()?))),
+        Some(path) => google_cloud_auth::credentials::service_account::Builder::new(key(path)?).build(),
+        None => google_cloud_auth::credentials::Builder::default().build(),
     };
     built.map_err(|e| ProviderError::fatal(format!("no GCP credentials: {e}")))
 }

@@ -20,9 +20,11 @@ use labctl_provider_api::configs::config;
 use labctl_provider_api::{
     attrs, dep_attr, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
 };
-use labctl_provider_vm::cloud_init::{self, Binary, KeyFile, MapReduce, Scheduler, UserData, PORTS};
-use labctl_provider_vm::ssh::{Login, SshClient, VmStates};
-use labctl_provider_vm::vm_address;
+use labctl_provider_vm::cloud_init::{
+    self, Binary, KeyFile, MapReduce, Scheduler, UserData, BINARY_URL_LIFETIME, PORTS,
+};
+use labctl_provider_vm::rekey::{self, Key, USER_DATA_SHA256};
+use labctl_provider_vm::ssh::{SshClient, VmStates};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -79,17 +81,18 @@ fn adopt(owner: Option<Tags>, spec: &ResourceSpec, what: &str) -> Result<(), Pro
 
 /// Waits for an operation to end. Compute Engine reports a failure in the operation, not in
 /// the answer: a failed one is returned as its error (a resource still in use by another,
-/// which Compute Engine may not have let go yet, as one worth trying again).
+/// or busy with another operation, as one worth trying again).
 async fn finished(poller: impl Poller<Operation, Operation>) -> Result<(), Error> {
     let op = poller.until_done().await?;
     if op.error.is_none() && op.http_error_status_code.is_none() {
         return Ok(());
     }
     let errors = op.error.iter().flat_map(|e| &e.errors);
-    let in_use = errors.clone().any(|e| e.code.as_deref() == Some("RESOURCE_IN_USE_BY_ANOTHER_RESOURCE"));
+    let transient = ["RESOURCE_IN_USE_BY_ANOTHER_RESOURCE", "RESOURCE_NOT_READY"];
+    let busy = errors.clone().any(|e| e.code.as_deref().is_some_and(|c| transient.contains(&c)));
     let messages: Vec<String> = errors.filter_map(|e| e.message.clone()).collect();
     let status = op.http_error_status_code.and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
-    let code = if in_use { Code::Unavailable } else { http_code(status) };
+    let code = if busy { Code::Unavailable } else { http_code(status) };
     let message = op.http_error_message.into_iter().chain(messages).collect::<Vec<_>>().join(": ");
     Err(Error::service(Status::default().set_code(code).set_message(message)))
 }
@@ -104,6 +107,21 @@ fn made(result: Result<(), Error>, what: &str) -> Result<bool, ProviderError> {
     }
 }
 
+/// The name in a Compute Engine id (`global/networks/<name>`, `zones/<z>/instances/<name>`):
+/// ids name the kind and the place, so that no two of a lab's resources share one.
+fn name_of(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
+}
+
+/// The place (zone or region) in an id of the form `<zones|regions>/<place>/<kind>/<name>`;
+/// `default` for a bare name.
+fn place_of<'a>(id: &'a str, default: &'a str) -> &'a str {
+    match id.split('/').collect::<Vec<_>>().as_slice() {
+        [_, place, _, _] => place,
+        _ => default,
+    }
+}
+
 fn network_path(c: &Gcp, name: &str) -> String {
     format!("projects/{}/global/networks/{name}", c.project)
 }
@@ -114,7 +132,7 @@ fn subnetwork_path(c: &Gcp, name: &str) -> String {
 
 fn network_observed(c: &Gcp, name: &str, cidr: &str) -> Observed {
     Observed {
-        id: name.to_owned(),
+        id: format!("global/networks/{name}"),
         attributes: attrs(json!({
             "network": network_path(c, name),
             "subnetwork": subnetwork_path(c, name),
@@ -127,7 +145,9 @@ fn network_observed(c: &Gcp, name: &str, cidr: &str) -> Observed {
 /// Makes (or adopts) the network, custom mode, and its subnet.
 pub async fn create_network(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
     let NetworkConfig { name, cidr } = config(spec)?;
-    let description = labels::description(&spec.tags);
+    // Without the expiry: Compute Engine does not let it move with the lab file, and `reap`
+    // would read a stale one.
+    let description = labels::description(&Tags { expires: None, ..spec.tags.clone() });
     let network =
         Network::new().set_name(&name).set_auto_create_subnetworks(false).set_description(&description);
     let insert = finished(c.networks.insert().set_project(&c.project).set_body(network).poller()).await;
@@ -170,21 +190,24 @@ async fn get_subnetwork(c: &Gcp, name: &str) -> Result<Option<Subnetwork>, Provi
 
 /// The network as it is: gone if it or its subnet is.
 pub async fn read_network(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
-    let both = get_network(c, &prior.id).await?.is_some() && get_subnetwork(c, &prior.id).await?.is_some();
+    let name = name_of(&prior.id);
+    let both = get_network(c, name).await?.is_some() && get_subnetwork(c, name).await?.is_some();
     Ok(both.then(|| prior.clone()))
 }
 
 /// Deletes the subnet, then the network; what is already gone is fine.
-pub async fn delete_network(c: &Gcp, name: &str) -> Result<(), ProviderError> {
-    delete_subnetwork(c, name).await?;
+pub async fn delete_network(c: &Gcp, id: &str) -> Result<(), ProviderError> {
+    let name = name_of(id);
+    delete_subnetwork(c, &format!("regions/{}/subnetworks/{name}", c.region)).await?;
     let gone = finished(c.networks.delete().set_project(&c.project).set_network(name).poller()).await;
     deleted(gone, format!("deleting network {name}"))
 }
 
 /// Deletes a subnet; one already gone is fine.
-pub async fn delete_subnetwork(c: &Gcp, name: &str) -> Result<(), ProviderError> {
+pub async fn delete_subnetwork(c: &Gcp, id: &str) -> Result<(), ProviderError> {
+    let (region, name) = (place_of(id, &c.region), name_of(id));
     let gone = finished(
-        c.subnetworks.delete().set_project(&c.project).set_region(&c.region).set_subnetwork(name).poller(),
+        c.subnetworks.delete().set_project(&c.project).set_region(region).set_subnetwork(name).poller(),
     )
     .await;
     deleted(gone, format!("deleting subnet {name}"))
@@ -207,7 +230,11 @@ pub async fn create_firewall(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Resul
         let owner = existing.and_then(|f| labels::described(f.description.as_deref()?));
         adopt(owner, spec, &format!("firewall rule {name}"))?;
     }
-    Ok(Observed { id: name.clone(), attributes: attrs(json!({ "firewall": name })), sensitive: vec![] })
+    Ok(Observed {
+        id: format!("global/firewalls/{name}"),
+        attributes: attrs(json!({ "firewall": name })),
+        sensitive: vec![],
+    })
 }
 
 async fn get_firewall(c: &Gcp, name: &str) -> Result<Option<Firewall>, ProviderError> {
@@ -216,18 +243,19 @@ async fn get_firewall(c: &Gcp, name: &str) -> Result<Option<Firewall>, ProviderE
 }
 
 pub async fn read_firewall(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
-    Ok(get_firewall(c, &prior.id).await?.map(|_| prior.clone()))
+    Ok(get_firewall(c, name_of(&prior.id)).await?.map(|_| prior.clone()))
 }
 
-pub async fn delete_firewall(c: &Gcp, name: &str) -> Result<(), ProviderError> {
+pub async fn delete_firewall(c: &Gcp, id: &str) -> Result<(), ProviderError> {
+    let name = name_of(id);
     let gone = finished(c.firewalls.delete().set_project(&c.project).set_firewall(name).poller()).await;
     deleted(gone, format!("deleting firewall rule {name}"))
 }
 
 /// Puts `tags` in the firewall rule's description (the expiry moves with the lab file).
-/// Networks and subnets keep the description they were made with (Compute Engine does not
-/// change it): `reap` goes by the latest expiry a lab's resources carry.
-pub async fn describe_firewall(c: &Gcp, name: &str, tags: &Tags) -> Result<(), ProviderError> {
+/// Networks and subnets, whose descriptions Compute Engine does not change, carry no expiry.
+pub async fn describe_firewall(c: &Gcp, id: &str, tags: &Tags) -> Result<(), ProviderError> {
+    let name = name_of(id);
     let patch = Firewall::new().set_description(labels::description(tags));
     let patched =
         finished(c.firewalls.patch().set_project(&c.project).set_firewall(name).set_body(patch).poller())
@@ -251,7 +279,9 @@ pub async fn described(c: &Gcp) -> Result<Vec<(&'static str, String, Tags)>, Pro
         ))
     })
     .await?;
-    found.extend(firewalls.into_iter().map(|(name, tags)| ("firewall", name, tags)));
+    found.extend(
+        firewalls.into_iter().map(|(name, tags)| ("firewall", format!("global/firewalls/{name}"), tags)),
+    );
     let subnets = every_page(|token| async move {
         let page = c
             .subnetworks
@@ -268,7 +298,12 @@ pub async fn described(c: &Gcp) -> Result<Vec<(&'static str, String, Tags)>, Pro
         ))
     })
     .await?;
-    found.extend(subnets.into_iter().map(|(name, tags)| ("subnetwork", name, tags)));
+    let region = &c.region;
+    found.extend(
+        subnets
+            .into_iter()
+            .map(|(name, tags)| ("subnetwork", format!("regions/{region}/subnetworks/{name}"), tags)),
+    );
     let networks = every_page(|token| async move {
         let page = c.networks.list().set_project(&c.project).set_page_token(token).send().await;
         let page = page.map_err(failed("listing networks"))?;
@@ -278,34 +313,43 @@ pub async fn described(c: &Gcp) -> Result<Vec<(&'static str, String, Tags)>, Pro
         ))
     })
     .await?;
-    found.extend(networks.into_iter().map(|(name, tags)| ("network", name, tags)));
+    found.extend(
+        networks.into_iter().map(|(name, tags)| ("network", format!("global/networks/{name}"), tags)),
+    );
     Ok(found)
 }
 
 /// Every labctl VM of the lab's zone with its owner's tags.
 pub async fn labelled_vms(c: &Gcp) -> Result<Vec<(String, Tags)>, ProviderError> {
     every_page(|token| async move {
-        let page =
-            c.instances.list().set_project(&c.project).set_zone(&c.zone).set_page_token(token).send().await;
+        let page = c
+            .instances
+            .list()
+            .set_project(&c.project)
+            .set_zone(&c.zone)
+            .set_filter("labels.labctl-lab:*")
+            .set_page_token(token)
+            .send()
+            .await;
         let page = page.map_err(failed("listing VMs"))?;
-        let ours = page.items.into_iter().filter_map(|i| Some((i.name?, labels::tags(&i.labels)?)));
+        let ours =
+            page.items.into_iter().filter_map(|i| Some((vm_id(&c.zone, &i.name?), labels::tags(&i.labels)?)));
         Ok((ours.collect(), page.next_page_token.unwrap_or_default()))
     })
     .await
 }
-
-/// How long the VM's links to its worker binaries stay valid: cloud-init fetches them
-/// within minutes of the VM's first boot.
-const BINARY_URL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
 
 /// Where the student's key is on their VM (theirs to read; `labctl-rekey` replaces it).
 const KEY_FILE: &str = "/etc/labctl/gcp-key.json";
 
 /// `labctl-rekey` on GCP: installs the student's new service-account key (a JSON key
 /// file on stdin) for their workers and restarts them.
-const REKEY: &str = r#"set -eu
-key=/etc/labctl/gcp-key.json
-umask 077
+fn rekey() -> String {
+    format!("set -eu\nkey={KEY_FILE}\n{REKEY}")
+}
+
+/// [`rekey`] after naming the key file.
+const REKEY: &str = r#"umask 077
 cat > "$key.new"
 python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["type"] == "service_account"' "$key.new" 2>/dev/null \
   || { rm -f "$key.new"; echo "labctl-rekey: not a service-account key file" >&2; exit 2; }
@@ -317,19 +361,16 @@ systemctl try-restart 'lab-*.service'
 /// The attribute recording which key the VM's workers hold.
 const DELIVERED_KEY: &str = "key_id";
 
-/// Attributes a VM's record carries from one apply to the next (the instance does not say).
-const CARRIED: [&str; 2] = ["user_data_sha256", DELIVERED_KEY];
-
 async fn render_user_data(
     c: &Gcp,
     spec: &ResourceSpec,
     deps: &Deps,
     vm: &VmConfig,
 ) -> Result<String, ProviderError> {
-    let artifacts = dep_attr(deps, "artifacts_bucket")?;
     let hashes = deps.values().find_map(|d| d.attributes.get("binaries").and_then(Value::as_object));
     let mut binaries = BTreeMap::new();
     for (name, sha256) in hashes.into_iter().flatten() {
+        let artifacts = dep_attr(deps, "artifacts_bucket")?;
         let mut url = SignedUrlBuilder::for_object(resource(artifacts), format!("bin/{name}"))
             .with_method(http::Method::GET)
             .with_expiration(BINARY_URL_LIFETIME);
@@ -337,7 +378,7 @@ async fn render_user_data(
             url = url.with_endpoint(endpoint);
         }
         let url = url
-            .sign_with(&c.signer)
+            .sign_with(c.signer().await?)
             .await
             .map_err(|e| ProviderError::fatal(format!("signing the link to {name}: {e}")))?;
         let sha256 = sha256.as_str().unwrap_or_default().to_owned();
@@ -364,12 +405,17 @@ async fn render_user_data(
         token: dep_attr(deps, "token")?,
         environment,
         files: vec![KeyFile { path: KEY_FILE.to_owned(), content: vm_key_file(c, dep_attr(deps, "key")?)? }],
-        rekey: REKEY,
+        rekey: &rekey(),
         mapreduce: vm.mapreduce,
         scheduler: vm.scheduler,
         ports: PORTS,
         ssh_keys: vm.ssh_keys.clone().unwrap_or_default(),
-        student_key: dep_attr(deps, "ssh_public_key")?,
+        student_key: dep_attr(deps, "ssh_public_key").map_err(|_| {
+            ProviderError::invalid(format!(
+                "{}'s credential was made before labctl gave students SSH keys: run `labctl apply --rotate-keys` once",
+                vm.student
+            ))
+        })?,
     })
 }
 
@@ -386,8 +432,8 @@ fn vm_key_file(c: &Gcp, key: &str) -> Result<String, ProviderError> {
 /// Statuses of a VM that runs or is on its way to.
 const STARTING: [&str; 3] = ["provisioning", "staging", "running"];
 
-/// How long to wait for a stopping VM to have stopped before starting it again.
-const STOP_WAIT: Duration = Duration::from_secs(300);
+/// How long to wait for a VM to have stopped before starting it again, or to run.
+const STATE_WAIT: Duration = Duration::from_secs(300);
 
 fn status(i: &Instance) -> String {
     i.status
@@ -396,15 +442,22 @@ fn status(i: &Instance) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-async fn get_instance(c: &Gcp, name: &str) -> Result<Option<Instance>, ProviderError> {
-    let got = c.instances.get().set_project(&c.project).set_zone(&c.zone).set_instance(name).send().await;
+/// A VM's id: `zones/<zone>/instances/<name>`.
+fn vm_id(zone: &str, name: &str) -> String {
+    format!("zones/{zone}/instances/{name}")
+}
+
+/// The VM of `id`, if it exists.
+async fn get_instance(c: &Gcp, id: &str) -> Result<Option<Instance>, ProviderError> {
+    let (zone, name) = (place_of(id, &c.zone), name_of(id));
+    let got = c.instances.get().set_project(&c.project).set_zone(zone).set_instance(name).send().await;
     found(got, format!("reading VM {name}"))
 }
 
-fn observed(i: &Instance) -> Observed {
+fn observed(id: &str, i: &Instance) -> Observed {
     let nic = i.network_interfaces.first();
     Observed {
-        id: i.name.clone().unwrap_or_default(),
+        id: id.to_owned(),
         attributes: attrs(json!({
             "instance_id": i.id.map(|id| id.to_string()),
             "machine_type": i.machine_type.as_deref().and_then(|m| m.rsplit('/').next()),
@@ -426,9 +479,9 @@ fn instance(
     user_data: String,
 ) -> Result<Instance, ProviderError> {
     let zone = &c.zone;
-    // Instructors log in as `labctl` through the guest agent, which makes them sudoers; the
-    // student's key goes through cloud-init only, so that they get no sudo. Project-wide
-    // keys do not apply.
+    // Instructors log in as the image's default user (cloud-init) or as `labctl` (the guest
+    // agent, from `ssh-keys`), sudoers both; the student's key goes through cloud-init only,
+    // so that they get no sudo. Project-wide keys do not apply.
     let mut metadata =
         vec![("user-data".to_owned(), user_data), ("block-project-ssh-keys".to_owned(), "TRUE".to_owned())];
     if let Some(keys) = vm.ssh_keys.as_ref().filter(|k| !k.is_empty()) {
@@ -462,8 +515,8 @@ fn instance(
 /// run made.
 pub async fn create_vm(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
     let vm: VmConfig = config(spec)?;
-    let name = vm.name.as_str();
-    if get_instance(c, name).await?.is_none() {
+    let (name, id) = (vm.name.as_str(), vm_id(&c.zone, &vm.name));
+    if get_instance(c, &id).await?.is_none() {
         let user_data = render_user_data(c, spec, deps, &vm).await?;
         let digest = sha256(user_data.as_bytes());
         let body = instance(c, spec, &vm, deps, user_data)?;
@@ -471,46 +524,38 @@ pub async fn create_vm(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Result<Obse
             finished(c.instances.insert().set_project(&c.project).set_zone(&c.zone).set_body(body).poller())
                 .await;
         if made(insert, &format!("VM {name} ({})", vm.machine_type))? {
-            let mut now = start_if_stopped(c, spec, name).await?;
-            now.attributes.insert("user_data_sha256".into(), json!(digest));
+            let mut now = start_if_stopped(c, spec, &id).await?;
+            now.attributes.insert(USER_DATA_SHA256.into(), json!(digest));
             now.attributes.insert(DELIVERED_KEY.into(), json!(dep_attr(deps, "key_id")?));
             return Ok(now);
         }
     }
-    start_if_stopped(c, spec, name).await
+    start_if_stopped(c, spec, &id).await
 }
 
-/// The VM as found (this lab's, or refused), started first if it was stopped.
-async fn start_if_stopped(c: &Gcp, spec: &ResourceSpec, name: &str) -> Result<Observed, ProviderError> {
+/// The VM as found (this lab's, or refused), started first if it was stopped, once it runs
+/// (its public address is known then: a VM started again may have another).
+async fn start_if_stopped(c: &Gcp, spec: &ResourceSpec, id: &str) -> Result<Observed, ProviderError> {
+    let (zone, name) = (place_of(id, &c.zone), name_of(id));
     let wait = tokio::time::Instant::now();
     loop {
-        let found = get_instance(c, name)
+        let found = get_instance(c, id)
             .await?
             .ok_or_else(|| ProviderError::new(ErrorKind::Unavailable, format!("VM {name} is gone again")))?;
         adopt(labels::tags(&found.labels), spec, &format!("VM {name}"))?;
         match status(&found).as_str() {
-            "terminated" | "stopped" | "suspended" => {}
-            "stopping" | "suspending" | "pending_stop" if wait.elapsed() < STOP_WAIT => {
+            "running" => return Ok(observed(id, &found)),
+            "terminated" | "stopped" => {}
+            "provisioning" | "staging" | "stopping" | "pending_stop" if wait.elapsed() < STATE_WAIT => {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
-            s if STARTING.contains(&s) => return Ok(observed(&found)),
             other => return Err(ProviderError::new(ErrorKind::Unavailable, format!("VM {name} is {other}"))),
         }
-        let started = finished(
-            c.instances.start().set_project(&c.project).set_zone(&c.zone).set_instance(name).poller(),
-        )
-        .await;
+        let started =
+            finished(c.instances.start().set_project(&c.project).set_zone(zone).set_instance(name).poller())
+                .await;
         started.map_err(failed(format!("starting stopped VM {name}")))?;
-    }
-}
-
-/// Copies the attributes the instance does not say from `prior` to `now`.
-fn carry(prior: &Observed, now: &mut Observed) {
-    for key in CARRIED {
-        if let Some(value) = prior.attributes.get(key) {
-            now.attributes.insert(key.into(), value.clone());
-        }
     }
 }
 
@@ -525,38 +570,17 @@ pub async fn update_vm(
 ) -> Result<Observed, ProviderError> {
     let vm: VmConfig = config(spec)?;
     let mut now = create_vm(c, spec, deps).await?;
-    carry(prior, &mut now);
-    let key_id = dep_attr(deps, "key_id")?;
-    if now.attributes.get(DELIVERED_KEY).and_then(Value::as_str) != Some(key_id) {
-        let host = vm_address(&now.attributes)
-            .ok_or_else(|| ProviderError::invalid(format!("VM {} has no address", now.id)))?;
-        let login =
-            Login { instance_id: &now.id, host, user: &vm.student, key: dep_attr(deps, "ssh_private_key")? };
-        let key = vm_key_file(c, dep_attr(deps, "key")?)?;
-        let script = format!("sudo -n /usr/local/sbin/labctl-rekey <<'KEY'\n{}\nKEY\n", key.trim_end());
-        ssh.run(&login, &script, REKEY_TIMEOUT).await.map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "giving VM {} the new key: {e}. Its workers hold the old key, which is deleted: \
-                     run `labctl apply --rotate-keys` again once the VM is reachable",
-                    now.id
-                ),
-            )
-        })?;
-        now.attributes.insert(DELIVERED_KEY.into(), key_id.into());
-    }
+    let stdin = vm_key_file(c, dep_attr(deps, "key")?)?;
+    let key = Key { attribute: DELIVERED_KEY, id: dep_attr(deps, "key_id")?, stdin: &stdin };
+    rekey::deliver(ssh, prior, &mut now, &vm.student, dep_attr(deps, "ssh_private_key")?, key).await?;
     Ok(now)
 }
-
-/// How long a key rotation waits for a VM to answer over SSH.
-const REKEY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The VM as it is (its record's own attributes kept), or `None` if it is gone.
 pub async fn read_vm(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
     Ok(get_instance(c, &prior.id).await?.map(|i| {
-        let mut now = observed(&i);
-        carry(prior, &mut now);
+        let mut now = observed(&prior.id, &i);
+        rekey::carry(prior, &mut now, &[USER_DATA_SHA256, DELIVERED_KEY]);
         now
     }))
 }
@@ -571,16 +595,18 @@ pub async fn vm_edits(c: &Gcp, prior: &Observed) -> Result<Vec<String>, Provider
 }
 
 /// Deletes the VM (its boot disk goes with it) and waits until it is gone.
-pub async fn delete_vm(c: &Gcp, name: &str) -> Result<(), ProviderError> {
+pub async fn delete_vm(c: &Gcp, id: &str) -> Result<(), ProviderError> {
+    let (zone, name) = (place_of(id, &c.zone), name_of(id));
     let gone =
-        finished(c.instances.delete().set_project(&c.project).set_zone(&c.zone).set_instance(name).poller())
+        finished(c.instances.delete().set_project(&c.project).set_zone(zone).set_instance(name).poller())
             .await;
     deleted(gone, format!("deleting VM {name}"))
 }
 
 /// Puts `tags` on the VM as labels (the expiry moves with the lab file).
-pub async fn label_vm(c: &Gcp, name: &str, tags: &Tags) -> Result<(), ProviderError> {
-    let Some(vm) = get_instance(c, name).await? else { return Ok(()) };
+pub async fn label_vm(c: &Gcp, id: &str, tags: &Tags) -> Result<(), ProviderError> {
+    let Some(vm) = get_instance(c, id).await? else { return Ok(()) };
+    let (zone, name) = (place_of(id, &c.zone), name_of(id));
     let mut labels = vm.labels;
     labels.retain(|k, _| !k.starts_with("labctl-"));
     labels.extend(labels::of(tags));
@@ -592,7 +618,7 @@ pub async fn label_vm(c: &Gcp, name: &str, tags: &Tags) -> Result<(), ProviderEr
         c.instances
             .set_labels()
             .set_project(&c.project)
-            .set_zone(&c.zone)
+            .set_zone(zone)
             .set_instance(name)
             .set_body(request)
             .poller(),

@@ -40,12 +40,28 @@ pub fn is_conflict(e: &Error) -> bool {
     code(e) == Some(Code::AlreadyExists)
 }
 
+/// How Compute Engine refuses what a moment later it may allow (a resource another still
+/// uses, or one busy with another operation): its error bodies' `reason`s, and the words of
+/// its messages, which is what the client keeps of them.
+const TRANSIENT_REASONS: [&str; 2] = ["resourceInUseByAnotherResource", "resourceNotReady"];
+const TRANSIENT_MESSAGES: [&str; 2] = ["is already being used by", "is not ready"];
+
+/// Whether Compute Engine refused `e` for now only.
+fn transient(e: &Error) -> bool {
+    let body = e.http_payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok());
+    let reason = body.as_ref().and_then(|b| b["error"]["errors"][0]["reason"].as_str());
+    let message = e.status().map(|s| s.message.as_str()).unwrap_or_default();
+    reason.is_some_and(|r| TRANSIENT_REASONS.contains(&r))
+        || TRANSIENT_MESSAGES.iter().any(|m| message.contains(m))
+}
+
 /// `what` failed because of `e`, as a provider error of the right kind.
 pub fn failed(what: impl Into<String>) -> impl FnOnce(Error) -> ProviderError {
     let what = what.into();
     move |e| {
         let kind = match code(&e) {
             _ if e.is_timeout() => ErrorKind::Timeout,
+            _ if transient(&e) => ErrorKind::Unavailable,
             _ if e.is_transport() || e.is_io() || e.is_connect() => ErrorKind::Unavailable,
             Some(Code::ResourceExhausted) => ErrorKind::Throttled,
             Some(Code::DeadlineExceeded) => ErrorKind::Timeout,

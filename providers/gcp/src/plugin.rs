@@ -192,15 +192,15 @@ impl ProviderSetup for GcpSetup {
             // The workers run on the student's VM, installed by its cloud-init.
             let firewall = base.child("firewall");
             let config = FirewallConfig {
-                name: format!("{name}-ssh"),
-                target: name.clone(),
+                name: compute_name(&name, "-ssh"),
+                target: compute_name(&name, ""),
                 ssh_cidrs: ssh_cidrs(&lab.student),
             };
             nodes.push(Node::new("gcp", firewall.clone(), "firewall", &config, &tags, vec![NETWORK.into()]));
             let compute = lab.student.compute.as_ref();
             let (mapreduce, scheduler) = services(lab);
             let config = VmConfig {
-                name,
+                name: compute_name(&name, ""),
                 student: student.id.clone(),
                 machine_type: compute
                     .and_then(|c| c.instance_type.clone())
@@ -257,7 +257,33 @@ impl ProviderSetup for GcpSetup {
     }
 }
 
+/// A Compute Engine name (at most 63 characters) for `base` and `suffix`: as they are when
+/// they fit, else `base` shortened and told apart by its hash.
+fn compute_name(base: &str, suffix: &str) -> String {
+    const MAX: usize = 63;
+    if base.len() + suffix.len() <= MAX {
+        return format!("{base}{suffix}");
+    }
+    let kept: String = base.chars().take(MAX - suffix.len() - 5).collect();
+    format!("{}-{}{suffix}", kept.trim_end_matches('-'), &labctl_provider_api::sha256(base.as_bytes())[..4])
+}
+
 /// The lab's artifacts bucket: the worker binaries.
 fn artifacts_bucket(lab: &Lab) -> String {
     format!("{}-artifacts", lab.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compute_name;
+
+    #[test]
+    fn compute_names_fit_in_63_characters_and_stay_apart() {
+        assert_eq!(compute_name("bigdata-ada", "-ssh"), "bigdata-ada-ssh");
+        let long = format!("a-lab-with-a-long-name-{}", "x".repeat(40));
+        let (vm, rule) = (compute_name(&long, ""), compute_name(&long, "-ssh"));
+        assert!(vm.len() <= 63 && rule.len() <= 63, "{vm} {rule}");
+        assert!(rule.ends_with("-ssh") && rule.starts_with("a-lab-with"), "{rule}");
+        assert_ne!(compute_name(&format!("{long}1"), ""), compute_name(&format!("{long}2"), ""));
+    }
 }

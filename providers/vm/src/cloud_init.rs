@@ -36,6 +36,10 @@ pub struct Scheduler {
     pub slots: u32,
 }
 
+/// How long a VM's links to its worker binaries stay valid: cloud-init fetches them within
+/// minutes of the VM's first boot.
+pub const BINARY_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 /// A worker binary the VM fetches.
 #[derive(Debug, Serialize)]
 pub struct Binary {

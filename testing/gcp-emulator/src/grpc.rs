@@ -106,6 +106,7 @@ struct Once<F>(Option<F>);
 
 impl<Req, Resp, F, Fut> tower_service::Service<Request<Req>> for Once<F>
 where
+    Resp: Send + 'static,
     F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<Resp, Fault>> + Send + 'static,
 {
@@ -121,8 +122,15 @@ where
         let Some(handle) = self.0.take() else {
             return Box::pin(async { Err(Status::internal("a unary handler was called twice")) });
         };
-        let answer = handle(request);
-        Box::pin(async move { answer.await.map(Response::new).map_err(Status::from) })
+        // Run to its end even if the client goes away, as a real server's change does:
+        // dropped halfway, it could leave fake-gcs-server's side made and the emulator's not.
+        let answer = tokio::spawn(handle(request));
+        Box::pin(async move {
+            match answer.await {
+                Ok(answer) => answer.map(Response::new).map_err(Status::from),
+                Err(e) => Err(Status::internal(format!("the handler failed: {e}"))),
+            }
+        })
     }
 }
 

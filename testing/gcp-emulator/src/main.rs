@@ -133,7 +133,17 @@ async fn serve_http(emulator: Arc<Emulator>, listener: std::net::TcpListener) ->
         let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let emulator = emulator.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |r| rest::serve(emulator.clone(), r));
+            // Each request runs to its end even if its client goes away (see grpc.rs).
+            let service = hyper::service::service_fn(move |r| {
+                let answer = tokio::spawn(rest::serve(emulator.clone(), r));
+                async move {
+                    match answer.await {
+                        Ok(Ok(response)) => Ok(response),
+                        Ok(Err(never)) => match never {},
+                        Err(failed) => Err(failed),
+                    }
+                }
+            });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
         });

@@ -11,7 +11,7 @@
 mod cloud;
 mod vm;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -202,22 +202,31 @@ fn sweep_stale() {
 /// Polls the cloud until stopped, booting and powering off VMs to match its instances.
 fn watch(shared: &Shared, mut cloud: Box<dyn Cloud>) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-    let mut next = 1u32;
+    let (mut next, mut seen) = (1u32, BTreeSet::new());
     while !shared.stop.load(Ordering::Relaxed) {
-        if let Err(e) = runtime.block_on(reconcile(shared, cloud.as_mut(), &mut next)) {
+        if let Err(e) = runtime.block_on(reconcile(shared, cloud.as_mut(), &mut next, &mut seen)) {
             shared.errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
 }
 
-async fn reconcile(shared: &Shared, cloud: &mut dyn Cloud, next: &mut u32) -> Result<(), String> {
+/// One look at the cloud: `seen` holds every instance listed so far.
+async fn reconcile(
+    shared: &Shared,
+    cloud: &mut dyn Cloud,
+    next: &mut u32,
+    seen: &mut BTreeSet<String>,
+) -> Result<(), String> {
     let instances = cloud.instances().await?;
-    // An instance no longer listed has ended (GCE forgets a deleted VM at once).
-    let known: Vec<String> = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
-    let gone = known.into_iter().filter(|id| !instances.iter().any(|i| &i.id == id));
-    let ended = gone.map(|id| Instance { id, state: State::Ended, public_ip: None, user_data: None });
-    for instance in instances.iter().cloned().chain(ended.collect::<Vec<_>>()) {
+    // An instance no longer listed has ended (GCE forgets a deleted VM at once), running or
+    // stopped.
+    let listed: BTreeSet<String> = instances.iter().map(|i| i.id.clone()).collect();
+    let gone: Vec<String> = seen.difference(&listed).cloned().collect();
+    seen.extend(listed);
+    let ended =
+        gone.into_iter().map(|id| Instance { id, state: State::Ended, public_ip: None, user_data: None });
+    for instance in instances.into_iter().chain(ended) {
         let id = instance.id.as_str();
         let known = shared.vms.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id);
         let ended = shared.ended.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|e| e == id);
