@@ -59,6 +59,23 @@ impl Emulator {
     }
 
     /// The owner's credentials, as google-cloud-auth makes them of the key file.
+    /// Makes `buckets` as the owner; the owner's bucket client.
+    async fn create_buckets(&self, buckets: &[&str]) -> google_cloud_storage::client::StorageControl {
+        let control = google_cloud_storage::client::StorageControl::builder()
+            .with_endpoint(&self.grpc)
+            .with_credentials(self.owner())
+            .build()
+            .await
+            .unwrap();
+        for bucket in buckets {
+            let project =
+                google_cloud_storage::model::Bucket::new().set_project(format!("projects/{PROJECT}"));
+            let create = control.create_bucket().set_parent("projects/_").set_bucket_id(*bucket);
+            create.set_bucket(project).send().await.unwrap();
+        }
+        control
+    }
+
     fn owner(&self) -> Credentials {
         service_account::Builder::new(self.owner_key()).build().unwrap()
     }
@@ -245,25 +262,10 @@ async fn the_official_client_builds_and_tears_down_a_lab_network_with_vms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_url_serves_its_object_to_anyone_until_tampered_with() {
     use google_cloud_storage::builder::storage::SignedUrlBuilder;
-    use google_cloud_storage::client::{Storage, StorageControl};
-    use google_cloud_storage::model::Bucket;
+    use google_cloud_storage::client::Storage;
 
     let emulator = Emulator::start("signed");
-    let control = StorageControl::builder()
-        .with_endpoint(&emulator.grpc)
-        .with_credentials(emulator.owner())
-        .build()
-        .await
-        .unwrap();
-    let bucket = Bucket::new().set_project(format!("projects/{PROJECT}"));
-    control
-        .create_bucket()
-        .set_parent("projects/_")
-        .set_bucket_id("lab-bin")
-        .set_bucket(bucket)
-        .send()
-        .await
-        .unwrap();
+    emulator.create_buckets(&["lab-bin"]).await;
     let objects = Storage::builder()
         .with_endpoint(&emulator.http)
         .with_credentials(emulator.owner())
@@ -308,25 +310,13 @@ async fn object_store_uses_the_bucket_granted_to_its_key_and_no_other() {
     use futures::TryStreamExt;
     use google_cloud_iam_admin_v1::client::Iam;
     use google_cloud_iam_v1::model::{Binding, Policy};
-    use google_cloud_storage::client::StorageControl;
-    use google_cloud_storage::model::Bucket;
     use object_store::gcp::GoogleCloudStorageBuilder;
     use object_store::list::{PaginatedListOptions, PaginatedListStore};
     use object_store::path::Path;
     use object_store::{ObjectStore, PutPayload};
 
     let emulator = Emulator::start("object-store");
-    let control = StorageControl::builder()
-        .with_endpoint(&emulator.grpc)
-        .with_credentials(emulator.owner())
-        .build()
-        .await
-        .unwrap();
-    for bucket in ["lab-ada", "lab-bob"] {
-        let project = Bucket::new().set_project(format!("projects/{PROJECT}"));
-        let create = control.create_bucket().set_parent("projects/_").set_bucket_id(bucket);
-        create.set_bucket(project).send().await.unwrap();
-    }
+    let control = emulator.create_buckets(&["lab-ada", "lab-bob"]).await;
     let iam = Iam::builder()
         .with_endpoint(&emulator.http)
         .with_credentials(emulator.owner())
