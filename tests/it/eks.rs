@@ -1,7 +1,7 @@
 //! One AWS lab from cloud to cluster: its students' namespaces on its own EKS cluster, in
 //! one lab file (`examples/aws-eks.toml`). moto serves AWS; the test cluster
 //! (`testing/cluster`) stands in for the EKS cluster's Kubernetes API, through the
-//! test-only `LABCTL_TEST_EKS_KUBECONFIGS` (moto's EKS serves no Kubernetes API). Its GPU
+//! test-only `LABCTL_TEST_KUBECONFIGS` (moto's EKS serves no Kubernetes API). Its GPU
 //! node carries what the GPU node group's would: the `labctl/pool=gpu` label, the
 //! `nvidia.com/gpu` taint and capacity.
 
@@ -37,7 +37,7 @@ fn eks_example(moto: &Moto, cluster: &Cluster) -> Env {
 fn run(env: &Env, args: &[&str]) -> Run {
     let mut cmd = aws_command(env, args);
     let kubeconfig = env.path("kubeconfig.yaml");
-    cmd.env("LABCTL_TEST_EKS_KUBECONFIGS", format!("{EKS_CLUSTER}={}", kubeconfig.display()));
+    cmd.env("LABCTL_TEST_KUBECONFIGS", format!("{EKS_CLUSTER}={}", kubeconfig.display()));
     Run::from(cmd.output().unwrap())
 }
 

@@ -1,18 +1,16 @@
 //! How the Kubernetes provider reaches an EKS cluster the lab makes: its endpoint and CA
 //! from EKS, and a token labctl mints itself (no `aws` CLI, no kubeconfig to hand around).
 //!
-//! Test-only: `LABCTL_TEST_EKS_KUBECONFIGS="<cluster>=<kubeconfig>[,…]"` maps an EKS
-//! cluster's name to a kubeconfig whose cluster stands in for its API (an emulator's EKS
-//! serves no Kubernetes API). The cluster must still exist in EKS.
+//! In tests, `LABCTL_TEST_KUBECONFIGS` names a stand-in for the cluster's Kubernetes API
+//! ([`test_stand_in`]).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_credential_types::provider::ProvideCredentials;
 use labctl_provider_api::{ErrorKind, ProviderError};
-use labctl_provider_kubernetes::{Access, ClusterAccess};
+use labctl_provider_kubernetes::{test_stand_in, Access, ClusterAccess};
 
 use crate::clients::Clients;
 use crate::eks_token::{self, TOKEN_LIFETIME};
@@ -24,19 +22,6 @@ pub(crate) struct EksAccess {
     pub name: String,
 }
 
-/// The test-only variable mapping cluster names to kubeconfigs.
-const TEST_KUBECONFIGS: &str = "LABCTL_TEST_EKS_KUBECONFIGS";
-
-/// The kubeconfig `LABCTL_TEST_EKS_KUBECONFIGS` gives cluster `name`, if any.
-fn stand_in(name: &str) -> Option<PathBuf> {
-    let mapping = std::env::var(TEST_KUBECONFIGS).ok()?;
-    mapping
-        .split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, p)| p.into())
-}
-
 #[async_trait]
 impl ClusterAccess for EksAccess {
     fn name(&self) -> &str {
@@ -46,7 +31,7 @@ impl ClusterAccess for EksAccess {
     async fn access(&self) -> Result<Option<Access>, ProviderError> {
         let c = self.clients.get().await?;
         let Some(cluster) = crate::eks::describe_cluster(c, &self.name).await? else { return Ok(None) };
-        if let Some(kubeconfig) = stand_in(&self.name) {
+        if let Some(kubeconfig) = test_stand_in(&self.name) {
             return Ok(Some(Access::Kubeconfig(kubeconfig)));
         }
         let name = &self.name;

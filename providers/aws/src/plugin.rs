@@ -15,10 +15,7 @@ use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, RemoteState,
     ResourceSpec, Settings, SmokeRunner, StudentResources,
 };
-use labctl_provider_kubernetes::{
-    AddonsConfig, CloudCredentialConfig, DevicePluginConfig, KubernetesSetup, StorageClassConfig,
-    DEVICE_PLUGIN_IMAGE,
-};
+use labctl_provider_kubernetes::{Addons, CloudSecret, HostedCluster, StorageClassConfig};
 use labctl_provider_vm::cloud_init::{MapReduce, Scheduler};
 use labctl_provider_vm::smoke::SshRunner;
 use labctl_provider_vm::ssh::{Ssh, SshClient};
@@ -104,26 +101,8 @@ impl Plugin for AwsPlugin {
                 ));
             }
         }
-        let hosted = lab.student.kubernetes.as_ref().and_then(|spec| {
-            let cluster = spec.cluster.get_ref();
-            if !lab.clusters.contains_key(cluster) {
-                let known: Vec<String> = lab.clusters.keys().map(|c| format!("\"{c}\"")).collect();
-                let allowed = if known.is_empty() {
-                    "allowed: a cluster described under [cluster.<name>]".to_owned()
-                } else {
-                    format!("allowed: cluster = {}", known.join(" or "))
-                };
-                let message = format!("there is no [cluster.{cluster}] to put the students on");
-                findings.errors.push(lab.error(spec.cluster.span(), message, allowed));
-                return None;
-            }
-            let mut kubernetes = KubernetesSetup::hosted(spec, lab, findings);
-            // The MapReduce pods read and write the student's bucket with their key.
-            let credentials = lab.student.credentials.as_ref().is_none_or(|c| *c.get_ref());
-            kubernetes.cloud_secret =
-                (credentials && lab.student.bucket.is_some()).then(|| BUCKET_ACCESS.to_owned());
-            Some(HostedCluster { cluster: cluster.clone(), kubernetes })
-        });
+        // The MapReduce pods read and write the student's bucket with their key.
+        let hosted = HostedCluster::configure(lab, BUCKET_ACCESS, findings);
         let aws: AwsSettings = settings.parse_into(self.name(), findings)?;
         Some(Box::new(AwsSetup {
             hosted,
@@ -174,14 +153,6 @@ pub struct AwsSetup {
     /// Where students' namespaces go, if on one of the lab's clusters.
     #[serde(default)]
     pub hosted: Option<HostedCluster>,
-}
-
-/// Students on one of the lab's EKS clusters, through the Kubernetes provider.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HostedCluster {
-    /// The cluster's name in the lab file (`[cluster.<name>]`).
-    pub cluster: String,
-    pub kubernetes: KubernetesSetup,
 }
 
 /// The Secret with a student's AWS key in their namespace on the lab's cluster.
@@ -381,7 +352,7 @@ impl ProviderSetup for AwsSetup {
             }
         }
         if let Some(hosted) = &self.hosted {
-            nodes.push(Self::addons(lab, hosted));
+            nodes.push(hosted.addons(lab, Self::addons(lab)));
         }
         nodes
     }
@@ -404,24 +375,7 @@ impl ProviderSetup for AwsSetup {
         }
         nodes.extend(bucket_nodes("aws", lab, cohort, student, &[ARTIFACTS]));
         if let Some(hosted) = &self.hosted {
-            // On the cluster, made anew with it; after its pools and what labctl installs on
-            // it (and deleted before them), which may be made anew alone.
-            let cluster = Address::top("cluster", &hosted.cluster).to_string();
-            let after = Self::before_students(lab, hosted);
-            let mut on_cluster = hosted.kubernetes.expand_student(lab, cohort, student);
-            if hosted.kubernetes.cloud_secret.is_some() {
-                // Pods given the Secret as environment start once it is there.
-                let access = self.bucket_access(&name, &base, &tags);
-                for node in on_cluster.iter_mut().filter(|n| n.spec.config.contains_key("env_from")) {
-                    node.deps.push(access.spec.address.clone());
-                }
-                on_cluster.push(access);
-            }
-            for mut node in on_cluster {
-                node.deps.push(cluster.clone());
-                node.after.extend(after.iter().cloned());
-                nodes.push(node);
-            }
+            nodes.extend(hosted.expand_student(lab, cohort, student, Some(self.bucket_access(&name))));
         }
         if has_vms(&lab.student) {
             // The workers run on the student's VM, installed by its cloud-init.
@@ -474,7 +428,7 @@ impl ProviderSetup for AwsSetup {
             Some(h) => {
                 let access =
                     Arc::new(EksAccess { clients: clients.clone(), name: eks_name(lab, &h.cluster) });
-                let (kubernetes, jobs) = h.kubernetes.connect_hosted(lab, access);
+                let (kubernetes, jobs) = h.connect(lab, access);
                 (vec![kubernetes], jobs)
             }
             None => (vec![], Arc::new(SshRunner::new(ssh.clone()))),
@@ -490,17 +444,15 @@ impl ProviderSetup for AwsSetup {
     /// student's namespace; their key opens their bucket.
     fn endpoints(&self, student: &StudentResources) -> Endpoints {
         let own = self.vm_endpoints(student);
-        let Some(hosted) = &self.hosted else { return own };
-        let mut endpoints = hosted.kubernetes.endpoints(student);
-        endpoints.bucket = own.bucket;
-        endpoints.datasets = own.datasets;
-        endpoints.access.extend(own.access);
-        endpoints
+        match &self.hosted {
+            Some(hosted) => hosted.endpoints(student, own),
+            None => own,
+        }
     }
 
     /// A VM's id, address and state as last seen; the namespace on the lab's cluster.
     fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
-        let mut lines = self.hosted.iter().flat_map(|h| h.kubernetes.describe(student)).collect::<Vec<_>>();
+        let mut lines = self.hosted.iter().flat_map(|h| h.describe(student)).collect::<Vec<_>>();
         lines.extend(labctl_provider_vm::describe(student));
         lines
     }
@@ -515,10 +467,9 @@ impl ProviderSetup for AwsSetup {
 }
 
 impl AwsSetup {
-    /// The Secret `aws-credentials` in the student's namespace: their access key, region
-    /// and bucket, for their pods.
-    fn bucket_access(&self, name: &str, base: &Address, tags: &labctl_provider_api::Tags) -> Node {
-        let credential = base.child("credential").to_string();
+    /// What the Secret `aws-credentials` in the student's namespace holds: their access
+    /// key, region and bucket, for their pods.
+    fn bucket_access(&self, name: &str) -> CloudSecret {
         let mut values = BTreeMap::from([
             ("AWS_REGION".to_owned(), self.config.region.clone()),
             ("AWS_DEFAULT_REGION".to_owned(), self.config.region.clone()),
@@ -532,44 +483,17 @@ impl AwsSetup {
             }
         }
         let from = [("AWS_ACCESS_KEY_ID", "access_key_id"), ("AWS_SECRET_ACCESS_KEY", "secret_access_key")]
-            .map(|(key, attribute)| (key.to_owned(), (credential.clone(), attribute.to_owned())))
+            .map(|(key, attribute)| (key.to_owned(), attribute.to_owned()))
             .into();
-        let config = CloudCredentialConfig {
-            namespace: name.to_owned(),
-            name: BUCKET_ACCESS.to_owned(),
-            values,
-            from,
-        };
-        let deps = vec![base.child("namespace").to_string(), credential];
-        Node::new("kubernetes", base.child("bucket_access"), "cloud_credential", &config, tags, deps)
+        CloudSecret { values, from }
     }
 
-    /// The hosting cluster's node pools: its addons and the students' namespaces go after
-    /// them.
-    fn pools(lab: &Lab, hosted: &HostedCluster) -> Vec<String> {
-        let cluster = Address::top("cluster", &hosted.cluster);
-        let pools = lab.clusters.get(&hosted.cluster).into_iter().flat_map(|c| c.node_pool.keys());
-        pools.map(|pool| cluster.keyed("node_pool", pool).to_string()).collect()
-    }
-
-    /// What goes before the students' namespaces on the hosting cluster: its node pools and
-    /// what labctl installs on it.
-    fn before_students(lab: &Lab, hosted: &HostedCluster) -> Vec<String> {
-        let mut after = Self::pools(lab, hosted);
-        after.push(Address::top("cluster", &hosted.cluster).child("addons").to_string());
-        after
-    }
-
-    /// The GPU device plugin on the hosting cluster's GPU pools, and the default
-    /// StorageClass of the EBS CSI driver.
-    fn addons(lab: &Lab, hosted: &HostedCluster) -> Node {
-        let cluster = Address::top("cluster", &hosted.cluster);
-        let pools = lab.clusters.get(&hosted.cluster).into_iter().flat_map(|c| &c.node_pool);
-        let gpu_pools: Vec<_> = pools.filter(|(_, p)| p.gpu > 0).map(|(name, p)| p.selector(name)).collect();
-        let config = AddonsConfig {
-            device_plugin: (!gpu_pools.is_empty())
-                .then(|| DevicePluginConfig { image: DEVICE_PLUGIN_IMAGE.to_owned(), pools: gpu_pools }),
-            storage_class: Some(StorageClassConfig {
+    /// The GPU device plugin on the cluster's GPU pools, and the default StorageClass of
+    /// the EBS CSI driver.
+    fn addons(lab: &Lab) -> Addons {
+        Addons {
+            device_plugin: true,
+            storage_class: StorageClassConfig {
                 name: STORAGE_CLASS.to_owned(),
                 provisioner: EBS_CSI_PROVISIONER.to_owned(),
                 // The driver tags the volumes it makes: sweeps and `reap` find them by the lab.
@@ -580,16 +504,8 @@ impl AwsSetup {
                 ]
                 .map(|(k, v)| (k.to_owned(), v))
                 .into(),
-            }),
-        };
-        let mut node = hosted.kubernetes.addons(
-            cluster.child("addons").to_string(),
-            &config,
-            &lab.lab_tags(),
-            vec![cluster.to_string()],
-        );
-        node.after = Self::pools(lab, hosted);
-        node
+            },
+        }
     }
 
     /// A student's VM endpoints and AWS access.

@@ -35,7 +35,7 @@ pub(crate) struct Cluster {
     pub ca: Option<String>,
 }
 
-/// A cluster another provider makes (an EKS cluster) and the Kubernetes provider works on:
+/// A cluster another provider makes (an EKS or GKE cluster) and the Kubernetes provider works on:
 /// how to reach it, asked when a connection is first needed and again before its token
 /// expires.
 #[async_trait::async_trait]
@@ -46,6 +46,22 @@ pub trait ClusterAccess: Send + Sync {
     /// How to reach the cluster now, or `None` while it does not exist (then nothing in it
     /// does either).
     async fn access(&self) -> Result<Option<Access>, ProviderError>;
+}
+
+/// The test-only variable mapping a cloud cluster's name to a kubeconfig whose cluster
+/// stands in for its Kubernetes API: `LABCTL_TEST_KUBECONFIGS="<cluster>=<kubeconfig>[,…]"`
+/// (an emulator's EKS or GKE serves none). The cluster must still exist in the cloud.
+const TEST_KUBECONFIGS: &str = "LABCTL_TEST_KUBECONFIGS";
+
+/// The kubeconfig `LABCTL_TEST_KUBECONFIGS` gives the cloud cluster `name`, if any: a
+/// [`ClusterAccess`] answers [`Access::Kubeconfig`] with it.
+pub fn test_stand_in(name: &str) -> Option<PathBuf> {
+    let mapping = std::env::var(TEST_KUBECONFIGS).ok()?;
+    mapping
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| p.into())
 }
 
 /// How to reach a cluster.

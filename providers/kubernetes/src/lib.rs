@@ -6,9 +6,11 @@
 //! edited by hand.
 //!
 //! `labctl verify` runs the smoke workloads as Jobs in each namespace ([`KubernetesProvider::smoke`]).
+//! A cloud provider that makes the lab's cluster (EKS, GKE) puts the students on it through
+//! [`HostedCluster`].
 //!
 //! Kinds: `namespace`, `credential` (the Secret with the workers' token), `mapreduce` and
-//! `scheduler`; on a cluster the lab makes (an EKS cluster: [`KubernetesProvider::hosted`]),
+//! `scheduler`; on a cluster the lab makes (EKS, GKE: [`KubernetesProvider::hosted`]),
 //! also `addons` (the GPU device plugin and the default StorageClass) and `cloud_credential`
 //! (a student's cloud key as a Secret in their namespace). Everything carries the
 //! `labctl/lab`, `labctl/cohort` and `labctl/student` labels; deleting the namespace
@@ -18,6 +20,7 @@
 
 mod cluster;
 mod errors;
+mod hosted;
 mod manifests;
 mod objects;
 mod plugin;
@@ -36,14 +39,14 @@ use labctl_provider_api::{
 };
 use serde_json::{json, Value};
 
-pub use cluster::{Access, ClusterAccess, KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
+pub use cluster::{test_stand_in, Access, ClusterAccess, KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
+pub use hosted::{Addons, CloudSecret, HostedCluster};
 use manifests::{ObjectRef, Service, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
 use objects::{Applied, Stopped};
-pub use plugin::{
-    AddonsConfig, CloudCredentialConfig, DevicePluginConfig, KubernetesPlugin, KubernetesSetup,
-    StorageClassConfig, DEVICE_PLUGIN_IMAGE,
+use plugin::{
+    AddonsConfig, CloudCredentialConfig, CredentialConfig, NamespaceConfig, SeedConfig, ServiceConfig,
 };
-use plugin::{CredentialConfig, NamespaceConfig, SeedConfig, ServiceConfig};
+pub use plugin::{KubernetesPlugin, KubernetesSetup, StorageClassConfig, DEVICE_PLUGIN_IMAGE};
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "namespace", replace_on: &["namespace"] },

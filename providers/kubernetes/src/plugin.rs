@@ -431,14 +431,14 @@ impl KubernetesSetup {
     /// The Kubernetes provider on a cluster the lab makes (`[student] kubernetes`), the
     /// students' part of the lab judged as on any cluster (an image for the workers,
     /// quantities that fit their namespace).
-    pub fn hosted(spec: &HostedKubernetesSpec, lab: &LabSections, findings: &mut Findings) -> Self {
+    pub(crate) fn hosted(spec: &HostedKubernetesSpec, lab: &LabSections, findings: &mut Findings) -> Self {
         let settings = KubernetesSettings { image: spec.image.clone(), ..Default::default() };
         crate::validate::check_students(&settings, spec.cluster.span(), lab, findings);
         Self::from_settings(&settings, None, Some(spec.cluster.get_ref().clone()))
     }
 
     /// This provider on the cluster `access` reaches, and its smoke Jobs.
-    pub fn connect_hosted(
+    pub(crate) fn connect_hosted(
         &self,
         lab: &str,
         access: Arc<dyn ClusterAccess>,
@@ -448,7 +448,13 @@ impl KubernetesSetup {
     }
 
     /// The cluster-wide objects at `address` (a lab-wide resource depending on `deps`).
-    pub fn addons(&self, address: String, config: &AddonsConfig, tags: &Tags, deps: Vec<String>) -> Node {
+    pub(crate) fn addons(
+        &self,
+        address: String,
+        config: &AddonsConfig,
+        tags: &Tags,
+        deps: Vec<String>,
+    ) -> Node {
         Node::new("kubernetes", address, "addons", config, tags, deps)
     }
 

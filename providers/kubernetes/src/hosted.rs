@@ -1,0 +1,170 @@
+//! Students on one of the lab's own clusters (EKS, GKE): how a cloud provider composes the
+//! Kubernetes provider with a cluster it makes. The cloud makes the cluster and its node
+//! pools; this puts what goes on the cluster after them (the addons, then each student's
+//! namespace, workers and the Secret with their cloud key), in one plan and one walk.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
+use labctl_provider_api::{
+    Address, Endpoints, Findings, Node, Provider, ProviderSetup, SmokeRunner, StudentResources, Tags,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::plugin::{AddonsConfig, CloudCredentialConfig, DevicePluginConfig};
+use crate::{ClusterAccess, KubernetesSetup, StorageClassConfig, DEVICE_PLUGIN_IMAGE};
+
+/// Students' namespaces on one of the lab's clusters, through the Kubernetes provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostedCluster {
+    /// The cluster's name in the lab file (`[cluster.<name>]`).
+    pub cluster: String,
+    pub kubernetes: KubernetesSetup,
+}
+
+/// What a student's cloud Secret holds: variables as the lab says them, and variables taken
+/// from attributes of the student's credential (variable → attribute).
+pub struct CloudSecret {
+    pub values: BTreeMap<String, String>,
+    pub from: BTreeMap<String, String>,
+}
+
+/// What labctl installs on the cluster besides the students: a default StorageClass of the
+/// cloud's CSI driver, and the NVIDIA device plugin on the GPU pools unless the cloud runs
+/// its own.
+pub struct Addons {
+    pub storage_class: StorageClassConfig,
+    pub device_plugin: bool,
+}
+
+impl HostedCluster {
+    /// `[student] kubernetes`, when it names one of the lab's clusters (an error in
+    /// `findings` when it names none). `secret`: the name of the Secret with each student's
+    /// cloud key, which their MapReduce pods get when students have credentials and a bucket.
+    pub fn configure(lab: &LabSections, secret: &str, findings: &mut Findings) -> Option<Self> {
+        let spec = lab.student.kubernetes.as_ref()?;
+        let cluster = spec.cluster.get_ref();
+        if !lab.clusters.contains_key(cluster) {
+            let known: Vec<String> = lab.clusters.keys().map(|c| format!("\"{c}\"")).collect();
+            let allowed = if known.is_empty() {
+                "allowed: a cluster described under [cluster.<name>]".to_owned()
+            } else {
+                format!("allowed: cluster = {}", known.join(" or "))
+            };
+            let message = format!("there is no [cluster.{cluster}] to put the students on");
+            findings.errors.push(lab.error(spec.cluster.span(), message, allowed));
+            return None;
+        }
+        let mut kubernetes = KubernetesSetup::hosted(spec, lab, findings);
+        let credentials = lab.student.credentials.as_ref().is_none_or(|c| *c.get_ref());
+        kubernetes.cloud_secret = (credentials && lab.student.bucket.is_some()).then(|| secret.to_owned());
+        Some(Self { cluster: cluster.clone(), kubernetes })
+    }
+
+    /// The cluster's address in the plan.
+    pub fn address(&self) -> Address {
+        Address::top("cluster", &self.cluster)
+    }
+
+    /// The cluster-wide objects labctl installs, after the cluster's node pools.
+    pub fn addons(&self, lab: &Lab, addons: Addons) -> Node {
+        let cluster = self.address();
+        let pools = lab.clusters.get(&self.cluster).into_iter().flat_map(|c| &c.node_pool);
+        let gpu_pools: Vec<_> = pools.filter(|(_, p)| p.gpu > 0).map(|(name, p)| p.selector(name)).collect();
+        let config = AddonsConfig {
+            device_plugin: (addons.device_plugin && !gpu_pools.is_empty())
+                .then(|| DevicePluginConfig { image: DEVICE_PLUGIN_IMAGE.to_owned(), pools: gpu_pools }),
+            storage_class: Some(addons.storage_class),
+        };
+        let mut node = self.kubernetes.addons(
+            cluster.child("addons").to_string(),
+            &config,
+            &lab.lab_tags(),
+            vec![cluster.to_string()],
+        );
+        node.after = self.pools(lab);
+        node
+    }
+
+    /// A student's objects on the cluster: made anew with it, after its pools and addons
+    /// (and deleted before them), with the Secret `secret` when students have one.
+    pub fn expand_student(
+        &self,
+        lab: &Lab,
+        cohort: &Cohort,
+        student: &Student,
+        secret: Option<CloudSecret>,
+    ) -> Vec<Node> {
+        let base = Address::student(&student.id);
+        let mut nodes = self.kubernetes.expand_student(lab, cohort, student);
+        if let (Some(name), Some(secret)) = (&self.kubernetes.cloud_secret, secret) {
+            // Pods given the Secret as environment start once it is there.
+            let access = cloud_credential(
+                name,
+                &lab.resource_name(student),
+                &base,
+                &lab.tags(cohort, student),
+                secret,
+            );
+            for node in nodes.iter_mut().filter(|n| n.spec.config.contains_key("env_from")) {
+                node.deps.push(access.spec.address.clone());
+            }
+            nodes.push(access);
+        }
+        let mut after = self.pools(lab);
+        after.push(self.address().child("addons").to_string());
+        for node in &mut nodes {
+            node.deps.push(self.address().to_string());
+            node.after.extend(after.iter().cloned());
+        }
+        nodes
+    }
+
+    /// The Kubernetes provider on the cluster `access` reaches, and its smoke Jobs.
+    pub fn connect(
+        &self,
+        lab: &str,
+        access: Arc<dyn ClusterAccess>,
+    ) -> (Arc<dyn Provider>, Arc<dyn SmokeRunner>) {
+        self.kubernetes.connect_hosted(lab, access)
+    }
+
+    /// The student's namespace and services, with the cloud's own endpoints (`own`: their
+    /// bucket, datasets and keys).
+    pub fn endpoints(&self, student: &StudentResources, own: Endpoints) -> Endpoints {
+        let mut endpoints = self.kubernetes.endpoints(student);
+        endpoints.bucket = own.bucket;
+        endpoints.datasets = own.datasets;
+        endpoints.access.extend(own.access);
+        endpoints
+    }
+
+    /// The student's namespace, as `status` shows it.
+    pub fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
+        self.kubernetes.describe(student)
+    }
+
+    /// The cluster's node pools: the addons and the students' namespaces go after them.
+    fn pools(&self, lab: &Lab) -> Vec<String> {
+        let cluster = self.address();
+        let pools = lab.clusters.get(&self.cluster).into_iter().flat_map(|c| c.node_pool.keys());
+        pools.map(|pool| cluster.keyed("node_pool", pool).to_string()).collect()
+    }
+}
+
+/// The Secret `name` in the student's namespace with their cloud key, after their namespace
+/// and credential.
+fn cloud_credential(name: &str, namespace: &str, base: &Address, tags: &Tags, secret: CloudSecret) -> Node {
+    let credential = base.child("credential").to_string();
+    let from =
+        secret.from.into_iter().map(|(key, attribute)| (key, (credential.clone(), attribute))).collect();
+    let config = CloudCredentialConfig {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        values: secret.values,
+        from,
+    };
+    let deps = vec![base.child("namespace").to_string(), credential];
+    Node::new("kubernetes", base.child("bucket_access"), "cloud_credential", &config, tags, deps)
+}
