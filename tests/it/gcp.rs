@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use google_cloud_auth::credentials::{service_account, Credentials};
 use google_cloud_compute_v1::client::{Firewalls, Instances, Networks, Subnetworks};
+use google_cloud_container_v1::client::ClusterManager;
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_storage::client::{Storage, StorageControl};
 
@@ -19,9 +20,9 @@ use labctl_vm_runner::{Gce, Runner};
 use crate::conformance::{conformance, Drift, World};
 use crate::support::*;
 
-const PROJECT: &str = "labctl-test";
+pub(crate) const PROJECT: &str = "labctl-test";
 const REGION: &str = "europe-west1";
-const ZONE: &str = "europe-west1-b";
+pub(crate) const ZONE: &str = "europe-west1-b";
 
 /// The emulator on free loopback ports, stopped (with its fake-gcs-server) on drop.
 pub struct Emulator {
@@ -68,10 +69,11 @@ impl Emulator {
     /// `[provider.gcp]` for this emulator, labctl acting as the project's owner.
     pub fn provider_block(&self) -> String {
         format!(
-            "[provider.gcp]\nproject = \"{PROJECT}\"\nregion = \"{REGION}\"\ncredentials = \"{}\"\nendpoints = {{ storage = \"{}\", storage_grpc = \"{}\", iam = \"{}\", compute = \"{}\" }}\n",
+            "[provider.gcp]\nproject = \"{PROJECT}\"\nregion = \"{REGION}\"\ncredentials = \"{}\"\nendpoints = {{ storage = \"{}\", storage_grpc = \"{}\", iam = \"{}\", compute = \"{}\", container = \"{}\" }}\n",
             self.owner_key().display(),
             self.http,
             self.grpc,
+            self.http,
             self.http,
             self.http
         )
@@ -129,13 +131,23 @@ impl Emulator {
             .unwrap()
     }
 
+    /// GKE's client, as the project's owner.
+    pub async fn gke(&self) -> ClusterManager {
+        ClusterManager::builder()
+            .with_endpoint(&self.http)
+            .with_credentials(self.owner())
+            .build()
+            .await
+            .unwrap()
+    }
+
     pub async fn iam(&self) -> Iam {
         Iam::builder().with_endpoint(&self.http).with_credentials(self.owner()).build().await.unwrap()
     }
 
     /// What of lab `lab` exists: each labelled bucket with its labels and objects, each
-    /// service account of the lab's prefix with its number of keys, each labelled VM, and
-    /// each network, subnet and firewall rule described as the lab's; sorted.
+    /// service account of the lab's prefix with its number of keys, each labelled VM and GKE
+    /// cluster, and each network, subnet and firewall rule described as the lab's; sorted.
     pub fn inventory(&self, lab: &str) -> Vec<String> {
         block_on(async {
             let (control, iam) = (self.control().await, self.iam().await);
@@ -190,6 +202,13 @@ impl Emulator {
         for vm in vms.items.iter().filter(|v| v.labels.get("labctl-lab").is_some_and(|l| l == lab)) {
             found.push(format!("vm {} {:?}", vm.name.as_deref().unwrap_or("?"), vm.status));
         }
+        let parent = format!("projects/{PROJECT}/locations/{ZONE}");
+        let clusters = self.gke().await.list_clusters().set_parent(parent).send().await.unwrap();
+        for cluster in
+            clusters.clusters.iter().filter(|c| c.resource_labels.get("labctl-lab").is_some_and(|l| l == lab))
+        {
+            found.push(format!("cluster {} {:?}", cluster.name, cluster.status));
+        }
         let rules = client!(Firewalls).list().set_project(PROJECT).send().await.unwrap();
         let rules = rules.items.iter().filter(|f| ours(&f.description));
         found.extend(rules.map(|f| format!("firewall {}", f.name.as_deref().unwrap_or("?"))));
@@ -220,7 +239,7 @@ fn storage_lab(emulator: &Emulator, lab: &str) -> Env {
 }
 
 /// `labctl` with no Application Default Credentials of the user's.
-fn command(env: &Env, args: &[&str]) -> Command {
+pub(crate) fn command(env: &Env, args: &[&str]) -> Command {
     let mut cmd = env.command(args);
     cmd.env("GOOGLE_APPLICATION_CREDENTIALS", env.path("no-adc.json"))
         .env("CLOUDSDK_CONFIG", env.path("no-gcloud"));

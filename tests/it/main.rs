@@ -19,6 +19,8 @@ mod errors;
 mod failures;
 #[cfg(feature = "gcp")]
 mod gcp;
+#[cfg(all(feature = "gcp", feature = "kubernetes"))]
+mod gke;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod lifecycle;

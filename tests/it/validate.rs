@@ -239,13 +239,14 @@ fn students_on_a_cluster_need_one_the_lab_makes_and_an_image() {
 }
 
 #[test]
-fn clusters_and_aws_images_on_gcp_are_refused() {
+fn gpus_on_machines_gke_gives_none_and_aws_images_on_gcp_are_refused() {
     let env = Env::new();
     let _s = stable(&env);
     let gcp = "[provider.gcp]\nproject = \"my-teaching-project\"\nregion = \"europe-west1\"";
     let text = good().replace("[provider.local]", gcp)
         + "\n[student.compute]\ninstance_type = \"e2-standard-2\"\nimage_owner = \"099720109477\"\n"
-        + "\n[cluster.shared]\nnode_pool.cpu = { instance_type = \"e2-standard-4\", max = 2 }\n";
+        + "\n[cluster.shared]\nnode_pool.cpu = { instance_type = \"e2-standard-4\", max = 2 }\n"
+        + "node_pool.gpu = { instance_type = \"e2-standard-4\", max = 1, gpu = 1 }\n";
     insta::assert_snapshot!(invalid(&env, &text));
 }
 

@@ -1,14 +1,16 @@
 //! The google-cloud clients of one lab, made on first use: Cloud Storage's JSON client for
 //! objects, its gRPC `StorageControl` for buckets and their IAM policies, IAM's admin
-//! client for service accounts, Compute Engine's for networks, firewalls and VMs, and the
-//! signer of the VMs' links to the worker binaries.
+//! client for service accounts, Compute Engine's for networks, firewalls and VMs, GKE's for
+//! clusters and node pools, and the signer of the VMs' links to the worker binaries.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-
 use std::time::Duration;
 
+use google_cloud_auth::credentials::{AccessTokenCredentials, Credentials};
 use google_cloud_auth::signer::Signer;
 use google_cloud_compute_v1::client::{Firewalls, Instances, Networks, Subnetworks};
+use google_cloud_container_v1::client::ClusterManager;
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_iam_admin_v1::client::Iam;
@@ -43,6 +45,8 @@ pub struct ApiEndpoints {
     pub iam: Option<String>,
     /// Compute Engine's API (networks, firewalls, VMs).
     pub compute: Option<String>,
+    /// GKE's API (clusters, node pools).
+    pub container: Option<String>,
 }
 
 /// The connected clients.
@@ -60,6 +64,10 @@ pub struct Gcp {
     pub subnetworks: Subnetworks,
     pub firewalls: Firewalls,
     pub instances: Instances,
+    /// GKE clusters and node pools.
+    pub clusters: ClusterManager,
+    /// labctl's own credentials, whose access tokens open GKE clusters' Kubernetes APIs.
+    pub tokens: AccessTokenCredentials,
     /// Signs the VMs' links to the worker binaries, as labctl's own account; made when first
     /// needed (a user's own login, `gcloud auth application-default login`, cannot sign).
     signer: tokio::sync::OnceCell<Signer>,
@@ -92,6 +100,34 @@ impl Gcp {
             })
             .await
     }
+
+    /// A student's key file as their workloads get it: when Cloud Storage is not Google's
+    /// (an emulator), the key names it as `gcs_base_url`, where object_store looks for it.
+    pub fn workload_key(&self, key: &str) -> Result<String, ProviderError> {
+        let Some(endpoint) = &self.storage_endpoint else { return Ok(key.to_owned()) };
+        let mut key: serde_json::Map<String, serde_json::Value> = serde_json::from_str(key)
+            .map_err(|e| ProviderError::fatal(format!("the student's key is not a JSON key file: {e}")))?;
+        key.insert("gcs_base_url".into(), endpoint.trim_end_matches('/').into());
+        serde_json::to_string_pretty(&key).map_err(|e| ProviderError::fatal(e.to_string()))
+    }
+}
+
+/// What a student's workloads (the MapReduce workers, their own tools) are given to reach
+/// their bucket, besides their key: the project, the bucket as `LABCTL_BUCKET`, and for a
+/// plain-HTTP Cloud Storage (an emulator) what object_store needs to use it.
+pub fn workload_environment(
+    project: &str,
+    storage: Option<&str>,
+    bucket: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut environment = BTreeMap::from([("GOOGLE_CLOUD_PROJECT".to_owned(), project.to_owned())]);
+    if storage.is_some_and(|e| e.starts_with("http://")) {
+        environment.insert("GOOGLE_ALLOW_HTTP".to_owned(), "true".to_owned());
+    }
+    if let Some(bucket) = bucket {
+        environment.insert("LABCTL_BUCKET".to_owned(), format!("gs://{bucket}"));
+    }
+    environment
 }
 
 /// Clients made once, on first use.
@@ -125,7 +161,8 @@ fn polling() -> impl google_cloud_gax::polling_backoff_policy::PollingBackoffPol
 }
 
 async fn connect(config: &GcpConfig) -> Result<Gcp, ProviderError> {
-    let credentials = credentials(config)?;
+    let tokens = credentials(config)?;
+    let credentials = Credentials::from(tokens.clone());
     fn cannot(what: &'static str) -> impl FnOnce(google_cloud_gax::client_builder::Error) -> ProviderError {
         move |e| ProviderError::fatal(format!("cannot set up the {what} client: {e}"))
     }
@@ -156,6 +193,11 @@ async fn connect(config: &GcpConfig) -> Result<Gcp, ProviderError> {
             builder.build().await.map_err(cannot("Compute Engine"))?
         }};
     }
+    let mut clusters =
+        ClusterManager::builder().with_credentials(credentials.clone()).with_retry_policy(retry());
+    if let Some(endpoint) = &e.container {
+        clusters = clusters.with_endpoint(endpoint);
+    }
     Ok(Gcp {
         project: config.project.clone(),
         region: config.region.clone(),
@@ -167,6 +209,8 @@ async fn connect(config: &GcpConfig) -> Result<Gcp, ProviderError> {
         subnetworks: compute!(Subnetworks),
         firewalls: compute!(Firewalls),
         instances: compute!(Instances),
+        clusters: clusters.build().await.map_err(cannot("GKE"))?,
+        tokens,
         signer: tokio::sync::OnceCell::new(),
         key_file: config.credentials.clone(),
         storage_endpoint: e.storage.clone(),
@@ -182,10 +226,11 @@ fn key(path: &std::path::Path) -> Result<serde_json::Value, ProviderError> {
 }
 
 /// The key file of the settings, or Application Default Credentials.
-fn credentials(config: &GcpConfig) -> Result<google_cloud_auth::credentials::Credentials, ProviderError> {
+fn credentials(config: &GcpConfig) -> Result<AccessTokenCredentials, ProviderError> {
     let built = match &config.credentials {
-        Some(path) => google_cloud_auth::credentials::service_account::Builder::new(key(path)?).build(),
-        None => google_cloud_auth::credentials::Builder::default().build(),
+        Some(path) => google_cloud_auth::credentials::service_account::Builder::new(key(path)?)
+            .build_access_token_credentials(),
+        None => google_cloud_auth::credentials::Builder::default().build_access_token_credentials(),
     };
     built.map_err(|e| ProviderError::fatal(format!("no GCP credentials: {e}")))
 }

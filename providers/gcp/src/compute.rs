@@ -28,7 +28,7 @@ use labctl_provider_vm::ssh::{SshClient, VmStates};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::clients::{Clients, Gcp};
+use crate::clients::{workload_environment, Clients, Gcp};
 use crate::errors::{deleted, failed, found, http_code, is_conflict};
 use crate::labels;
 use crate::paging::every_page;
@@ -386,25 +386,17 @@ async fn render_user_data(
     }
     // The workers (and the student's own tools) reach the bucket with the student's key.
     // Google's client libraries read the first; object_store (the workers'), the second.
-    let mut environment = BTreeMap::from([
-        ("GOOGLE_APPLICATION_CREDENTIALS".to_owned(), KEY_FILE.to_owned()),
-        ("GOOGLE_SERVICE_ACCOUNT".to_owned(), KEY_FILE.to_owned()),
-        ("GOOGLE_CLOUD_PROJECT".to_owned(), c.project.clone()),
-    ]);
-    if c.storage_endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
-        // What object_store needs for a plain-HTTP Cloud Storage (an emulator).
-        environment.insert("GOOGLE_ALLOW_HTTP".to_owned(), "true".to_owned());
-    }
-    if let Ok(bucket) = dep_attr(deps, "bucket") {
-        environment.insert("LABCTL_BUCKET".to_owned(), format!("gs://{bucket}"));
-    }
+    let bucket = dep_attr(deps, "bucket").ok();
+    let mut environment = workload_environment(&c.project, c.storage_endpoint.as_deref(), bucket);
+    environment.insert("GOOGLE_APPLICATION_CREDENTIALS".to_owned(), KEY_FILE.to_owned());
+    environment.insert("GOOGLE_SERVICE_ACCOUNT".to_owned(), KEY_FILE.to_owned());
     cloud_init::render(&UserData {
         lab: &spec.tags.lab,
         student: &vm.student,
         binaries,
         token: dep_attr(deps, "token")?,
         environment,
-        files: vec![KeyFile { path: KEY_FILE.to_owned(), content: vm_key_file(c, dep_attr(deps, "key")?)? }],
+        files: vec![KeyFile { path: KEY_FILE.to_owned(), content: dep_attr(deps, "key")?.to_owned() }],
         rekey: &rekey(),
         mapreduce: vm.mapreduce,
         scheduler: vm.scheduler,
@@ -417,16 +409,6 @@ async fn render_user_data(
             ))
         })?,
     })
-}
-
-/// The student's key file as their VM gets it: when Cloud Storage is not Google's (an
-/// emulator), the key names it as `gcs_base_url`, where object_store looks for it.
-fn vm_key_file(c: &Gcp, key: &str) -> Result<String, ProviderError> {
-    let Some(endpoint) = &c.storage_endpoint else { return Ok(key.to_owned()) };
-    let mut key: serde_json::Map<String, Value> = serde_json::from_str(key)
-        .map_err(|e| ProviderError::fatal(format!("the student's key is not a JSON key file: {e}")))?;
-    key.insert("gcs_base_url".into(), json!(endpoint.trim_end_matches('/')));
-    serde_json::to_string_pretty(&key).map_err(|e| ProviderError::fatal(e.to_string()))
 }
 
 /// Statuses of a VM that runs or is on its way to.
@@ -570,8 +552,7 @@ pub async fn update_vm(
 ) -> Result<Observed, ProviderError> {
     let vm: VmConfig = config(spec)?;
     let mut now = create_vm(c, spec, deps).await?;
-    let stdin = vm_key_file(c, dep_attr(deps, "key")?)?;
-    let key = Key { attribute: DELIVERED_KEY, id: dep_attr(deps, "key_id")?, stdin: &stdin };
+    let key = Key { attribute: DELIVERED_KEY, id: dep_attr(deps, "key_id")?, stdin: dep_attr(deps, "key")? };
     rekey::deliver(ssh, prior, &mut now, &vm.student, dep_attr(deps, "ssh_private_key")?, key).await?;
     Ok(now)
 }

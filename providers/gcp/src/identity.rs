@@ -138,7 +138,7 @@ pub async fn create_credential(
     let key_file = String::from_utf8(key.private_key_data.to_vec())
         .map_err(|_| ProviderError::fatal(format!("the key of {email} is not a JSON key file")))?;
     observed.attributes.insert("key_id".into(), json!(key.name.rsplit('/').next()));
-    observed.attributes.insert("key".into(), json!(key_file));
+    observed.attributes.insert("key".into(), json!(c.workload_key(&key_file)?));
     Ok(observed)
 }
 

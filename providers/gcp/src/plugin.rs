@@ -1,17 +1,22 @@
 //! The GCP provider as a plugin: its `[provider.gcp]` settings, what a lab gets on GCP (a
-//! network and an artifacts bucket when students get VMs; per student a bucket with the
-//! datasets, a service account scoped to it, a firewall rule and a VM running their
-//! workers), and what it refuses for now (clusters).
+//! network when students get VMs or the lab has clusters, an artifacts bucket when VMs run
+//! the workers, GKE clusters with their node pools; per student a bucket with the datasets,
+//! a service account scoped to it, and a firewall rule and a VM running their workers, or a
+//! namespace on one of the lab's clusters, `[student] kubernetes`, where the Kubernetes
+//! provider runs their workers).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use labctl_provider_api::configs::bucket_nodes;
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
+use labctl_provider_api::SmokeRunner;
 use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
     StudentResources,
 };
+use labctl_provider_kubernetes::{Addons, CloudSecret, HostedCluster, StorageClassConfig};
 use labctl_provider_vm::smoke::SshRunner;
 use labctl_provider_vm::ssh::{Ssh, SshClient};
 use labctl_provider_vm::{has_vms, services, ssh_cidrs, warn_open_ssh};
@@ -19,8 +24,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::clients::{ApiEndpoints, Clients, GcpConfig};
+use crate::clients::{workload_environment, ApiEndpoints, Clients, GcpConfig};
 use crate::compute::{FirewallConfig, GceStates, NetworkConfig, VmConfig};
+use crate::gke::{accelerator, ClusterConfig, NodePoolConfig};
+use crate::gke_access::GkeAccess;
 use crate::identity::{account_id, CredentialConfig};
 use crate::storage::ArtifactsConfig;
 use crate::GcpProvider;
@@ -69,7 +76,13 @@ impl Plugin for GcpPlugin {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { key_rotation: true, archive: true, ..Capabilities::default() }
+        Capabilities {
+            gpus: true,
+            key_rotation: true,
+            smoke_data_generated: true,
+            archive: true,
+            hosts_kubernetes: true,
+        }
     }
 
     fn configure(
@@ -78,16 +91,22 @@ impl Plugin for GcpPlugin {
         lab: &LabSections<'_>,
         findings: &mut Findings,
     ) -> Option<Box<dyn ProviderSetup>> {
-        let allowed = "allowed on gcp for now: [student] bucket, credentials, compute and workers (on VMs)";
-        let kubernetes = lab.student.kubernetes.as_ref().map(|k| k.cluster.span());
-        let unsupported = [
-            (!lab.clusters.is_empty(), lab.spans.cluster.clone(), "clusters"),
-            (kubernetes.is_some(), kubernetes, "students on a cluster"),
-        ];
-        for (_, span, what) in unsupported.into_iter().filter(|(asked, _, _)| *asked) {
-            let message = format!("the gcp provider cannot make {what} yet");
-            findings.errors.push(lab.error(span.unwrap_or(0..0), message, allowed));
+        for (cluster, pools) in lab.clusters {
+            for (pool, p) in pools.node_pool.iter().filter(|(_, p)| p.gpu > 0) {
+                if accelerator(&p.instance_type).is_none() {
+                    findings.errors.push(lab.error(
+                        p.max.span(),
+                        format!(
+                            "[cluster.{cluster}.node_pool.{pool}] asks for GPUs on `{}`, a machine type GKE attaches none to",
+                            p.instance_type
+                        ),
+                        "GPUs on gcp: an n1 machine type (NVIDIA T4), g2 (L4), a2 (A100) or a3 (H100)",
+                    ));
+                }
+            }
         }
+        // The MapReduce pods read and write the student's bucket with their key.
+        let hosted = HostedCluster::configure(lab, BUCKET_ACCESS, findings);
         if lab.student.compute.as_ref().is_some_and(|c| c.image_owner.is_some()) {
             findings.errors.push(lab.error(
                 lab.spans.compute.clone().unwrap_or(0..0),
@@ -118,6 +137,7 @@ impl Plugin for GcpPlugin {
                 config: gcp.ssh_config.map(|c| settings.path_beside(&c)),
                 known_hosts_dir: settings.path_beside(".labctl"),
             },
+            hosted,
         }))
     }
 
@@ -142,6 +162,23 @@ pub struct GcpSetup {
     pub rate_limit: Option<f64>,
     /// How labctl reaches the VMs.
     pub ssh: Ssh,
+    /// Where students' namespaces go, if on one of the lab's clusters.
+    #[serde(default)]
+    pub hosted: Option<HostedCluster>,
+}
+
+/// The Secret with a student's key in their namespace on the lab's cluster.
+const BUCKET_ACCESS: &str = "gcp-credentials";
+
+/// The default StorageClass labctl makes on a cluster students are on.
+const STORAGE_CLASS: &str = "labctl-pd-balanced";
+
+/// The provisioner of GKE's persistent-disk CSI driver.
+const PD_CSI_PROVISIONER: &str = "pd.csi.storage.gke.io";
+
+/// The GKE name of the lab's `[cluster.<cluster>]`.
+fn gke_name(lab: &str, cluster: &str) -> String {
+    compute_name(&format!("{lab}-{cluster}"), "")
 }
 
 impl ProviderSetup for GcpSetup {
@@ -153,9 +190,11 @@ impl ProviderSetup for GcpSetup {
         self.rate_limit
     }
 
-    /// The network and the artifacts bucket (the worker binaries) when students get VMs.
+    /// The network when students get VMs or the lab has clusters, the artifacts bucket (the
+    /// worker binaries) when VMs run the workers, and the clusters with their node pools.
     fn expand_shared(&self, lab: &Lab) -> Vec<Node> {
-        if !has_vms(&lab.student) {
+        let vms = has_vms(&lab.student);
+        if !vms && lab.clusters.is_empty() {
             return vec![];
         }
         let tags = lab.lab_tags();
@@ -163,10 +202,64 @@ impl ProviderSetup for GcpSetup {
         let network =
             NetworkConfig { name: lab.name.clone(), cidr: cidr.unwrap_or_else(|| "10.0.0.0/16".into()) };
         let mut nodes = vec![Node::new("gcp", NETWORK, "network", &network, &tags, vec![])];
-        if lab.student.workers.is_some() {
+        if vms && self.vm_workers(lab) {
             let artifacts =
                 ArtifactsConfig { name: artifacts_bucket(lab), workers: env!("CARGO_PKG_VERSION").into() };
             nodes.push(Node::new("gcp", ARTIFACTS, "artifacts", &artifacts, &tags, vec![]));
+        }
+        for (name, cluster) in &lab.clusters {
+            let address = Address::top("cluster", name);
+            let config = ClusterConfig { name: gke_name(&lab.name, name), version: cluster.version.clone() };
+            nodes.push(Node::new(
+                "gcp",
+                address.clone(),
+                "cluster",
+                &config,
+                &tags,
+                vec![NETWORK.to_owned()],
+            ));
+            // GKE changes a cluster one operation at a time: its pools one after another.
+            let mut previous: Option<String> = None;
+            for (pool, p) in &cluster.node_pool {
+                let config = NodePoolConfig {
+                    cluster: name.clone(),
+                    name: pool.clone(),
+                    machine_type: p.instance_type.clone(),
+                    min: p.min,
+                    max: *p.max.get_ref(),
+                    desired: p.desired.as_ref().map(|d| *d.get_ref()),
+                    gpu: p.gpu,
+                    accelerator: (p.gpu > 0)
+                        .then(|| accelerator(&p.instance_type))
+                        .flatten()
+                        .map(str::to_owned),
+                    labels: p.selector(pool),
+                };
+                let pool_address = address.keyed("node_pool", pool).to_string();
+                let mut node = Node::new(
+                    "gcp",
+                    pool_address.clone(),
+                    "node_pool",
+                    &config,
+                    &tags,
+                    vec![address.to_string()],
+                );
+                node.after.extend(previous.replace(pool_address));
+                nodes.push(node);
+            }
+        }
+        if let Some(hosted) = &self.hosted {
+            let storage_class = StorageClassConfig {
+                name: STORAGE_CLASS.to_owned(),
+                provisioner: PD_CSI_PROVISIONER.to_owned(),
+                // The driver labels the disks it makes: sweeps find them by the lab.
+                parameters: BTreeMap::from([
+                    ("type".to_owned(), "pd-balanced".to_owned()),
+                    ("labels".to_owned(), format!("labctl-lab={}", lab.name)),
+                ]),
+            };
+            // GKE runs the NVIDIA device plugin on its GPU nodes itself.
+            nodes.push(hosted.addons(lab, Addons { storage_class, device_plugin: false }));
         }
         nodes
     }
@@ -188,8 +281,22 @@ impl ProviderSetup for GcpSetup {
             let deps = bucket.iter().cloned().collect();
             nodes.push(Node::new("gcp", credential.clone(), "credential", &config, &tags, deps));
         }
+        if let Some(hosted) = &self.hosted {
+            let bucket = lab.student.bucket.is_some().then_some(name.as_str());
+            let secret = CloudSecret {
+                values: workload_environment(
+                    &self.config.project,
+                    self.config.endpoints.storage.as_deref(),
+                    bucket,
+                ),
+                // object_store (the MapReduce workers') reads the key itself from there.
+                from: BTreeMap::from([("GOOGLE_SERVICE_ACCOUNT_KEY".to_owned(), "key".to_owned())]),
+            };
+            nodes.extend(hosted.expand_student(lab, cohort, student, Some(secret)));
+        }
         if has_vms(&lab.student) {
-            // The workers run on the student's VM, installed by its cloud-init.
+            // The student's VM; its cloud-init installs and runs their workers, unless they run
+            // on the lab's cluster.
             let firewall = base.child("firewall");
             let config = FirewallConfig {
                 name: compute_name(&name, "-ssh"),
@@ -210,12 +317,12 @@ impl ProviderSetup for GcpSetup {
                 ssh_keys: compute
                     .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
                     .filter(|k| !k.is_empty()),
-                mapreduce,
-                scheduler,
+                mapreduce: mapreduce.filter(|_| self.vm_workers(lab)),
+                scheduler: scheduler.filter(|_| self.vm_workers(lab)),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             let mut deps = vec![NETWORK.to_owned(), firewall.to_string(), credential.to_string()];
-            if lab.student.workers.is_some() {
+            if self.vm_workers(lab) {
                 deps.push(ARTIFACTS.to_owned());
             }
             nodes.push(Node::new("gcp", base.child("vm"), "vm", &config, &tags, deps));
@@ -223,19 +330,54 @@ impl ProviderSetup for GcpSetup {
         nodes
     }
 
-    /// The smoke workloads run on each student's VM, over SSH as that student.
+    /// The smoke workloads run on each student's VM, over SSH as that student, or as Jobs in
+    /// their namespace on the lab's cluster.
     fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
         let clients = Arc::new(Clients::new(self.config.clone()));
         let ssh = Arc::new(SshClient::new(&self.ssh, lab, Arc::new(GceStates(clients.clone()))));
+        let (hosted, smoke): (_, Arc<dyn SmokeRunner>) = match &self.hosted {
+            Some(h) => {
+                let name = gke_name(lab, &h.cluster);
+                let id = crate::gke::cluster_id(&self.config.zone, &name);
+                let access = Arc::new(GkeAccess { clients: clients.clone(), id, name });
+                let (kubernetes, jobs) = h.connect(lab, access);
+                (vec![kubernetes], jobs)
+            }
+            None => (vec![], Arc::new(SshRunner::new(ssh.clone()))),
+        };
         Connected {
-            provider: Arc::new(GcpProvider { clients, bin_dir: bin_dir.to_owned(), ssh: ssh.clone() }),
-            hosted: vec![],
-            smoke: Ok(Arc::new(SshRunner::new(ssh))),
+            provider: Arc::new(GcpProvider { clients, bin_dir: bin_dir.to_owned(), ssh }),
+            hosted,
+            smoke: Ok(smoke),
         }
     }
 
-    /// Their bucket and datasets, the service account and key that open them, and their VM.
+    /// Their bucket and datasets, the service account and key that open them, and their VM
+    /// or their namespace.
     fn endpoints(&self, student: &StudentResources) -> Endpoints {
+        let own = self.own_endpoints(student);
+        match &self.hosted {
+            Some(hosted) => hosted.endpoints(student, own),
+            None => own,
+        }
+    }
+
+    /// A VM's name, address and state as last seen; the namespace on the lab's cluster.
+    fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
+        let mut lines = self.hosted.iter().flat_map(|h| h.describe(student)).collect::<Vec<_>>();
+        lines.extend(labctl_provider_vm::describe(student));
+        lines
+    }
+}
+
+impl GcpSetup {
+    /// Whether the students' workers run on their VMs (not on the lab's cluster).
+    fn vm_workers(&self, lab: &Lab) -> bool {
+        lab.student.workers.is_some() && self.hosted.is_none()
+    }
+
+    /// A student's bucket, datasets, key and VM.
+    fn own_endpoints(&self, student: &StudentResources) -> Endpoints {
         let attr = |what: &str, key: &str| student.attr(what, key).map(str::to_owned);
         let mut endpoints = labctl_provider_vm::endpoints(student);
         endpoints.bucket = attr("bucket", "url");
@@ -249,11 +391,6 @@ impl ProviderSetup for GcpSetup {
             endpoints.access.insert("gcp".to_owned(), access);
         }
         endpoints
-    }
-
-    /// A VM's name, address and state as last seen.
-    fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
-        labctl_provider_vm::describe(student).into_iter().collect()
     }
 }
 

@@ -1,8 +1,8 @@
 //! The default StorageClass's provisioner: a host directory per claim, as a hostPath
 //! PersistentVolume pre-bound to it (the PV binder controller binds them), deleted with its
-//! directory once released. It also serves the classes of the EBS CSI driver (`ebs.csi.aws.com`),
-//! standing in for it as the cluster stands in for EKS: a class a lab makes for EKS binds its
-//! claims here.
+//! directory once released. It also serves the classes of the EBS CSI driver (`ebs.csi.aws.com`)
+//! and of GKE's persistent-disk CSI driver (`pd.csi.storage.gke.io`), standing in for them as
+//! the cluster stands in for EKS and GKE: a class a lab makes there binds its claims here.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +18,7 @@ pub const CLASS: &str = "labctl-local";
 const PROVISIONER: &str = "labctl.test/hostpath";
 
 /// The provisioners served: this cluster's own, and the clouds' it stands in for.
-const SERVED: [&str; 2] = [PROVISIONER, "ebs.csi.aws.com"];
+const SERVED: [&str; 3] = [PROVISIONER, "ebs.csi.aws.com", "pd.csi.storage.gke.io"];
 
 /// Makes the default StorageClass.
 pub async fn install(client: &Client) -> kube::Result<()> {

@@ -1,8 +1,8 @@
 //! Compute Engine v1 over REST (`compute.googleapis.com/compute/v1`): the custom-mode VPC
 //! networks, subnetworks, firewalls and VM instances of labctl's labs. Every change is an
-//! operation that goes PENDING → RUNNING → DONE, one step every [`STEP`], and takes effect
-//! when DONE (a name is taken at once); an effect that cannot happen then (deleting a
-//! network something still uses) fails the operation, as Google's does. Pure state and
+//! operation that goes PENDING → RUNNING → DONE (see operation.rs) and takes effect when DONE
+//! (a name is taken at once); an effect that cannot happen then (deleting a network something
+//! still uses, a GKE cluster included) fails the operation, as Google's does. Pure state and
 //! answers: rest.rs authenticates, routes by the discovery document and checks every body
 //! against it.
 
@@ -16,12 +16,10 @@ use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::rest::rfc3339;
+use crate::operation::{done_at, running_at, Phase};
+use crate::rest::{rfc3339, Call};
 use crate::world::{Fault, World};
 use filter::Filter;
-
-/// How long an operation is PENDING, then RUNNING, before it is DONE.
-pub const STEP: Duration = Duration::from_millis(100);
 
 /// What links to resources start with, as Google writes them.
 const BASE: &str = "https://www.googleapis.com/compute/v1/";
@@ -30,8 +28,8 @@ const BASE: &str = "https://www.googleapis.com/compute/v1/";
 const EXTERNAL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 0);
 
 /// The paths of networks and subnetworks, as [`reference`] takes them.
-const NETWORK: [&str; 3] = ["global", "networks", "*"];
-const SUBNETWORK: [&str; 4] = ["regions", "*", "subnetworks", "*"];
+pub const NETWORK: [&str; 3] = ["global", "networks", "*"];
+pub const SUBNETWORK: [&str; 4] = ["regions", "*", "subnetworks", "*"];
 
 /// The project's Compute Engine resources and operations.
 #[derive(Default)]
@@ -72,18 +70,6 @@ impl Effect {
     }
 }
 
-/// A request as rest.rs routes it.
-pub struct Call<'a> {
-    /// The discovery document's id of the method, e.g. `compute.instances.insert`.
-    pub method: &'a str,
-    /// Its path parameters: `project`, `zone`, `instance`, …
-    pub params: &'a BTreeMap<String, String>,
-    /// Its query parameters (`filter`, `maxResults`, `pageToken`, …).
-    pub query: &'a BTreeMap<String, String>,
-    /// The request body (`{}` when there is none).
-    pub body: &'a Value,
-}
-
 /// What a collection holds.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -119,7 +105,7 @@ pub fn answer(world: &mut World, call: &Call, now: SystemTime) -> Result<Value, 
     if project != world.project {
         return Err(Fault::NotFound(format!("The resource 'projects/{project}' was not found")));
     }
-    world.compute.settle(project, now);
+    world.settle(now);
     let scope = scope(call.params, project)?;
     let (collection, action) =
         call.method.strip_prefix("compute.").and_then(|m| m.split_once('.')).unwrap_or_default();
@@ -159,7 +145,7 @@ pub fn answer(world: &mut World, call: &Call, now: SystemTime) -> Result<Value, 
             };
             let fields = Map::from_iter([
                 ("status".to_owned(), json!(status)),
-                (stamp.to_owned(), json!(rfc3339(now + 2 * STEP))),
+                (stamp.to_owned(), json!(rfc3339(done_at(now)))),
             ]);
             change(world, project, &path, action, now, |_, _| update(fields))
         }
@@ -190,32 +176,34 @@ pub fn answer(world: &mut World, call: &Call, now: SystemTime) -> Result<Value, 
 }
 
 /// How long a `wait` on an operation waits before answering: until the operation is DONE
-/// (Google waits up to two minutes; these take two [`STEP`]s). Other calls do not wait.
+/// (Google waits up to two minutes; these take two steps). Other calls do not wait.
 pub fn wait_time(world: &World, call: &Call, now: SystemTime) -> Duration {
     let name = call.params.get("operation").map(String::as_str);
     let operation = world.compute.operations.iter().find(|o| o.json["name"].as_str() == name);
     match operation {
         Some(o) if call.method.ends_with("Operations.wait") => {
-            (o.inserted + 2 * STEP).duration_since(now).unwrap_or_default()
+            done_at(o.inserted).duration_since(now).unwrap_or_default()
         }
         _ => Duration::ZERO,
     }
 }
 
 impl Compute {
-    /// Applies the effect of every operation DONE by `now`, oldest first.
-    fn settle(&mut self, project: &str, now: SystemTime) {
+    /// Applies the effect of every operation DONE by `now`, oldest first. `outside` are
+    /// the users of the project's resources outside Compute Engine (GKE clusters): the
+    /// user's path and the path it uses.
+    pub fn settle(&mut self, project: &str, now: SystemTime, outside: &[(String, String)]) {
         for i in 0..self.operations.len() {
-            if self.operations[i].steps(now) < 2 {
+            if Phase::at(self.operations[i].inserted, now) != Phase::Done {
                 continue;
             }
             if let Some(effect) = self.operations[i].effect.take() {
-                self.operations[i].error = self.apply(project, effect).err();
+                self.operations[i].error = self.apply(project, effect, outside).err();
             }
         }
     }
 
-    fn apply(&mut self, project: &str, effect: Effect) -> Result<(), Fault> {
+    fn apply(&mut self, project: &str, effect: Effect, outside: &[(String, String)]) -> Result<(), Fault> {
         match effect {
             Effect::Insert(path, resource) => {
                 if let Some(gone) =
@@ -226,8 +214,10 @@ impl Compute {
                 self.resources.insert(path, resource);
             }
             Effect::Delete(path) => {
-                let user = self.resources.iter().find(|(_, r)| uses(r).contains(&path));
-                if let Some((user, _)) = user {
+                let user = self.resources.iter().find(|(_, r)| uses(r).contains(&path)).map(|(user, _)| user);
+                let user =
+                    user.or_else(|| outside.iter().find(|(_, used)| *used == path).map(|(user, _)| user));
+                if let Some(user) = user {
                     let kind = path.rsplit('/').nth(1).and_then(|c| c.strip_suffix('s')).unwrap_or_default();
                     return Err(Fault::InUse(format!(
                         "The {kind} resource 'projects/{project}/{path}' is already being used by 'projects/{project}/{user}'"
@@ -259,7 +249,7 @@ impl Compute {
 
     /// The resource at `path`: Google's 404 if there is none, "not ready" while it is being
     /// inserted.
-    fn resource(&self, project: &str, path: &str) -> Result<&Value, Fault> {
+    pub fn resource(&self, project: &str, path: &str) -> Result<&Value, Fault> {
         if let Some(resource) = self.resources.get(path) {
             return Ok(resource);
         }
@@ -304,27 +294,21 @@ impl Compute {
 }
 
 impl Operation {
-    /// How many steps it has taken by `now`: 0 PENDING, 1 RUNNING, 2 and more DONE.
-    fn steps(&self, now: SystemTime) -> u128 {
-        now.duration_since(self.inserted).unwrap_or_default().as_nanos() / STEP.as_nanos()
-    }
-
     /// As `get` answers it `now`.
     fn render(&self, now: SystemTime) -> Value {
-        let steps = self.steps(now);
+        let phase = Phase::at(self.inserted, now);
         let mut json = self.json.clone();
-        let (status, progress) = match steps {
-            0 => ("PENDING", 0),
-            1 => ("RUNNING", 50),
-            _ => ("DONE", 100),
-        };
-        json["status"] = json!(status);
-        json["progress"] = json!(progress);
-        if steps >= 1 {
-            json["startTime"] = json!(rfc3339(self.inserted + STEP));
+        json["status"] = json!(phase.status());
+        json["progress"] = json!(match phase {
+            Phase::Pending => 0,
+            Phase::Running => 50,
+            Phase::Done => 100,
+        });
+        if phase != Phase::Pending {
+            json["startTime"] = json!(rfc3339(running_at(self.inserted)));
         }
-        if steps >= 2 {
-            json["endTime"] = json!(rfc3339(self.inserted + 2 * STEP));
+        if phase == Phase::Done {
+            json["endTime"] = json!(rfc3339(done_at(self.inserted)));
             if let (Some(error), Some(fields)) = (&self.error, json.as_object_mut()) {
                 fields.extend(error.operation_error().as_object().cloned().unwrap_or_default());
             }
@@ -567,7 +551,8 @@ fn instance(
     let array = |field: &str| vm.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
     let name = vm.get("name").and_then(Value::as_str).unwrap_or_default();
     let disks = disks(project, zone, name, &array("disks"))?;
-    let nics = interfaces(&world.compute, project, zone_name, &array("networkInterfaces"))?;
+    let nics =
+        interfaces(&world.compute, project, zone_name, &array("networkInterfaces"), addresses_in_use(world))?;
     let accounts = service_accounts(world, array("serviceAccounts"))?;
     let metadata = metadata(&vm.get("metadata").map_or(Value::Null, |m| m["items"].clone()))?;
     let labels = vm.get("labels").cloned().unwrap_or_else(|| json!({}));
@@ -587,7 +572,7 @@ fn instance(
         ("metadata".to_owned(), metadata),
         ("labelFingerprint".to_owned(), json!(fingerprint(&labels))),
         ("tags".to_owned(), json!({"items": tags, "fingerprint": fingerprint(&tags)})),
-        ("lastStartTimestamp".to_owned(), json!(rfc3339(now + 2 * STEP))),
+        ("lastStartTimestamp".to_owned(), json!(rfc3339(done_at(now)))),
     ]);
     defaults(&mut vm, [("canIpForward", json!(false)), ("deletionProtection", json!(false))]);
     Ok(vm)
@@ -630,32 +615,48 @@ fn disks(project: &str, zone: &str, vm: &str, disks: &[Value]) -> Result<Vec<Val
     Ok(attached)
 }
 
-/// The network interfaces of a VM of the zone `zone` as Google lists them: each in an
-/// existing subnetwork of the zone's region, with the next free address of its range and,
-/// for a ONE_TO_ONE_NAT access config, the next free one of 203.0.113.0/24.
-fn interfaces(
-    compute: &Compute,
-    project: &str,
-    zone: &str,
-    interfaces: &[Value],
-) -> Result<Vec<Value>, Fault> {
-    if interfaces.is_empty() {
-        return Err(invalid("networkInterfaces", "", "At least one network interface is required."));
-    }
-    let mut taken: BTreeSet<String> = BTreeSet::new();
-    for (_, vm) in compute.everything().filter(|(p, _)| p.contains("/instances/")) {
+/// Every address in use, internal and external: VMs' (those being made too) and GKE
+/// clusters' endpoints.
+pub fn addresses_in_use(world: &World) -> BTreeSet<String> {
+    let mut taken: BTreeSet<String> = world.container.endpoints().map(str::to_owned).collect();
+    for (_, vm) in world.compute.everything().filter(|(p, _)| p.contains("/instances/")) {
         for nic in vm["networkInterfaces"].as_array().into_iter().flatten() {
             taken.extend(nic["networkIP"].as_str().map(str::to_owned));
             let configs = nic["accessConfigs"].as_array().into_iter().flatten();
             taken.extend(configs.filter_map(|c| c["natIP"].as_str().map(str::to_owned)));
         }
     }
-    let mut free = |hosts: std::ops::RangeInclusive<u32>| {
-        let ip = hosts.map(|h| Ipv4Addr::from(h).to_string()).find(|ip| !taken.contains(ip))?;
-        taken.insert(ip.clone());
-        Some(ip)
-    };
-    let region = zone.rsplit_once('-').map_or(zone, |(region, _)| region);
+    taken
+}
+
+/// Takes the first address of `hosts` not `taken`.
+fn take(taken: &mut BTreeSet<String>, hosts: std::ops::RangeInclusive<u32>) -> Option<String> {
+    let ip = hosts.map(|h| Ipv4Addr::from(h).to_string()).find(|ip| !taken.contains(ip))?;
+    taken.insert(ip.clone());
+    Some(ip)
+}
+
+/// Takes the first external address (203.0.113.1 to .254) not `taken`.
+pub fn take_external(taken: &mut BTreeSet<String>) -> Option<String> {
+    let base = u32::from(EXTERNAL);
+    take(taken, base + 1..=base + 254)
+}
+
+/// The network interfaces of a VM of the zone `zone` as Google lists them: each in an
+/// existing subnetwork of the zone's region, with the next free address of its range and,
+/// for a ONE_TO_ONE_NAT access config, the next free one of 203.0.113.0/24; `taken` the
+/// addresses in use.
+fn interfaces(
+    compute: &Compute,
+    project: &str,
+    zone: &str,
+    interfaces: &[Value],
+    mut taken: BTreeSet<String>,
+) -> Result<Vec<Value>, Fault> {
+    if interfaces.is_empty() {
+        return Err(invalid("networkInterfaces", "", "At least one network interface is required."));
+    }
+    let region = region_of(zone).unwrap_or(zone);
     let mut nics = vec![];
     for (i, nic) in interfaces.iter().enumerate() {
         let field = |f: &str| format!("networkInterfaces[{i}]{f}");
@@ -680,7 +681,7 @@ fn interfaces(
         }
         let (base, length) = subnet["ipCidrRange"].as_str().and_then(cidr).unwrap_or_default();
         // Google keeps a range's first two and last two addresses.
-        let internal = free(base + 2..=(base | !mask(length)) - 2)
+        let internal = take(&mut taken, base + 2..=(base | !mask(length)) - 2)
             .ok_or_else(|| Fault::Invalid(format!("IP space of '{subnetwork_text}' is exhausted.")))?;
         let configs = nic["accessConfigs"].as_array().cloned().unwrap_or_default();
         if configs.len() > 1 {
@@ -702,8 +703,7 @@ fn interfaces(
                 let why = "The emulator serves ONE_TO_ONE_NAT access with an ephemeral address only.";
                 return Err(invalid(&field(".accessConfigs[0]"), "", why));
             }
-            let base = u32::from(EXTERNAL);
-            let external = free(base + 1..=base + 254).ok_or_else(|| {
+            let external = take_external(&mut taken).ok_or_else(|| {
                 Fault::Invalid("The emulator's 203.0.113.0/24 addresses are all in use.".into())
             })?;
             out["accessConfigs"] = json!([{
@@ -847,24 +847,9 @@ fn list(
 /// The scope the path parameters name: `zones/Z`, `regions/R` or `global`. A zone or
 /// region not named as Google names them (`europe-west1`, `europe-west1-b`) is not found.
 fn scope(params: &BTreeMap<String, String>, project: &str) -> Result<String, Fault> {
-    let region_like = |r: &str| {
-        r.split_once('-').is_some_and(|(area, place)| {
-            let digits = place.trim_start_matches(|c: char| c.is_ascii_lowercase());
-            !area.is_empty()
-                && area.chars().all(|c| c.is_ascii_lowercase())
-                && digits.len() < place.len()
-                && !digits.is_empty()
-                && digits.chars().all(|c| c.is_ascii_digit())
-        })
-    };
     let (scope, valid) = match (params.get("zone"), params.get("region")) {
-        (Some(zone), _) => {
-            let valid = zone.rsplit_once('-').is_some_and(|(region, letter)| {
-                region_like(region) && letter.len() == 1 && letter.chars().all(|c| c.is_ascii_lowercase())
-            });
-            (format!("zones/{zone}"), valid)
-        }
-        (None, Some(region)) => (format!("regions/{region}"), region_like(region)),
+        (Some(zone), _) => (format!("zones/{zone}"), region_of(zone).is_some()),
+        (None, Some(region)) => (format!("regions/{region}"), is_region(region)),
         (None, None) => ("global".to_owned(), true),
     };
     if valid {
@@ -874,9 +859,28 @@ fn scope(params: &BTreeMap<String, String>, project: &str) -> Result<String, Fau
     }
 }
 
+/// Whether `name` is a region's name as Google names them (`europe-west1`).
+pub fn is_region(name: &str) -> bool {
+    name.split_once('-').is_some_and(|(area, place)| {
+        let digits = place.trim_start_matches(|c: char| c.is_ascii_lowercase());
+        !area.is_empty()
+            && area.chars().all(|c| c.is_ascii_lowercase())
+            && digits.len() < place.len()
+            && !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit())
+    })
+}
+
+/// The region of `zone` if it is a zone's name as Google names them (`europe-west1-b`).
+pub fn region_of(zone: &str) -> Option<&str> {
+    let (region, letter) = zone.rsplit_once('-')?;
+    let valid = is_region(region) && letter.len() == 1 && letter.chars().all(|c| c.is_ascii_lowercase());
+    valid.then_some(region)
+}
+
 /// The path in the project of what `text` links to (a full URL, `projects/P/…`, or the
 /// path itself), which must be of `shape` (`*` any one segment).
-fn reference(project: &str, field: &str, text: &str, shape: &[&str]) -> Result<String, Fault> {
+pub fn reference(project: &str, field: &str, text: &str, shape: &[&str]) -> Result<String, Fault> {
     let partial = match text.split_once("/compute/v1/") {
         Some((host, partial)) if host.starts_with("https://") || host.starts_with("http://") => partial,
         _ => text,
@@ -957,6 +961,7 @@ fn not_ready(project: &str, path: &str) -> Fault {
 mod tests {
     use super::*;
     use crate::keys;
+    use crate::operation::STEP;
 
     const P: &str = "p";
 

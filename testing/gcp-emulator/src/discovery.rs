@@ -2,7 +2,9 @@
 //! which every JSON body the emulator receives or sends is checked. A field the real API
 //! would reject (misspelt, mistyped, an unknown enum value) is refused the way Google's
 //! front end refuses it, and a response of the emulator's own that the document does not
-//! allow is its bug, answered 500.
+//! allow is its bug, answered 500. An enum may be given by number too, as proto3's JSON
+//! allows and the google-cloud-rust clients of proto-based APIs (GKE's) write it: the
+//! document does not say which numbers there are, so any is taken.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -80,6 +82,12 @@ impl Api {
                 }
                 _ => Ok(()),
             },
+            (Some("string"), Value::Number(n)) if schema.get("enum").is_some() => {
+                match n.as_i64().map(i32::try_from) {
+                    Some(Ok(_)) => Ok(()),
+                    _ => invalid("TYPE_ENUM"),
+                }
+            }
             // int64 fields are strings in Google's JSON, but a number is accepted too.
             (Some("string"), Value::Number(_))
                 if schema["format"].as_str().is_some_and(|f| f.contains("int")) =>
@@ -230,6 +238,8 @@ mod tests {
         let body = json!({"accountId": "ada", "serviceAccount": {"displayName": "Ada", "disabled": false,
             "keyType": "USER_MANAGED", "labels": {"a": "b"}}});
         assert_eq!(iam().check("CreateServiceAccountRequest", &body), Ok(()));
+        let by_number = json!({"serviceAccount": {"keyType": 1}});
+        assert_eq!(iam().check("CreateServiceAccountRequest", &by_number), Ok(()));
     }
 
     #[test]
@@ -253,5 +263,9 @@ mod tests {
         );
         let unknown_enum = json!({"serviceAccount": {"keyType": "ROOT"}});
         assert!(api.check("CreateServiceAccountRequest", &unknown_enum).unwrap_err().contains("TYPE_ENUM"));
+        let not_an_enum = json!({"serviceAccount": {"displayName": 1}});
+        assert!(api.check("CreateServiceAccountRequest", &not_an_enum).unwrap_err().contains("TYPE_STRING"));
+        let too_big = json!({"serviceAccount": {"keyType": 1_u64 << 40}});
+        assert!(api.check("CreateServiceAccountRequest", &too_big).unwrap_err().contains("TYPE_ENUM"));
     }
 }

@@ -40,7 +40,7 @@ pub fn issue(project: &str, email: &str, client_id: &str, id: String) -> Result<
 }
 
 /// DER bytes as PEM, 64 characters a line.
-fn pem(label: &str, der: &[u8]) -> String {
+pub fn pem(label: &str, der: &[u8]) -> String {
     let body = STANDARD.encode(der);
     let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
     format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))

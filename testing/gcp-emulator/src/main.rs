@@ -12,17 +12,21 @@
 //! `{"http": URL, "grpc": URL}` once it serves, and runs until SIGTERM or SIGINT.
 //!
 //! Over HTTP: IAM service accounts, Compute Engine (networks, subnetworks, firewalls, VM
-//! instances and their operations), Cloud Storage's JSON API, and its XML API of objects
+//! instances and their operations), GKE (clusters, their node pools and operations), Cloud
+//! Storage's JSON API, and its XML API of objects
 //! (what `object_store`'s GCS client speaks: objects, listings, copies, multipart uploads)
 //! to bearer tokens and V4 signed URLs alike. Over gRPC: storage v2's buckets and their IAM
 //! policies. Service-account keys the emulator issued are the only credentials: a key file
 //! with `"gcs_base_url": "<http URL>"` added points `object_store` at it.
 
+mod certificate;
 mod compute;
+mod container;
 mod discovery;
 mod gcs;
 mod grpc;
 mod keys;
+mod operation;
 mod rest;
 mod signed_url;
 mod world;
@@ -39,10 +43,11 @@ use world::World;
 pub struct Emulator {
     world: Mutex<World>,
     gcs: FakeGcs,
-    /// `iam.v1`, `storage.v1` and `compute.v1`'s discovery documents.
+    /// `iam.v1`, `storage.v1`, `compute.v1` and `container.v1`'s discovery documents.
     iam: Api,
     storage_json: Api,
     compute: Api,
+    container: Api,
 }
 
 impl Emulator {
@@ -92,13 +97,13 @@ async fn run() -> Result<(), String> {
 
     let discovery = args.deps.join("discovery");
     let (iam, storage_json) = (Api::load(&discovery, "iam.v1")?, Api::load(&discovery, "storage.v1")?);
-    let compute = Api::load(&discovery, "compute.v1")?;
+    let (compute, container) = (Api::load(&discovery, "compute.v1")?, Api::load(&discovery, "container.v1")?);
     let gcs = FakeGcs::start(&args.deps.join("fake-gcs-server"), &http_url).await?;
     let owner = format!("labctl-owner@{}.iam.gserviceaccount.com", args.project);
     let key = keys::issue(&args.project, &owner, "1", "0".repeat(40))?;
     write_private(&args.owner_key, &key.file.to_string())?;
     let world = Mutex::new(World::new(&args.project, owner, &key));
-    let emulator = Arc::new(Emulator { world, gcs, iam, storage_json, compute });
+    let emulator = Arc::new(Emulator { world, gcs, iam, storage_json, compute, container });
 
     let http = tokio::spawn(serve_http(emulator.clone(), http_listener));
     let grpc_listener =

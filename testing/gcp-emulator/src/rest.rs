@@ -1,6 +1,7 @@
 //! The emulator's HTTP side: IAM's service accounts and keys (`iam.googleapis.com/v1`),
 //! Compute Engine (`compute.googleapis.com/compute/v1`, the owner's only: see compute.rs),
-//! Cloud Storage's JSON API, which it forwards to fake-gcs-server once the caller's key and
+//! GKE (`container.googleapis.com/v1`, its `projects/*/locations/*` paths, the owner's only:
+//! see container.rs), Cloud Storage's JSON API, which it forwards to fake-gcs-server once the caller's key and
 //! the bucket's IAM policy allow the request, and every other path to Cloud Storage's XML
 //! API of objects (see xml.rs), as is any request signed as a V4 signed URL. Every JSON body
 //! in or out is checked against the API's discovery document.
@@ -17,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::discovery::{Api, Method};
 use crate::world::{Account, Caller, Fault, Permission, World};
-use crate::{compute, keys, Emulator};
+use crate::{compute, container, keys, Emulator};
 
 /// A response body: whole, or streamed from fake-gcs-server.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -50,12 +51,26 @@ pub async fn serve(
             Ok(answer) => json_response(200, &answer),
             Err(fault) => json_response(fault.http_status(), &fault.compute_body()),
         })
+    } else if path.starts_with("/v1/projects/") && path.split('/').nth(4) == Some("locations") {
+        emulator.container(request).await.map(|answer| json_response(200, &answer))
     } else if path.starts_with("/v1/projects/") {
         emulator.iam(request).await.map(|(status, body)| json_response(status, &body))
     } else {
         emulator.storage(request).await.map(|r| r.map(whole))
     };
     Ok(answer.unwrap_or_else(|fault| error(&fault)))
+}
+
+/// A request to Compute Engine or GKE as routed by the discovery document.
+pub struct Call<'a> {
+    /// The document's id of the method, e.g. `compute.instances.insert`.
+    pub method: &'a str,
+    /// Its path parameters: `project`, `zone`, `instance`, … (`projectsId`, `clustersId`, …).
+    pub params: &'a BTreeMap<String, String>,
+    /// Its query parameters (`filter`, `maxResults`, `pageToken`, …).
+    pub query: &'a BTreeMap<String, String>,
+    /// The request body (`{}` when there is none).
+    pub body: &'a Value,
 }
 
 /// A body held whole.
@@ -157,11 +172,23 @@ impl Emulator {
         self.world().owner_only(&caller, "manage Compute Engine resources")?;
         let (params, query): (_, BTreeMap<_, _>) =
             (method.params(request.uri().path()), query(request.uri()).into_iter().collect());
-        let call = compute::Call { method: &method.id, params: &params, query: &query, body: &body };
+        let call = Call { method: &method.id, params: &params, query: &query, body: &body };
         let wait = compute::wait_time(&self.world(), &call, SystemTime::now());
         tokio::time::sleep(wait).await;
         let answer = compute::answer(&mut self.world(), &call, SystemTime::now())?;
         checked_answer(&self.compute, method, answer)
+    }
+
+    /// A GKE request, the owner's only; its answer checked against the document.
+    async fn container(&self, request: http::Request<Bytes>) -> Result<Value, Fault> {
+        let caller = self.authenticate(&request)?;
+        let (body, method) = checked_body(&self.container, &request)?;
+        self.world().owner_only(&caller, "manage Kubernetes Engine clusters")?;
+        let (params, query): (_, BTreeMap<_, _>) =
+            (method.params(request.uri().path()), query(request.uri()).into_iter().collect());
+        let call = Call { method: &method.id, params: &params, query: &query, body: &body };
+        let answer = container::answer(&mut self.world(), &call, SystemTime::now())?;
+        checked_answer(&self.container, method, answer)
     }
 
     fn iam_answer(&self, verb: &http::Method, path: &str, body: &Value) -> Result<Value, Fault> {

@@ -1,12 +1,13 @@
 //! What the emulator holds: the project's buckets (their labels and IAM policies; objects
 //! live in fake-gcs-server), the XML API's multipart uploads under way, its service
-//! accounts and their keys, its Compute Engine resources, and who may do what. Pure state,
-//! no I/O: both protocols answer from it.
+//! accounts and their keys, its Compute Engine resources, its GKE clusters, and who may do
+//! what. Pure state, no I/O: both protocols answer from it.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::compute::Compute;
+use crate::container::Container;
 use crate::keys;
 use crate::xml::Upload;
 
@@ -18,7 +19,13 @@ pub enum Fault {
     Denied(String),
     NotFound(String),
     AlreadyExists(String),
+    /// Compute Engine's and Cloud Storage's failed precondition (HTTP 412).
     FailedPrecondition(String),
+    /// A failed precondition as the APIs on google.rpc's HTTP mapping answer it (400), e.g.
+    /// GKE's "incompatible operation" under way or a stale label fingerprint.
+    Precondition(String),
+    /// A quota is used up.
+    Exhausted(String),
     /// Compute Engine: the resource is used by another (a network by its subnetworks).
     InUse(String),
     /// Compute Engine: an operation on the resource is still under way.
@@ -47,6 +54,16 @@ impl Fault {
             }
             Self::FailedPrecondition(_) => {
                 (412, "FAILED_PRECONDITION", Code::FailedPrecondition, "conditionNotMet", "CONDITION_NOT_MET")
+            }
+            Self::Precondition(_) => (
+                400,
+                "FAILED_PRECONDITION",
+                Code::FailedPrecondition,
+                "failedPrecondition",
+                "CONDITION_NOT_MET",
+            ),
+            Self::Exhausted(_) => {
+                (429, "RESOURCE_EXHAUSTED", Code::ResourceExhausted, "quotaExceeded", "QUOTA_EXCEEDED")
             }
             Self::InUse(_) => (
                 400,
@@ -79,6 +96,8 @@ impl Fault {
             | Self::NotFound(m)
             | Self::AlreadyExists(m)
             | Self::FailedPrecondition(m)
+            | Self::Precondition(m)
+            | Self::Exhausted(m)
             | Self::InUse(m)
             | Self::NotReady(m)
             | Self::Internal(m) => m,
@@ -89,6 +108,12 @@ impl Fault {
     pub fn body(&self) -> serde_json::Value {
         let (code, status, ..) = self.codes();
         serde_json::json!({"error": {"code": code, "message": self.message(), "status": status}})
+    }
+
+    /// As a google.rpc `Status` (a GKE operation's `error`): the gRPC code's number and
+    /// the message.
+    pub fn rpc_status(&self) -> serde_json::Value {
+        serde_json::json!({"code": self.codes().2 as i32, "message": self.message()})
     }
 
     /// Compute Engine's error body: no status name, the reason in `errors`.
@@ -197,6 +222,7 @@ pub struct World {
     pub uploads: BTreeMap<String, Upload>,
     pub accounts: BTreeMap<String, Account>,
     pub compute: Compute,
+    pub container: Container,
     next_id: u64,
 }
 
@@ -212,8 +238,17 @@ impl World {
             uploads: BTreeMap::new(),
             accounts: BTreeMap::new(),
             compute: Compute::default(),
+            container: Container::default(),
             next_id: 100_000_000_000_000_000,
         }
+    }
+
+    /// Brings the operations of Compute Engine and GKE to where they stand `now`: GKE's
+    /// first, whose clusters keep the networks they use from being deleted.
+    pub fn settle(&mut self, now: SystemTime) {
+        self.container.settle(now);
+        let users = self.container.network_users();
+        self.compute.settle(&self.project, now, &users);
     }
 
     /// A fresh numeric id (service accounts' unique ids, key ids, Compute Engine ids).

@@ -1,6 +1,6 @@
 //! The emulator as labctl's tests start it: it says where it serves once it does, refuses
-//! callers without a key it issued, serves Compute Engine to the official client, serves
-//! signed URLs to anyone holding one, serves `object_store` a service account's bucket and
+//! callers without a key it issued, serves Compute Engine and GKE to the official clients,
+//! serves signed URLs to anyone holding one, serves `object_store` a service account's bucket and
 //! no other, and leaves nothing running once stopped. (Also what makes
 //! `cargo test --workspace` build the binary labctl's tests start.)
 
@@ -117,6 +117,8 @@ fn it_refuses_strangers_and_stops_its_fake_gcs_server_with_it() {
     assert_eq!(refused(None, "/storage/v1/b?project=labctl-test"), stranger);
     let compute = refused(None, "/compute/v1/projects/labctl-test/zones/europe-west1-b/instances");
     assert_eq!(compute.0, 401);
+    let gke = refused(None, "/v1/projects/labctl-test/locations/europe-west1-b/clusters");
+    assert_eq!(gke, stranger);
 
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
@@ -257,6 +259,206 @@ async fn the_official_client_builds_and_tears_down_a_lab_network_with_vms() {
     networks.delete().set_project(PROJECT).set_network("lab").poller().until_done().await.unwrap();
     let gone = networks.get().set_project(PROJECT).set_network("lab").send().await.unwrap_err();
     assert_eq!(gone.http_status_code(), Some(404), "{gone}");
+}
+
+/// Polls the GKE operation `operation` until it is DONE; the operation then.
+async fn done(
+    gke: &google_cloud_container_v1::client::ClusterManager,
+    operation: google_cloud_container_v1::model::Operation,
+) -> google_cloud_container_v1::model::Operation {
+    use google_cloud_container_v1::model::operation::Status;
+    let name = format!("projects/{PROJECT}/locations/{}/operations/{}", operation.location, operation.name);
+    let start = Instant::now();
+    loop {
+        let current = gke.get_operation().set_name(&name).send().await.unwrap();
+        if current.status == Status::Done {
+            return current;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{current:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_runs_a_gke_cluster_with_a_gpu_pool() {
+    use base64::Engine;
+    use google_cloud_container_v1::client::ClusterManager;
+    use google_cloud_container_v1::model::{
+        cluster, node_pool, node_taint, operation, AcceleratorConfig, Cluster, NodeConfig, NodePool,
+        NodePoolAutoscaling, NodeTaint,
+    };
+    use google_cloud_gax::error::rpc::Code;
+    #[allow(deprecated, reason = "GKE shows the nodes a pool runs nowhere else")]
+    fn nodes(cluster: &Cluster) -> i32 {
+        cluster.current_node_count
+    }
+
+    let emulator = Emulator::start("gke");
+    let networks = compute!(Networks, emulator);
+    let subnetworks = compute!(Subnetworks, emulator);
+    let network = Network::new().set_name("lab").set_auto_create_subnetworks(false);
+    networks.insert().set_project(PROJECT).set_body(network).poller().until_done().await.unwrap();
+    let subnetwork = Subnetwork::new()
+        .set_name("lab-eu")
+        .set_network("global/networks/lab")
+        .set_ip_cidr_range("10.0.0.0/24");
+    let insert = subnetworks.insert().set_project(PROJECT).set_region(REGION).set_body(subnetwork);
+    insert.poller().until_done().await.unwrap();
+
+    let gke = ClusterManager::builder()
+        .with_endpoint(&emulator.http)
+        .with_credentials(emulator.owner())
+        .build()
+        .await
+        .unwrap();
+    let parent = format!("projects/{PROJECT}/locations/{ZONE}");
+    let lab = format!("{parent}/clusters/lab");
+    let (cpu, gpu) = (format!("{lab}/nodePools/cpu"), format!("{lab}/nodePools/gpu"));
+    let cpu_pool = NodePool::new()
+        .set_name("cpu")
+        .set_initial_node_count(2)
+        .set_config(NodeConfig::new().set_machine_type("e2-standard-4"));
+    let gpu_pool = NodePool::new()
+        .set_name("gpu")
+        .set_config(
+            NodeConfig::new()
+                .set_machine_type("n1-standard-4")
+                .set_accelerators([AcceleratorConfig::new()
+                    .set_accelerator_type("nvidia-tesla-t4")
+                    .set_accelerator_count(1)])
+                .set_taints([NodeTaint::new()
+                    .set_key("nvidia.com/gpu")
+                    .set_value("present")
+                    .set_effect(node_taint::Effect::NoSchedule)]),
+        )
+        .set_autoscaling(
+            NodePoolAutoscaling::new().set_enabled(true).set_min_node_count(0).set_max_node_count(2),
+        );
+    let cluster = Cluster::new()
+        .set_name("lab")
+        .set_network("lab")
+        .set_subnetwork("lab-eu")
+        .set_resource_labels([("labctl-lab", "x")])
+        .set_node_pools([cpu_pool, gpu_pool]);
+    let create = gke.create_cluster().set_parent(&parent).set_cluster(cluster).send().await.unwrap();
+    assert_eq!(create.operation_type, operation::Type::CreateCluster);
+
+    // One operation at a time: the cluster is being created.
+    let busy = gke.set_node_pool_size().set_name(&cpu).set_node_count(3).send().await.unwrap_err();
+    assert_eq!(busy.http_status_code(), Some(400), "{busy}");
+    let status = busy.status().unwrap();
+    assert_eq!(status.code, Code::FailedPrecondition);
+    assert_eq!(status.message, format!("Cluster is running incompatible operation {}.", create.name));
+    assert_eq!(done(&gke, create).await.error, None);
+
+    let running = gke.get_cluster().set_name(&lab).send().await.unwrap();
+    assert_eq!((&running.status, nodes(&running)), (&cluster::Status::Running, 2));
+    assert!(running.endpoint.starts_with("203.0.113."), "{}", running.endpoint);
+    let ca = running.master_auth.unwrap().cluster_ca_certificate;
+    let ca = base64::engine::general_purpose::STANDARD.decode(ca).unwrap();
+    assert!(ca.starts_with(b"-----BEGIN CERTIFICATE-----\n"));
+    let pools: Vec<_> = running.node_pools.iter().map(|p| (p.name.as_str(), p.status.clone())).collect();
+    assert_eq!(pools, [("cpu", node_pool::Status::Running), ("gpu", node_pool::Status::Running)]);
+    let config = running.node_pools[1].config.clone().unwrap();
+    assert_eq!(
+        (config.accelerators[0].accelerator_type.as_str(), config.accelerators[0].accelerator_count),
+        ("nvidia-tesla-t4", 1)
+    );
+    assert_eq!(config.taints[0].effect, node_taint::Effect::NoSchedule);
+    assert_eq!(running.node_pools[1].autoscaling.as_ref().unwrap().max_node_count, 2);
+
+    let resize = gke.set_node_pool_size().set_name(&cpu).set_node_count(3).send().await.unwrap();
+    assert_eq!(resize.operation_type, operation::Type::SetNodePoolSize);
+    done(&gke, resize).await;
+    assert_eq!(nodes(&gke.get_cluster().set_name(&lab).send().await.unwrap()), 3);
+    let scaling = NodePoolAutoscaling::new().set_enabled(true).set_min_node_count(1).set_max_node_count(4);
+    let autoscale =
+        gke.set_node_pool_autoscaling().set_name(&gpu).set_autoscaling(scaling).send().await.unwrap();
+    done(&gke, autoscale).await;
+    let scaled = gke.get_node_pool().set_name(&gpu).send().await.unwrap();
+    assert_eq!((scaled.autoscaling.unwrap().max_node_count, scaled.status), (4, node_pool::Status::Running));
+
+    // The cluster keeps its subnetwork: Compute Engine's operation says so.
+    let delete = subnetworks.delete().set_project(PROJECT).set_region(REGION).set_subnetwork("lab-eu");
+    let in_use = delete.poller().until_done().await.unwrap();
+    let why = in_use.error.unwrap().errors[0].message.clone().unwrap();
+    assert!(
+        why.ends_with(
+            "is already being used by 'projects/labctl-test/locations/europe-west1-b/clusters/lab'"
+        ),
+        "{why}"
+    );
+
+    done(&gke, gke.delete_node_pool().set_name(&gpu).send().await.unwrap()).await;
+    let left = gke.list_node_pools().set_parent(&lab).send().await.unwrap().node_pools;
+    assert_eq!(left.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["cpu"]);
+    let delete = gke.delete_cluster().set_name(&lab).send().await.unwrap();
+    assert_eq!(gke.get_cluster().set_name(&lab).send().await.unwrap().status, cluster::Status::Stopping);
+    done(&gke, delete).await;
+    let gone = gke.get_cluster().set_name(&lab).send().await.unwrap_err();
+    assert_eq!(
+        (gone.http_status_code(), gone.status().map(|s| s.code)),
+        (Some(404), Some(Code::NotFound)),
+        "{gone}"
+    );
+    let delete = subnetworks.delete().set_project(PROJECT).set_region(REGION).set_subnetwork("lab-eu");
+    assert_eq!(delete.poller().until_done().await.unwrap().error, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gke_refuses_a_misspelt_field_and_anyone_but_the_owner() {
+    use google_cloud_auth::credentials::CacheableResource;
+    use google_cloud_iam_admin_v1::client::Iam;
+
+    let emulator = Emulator::start("gke-contract");
+    let authorization = |credentials: Credentials| async move {
+        match credentials.headers(http::Extensions::new()).await.unwrap() {
+            CacheableResource::New { data, .. } => data,
+            CacheableResource::NotModified => unreachable!("nothing was cached"),
+        }
+    };
+    let clusters = format!("{}/v1/projects/{PROJECT}/locations/{ZONE}/clusters", emulator.http);
+    let create = |headers: http::HeaderMap, body: serde_json::Value| {
+        reqwest::Client::new()
+            .post(&clusters)
+            .headers(headers)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let misspelt = serde_json::json!({"cluster": {"name": "lab", "initialNodeCont": 1}});
+    let response = create(authorization(emulator.owner()).await, misspelt).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid JSON payload received. Unknown name \"initialNodeCont\" at 'cluster': Cannot find field."
+    );
+
+    let iam = Iam::builder()
+        .with_endpoint(&emulator.http)
+        .with_credentials(emulator.owner())
+        .build()
+        .await
+        .unwrap();
+    let parent = format!("projects/{PROJECT}");
+    iam.create_service_account().set_name(&parent).set_account_id("student-ada").send().await.unwrap();
+    let email = format!("student-ada@{PROJECT}.iam.gserviceaccount.com");
+    let key = iam
+        .create_service_account_key()
+        .set_name(format!("{parent}/serviceAccounts/{email}"))
+        .send()
+        .await
+        .unwrap();
+    let ada = service_account::Builder::new(serde_json::from_slice(&key.private_key_data).unwrap())
+        .build()
+        .unwrap();
+    let valid = serde_json::json!({"cluster": {"name": "lab", "initialNodeCount": 1}});
+    let response = create(authorization(ada).await, valid).await.unwrap();
+    assert_eq!(response.status(), 403);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["status"], "PERMISSION_DENIED");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

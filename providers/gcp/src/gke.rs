@@ -1,0 +1,508 @@
+//! GKE: the lab's Kubernetes clusters (zonal, in the lab's VPC network, labelled with the
+//! ownership tags) and their node pools (labelled `labctl/pool`; GPU pools with their
+//! accelerators, the driver GKE installs, the `nvidia.com/gpu` taint, and GKE's autoscaler
+//! between `min` and `max`, from zero).
+//!
+//! GKE runs one operation at a time on a cluster: every change waits for the cluster's
+//! running operations first (an interrupted run's included), and the plan puts a cluster's
+//! pools one after another. A cluster cannot be made without a node pool, so it is made
+//! with a small bootstrap pool that its create deletes once the cluster runs (the lab's
+//! pools are resources of their own).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use google_cloud_container_v1::model::{
+    gpu_driver_installation_config, node_taint, operation, AcceleratorConfig, Cluster,
+    GPUDriverInstallationConfig, NodeConfig, NodeLabels, NodePool, NodePoolAutoscaling, NodeTaint, Operation,
+};
+use labctl_provider_api::configs::config;
+use labctl_provider_api::{
+    attrs, dep_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags, GPU_RESOURCE, POOL_LABEL,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::clients::Gcp;
+use crate::errors::{failed, found};
+use crate::labels;
+
+/// A GKE cluster of the lab.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    pub name: String,
+    /// The Kubernetes version (`1.31`, or a full GKE version); GKE's default if unset.
+    pub version: Option<String>,
+}
+
+/// A node pool of one of the lab's clusters.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodePoolConfig {
+    /// The cluster's name in the lab file.
+    pub cluster: String,
+    pub name: String,
+    pub machine_type: String,
+    pub min: u32,
+    pub max: u32,
+    /// Nodes to run, when the lab file says (else the autoscaler's choice stays).
+    pub desired: Option<u32>,
+    pub gpu: u32,
+    /// The GPU attached to each node (`nvidia-tesla-t4`, …), when `gpu` > 0.
+    pub accelerator: Option<String>,
+    /// The node labels that select the pool.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The pool a cluster is made with, deleted once it runs.
+const BOOTSTRAP_POOL: &str = "labctl-bootstrap";
+
+/// How long a cluster or pool may take to be made or deleted (GKE takes minutes).
+const WAIT: Duration = Duration::from_secs(45 * 60);
+
+/// The value of GPU nodes' `nvidia.com/gpu` taint, as on EKS.
+const GPU_TAINT_VALUE: &str = "present";
+
+/// The GPU GKE attaches to a machine type: G2 machines come with L4s, A2 with A100s, A3 with
+/// H100s; N1 machines take T4s, the cheapest GPU for teaching. `None`: GKE gives that
+/// machine type no GPUs.
+pub fn accelerator(machine_type: &str) -> Option<&'static str> {
+    let family = machine_type.split('-').next()?;
+    match family {
+        "n1" => Some("nvidia-tesla-t4"),
+        "g2" => Some("nvidia-l4"),
+        "a2" if machine_type.starts_with("a2-ultragpu") => Some("nvidia-a100-80gb"),
+        "a2" => Some("nvidia-tesla-a100"),
+        "a3" => Some("nvidia-h100-80gb"),
+        _ => None,
+    }
+}
+
+/// A cluster's id: `locations/<zone>/clusters/<name>`.
+pub fn cluster_id(zone: &str, name: &str) -> String {
+    format!("locations/{zone}/clusters/{name}")
+}
+
+/// The API's name of what `id` names.
+fn path(c: &Gcp, id: &str) -> String {
+    format!("{}/{id}", c.parent())
+}
+
+/// The cluster part of a pool's id (`locations/<z>/clusters/<c>/nodePools/<p>`).
+fn cluster_of(pool_id: &str) -> &str {
+    pool_id.split("/nodePools/").next().unwrap_or(pool_id)
+}
+
+/// The location part of an id (`locations/<zone>/…`).
+fn location_of(id: &str) -> &str {
+    id.split('/').nth(1).unwrap_or_default()
+}
+
+/// Creates the cluster, or adopts this lab's and upgrades its control plane to the lab's
+/// version; either way without the bootstrap pool.
+pub async fn create_cluster(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
+    let ClusterConfig { name, version } = config(spec)?;
+    let id = cluster_id(&c.zone, &name);
+    let partial = |e: ProviderError| e.with_partial(Observed { id: id.clone(), ..Default::default() });
+    match get_cluster(c, &id).await? {
+        Some(found) => {
+            if !labels::tags(&found.resource_labels).is_some_and(|t| t.same_owner(&spec.tags)) {
+                return Err(ProviderError::invalid(format!(
+                    "GKE cluster {name} exists and is not labctl's for {} of lab {}: rename the lab or remove it",
+                    spec.address, spec.tags.lab
+                )));
+            }
+            settle(c, &id).await?;
+            if let Some(version) = version.filter(|v| !found.current_master_version.starts_with(v.as_str())) {
+                let update = google_cloud_container_v1::model::ClusterUpdate::new()
+                    .set_desired_master_version(&version);
+                let op = c.clusters.update_cluster().set_name(path(c, &id)).set_update(update).send().await;
+                let op = op.map_err(failed(format!("upgrading GKE cluster {name} to {version}")))?;
+                done(c, &op, &format!("upgrading GKE cluster {name}")).await?;
+            }
+        }
+        None => {
+            let bootstrap = NodePool::new()
+                .set_name(BOOTSTRAP_POOL)
+                .set_initial_node_count(1)
+                .set_config(NodeConfig::new().set_machine_type("e2-small").set_disk_size_gb(20));
+            let cluster = Cluster::new()
+                .set_name(&name)
+                .set_description(labels::description(&spec.tags))
+                .set_resource_labels(labels::of(&spec.tags))
+                .set_network(name_of(dep_attr(deps, "network")?))
+                .set_subnetwork(name_of(dep_attr(deps, "subnetwork")?))
+                .set_initial_cluster_version(version.unwrap_or_default())
+                .set_node_pools([bootstrap]);
+            let parent = format!("{}/locations/{}", c.parent(), c.zone);
+            let op = c.clusters.create_cluster().set_parent(parent).set_cluster(cluster).send().await;
+            let op = op.map_err(failed(format!("creating GKE cluster {name}"))).map_err(partial)?;
+            done(c, &op, &format!("creating GKE cluster {name}")).await.map_err(partial)?;
+        }
+    }
+    // The lab's own pools are resources of their own (made after this).
+    let bootstrap = format!("{id}/nodePools/{BOOTSTRAP_POOL}");
+    if get_node_pool(c, &bootstrap).await?.is_some() {
+        delete_node_pool(c, &bootstrap).await.map_err(partial)?;
+    }
+    let cluster = get_cluster(c, &id).await?.ok_or_else(|| {
+        ProviderError::new(ErrorKind::Unavailable, format!("GKE cluster {name} vanished while being made"))
+    })?;
+    Ok(cluster_observed(c, &id, &cluster))
+}
+
+/// A resource's name in a Compute Engine path.
+fn name_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+async fn get_cluster(c: &Gcp, id: &str) -> Result<Option<Cluster>, ProviderError> {
+    found(c.clusters.get_cluster().set_name(path(c, id)).send().await, format!("reading GKE cluster {id}"))
+}
+
+fn cluster_observed(c: &Gcp, id: &str, cluster: &Cluster) -> Observed {
+    let endpoint = format!("https://{}", cluster.endpoint);
+    let ca = cluster.master_auth.as_ref().map(|a| a.cluster_ca_certificate.clone()).unwrap_or_default();
+    Observed {
+        id: id.to_owned(),
+        attributes: attrs(json!({
+            "cluster_name": cluster.name,
+            "cluster_path": path(c, id),
+            "location": cluster.location,
+            "endpoint": endpoint,
+            "version": cluster.current_master_version,
+            "status": cluster.status.name().unwrap_or("unknown").to_lowercase(),
+            "kubeconfig": kubeconfig(&cluster.name, &endpoint, &ca),
+        })),
+        sensitive: vec![],
+    }
+}
+
+/// A kubeconfig for the cluster that authenticates through `gke-gcloud-auth-plugin` (it
+/// holds no secret); instructors use it with kubectl.
+fn kubeconfig(name: &str, endpoint: &str, ca: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+  - name: {name}
+    cluster:
+      server: {endpoint}
+      certificate-authority-data: {ca}
+contexts:
+  - name: {name}
+    context:
+      cluster: {name}
+      user: {name}
+current-context: {name}
+users:
+  - name: {name}
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1beta1
+        command: gke-gcloud-auth-plugin
+        provideClusterInfo: true
+        installHint: Install gke-gcloud-auth-plugin (gcloud components install gke-gcloud-auth-plugin)
+"
+    )
+}
+
+pub async fn read_cluster(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    Ok(get_cluster(c, &prior.id).await?.map(|cluster| cluster_observed(c, &prior.id, &cluster)))
+}
+
+/// The cluster's endpoint and CA certificate, if it exists.
+pub async fn endpoint(c: &Gcp, id: &str) -> Result<Option<(String, String)>, ProviderError> {
+    Ok(get_cluster(c, id).await?.map(|cluster| {
+        let ca = cluster.master_auth.map(|a| a.cluster_ca_certificate).unwrap_or_default();
+        (format!("https://{}", cluster.endpoint), ca)
+    }))
+}
+
+/// Gives the cluster the labels carrying `tags` (a new expiry), once its running
+/// operations end.
+pub async fn label_cluster(c: &Gcp, id: &str, tags: &Tags) -> Result<(), ProviderError> {
+    settle(c, id).await?;
+    let Some(cluster) = get_cluster(c, id).await? else { return Ok(()) };
+    let what = format!("labelling GKE cluster {id}");
+    let op = c
+        .clusters
+        .set_labels()
+        .set_name(path(c, id))
+        .set_resource_labels(labels::of(tags))
+        .set_label_fingerprint(cluster.label_fingerprint)
+        .send()
+        .await
+        .map_err(failed(&what))?;
+    done(c, &op, &what).await
+}
+
+/// Deletes the cluster (with what runs on it) once its running operations end.
+pub async fn delete_cluster(c: &Gcp, id: &str) -> Result<(), ProviderError> {
+    settle(c, id).await?;
+    let what = format!("deleting GKE cluster {id}");
+    match found(c.clusters.delete_cluster().set_name(path(c, id)).send().await, &what)? {
+        Some(op) => done(c, &op, &what).await,
+        None => Ok(()),
+    }
+}
+
+/// Creates the node pool, or converges an existing one (`prior`: as labctl left it).
+pub async fn create_node_pool(
+    c: &Gcp,
+    spec: &ResourceSpec,
+    deps: &Deps,
+    prior: Option<&Observed>,
+) -> Result<Observed, ProviderError> {
+    let pool: NodePoolConfig = config(spec)?;
+    let cluster = dep_attr(deps, "cluster_path")?.trim_start_matches(&format!("{}/", c.parent())).to_owned();
+    let id = format!("{cluster}/nodePools/{}", pool.name);
+    let partial = |e: ProviderError| e.with_partial(Observed { id: id.clone(), ..Default::default() });
+    settle(c, &cluster).await?;
+    match get_node_pool(c, &id).await? {
+        Some(found) => converge(c, &id, &found, &pool).await?,
+        None => {
+            let node_pool = NodePool::new()
+                .set_name(&pool.name)
+                .set_initial_node_count(pool.desired.unwrap_or(pool.min) as i32)
+                .set_config(node_config(&pool, &spec.tags))
+                .set_autoscaling(autoscaling(&pool));
+            let op = c
+                .clusters
+                .create_node_pool()
+                .set_parent(path(c, &cluster))
+                .set_node_pool(node_pool)
+                .send()
+                .await;
+            let op = op.map_err(failed(format!("creating node pool {id}"))).map_err(partial)?;
+            done(c, &op, &format!("creating node pool {id}")).await.map_err(partial)?;
+        }
+    }
+    let found = get_node_pool(c, &id).await?.ok_or_else(|| {
+        ProviderError::new(ErrorKind::Unavailable, format!("node pool {id} vanished while being made"))
+    })?;
+    let desired = pool.desired.or_else(|| prior.and_then(desired_of)).unwrap_or(pool.min);
+    Ok(node_pool_observed(&id, &found, desired))
+}
+
+/// The node size labctl last set, as recorded.
+fn desired_of(prior: &Observed) -> Option<u32> {
+    prior.attributes.get("desired").and_then(serde_json::Value::as_u64).map(|d| d as u32)
+}
+
+/// Gives an existing pool the autoscaling bounds, size and labels the lab wants now, one
+/// operation after another. A size in the lab file is set each time (GKE's autoscaler may
+/// have moved it); without one, the autoscaler's stays.
+async fn converge(c: &Gcp, id: &str, found: &NodePool, pool: &NodePoolConfig) -> Result<(), ProviderError> {
+    let name = path(c, id);
+    let bounds = |a: &NodePoolAutoscaling| (a.enabled, a.min_node_count, a.max_node_count);
+    if found.autoscaling.as_ref().map(bounds) != Some(bounds(&autoscaling(pool))) {
+        let op = c
+            .clusters
+            .set_node_pool_autoscaling()
+            .set_name(&name)
+            .set_autoscaling(autoscaling(pool))
+            .send()
+            .await;
+        let op = op.map_err(failed(format!("setting the autoscaling of node pool {id}")))?;
+        done(c, &op, &format!("setting the autoscaling of node pool {id}")).await?;
+    }
+    let wanted = node_labels(pool);
+    let labels = found.config.as_ref().map(|n| n.labels.clone()).unwrap_or_default();
+    if labels != wanted {
+        let op = c
+            .clusters
+            .update_node_pool()
+            .set_name(&name)
+            .set_labels(NodeLabels::new().set_labels(wanted))
+            .send()
+            .await;
+        let op = op.map_err(failed(format!("relabelling node pool {id}")))?;
+        done(c, &op, &format!("relabelling node pool {id}")).await?;
+    }
+    if let Some(desired) = pool.desired {
+        let op = c.clusters.set_node_pool_size().set_name(&name).set_node_count(desired as i32).send().await;
+        let op = op.map_err(failed(format!("resizing node pool {id}")))?;
+        done(c, &op, &format!("resizing node pool {id}")).await?;
+    }
+    Ok(())
+}
+
+/// GKE's autoscaler between the pool's bounds.
+fn autoscaling(pool: &NodePoolConfig) -> NodePoolAutoscaling {
+    NodePoolAutoscaling::new()
+        .set_enabled(true)
+        .set_min_node_count(pool.min as i32)
+        .set_max_node_count(pool.max as i32)
+}
+
+/// The pool's nodes: its machine type, its labels, the ownership tags on their VMs, and on
+/// GPU pools the accelerators with GKE's driver and the `nvidia.com/gpu` taint.
+fn node_config(pool: &NodePoolConfig, tags: &Tags) -> NodeConfig {
+    let mut config = NodeConfig::new()
+        .set_machine_type(&pool.machine_type)
+        .set_labels(node_labels(pool))
+        .set_resource_labels(labels::of(tags));
+    if let Some(accelerator) = pool.accelerator.as_ref().filter(|_| pool.gpu > 0) {
+        let driver = GPUDriverInstallationConfig::new()
+            .set_gpu_driver_version(gpu_driver_installation_config::GPUDriverVersion::Default);
+        config = config
+            .set_accelerators([AcceleratorConfig::new()
+                .set_accelerator_type(accelerator)
+                .set_accelerator_count(i64::from(pool.gpu))
+                .set_gpu_driver_installation_config(driver)])
+            .set_taints([NodeTaint::new()
+                .set_key(GPU_RESOURCE)
+                .set_value(GPU_TAINT_VALUE)
+                .set_effect(node_taint::Effect::NoSchedule)]);
+    }
+    config
+}
+
+/// A pool's node labels: what selects it (`labctl/pool`, or the pool's own labels).
+fn node_labels(pool: &NodePoolConfig) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = pool.labels.clone().into_iter().collect();
+    labels.insert(POOL_LABEL.to_owned(), pool.name.clone());
+    labels
+}
+
+async fn get_node_pool(c: &Gcp, id: &str) -> Result<Option<NodePool>, ProviderError> {
+    found(c.clusters.get_node_pool().set_name(path(c, id)).send().await, format!("reading node pool {id}"))
+}
+
+fn node_pool_observed(id: &str, pool: &NodePool, desired: u32) -> Observed {
+    let config = pool.config.as_ref();
+    let scaling = pool.autoscaling.as_ref();
+    Observed {
+        id: id.to_owned(),
+        attributes: attrs(json!({
+            "machine_type": config.map(|c| c.machine_type.clone()),
+            "min": scaling.map(|s| s.min_node_count),
+            "max": scaling.map(|s| s.max_node_count),
+            "desired": desired,
+            "labels": config.map(|c| c.labels.iter().collect::<BTreeMap<_, _>>()),
+            "accelerators": config.map(|c| c.accelerators.iter().map(|a| format!("{}x{}", a.accelerator_count, a.accelerator_type)).collect::<Vec<_>>()),
+            "taints": config.map(|c| c.taints.iter().map(|t| format!("{}={}:{}", t.key, t.value, t.effect.name().unwrap_or_default())).collect::<Vec<_>>()),
+            "status": pool.status.name().unwrap_or("unknown").to_lowercase(),
+        })),
+        sensitive: vec![],
+    }
+}
+
+pub async fn read_node_pool(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
+    let desired = desired_of(prior).unwrap_or_default();
+    Ok(get_node_pool(c, &prior.id).await?.map(|p| node_pool_observed(&prior.id, &p, desired)))
+}
+
+/// Deletes the pool once the cluster's running operations end (also if the cluster is gone).
+pub async fn delete_node_pool(c: &Gcp, id: &str) -> Result<(), ProviderError> {
+    settle(c, cluster_of(id)).await?;
+    let what = format!("deleting node pool {id}");
+    match found(c.clusters.delete_node_pool().set_name(path(c, id)).send().await, &what)? {
+        Some(op) => done(c, &op, &what).await,
+        None => Ok(()),
+    }
+}
+
+/// The lab's clusters in the configured zone, with the tags their labels carry.
+pub async fn labelled_clusters(c: &Gcp) -> Result<Vec<(String, Tags)>, ProviderError> {
+    let parent = format!("{}/locations/{}", c.parent(), c.zone);
+    let listed = c.clusters.list_clusters().set_parent(parent).send().await;
+    let listed = listed.map_err(failed("listing GKE clusters"))?;
+    Ok(listed
+        .clusters
+        .iter()
+        .filter_map(|cluster| {
+            let tags = labels::tags(&cluster.resource_labels)?;
+            Some((cluster_id(&cluster.location, &cluster.name), tags))
+        })
+        .collect())
+}
+
+/// Waits until no operation runs on the cluster `id` (GKE refuses a second one).
+async fn settle(c: &Gcp, id: &str) -> Result<(), ProviderError> {
+    let parent = format!("{}/locations/{}", c.parent(), location_of(id));
+    let listed = c.clusters.list_operations().set_parent(parent).send().await;
+    let listed = listed.map_err(failed(format!("listing the operations on GKE cluster {id}")))?;
+    // GKE links targets as `…/zones/<zone>/clusters/<name>[/nodePools/<pool>]`.
+    let target = format!("/clusters/{}", name_of(id));
+    let running = listed.operations.iter().filter(|op| {
+        op.status != operation::Status::Done
+            && (op.target_link.ends_with(&target) || op.target_link.contains(&format!("{target}/")))
+    });
+    for op in running {
+        done(
+            c,
+            op,
+            &format!(
+                "waiting for {} on GKE cluster {id}",
+                op.operation_type.name().unwrap_or("an operation")
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Polls the operation until it is done; a failed one is its error.
+async fn done(c: &Gcp, op: &Operation, what: &str) -> Result<(), ProviderError> {
+    let name = format!("{}/locations/{}/operations/{}", c.parent(), op.location, op.name);
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut op = op.clone();
+    while op.status != operation::Status::Done {
+        if start.elapsed() > WAIT {
+            return Err(ProviderError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{what}: operation {} still {} after {} minutes",
+                    op.name,
+                    op.status.name().unwrap_or("?"),
+                    WAIT.as_secs() / 60
+                ),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        op = c
+            .clusters
+            .get_operation()
+            .set_name(&name)
+            .send()
+            .await
+            .map_err(failed(format!("{what}: reading operation {}", op.name)))?;
+    }
+    match op.error.filter(|e| e.code != 0) {
+        None => Ok(()),
+        Some(status) => {
+            let kind = match status.code {
+                // Busy (another operation), unavailable or aborted: worth another try.
+                9 | 10 | 14 => ErrorKind::Unavailable,
+                8 => ErrorKind::Throttled,
+                _ => ErrorKind::Invalid,
+            };
+            Err(ProviderError::new(kind, format!("{what}: {}", status.message)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_machine_types_name_their_accelerators() {
+        assert_eq!(accelerator("n1-standard-4"), Some("nvidia-tesla-t4"));
+        assert_eq!(accelerator("g2-standard-8"), Some("nvidia-l4"));
+        assert_eq!(accelerator("a2-highgpu-1g"), Some("nvidia-tesla-a100"));
+        assert_eq!(accelerator("a2-ultragpu-1g"), Some("nvidia-a100-80gb"));
+        assert_eq!(accelerator("e2-standard-4"), None);
+    }
+
+    #[test]
+    fn ids_name_their_cluster_and_location() {
+        let pool = "locations/europe-west1-b/clusters/bigdata-shared/nodePools/gpu";
+        assert_eq!(cluster_of(pool), "locations/europe-west1-b/clusters/bigdata-shared");
+        assert_eq!(location_of(pool), "europe-west1-b");
+        assert_eq!(cluster_id("europe-west1-b", "x"), "locations/europe-west1-b/clusters/x");
+    }
+}

@@ -1,0 +1,198 @@
+//! One GCP lab from cloud to cluster: its students' namespaces on its own GKE cluster, in one
+//! lab file (`examples/gcp-gke.toml`). The GCP emulator serves GKE's API (clusters, node
+//! pools, operations, one at a time per cluster); the test cluster (`testing/cluster`) stands
+//! in for the GKE cluster's Kubernetes API through the test-only `LABCTL_TEST_KUBECONFIGS`.
+//! Its GPU node carries what the GPU pool's would: the `labctl/pool=gpu` label, the
+//! `nvidia.com/gpu` taint and capacity.
+
+use google_cloud_container_v1::model::NodePool;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use kube::api::Api;
+
+use crate::gcp::{command, Emulator};
+use crate::kubernetes::Cluster;
+use crate::support::*;
+
+const LAB: &str = "bigdata-gke";
+const GKE_CLUSTER: &str = "bigdata-gke-shared";
+
+/// `examples/gcp-gke.toml` pointed at the emulator, its workers' image the test cluster's,
+/// small enough for one CI node; the cluster's kubeconfig beside it.
+fn gke_example(emulator: &Emulator, cluster: &Cluster) -> Env {
+    let env = Env::new();
+    env.write("kubeconfig.yaml", &cluster.kubeconfig);
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gcp-gke.toml")).unwrap();
+    let start = text.find("[provider.gcp]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let text = format!("{}{}{}", &text[..start], emulator.provider_block().trim_end(), &text[end..]);
+    let image = cluster.image.as_deref().expect("the test cluster's workers' image");
+    let text = text
+        .replace("image = \"ghcr.io/labctl/workers:0.1.0\"", &format!("image = \"{image}\""))
+        .replace(" cpu = \"250m\"", " cpu = \"20m\"")
+        .replace("default_cpu = \"250m\"", "default_cpu = \"20m\"");
+    assert!(text.contains(&emulator.http) && text.contains(image), "the example has the lines replaced");
+    env.write("lab.toml", &text);
+    env
+}
+
+/// `labctl` as the project's owner, the test cluster standing in for the GKE cluster's API.
+fn run(env: &Env, args: &[&str]) -> Run {
+    let mut cmd = command(env, args);
+    let kubeconfig = env.path("kubeconfig.yaml");
+    cmd.env("LABCTL_TEST_KUBECONFIGS", format!("{GKE_CLUSTER}={}", kubeconfig.display()));
+    Run::from(cmd.output().unwrap())
+}
+
+/// Where a line naming `what` is in `text` (for the order of a plan or a walk).
+fn position(text: &str, what: &str) -> usize {
+    text.find(what).unwrap_or_else(|| panic!("`{what}` is not in:\n{text}"))
+}
+
+/// GKE's node pools of the lab's cluster, as the project's owner lists them; `None` once
+/// the cluster is gone.
+fn node_pools(emulator: &Emulator) -> Option<Vec<NodePool>> {
+    block_on(async {
+        let gke = emulator.gke().await;
+        let name =
+            format!("projects/{}/locations/{}/clusters/{GKE_CLUSTER}", crate::gcp::PROJECT, crate::gcp::ZONE);
+        match gke.get_cluster().set_name(&name).send().await {
+            Ok(cluster) => {
+                assert_eq!(cluster.status.name(), Some("RUNNING"), "{cluster:?}");
+                assert_eq!(cluster.resource_labels.get("labctl-lab").map(String::as_str), Some(LAB));
+                assert_eq!(cluster.network, LAB, "in the lab's network");
+                Some(cluster.node_pools)
+            }
+            Err(e) if e.http_status_code() == Some(404) => None,
+            Err(e) => panic!("{e}"),
+        }
+    })
+}
+
+/// The clusters in the zone, as the project's owner lists them.
+fn clusters(emulator: &Emulator) -> Vec<String> {
+    let parent = format!("projects/{}/locations/{}", crate::gcp::PROJECT, crate::gcp::ZONE);
+    let listed = block_on(async { emulator.gke().await.list_clusters().set_parent(parent).send().await });
+    listed.unwrap().clusters.into_iter().map(|c| c.name).collect()
+}
+
+#[test]
+fn students_on_the_labs_own_gke_cluster_in_one_apply_and_gone_in_one_destroy() {
+    let emulator = Emulator::start();
+    let cluster = Cluster::start();
+    let env = gke_example(&emulator, &cluster);
+
+    // One plan: the network, the cluster and its pools first, then what goes on it.
+    let plan = run(&env, &["plan", "lab.toml"]).ok();
+    let gke = position(&plan.stdout, "+ cluster[\"shared\"] ");
+    let gpu_pool = position(&plan.stdout, "node_pool[\"gpu\"]");
+    let namespace = position(&plan.stdout, "+ student[\"ada\"].namespace");
+    assert!(gke < gpu_pool && gpu_pool < namespace, "{}", plan.stdout);
+
+    // One apply: the pools, then every namespace with its workers running; smoke Jobs pass.
+    let applied = run(&env, &["apply", "lab.toml", "--yes"]).ok();
+    assert!(applied.stdout.contains("5 students, 10 of 10 checks passed"), "{}", applied.all());
+    // GKE has the lab's pools as the lab file says (the bootstrap pool gone): GPUs with
+    // GKE's driver and the taint, autoscaling from zero.
+    let pools = node_pools(&emulator).expect("the GKE cluster");
+    let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["cpu", "gpu"], "{pools:#?}");
+    let gpu = pools[1].config.as_ref().unwrap();
+    assert_eq!(gpu.machine_type, "n1-standard-4");
+    assert_eq!(gpu.labels.get("labctl/pool").map(String::as_str), Some("gpu"));
+    let accelerator = &gpu.accelerators[0];
+    assert_eq!(
+        (accelerator.accelerator_type.as_str(), accelerator.accelerator_count),
+        ("nvidia-tesla-t4", 1)
+    );
+    let driver = accelerator.gpu_driver_installation_config.as_ref().unwrap();
+    assert_eq!(driver.gpu_driver_version.as_ref().and_then(|v| v.name()), Some("DEFAULT"));
+    let taint = &gpu.taints[0];
+    assert_eq!(
+        (taint.key.as_str(), taint.value.as_str(), taint.effect.name()),
+        ("nvidia.com/gpu", "present", Some("NO_SCHEDULE"))
+    );
+    let scaling = pools[1].autoscaling.as_ref().unwrap();
+    assert_eq!((scaling.enabled, scaling.min_node_count, scaling.max_node_count), (true, 0, 2));
+    assert_eq!(pools[1].initial_node_count, 1, "desired = 1");
+    assert!(
+        pools[0].config.as_ref().unwrap().accelerators.is_empty()
+            && pools[0].config.as_ref().unwrap().taints.is_empty()
+    );
+
+    let labelled = cluster.labelled(LAB);
+    for student in ["ada", "alan", "grace", "edsger", "barbara"] {
+        assert!(labelled.contains(&format!("Namespace {LAB}-{student}")), "{labelled:#?}");
+    }
+    // The GPU cohort's workers on the GPU node; a CPU student's never there.
+    for student in ["edsger", "barbara"] {
+        let nodes = cluster.pod_nodes(&format!("{LAB}-{student}"), "scheduler-workers");
+        assert_eq!(nodes, ["labctl-gpu"], "{student}'s GPU workers");
+    }
+    let nodes = cluster.pod_nodes(&format!("{LAB}-ada"), "scheduler-workers");
+    assert!(!nodes.is_empty() && !nodes.contains(&"labctl-gpu".to_owned()), "ada's workers: {nodes:?}");
+    // GKE runs its own device plugin: labctl installs none.
+    assert!(cluster.pod_nodes("kube-system", "nvidia-device-plugin").is_empty());
+    // The student's volume bound through the StorageClass labctl made for GKE's PD driver.
+    let claims = Api::<PersistentVolumeClaim>::namespaced(cluster.client.clone(), &format!("{LAB}-ada"));
+    let claim = cluster.block_on(claims.get("labctl-data")).unwrap();
+    assert_eq!(claim.spec.unwrap().storage_class_name.as_deref(), Some("labctl-pd-balanced"));
+    assert_eq!(claim.status.unwrap().phase.as_deref(), Some("Bound"));
+    // Her key, project and bucket for her pods, as a Secret in her namespace; her MapReduce
+    // pods get it as environment, her handout says so.
+    let secrets = Api::<Secret>::namespaced(cluster.client.clone(), &format!("{LAB}-ada"));
+    let data = cluster.block_on(secrets.get("gcp-credentials")).unwrap().data.unwrap();
+    let value = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
+    let state = env.state(LAB);
+    let credential = &state["resources"]["student[\"ada\"].credential"]["attributes"];
+    assert_eq!(value("GOOGLE_SERVICE_ACCOUNT_KEY"), credential["key"].as_str().unwrap());
+    let key: serde_json::Value = serde_json::from_str(&value("GOOGLE_SERVICE_ACCOUNT_KEY")).unwrap();
+    assert_eq!(key["gcs_base_url"], emulator.http.trim_end_matches('/'), "object_store finds the emulator");
+    assert_eq!(
+        (value("LABCTL_BUCKET"), value("GOOGLE_CLOUD_PROJECT"), value("GOOGLE_ALLOW_HTTP")),
+        (format!("gs://{LAB}-ada"), crate::gcp::PROJECT.to_owned(), "true".to_owned())
+    );
+    for deployment in ["mapreduce", "mapreduce-workers"] {
+        let found = cluster.deployment(&format!("{LAB}-ada"), deployment).unwrap();
+        let pod = serde_json::to_value(found.spec.unwrap().template.spec.unwrap()).unwrap();
+        assert_eq!(
+            pod["containers"][0]["envFrom"][0]["secretRef"]["name"], "gcp-credentials",
+            "{deployment}"
+        );
+    }
+    run(&env, &["output", "lab.toml", "--handout", "handouts"]).ok();
+    let handout = std::fs::read_to_string(env.path("handouts/ada.md")).unwrap();
+    assert!(
+        handout.contains("namespace `bigdata-gke-ada`") && handout.contains("Secret `gcp-credentials`"),
+        "{handout}"
+    );
+
+    let again = run(&env, &["plan", "lab.toml"]).ok();
+    assert!(again.stdout.contains("No changes"), "re-plan after apply:\n{}", again.all());
+
+    // Resizing the GPU pool: through GKE, written in the lab file.
+    let scaled = run(&env, &["scale", "lab.toml", "gpu", "2", "--yes"]).ok();
+    assert!(scaled.stdout.contains("desired: 1 → 2"), "{}", scaled.all());
+    assert!(std::fs::read_to_string(env.path("lab.toml")).unwrap().contains("desired = 2"));
+    let parent = format!("projects/{}/locations/{}", crate::gcp::PROJECT, crate::gcp::ZONE);
+    let operations =
+        block_on(async { emulator.gke().await.list_operations().set_parent(parent).send().await });
+    let resized = operations.unwrap().operations.into_iter().filter(|op| {
+        op.operation_type.name() == Some("SET_NODE_POOL_SIZE") && op.target_link.ends_with("/nodePools/gpu")
+    });
+    assert_eq!(resized.count(), 1, "one resize of the GPU pool");
+    assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+
+    // One destroy: namespaces, then node pools, then the cluster, then its network.
+    let destroyed = run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+    let progress = &destroyed.stderr;
+    let namespace = position(progress, "deleted student[\"barbara\"].namespace");
+    let pool = position(progress, "deleted cluster[\"shared\"].node_pool[\"gpu\"]");
+    let gke = position(progress, "deleted cluster[\"shared\"] ");
+    let network = position(progress, "deleted network");
+    assert!(namespace < pool && pool < gke && gke < network, "{progress}");
+    assert!(node_pools(&emulator).is_none(), "the GKE cluster is gone");
+    assert_eq!(clusters(&emulator), Vec::<String>::new());
+    assert_eq!(emulator.inventory(LAB), Vec::<String>::new());
+    assert_eq!(cluster.labelled(LAB), Vec::<String>::new());
+}
