@@ -1,7 +1,7 @@
 //! What the tests of VMs that really boot share, whichever cloud emulator runs them: the VM
 //! image (`scripts/test.sh` builds it and names it in `LABCTL_VM_IMAGE`), checks that every
-//! VM booted and runs its workers and that nothing of them is left, and a student's view of
-//! their VM through their handout.
+//! VM booted and runs its workers and that nothing of them is left, a student's view of
+//! their VM through their handout, and the course labs moved onto a cloud.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,6 +9,49 @@ use std::time::{Duration, Instant};
 use labctl_vm_runner::Runner;
 
 use crate::support::{Env, Run};
+
+/// Each course lab of `labs/` (its name and a scratch directory holding it as `lab.toml`,
+/// with the roster beside it) with `[provider.local]` replaced by `provider`, each machine
+/// type by what `machine_types` maps it to (machine types are the cloud's own), and its
+/// datasets shrunk to keep the emulators small.
+pub fn course_labs(provider: &str, machine_types: &[(&str, &str)]) -> Vec<(String, Env)> {
+    let labs = concat!(env!("CARGO_MANIFEST_DIR"), "/labs");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(labs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml"))
+        .collect();
+    paths.sort();
+    let labs = paths.into_iter().map(|path| {
+        let env = Env::new();
+        std::fs::copy(path.with_file_name("roster-example.csv"), env.path("roster-example.csv")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[provider.local]\n"), "{}", path.display());
+        let text: String = text
+            .replace("[provider.local]\n", provider)
+            .lines()
+            .map(|l| match l.split('=').map(str::trim).collect::<Vec<_>>().as_slice() {
+                ["size_mb", _] => "size_mb = 0.1".to_owned(),
+                ["rows", _] => "rows = 500".to_owned(),
+                ["instance_type", value] => {
+                    let value = value.trim_matches('"');
+                    let found = machine_types.iter().find(|(from, _)| *from == value);
+                    let (_, to) =
+                        found.unwrap_or_else(|| panic!("{}: no machine type for {value}", path.display()));
+                    format!("instance_type = \"{to}\"")
+                }
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        env.write("lab.toml", &text);
+        let name = text.lines().find_map(|l| l.strip_prefix("name = \"")).unwrap().trim_end_matches('"');
+        (name.to_owned(), env)
+    });
+    let labs: Vec<_> = labs.collect();
+    assert_eq!(labs.len(), 3, "one lab per course module");
+    labs
+}
 
 pub fn image() -> PathBuf {
     std::env::var_os("LABCTL_VM_IMAGE")

@@ -207,7 +207,9 @@ impl Emulator {
         for cluster in
             clusters.clusters.iter().filter(|c| c.resource_labels.get("labctl-lab").is_some_and(|l| l == lab))
         {
-            found.push(format!("cluster {} {:?}", cluster.name, cluster.status));
+            let pools: Vec<String> =
+                cluster.node_pools.iter().map(|p| format!("{}:{:?}", p.name, p.status)).collect();
+            found.push(format!("cluster {} {:?} pools {}", cluster.name, cluster.status, pools.join(",")));
         }
         let rules = client!(Firewalls).list().set_project(PROJECT).send().await.unwrap();
         let rules = rules.items.iter().filter(|f| ours(&f.description));
@@ -388,6 +390,28 @@ fn gcp_example(emulator: &Emulator, runner: &Runner) -> Env {
     env
 }
 
+/// Every course lab in `labs/` applies and verifies on GCP by switching its provider block
+/// and its machine types to GCE's (datasets shrunk): its clusters become GKE clusters, its
+/// students' smoke workloads run on their booted VMs. It destroys to nothing.
+#[test]
+fn every_course_lab_applies_on_gcp_by_switching_the_provider_block() {
+    let emulator = Emulator::start();
+    let runner = emulator.runner();
+    let gcp = format!("{}ssh_config = \"ssh_config\"\n", emulator.provider_block());
+    let machine_types =
+        [("m5.large", "e2-standard-2"), ("m5.xlarge", "e2-standard-4"), ("g4dn.xlarge", "n1-standard-4")];
+    for (name, env) in crate::booted::course_labs(&gcp, &machine_types) {
+        runner.keep_ssh_config(&env.path("ssh_config"));
+        let applied = run(&env, &["apply", "lab.toml", "--yes"]);
+        assert_eq!(applied.code, 0, "{name}:\n{}", applied.all());
+        assert!(applied.stdout.contains(" checks passed."), "{name}:\n{}", applied.stdout);
+        assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"), "{name}");
+        run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+        assert_eq!(emulator.inventory(&name), Vec::<String>::new(), "{name}");
+    }
+    crate::booted::assert_powered_off(runner);
+}
+
 /// The GCP example on the emulator: every VM boots in the VM runner from its metadata, its
 /// cloud-init fetches the workers by signed URLs and runs them, and the smoke workloads
 /// pass over SSH. A student logs in as her handout says, without sudo, and runs its word
@@ -479,8 +503,21 @@ fn key_of(env: &Env, student: &str) -> String {
 }
 
 /// The GCP provider in the conformance suite: the GCP example on an emulator of its own,
-/// every VM booted by the runner.
+/// every VM booted by the runner, and a GKE cluster with a CPU and a GPU pool beside them.
 struct Gcp(Emulator, Runner);
+
+/// A GKE cluster for the conformance suite's lab: kills land in its operations too.
+const CLUSTER: &str = "
+[cluster.shared.node_pool.cpu]
+instance_type = \"e2-standard-4\"
+min = 1
+max = 3
+
+[cluster.shared.node_pool.gpu]
+instance_type = \"n1-standard-4\"
+max = 2
+gpu = 1
+";
 
 impl World for Gcp {
     const LAB: &'static str = "bigdata-gcp";
@@ -489,7 +526,10 @@ impl World for Gcp {
     const LEFT_BEHIND: &'static str = "gcp bucket `bigdata-gcp-ada`";
 
     fn env(&self) -> Env {
-        gcp_example(&self.0, &self.1)
+        let env = gcp_example(&self.0, &self.1);
+        let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+        env.write("lab.toml", &format!("{text}{CLUSTER}"));
+        env
     }
 
     fn running(&self) -> Vec<String> {

@@ -5,9 +5,10 @@
 //! Its GPU node carries what the GPU pool's would: the `labctl/pool=gpu` label, the
 //! `nvidia.com/gpu` taint and capacity.
 
-use google_cloud_container_v1::model::NodePool;
+use google_cloud_container_v1::model::Cluster as GkeCluster;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 
 use crate::gcp::{command, Emulator};
 use crate::kubernetes::Cluster;
@@ -49,9 +50,9 @@ fn position(text: &str, what: &str) -> usize {
     text.find(what).unwrap_or_else(|| panic!("`{what}` is not in:\n{text}"))
 }
 
-/// GKE's node pools of the lab's cluster, as the project's owner lists them; `None` once
-/// the cluster is gone.
-fn node_pools(emulator: &Emulator) -> Option<Vec<NodePool>> {
+/// The lab's GKE cluster as the project's owner reads it (running, labelled, in the lab's
+/// network); `None` once it is gone.
+fn gke_cluster(emulator: &Emulator) -> Option<GkeCluster> {
     block_on(async {
         let gke = emulator.gke().await;
         let name =
@@ -61,7 +62,7 @@ fn node_pools(emulator: &Emulator) -> Option<Vec<NodePool>> {
                 assert_eq!(cluster.status.name(), Some("RUNNING"), "{cluster:?}");
                 assert_eq!(cluster.resource_labels.get("labctl-lab").map(String::as_str), Some(LAB));
                 assert_eq!(cluster.network, LAB, "in the lab's network");
-                Some(cluster.node_pools)
+                Some(cluster)
             }
             Err(e) if e.http_status_code() == Some(404) => None,
             Err(e) => panic!("{e}"),
@@ -94,7 +95,18 @@ fn students_on_the_labs_own_gke_cluster_in_one_apply_and_gone_in_one_destroy() {
     assert!(applied.stdout.contains("5 students, 10 of 10 checks passed"), "{}", applied.all());
     // GKE has the lab's pools as the lab file says (the bootstrap pool gone): GPUs with
     // GKE's driver and the taint, autoscaling from zero.
-    let pools = node_pools(&emulator).expect("the GKE cluster");
+    let gke = gke_cluster(&emulator).expect("the GKE cluster");
+    // Students apart: Dataplane V2 enforces their network policies; Workload Identity
+    // keeps their pods from the nodes' own Google account.
+    let datapath = gke.network_config.as_ref().map(|n| n.datapath_provider.name());
+    assert_eq!(datapath, Some(Some("ADVANCED_DATAPATH")));
+    let pool = gke.workload_identity_config.as_ref().map(|w| w.workload_pool.as_str());
+    assert_eq!(pool, Some("labctl-test.svc.id.goog"));
+    let pools = gke.node_pools;
+    for pool in &pools {
+        let metadata = pool.config.as_ref().and_then(|c| c.workload_metadata_config.as_ref());
+        assert_eq!(metadata.map(|m| m.mode.name()), Some(Some("GKE_METADATA")), "{}", pool.name);
+    }
     let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["cpu", "gpu"], "{pools:#?}");
     let gpu = pools[1].config.as_ref().unwrap();
@@ -132,7 +144,13 @@ fn students_on_the_labs_own_gke_cluster_in_one_apply_and_gone_in_one_destroy() {
     let nodes = cluster.pod_nodes(&format!("{LAB}-ada"), "scheduler-workers");
     assert!(!nodes.is_empty() && !nodes.contains(&"labctl-gpu".to_owned()), "ada's workers: {nodes:?}");
     // GKE runs its own device plugin: labctl installs none.
-    assert!(cluster.pod_nodes("kube-system", "nvidia-device-plugin").is_empty());
+    let daemon_sets = Api::<DaemonSet>::all(cluster.client.clone());
+    let labelled = cluster.block_on(daemon_sets.list(&ListParams::default().labels("labctl/lab"))).unwrap();
+    assert!(
+        labelled.items.is_empty(),
+        "{:?}",
+        labelled.items.iter().map(|d| &d.metadata.name).collect::<Vec<_>>()
+    );
     // The student's volume bound through the StorageClass labctl made for GKE's PD driver.
     let claims = Api::<PersistentVolumeClaim>::namespaced(cluster.client.clone(), &format!("{LAB}-ada"));
     let claim = cluster.block_on(claims.get("labctl-data")).unwrap();
@@ -191,7 +209,7 @@ fn students_on_the_labs_own_gke_cluster_in_one_apply_and_gone_in_one_destroy() {
     let gke = position(progress, "deleted cluster[\"shared\"] ");
     let network = position(progress, "deleted network");
     assert!(namespace < pool && pool < gke && gke < network, "{progress}");
-    assert!(node_pools(&emulator).is_none(), "the GKE cluster is gone");
+    assert!(gke_cluster(&emulator).is_none(), "the GKE cluster is gone");
     assert_eq!(clusters(&emulator), Vec::<String>::new());
     assert_eq!(emulator.inventory(LAB), Vec::<String>::new());
     assert_eq!(cluster.labelled(LAB), Vec::<String>::new());

@@ -246,7 +246,8 @@ fn gpus_on_machines_gke_gives_none_and_aws_images_on_gcp_are_refused() {
     let text = good().replace("[provider.local]", gcp)
         + "\n[student.compute]\ninstance_type = \"e2-standard-2\"\nimage_owner = \"099720109477\"\n"
         + "\n[cluster.shared]\nnode_pool.cpu = { instance_type = \"e2-standard-4\", max = 2 }\n"
-        + "node_pool.gpu = { instance_type = \"e2-standard-4\", max = 1, gpu = 1 }\n";
+        + "node_pool.gpu = { instance_type = \"e2-standard-4\", max = 1, gpu = 1 }\n"
+        + "node_pool.t4 = { instance_type = \"n1-standard-4\", max = 1, gpu = 3 }\n";
     insta::assert_snapshot!(invalid(&env, &text));
 }
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::aws::{booted, booted_example, run, REGION};
-use crate::booted::{assert_powered_off, assert_workers_run, Handout, UNITS};
+use crate::booted::{assert_powered_off, assert_workers_run, course_labs, Handout, UNITS};
 use crate::support::{block_on, Env};
 
 #[test]
@@ -27,44 +27,20 @@ fn every_vm_of_the_aws_example_boots_runs_its_workers_and_verifies() {
 #[test]
 fn every_course_lab_applies_on_aws_by_switching_the_provider_block() {
     let (moto, runner) = booted();
-    let labs = concat!(env!("CARGO_MANIFEST_DIR"), "/labs");
-    let mut names = vec![];
-    for entry in std::fs::read_dir(labs).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-            continue;
-        }
-        let env = Env::new();
-        std::fs::copy(format!("{labs}/roster-example.csv"), env.path("roster-example.csv")).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("[provider.local]\n"), "{}", path.display());
+    let aws = format!(
+        "[provider.aws]\nregion = \"{REGION}\"\nendpoint = \"{}\"\nssh_config = \"ssh_config\"\n",
+        moto.endpoint
+    );
+    let same = [("m5.large", "m5.large"), ("m5.xlarge", "m5.xlarge"), ("g4dn.xlarge", "g4dn.xlarge")];
+    for (name, env) in course_labs(&aws, &same) {
         runner.keep_ssh_config(&env.path("ssh_config"));
-        let aws = format!(
-            "[provider.aws]\nregion = \"{REGION}\"\nendpoint = \"{}\"\nssh_config = \"ssh_config\"\n",
-            moto.endpoint
-        );
-        let text: String = text
-            .replace("[provider.local]\n", &aws)
-            .lines()
-            .map(|l| match l.split('=').next().map(str::trim) {
-                Some("size_mb") => "size_mb = 0.1".to_owned(),
-                Some("rows") => "rows = 500".to_owned(),
-                _ => l.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        env.write("lab.toml", &text);
         let applied = run(&env, &["apply", "lab.toml", "--yes"]);
-        assert_eq!(applied.code, 0, "{}:\n{}", path.display(), applied.all());
-        assert!(applied.stdout.contains(" checks passed."), "{}:\n{}", path.display(), applied.stdout);
-        assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"), "{}", path.display());
+        assert_eq!(applied.code, 0, "{name}:\n{}", applied.all());
+        assert!(applied.stdout.contains(" checks passed."), "{name}:\n{}", applied.stdout);
+        assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"), "{name}");
         run(&env, &["destroy", "lab.toml", "--yes"]).ok();
-        let name =
-            text.lines().find_map(|l| l.strip_prefix("name = \"")).unwrap().trim_end_matches('"').to_owned();
-        assert_eq!(moto.tagged(&name), Vec::<String>::new(), "{}", path.display());
-        names.push(name);
+        assert_eq!(moto.tagged(&name), Vec::<String>::new(), "{name}");
     }
-    assert_eq!(names.len(), 3, "one lab per course module: {names:?}");
 }
 
 /// The verify matrix as JSON: `(student, check) → detail` of the failed checks, and how

@@ -13,7 +13,7 @@ use labctl_provider_api::cost::{Billed, PriceTable};
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
 use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, RemoteState,
-    ResourceSpec, Settings, SmokeRunner, StudentResources,
+    ResourceSpec, Settings, StudentResources,
 };
 use labctl_provider_kubernetes::{Addons, CloudSecret, HostedCluster, StorageClassConfig};
 use labctl_provider_vm::cloud_init::{MapReduce, Scheduler};
@@ -334,7 +334,7 @@ impl ProviderSetup for AwsSetup {
                 let config = NodePoolConfig {
                     cluster: name.clone(),
                     name: pool.clone(),
-                    instance_type: p.instance_type.clone(),
+                    instance_type: p.instance_type.get_ref().clone(),
                     min: p.min,
                     max: *p.max.get_ref(),
                     desired: p.desired.as_ref().map(|d| *d.get_ref()),
@@ -424,15 +424,11 @@ impl ProviderSetup for AwsSetup {
     fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
         let clients = Arc::new(Clients::new(self.config.clone()));
         let ssh = Arc::new(SshClient::new(&self.ssh, lab, Arc::new(Ec2States(clients.clone()))));
-        let (hosted, smoke): (_, Arc<dyn SmokeRunner>) = match &self.hosted {
-            Some(h) => {
-                let access =
-                    Arc::new(EksAccess { clients: clients.clone(), name: eks_name(lab, &h.cluster) });
-                let (kubernetes, jobs) = h.connect(lab, access);
-                (vec![kubernetes], jobs)
-            }
-            None => (vec![], Arc::new(SshRunner::new(ssh.clone()))),
+        let access = |h: &HostedCluster| {
+            Arc::new(EksAccess { clients: clients.clone(), name: eks_name(lab, &h.cluster) }) as _
         };
+        let vms = || Arc::new(SshRunner::new(ssh.clone())) as _;
+        let (hosted, smoke) = HostedCluster::connect(self.hosted.as_ref(), lab, access, vms);
         Connected {
             provider: Arc::new(AwsProvider::new(clients, lab, bin_dir, ssh)),
             hosted,
@@ -443,18 +439,13 @@ impl ProviderSetup for AwsSetup {
     /// The workers listen on fixed ports of the VM, reached through an SSH tunnel, or in the
     /// student's namespace; their key opens their bucket.
     fn endpoints(&self, student: &StudentResources) -> Endpoints {
-        let own = self.vm_endpoints(student);
-        match &self.hosted {
-            Some(hosted) => hosted.endpoints(student, own),
-            None => own,
-        }
+        HostedCluster::endpoints(self.hosted.as_ref(), student, self.vm_endpoints(student))
     }
 
-    /// A VM's id, address and state as last seen; the namespace on the lab's cluster.
+    /// The namespace on the lab's cluster; a VM's name, address and state as last seen.
     fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
-        let mut lines = self.hosted.iter().flat_map(|h| h.describe(student)).collect::<Vec<_>>();
-        lines.extend(labctl_provider_vm::describe(student));
-        lines
+        let vm = labctl_provider_vm::describe(student).into_iter().collect();
+        HostedCluster::describe(self.hosted.as_ref(), student, vm)
     }
 
     fn billed(&self, spec: &ResourceSpec) -> Vec<Billed> {

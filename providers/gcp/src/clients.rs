@@ -3,7 +3,6 @@
 //! client for service accounts, Compute Engine's for networks, firewalls and VMs, GKE's for
 //! clusters and node pools, and the signer of the VMs' links to the worker binaries.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,7 +70,10 @@ pub struct Gcp {
     /// Signs the VMs' links to the worker binaries, as labctl's own account; made when first
     /// needed (a user's own login, `gcloud auth application-default login`, cannot sign).
     signer: tokio::sync::OnceCell<Signer>,
-    key_file: Option<PathBuf>,
+    /// The service-account key file of the settings, if any.
+    pub key_file: Option<PathBuf>,
+    /// Plain HTTP, for the OAuth token endpoint (see oauth.rs).
+    pub http: reqwest::Client,
     /// Where the links point (Cloud Storage's, or an emulator).
     pub storage_endpoint: Option<String>,
 }
@@ -100,34 +102,6 @@ impl Gcp {
             })
             .await
     }
-
-    /// A student's key file as their workloads get it: when Cloud Storage is not Google's
-    /// (an emulator), the key names it as `gcs_base_url`, where object_store looks for it.
-    pub fn workload_key(&self, key: &str) -> Result<String, ProviderError> {
-        let Some(endpoint) = &self.storage_endpoint else { return Ok(key.to_owned()) };
-        let mut key: serde_json::Map<String, serde_json::Value> = serde_json::from_str(key)
-            .map_err(|e| ProviderError::fatal(format!("the student's key is not a JSON key file: {e}")))?;
-        key.insert("gcs_base_url".into(), endpoint.trim_end_matches('/').into());
-        serde_json::to_string_pretty(&key).map_err(|e| ProviderError::fatal(e.to_string()))
-    }
-}
-
-/// What a student's workloads (the MapReduce workers, their own tools) are given to reach
-/// their bucket, besides their key: the project, the bucket as `LABCTL_BUCKET`, and for a
-/// plain-HTTP Cloud Storage (an emulator) what object_store needs to use it.
-pub fn workload_environment(
-    project: &str,
-    storage: Option<&str>,
-    bucket: Option<&str>,
-) -> BTreeMap<String, String> {
-    let mut environment = BTreeMap::from([("GOOGLE_CLOUD_PROJECT".to_owned(), project.to_owned())]);
-    if storage.is_some_and(|e| e.starts_with("http://")) {
-        environment.insert("GOOGLE_ALLOW_HTTP".to_owned(), "true".to_owned());
-    }
-    if let Some(bucket) = bucket {
-        environment.insert("LABCTL_BUCKET".to_owned(), format!("gs://{bucket}"));
-    }
-    environment
 }
 
 /// Clients made once, on first use.
@@ -213,6 +187,7 @@ async fn connect(config: &GcpConfig) -> Result<Gcp, ProviderError> {
         tokens,
         signer: tokio::sync::OnceCell::new(),
         key_file: config.credentials.clone(),
+        http: reqwest::Client::new(),
         storage_endpoint: e.storage.clone(),
     })
 }

@@ -28,8 +28,9 @@ use labctl_provider_vm::ssh::{SshClient, VmStates};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::clients::{workload_environment, Clients, Gcp};
+use crate::clients::{Clients, Gcp};
 use crate::errors::{deleted, failed, found, http_code, is_conflict};
+use crate::identity::workload_environment;
 use crate::labels;
 use crate::paging::every_page;
 use crate::storage::resource;
@@ -109,7 +110,7 @@ fn made(result: Result<(), Error>, what: &str) -> Result<bool, ProviderError> {
 
 /// The name in a Compute Engine id (`global/networks/<name>`, `zones/<z>/instances/<name>`):
 /// ids name the kind and the place, so that no two of a lab's resources share one.
-fn name_of(id: &str) -> &str {
+pub fn name_of(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }
 
@@ -332,12 +333,16 @@ pub async fn labelled_vms(c: &Gcp) -> Result<Vec<(String, Tags)>, ProviderError>
             .send()
             .await;
         let page = page.map_err(failed("listing VMs"))?;
-        let ours =
-            page.items.into_iter().filter_map(|i| Some((vm_id(&c.zone, &i.name?), labels::tags(&i.labels)?)));
+        // GKE's nodes carry their cluster's labels too: they go with their cluster.
+        let students = page.items.into_iter().filter(|i| !i.labels.contains_key(GKE_NODE_LABEL));
+        let ours = students.filter_map(|i| Some((vm_id(&c.zone, &i.name?), labels::tags(&i.labels)?)));
         Ok((ours.collect(), page.next_page_token.unwrap_or_default()))
     })
     .await
 }
+
+/// The label GKE gives its nodes' VMs.
+const GKE_NODE_LABEL: &str = "goog-gke-node";
 
 /// Where the student's key is on their VM (theirs to read; `labctl-rekey` replaces it).
 const KEY_FILE: &str = "/etc/labctl/gcp-key.json";

@@ -1,11 +1,14 @@
 //! GKE: the lab's Kubernetes clusters (zonal, in the lab's VPC network, labelled with the
-//! ownership tags) and their node pools (labelled `labctl/pool`; GPU pools with their
-//! accelerators, the driver GKE installs, the `nvidia.com/gpu` taint, and GKE's autoscaler
-//! between `min` and `max`, from zero).
+//! ownership tags; Dataplane V2 enforcing the students' network policies, and Workload
+//! Identity, so that pods cannot borrow the nodes' own Google account) and their node pools
+//! (labelled `labctl/pool`; GPU pools with their accelerators, the driver GKE installs, the
+//! `nvidia.com/gpu` taint; GKE's autoscaler between `min` and `max`, from zero).
 //!
 //! GKE runs one operation at a time on a cluster: every change waits for the cluster's
-//! running operations first (an interrupted run's included), and the plan puts a cluster's
-//! pools one after another. A cluster cannot be made without a node pool, so it is made
+//! running operations first (an interrupted run's, or GKE's own upgrades and repairs), a
+//! refusal because one started meanwhile is tried again, and the plan puts a cluster's
+//! pools one after another. A cluster or pool GKE left in ERROR is refused as such, which
+//! makes the next apply replace it. A cluster cannot be made without a node pool, so it is made
 //! with a small bootstrap pool that its create deletes once the cluster runs (the lab's
 //! pools are resources of their own).
 
@@ -13,9 +16,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use google_cloud_container_v1::model::{
-    gpu_driver_installation_config, node_taint, operation, AcceleratorConfig, Cluster,
-    GPUDriverInstallationConfig, NodeConfig, NodeLabels, NodePool, NodePoolAutoscaling, NodeTaint, Operation,
+    cluster, gpu_driver_installation_config, node_pool, node_taint, operation, workload_metadata_config,
+    AcceleratorConfig, Cluster, ClusterUpdate, DatapathProvider, GPUDriverInstallationConfig,
+    IPAllocationPolicy, NetworkConfig, NodeConfig, NodeLabels, NodePool, NodePoolAutoscaling, NodeTaint,
+    Operation, StatusCondition, WorkloadIdentityConfig, WorkloadMetadataConfig,
 };
+use google_cloud_gax::error::Error;
 use labctl_provider_api::configs::config;
 use labctl_provider_api::{
     attrs, dep_attr, Deps, ErrorKind, Observed, ProviderError, ResourceSpec, Tags, GPU_RESOURCE, POOL_LABEL,
@@ -24,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clients::Gcp;
+use crate::compute;
 use crate::errors::{failed, found};
 use crate::labels;
 
@@ -62,9 +69,12 @@ const WAIT: Duration = Duration::from_secs(45 * 60);
 /// The value of GPU nodes' `nvidia.com/gpu` taint, as on EKS.
 const GPU_TAINT_VALUE: &str = "present";
 
+/// The longest cluster name GKE takes.
+pub const MAX_CLUSTER_NAME: usize = 40;
+
 /// The GPU GKE attaches to a machine type: G2 machines come with L4s, A2 with A100s, A3 with
-/// H100s; N1 machines take T4s, the cheapest GPU for teaching. `None`: GKE gives that
-/// machine type no GPUs.
+/// H100s or H200s; N1 machines take T4s, the cheapest GPU for teaching. `None`: GKE gives
+/// that machine type no GPUs.
 pub fn accelerator(machine_type: &str) -> Option<&'static str> {
     let family = machine_type.split('-').next()?;
     match family {
@@ -72,9 +82,18 @@ pub fn accelerator(machine_type: &str) -> Option<&'static str> {
         "g2" => Some("nvidia-l4"),
         "a2" if machine_type.starts_with("a2-ultragpu") => Some("nvidia-a100-80gb"),
         "a2" => Some("nvidia-tesla-a100"),
+        "a3" if machine_type.starts_with("a3-megagpu") => Some("nvidia-h100-mega-80gb"),
+        "a3" if machine_type.starts_with("a3-ultragpu") => Some("nvidia-h200-141gb"),
         "a3" => Some("nvidia-h100-80gb"),
         _ => None,
     }
+}
+
+/// What is wrong with `gpu` GPUs per node of `machine_type`, if anything: N1 machines take
+/// 1, 2 or 4 T4s; the GPU machine types come with theirs.
+pub fn gpu_count_problem(machine_type: &str, gpu: u32) -> Option<String> {
+    (machine_type.starts_with("n1-") && ![1, 2, 4].contains(&gpu))
+        .then(|| format!("an n1 machine takes 1, 2 or 4 NVIDIA T4s, not {gpu}"))
 }
 
 /// A cluster's id: `locations/<zone>/clusters/<name>`.
@@ -97,6 +116,74 @@ fn location_of(id: &str) -> &str {
     id.split('/').nth(1).unwrap_or_default()
 }
 
+/// The API's name of the location of `id`, where its operations are.
+fn location_path(c: &Gcp, id: &str) -> String {
+    format!("{}/locations/{}", c.parent(), location_of(id))
+}
+
+/// The end of a change of the cluster `id`: the operation its request started, waited for.
+/// A refusal because another operation runs on the cluster is worth another try.
+async fn change(c: &Gcp, id: &str, sent: Result<Operation, Error>, what: &str) -> Result<(), ProviderError> {
+    let op = sent.map_err(|e| {
+        let busy = e.status().is_some_and(|s| s.message.contains("is running incompatible operation"));
+        let mut error = failed(what)(e);
+        if busy {
+            error.kind = ErrorKind::Unavailable;
+        }
+        error
+    })?;
+    match done(c, cluster_of(id), &op).await? {
+        None => Ok(()),
+        Some((code, message)) => {
+            let kind = match code {
+                // Aborted or unavailable: worth another try.
+                10 | 14 => ErrorKind::Unavailable,
+                _ => ErrorKind::Invalid,
+            };
+            Err(ProviderError::new(kind, format!("{what}: {message}")))
+        }
+    }
+}
+
+/// Refuses a cluster or pool GKE left in ERROR (a failed create): with it as `partial`, the
+/// engine records it tainted and the next apply replaces it.
+fn refuse_error(what: &str, id: &str, in_error: bool, message: &str) -> Result<(), ProviderError> {
+    if !in_error {
+        return Ok(());
+    }
+    let error = ProviderError::invalid(format!(
+        "{what} is in ERROR ({message}); labctl deletes and makes it again on the next apply"
+    ));
+    Err(error.with_partial(Observed { id: id.to_owned(), ..Default::default() }))
+}
+
+/// What GKE says of a cluster's or pool's state.
+fn conditions(conditions: &[StatusCondition]) -> String {
+    let messages: Vec<&str> = conditions.iter().map(|c| c.message.as_str()).collect();
+    if messages.is_empty() {
+        "GKE gives no reason".to_owned()
+    } else {
+        messages.join("; ")
+    }
+}
+
+/// A Kubernetes version's numbers (`1.31.6-gke.1020000` → 1, 31, 6); `None` for an alias
+/// (`latest`, `-`).
+fn version_numbers(version: &str) -> Option<Vec<u32>> {
+    let numbers = version.split('-').next()?.split('.').map(|n| n.parse().ok()).collect::<Option<Vec<u32>>>();
+    numbers.filter(|n| !n.is_empty())
+}
+
+/// Whether the control plane at `current` is older than the lab's `wanted` (`1.31`, or a
+/// full version): labctl only upgrades (GKE upgrades clusters on its own, and refuses to
+/// go back).
+fn older(current: &str, wanted: &str) -> bool {
+    match (version_numbers(current), version_numbers(wanted)) {
+        (Some(current), Some(wanted)) => current[..wanted.len().min(current.len())] < wanted[..],
+        _ => false,
+    }
+}
+
 /// Creates the cluster, or adopts this lab's and upgrades its control plane to the lab's
 /// version; either way without the bootstrap pool.
 pub async fn create_cluster(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Result<Observed, ProviderError> {
@@ -111,13 +198,13 @@ pub async fn create_cluster(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Result
                     spec.address, spec.tags.lab
                 )));
             }
+            let in_error = found.status == cluster::Status::Error;
+            refuse_error(&format!("GKE cluster {name}"), &id, in_error, &conditions(&found.conditions))?;
             settle(c, &id).await?;
-            if let Some(version) = version.filter(|v| !found.current_master_version.starts_with(v.as_str())) {
-                let update = google_cloud_container_v1::model::ClusterUpdate::new()
-                    .set_desired_master_version(&version);
-                let op = c.clusters.update_cluster().set_name(path(c, &id)).set_update(update).send().await;
-                let op = op.map_err(failed(format!("upgrading GKE cluster {name} to {version}")))?;
-                done(c, &op, &format!("upgrading GKE cluster {name}")).await?;
+            if let Some(version) = version.filter(|v| older(&found.current_master_version, v)) {
+                let update = ClusterUpdate::new().set_desired_master_version(&version);
+                let sent = c.clusters.update_cluster().set_name(path(c, &id)).set_update(update).send().await;
+                change(c, &id, sent, &format!("upgrading GKE cluster {name} to {version}")).await?;
             }
         }
         None => {
@@ -129,14 +216,26 @@ pub async fn create_cluster(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Result
                 .set_name(&name)
                 .set_description(labels::description(&spec.tags))
                 .set_resource_labels(labels::of(&spec.tags))
-                .set_network(name_of(dep_attr(deps, "network")?))
-                .set_subnetwork(name_of(dep_attr(deps, "subnetwork")?))
+                .set_network(compute::name_of(dep_attr(deps, "network")?))
+                .set_subnetwork(compute::name_of(dep_attr(deps, "subnetwork")?))
+                .set_ip_allocation_policy(IPAllocationPolicy::new().set_use_ip_aliases(true))
+                // Dataplane V2 enforces the network policies keeping students apart.
+                .set_network_config(
+                    NetworkConfig::new().set_datapath_provider(DatapathProvider::AdvancedDatapath),
+                )
+                .set_workload_identity_config(
+                    WorkloadIdentityConfig::new().set_workload_pool(format!("{}.svc.id.goog", c.project)),
+                )
                 .set_initial_cluster_version(version.unwrap_or_default())
                 .set_node_pools([bootstrap]);
-            let parent = format!("{}/locations/{}", c.parent(), c.zone);
-            let op = c.clusters.create_cluster().set_parent(parent).set_cluster(cluster).send().await;
-            let op = op.map_err(failed(format!("creating GKE cluster {name}"))).map_err(partial)?;
-            done(c, &op, &format!("creating GKE cluster {name}")).await.map_err(partial)?;
+            let sent = c
+                .clusters
+                .create_cluster()
+                .set_parent(location_path(c, &id))
+                .set_cluster(cluster)
+                .send()
+                .await;
+            change(c, &id, sent, &format!("creating GKE cluster {name}")).await.map_err(partial)?;
         }
     }
     // The lab's own pools are resources of their own (made after this).
@@ -150,18 +249,12 @@ pub async fn create_cluster(c: &Gcp, spec: &ResourceSpec, deps: &Deps) -> Result
     Ok(cluster_observed(c, &id, &cluster))
 }
 
-/// A resource's name in a Compute Engine path.
-fn name_of(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
 async fn get_cluster(c: &Gcp, id: &str) -> Result<Option<Cluster>, ProviderError> {
     found(c.clusters.get_cluster().set_name(path(c, id)).send().await, format!("reading GKE cluster {id}"))
 }
 
 fn cluster_observed(c: &Gcp, id: &str, cluster: &Cluster) -> Observed {
-    let endpoint = format!("https://{}", cluster.endpoint);
-    let ca = cluster.master_auth.as_ref().map(|a| a.cluster_ca_certificate.clone()).unwrap_or_default();
+    let endpoint = api_server(cluster);
     Observed {
         id: id.to_owned(),
         attributes: attrs(json!({
@@ -171,7 +264,7 @@ fn cluster_observed(c: &Gcp, id: &str, cluster: &Cluster) -> Observed {
             "endpoint": endpoint,
             "version": cluster.current_master_version,
             "status": cluster.status.name().unwrap_or("unknown").to_lowercase(),
-            "kubeconfig": kubeconfig(&cluster.name, &endpoint, &ca),
+            "kubeconfig": kubeconfig(&cluster.name, &endpoint, &ca(cluster)),
         })),
         sensitive: vec![],
     }
@@ -212,10 +305,17 @@ pub async fn read_cluster(c: &Gcp, prior: &Observed) -> Result<Option<Observed>,
 
 /// The cluster's endpoint and CA certificate, if it exists.
 pub async fn endpoint(c: &Gcp, id: &str) -> Result<Option<(String, String)>, ProviderError> {
-    Ok(get_cluster(c, id).await?.map(|cluster| {
-        let ca = cluster.master_auth.map(|a| a.cluster_ca_certificate).unwrap_or_default();
-        (format!("https://{}", cluster.endpoint), ca)
-    }))
+    Ok(get_cluster(c, id).await?.map(|cluster| (api_server(&cluster), ca(&cluster))))
+}
+
+/// The URL of the cluster's Kubernetes API.
+fn api_server(cluster: &Cluster) -> String {
+    format!("https://{}", cluster.endpoint)
+}
+
+/// The cluster's CA certificate (base64 PEM).
+fn ca(cluster: &Cluster) -> String {
+    cluster.master_auth.as_ref().map(|a| a.cluster_ca_certificate.clone()).unwrap_or_default()
 }
 
 /// Gives the cluster the labels carrying `tags` (a new expiry), once its running
@@ -223,26 +323,34 @@ pub async fn endpoint(c: &Gcp, id: &str) -> Result<Option<(String, String)>, Pro
 pub async fn label_cluster(c: &Gcp, id: &str, tags: &Tags) -> Result<(), ProviderError> {
     settle(c, id).await?;
     let Some(cluster) = get_cluster(c, id).await? else { return Ok(()) };
-    let what = format!("labelling GKE cluster {id}");
-    let op = c
+    let sent = c
         .clusters
         .set_labels()
         .set_name(path(c, id))
         .set_resource_labels(labels::of(tags))
         .set_label_fingerprint(cluster.label_fingerprint)
         .send()
-        .await
-        .map_err(failed(&what))?;
-    done(c, &op, &what).await
+        .await;
+    change(c, id, sent, &format!("labelling GKE cluster {id}")).await
 }
 
 /// Deletes the cluster (with what runs on it) once its running operations end.
 pub async fn delete_cluster(c: &Gcp, id: &str) -> Result<(), ProviderError> {
     settle(c, id).await?;
-    let what = format!("deleting GKE cluster {id}");
-    match found(c.clusters.delete_cluster().set_name(path(c, id)).send().await, &what)? {
-        Some(op) => done(c, &op, &what).await,
-        None => Ok(()),
+    let sent = c.clusters.delete_cluster().set_name(path(c, id)).send().await;
+    deleting(c, id, sent, &format!("deleting GKE cluster {id}")).await
+}
+
+/// A delete's end: waited for, also done if there was nothing to delete.
+async fn deleting(
+    c: &Gcp,
+    id: &str,
+    sent: Result<Operation, Error>,
+    what: &str,
+) -> Result<(), ProviderError> {
+    match sent {
+        Err(e) if crate::errors::is_not_found(&e) => Ok(()),
+        sent => change(c, id, sent, what).await,
     }
 }
 
@@ -259,22 +367,25 @@ pub async fn create_node_pool(
     let partial = |e: ProviderError| e.with_partial(Observed { id: id.clone(), ..Default::default() });
     settle(c, &cluster).await?;
     match get_node_pool(c, &id).await? {
-        Some(found) => converge(c, &id, &found, &pool).await?,
+        Some(found) => {
+            let in_error = found.status == node_pool::Status::Error;
+            refuse_error(&format!("node pool {id}"), &id, in_error, &conditions(&found.conditions))?;
+            converge(c, &id, &found, &pool).await?;
+        }
         None => {
             let node_pool = NodePool::new()
                 .set_name(&pool.name)
                 .set_initial_node_count(pool.desired.unwrap_or(pool.min) as i32)
-                .set_config(node_config(&pool, &spec.tags))
+                .set_config(node_config(&pool))
                 .set_autoscaling(autoscaling(&pool));
-            let op = c
+            let sent = c
                 .clusters
                 .create_node_pool()
                 .set_parent(path(c, &cluster))
                 .set_node_pool(node_pool)
                 .send()
                 .await;
-            let op = op.map_err(failed(format!("creating node pool {id}"))).map_err(partial)?;
-            done(c, &op, &format!("creating node pool {id}")).await.map_err(partial)?;
+            change(c, &id, sent, &format!("creating node pool {id}")).await.map_err(partial)?;
         }
     }
     let found = get_node_pool(c, &id).await?.ok_or_else(|| {
@@ -296,33 +407,33 @@ async fn converge(c: &Gcp, id: &str, found: &NodePool, pool: &NodePoolConfig) ->
     let name = path(c, id);
     let bounds = |a: &NodePoolAutoscaling| (a.enabled, a.min_node_count, a.max_node_count);
     if found.autoscaling.as_ref().map(bounds) != Some(bounds(&autoscaling(pool))) {
-        let op = c
+        let sent = c
             .clusters
             .set_node_pool_autoscaling()
             .set_name(&name)
             .set_autoscaling(autoscaling(pool))
             .send()
             .await;
-        let op = op.map_err(failed(format!("setting the autoscaling of node pool {id}")))?;
-        done(c, &op, &format!("setting the autoscaling of node pool {id}")).await?;
+        change(c, id, sent, &format!("setting the autoscaling of node pool {id}")).await?;
     }
     let wanted = node_labels(pool);
     let labels = found.config.as_ref().map(|n| n.labels.clone()).unwrap_or_default();
     if labels != wanted {
-        let op = c
+        // `-`: the nodes' version stays (the field is required).
+        let sent = c
             .clusters
             .update_node_pool()
             .set_name(&name)
+            .set_node_version("-")
             .set_labels(NodeLabels::new().set_labels(wanted))
             .send()
             .await;
-        let op = op.map_err(failed(format!("relabelling node pool {id}")))?;
-        done(c, &op, &format!("relabelling node pool {id}")).await?;
+        change(c, id, sent, &format!("relabelling node pool {id}")).await?;
     }
     if let Some(desired) = pool.desired {
-        let op = c.clusters.set_node_pool_size().set_name(&name).set_node_count(desired as i32).send().await;
-        let op = op.map_err(failed(format!("resizing node pool {id}")))?;
-        done(c, &op, &format!("resizing node pool {id}")).await?;
+        let sent =
+            c.clusters.set_node_pool_size().set_name(&name).set_node_count(desired as i32).send().await;
+        change(c, id, sent, &format!("resizing node pool {id}")).await?;
     }
     Ok(())
 }
@@ -335,13 +446,16 @@ fn autoscaling(pool: &NodePoolConfig) -> NodePoolAutoscaling {
         .set_max_node_count(pool.max as i32)
 }
 
-/// The pool's nodes: its machine type, its labels, the ownership tags on their VMs, and on
-/// GPU pools the accelerators with GKE's driver and the `nvidia.com/gpu` taint.
-fn node_config(pool: &NodePoolConfig, tags: &Tags) -> NodeConfig {
+/// The pool's nodes: its machine type, its labels, GKE's metadata server for pods (Workload
+/// Identity: a pod gets no token of the nodes' account), and on GPU pools the accelerators
+/// with GKE's driver and the `nvidia.com/gpu` taint. The node VMs carry GKE's labels, not
+/// labctl's: they go with their pool, never alone.
+fn node_config(pool: &NodePoolConfig) -> NodeConfig {
+    let metadata = WorkloadMetadataConfig::new().set_mode(workload_metadata_config::Mode::GkeMetadata);
     let mut config = NodeConfig::new()
         .set_machine_type(&pool.machine_type)
         .set_labels(node_labels(pool))
-        .set_resource_labels(labels::of(tags));
+        .set_workload_metadata_config(metadata);
     if let Some(accelerator) = pool.accelerator.as_ref().filter(|_| pool.gpu > 0) {
         let driver = GPUDriverInstallationConfig::new()
             .set_gpu_driver_version(gpu_driver_installation_config::GPUDriverVersion::Default);
@@ -396,11 +510,8 @@ pub async fn read_node_pool(c: &Gcp, prior: &Observed) -> Result<Option<Observed
 /// Deletes the pool once the cluster's running operations end (also if the cluster is gone).
 pub async fn delete_node_pool(c: &Gcp, id: &str) -> Result<(), ProviderError> {
     settle(c, cluster_of(id)).await?;
-    let what = format!("deleting node pool {id}");
-    match found(c.clusters.delete_node_pool().set_name(path(c, id)).send().await, &what)? {
-        Some(op) => done(c, &op, &what).await,
-        None => Ok(()),
-    }
+    let sent = c.clusters.delete_node_pool().set_name(path(c, id)).send().await;
+    deleting(c, id, sent, &format!("deleting node pool {id}")).await
 }
 
 /// The lab's clusters in the configured zone, with the tags their labels carry.
@@ -418,34 +529,27 @@ pub async fn labelled_clusters(c: &Gcp) -> Result<Vec<(String, Tags)>, ProviderE
         .collect())
 }
 
-/// Waits until no operation runs on the cluster `id` (GKE refuses a second one).
+/// Waits until no operation runs on the cluster `id` (GKE refuses a second one), whatever
+/// they end in (an earlier run's failure is not this change's).
 async fn settle(c: &Gcp, id: &str) -> Result<(), ProviderError> {
-    let parent = format!("{}/locations/{}", c.parent(), location_of(id));
-    let listed = c.clusters.list_operations().set_parent(parent).send().await;
+    let listed = c.clusters.list_operations().set_parent(location_path(c, id)).send().await;
     let listed = listed.map_err(failed(format!("listing the operations on GKE cluster {id}")))?;
     // GKE links targets as `…/zones/<zone>/clusters/<name>[/nodePools/<pool>]`.
-    let target = format!("/clusters/{}", name_of(id));
+    let name = id.rsplit('/').next().unwrap_or(id);
+    let target = format!("/clusters/{name}");
     let running = listed.operations.iter().filter(|op| {
         op.status != operation::Status::Done
             && (op.target_link.ends_with(&target) || op.target_link.contains(&format!("{target}/")))
     });
     for op in running {
-        done(
-            c,
-            op,
-            &format!(
-                "waiting for {} on GKE cluster {id}",
-                op.operation_type.name().unwrap_or("an operation")
-            ),
-        )
-        .await?;
+        done(c, id, op).await?;
     }
     Ok(())
 }
 
-/// Polls the operation until it is done; a failed one is its error.
-async fn done(c: &Gcp, op: &Operation, what: &str) -> Result<(), ProviderError> {
-    let name = format!("{}/locations/{}/operations/{}", c.parent(), op.location, op.name);
+/// Polls the operation on the cluster `id` until it is done: how it failed, if it did.
+async fn done(c: &Gcp, id: &str, op: &Operation) -> Result<Option<(i32, String)>, ProviderError> {
+    let name = format!("{}/operations/{}", location_path(c, id), op.name);
     let start = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250);
     let mut op = op.clone();
@@ -454,7 +558,7 @@ async fn done(c: &Gcp, op: &Operation, what: &str) -> Result<(), ProviderError> 
             return Err(ProviderError::new(
                 ErrorKind::Timeout,
                 format!(
-                    "{what}: operation {} still {} after {} minutes",
+                    "GKE operation {} on {id} is still {} after {} minutes",
                     op.name,
                     op.status.name().unwrap_or("?"),
                     WAIT.as_secs() / 60
@@ -463,28 +567,11 @@ async fn done(c: &Gcp, op: &Operation, what: &str) -> Result<(), ProviderError> 
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
-        op = c
-            .clusters
-            .get_operation()
-            .set_name(&name)
-            .send()
-            .await
-            .map_err(failed(format!("{what}: reading operation {}", op.name)))?;
+        let got = c.clusters.get_operation().set_name(&name).send().await;
+        op = got.map_err(failed(format!("reading GKE operation {} on {id}", op.name)))?;
     }
-    match op.error.filter(|e| e.code != 0) {
-        None => Ok(()),
-        Some(status) => {
-            let kind = match status.code {
-                // Busy (another operation), unavailable or aborted: worth another try.
-                9 | 10 | 14 => ErrorKind::Unavailable,
-                8 => ErrorKind::Throttled,
-                _ => ErrorKind::Invalid,
-            };
-            Err(ProviderError::new(kind, format!("{what}: {}", status.message)))
-        }
-    }
+    Ok(op.error.filter(|e| e.code != 0).map(|e| (e.code, e.message)))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,6 +583,24 @@ mod tests {
         assert_eq!(accelerator("a2-highgpu-1g"), Some("nvidia-tesla-a100"));
         assert_eq!(accelerator("a2-ultragpu-1g"), Some("nvidia-a100-80gb"));
         assert_eq!(accelerator("e2-standard-4"), None);
+    }
+
+    #[test]
+    fn gpu_counts_fit_the_machine_type() {
+        assert_eq!(gpu_count_problem("n1-standard-4", 2), None);
+        assert!(gpu_count_problem("n1-standard-4", 3).is_some_and(|p| p.contains("1, 2 or 4")));
+        assert_eq!(accelerator("a3-megagpu-8g"), Some("nvidia-h100-mega-80gb"));
+        assert_eq!(accelerator("a3-highgpu-8g"), Some("nvidia-h100-80gb"));
+    }
+
+    #[test]
+    fn the_control_plane_only_goes_up_to_the_labs_version() {
+        assert!(older("1.30.10-gke.1070000", "1.31"));
+        assert!(!older("1.31.6-gke.1020000", "1.31"), "1.31.6 is a 1.31");
+        assert!(!older("1.32.2-gke.1297002", "1.31"), "never down");
+        assert!(older("1.31.6-gke.1020000", "1.31.7"));
+        assert!(!older("1.31.6-gke.1020000", "1.3"), "1.31 is past 1.3");
+        assert!(!older("1.31.6-gke.1020000", "latest"), "an alias is GKE's to resolve");
     }
 
     #[test]

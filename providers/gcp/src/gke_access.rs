@@ -1,12 +1,12 @@
 //! How the Kubernetes provider reaches a GKE cluster the lab makes: its endpoint and CA from
-//! GKE, and an OAuth access token of labctl's own Google credentials, which GKE's API server
-//! accepts (no `gcloud`, no `gke-gcloud-auth-plugin`, no kubeconfig to hand around).
+//! GKE, and an OAuth access token of labctl's own Google credentials (see oauth.rs), which
+//! GKE's API server accepts (no `gcloud`, no `gke-gcloud-auth-plugin`, no kubeconfig to hand
+//! around).
 //!
 //! In tests, `LABCTL_TEST_KUBECONFIGS` names a stand-in for the cluster's Kubernetes API
 //! ([`test_stand_in`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use labctl_provider_api::{ErrorKind, ProviderError};
@@ -22,10 +22,6 @@ pub(crate) struct GkeAccess {
     pub name: String,
 }
 
-/// How long a connection uses one token: the credentials cache and renew it (Google's
-/// access tokens last an hour), so asking again costs nothing.
-const TOKEN_USE: Duration = Duration::from_secs(5 * 60);
-
 #[async_trait]
 impl ClusterAccess for GkeAccess {
     fn name(&self) -> &str {
@@ -35,6 +31,8 @@ impl ClusterAccess for GkeAccess {
     async fn access(&self) -> Result<Option<Access>, ProviderError> {
         let c = self.clients.get().await?;
         let Some((server, ca)) = crate::gke::endpoint(c, &self.id).await? else { return Ok(None) };
+        // Asked for also when a stand-in answers in tests: the emulator grants tokens too.
+        let token = crate::oauth::access_token(c).await?;
         if let Some(kubeconfig) = test_stand_in(&self.name) {
             return Ok(Some(Access::Kubeconfig(kubeconfig)));
         }
@@ -45,10 +43,7 @@ impl ClusterAccess for GkeAccess {
                 format!("GKE reports no CA for cluster {name} yet"),
             ));
         }
-        let token = c.tokens.access_token().await.map_err(|e| {
-            ProviderError::new(ErrorKind::Unavailable, format!("no access token for GKE cluster {name}: {e}"))
-        })?;
-        let token = token.token;
-        Ok(Some(Access::Token { server, ca, token, expires: tokio::time::Instant::now() + TOKEN_USE }))
+        let expires = tokio::time::Instant::now() + token.lifetime;
+        Ok(Some(Access::Token { server, ca, token: token.token, expires }))
     }
 }

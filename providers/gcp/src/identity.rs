@@ -3,6 +3,8 @@
 //! token. Service accounts carry no labels: their account ids start with the lab's
 //! prefix ([`account_prefix`]) and their descriptions carry the ownership tags.
 
+use std::collections::BTreeMap;
+
 use google_cloud_iam_admin_v1::model::list_service_account_keys_request::KeyType;
 use google_cloud_iam_admin_v1::model::ServiceAccount;
 use labctl_provider_api::configs::config;
@@ -10,7 +12,7 @@ use labctl_provider_api::{
     attrs, random_token, sha256, ErrorKind, Observed, ProviderError, ResourceSpec, Tags,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::clients::Gcp;
 use crate::errors::{deleted, failed, found, is_conflict, is_not_found};
@@ -138,7 +140,7 @@ pub async fn create_credential(
     let key_file = String::from_utf8(key.private_key_data.to_vec())
         .map_err(|_| ProviderError::fatal(format!("the key of {email} is not a JSON key file")))?;
     observed.attributes.insert("key_id".into(), json!(key.name.rsplit('/').next()));
-    observed.attributes.insert("key".into(), json!(c.workload_key(&key_file)?));
+    observed.attributes.insert("key".into(), json!(workload_key(c.storage_endpoint.as_deref(), &key_file)?));
     Ok(observed)
 }
 
@@ -213,6 +215,34 @@ pub async fn accounts(c: &Gcp) -> Result<Vec<(String, String)>, ProviderError> {
         Ok((page.accounts.into_iter().map(|a| (a.email, a.description)).collect(), page.next_page_token))
     })
     .await
+}
+
+/// A student's key file as their workloads get it: when Cloud Storage is not Google's (an
+/// emulator, `storage`), the key names it as `gcs_base_url`, where object_store looks for it.
+fn workload_key(storage: Option<&str>, key: &str) -> Result<String, ProviderError> {
+    let Some(endpoint) = storage else { return Ok(key.to_owned()) };
+    let mut key: serde_json::Map<String, Value> = serde_json::from_str(key)
+        .map_err(|e| ProviderError::fatal(format!("the student's key is not a JSON key file: {e}")))?;
+    key.insert("gcs_base_url".into(), endpoint.trim_end_matches('/').into());
+    serde_json::to_string_pretty(&key).map_err(|e| ProviderError::fatal(e.to_string()))
+}
+
+/// What a student's workloads (the MapReduce workers, their own tools) are given to reach
+/// their bucket besides their key: the project, the bucket as `LABCTL_BUCKET`, and for a
+/// plain-HTTP Cloud Storage (an emulator, `storage`) what object_store needs to use it.
+pub fn workload_environment(
+    project: &str,
+    storage: Option<&str>,
+    bucket: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut environment = BTreeMap::from([("GOOGLE_CLOUD_PROJECT".to_owned(), project.to_owned())]);
+    if storage.is_some_and(|e| e.starts_with("http://")) {
+        environment.insert("GOOGLE_ALLOW_HTTP".to_owned(), "true".to_owned());
+    }
+    if let Some(bucket) = bucket {
+        environment.insert("LABCTL_BUCKET".to_owned(), format!("gs://{bucket}"));
+    }
+    environment
 }
 
 #[cfg(test)]

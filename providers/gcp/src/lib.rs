@@ -8,7 +8,7 @@
 //! | `dataset`    | per student: a dataset generated into their bucket under `datasets/<name>/`, manifest last |
 //! | `credential` | per student: a service account whose only grant is `roles/storage.objectAdmin` on their bucket, a JSON key, a worker token, an SSH key pair |
 //! | `network`    | per lab with VMs or clusters: a custom-mode VPC network and one subnet in the lab's region |
-//! | `artifacts`  | per lab with VMs: a bucket holding the worker binaries the VMs fetch by signed URLs |
+//! | `artifacts`  | per lab whose VMs run the workers: a bucket holding the worker binaries the VMs fetch by signed URLs |
 //! | `firewall`   | per student: SSH to their VM only, from the lab's `ssh_cidrs` |
 //! | `vm`         | per student: a GCE VM whose cloud-init installs and runs their workers with their key |
 //! | `cluster`    | per `[cluster.<name>]`: a zonal GKE cluster in the lab's network |
@@ -31,6 +31,7 @@ mod gke;
 mod gke_access;
 mod identity;
 mod labels;
+mod oauth;
 mod paging;
 mod plugin;
 mod storage;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use labctl_provider_api::configs::bucket_nodes;
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
-use labctl_provider_api::SmokeRunner;
 use labctl_provider_api::{
     Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, ProviderSetup, Settings,
     StudentResources,
@@ -24,11 +23,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::clients::{workload_environment, ApiEndpoints, Clients, GcpConfig};
+use crate::clients::{ApiEndpoints, Clients, GcpConfig};
 use crate::compute::{FirewallConfig, GceStates, NetworkConfig, VmConfig};
-use crate::gke::{accelerator, ClusterConfig, NodePoolConfig};
+use crate::gke::{accelerator, gpu_count_problem, ClusterConfig, NodePoolConfig, MAX_CLUSTER_NAME};
 use crate::gke_access::GkeAccess;
-use crate::identity::{account_id, CredentialConfig};
+use crate::identity::{account_id, workload_environment, CredentialConfig};
 use crate::storage::ArtifactsConfig;
 use crate::GcpProvider;
 
@@ -93,12 +92,17 @@ impl Plugin for GcpPlugin {
     ) -> Option<Box<dyn ProviderSetup>> {
         for (cluster, pools) in lab.clusters {
             for (pool, p) in pools.node_pool.iter().filter(|(_, p)| p.gpu > 0) {
-                if accelerator(&p.instance_type).is_none() {
+                let machine_type = p.instance_type.get_ref();
+                let problem = match accelerator(machine_type) {
+                    None => Some("a machine type GKE attaches no GPUs to".to_owned()),
+                    Some(_) => gpu_count_problem(machine_type, p.gpu),
+                };
+                if let Some(problem) = problem {
                     findings.errors.push(lab.error(
-                        p.max.span(),
+                        p.instance_type.span(),
                         format!(
-                            "[cluster.{cluster}.node_pool.{pool}] asks for GPUs on `{}`, a machine type GKE attaches none to",
-                            p.instance_type
+                            "[cluster.{cluster}.node_pool.{pool}] asks for {} GPU(s) a node on `{}`: {problem}",
+                            p.gpu, machine_type
                         ),
                         "GPUs on gcp: an n1 machine type (NVIDIA T4), g2 (L4), a2 (A100) or a3 (H100)",
                     ));
@@ -178,7 +182,7 @@ const PD_CSI_PROVISIONER: &str = "pd.csi.storage.gke.io";
 
 /// The GKE name of the lab's `[cluster.<cluster>]`.
 fn gke_name(lab: &str, cluster: &str) -> String {
-    compute_name(&format!("{lab}-{cluster}"), "")
+    fitted_name(&format!("{lab}-{cluster}"), "", MAX_CLUSTER_NAME)
 }
 
 impl ProviderSetup for GcpSetup {
@@ -224,13 +228,13 @@ impl ProviderSetup for GcpSetup {
                 let config = NodePoolConfig {
                     cluster: name.clone(),
                     name: pool.clone(),
-                    machine_type: p.instance_type.clone(),
+                    machine_type: p.instance_type.get_ref().clone(),
                     min: p.min,
                     max: *p.max.get_ref(),
                     desired: p.desired.as_ref().map(|d| *d.get_ref()),
                     gpu: p.gpu,
                     accelerator: (p.gpu > 0)
-                        .then(|| accelerator(&p.instance_type))
+                        .then(|| accelerator(p.instance_type.get_ref()))
                         .flatten()
                         .map(str::to_owned),
                     labels: p.selector(pool),
@@ -252,7 +256,8 @@ impl ProviderSetup for GcpSetup {
             let storage_class = StorageClassConfig {
                 name: STORAGE_CLASS.to_owned(),
                 provisioner: PD_CSI_PROVISIONER.to_owned(),
-                // The driver labels the disks it makes: sweeps find them by the lab.
+                // The disks it makes carry the lab's label (`gcloud compute disks list
+                // --filter labels.labctl-lab=<lab>` finds any a deleted cluster left).
                 parameters: BTreeMap::from([
                     ("type".to_owned(), "pd-balanced".to_owned()),
                     ("labels".to_owned(), format!("labctl-lab={}", lab.name)),
@@ -335,16 +340,13 @@ impl ProviderSetup for GcpSetup {
     fn connect(&self, lab: &str, bin_dir: &Path) -> Connected {
         let clients = Arc::new(Clients::new(self.config.clone()));
         let ssh = Arc::new(SshClient::new(&self.ssh, lab, Arc::new(GceStates(clients.clone()))));
-        let (hosted, smoke): (_, Arc<dyn SmokeRunner>) = match &self.hosted {
-            Some(h) => {
-                let name = gke_name(lab, &h.cluster);
-                let id = crate::gke::cluster_id(&self.config.zone, &name);
-                let access = Arc::new(GkeAccess { clients: clients.clone(), id, name });
-                let (kubernetes, jobs) = h.connect(lab, access);
-                (vec![kubernetes], jobs)
-            }
-            None => (vec![], Arc::new(SshRunner::new(ssh.clone()))),
+        let access = |h: &HostedCluster| {
+            let name = gke_name(lab, &h.cluster);
+            let id = crate::gke::cluster_id(&self.config.zone, &name);
+            Arc::new(GkeAccess { clients: clients.clone(), id, name }) as _
         };
+        let vms = || Arc::new(SshRunner::new(ssh.clone())) as _;
+        let (hosted, smoke) = HostedCluster::connect(self.hosted.as_ref(), lab, access, vms);
         Connected {
             provider: Arc::new(GcpProvider { clients, bin_dir: bin_dir.to_owned(), ssh }),
             hosted,
@@ -355,18 +357,13 @@ impl ProviderSetup for GcpSetup {
     /// Their bucket and datasets, the service account and key that open them, and their VM
     /// or their namespace.
     fn endpoints(&self, student: &StudentResources) -> Endpoints {
-        let own = self.own_endpoints(student);
-        match &self.hosted {
-            Some(hosted) => hosted.endpoints(student, own),
-            None => own,
-        }
+        HostedCluster::endpoints(self.hosted.as_ref(), student, self.own_endpoints(student))
     }
 
-    /// A VM's name, address and state as last seen; the namespace on the lab's cluster.
+    /// The namespace on the lab's cluster; a VM's name, address and state as last seen.
     fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
-        let mut lines = self.hosted.iter().flat_map(|h| h.describe(student)).collect::<Vec<_>>();
-        lines.extend(labctl_provider_vm::describe(student));
-        lines
+        let vm = labctl_provider_vm::describe(student).into_iter().collect();
+        HostedCluster::describe(self.hosted.as_ref(), student, vm)
     }
 }
 
@@ -394,14 +391,18 @@ impl GcpSetup {
     }
 }
 
-/// A Compute Engine name (at most 63 characters) for `base` and `suffix`: as they are when
-/// they fit, else `base` shortened and told apart by its hash.
+/// A Compute Engine name (at most 63 characters) for `base` and `suffix`.
 fn compute_name(base: &str, suffix: &str) -> String {
-    const MAX: usize = 63;
-    if base.len() + suffix.len() <= MAX {
+    fitted_name(base, suffix, 63)
+}
+
+/// A name of at most `max` characters for `base` and `suffix`: as they are when they fit,
+/// else `base` shortened and told apart by its hash.
+fn fitted_name(base: &str, suffix: &str, max: usize) -> String {
+    if base.len() + suffix.len() <= max {
         return format!("{base}{suffix}");
     }
-    let kept: String = base.chars().take(MAX - suffix.len() - 5).collect();
+    let kept: String = base.chars().take(max - suffix.len() - 5).collect();
     format!("{}-{}{suffix}", kept.trim_end_matches('-'), &labctl_provider_api::sha256(base.as_bytes())[..4])
 }
 

@@ -121,28 +121,44 @@ impl HostedCluster {
         nodes
     }
 
-    /// The Kubernetes provider on the cluster `access` reaches, and its smoke Jobs.
+    /// Where a lab's students' smoke workloads run: as Jobs on `hosted`, the cluster `access`
+    /// reaches (with the Kubernetes provider working there), else through `own` (their VMs).
     pub fn connect(
-        &self,
+        hosted: Option<&Self>,
         lab: &str,
-        access: Arc<dyn ClusterAccess>,
-    ) -> (Arc<dyn Provider>, Arc<dyn SmokeRunner>) {
-        self.kubernetes.connect_hosted(lab, access)
+        access: impl FnOnce(&Self) -> Arc<dyn ClusterAccess>,
+        own: impl FnOnce() -> Arc<dyn SmokeRunner>,
+    ) -> (Vec<Arc<dyn Provider>>, Arc<dyn SmokeRunner>) {
+        match hosted {
+            Some(h) => {
+                let (kubernetes, jobs) = h.kubernetes.connect_hosted(lab, access(h));
+                (vec![kubernetes], jobs)
+            }
+            None => (vec![], own()),
+        }
     }
 
-    /// The student's namespace and services, with the cloud's own endpoints (`own`: their
-    /// bucket, datasets and keys).
-    pub fn endpoints(&self, student: &StudentResources, own: Endpoints) -> Endpoints {
-        let mut endpoints = self.kubernetes.endpoints(student);
+    /// A student's endpoints: their namespace and services on `hosted`, if there, with the
+    /// cloud's own (`own`: their bucket, datasets and keys, and their VM).
+    pub fn endpoints(hosted: Option<&Self>, student: &StudentResources, own: Endpoints) -> Endpoints {
+        let Some(hosted) = hosted else { return own };
+        let mut endpoints = hosted.kubernetes.endpoints(student);
         endpoints.bucket = own.bucket;
         endpoints.datasets = own.datasets;
         endpoints.access.extend(own.access);
         endpoints
     }
 
-    /// The student's namespace, as `status` shows it.
-    pub fn describe(&self, student: &StudentResources) -> Vec<(String, String)> {
-        self.kubernetes.describe(student)
+    /// A student's lines in `status`: their namespace on `hosted`, if there, then the
+    /// cloud's own (`own`).
+    pub fn describe(
+        hosted: Option<&Self>,
+        student: &StudentResources,
+        own: Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
+        let mut lines = hosted.map(|h| h.kubernetes.describe(student)).unwrap_or_default();
+        lines.extend(own);
+        lines
     }
 
     /// The cluster's node pools: the addons and the students' namespaces go after them.

@@ -966,7 +966,9 @@ mod tests {
     const P: &str = "p";
 
     fn world() -> World {
-        let owner = keys::issue(P, "owner@p.iam.gserviceaccount.com", "1", "k".into()).unwrap();
+        let owner =
+            keys::issue(P, "owner@p.iam.gserviceaccount.com", "1", "k".into(), crate::keys::TOKEN_URI)
+                .unwrap();
         World::new(P, "owner@p.iam.gserviceaccount.com".into(), &owner)
     }
 

@@ -913,7 +913,9 @@ mod tests {
     const ZONE: &str = "europe-west1-b";
 
     fn world() -> World {
-        let owner = keys::issue(P, "owner@p.iam.gserviceaccount.com", "1", "k".into()).unwrap();
+        let owner =
+            keys::issue(P, "owner@p.iam.gserviceaccount.com", "1", "k".into(), crate::keys::TOKEN_URI)
+                .unwrap();
         World::new(P, "owner@p.iam.gserviceaccount.com".into(), &owner)
     }
 

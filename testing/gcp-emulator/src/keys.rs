@@ -10,6 +10,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 
+/// The token endpoint of the keys unit tests issue.
+#[cfg(test)]
+pub const TOKEN_URI: &str = "http://127.0.0.1:1/token";
+
 /// A key the emulator issued: its id, the public half it verifies tokens with, and the
 /// key file handed to the caller once.
 pub struct Issued {
@@ -18,8 +22,15 @@ pub struct Issued {
     pub file: Value,
 }
 
-/// A new RSA-2048 key for the service account `email` of `project`, and its key file.
-pub fn issue(project: &str, email: &str, client_id: &str, id: String) -> Result<Issued, String> {
+/// A new RSA-2048 key for the service account `email` of `project`, and its key file,
+/// whose access tokens come from `token_uri`.
+pub fn issue(
+    project: &str,
+    email: &str,
+    client_id: &str,
+    id: String,
+    token_uri: &str,
+) -> Result<Issued, String> {
     let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|e| format!("RSA key generation: {e}"))?;
     let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).map_err(|e| format!("{e}"))?;
     let public = aws_lc_rs::signature::KeyPair::public_key(&pair).as_ref().to_vec();
@@ -31,7 +42,7 @@ pub fn issue(project: &str, email: &str, client_id: &str, id: String) -> Result<
         "client_email": email,
         "client_id": client_id,
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": "https://oauth2.googleapis.com/token",
+        "token_uri": token_uri,
         "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
         "client_x509_cert_url": format!("https://www.googleapis.com/robot/v1/metadata/x509/{email}"),
         "universe_domain": "googleapis.com",
@@ -53,6 +64,8 @@ pub struct Signed {
     pub key: String,
     /// Who signed it (`iss`).
     pub email: String,
+    /// All its claims.
+    pub claims: Value,
 }
 
 /// Reads a self-signed JWT (`header.claims.signature`) without checking it: which key
@@ -82,6 +95,7 @@ pub fn claims(token: &str) -> Result<(Signed, String, Vec<u8>), String> {
     let signed = Signed {
         key: head["kid"].as_str().unwrap_or_default().to_owned(),
         email: body["iss"].as_str().unwrap_or_default().to_owned(),
+        claims: body,
     };
     let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|e| format!("the JWT's signature: {e}"))?;
     Ok((signed, format!("{header}.{claims}"), signature))
@@ -123,13 +137,14 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_the_issued_key_verifies_and_no_other_does() {
-        let ada = issue("p", "ada@p.iam.gserviceaccount.com", "1", "k1".into()).unwrap();
-        let bob = issue("p", "bob@p.iam.gserviceaccount.com", "2", "k2".into()).unwrap();
+        let ada = issue("p", "ada@p.iam.gserviceaccount.com", "1", "k1".into(), TOKEN_URI).unwrap();
+        let bob = issue("p", "bob@p.iam.gserviceaccount.com", "2", "k2".into(), TOKEN_URI).unwrap();
         let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 60;
         let email = "ada@p.iam.gserviceaccount.com";
         let token = jwt(&ada.file, json!({"iss": email, "sub": email, "exp": exp}));
         let (signed, message, signature) = claims(&token).unwrap();
-        assert_eq!(signed, Signed { key: "k1".into(), email: email.into() });
+        assert_eq!((signed.key.as_str(), signed.email.as_str()), ("k1", email));
+        assert_eq!(signed.claims["exp"], exp);
         assert!(verify(&ada.public, &message, &signature));
         assert!(!verify(&bob.public, &message, &signature));
         let expired = jwt(&ada.file, json!({"iss": email, "sub": email, "exp": 1}));

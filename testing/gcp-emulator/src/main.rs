@@ -26,6 +26,7 @@ mod discovery;
 mod gcs;
 mod grpc;
 mod keys;
+mod oauth;
 mod operation;
 mod rest;
 mod signed_url;
@@ -100,7 +101,7 @@ async fn run() -> Result<(), String> {
     let (compute, container) = (Api::load(&discovery, "compute.v1")?, Api::load(&discovery, "container.v1")?);
     let gcs = FakeGcs::start(&args.deps.join("fake-gcs-server"), &http_url).await?;
     let owner = format!("labctl-owner@{}.iam.gserviceaccount.com", args.project);
-    let key = keys::issue(&args.project, &owner, "1", "0".repeat(40))?;
+    let key = keys::issue(&args.project, &owner, "1", "0".repeat(40), &format!("{http_url}{}", oauth::PATH))?;
     write_private(&args.owner_key, &key.file.to_string())?;
     let world = Mutex::new(World::new(&args.project, owner, &key));
     let emulator = Arc::new(Emulator { world, gcs, iam, storage_json, compute, container });

@@ -43,6 +43,10 @@ pub async fn serve(
         "/upload/storage/v1/",
         "/download/storage/v1/",
     ];
+    if path == crate::oauth::PATH && request.method() == http::Method::POST {
+        let (status, body) = crate::oauth::grant(&mut emulator.world(), request.body(), SystemTime::now());
+        return Ok(json_response(status, &body));
+    }
     let answer = if signed || !json_apis.iter().any(|p| path.starts_with(p)) {
         Ok(emulator.xml(request).await)
     } else if path.starts_with("/compute/v1/projects/") {
@@ -122,7 +126,12 @@ fn checked_answer(api: &Api, method: &Method, answer: Value) -> Result<Value, Fa
 
 /// The query's parameters, decoded (`+` is a space), in order.
 pub fn query(uri: &http::Uri) -> Vec<(String, String)> {
-    let pairs = uri.query().unwrap_or_default().split('&').filter(|p| !p.is_empty());
+    query_pairs(uri.query().unwrap_or_default())
+}
+
+/// The pairs of a query string or form body (`a=1&b=2`), decoded, in order.
+pub fn query_pairs(text: &str) -> Vec<(String, String)> {
+    let pairs = text.split('&').filter(|p| !p.is_empty());
     let decode = |s: &str| percent_decode(&s.replace('+', " "));
     pairs.map(|p| p.split_once('=').unwrap_or((p, ""))).map(|(k, v)| (decode(k), decode(v))).collect()
 }
@@ -369,7 +378,9 @@ impl Emulator {
             let client_id = world.account(email)?.unique_id.clone();
             (format!("{:040x}", world.fresh_id()), world.project.clone(), client_id)
         };
-        let issued = keys::issue(&project, email, &client_id, id.clone()).map_err(Fault::Internal)?;
+        let token_uri = self.world().token_uri.clone();
+        let issued =
+            keys::issue(&project, email, &client_id, id.clone(), &token_uri).map_err(Fault::Internal)?;
         let now = SystemTime::now();
         let mut world = self.world();
         world.account_mut(email)?.keys.insert(id.clone(), (issued.public, now));

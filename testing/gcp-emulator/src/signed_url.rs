@@ -163,10 +163,12 @@ mod tests {
 
     #[test]
     fn a_url_signed_with_an_issued_key_verifies_until_it_expires_and_a_tampered_one_never() {
-        let owner = keys::issue("p", "owner@p.iam.gserviceaccount.com", "1", "k0".into()).unwrap();
+        let owner =
+            keys::issue("p", "owner@p.iam.gserviceaccount.com", "1", "k0".into(), crate::keys::TOKEN_URI)
+                .unwrap();
         let mut world = World::new("p", "owner@p.iam.gserviceaccount.com".into(), &owner);
-        let ada = keys::issue("p", ADA, "2", "k1".into()).unwrap();
-        let stranger = keys::issue("p", ADA, "2", "k2".into()).unwrap();
+        let ada = keys::issue("p", ADA, "2", "k1".into(), crate::keys::TOKEN_URI).unwrap();
+        let stranger = keys::issue("p", ADA, "2", "k2".into(), crate::keys::TOKEN_URI).unwrap();
         let account = Account {
             account_id: "ada".into(),
             unique_id: "2".into(),

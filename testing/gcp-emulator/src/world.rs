@@ -217,6 +217,10 @@ pub struct World {
     pub project_number: u64,
     pub owner: String,
     owner_key: (String, Vec<u8>),
+    /// The token endpoint its key files name (see oauth.rs).
+    pub token_uri: String,
+    /// The access tokens it issued: their account and until when they hold.
+    tokens: BTreeMap<String, (String, SystemTime)>,
     pub buckets: BTreeMap<String, Bucket>,
     /// The XML API's multipart uploads under way, by upload id.
     pub uploads: BTreeMap<String, Upload>,
@@ -234,6 +238,8 @@ impl World {
             project_number: 424_242_424_242,
             owner,
             owner_key: (owner_key.id.clone(), owner_key.public.clone()),
+            token_uri: owner_key.file["token_uri"].as_str().unwrap_or_default().to_owned(),
+            tokens: BTreeMap::new(),
             buckets: BTreeMap::new(),
             uploads: BTreeMap::new(),
             accounts: BTreeMap::new(),
@@ -257,8 +263,8 @@ impl World {
         self.next_id
     }
 
-    /// Who signed the bearer token of `authorization` (`Bearer <JWT>`), checked against the
-    /// keys this project issued.
+    /// Who holds the bearer token of `authorization`: a self-signed JWT (`Bearer <JWT>`),
+    /// checked against the keys this project issued, or an access token it issued.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Fault> {
         let unauthenticated = |why: String| {
             Fault::Unauthenticated(format!("Request had invalid authentication credentials: {why}"))
@@ -266,6 +272,12 @@ impl World {
         let token = authorization
             .and_then(|a| a.strip_prefix("Bearer "))
             .ok_or_else(|| unauthenticated("no bearer token".into()))?;
+        if let Some((email, until)) = self.tokens.get(token) {
+            if *until < SystemTime::now() {
+                return Err(unauthenticated("the access token has expired".into()));
+            }
+            return Ok(self.caller(email.clone()));
+        }
         let (signed, message, signature) = keys::claims(token).map_err(unauthenticated)?;
         let public = self.keys(&signed.email).find(|(id, _)| *id == signed.key).map(|(_, public)| public);
         let public =
@@ -274,6 +286,17 @@ impl World {
             return Err(unauthenticated("the JWT's signature does not verify".into()));
         }
         Ok(self.caller(signed.email))
+    }
+
+    /// A new access token of `email`'s, good until `until`.
+    pub fn issue_token(&mut self, email: String, until: SystemTime) -> String {
+        // Unique by the counter, unguessable by the random part.
+        let mut random = [0u8; 16];
+        let _ = aws_lc_rs::rand::fill(&mut random);
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let token = format!("ya29.{:x}{hex}", self.fresh_id());
+        self.tokens.insert(token.clone(), (email, until));
+        token
     }
 
     /// The keys issued to `email` (the owner's or a service account's): id and public half.

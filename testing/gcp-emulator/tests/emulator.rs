@@ -461,6 +461,57 @@ async fn gke_refuses_a_misspelt_field_and_anyone_but_the_owner() {
     assert_eq!(body["error"]["status"], "PERMISSION_DENIED");
 }
 
+/// The JWT-bearer grant: an assertion signed with an issued key, for the key's token
+/// endpoint, buys an access token of its account, which the APIs then take; an assertion
+/// for another audience, or a token the emulator never issued, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assertion_signed_with_an_issued_key_buys_an_access_token() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    let emulator = Emulator::start("oauth");
+    let key = emulator.owner_key();
+    let token_uri = key["token_uri"].as_str().unwrap().to_owned();
+    assert_eq!(token_uri, format!("{}/token", emulator.http), "the key files name the emulator's endpoint");
+    let signer = service_account::Builder::new(key.clone()).build_signer().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let assertion = |audience: &str| {
+        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": key["private_key_id"]});
+        let claims = serde_json::json!({
+            "iss": key["client_email"], "aud": audience, "iat": now, "exp": now + 600,
+            "scope": "https://www.googleapis.com/auth/cloud-platform",
+        });
+        let encode = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let unsigned = format!("{}.{}", encode(&header), encode(&claims));
+        let signer = signer.clone();
+        async move {
+            let signature = signer.sign(&unsigned).await.unwrap();
+            format!("{unsigned}.{}", URL_SAFE_NO_PAD.encode(signature))
+        }
+    };
+    let http = reqwest::Client::new();
+    let grant = |assertion: String| {
+        let form =
+            format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
+        http.post(&token_uri).header("Content-Type", "application/x-www-form-urlencoded").body(form).send()
+    };
+    let clusters = format!("{}/v1/projects/{PROJECT}/locations/{ZONE}/clusters", emulator.http);
+    let list = |token: String| http.get(&clusters).header("Authorization", format!("Bearer {token}")).send();
+
+    let granted = grant(assertion(&token_uri).await).await.unwrap();
+    assert_eq!(granted.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&granted.bytes().await.unwrap()).unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("ya29.") && body["expires_in"].as_u64() > Some(3000), "{body}");
+    assert_eq!(list(token).await.unwrap().status(), 200, "the owner's access token opens GKE");
+
+    let elsewhere = grant(assertion("https://oauth2.googleapis.com/token").await).await.unwrap();
+    assert_eq!(elsewhere.status(), 400);
+    let body: serde_json::Value = serde_json::from_slice(&elsewhere.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    assert_eq!(list("ya29.never-issued".into()).await.unwrap().status(), 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_url_serves_its_object_to_anyone_until_tampered_with() {
     use google_cloud_storage::builder::storage::SignedUrlBuilder;

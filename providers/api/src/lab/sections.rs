@@ -197,7 +197,9 @@ pub struct ClusterSection {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodePoolSection {
-    pub instance_type: String,
+    /// The cloud's machine type for the pool's nodes.
+    #[schemars(with = "String")]
+    pub instance_type: Spanned<String>,
     #[serde(default)]
     pub min: u32,
     #[schemars(with = "u32")]
