@@ -214,3 +214,40 @@ fn students_on_the_labs_own_gke_cluster_in_one_apply_and_gone_in_one_destroy() {
     assert_eq!(emulator.inventory(LAB), Vec::<String>::new());
     assert_eq!(cluster.labelled(LAB), Vec::<String>::new());
 }
+
+/// A GPU pool over the project's GPU quota: GKE fails the pool's operation and leaves the
+/// pool in ERROR. Apply says why and fails, keeping the pool tainted; with the lab file
+/// mended, the next apply replaces it and the lab converges; destroy leaves nothing.
+#[test]
+fn a_gpu_pool_over_quota_fails_saying_why_and_is_replaced_once_mended() {
+    let emulator = Emulator::start();
+    let env = Env::new();
+    let pool = "\n[cluster.shared.node_pool.gpu]\ninstance_type = \"n1-standard-4\"\nmax = 4\ndesired = 3\ngpu = 4\n";
+    let lab = bucket_lab("quota", &emulator.provider_block(), &["ada"]) + pool;
+    env.write("lab.toml", &lab);
+
+    let refused = run(&env, &["apply", "lab.toml", "--yes"]);
+    assert_ne!(refused.code, 0, "{}", refused.all());
+    assert!(refused.all().contains("Quota 'NVIDIA_T4_GPUS' exceeded"), "{}", refused.all());
+    let address = "cluster[\"shared\"].node_pool[\"gpu\"]";
+    assert_eq!(env.state("quota")["resources"][address]["tainted"], true, "the pool in ERROR is tainted");
+    assert!(env.state("quota")["resources"]["student[\"ada\"].bucket"].is_object(), "the rest is kept");
+
+    env.write("lab.toml", &lab.replace("desired = 3", "desired = 1"));
+    let mended = run(&env, &["apply", "lab.toml", "--yes"]).ok();
+    assert!(mended.all().contains(address), "{}", mended.all());
+    assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+    let parent =
+        format!("projects/{}/locations/{}/clusters/quota-shared", crate::gcp::PROJECT, crate::gcp::ZONE);
+    let pools = block_on(async { emulator.gke().await.list_node_pools().set_parent(parent).send().await });
+    let pools: Vec<String> = pools
+        .unwrap()
+        .node_pools
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.status.name().unwrap_or("?")))
+        .collect();
+    assert_eq!(pools, ["gpu RUNNING"], "the pool made anew");
+
+    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+    assert_eq!(emulator.inventory("quota"), Vec::<String>::new());
+}
