@@ -142,29 +142,8 @@ fn cluster_observed(cluster: &Cluster, region: &str) -> Observed {
 /// A kubeconfig for the cluster that authenticates through `aws eks get-token` (it holds no
 /// secret); the Kubernetes provider and instructors use it.
 fn kubeconfig(name: &str, endpoint: &str, ca: &str, region: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-  - name: {name}
-    cluster:
-      server: {endpoint}
-      certificate-authority-data: {ca}
-contexts:
-  - name: {name}
-    context:
-      cluster: {name}
-      user: {name}
-current-context: {name}
-users:
-  - name: {name}
-    user:
-      exec:
-        apiVersion: client.authentication.k8s.io/v1beta1
-        command: aws
-        args: [eks, get-token, --cluster-name, {name}, --region, {region}]
-"
-    )
+    let exec = format!("command: aws\nargs: [eks, get-token, --cluster-name, {name}, --region, {region}]");
+    labctl_provider_kubernetes::exec_kubeconfig(name, endpoint, ca, &exec)
 }
 
 pub(crate) async fn read_cluster(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {

@@ -273,30 +273,9 @@ fn cluster_observed(c: &Gcp, id: &str, cluster: &Cluster) -> Observed {
 /// A kubeconfig for the cluster that authenticates through `gke-gcloud-auth-plugin` (it
 /// holds no secret); instructors use it with kubectl.
 fn kubeconfig(name: &str, endpoint: &str, ca: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-  - name: {name}
-    cluster:
-      server: {endpoint}
-      certificate-authority-data: {ca}
-contexts:
-  - name: {name}
-    context:
-      cluster: {name}
-      user: {name}
-current-context: {name}
-users:
-  - name: {name}
-    user:
-      exec:
-        apiVersion: client.authentication.k8s.io/v1beta1
-        command: gke-gcloud-auth-plugin
-        provideClusterInfo: true
-        installHint: Install gke-gcloud-auth-plugin (gcloud components install gke-gcloud-auth-plugin)
-"
-    )
+    let exec = "command: gke-gcloud-auth-plugin\nprovideClusterInfo: true\n\
+                installHint: Install gke-gcloud-auth-plugin (gcloud components install gke-gcloud-auth-plugin)";
+    labctl_provider_kubernetes::exec_kubeconfig(name, endpoint, ca, exec)
 }
 
 pub async fn read_cluster(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {

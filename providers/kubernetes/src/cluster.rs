@@ -64,6 +64,34 @@ pub fn test_stand_in(name: &str) -> Option<PathBuf> {
         .map(|(_, p)| p.into())
 }
 
+/// A kubeconfig for the cluster `name` at `server` (CA: base64 PEM) whose user gets its
+/// credentials from a command: `exec`, the lines of its `exec` entry after `apiVersion`
+/// (`command: …`, `args: […]`, …). It holds no secret; instructors use it with kubectl.
+pub fn exec_kubeconfig(name: &str, server: &str, ca: &str, exec: &str) -> String {
+    let exec: String = exec.lines().map(|line| format!("        {line}\n")).collect();
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+  - name: {name}
+    cluster:
+      server: {server}
+      certificate-authority-data: {ca}
+contexts:
+  - name: {name}
+    context:
+      cluster: {name}
+      user: {name}
+current-context: {name}
+users:
+  - name: {name}
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1beta1
+{exec}"
+    )
+}
+
 /// How to reach a cluster.
 pub enum Access {
     /// Its API endpoint and CA (base64 PEM), with a bearer token good until `expires`.
@@ -211,4 +239,25 @@ async fn from_kubeconfig(kubeconfig: Kubeconfig, context: String, source: &str) 
     let client =
         kube::Client::try_from(client_config).map_err(|e| format!("cannot connect to {server}: {e}"))?;
     Ok(Cluster { client, name: context, server, ca })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exec_kubeconfig_names_the_cluster_and_the_command_that_authenticates() {
+        let exec = "command: aws\nargs: [eks, get-token, --cluster-name, c1]";
+        let text = exec_kubeconfig("c1", "https://203.0.113.9", "Q0E=", exec);
+        let parsed = Kubeconfig::from_yaml(&text).unwrap();
+        assert_eq!(parsed.current_context.as_deref(), Some("c1"));
+        let cluster = parsed.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://203.0.113.9"));
+        let user = parsed.auth_infos[0].auth_info.as_ref().unwrap().exec.as_ref().unwrap();
+        assert_eq!(user.command.as_deref(), Some("aws"));
+        assert_eq!(
+            user.args.as_deref(),
+            Some(&["eks", "get-token", "--cluster-name", "c1"].map(String::from)[..])
+        );
+    }
 }

@@ -39,7 +39,9 @@ use labctl_provider_api::{
 };
 use serde_json::{json, Value};
 
-pub use cluster::{test_stand_in, Access, ClusterAccess, KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS};
+pub use cluster::{
+    exec_kubeconfig, test_stand_in, Access, ClusterAccess, KubernetesConfig, DEFAULT_READY_TIMEOUT_SECS,
+};
 pub use hosted::{Addons, CloudSecret, HostedCluster};
 use manifests::{ObjectRef, Service, STUDENT_TOKEN_SECRET, TOKEN_SECRET};
 use objects::{Applied, Stopped};
