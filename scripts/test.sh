@@ -28,6 +28,10 @@ command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null || missing+=(iptables)
+# Students' notebooks: a Python environment per lab from PyPI (pip's cache under ~/.cache
+# keeps the wheels), and Java for PySpark.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} for the VM runner and the test cluster" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -21,18 +21,26 @@ pub fn wordcount(dataset: &Path, output: &Path) -> Result<(), String> {
             }
         }
     }
+    same_counts("the word count output", &expected, &got)
+}
+
+/// Whether `got`, what `what` counted, equals the independent count `expected`; else how
+/// many words differ.
+pub fn same_counts(
+    what: &str,
+    expected: &HashMap<String, u64>,
+    got: &HashMap<String, u64>,
+) -> Result<(), String> {
     if got == expected {
         return Ok(());
     }
     let wrong = expected.iter().filter(|(w, n)| got.get(*w) != Some(n)).count()
         + got.keys().filter(|w| !expected.contains_key(*w)).count();
-    Err(format!(
-        "the word count output differs from an independent count for {wrong} of {} words",
-        expected.len()
-    ))
+    Err(format!("{what} differs from an independent count for {wrong} of {} words", expected.len()))
 }
 
-fn count(dataset: &Path) -> Result<HashMap<String, u64>, String> {
+/// A sequential count of the words (ASCII letter runs, lower-cased) of the dataset's files.
+pub fn count(dataset: &Path) -> Result<HashMap<String, u64>, String> {
     let mut counts = HashMap::new();
     for file in files(dataset, "")? {
         let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;

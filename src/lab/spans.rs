@@ -38,6 +38,7 @@ pub fn of(text: &str) -> TableSpans {
     let sections = SectionSpans {
         workers: key("workers"),
         compute: key("compute"),
+        notebook: key("notebook"),
         cluster: root.key("cluster").and_then(|k| k.span()),
     };
     TableSpans { providers, sections }

@@ -464,16 +464,22 @@ impl Validator<'_> {
             // Each workload's service (its worker count), and the data it works on.
             let (count, service, data, dataset) = match smoke.get_ref() {
                 SmokeWorkload::Wordcount => (
-                    workers.and_then(|w| w.mapreduce.as_ref()).map(|m| &m.workers),
+                    workers.and_then(|w| w.mapreduce.as_ref()).map(|m| Some(&m.workers)),
                     "[student.workers.mapreduce]",
                     DatasetGenerator::Text,
                     "a text dataset in [student.bucket] datasets",
                 ),
                 SmokeWorkload::Hpsearch => (
-                    workers.and_then(|w| w.scheduler.as_ref()).map(|s| &s.workers),
+                    workers.and_then(|w| w.scheduler.as_ref()).map(|s| Some(&s.workers)),
                     "[student.workers.scheduler]",
                     DatasetGenerator::Tabular,
                     "a tabular dataset in [student.bucket] datasets",
+                ),
+                SmokeWorkload::Notebook => (
+                    s.notebook.as_ref().map(|n| n.dask_workers.as_ref()),
+                    "[student.notebook]",
+                    DatasetGenerator::Text,
+                    "a text dataset in [student.bucket] datasets",
                 ),
             };
             let workload = format!("{:?}", smoke.get_ref()).to_lowercase();
@@ -484,7 +490,7 @@ impl Validator<'_> {
                     format!("smoke workload `{workload}` needs {missing}"),
                     "allowed: add what it needs, or drop the workload",
                 );
-            } else if let Some(count) = count.filter(|c| *c.get_ref() == 0) {
+            } else if let Some(count) = count.flatten().filter(|c| *c.get_ref() == 0) {
                 // A job on a service without workers would wait for ever.
                 self.error(
                     count,
@@ -493,9 +499,31 @@ impl Validator<'_> {
                 );
             }
         }
+        for package in s.notebook.iter().flat_map(|n| &n.packages) {
+            let text = package.get_ref();
+            // A requirement, not a pip option or a second argument.
+            if !text.starts_with(|c: char| c.is_ascii_alphanumeric()) || text.contains(char::is_whitespace) {
+                self.error(
+                    package,
+                    format!("`{text}` is not a pip requirement"),
+                    "allowed: a package name, with extras and a version if you like, without spaces: \
+                     \"pandas\", \"dask[dataframe]\", \"scikit-learn==1.7.2\"",
+                );
+            }
+        }
         let setup = plugin.and_then(|(plugin, span)| {
             for gpu in gpu_requests(file) {
                 self.gpu(gpu, file, plugin, cx.plugins);
+            }
+            if file.student.notebook.is_some() && !plugin.capabilities().notebooks {
+                let with: Vec<&str> =
+                    cx.plugins.iter().filter(|p| p.capabilities().notebooks).map(|p| p.name()).collect();
+                let span = self.spans.sections.notebook.clone().unwrap_or(0..0);
+                let d = self.source.error(
+                    span,
+                    format!("the {} provider gives students no notebook server yet", plugin.name()),
+                );
+                self.errors.push(d.note(format!("allowed: [student.notebook] on {}", or_list(&with))));
             }
             if let Some(hosted) = &file.student.kubernetes {
                 if !plugin.capabilities().hosts_kubernetes {

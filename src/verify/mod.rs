@@ -79,6 +79,7 @@ fn name(workload: SmokeWorkload) -> &'static str {
     match workload {
         SmokeWorkload::Wordcount => "wordcount",
         SmokeWorkload::Hpsearch => "hpsearch",
+        SmokeWorkload::Notebook => "notebook",
     }
 }
 
@@ -88,7 +89,7 @@ fn dataset_for(lab: &Lab, workload: SmokeWorkload) -> Option<&str> {
         lab.datasets.get(*d).is_some_and(|ds| {
             matches!(
                 (workload, &ds.kind),
-                (SmokeWorkload::Wordcount, DatasetKind::Text { .. })
+                (SmokeWorkload::Wordcount | SmokeWorkload::Notebook, DatasetKind::Text { .. })
                     | (SmokeWorkload::Hpsearch, DatasetKind::Tabular { .. })
             )
         })

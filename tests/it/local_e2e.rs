@@ -21,7 +21,7 @@ fn processes(env: &Env) -> (Vec<(String, u32)>, Vec<String>) {
                     p["pid"].as_u64().unwrap() as u32,
                 ));
             }
-            addrs.push(record["address"].as_str().unwrap().to_owned());
+            addrs.push(record["attributes"]["address"].as_str().unwrap().to_owned());
         }
     }
     (procs, addrs)

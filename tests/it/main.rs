@@ -26,6 +26,7 @@ mod kubernetes;
 mod lifecycle;
 mod local_e2e;
 mod locking;
+mod notebook;
 mod plugin;
 mod secrets;
 mod validate;

@@ -266,3 +266,18 @@ fn a_student_id_that_would_be_a_system_account_on_the_vm_is_refused() {
     let _s = stable(&env);
     insta::assert_snapshot!(invalid(&env, &lab("lab1", &["ada", "root"], 0)));
 }
+
+#[test]
+fn notebooks_need_a_provider_that_gives_them_dask_workers_and_plain_requirements() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let notebook = "[student]\nsmoke = [\"notebook\"]\n\
+                    notebook = { dask_workers = 0, packages = [\"pandas\", \"--index-url=http://example.com\", \"numpy scipy\"] }\n";
+    let local = good().replace("[student]\n", notebook);
+    insta::assert_snapshot!("notebook_on_local", invalid(&env, &local));
+    let gcp = "[provider.gcp]\nproject = \"my-teaching-project\"\nregion = \"europe-west1\"";
+    let text = good().replace("[provider.local]", gcp).replace("[student]\n", "[student]\nnotebook = {}\n");
+    insta::assert_snapshot!("notebook_on_gcp", invalid(&env, &text));
+    let without = good().replace("[student]\n", "[student]\nsmoke = [\"notebook\"]\n");
+    insta::assert_snapshot!("notebook_check_without_notebooks", invalid(&env, &without));
+}

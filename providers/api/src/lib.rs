@@ -131,6 +131,10 @@ pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// What a smoke runner without notebooks answers to the `notebook` workload (validation
+/// refuses `[student.notebook]` on such providers first).
+pub const NO_NOTEBOOKS: &str = "students get no notebook server on this provider";
+
 /// The bundled worker services labctl runs for a student, and how each is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerService {
@@ -140,10 +144,11 @@ pub enum WorkerService {
 
 impl WorkerService {
     /// The service a smoke workload goes through.
-    pub fn for_workload(workload: lab::SmokeWorkload) -> Self {
+    pub fn for_workload(workload: lab::SmokeWorkload) -> Option<Self> {
         match workload {
-            lab::SmokeWorkload::Wordcount => Self::MapReduce,
-            lab::SmokeWorkload::Hpsearch => Self::Scheduler,
+            lab::SmokeWorkload::Wordcount => Some(Self::MapReduce),
+            lab::SmokeWorkload::Hpsearch => Some(Self::Scheduler),
+            lab::SmokeWorkload::Notebook => None,
         }
     }
 

@@ -76,6 +76,8 @@ pub struct Capabilities {
     pub archive: bool,
     /// Students' namespaces can go on a cluster the lab makes (`[student] kubernetes`).
     pub hosts_kubernetes: bool,
+    /// Students can get a Jupyter server with Dask and PySpark (`[student.notebook]`).
+    pub notebooks: bool,
 }
 
 /// Problems and warnings found while reading a lab.

@@ -78,6 +78,7 @@ impl Plugin for AwsPlugin {
             smoke_data_generated: true,
             archive: true,
             hosts_kubernetes: true,
+            ..Capabilities::default()
         }
     }
 

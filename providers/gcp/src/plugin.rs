@@ -81,6 +81,7 @@ impl Plugin for GcpPlugin {
             smoke_data_generated: true,
             archive: true,
             hosts_kubernetes: true,
+            ..Capabilities::default()
         }
     }
 

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use labctl_provider_api::lab::{Cohort, HostedKubernetesSpec, Lab, LabSections, SmokeWorkload, Student};
 use labctl_provider_api::{
     ports, Address, Capabilities, Connected, Endpoints, Findings, Node, Plugin, Provider, ProviderSetup,
-    Settings, SmokeRunner, StudentResources, Tags, WorkerService,
+    Settings, SmokeRunner, StudentResources, Tags, WorkerService, NO_NOTEBOOKS,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -526,7 +526,7 @@ impl SmokeRunner for Jobs {
         _dataset: Option<&str>,
         timeout: Duration,
     ) -> Result<(), String> {
-        let service = WorkerService::for_workload(workload);
+        let service = WorkerService::for_workload(workload).ok_or(NO_NOTEBOOKS)?;
         let svc = student.get(service.name())?;
         self.0.smoke(service, &svc.config, &svc.tags, timeout).await
     }

@@ -8,6 +8,7 @@
 #![warn(clippy::print_stdout)]
 
 mod fsutil;
+mod notebook;
 mod plugin;
 mod process;
 mod services;
@@ -25,8 +26,10 @@ use labctl_provider_api::{
 use serde_json::{json, Value};
 
 use fsutil::{io_error, prune_empty, read_json, write_atomic};
+use labctl_notebook::stack::PythonEnv;
+use notebook::NotebookConfig;
 pub use plugin::LocalPlugin;
-use plugin::{CredentialConfig, ServiceConfig};
+use plugin::{CredentialConfig, PythonEnvConfig, ServiceConfig};
 
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "bucket", replace_on: &["name"] },
@@ -34,10 +37,15 @@ const KINDS: &[KindSchema] = &[
     KindSchema { name: "credential", replace_on: &["*"] },
     KindSchema { name: "mapreduce", replace_on: &["*"] },
     KindSchema { name: "scheduler", replace_on: &["*"] },
+    KindSchema { name: "python_env", replace_on: &["*"] },
+    KindSchema { name: "notebook", replace_on: &["*"] },
 ];
 
 /// Kinds that carry a tag file (datasets live inside their bucket).
-const TAGGED: &[&str] = &["bucket", "credential", "mapreduce", "scheduler"];
+const TAGGED: &[&str] = &["bucket", "credential", "mapreduce", "scheduler", "python_env", "notebook"];
+
+/// The id of the lab's one Python environment.
+const PYTHON_ENV_ID: &str = "python";
 
 /// Marks a fully seeded dataset; written last, so its presence means the data is complete.
 const MANIFEST: &str = "_LABCTL_MANIFEST.json";
@@ -71,6 +79,24 @@ impl LocalProvider {
 
     fn tag_path(&self, kind: &str, id: &str) -> PathBuf {
         self.root.join("tags").join(kind).join(format!("{id}.json"))
+    }
+
+    fn python_env(&self) -> PythonEnv {
+        PythonEnv::at(&self.root.join("python"))
+    }
+
+    /// Builds the lab's Python environment (or finds it built).
+    fn create_python_env(&self, spec: &ResourceSpec) -> Result<Observed, ProviderError> {
+        let PythonEnvConfig { requirements } = config(spec)?;
+        self.claim("python_env", PYTHON_ENV_ID, &spec.tags)?;
+        let env = self.python_env();
+        let pins = env.build(&requirements).map_err(ProviderError::invalid)?;
+        Ok(self.python_env_observed(&env, pins))
+    }
+
+    fn python_env_observed(&self, env: &PythonEnv, pins: Vec<String>) -> Observed {
+        let attributes = attrs(json!({ "bin": env.bin(), "pinned": pins }));
+        Observed { id: PYTHON_ENV_ID.to_owned(), attributes, sensitive: vec![] }
     }
 
     fn token_path(&self, student: &str) -> PathBuf {
@@ -213,6 +239,17 @@ impl LocalProvider {
             "bucket" => self.create_bucket(spec),
             "dataset" => self.seed_dataset(spec),
             "credential" => self.create_credential(spec),
+            "python_env" => self.create_python_env(spec),
+            "notebook" => {
+                let nb: NotebookConfig = config(spec)?;
+                self.claim("notebook", &nb.student, &spec.tags)?;
+                let dir = self.service_dir(&nb.student, "notebook");
+                let root = match &nb.bucket {
+                    Some(bucket) => self.bucket_path(bucket),
+                    None => dir.join("work"),
+                };
+                notebook::start(&nb, &dir, &root, deps)
+            }
             kind => {
                 let service = services::Service::from_kind(kind).ok_or_else(|| unknown_kind(kind))?;
                 let svc: ServiceConfig = config(spec)?;
@@ -229,7 +266,11 @@ impl LocalProvider {
                 .then(|| self.bucket_observed(id))),
             "dataset" => self.read_dataset(id),
             "credential" => self.read_credential(id),
-            "mapreduce" | "scheduler" => services::read(id, &self.service_dir(id, kind)),
+            "mapreduce" | "scheduler" | "notebook" => services::read(id, &self.service_dir(id, kind)),
+            "python_env" => {
+                let env = self.python_env();
+                Ok(env.ready().map(|pins| self.python_env_observed(&env, pins)))
+            }
             other => Err(unknown_kind(other)),
         }
     }
@@ -255,7 +296,12 @@ impl LocalProvider {
                 prune_empty(self.data_dir(), &path);
                 self.release("credential", id)
             }
-            "mapreduce" | "scheduler" => {
+            "python_env" => {
+                let dir = self.root.join("python");
+                fsutil::remove_dir_all(&dir)?;
+                self.release(kind, id)
+            }
+            "mapreduce" | "scheduler" | "notebook" => {
                 let dir = self.service_dir(id, kind);
                 services::stop(&dir)?;
                 fsutil::remove_dir_all(&dir)?;

@@ -1,7 +1,6 @@
 //! The local provider as a plugin: its `[provider.local]` settings, what each student gets
 //! on this machine, and how the smoke workloads reach them (from here).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use labctl_notebook::stack::requirements;
+
+use crate::notebook::NotebookConfig;
 use crate::smoke::Here;
 use crate::LocalProvider;
 
@@ -41,7 +43,7 @@ impl Plugin for LocalPlugin {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { archive: true, ..Capabilities::default() }
+        Capabilities { archive: true, notebooks: true, ..Capabilities::default() }
     }
 
     fn configure(
@@ -82,6 +84,15 @@ pub struct LocalSetup {
     pub rate_limit: Option<f64>,
 }
 
+/// The lab's Python environment for the students' notebooks.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PythonEnvConfig {
+    pub requirements: Vec<String>,
+}
+
+/// The shared Python environment's address.
+const PYTHON_ENV: &str = "python_env";
+
 /// A student's credential: their worker token.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CredentialConfig {
@@ -106,6 +117,17 @@ impl ProviderSetup for LocalSetup {
 
     fn rate_limit(&self) -> Option<f64> {
         self.rate_limit
+    }
+
+    /// The lab's Python environment, when students get notebooks.
+    fn expand_shared(&self, lab: &Lab) -> Vec<Node> {
+        let Some(spec) = &lab.student.notebook else { return vec![] };
+        let config = PythonEnvConfig { requirements: requirements(spec) };
+        vec![Node::new("local", PYTHON_ENV, "python_env", &config, &lab.lab_tags(), vec![])]
+    }
+
+    fn preflight(&self, lab: &Lab, _bin_dir: &Path) -> Result<Vec<String>, String> {
+        lab.student.notebook.as_ref().map_or(Ok(()), labctl_notebook::stack::preflight).map(|()| vec![])
     }
 
     fn expand_student(&self, lab: &Lab, cohort: &Cohort, student: &Student) -> Vec<Node> {
@@ -152,6 +174,19 @@ impl ProviderSetup for LocalSetup {
                 vec![credential.to_string()],
             ));
         }
+        if let Some(spec) = &lab.student.notebook {
+            let bucket = lab.student.bucket.is_some().then(|| lab.resource_name(student));
+            let config = NotebookConfig {
+                student: student.id.clone(),
+                dask_workers: spec.workers(),
+                spark: spec.spark(),
+                bucket: bucket.clone(),
+                requirements: requirements(spec),
+            };
+            let mut deps = vec![credential.to_string(), PYTHON_ENV.to_owned()];
+            deps.extend(bucket.map(|_| base.child("bucket").to_string()));
+            nodes.push(Node::new("local", base.child("notebook"), "notebook", &config, &tags, deps));
+        }
         nodes
     }
 
@@ -172,7 +207,20 @@ impl ProviderSetup for LocalSetup {
             token: attr("credential", "token"),
             bucket: attr("bucket", "path").or_else(|| attr("bucket", "url")),
             datasets: student.dataset_paths(),
-            access: BTreeMap::new(),
+            access: notebook_access(student).into_iter().collect(),
         }
     }
+}
+
+/// The handout's `notebook` section: JupyterLab's address and the student's Dask cluster.
+fn notebook_access(student: &StudentResources) -> Option<(String, Value)> {
+    let notebook = student.get("notebook").ok()?;
+    let attr = |key: &str| notebook.attributes.get(key).cloned().unwrap_or(Value::Null);
+    let access = serde_json::json!({
+        "url": attr("url"),
+        "dask_scheduler": attr("dask_scheduler"),
+        "dask_dashboard": attr("dask_dashboard"),
+        "dask_workers": attr("dask_workers"),
+    });
+    Some(("notebook".to_owned(), access))
 }

@@ -15,16 +15,17 @@ use crate::fsutil::{io_error, read_json, write_atomic};
 use crate::plugin::ServiceConfig;
 use crate::process::{self, Proc};
 
-/// What a service looks like once started.
+/// What a service looks like once started: its processes, and once its head answers,
+/// where it is (the resource's attributes).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Record {
     pub processes: Vec<Proc>,
-    pub address: Option<String>,
-    pub http: Option<String>,
+    #[serde(default)]
+    pub attributes: Attributes,
 }
 
 const STOP_GRACE: Duration = Duration::from_secs(3);
-const START_TIMEOUT: Duration = Duration::from_secs(15);
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Starts the student's service as `config` says, from scratch in `dir` (stopping whatever
 /// an earlier incarnation left).
@@ -50,8 +51,7 @@ pub fn start(
     let env = [(service.token_env(), token.as_str())];
     let id = config.student.as_str();
     let mut record = Record::default();
-    let partial = |record: &Record| observed(id, dir, record);
-    let fail = |record: &Record, e: String| ProviderError::fatal(e).with_partial(partial(record));
+    let fail = |record: &Record, e: String| failed(id, dir, record, e);
 
     let (role, args): (&str, Vec<String>) = match service {
         Service::MapReduce => {
@@ -78,9 +78,9 @@ pub fn start(
     if service == Service::Scheduler {
         let http = process::wait_for(&log, "status on http://", &head, START_TIMEOUT)
             .map_err(|e| fail(&record, e))?;
-        record.http = Some(http.trim_end_matches("/status").to_owned());
+        record.attributes.insert("status_url".into(), json!(format!("http://{http}")));
     }
-    record.address = Some(address.clone());
+    record.attributes.insert("address".into(), json!(address));
     save(dir, &record)?;
 
     for i in 0..config.workers {
@@ -113,7 +113,7 @@ pub fn start(
 /// The service as it runs now; `None` if any of its processes is gone.
 pub fn read(id: &str, dir: &Path) -> Result<Option<Observed>, ProviderError> {
     let Some(record) = read_json::<Record>(&record_path(dir))? else { return Ok(None) };
-    let complete = record.address.is_some() && !record.processes.is_empty();
+    let complete = !record.attributes.is_empty() && !record.processes.is_empty();
     Ok((complete && record.processes.iter().all(Proc::alive)).then(|| observed(id, dir, &record)))
 }
 
@@ -133,21 +133,22 @@ fn record_path(dir: &Path) -> PathBuf {
     dir.join("processes.json")
 }
 
-fn save(dir: &Path, record: &Record) -> Result<(), ProviderError> {
+/// Records what was started, before anything else happens.
+pub fn save(dir: &Path, record: &Record) -> Result<(), ProviderError> {
     write_atomic(&record_path(dir), &serde_json::to_vec_pretty(record).expect("records serialise"), 0o644)
 }
 
-fn observed(id: &str, dir: &Path, record: &Record) -> Observed {
-    let mut attributes = Attributes::new();
+/// The resource as `record` says, with where its logs are.
+pub fn observed(id: &str, dir: &Path, record: &Record) -> Observed {
+    let mut attributes = record.attributes.clone();
     attributes.insert("log_dir".into(), json!(dir));
-    if let Some(a) = &record.address {
-        attributes.insert("address".into(), json!(a));
-    }
-    if let Some(h) = &record.http {
-        attributes.insert("status_url".into(), json!(format!("http://{h}/status")));
-    }
     attributes.insert("processes".into(), json!(record.processes));
     Observed { id: id.to_owned(), attributes, sensitive: vec![] }
+}
+
+/// A start that failed with `error`, leaving what `record` holds (stopped by the next try).
+pub fn failed(id: &str, dir: &Path, record: &Record, error: String) -> ProviderError {
+    ProviderError::fatal(error).with_partial(observed(id, dir, record))
 }
 
 /// Refuses worker binaries from another build than the one the lab asks for.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use labctl_notebook::check::Target;
 use labctl_provider_api::lab::SmokeWorkload;
 use labctl_provider_api::{SmokeRunner, StudentResources, WorkerService};
 use serde_json::Value;
@@ -42,11 +43,11 @@ impl Here {
         })
     }
 
-    /// Runs the workload from this machine.
-    async fn workload(&self, workload: SmokeWorkload, s: &Setup<'_>) -> Result<(), String> {
+    /// Runs the service's workload from this machine.
+    async fn workload(&self, service: WorkerService, s: &Setup<'_>) -> Result<(), String> {
         let Setup { address, token, dataset, bucket, .. } = s;
-        match workload {
-            SmokeWorkload::Wordcount => {
+        match service {
+            WorkerService::MapReduce => {
                 let out = bucket.join("smoke").join("wordcount");
                 let report = run_tool(
                     &self.bin_dir,
@@ -80,7 +81,7 @@ impl Here {
                 }
                 labctl_datasets::check::wordcount(dataset, &out)
             }
-            SmokeWorkload::Hpsearch => {
+            WorkerService::Scheduler => {
                 let data = dataset.join("part-00000.csv").display().to_string();
                 run_tool(
                     &self.bin_dir,
@@ -110,8 +111,11 @@ impl SmokeRunner for Here {
         dataset: Option<&str>,
         timeout: Duration,
     ) -> Result<(), String> {
-        let setup = self.setup(WorkerService::for_workload(workload), student, dataset)?;
-        match tokio::time::timeout(timeout, self.workload(workload, &setup)).await {
+        let Some(service) = WorkerService::for_workload(workload) else {
+            return notebook(student, dataset, timeout).await;
+        };
+        let setup = self.setup(service, student, dataset)?;
+        match tokio::time::timeout(timeout, self.workload(service, &setup)).await {
             Ok(r) => r.map_err(|e| format!("{e} (worker logs: {})", setup.log_dir)),
             Err(_) => Err(format!("no answer within {timeout:?} (worker logs: {})", setup.log_dir)),
         }
@@ -141,7 +145,47 @@ impl SmokeRunner for Here {
             };
             out.push((service.name().to_owned(), answer));
         }
+        if let Ok(notebook) = student.get("notebook") {
+            let token = token.to_owned();
+            let (jupyter, dashboard) = (
+                notebook.attr("jupyter").unwrap_or_default(),
+                notebook.attr("dask_dashboard").unwrap_or_default(),
+            );
+            let (jupyter, dashboard) = (jupyter.to_owned(), dashboard.to_owned());
+            let asked =
+                tokio::task::spawn_blocking(move || labctl_notebook::health(&jupyter, &token, &dashboard));
+            let answer = match tokio::time::timeout(Duration::from_secs(5), asked).await {
+                Ok(Ok(answer)) => answer,
+                _ => "no answer".to_owned(),
+            };
+            out.push(("notebook".to_owned(), answer));
+        }
         out
+    }
+}
+
+/// Runs the check notebook through the student's Jupyter server, from here.
+async fn notebook(
+    student: &StudentResources,
+    dataset: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let nb = student.get("notebook")?;
+    let (jupyter, log_dir) = (nb.attr("jupyter")?.to_owned(), nb.attr("log_dir")?.to_owned());
+    let token = student.get("credential")?.attr("token")?.to_owned();
+    let dataset = dataset.ok_or("no text dataset")?;
+    let dataset = PathBuf::from(student.get(&format!("dataset[\"{dataset}\"]"))?.attr("path")?);
+    let dask_workers = nb.config.get("dask_workers").and_then(Value::as_u64).unwrap_or(1) as u32;
+    let spark = nb.config.get("spark").and_then(Value::as_bool).unwrap_or(false);
+    let deadline = std::time::Instant::now() + timeout;
+    let checked = tokio::task::spawn_blocking(move || {
+        let target = Target { jupyter: &jupyter, token: &token, dataset: &dataset, dask_workers, spark };
+        labctl_notebook::check::run(&target, deadline)
+    });
+    match tokio::time::timeout(timeout, checked).await {
+        Ok(Ok(result)) => result.map_err(|e| format!("{e} (logs: {log_dir})")),
+        Ok(Err(e)) => Err(format!("the notebook check panicked: {e}")),
+        Err(_) => Err(format!("no answer within {timeout:?} (logs: {log_dir})")),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use labctl_provider_api::lab::SmokeWorkload;
-use labctl_provider_api::{ports, SmokeRunner, StudentResources};
+use labctl_provider_api::{ports, SmokeRunner, StudentResources, NO_NOTEBOOKS};
 
 use crate::ssh::{Login, SshClient};
 use crate::vm_address;
@@ -30,7 +30,7 @@ impl SshRunner {
 
     /// The shell script a workload is on the VM, read by `sh -s` from stdin (so the token
     /// is on no command line).
-    fn script(workload: SmokeWorkload, token: &str) -> String {
+    fn script(workload: SmokeWorkload, token: &str) -> Result<String, String> {
         let (units, run) = match workload {
             SmokeWorkload::Wordcount => (
                 "lab-mapreduce",
@@ -48,8 +48,9 @@ impl SshRunner {
                     ports::SCHEDULER
                 ),
             ),
+            SmokeWorkload::Notebook => return Err(NO_NOTEBOOKS.to_owned()),
         };
-        format!("{WAIT_FOR_CLOUD_INIT}{}{run}", units_active(units))
+        Ok(format!("{WAIT_FOR_CLOUD_INIT}{}{run}", units_active(units)))
     }
 
     fn login<'a>(student: &'a StudentResources) -> Result<Login<'a>, String> {
@@ -85,7 +86,7 @@ impl SmokeRunner for SshRunner {
         timeout: Duration,
     ) -> Result<(), String> {
         let token = student.get("credential")?.attr("token")?;
-        self.ssh.run(&Self::login(student)?, &Self::script(workload, token), timeout).await.map(drop)
+        self.ssh.run(&Self::login(student)?, &Self::script(workload, token)?, timeout).await.map(drop)
     }
 
     /// Each labctl unit on the VM and its state, as systemd reports it.

@@ -153,6 +153,8 @@ pub struct SectionSpans {
     pub workers: Option<Range<usize>>,
     /// `compute` of `[student]`.
     pub compute: Option<Range<usize>>,
+    /// `notebook` of `[student]`.
+    pub notebook: Option<Range<usize>>,
     /// `cluster` of `[cluster.<name>]`.
     pub cluster: Option<Range<usize>>,
 }

@@ -33,6 +33,38 @@ pub struct StudentSection {
     /// Students' namespaces on one of the lab's own clusters (`[cluster.<name>]`), where
     /// their workers and smoke Jobs run, with what the Kubernetes provider gives a student.
     pub kubernetes: Option<HostedKubernetesSpec>,
+    /// A Jupyter server per student with a Dask cluster and PySpark beside it.
+    pub notebook: Option<NotebookSpec>,
+}
+
+/// `[student.notebook]`: per student a Jupyter server (JupyterLab, the student's token as
+/// its login), a Dask scheduler with workers, and PySpark in local mode in their kernels,
+/// from one Python environment per lab.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotebookSpec {
+    /// Python packages besides JupyterLab, Dask and PySpark, as pip requirements
+    /// (e.g. "pandas", "scikit-learn==1.7.2").
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub packages: Vec<Spanned<String>>,
+    /// Dask workers per student (default 2), one thread each.
+    #[schemars(with = "Option<u32>")]
+    pub dask_workers: Option<Spanned<u32>>,
+    /// PySpark in the students' kernels (default true; it needs Java 17 or later).
+    pub spark: Option<bool>,
+}
+
+impl NotebookSpec {
+    /// Dask workers per student.
+    pub fn workers(&self) -> u32 {
+        self.dask_workers.as_ref().map_or(2, |w| *w.get_ref())
+    }
+
+    /// Whether the students' kernels get PySpark.
+    pub fn spark(&self) -> bool {
+        self.spark.unwrap_or(true)
+    }
 }
 
 /// `[student] kubernetes = { cluster = "shared", image = "…" }`.
@@ -153,6 +185,9 @@ pub enum SmokeWorkload {
     Wordcount,
     /// Hyperparameter search through the student's scheduler over their tabular dataset.
     Hpsearch,
+    /// A notebook run through the student's Jupyter server: word count over their text
+    /// dataset on their Dask cluster and with PySpark.
+    Notebook,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

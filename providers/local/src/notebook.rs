@@ -1,0 +1,113 @@
+//! A student's notebook service on this machine: a Dask scheduler and its workers, and a
+//! Jupyter server (JupyterLab) whose kernels find that scheduler and run PySpark in local
+//! mode, all from the lab's Python environment and on loopback ports chosen by the kernel.
+//! The student's credential token is the server's login; their bucket is its root, so
+//! what they save is their work (and `destroy --archive` keeps it).
+
+use std::path::Path;
+
+use labctl_provider_api::{dep_attr, Deps, Observed, ProviderError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::fsutil::io_error;
+use crate::process::{self, Proc};
+use crate::services::{failed, save, stop, Record, START_TIMEOUT};
+
+/// A student's notebook service.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NotebookConfig {
+    pub student: String,
+    pub dask_workers: u32,
+    /// PySpark in their kernels (the check runs it).
+    pub spark: bool,
+    /// The student's bucket, the server's root (else a directory of its own).
+    pub bucket: Option<String>,
+    /// The lab's Python environment's requirements: another restarts the service on it.
+    pub requirements: Vec<String>,
+}
+
+/// Jupyter takes longer than the bundled workers to start (it loads its extensions).
+const JUPYTER_START: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts the student's Dask cluster and Jupyter server from scratch in `dir`, serving
+/// `root`, with the token and the Python environment (`bin`) their dependencies hold.
+pub fn start(
+    config: &NotebookConfig,
+    dir: &Path,
+    root: &Path,
+    deps: &Deps,
+) -> Result<Observed, ProviderError> {
+    stop(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    std::fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
+    let (token, python) = (dep_attr(deps, "token")?, Path::new(dep_attr(deps, "bin")?));
+    let id = config.student.as_str();
+    let mut record = Record::default();
+    let fail = |record: &Record, e: String| failed(id, dir, record, e);
+    let spawn = |record: &mut Record, role: &str, program: &str, args: &[String], env: &[(&str, &str)]| {
+        let log = dir.join(format!("{role}.log"));
+        let p = process::spawn(role, &python.join(program), args, env, &log)
+            .map_err(|e| fail(record, format!("cannot start {role}: {e}")))?;
+        record.processes.push(p.clone());
+        save(dir, record)?;
+        Ok::<(Proc, std::path::PathBuf), ProviderError>((p, log))
+    };
+
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+    let (head, log) = spawn(
+        &mut record,
+        "dask-scheduler",
+        "dask",
+        &args(&["scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0"]),
+        &[],
+    )?;
+    let scheduler =
+        process::wait_for(&log, "Scheduler at:", &head, START_TIMEOUT).map_err(|e| fail(&record, e))?;
+    let dashboard =
+        process::wait_for(&log, "dashboard at:", &head, START_TIMEOUT).map_err(|e| fail(&record, e))?;
+    for i in 0..config.dask_workers {
+        let scratch = dir.join(format!("dask-worker-{i}"));
+        let mut worker_args =
+            args(&["worker", &scheduler, "--nthreads", "1", "--no-nanny", "--no-dashboard"]);
+        worker_args.extend(["--name".into(), format!("{id}-dask-{i}"), "--local-directory".into()]);
+        worker_args.push(scratch.display().to_string());
+        let (worker, log) = spawn(&mut record, &format!("dask-worker-{i}"), "dask", &worker_args, &[])?;
+        process::wait_for(&log, "Registered to:", &worker, START_TIMEOUT).map_err(|e| fail(&record, e))?;
+    }
+
+    // The kernels inherit this environment: Dask's `Client()` finds the scheduler, PySpark
+    // runs the lab's Python and binds loopback only.
+    let runtime = dir.join("jupyter");
+    let python_exe = python.join("python").display().to_string();
+    let env = [
+        ("JUPYTER_TOKEN", token),
+        ("DASK_SCHEDULER_ADDRESS", scheduler.as_str()),
+        ("JUPYTER_RUNTIME_DIR", &runtime.join("runtime").display().to_string()),
+        ("JUPYTER_CONFIG_DIR", &runtime.join("config").display().to_string()),
+        ("IPYTHONDIR", &runtime.join("ipython").display().to_string()),
+        ("PYSPARK_PYTHON", python_exe.as_str()),
+        ("PYSPARK_DRIVER_PYTHON", python_exe.as_str()),
+        ("SPARK_LOCAL_IP", "127.0.0.1"),
+    ]
+    .map(|(k, v)| (k, v.to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut jupyter_args = args(&["lab", "--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0"]);
+    jupyter_args.push(format!("--ServerApp.root_dir={}", root.display()));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        jupyter_args.push("--allow-root".into());
+    }
+    let (server, log) = spawn(&mut record, "jupyter", "jupyter", &jupyter_args, &env)?;
+    let url = process::wait_for(&log, "ServerApp] http://", &server, JUPYTER_START)
+        .map_err(|e| fail(&record, e))?;
+    let address = url.split('/').next().unwrap_or_default().to_owned();
+
+    record.attributes.insert("jupyter".into(), json!(address));
+    record.attributes.insert("url".into(), json!(format!("http://{address}/lab")));
+    record.attributes.insert("dask_scheduler".into(), json!(scheduler));
+    record.attributes.insert("dask_dashboard".into(), json!(dashboard.trim_end_matches("/status")));
+    record.attributes.insert("dask_workers".into(), json!(config.dask_workers));
+    save(dir, &record)?;
+    Ok(crate::services::observed(id, dir, &record))
+}

@@ -1,0 +1,29 @@
+//! What students' notebook environments share on every provider: the lab's Python stack
+//! (JupyterLab, Dask, PySpark and the lab's packages, pinned), a client of a Jupyter
+//! server's kernels, and the `notebook` smoke check run through it.
+
+pub mod check;
+pub mod jupyter;
+pub mod stack;
+
+use std::time::Duration;
+
+/// How a student's notebook service answers, for `labctl status`: the Jupyter server's
+/// version (asked with their token) and the Dask workers its scheduler has.
+pub fn health(jupyter: &str, token: &str, dask_dashboard: &str) -> String {
+    let jupyter = match jupyter::Jupyter::new(jupyter, token).version() {
+        Ok(version) => format!("Jupyter Server {version}"),
+        Err(e) => format!("Jupyter down ({e})"),
+    };
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+    let counts = agent
+        .get(format!("{dask_dashboard}/json/counts.json"))
+        .call()
+        .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>());
+    let dask = match counts {
+        Ok(counts) => format!("Dask {} workers", counts["workers"]),
+        Err(e) => format!("Dask down ({e})"),
+    };
+    format!("{jupyter}, {dask}")
+}

@@ -1,0 +1,172 @@
+//! The lab's Python environment: one virtualenv per lab with JupyterLab, Dask, PySpark
+//! and the lab's own packages, from PyPI. The versions pip chose the first time are pinned
+//! in `requirements.lock` beside it, so rebuilding it (a deleted or broken environment)
+//! installs the same versions and a re-apply does not drift.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use labctl_provider_api::lab::NotebookSpec;
+
+/// What labctl itself runs in every student's environment.
+const STACK: &[&str] = &["jupyterlab", "ipykernel", "dask[distributed]"];
+
+/// The pip requirements of a lab's environment: labctl's stack (with PySpark if the lab
+/// wants it), then the lab's own packages, each once.
+pub fn requirements(spec: &NotebookSpec) -> Vec<String> {
+    let spark = spec.spark().then_some("pyspark");
+    let own = spec.packages.iter().map(|p| p.get_ref().as_str());
+    let mut out: Vec<String> = vec![];
+    for r in STACK.iter().copied().chain(spark).chain(own) {
+        if !out.iter().any(|o| o == r) {
+            out.push(r.to_owned());
+        }
+    }
+    out
+}
+
+/// A lab's Python environment in `dir`: the virtualenv `env/`, and the pins.
+#[derive(Debug, Clone)]
+pub struct PythonEnv {
+    dir: PathBuf,
+}
+
+impl PythonEnv {
+    pub fn at(dir: &Path) -> Self {
+        Self { dir: dir.to_owned() }
+    }
+
+    /// Where its programs are (`python`, `jupyter`, `dask`).
+    pub fn bin(&self) -> PathBuf {
+        self.dir.join("env").join("bin")
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("requirements.lock")
+    }
+
+    /// Written last by a build: the environment is complete for these requirements.
+    fn ready_path(&self) -> PathBuf {
+        self.dir.join("env").join(".labctl-ready")
+    }
+
+    /// The pinned versions, if the environment is complete.
+    pub fn ready(&self) -> Option<Vec<String>> {
+        let built_for = std::fs::read_to_string(self.ready_path()).ok()?;
+        let (header, pins) = self.lock()?;
+        (header == built_for).then_some(pins)
+    }
+
+    /// The lock file's first line (the requirements it pins) and its pins.
+    fn lock(&self) -> Option<(String, Vec<String>)> {
+        let text = std::fs::read_to_string(self.lock_path()).ok()?;
+        let mut lines = text.lines();
+        let header = lines.next()?.to_owned();
+        Some((header, lines.map(str::to_owned).collect()))
+    }
+
+    /// Makes the environment hold `requirements` (with `python3`), unless it already does:
+    /// at the pinned versions if they were pinned for these requirements, else at what pip
+    /// resolves now, then pinned. Returns the pins.
+    pub fn build(&self, requirements: &[String]) -> Result<Vec<String>, String> {
+        let header = format!("# labctl requirements: {}", serde_json::json!(requirements));
+        let pinned = self.lock().filter(|(h, _)| *h == header).map(|(_, pins)| pins);
+        if let Some(pins) = &pinned {
+            if std::fs::read_to_string(self.ready_path()).is_ok_and(|built_for| built_for == header) {
+                return Ok(pins.clone());
+            }
+        }
+        let env = self.dir.join("env");
+        match std::fs::remove_dir_all(&env) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("{}: {e}", env.display()))
+            }
+            _ => {}
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        run(Command::new("python3").args(["-m", "venv"]).arg(&env), "python3 -m venv")?;
+        let python = self.bin().join("python");
+        let pip = |args: &[&str]| {
+            let mut command = Command::new(&python);
+            command.args(["-m", "pip", "--disable-pip-version-check", "--no-input"]).args(args);
+            command
+        };
+        let pins = match pinned {
+            Some(pins) => {
+                let lock = self.lock_path().display().to_string();
+                run(&mut pip(&["install", "--progress-bar", "off", "-q", "-r", &lock]), "pip install")?;
+                pins
+            }
+            None => {
+                let mut install = pip(&["install", "--progress-bar", "off", "-q"]);
+                run(install.args(requirements), "pip install")?;
+                let frozen = run(&mut pip(&["freeze", "--exclude-editable"]), "pip freeze")?;
+                let pins: Vec<String> = frozen.lines().map(str::to_owned).collect();
+                write(&self.lock_path(), &format!("{header}\n{}\n", pins.join("\n")))?;
+                pins
+            }
+        };
+        write(&self.ready_path(), &header)?;
+        Ok(pins)
+    }
+}
+
+/// Checks that this machine can build and run the environment: Python 3 with `venv` and
+/// `pip`, and Java 17 or later for PySpark.
+pub fn preflight(spec: &NotebookSpec) -> Result<(), String> {
+    let python = Command::new("python3").args(["-c", "import venv, ensurepip"]).output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        return Err("students' notebooks need python3 with venv and pip here: install python3-venv".into());
+    }
+    if spec.spark() {
+        let java = Command::new("java").arg("-version").output().map_err(|_| NO_JAVA.to_owned())?;
+        // `openjdk version "17.0.15"`, `java version "1.8.0_…"`: on stderr.
+        let text = String::from_utf8_lossy(&java.stderr);
+        let major =
+            text.split('"').nth(1).and_then(|v| v.split('.').next()).and_then(|m| m.parse::<u32>().ok());
+        if major.is_none_or(|m| m < 17) {
+            return Err(format!("{NO_JAVA} (found: {})", text.lines().next().unwrap_or("none")));
+        }
+    }
+    Ok(())
+}
+
+const NO_JAVA: &str =
+    "PySpark needs Java 17 or later here: install openjdk-17-jre-headless, or set spark = false in [student.notebook]";
+
+/// Runs `command`; its stdout, or `what` failed with the end of its stderr.
+fn run(command: &mut Command, what: &str) -> Result<String, String> {
+    let out = command.output().map_err(|e| format!("cannot run {what}: {e}"))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    Err(format!("{what} failed: {}", lines[lines.len().saturating_sub(3)..].join(" / ")))
+}
+
+/// Writes `path` whole or not at all.
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use labctl_provider_api::lab::NotebookSpec;
+
+    use super::requirements;
+
+    #[test]
+    fn the_stack_comes_first_then_the_labs_packages_each_once() {
+        let spec: NotebookSpec = toml::from_str("packages = [\"pandas\", \"jupyterlab\"]").unwrap();
+        assert_eq!(
+            requirements(&spec),
+            ["jupyterlab", "ipykernel", "dask[distributed]", "pyspark", "pandas"]
+        );
+        let spec: NotebookSpec = toml::from_str("spark = false").unwrap();
+        assert_eq!(requirements(&spec), ["jupyterlab", "ipykernel", "dask[distributed]"]);
+    }
+}
