@@ -32,6 +32,8 @@ command -v iptables >/dev/null || missing+=(iptables)
 # keeps the wheels), and Java for PySpark.
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+# A real browser opens a student's JupyterLab.
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} for the VM runner and the test cluster" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -9,6 +9,7 @@ mod support;
 mod aws;
 #[cfg(any(feature = "aws", feature = "gcp"))]
 mod booted;
+mod browser;
 #[cfg(feature = "kubernetes")]
 mod cluster;
 mod conformance;

@@ -171,3 +171,45 @@ fn a_rebuilt_python_environment_installs_the_pinned_versions_and_restarts_the_no
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(env.data_files(), Vec::<String>::new());
 }
+
+#[test]
+fn the_handouts_jupyterlab_address_opens_the_launcher_in_headless_chromium_with_the_token_only() {
+    worker_bin_dir();
+    let env = Env::new();
+    let one = lab()
+        .replace("smoke = [\"wordcount\", \"notebook\"]", "smoke = []")
+        .replace("  { id = \"alan\"", "#  { id = \"alan\"")
+        .replace("  { id = \"grace\"", "#  { id = \"grace\"");
+    env.write("lab.toml", &one);
+    env.run(&["apply", "lab.toml", "--yes"]).ok();
+    env.run(&["output", "lab.toml", "--handout", "handouts"]).ok();
+    let handout = std::fs::read_to_string(env.path("handouts/ada.md")).unwrap();
+    // "JupyterLab: <http://…/lab?token=…>"
+    let url = handout
+        .split("JupyterLab: <")
+        .nth(1)
+        .and_then(|r| r.split('>').next())
+        .unwrap_or_else(|| panic!("{handout}"));
+    let (bare, _) = url.split_once("?token=").unwrap();
+
+    let mut browser = crate::browser::Chromium::start();
+    // Without the token: Jupyter's login page, no launcher.
+    browser.open(bare);
+    let login = "!!document.querySelector('input[type=password]')";
+    assert!(browser.wait_for(login, Duration::from_secs(30)), "no login page: {}", browser.text());
+    assert!(!browser.wait_for("!!document.querySelector('.jp-Launcher')", Duration::from_secs(1)));
+    // With the handout's address: JupyterLab, its launcher offering the lab's Python.
+    browser.open(url);
+    let launcher = "!!document.querySelector('.jp-Launcher') && document.querySelector('.jp-Launcher').innerText.includes('Python 3')";
+    assert!(browser.wait_for(launcher, Duration::from_secs(90)), "no launcher: {}", browser.text());
+    let png = browser.screenshot();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    std::fs::write(env.path("jupyterlab.png"), &png).unwrap();
+    // `LABCTL_SCREENSHOT=<path>` keeps it (the README's picture comes from here).
+    if let Ok(keep) = std::env::var("LABCTL_SCREENSHOT") {
+        std::fs::write(keep, &png).unwrap();
+    }
+    drop(browser);
+    env.run(&["destroy", "lab.toml", "--yes"]).ok();
+    assert_eq!(env.data_files(), Vec::<String>::new());
+}

@@ -92,7 +92,15 @@ pub fn start(
     ]
     .map(|(k, v)| (k, v.to_owned()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut jupyter_args = args(&["lab", "--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0"]);
+    // JupyterLab asks PyPI for its updates and extensions unless told not to.
+    let mut jupyter_args = args(&[
+        "lab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        "--ServerApp.port=0",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]);
     jupyter_args.push(format!("--ServerApp.root_dir={}", root.display()));
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {

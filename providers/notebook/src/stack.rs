@@ -25,6 +25,9 @@ pub fn requirements(spec: &NotebookSpec) -> Vec<String> {
     out
 }
 
+/// JupyterLab's settings for every student (`overrides.json`).
+const LAB_SETTINGS: &str = r#"{ "@jupyterlab/apputils-extension:notification": { "fetchNews": "false" } }"#;
+
 /// A lab's Python environment in `dir`: the virtualenv `env/`, and the pins.
 #[derive(Debug, Clone)]
 pub struct PythonEnv {
@@ -106,6 +109,10 @@ impl PythonEnv {
                 pins
             }
         };
+        // Students are not asked whether JupyterLab may fetch Jupyter's news from the internet.
+        let settings = env.join("share/jupyter/lab/settings");
+        std::fs::create_dir_all(&settings).map_err(|e| format!("{}: {e}", settings.display()))?;
+        write(&settings.join("overrides.json"), LAB_SETTINGS)?;
         write(&self.ready_path(), &header)?;
         Ok(pins)
     }
