@@ -67,6 +67,7 @@ pub fn validate(
     let datasets = v.datasets(&file.datasets);
     let setup = v.student_section(&file, plugin, &datasets, path, cx);
     let expires = file.lab.expires.as_ref().and_then(|e| v.expiry(e));
+    let starters = v.starters(&file, path);
     if let Some(budget) = &file.lab.budget {
         if let Some(currency) = budget.currency.as_ref().filter(|c| c.get_ref() != "USD") {
             v.error(
@@ -133,6 +134,7 @@ pub fn validate(
                 state: file.lab.state.clone(),
                 budget: budget(file.lab.budget.as_ref()),
                 warnings: v.warnings,
+                starters,
             },
             setup,
         }),
@@ -170,6 +172,33 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn error<T>(&mut self, at: &Spanned<T>, message: String, allowed: &str) {
         self.errors.push(self.source.error(at.span(), message).note(allowed));
+    }
+
+    /// Reads `[student.notebook] starters`: each a notebook file, by its file name.
+    fn starters(&mut self, file: &LabFile, lab_path: &Path) -> BTreeMap<String, String> {
+        let mut starters = BTreeMap::new();
+        for starter in file.student.notebook.iter().flat_map(|n| &n.starters) {
+            let path = lab_path.parent().unwrap_or(Path::new(".")).join(starter.get_ref());
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let problem = match std::fs::read_to_string(&path) {
+                Err(e) => Some(format!("cannot read starter notebook `{}`: {e}", path.display())),
+                Ok(_) if !name.ends_with(".ipynb") => Some(format!("starter `{name}` is not a .ipynb file")),
+                Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(nb) if nb["cells"].is_array() && nb["nbformat"].as_u64() == Some(4) => {
+                        if starters.insert(name.clone(), text).is_some() {
+                            Some(format!("two starters are named `{name}`"))
+                        } else {
+                            None
+                        }
+                    }
+                    _ => Some(format!("`{}` is not a Jupyter notebook (nbformat 4)", path.display())),
+                },
+            };
+            if let Some(problem) = problem {
+                self.error(starter, problem, "allowed: .ipynb files (nbformat 4) with different names");
+            }
+        }
+        starters
     }
 
     /// Checks a DNS-1123 label (which is also a valid bucket-name part).

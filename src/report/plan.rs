@@ -114,6 +114,16 @@ fn render_cost(out: &mut String, cost: &Estimate) {
     }
 }
 
+/// A config value as the plan shows it: long texts (a starter notebook) by their size.
 fn show(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+    serde_json::to_string(&shortened(v)).unwrap_or_default()
+}
+
+fn shortened(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s.len() > 200 => Value::String(format!("({} bytes)", s.len())),
+        Value::Array(items) => Value::Array(items.iter().map(shortened).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), shortened(v))).collect()),
+        v => v.clone(),
+    }
 }

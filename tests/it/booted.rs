@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use labctl_vm_runner::Runner;
 
-use crate::support::{Env, Run};
+use crate::support::{without_notebooks, Env, Run};
 
 /// Each course lab of `labs/` (its name and a scratch directory holding it as `lab.toml`,
 /// with the roster beside it) with `[provider.local]` replaced by `provider`, each machine
@@ -27,7 +27,7 @@ pub fn course_labs(provider: &str, machine_types: &[(&str, &str)]) -> Vec<(Strin
         std::fs::copy(path.with_file_name("roster-example.csv"), env.path("roster-example.csv")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("[provider.local]\n"), "{}", path.display());
-        let text: String = text
+        let text: String = without_notebooks(&text)
             .replace("[provider.local]\n", provider)
             .lines()
             .map(|l| match l.split('=').map(str::trim).collect::<Vec<_>>().as_slice() {

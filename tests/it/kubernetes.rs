@@ -701,7 +701,7 @@ fn course_lab_on_kubernetes(cluster: &Cluster, file: &str) -> Env {
     let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
     let block =
         "[provider.kubernetes]\n# kubeconfig = \"~/.kube/config\"\nimage = \"ghcr.io/labctl/workers:0.1.0\"";
-    let switched = text
+    let switched = crate::support::without_notebooks(&text)
         .replace("\n[provider.local]\n", &format!("\n{block}\n"))
         .replace("workers = 3 }", "workers = 3, cpu = \"20m\" }")
         .replace("workers = 2 }", "workers = 2, cpu = \"20m\" }")

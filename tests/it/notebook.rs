@@ -213,3 +213,55 @@ fn the_handouts_jupyterlab_address_opens_the_launcher_in_headless_chromium_with_
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(env.data_files(), Vec::<String>::new());
 }
+
+#[test]
+fn every_course_lab_gives_its_students_the_modules_starter_notebook_and_keeps_their_answers() {
+    worker_bin_dir();
+    let labs = concat!(env!("CARGO_MANIFEST_DIR"), "/labs");
+    for (file, lab, starter) in [
+        ("mapreduce-spark.toml", "mr-spark-2026", "mapreduce-spark.ipynb"),
+        ("kubernetes-dask.toml", "k8s-dask-2026", "kubernetes-dask.ipynb"),
+        ("evaluation.toml", "eval-2026", "evaluation.ipynb"),
+    ] {
+        let env = Env::new();
+        std::fs::copy(format!("{labs}/roster-example.csv"), env.path("roster-example.csv")).unwrap();
+        let text = std::fs::read_to_string(format!("{labs}/{file}")).unwrap();
+        std::fs::create_dir(env.path("notebooks")).unwrap();
+        std::fs::copy(format!("{labs}/notebooks/{starter}"), env.path(&format!("notebooks/{starter}")))
+            .unwrap();
+        let small: Vec<String> = text
+            .lines()
+            .map(|l| match l.split('=').map(str::trim).next() {
+                Some("size_mb") => "size_mb = 0.25".to_owned(),
+                Some("rows") => "rows = 500".to_owned(),
+                _ => l.to_owned(),
+            })
+            .collect();
+        env.write("lab.toml", &small.join("\n"));
+        let applied = env.run(&["apply", "lab.toml", "--yes", "--json"]).ok();
+        let summary: Value = serde_json::from_str(&applied.stdout).unwrap();
+        let checks = summary["checks"].as_array().unwrap();
+        assert!(checks.iter().any(|c| c["check"] == "notebook"), "{file}: {summary:#}");
+        assert!(checks.iter().all(|c| c["passed"] == true), "{file}: {summary:#}");
+
+        // Each student finds the module's notebook in their bucket, as the lab has it.
+        let mine =
+            |student: &str| env.data().join(format!("{lab}/buckets/{lab}-{student}/notebooks/{starter}"));
+        for student in ["ada", "alan", "grace"] {
+            let text =
+                std::fs::read_to_string(mine(student)).unwrap_or_else(|e| panic!("{file}: {student}: {e}"));
+            assert_eq!(text, std::fs::read_to_string(format!("{labs}/notebooks/{starter}")).unwrap());
+        }
+        // Ada's answers survive her notebook service's restart (a killed process, repaired).
+        std::fs::write(mine("ada"), "{\"cells\": [], \"note\": \"ada's answers\"}").unwrap();
+        let path = env.data().join(format!("{lab}/students/ada/notebook/processes.json"));
+        let record: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let scheduler = record["processes"][0]["pid"].as_u64().unwrap() as i32;
+        // SAFETY: a process this test's lab started.
+        unsafe { libc::kill(scheduler, libc::SIGKILL) };
+        env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
+        assert!(std::fs::read_to_string(mine("ada")).unwrap().contains("ada's answers"), "{file}");
+        env.run(&["destroy", "lab.toml", "--yes"]).ok();
+        assert_eq!(env.data_files(), Vec::<String>::new(), "{file}");
+    }
+}

@@ -4,13 +4,14 @@
 //! The student's credential token is the server's login; their bucket is its root, so
 //! what they save is their work (and `destroy --archive` keeps it).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use labctl_provider_api::{dep_attr, Deps, Observed, ProviderError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::fsutil::io_error;
+use crate::fsutil::{io_error, write_atomic};
 use crate::process::{self, Proc};
 use crate::services::{failed, save, stop, Record, START_TIMEOUT};
 
@@ -25,6 +26,8 @@ pub struct NotebookConfig {
     pub bucket: Option<String>,
     /// The lab's Python environment's requirements: another restarts the service on it.
     pub requirements: Vec<String>,
+    /// Notebooks put in the student's `notebooks/` unless there already: name → text.
+    pub starters: BTreeMap<String, String>,
 }
 
 /// Jupyter takes longer than the bundled workers to start (it loads its extensions).
@@ -41,6 +44,7 @@ pub fn start(
     stop(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     std::fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
+    put_starters(&config.starters, &root.join("notebooks"))?;
     let (token, python) = (dep_attr(deps, "token")?, Path::new(dep_attr(deps, "bin")?));
     let id = config.student.as_str();
     let mut record = Record::default();
@@ -118,4 +122,16 @@ pub fn start(
     record.attributes.insert("dask_workers".into(), json!(config.dask_workers));
     save(dir, &record)?;
     Ok(crate::services::observed(id, dir, &record))
+}
+
+/// Writes each starter notebook into `dir` unless the student has one of that name (theirs
+/// holds their answers).
+fn put_starters(starters: &BTreeMap<String, String>, dir: &Path) -> Result<(), ProviderError> {
+    for (name, text) in starters {
+        let path = dir.join(name);
+        if !path.exists() {
+            write_atomic(&path, text.as_bytes(), 0o644)?;
+        }
+    }
+    Ok(())
 }

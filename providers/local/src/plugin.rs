@@ -182,6 +182,7 @@ impl ProviderSetup for LocalSetup {
                 spark: spec.spark(),
                 bucket: bucket.clone(),
                 requirements: requirements(spec),
+                starters: lab.starters.clone(),
             };
             let mut deps = vec![credential.to_string(), PYTHON_ENV.to_owned()];
             deps.extend(bucket.map(|_| base.child("bucket").to_string()));

@@ -36,6 +36,8 @@ pub struct Lab {
     pub budget: Budget,
     /// Things that are allowed but probably not what the instructor meant.
     pub warnings: Vec<String>,
+    /// `[student.notebook] starters`, read: file name → the notebook's text.
+    pub starters: BTreeMap<String, String>,
 }
 
 /// Limits on the estimated cost (USD), and rates (USD per unit-hour, by price item such

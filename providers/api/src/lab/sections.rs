@@ -53,6 +53,11 @@ pub struct NotebookSpec {
     pub dask_workers: Option<Spanned<u32>>,
     /// PySpark in the students' kernels (default true; it needs Java 17 or later).
     pub spark: Option<bool>,
+    /// Notebooks (`.ipynb`, paths from the lab file's directory) put in each student's
+    /// `notebooks/` once: a re-apply keeps what they wrote in them.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub starters: Vec<Spanned<String>>,
 }
 
 impl NotebookSpec {
