@@ -521,12 +521,20 @@ impl Validator<'_> {
                 );
             } else if let Some(count) = count.flatten().filter(|c| *c.get_ref() == 0) {
                 // A job on a service without workers would wait for ever.
+                let key =
+                    if *smoke.get_ref() == SmokeWorkload::Notebook { "dask_workers" } else { "workers" };
                 self.error(
                     count,
                     format!("no workers, but smoke workload `{workload}` needs at least one"),
-                    &format!("allowed: workers >= 1, or drop `{workload}` from smoke"),
+                    &format!("allowed: {key} >= 1, or drop `{workload}` from smoke"),
                 );
             }
+        }
+        if s.notebook.is_some() && s.bucket.is_none() {
+            let span = self.spans.sections.notebook.clone().unwrap_or(0..0);
+            let d =
+                self.source.error(span, "students' notebooks need a bucket: it is where their work is saved");
+            self.errors.push(d.note("allowed: add `bucket = { datasets = [...] }` to [student]"));
         }
         for package in s.notebook.iter().flat_map(|n| &n.packages) {
             let text = package.get_ref();

@@ -114,14 +114,20 @@ fn render_cost(out: &mut String, cost: &Estimate) {
     }
 }
 
-/// A config value as the plan shows it: long texts (a starter notebook) by their size.
+/// A config value as the plan shows it: long texts (a starter notebook) by their size and
+/// a digest, so that a change still shows.
 fn show(v: &Value) -> String {
     serde_json::to_string(&shortened(v)).unwrap_or_default()
 }
 
 fn shortened(v: &Value) -> Value {
     match v {
-        Value::String(s) if s.len() > 200 => Value::String(format!("({} bytes)", s.len())),
+        Value::String(s) if s.len() > 200 => {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut digest = DefaultHasher::new();
+            s.hash(&mut digest);
+            Value::String(format!("({} bytes, #{:08x})", s.len(), digest.finish() as u32))
+        }
         Value::Array(items) => Value::Array(items.iter().map(shortened).collect()),
         Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), shortened(v))).collect()),
         v => v.clone(),

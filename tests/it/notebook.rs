@@ -22,6 +22,17 @@ fn lab() -> String {
 
 const STUDENTS: [&str; 3] = ["ada", "alan", "grace"];
 
+/// Destroys the lab if the test fails half-way, so that its servers do not outlive it.
+struct Teardown<'a>(&'a Env);
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.run(&["destroy", "lab.toml", "--yes"]);
+        }
+    }
+}
+
 /// A student's notebook service as its record says: attributes and (role, pid).
 fn notebook(env: &Env, student: &str) -> (Value, Vec<(String, u32)>) {
     let path = env.data().join(format!("quickstart/students/{student}/notebook/processes.json"));
@@ -38,6 +49,27 @@ fn notebook(env: &Env, student: &str) -> (Value, Vec<(String, u32)>) {
 fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+}
+
+/// The local addresses (hex, as `/proc/net/tcp{,6}` writes them) `pid` listens on.
+fn listening(pid: u32) -> Vec<String> {
+    let sockets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let mut out = vec![];
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // st 0A is LISTEN; field 9 the socket's inode.
+            if fields[3] == "0A" && sockets.iter().any(|s| s == fields[9]) {
+                out.push(fields[1].to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// `GET url`'s status and body, with an optional Jupyter token.
@@ -70,6 +102,7 @@ fn every_students_notebook_runs_on_their_dask_and_pyspark_and_a_killed_dask_work
     worker_bin_dir();
     let env = Env::new();
     env.write("lab.toml", &lab());
+    let _teardown = Teardown(&env);
     let applied = env.run(&["apply", "lab.toml", "--yes", "--json"]).ok();
     let summary: Value = serde_json::from_str(&applied.stdout).unwrap();
     let checks = summary["checks"].as_array().unwrap_or_else(|| panic!("{summary:#}"));
@@ -86,6 +119,16 @@ fn every_students_notebook_runs_on_their_dask_and_pyspark_and_a_killed_dask_work
     for student in STUDENTS {
         let (attributes, procs) = notebook(&env, student);
         assert_eq!(procs.len(), 4, "a Dask scheduler, 2 Dask workers and Jupyter: {procs:?}");
+        // Nothing listens beyond loopback (a Dask worker runs whatever it is sent).
+        for (role, pid) in &procs {
+            let addresses = listening(*pid);
+            assert!(!addresses.is_empty(), "{student}'s {role} listens");
+            for address in addresses {
+                let host = address.split(':').next().unwrap();
+                let loopback = host == "0100007F" || host == "00000000000000000000000001000000";
+                assert!(loopback, "{student}'s {role} listens on {address}");
+            }
+        }
         let dashboard = attributes["dask_dashboard"].as_str().unwrap();
         assert_eq!(tasks_done(dashboard, "labctl-wordcount"), 4.0, "{student}");
         // The Jupyter server asks for the student's token, and takes it.
@@ -133,12 +176,35 @@ fn every_students_notebook_runs_on_their_dask_and_pyspark_and_a_killed_dask_work
     let (_, alan) = notebook(&env, "alan");
     assert!(alan.iter().all(|(_, pid)| running(*pid)), "{alan:?}");
 
-    // Destroy stops every process the notebooks ever started and leaves no file.
+    // Destroy stops every process the notebooks ever started, and what a student's kernel
+    // left running in a session of its own (as Jupyter starts kernels), and leaves no file.
+    let (ada, _) = notebook(&env, "ada");
+    let jupyter =
+        labctl_notebook::jupyter::Jupyter::new(ada["jupyter"].as_str().unwrap(), token("ada").trim());
+    let mut kernel = jupyter.start_kernel().unwrap();
+    let detached = "import subprocess, sys\n\
+                    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    kernel.run(detached, deadline).unwrap();
+    // Left running, as a student closing the browser leaves it.
+    std::mem::forget(kernel);
     let after: Vec<(String, u32)> = STUDENTS.iter().flat_map(|s| notebook(&env, s).1).collect();
+    let ours = |pid: &str| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains(&*env.data().to_string_lossy())
+    };
+    let pids = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|p| p.parse::<u32>().is_ok() && ours(p))
+            .collect()
+    };
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     for (role, pid) in before.values().flatten().chain(&after) {
         assert!(!running(*pid), "{role} (pid {pid}) still runs");
     }
+    assert_eq!(pids(), Vec::<String>::new(), "processes of the lab's data directory still run");
     assert_eq!(env.data_files(), Vec::<String>::new());
 }
 
@@ -148,6 +214,7 @@ fn a_rebuilt_python_environment_installs_the_pinned_versions_and_restarts_the_no
     let env = Env::new();
     let lab = lab().replace("smoke = [\"wordcount\", \"notebook\"]", "smoke = [\"notebook\"]");
     env.write("lab.toml", &lab);
+    let _teardown = Teardown(&env);
     env.run(&["apply", "lab.toml", "--yes", "--no-verify"]).ok();
     let pinned =
         |env: &Env| env.state("quickstart")["resources"]["python_env"]["attributes"]["pinned"].clone();
@@ -167,6 +234,14 @@ fn a_rebuilt_python_environment_installs_the_pinned_versions_and_restarts_the_no
     let applied = env.run(&["apply", "lab.toml", "--yes"]).ok();
     assert!(applied.stdout.contains("3 students, 3 of 3 checks passed."), "{}", applied.stdout);
     assert_eq!(pinned(&env), pins);
+    // What pip installed, not what the lock says.
+    let python = env.data().join("quickstart/python/env/bin/python");
+    let frozen = std::process::Command::new(python)
+        .args(["-m", "pip", "freeze", "--exclude-editable"])
+        .output()
+        .unwrap();
+    let frozen: Vec<&str> = std::str::from_utf8(&frozen.stdout).unwrap().lines().collect();
+    assert_eq!(frozen, pins_list);
     assert!(procs.iter().all(|(_, pid)| !running(*pid)), "the old notebook processes were stopped");
     env.run(&["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(env.data_files(), Vec::<String>::new());
@@ -181,6 +256,7 @@ fn the_handouts_jupyterlab_address_opens_the_launcher_in_headless_chromium_with_
         .replace("  { id = \"alan\"", "#  { id = \"alan\"")
         .replace("  { id = \"grace\"", "#  { id = \"grace\"");
     env.write("lab.toml", &one);
+    let _teardown = Teardown(&env);
     env.run(&["apply", "lab.toml", "--yes"]).ok();
     env.run(&["output", "lab.toml", "--handout", "handouts"]).ok();
     let handout = std::fs::read_to_string(env.path("handouts/ada.md")).unwrap();
@@ -238,6 +314,7 @@ fn every_course_lab_gives_its_students_the_modules_starter_notebook_and_keeps_th
             })
             .collect();
         env.write("lab.toml", &small.join("\n"));
+        let _teardown = Teardown(&env);
         let applied = env.run(&["apply", "lab.toml", "--yes", "--json"]).ok();
         let summary: Value = serde_json::from_str(&applied.stdout).unwrap();
         let checks = summary["checks"].as_array().unwrap();

@@ -280,4 +280,9 @@ fn notebooks_need_a_provider_that_gives_them_dask_workers_and_plain_requirements
     insta::assert_snapshot!("notebook_on_gcp", invalid(&env, &text));
     let without = good().replace("[student]\n", "[student]\nsmoke = [\"notebook\"]\n");
     insta::assert_snapshot!("notebook_check_without_notebooks", invalid(&env, &without));
+    let bucketless = good().replace(
+        "bucket = { datasets = [\"corpus\", \"table\"] }\n",
+        "notebook = { starters = [\"missing.ipynb\"] }\n",
+    );
+    insta::assert_snapshot!("notebook_without_a_bucket_or_its_starter", invalid(&env, &bucketless));
 }

@@ -38,7 +38,7 @@ const KINDS: &[KindSchema] = &[
     KindSchema { name: "mapreduce", replace_on: &["*"] },
     KindSchema { name: "scheduler", replace_on: &["*"] },
     KindSchema { name: "python_env", replace_on: &["*"] },
-    KindSchema { name: "notebook", replace_on: &["*"] },
+    KindSchema { name: "notebook", replace_on: notebook::REPLACE_ON },
 ];
 
 /// Kinds that carry a tag file (datasets live inside their bucket).
@@ -244,11 +244,7 @@ impl LocalProvider {
                 let nb: NotebookConfig = config(spec)?;
                 self.claim("notebook", &nb.student, &spec.tags)?;
                 let dir = self.service_dir(&nb.student, "notebook");
-                let root = match &nb.bucket {
-                    Some(bucket) => self.bucket_path(bucket),
-                    None => dir.join("work"),
-                };
-                notebook::start(&nb, &dir, &root, deps)
+                notebook::start(&nb, &dir, &self.bucket_path(&nb.bucket), deps)
             }
             kind => {
                 let service = services::Service::from_kind(kind).ok_or_else(|| unknown_kind(kind))?;
@@ -403,10 +399,19 @@ impl Provider for LocalProvider {
     async fn update(
         &self,
         spec: &ResourceSpec,
-        _prior: &Observed,
+        prior: &Observed,
         deps: &Deps,
     ) -> Result<Observed, ProviderError> {
-        // Every attribute of every local kind forces replacement, so an update only
+        if spec.kind == "notebook" {
+            // Only its starters changed: the new ones go to the students without a restart.
+            let (nb, prior) = (config::<NotebookConfig>(spec)?, prior.clone());
+            return self
+                .blocking(move |p| {
+                    notebook::put_starters(&nb.starters, &p.bucket_path(&nb.bucket)).map(|()| prior)
+                })
+                .await;
+        }
+        // Every other attribute of every local kind forces replacement, so an update only
         // re-records the config; creating again adopts what exists.
         self.create(spec, deps).await
     }

@@ -22,13 +22,15 @@ pub struct NotebookConfig {
     pub dask_workers: u32,
     /// PySpark in their kernels (the check runs it).
     pub spark: bool,
-    /// The student's bucket, the server's root (else a directory of its own).
-    pub bucket: Option<String>,
-    /// The lab's Python environment's requirements: another restarts the service on it.
-    pub requirements: Vec<String>,
+    /// The student's bucket: the server's root, where their notebooks are saved.
+    pub bucket: String,
     /// Notebooks put in the student's `notebooks/` unless there already: name → text.
+    /// A change reaches students who have no such file yet, without a restart.
     pub starters: BTreeMap<String, String>,
 }
+
+/// What a changed notebook config may do in place: deliver new starters.
+pub const REPLACE_ON: &[&str] = &["student", "dask_workers", "spark", "bucket"];
 
 /// Jupyter takes longer than the bundled workers to start (it loads its extensions).
 const JUPYTER_START: std::time::Duration = std::time::Duration::from_secs(60);
@@ -44,7 +46,7 @@ pub fn start(
     stop(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     std::fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
-    put_starters(&config.starters, &root.join("notebooks"))?;
+    put_starters(&config.starters, root)?;
     let (token, python) = (dep_attr(deps, "token")?, Path::new(dep_attr(deps, "bin")?));
     let id = config.student.as_str();
     let mut record = Record::default();
@@ -72,8 +74,9 @@ pub fn start(
         process::wait_for(&log, "dashboard at:", &head, START_TIMEOUT).map_err(|e| fail(&record, e))?;
     for i in 0..config.dask_workers {
         let scratch = dir.join(format!("dask-worker-{i}"));
-        let mut worker_args =
-            args(&["worker", &scheduler, "--nthreads", "1", "--no-nanny", "--no-dashboard"]);
+        // Loopback only: a Dask worker runs whatever a client sends it, unauthenticated.
+        let mut worker_args = args(&["worker", &scheduler, "--host", "127.0.0.1", "--nthreads", "1"]);
+        worker_args.extend(args(&["--no-nanny", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"]));
         worker_args.extend(["--name".into(), format!("{id}-dask-{i}"), "--local-directory".into()]);
         worker_args.push(scratch.display().to_string());
         let (worker, log) = spawn(&mut record, &format!("dask-worker-{i}"), "dask", &worker_args, &[])?;
@@ -89,6 +92,8 @@ pub fn start(
         ("DASK_SCHEDULER_ADDRESS", scheduler.as_str()),
         ("JUPYTER_RUNTIME_DIR", &runtime.join("runtime").display().to_string()),
         ("JUPYTER_CONFIG_DIR", &runtime.join("config").display().to_string()),
+        // Not the instructor's own kernels and extensions (`~/.local/share/jupyter`).
+        ("JUPYTER_DATA_DIR", &runtime.join("data").display().to_string()),
         ("IPYTHONDIR", &runtime.join("ipython").display().to_string()),
         ("PYSPARK_PYTHON", python_exe.as_str()),
         ("PYSPARK_DRIVER_PYTHON", python_exe.as_str()),
@@ -120,15 +125,16 @@ pub fn start(
     record.attributes.insert("dask_scheduler".into(), json!(scheduler));
     record.attributes.insert("dask_dashboard".into(), json!(dashboard.trim_end_matches("/status")));
     record.attributes.insert("dask_workers".into(), json!(config.dask_workers));
+    record.attributes.insert("spark".into(), json!(config.spark));
     save(dir, &record)?;
     Ok(crate::services::observed(id, dir, &record))
 }
 
-/// Writes each starter notebook into `dir` unless the student has one of that name (theirs
-/// holds their answers).
-fn put_starters(starters: &BTreeMap<String, String>, dir: &Path) -> Result<(), ProviderError> {
+/// Writes each starter notebook into `root/notebooks` unless the student has one of that
+/// name (theirs holds their answers).
+pub fn put_starters(starters: &BTreeMap<String, String>, root: &Path) -> Result<(), ProviderError> {
     for (name, text) in starters {
-        let path = dir.join(name);
+        let path = root.join("notebooks").join(name);
         if !path.exists() {
             write_atomic(&path, text.as_bytes(), 0o644)?;
         }

@@ -175,17 +175,15 @@ impl ProviderSetup for LocalSetup {
             ));
         }
         if let Some(spec) = &lab.student.notebook {
-            let bucket = lab.student.bucket.is_some().then(|| lab.resource_name(student));
+            // Validation requires the bucket: it is where their notebooks are saved.
             let config = NotebookConfig {
                 student: student.id.clone(),
                 dask_workers: spec.workers(),
                 spark: spec.spark(),
-                bucket: bucket.clone(),
-                requirements: requirements(spec),
+                bucket: lab.resource_name(student),
                 starters: lab.starters.clone(),
             };
-            let mut deps = vec![credential.to_string(), PYTHON_ENV.to_owned()];
-            deps.extend(bucket.map(|_| base.child("bucket").to_string()));
+            let deps = vec![credential.to_string(), PYTHON_ENV.to_owned(), base.child("bucket").to_string()];
             nodes.push(Node::new("local", base.child("notebook"), "notebook", &config, &tags, deps));
         }
         nodes
@@ -222,6 +220,7 @@ fn notebook_access(student: &StudentResources) -> Option<(String, Value)> {
         "dask_scheduler": attr("dask_scheduler"),
         "dask_dashboard": attr("dask_dashboard"),
         "dask_workers": attr("dask_workers"),
+        "spark": attr("spark"),
     });
     Some(("notebook".to_owned(), access))
 }

@@ -1,6 +1,7 @@
 //! Detached worker processes: started in their own process group so they outlive
 //! `labctl apply` and ignore its Ctrl-C, identified by pid *and* start time so that a
-//! reused pid is never mistaken for ours, stopped gracefully then forcefully.
+//! reused pid is never mistaken for ours, stopped gracefully then forcefully, with little of
+//! labctl's environment.
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
@@ -19,6 +20,22 @@ pub struct Proc {
     pub start: u64,
 }
 
+/// What a started process keeps of labctl's environment: where programs are, a home, the
+/// locale, Java; not the instructor's cloud keys or SSH agent (students' code runs there).
+const KEPT_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "JAVA_HOME",
+    "RUST_LOG",
+];
+
 /// Starts `exe args` detached, with stdout and stderr in `log` (a previous log is kept as
 /// `<log>.1`).
 pub fn spawn(
@@ -36,6 +53,8 @@ pub fn spawn(
     let out = OpenOptions::new().create(true).write(true).truncate(true).open(log)?;
     let child = Command::new(exe)
         .args(args)
+        .env_clear()
+        .envs(KEPT_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
@@ -53,6 +72,11 @@ pub fn spawn(
 
 /// The start time of `pid`, if it exists (and is not a zombie).
 pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// `pid`'s parent and start time, if it exists (and is not a zombie).
+fn stat(pid: u32) -> Option<(u32, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; fields resume after its ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -60,7 +84,26 @@ pub fn start_time(pid: u32) -> Option<u64> {
     if fields.first() == Some(&"Z") {
         return None;
     }
-    fields.get(19)?.parse().ok()
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// Every living descendant of `pid`, including those in sessions of their own (Jupyter
+/// starts each kernel so), which a signal to `pid`'s process group does not reach.
+fn descendants(pid: u32) -> Vec<Proc> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![] };
+    let all: Vec<(u32, u32, u64)> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| stat(p).map(|(parent, start)| (p, parent, start)))
+        .collect();
+    let mut family: Vec<Proc> = vec![];
+    let mut parents = vec![pid];
+    while let Some(parent) = parents.pop() {
+        for &(p, _, start) in all.iter().filter(|(_, pp, _)| *pp == parent) {
+            family.push(Proc { role: "descendant".into(), pid: p, start });
+            parents.push(p);
+        }
+    }
+    family
 }
 
 impl Proc {
@@ -70,21 +113,32 @@ impl Proc {
     }
 
     /// SIGTERM, then SIGKILL after `grace`, to its whole process group (it leads one, so
-    /// the programs its tasks started go too). Returns once it is gone.
+    /// the programs its tasks started go too) and to its descendants in other groups.
+    /// Returns once they are gone.
     pub fn stop(&self, grace: Duration) {
         if !self.alive() {
             return;
         }
-        // SAFETY: signalling a process whose identity (pid + start time) we just checked.
-        unsafe { libc::kill(-(self.pid as i32), libc::SIGTERM) };
+        let family = descendants(self.pid);
+        let signal = |sig| {
+            if self.alive() {
+                // SAFETY: signalling processes whose identity (pid + start time) was just checked.
+                unsafe { libc::kill(-(self.pid as i32), sig) };
+            }
+            for p in family.iter().filter(|p| p.alive()) {
+                // SAFETY: as above.
+                unsafe { libc::kill(p.pid as i32, sig) };
+            }
+        };
+        let gone = || !self.alive() && !family.iter().any(Proc::alive);
+        signal(libc::SIGTERM);
         let deadline = Instant::now() + grace;
-        while self.alive() && Instant::now() < deadline {
+        while !gone() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if self.alive() {
-            // SAFETY: as above.
-            unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
-            while self.alive() {
+        if !gone() {
+            signal(libc::SIGKILL);
+            while !gone() {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }

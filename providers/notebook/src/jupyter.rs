@@ -39,16 +39,21 @@ impl Jupyter {
         Self { address: address.to_owned(), token: token.to_owned(), agent }
     }
 
-    /// The server's version, asked of its REST API with the token (`GET /api`).
-    pub fn version(&self) -> Result<String, String> {
-        let answer = self.rest("GET", "/api", None)?;
-        Ok(answer["version"].as_str().unwrap_or("unknown").to_owned())
+    /// The server's version and how many kernels it runs (asked with the token: a server
+    /// that does not take it answers 403).
+    pub fn status(&self) -> Result<(String, u64), String> {
+        let version = self.rest(Method::Get, "/api")?;
+        let status = self.rest(Method::Get, "/api/status")?;
+        Ok((
+            version["version"].as_str().unwrap_or("unknown").to_owned(),
+            status["kernels"].as_u64().unwrap_or(0),
+        ))
     }
 
     /// Starts a Python kernel and opens its channels; the kernel is shut down when the
     /// returned [`Kernel`] is dropped.
     pub fn start_kernel(&self) -> Result<Kernel<'_>, String> {
-        let kernel = self.rest("POST", "/api/kernels", Some(json!({ "name": "python3" })))?;
+        let kernel = self.rest(Method::Post(json!({ "name": "python3" })), "/api/kernels")?;
         let id = kernel["id"].as_str().ok_or("the server started no kernel")?.to_owned();
         let mut kernel = Kernel { jupyter: self, id, socket: None, session: random_id() };
         kernel.socket = Some(self.channels(&kernel.id)?);
@@ -74,13 +79,14 @@ impl Jupyter {
     }
 
     /// One REST call; its JSON answer, or the server's reason for refusing.
-    fn rest(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    fn rest(&self, method: Method, path: &str) -> Result<Value, String> {
         let url = format!("http://{}{path}", self.address);
         let login = format!("token {}", self.token);
-        let sent = match (method, body) {
-            ("POST", Some(body)) => self.agent.post(&url).header("Authorization", &login).send_json(body),
-            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &login).call(),
-            _ => self.agent.get(&url).header("Authorization", &login).call(),
+        let name = method.name();
+        let sent = match method {
+            Method::Get => self.agent.get(&url).header("Authorization", &login).call(),
+            Method::Post(body) => self.agent.post(&url).header("Authorization", &login).send_json(body),
+            Method::Delete => self.agent.delete(&url).header("Authorization", &login).call(),
         };
         let mut answer =
             sent.map_err(|e| format!("cannot reach the Jupyter server at {}: {e}", self.address))?;
@@ -91,9 +97,26 @@ impl Jupyter {
                 .ok()
                 .and_then(|v| v["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| text.chars().take(200).collect());
-            return Err(format!("{method} {path} answered {status}: {reason}"));
+            return Err(format!("{name} {path} answered {status}: {reason}"));
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// A REST call's method, with a POST's JSON body.
+enum Method {
+    Get,
+    Post(Value),
+    Delete,
+}
+
+impl Method {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post(_) => "POST",
+            Self::Delete => "DELETE",
+        }
     }
 }
 
@@ -143,9 +166,22 @@ impl Kernel<'_> {
                 return Err(jupyter("the cell did not finish in time".into()));
             }
             let _ = socket.get_mut().set_read_timeout(Some(left));
-            let message = socket.read().map_err(|e| jupyter(format!("reading the kernel's answer: {e}")))?;
+            let message = match socket.read() {
+                Ok(message) => message,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    return Err(jupyter("the cell did not finish in time".into()));
+                }
+                Err(e) => return Err(jupyter(format!("reading the kernel's answer: {e}"))),
+            };
             let Message::Text(text) = message else { continue };
             let Ok(message) = serde_json::from_str::<Value>(&text) else { continue };
+            // A kernel that dies (out of memory) says so to no request in particular.
+            let state = &message["content"]["execution_state"];
+            if message["msg_type"] == "status" && (state == "dead" || state == "restarting") {
+                return Err(jupyter(format!("the kernel died ({state}) running the cell")));
+            }
             if message["parent_header"]["msg_id"] == msg_id.as_str() {
                 cell.take(&message);
             }
@@ -163,7 +199,7 @@ impl Drop for Kernel<'_> {
         if let Some(mut socket) = self.socket.take() {
             let _ = socket.close(None);
         }
-        let _ = self.jupyter.rest("DELETE", &format!("/api/kernels/{}", self.id), None);
+        let _ = self.jupyter.rest(Method::Delete, &format!("/api/kernels/{}", self.id));
     }
 }
 

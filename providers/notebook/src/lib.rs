@@ -8,11 +8,11 @@ pub mod stack;
 
 use std::time::Duration;
 
-/// How a student's notebook service answers, for `labctl status`: the Jupyter server's
-/// version (asked with their token) and the Dask workers its scheduler has.
+/// How a student's notebook service answers, for `labctl status`: the Jupyter server
+/// (asked with their token) and the Dask workers its scheduler has.
 pub fn health(jupyter: &str, token: &str, dask_dashboard: &str) -> String {
-    let jupyter = match jupyter::Jupyter::new(jupyter, token).version() {
-        Ok(version) => format!("Jupyter Server {version}"),
+    let jupyter = match jupyter::Jupyter::new(jupyter, token).status() {
+        Ok((version, kernels)) => format!("Jupyter Server {version} ({kernels} kernels)"),
         Err(e) => format!("Jupyter down ({e})"),
     };
     let agent: ureq::Agent =

@@ -72,7 +72,10 @@ impl PythonEnv {
     /// at the pinned versions if they were pinned for these requirements, else at what pip
     /// resolves now, then pinned. Returns the pins.
     pub fn build(&self, requirements: &[String]) -> Result<Vec<String>, String> {
-        let header = format!("# labctl requirements: {}", serde_json::json!(requirements));
+        // Another Python may not install the same pins: it resolves afresh.
+        let python = run(Command::new("python3").arg("--version"), "python3 --version")?;
+        let header =
+            format!("# labctl requirements: {} on {}", serde_json::json!(requirements), python.trim());
         let pinned = self.lock().filter(|(h, _)| *h == header).map(|(_, pins)| pins);
         if let Some(pins) = &pinned {
             if std::fs::read_to_string(self.ready_path()).is_ok_and(|built_for| built_for == header) {
