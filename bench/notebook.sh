@@ -11,22 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDENTS=${STUDENTS:-20}
-cargo build --release --quiet --no-default-features -p labctl -p labctl-mapreduce -p labctl-scheduler
-LABCTL="$PWD/target/release/labctl"
-WORK=$(mktemp -d); trap '"$LABCTL" destroy "$WORK/lab.toml" --yes --data-dir "$WORK/data" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-source bench/roster.sh
-roster "$STUDENTS" >"$WORK/roster.csv"
-sed -e 's/^students = \[/roster = "roster.csv"\n#/' -e '/^  { id/d' -e '/^]$/d' -e 's/^name = "quickstart"/name = "bench"/' \
-  -e 's/^workers = .*/notebook = { dask_workers = 2 }/' -e 's/^smoke = .*/smoke = ["notebook"]/' \
-  examples/quickstart.toml >"$WORK/lab.toml"
-"$LABCTL" validate "$WORK/lab.toml" >/dev/null
-
-step() { # NAME ARGS...: runs labctl, prints wall time and peak RSS
-  local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/t" "$LABCTL" "$@" --data-dir "$WORK/data" >"$WORK/$name.out" 2>&1 || { tail -20 "$WORK/$name.out"; exit 1; }
-  read -r secs kib <"$WORK/t"
-  printf '%-34s %8ss %8s MiB\n' "$name" "$secs" "$((kib / 1024))"
-}
+# Each student: a notebook (JupyterLab, Dask with 2 workers, PySpark) instead of the workers.
+LAB_EDITS=('s/^workers = .*/notebook = { dask_workers = 2 }/' 's/^smoke = .*/smoke = ["notebook"]/')
+source bench/local-lab.sh
 echo "local provider, $STUDENTS students x (bucket + 2 datasets + credential + JupyterLab + Dask scheduler with 2 workers + PySpark), $(nproc) cores, pip cache $(du -sh ~/.cache/pip 2>/dev/null | cut -f1)"
 start=$(date +%s.%N)
 step "apply, Python environment built" apply "$WORK/lab.toml" --yes --no-verify
