@@ -146,12 +146,8 @@ impl SmokeRunner for Here {
             out.push((service.name().to_owned(), answer));
         }
         if let Ok(notebook) = student.get("notebook") {
-            let token = token.to_owned();
-            let (jupyter, dashboard) = (
-                notebook.attr("jupyter").unwrap_or_default(),
-                notebook.attr("dask_dashboard").unwrap_or_default(),
-            );
-            let (jupyter, dashboard) = (jupyter.to_owned(), dashboard.to_owned());
+            let attr = |key: &str| notebook.attr(key).unwrap_or_default().to_owned();
+            let (jupyter, dashboard, token) = (attr("jupyter"), attr("dask_dashboard"), token.to_owned());
             let asked =
                 tokio::task::spawn_blocking(move || labctl_notebook::health(&jupyter, &token, &dashboard));
             let answer = match tokio::time::timeout(Duration::from_secs(5), asked).await {

@@ -55,7 +55,8 @@ impl Jupyter {
     pub fn start_kernel(&self) -> Result<Kernel<'_>, String> {
         let kernel = self.rest(Method::Post(json!({ "name": "python3" })), "/api/kernels")?;
         let id = kernel["id"].as_str().ok_or("the server started no kernel")?.to_owned();
-        let mut kernel = Kernel { jupyter: self, id, socket: None, session: random_id() };
+        let mut kernel =
+            Kernel { jupyter: self, id, socket: None, session: labctl_provider_api::random_token() };
         kernel.socket = Some(self.channels(&kernel.id)?);
         Ok(kernel)
     }
@@ -132,7 +133,7 @@ impl Kernel<'_> {
     /// Runs `code` as a cell and returns what it printed (stdout, then its value's text),
     /// waiting until `deadline` at most.
     pub fn run(&mut self, code: &str, deadline: Instant) -> Result<String, RunError> {
-        let msg_id = random_id();
+        let msg_id = labctl_provider_api::random_token();
         let request = json!({
             "header": {
                 "msg_id": msg_id,
@@ -236,11 +237,6 @@ impl Cell {
         }
         self.done = self.replied && self.idle;
     }
-}
-
-/// A message or session id: unique enough to tell this client's messages apart.
-fn random_id() -> String {
-    labctl_provider_api::random_token()
 }
 
 #[cfg(test)]

@@ -73,14 +73,13 @@ impl PythonEnv {
     /// resolves now, then pinned. Returns the pins.
     pub fn build(&self, requirements: &[String]) -> Result<Vec<String>, String> {
         // Another Python may not install the same pins: it resolves afresh.
-        let python = run(Command::new("python3").arg("--version"), "python3 --version")?;
+        let version = run(Command::new("python3").arg("--version"), "python3 --version")?;
         let header =
-            format!("# labctl requirements: {} on {}", serde_json::json!(requirements), python.trim());
+            format!("# labctl requirements: {} on {}", serde_json::json!(requirements), version.trim());
         let pinned = self.lock().filter(|(h, _)| *h == header).map(|(_, pins)| pins);
-        if let Some(pins) = &pinned {
-            if std::fs::read_to_string(self.ready_path()).is_ok_and(|built_for| built_for == header) {
-                return Ok(pins.clone());
-            }
+        // Pinned for these requirements, and built from those pins.
+        if let (Some(pins), Some(_)) = (&pinned, self.ready()) {
+            return Ok(pins.clone());
         }
         let env = self.dir.join("env");
         match std::fs::remove_dir_all(&env) {
