@@ -488,8 +488,9 @@ impl Validator<'_> {
         let workers = s.workers.as_ref();
         // Some providers' smoke workloads make their own data where they run.
         let generated = plugin.as_ref().is_some_and(|(p, _)| p.capabilities().smoke_data_generated);
-        let has = |kind| generated || has(kind);
         for smoke in &s.smoke {
+            // The notebook check counts the student's own dataset, wherever it runs.
+            let has = |kind| (generated && *smoke.get_ref() != SmokeWorkload::Notebook) || has(kind);
             // Each workload's service (its worker count), and the data it works on.
             let (count, service, data, dataset) = match smoke.get_ref() {
                 SmokeWorkload::Wordcount => (

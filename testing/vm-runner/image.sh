@@ -7,7 +7,7 @@
 #   IMAGE=$(bash testing/vm-runner/image.sh)
 set -euo pipefail
 SUITE=bookworm
-PACKAGES=systemd,systemd-sysv,cloud-init,dbus,iproute2,ca-certificates,python3,python3-cffi-backend,netbase,udev,openssh-server,curl,sudo
+PACKAGES=systemd,systemd-sysv,cloud-init,dbus,iproute2,ca-certificates,python3,python3-cffi-backend,python3-venv,openjdk-17-jre-headless,netbase,udev,openssh-server,curl,sudo
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # How cloud-init runs in a test VM: user data from the NoCloud seed the runner writes, no
 # network configuration (the VM's only interface is loopback, with relays to the emulator).

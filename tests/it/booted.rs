@@ -144,6 +144,8 @@ pub struct Handout {
     pub vm_ip: String,
     key: String,
     pub wordcount: String,
+    /// The SSH tunnel to the student's notebook, if they have one.
+    pub notebook_tunnel: Option<String>,
 }
 
 impl Handout {
@@ -156,15 +158,39 @@ impl Handout {
         };
         let key = between("Your SSH key (keep it secret):\n\n```text\n", "```");
         let wordcount = between("Run a word count over your corpus:\n\n```sh\n", "```");
-        Self { vm_ip: between("Your VM is `", "`"), key, wordcount }
+        let tunnel = "For your notebook, forward its ports too:\n\n```sh\n";
+        let notebook_tunnel = text.contains(tunnel).then(|| between(tunnel, "```").trim().to_owned());
+        Self { vm_ip: between("Your VM is `", "`"), key, wordcount, notebook_tunnel }
+    }
+
+    /// The student's key in a file of the test's, as the handout tells them to keep it.
+    fn key_file(&self, env: &Env, student: &str) -> PathBuf {
+        let key = env.path(&format!("{student}.key"));
+        std::fs::write(&key, &self.key).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        key
+    }
+
+    /// Opens the handout's notebook tunnel as written, but for where the key is and the
+    /// test's ssh_config (which maps the VM's public address to where the runner booted it);
+    /// killed on drop.
+    pub fn open_notebook_tunnel(&self, env: &Env, student: &str, lab: &str) -> Tunnel {
+        let written = self.notebook_tunnel.as_deref().expect("the handout has a notebook tunnel");
+        let prefix = format!("ssh -i ~/.ssh/{lab} ");
+        let args = written.strip_prefix(&prefix).unwrap_or_else(|| panic!("{written}"));
+        let command = format!(
+            "exec ssh -F {} -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes {args}",
+            env.path("ssh_config").display(),
+            self.key_file(env, student).display()
+        );
+        let child = std::process::Command::new("sh").args(["-c", &command]).spawn().unwrap();
+        Tunnel(child)
     }
 
     /// Runs `script` on the student's VM as they would, `ssh -i <key> <student>@<vm>`; the
     /// test's ssh_config maps the VM's public address to where the runner booted it.
     pub fn ssh(&self, env: &Env, student: &str, script: &str) -> std::process::Output {
-        let key = env.path(&format!("{student}.key"));
-        std::fs::write(&key, &self.key).unwrap();
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let key = self.key_file(env, student);
         let mut child = std::process::Command::new("ssh")
             .arg("-F")
             .arg(env.path("ssh_config"))
@@ -192,5 +218,15 @@ impl Handout {
         assert!(out.status.success(), "{student}'s word count, as the handout says:\n{script}\n{all}");
         assert!(all.contains(" succeeded in "), "{all}");
         all
+    }
+}
+
+/// An SSH tunnel a test opened; closed on drop.
+pub struct Tunnel(std::process::Child);
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -73,7 +73,7 @@ fn listening(pid: u32) -> Vec<String> {
 }
 
 /// `GET url`'s status and body, with an optional Jupyter token.
-fn get(url: &str, token: Option<&str>) -> (u16, String) {
+pub fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
@@ -89,7 +89,7 @@ fn get(url: &str, token: Option<&str>) -> (u16, String) {
 
 /// Tasks of `prefix` the Dask scheduler at `dashboard` holds results of (its Prometheus
 /// metrics, which count every task it ran by prefix and state).
-fn tasks_done(dashboard: &str, prefix: &str) -> f64 {
+pub fn tasks_done(dashboard: &str, prefix: &str) -> f64 {
     let (_, metrics) = get(&format!("{dashboard}/metrics"), None);
     let line = format!(
         "dask_scheduler_prefix_state_totals_total{{state=\"memory\",task_prefix_name=\"{prefix}\"}} "

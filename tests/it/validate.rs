@@ -278,6 +278,10 @@ fn notebooks_need_a_provider_that_gives_them_dask_workers_and_plain_requirements
     let gcp = "[provider.gcp]\nproject = \"my-teaching-project\"\nregion = \"europe-west1\"";
     let text = good().replace("[provider.local]", gcp).replace("[student]\n", "[student]\nnotebook = {}\n");
     insta::assert_snapshot!("notebook_on_gcp", invalid(&env, &text));
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws-eks.toml")).unwrap();
+    let on_eks = example.replace("[student]\n", "[student]\nnotebook = {}\n");
+    insta::assert_snapshot!("notebook_on_eks", invalid(&env, &on_eks));
     let without = good().replace("[student]\n", "[student]\nsmoke = [\"notebook\"]\n");
     insta::assert_snapshot!("notebook_check_without_notebooks", invalid(&env, &without));
     let bucketless = good().replace(

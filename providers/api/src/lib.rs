@@ -203,4 +203,9 @@ pub mod ports {
     pub const SCHEDULER: u16 = 7080;
     /// The scheduler's HTTP status page.
     pub const SCHEDULER_HTTP: u16 = 7081;
+    /// A student's Jupyter server (their notebooks).
+    pub const JUPYTER: u16 = 8888;
+    /// Their Dask scheduler, and its dashboard: Dask's own defaults.
+    pub const DASK_SCHEDULER: u16 = 8786;
+    pub const DASK_DASHBOARD: u16 = 8787;
 }

@@ -13,7 +13,7 @@ use base64::Engine;
 use labctl_provider_api::configs::config;
 use labctl_provider_api::dep_attr;
 use labctl_provider_api::{attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
-use labctl_provider_vm::cloud_init::{self, Binary, UserData, BINARY_URL_LIFETIME, PORTS};
+use labctl_provider_vm::cloud_init::{self, Binary, Fetch, Notebook, UserData, BINARY_URL_LIFETIME, PORTS};
 use labctl_provider_vm::rekey::{self, Key, USER_DATA_SHA256};
 use labctl_provider_vm::ssh::{SshClient, VmStates};
 use serde_json::{json, Value};
@@ -206,18 +206,30 @@ async fn render_user_data(
     let hashes = deps.values().find_map(|d| d.attributes.get("binaries").and_then(Value::as_object));
     let mut binaries = BTreeMap::new();
     for (name, sha256) in hashes.into_iter().flatten() {
-        let lifetime = PresigningConfig::expires_in(BINARY_URL_LIFETIME)
-            .map_err(|e| ProviderError::fatal(format!("presigning {name}: {e}")))?;
-        let request =
-            c.s3.get_object()
-                .bucket(artifacts)
-                .key(format!("bin/{name}"))
-                .presigned(lifetime)
-                .await
-                .map_err(|e| ProviderError::fatal(format!("presigning {name}: {e}")))?;
+        let url = presign(c, artifacts, &format!("bin/{name}")).await?;
         let sha256 = sha256.as_str().unwrap_or_default().to_owned();
-        binaries.insert(name.clone(), Binary { url: request.uri().to_owned(), sha256 });
+        binaries.insert(name.clone(), Binary { url, sha256 });
     }
+    let notebook = match vm.notebook {
+        Some(service) => {
+            let wheelhouse = Binary {
+                url: presign(c, artifacts, dep_attr(deps, "wheelhouse")?).await?,
+                sha256: dep_attr(deps, "wheelhouse_sha256")?.to_owned(),
+            };
+            let listed = deps.values().find_map(|d| d.attributes.get("files").and_then(Value::as_array));
+            let mut files = vec![];
+            for file in listed.into_iter().flatten() {
+                let (key, path) = (file["key"].as_str().unwrap_or_default(), file["path"].as_str());
+                files.push(Fetch {
+                    url: presign(c, artifacts, key).await?,
+                    path: path.unwrap_or(key).to_owned(),
+                });
+            }
+            let python = dep_attr(deps, "python")?;
+            Some(Notebook::new(&vm.student, wheelhouse, python, service.spark, service.dask_workers, files))
+        }
+        None => None,
+    };
     // The workers read and write the student's bucket with the student's own key.
     let mut environment = BTreeMap::from([
         ("AWS_REGION".to_owned(), c.region.clone()),
@@ -240,10 +252,19 @@ async fn render_user_data(
         rekey: REKEY,
         mapreduce: vm.mapreduce,
         scheduler: vm.scheduler,
+        notebook,
         ports: PORTS,
         ssh_keys: vm.ssh_keys.clone().unwrap_or_default(),
         student_key: dep_attr(deps, "ssh_public_key")?,
     })
+}
+
+/// A signed GET of `key` in `bucket`: the VM fetches it with no cloud CLI or key.
+async fn presign(c: &Aws, bucket: &str, key: &str) -> Result<String, ProviderError> {
+    let fail = |e: String| ProviderError::fatal(format!("presigning s3://{bucket}/{key}: {e}"));
+    let lifetime = PresigningConfig::expires_in(BINARY_URL_LIFETIME).map_err(|e| fail(e.to_string()))?;
+    let request = c.s3.get_object().bucket(bucket).key(key).presigned(lifetime).await;
+    Ok(request.map_err(|e| fail(e.to_string()))?.uri().to_owned())
 }
 
 /// `labctl-rekey` on AWS: installs the student's new access key (id, then secret, on stdin)

@@ -6,6 +6,7 @@
 //! |--------------------|---------------------------------------------------------------------|
 //! | `network`          | a VPC with one public subnet per availability zone, an internet gateway and routes |
 //! | `artifacts`        | one S3 bucket per lab holding the worker binaries and the datasets (content-hashed) |
+//! | `notebook_stack`   | in the artifacts bucket: the notebooks' wheelhouse (built here, pinned), starters |
 //! | `instance_profile` | an IAM role + instance profile that lets the VMs read the artifacts |
 //! | `cluster`          | an EKS cluster with its cluster and node IAM roles                  |
 //! | `node_pool`        | an EKS managed node group (GPU pools tainted `nvidia.com/gpu`)       |
@@ -30,6 +31,7 @@ mod eks_token;
 mod errors;
 mod identity;
 mod network;
+mod notebook;
 mod platform;
 mod plugin;
 mod pricing;
@@ -55,6 +57,7 @@ pub use plugin::AwsPlugin;
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "network", replace_on: &["cidr", "zones"] },
     KindSchema { name: "artifacts", replace_on: &["name"] },
+    KindSchema { name: "notebook_stack", replace_on: &["artifacts", "requirements"] },
     KindSchema { name: "instance_profile", replace_on: &["*"] },
     KindSchema { name: "cluster", replace_on: &["name"] },
     KindSchema { name: "node_pool", replace_on: &["cluster", "name", "instance_type", "gpu"] },
@@ -77,12 +80,21 @@ pub struct AwsProvider {
     bin_dir: PathBuf,
     /// Reaches the VMs (to give their workers a rotated key).
     ssh: Arc<SshClient>,
+    /// Where the lab's Python environment is built, to pack the notebooks' wheelhouse.
+    python_dir: PathBuf,
 }
 
 impl AwsProvider {
-    /// A provider for lab `lab`, reaching its VMs through `ssh`; it connects on first use.
-    fn new(clients: Arc<Clients>, lab: &str, bin_dir: &Path, ssh: Arc<SshClient>) -> Self {
-        Self { lab: lab.to_owned(), clients, bin_dir: bin_dir.to_owned(), ssh }
+    /// A provider for lab `lab`, reaching its VMs through `ssh` and building its Python
+    /// environment in `python_dir`; it connects on first use.
+    fn new(
+        clients: Arc<Clients>,
+        lab: &str,
+        bin_dir: &Path,
+        ssh: Arc<SshClient>,
+        python_dir: PathBuf,
+    ) -> Self {
+        Self { lab: lab.to_owned(), clients, bin_dir: bin_dir.to_owned(), ssh, python_dir }
     }
 }
 
@@ -102,6 +114,7 @@ impl Provider for AwsProvider {
             "network" => network::read(c, prior).await,
             "firewall" => network::read_firewall(c, prior).await,
             "artifacts" => storage::read_artifacts(c, prior).await,
+            "notebook_stack" => notebook::read(c, prior).await,
             "bucket" => storage::read_bucket(c, prior).await,
             "dataset" => storage::read_dataset(c, prior).await,
             "credential" => identity::read_credential(c, prior).await,
@@ -126,6 +139,7 @@ impl Provider for AwsProvider {
             "network" => network::create(c, spec).await,
             "firewall" => network::create_firewall(c, spec, deps).await,
             "artifacts" => storage::create_artifacts(c, spec, &self.bin_dir).await,
+            "notebook_stack" => notebook::create(c, spec, &self.python_dir).await,
             "bucket" => storage::create_bucket(c, spec).await,
             "dataset" => storage::create_dataset(c, spec, deps).await,
             "credential" => identity::create_credential(c, spec, &self.lab, None).await,
@@ -170,6 +184,7 @@ impl Provider for AwsProvider {
             "firewall" => network::delete_firewall(c, &prior.id).await,
             "internet_gateway" => network::delete_gateway(c, &prior.id).await,
             "artifacts" | "bucket" => storage::delete_bucket(c, &prior.id).await,
+            "notebook_stack" => notebook::delete(c, prior).await,
             "dataset" => storage::delete_dataset(c, &prior.id).await,
             "credential" => identity::delete_user(c, &prior.id).await,
             "instance_profile" => identity::delete_instance_profile(c, &prior.id).await,

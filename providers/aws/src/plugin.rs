@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use labctl_notebook::stack::requirements;
 use labctl_provider_api::configs::bucket_nodes;
 use labctl_provider_api::cost::{Billed, PriceTable};
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
@@ -19,7 +20,9 @@ use labctl_provider_kubernetes::{Addons, CloudSecret, HostedCluster, StorageClas
 use labctl_provider_vm::cloud_init::{MapReduce, Scheduler};
 use labctl_provider_vm::smoke::SshRunner;
 use labctl_provider_vm::ssh::{Ssh, SshClient};
-use labctl_provider_vm::{has_vms, services, ssh_cidrs, warn_open_ssh, WORKER_BINARIES};
+use labctl_provider_vm::{
+    has_vms, notebook_service, services, ssh_cidrs, warn_open_ssh, NotebookService, WORKER_BINARIES,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -57,6 +60,8 @@ const DEFAULT_IMAGE_OWNER: &str = "099720109477";
 /// Addresses of the lab-wide resources students depend on.
 const NETWORK: &str = "network";
 const ARTIFACTS: &str = "artifacts";
+/// The lab's notebook stack's address.
+const NOTEBOOK_STACK: &str = "notebook_stack";
 const INSTANCE_PROFILE: &str = "instance_profile";
 
 /// The AWS provider's plugin.
@@ -78,7 +83,7 @@ impl Plugin for AwsPlugin {
             smoke_data_generated: true,
             archive: true,
             hosts_kubernetes: true,
-            ..Capabilities::default()
+            notebooks: true,
         }
     }
 
@@ -104,6 +109,16 @@ impl Plugin for AwsPlugin {
         }
         // The MapReduce pods read and write the student's bucket with their key.
         let hosted = HostedCluster::configure(lab, BUCKET_ACCESS, findings);
+        if let (Some(_), Some(hosted)) = (&lab.student.notebook, &hosted) {
+            findings.errors.push(lab.error(
+                lab.spans.notebook.clone().unwrap_or(0..0),
+                format!(
+                    "students on cluster `{}` get no notebook server yet: notebooks run on the students' VMs",
+                    hosted.cluster
+                ),
+                "allowed: [student.notebook] with students on VMs ([student] compute), not on a cluster",
+            ));
+        }
         let aws: AwsSettings = settings.parse_into(self.name(), findings)?;
         Some(Box::new(AwsSetup {
             hosted,
@@ -184,6 +199,18 @@ pub struct ArtifactsConfig {
     pub workers: Option<String>,
 }
 
+/// The lab's notebook stack in the artifacts bucket: the wheelhouse of `requirements`
+/// (pinned when first built), the starter notebooks, and the datasets' parts the VMs fetch.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NotebookStackConfig {
+    pub artifacts: String,
+    pub requirements: Vec<String>,
+    /// Starter notebooks: name → text.
+    pub starters: BTreeMap<String, String>,
+    /// The students' datasets: name → its parts' file names.
+    pub datasets: BTreeMap<String, Vec<String>>,
+}
+
 /// The VMs' IAM role and instance profile.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InstanceProfileConfig {
@@ -242,6 +269,10 @@ pub struct VmConfig {
     pub ssh_keys: Option<Vec<String>>,
     pub mapreduce: Option<MapReduce>,
     pub scheduler: Option<Scheduler>,
+    /// The student's notebook service, installed from the lab's notebook stack (absent
+    /// without: a VM recorded before notebooks existed keeps its config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notebook: Option<NotebookService>,
     pub version: String,
 }
 
@@ -277,11 +308,22 @@ impl ProviderSetup for AwsSetup {
     }
 
     /// The worker binaries must run on the VMs: their CPU, and the image's glibc.
+    /// The wheelhouse is built here, for this machine's Python.
     fn preflight(&self, lab: &Lab, bin_dir: &Path) -> Result<Vec<String>, String> {
-        if !self.vm_workers(lab) {
-            return Ok(vec![]);
+        let mut warnings = vec![];
+        if lab.student.notebook.is_some() && has_vms(&lab.student) {
+            labctl_notebook::stack::preflight_python()?;
+            warnings.extend(platform::python_mismatch(&Self::image(lab)));
         }
-        platform::check(bin_dir, &WORKER_BINARIES, &Self::instance_type(lab), &Self::image(lab))
+        if self.vm_workers(lab) {
+            warnings.extend(platform::check(
+                bin_dir,
+                &WORKER_BINARIES,
+                &Self::instance_type(lab),
+                &Self::image(lab),
+            )?);
+        }
+        Ok(warnings)
     }
 
     /// The network, the artifacts bucket, the VMs' instance profile, and the clusters.
@@ -305,6 +347,19 @@ impl ProviderSetup for AwsSetup {
             let workers = self.vm_workers(lab).then(|| env!("CARGO_PKG_VERSION").to_owned());
             let config = ArtifactsConfig { name: Self::artifacts_bucket(lab), datasets, workers };
             nodes.push(Node::new("aws", ARTIFACTS, "artifacts", &config, &tags, vec![]));
+        }
+        if let Some(spec) = lab.student.notebook.as_ref().filter(|_| vms) {
+            let config = NotebookStackConfig {
+                artifacts: Self::artifacts_bucket(lab),
+                requirements: requirements(spec),
+                starters: lab.starters.clone(),
+                datasets: lab
+                    .seeded()
+                    .map(|d| (d.to_owned(), lab.datasets[d].parts().into_iter().map(|p| p.name).collect()))
+                    .collect(),
+            };
+            let deps = vec![ARTIFACTS.to_owned()];
+            nodes.push(Node::new("aws", NOTEBOOK_STACK, "notebook_stack", &config, &tags, deps));
         }
         if vms {
             let config = InstanceProfileConfig {
@@ -406,15 +461,19 @@ impl ProviderSetup for AwsSetup {
                     .filter(|k| !k.is_empty()),
                 mapreduce: mapreduce.filter(|_| self.vm_workers(lab)),
                 scheduler: scheduler.filter(|_| self.vm_workers(lab)),
+                notebook: notebook_service(lab),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
-            let deps = vec![
+            let mut deps = vec![
                 NETWORK.to_owned(),
                 firewall.to_string(),
                 INSTANCE_PROFILE.to_owned(),
                 ARTIFACTS.to_owned(),
                 credential.to_string(),
             ];
+            if config.notebook.is_some() {
+                deps.push(NOTEBOOK_STACK.to_owned());
+            }
             nodes.push(Node::new("aws", base.child("vm"), "vm", &config, &tags, deps));
         }
         nodes
@@ -431,7 +490,14 @@ impl ProviderSetup for AwsSetup {
         let vms = || Arc::new(SshRunner::new(ssh.clone())) as _;
         let (hosted, smoke) = HostedCluster::connect(self.hosted.as_ref(), lab, access, vms);
         Connected {
-            provider: Arc::new(AwsProvider::new(clients, lab, bin_dir, ssh)),
+            // Beside the lab's pinned host keys (`.labctl/` beside the lab file).
+            provider: Arc::new(AwsProvider::new(
+                clients,
+                lab,
+                bin_dir,
+                ssh,
+                self.ssh.known_hosts_dir.join(format!("{lab}.python")),
+            )),
             hosted,
             smoke: Ok(smoke),
         }

@@ -242,7 +242,7 @@ async fn list_keys(c: &Aws, bucket: &str, prefix: &str) -> Result<Vec<String>, P
 
 /// Deletes every object under `prefix` (the whole bucket for `None`), a thousand at a time;
 /// a bucket that is gone has nothing left to delete.
-async fn delete_prefix(c: &Aws, bucket: &str, prefix: Option<&str>) -> Result<(), ProviderError> {
+pub(crate) async fn delete_prefix(c: &Aws, bucket: &str, prefix: Option<&str>) -> Result<(), ProviderError> {
     loop {
         let page = match c
             .call(S3, c.s3.list_objects_v2().bucket(bucket).set_prefix(prefix.map(str::to_owned)).send())
@@ -330,7 +330,7 @@ pub(crate) async fn delete_dataset(c: &Aws, id: &str) -> Result<(), ProviderErro
 }
 
 /// The content hash recorded on an object; `None` if the object (or bucket) is missing.
-async fn object_hash(c: &Aws, bucket: &str, key: &str) -> Result<Option<String>, ProviderError> {
+pub(crate) async fn object_hash(c: &Aws, bucket: &str, key: &str) -> Result<Option<String>, ProviderError> {
     match c.call(S3, c.s3.head_object().bucket(bucket).key(key).send()).await {
         Ok(out) => Ok(Some(out.metadata().and_then(|m| m.get(HASH)).cloned().unwrap_or_default())),
         Err(e) if is_missing(&e, &["NotFound", "NoSuchKey", "NoSuchBucket"]) => Ok(None),
@@ -339,7 +339,7 @@ async fn object_hash(c: &Aws, bucket: &str, key: &str) -> Result<Option<String>,
 }
 
 /// Puts one object whose bytes `body` produces (off the async threads), recording `hash`.
-async fn put(
+pub(crate) async fn put(
     c: &Aws,
     bucket: &str,
     key: &str,

@@ -405,6 +405,7 @@ async fn render_user_data(
         rekey: &rekey(),
         mapreduce: vm.mapreduce,
         scheduler: vm.scheduler,
+        notebook: None,
         ports: PORTS,
         ssh_keys: vm.ssh_keys.clone().unwrap_or_default(),
         student_key: dep_attr(deps, "ssh_public_key").map_err(|_| {

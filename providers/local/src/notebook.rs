@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use labctl_notebook::serve;
 use labctl_provider_api::{dep_attr, Deps, Observed, ProviderError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -60,61 +61,32 @@ pub fn start(
         Ok::<(Proc, std::path::PathBuf), ProviderError>((p, log))
     };
 
-    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
-    let (head, log) = spawn(
-        &mut record,
-        "dask-scheduler",
-        "dask",
-        &args(&["scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0"]),
-        &[],
-    )?;
+    let (head, log) = spawn(&mut record, "dask-scheduler", "dask", &serve::scheduler(0, 0), &[])?;
     let scheduler =
         process::wait_for(&log, "Scheduler at:", &head, START_TIMEOUT).map_err(|e| fail(&record, e))?;
     let dashboard =
         process::wait_for(&log, "dashboard at:", &head, START_TIMEOUT).map_err(|e| fail(&record, e))?;
     for i in 0..config.dask_workers {
-        let scratch = dir.join(format!("dask-worker-{i}"));
-        // Loopback only: a Dask worker runs whatever a client sends it, unauthenticated.
-        let mut worker_args = args(&["worker", &scheduler, "--host", "127.0.0.1", "--nthreads", "1"]);
-        worker_args.extend(args(&["--no-nanny", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"]));
-        worker_args.extend(["--name".into(), format!("{id}-dask-{i}"), "--local-directory".into()]);
-        worker_args.push(scratch.display().to_string());
-        let (worker, log) = spawn(&mut record, &format!("dask-worker-{i}"), "dask", &worker_args, &[])?;
+        let scratch = dir.join(format!("dask-worker-{i}")).display().to_string();
+        let args = serve::worker(&scheduler, &format!("{id}-dask-{i}"), &scratch);
+        let (worker, log) = spawn(&mut record, &format!("dask-worker-{i}"), "dask", &args, &[])?;
         process::wait_for(&log, "Registered to:", &worker, START_TIMEOUT).map_err(|e| fail(&record, e))?;
     }
 
-    // The kernels inherit this environment: Dask's `Client()` finds the scheduler, PySpark
-    // runs the lab's Python and binds loopback only.
     let runtime = dir.join("jupyter");
-    let python_exe = python.join("python").display().to_string();
-    let env = [
-        ("JUPYTER_TOKEN", token),
-        ("DASK_SCHEDULER_ADDRESS", scheduler.as_str()),
-        ("JUPYTER_RUNTIME_DIR", &runtime.join("runtime").display().to_string()),
-        ("JUPYTER_CONFIG_DIR", &runtime.join("config").display().to_string()),
+    let mut env = serve::kernel_environment(&scheduler, &python.join("python").display().to_string());
+    env.extend([
+        ("JUPYTER_TOKEN", token.to_owned()),
+        ("JUPYTER_RUNTIME_DIR", runtime.join("runtime").display().to_string()),
+        ("JUPYTER_CONFIG_DIR", runtime.join("config").display().to_string()),
         // Not the instructor's own kernels and extensions (`~/.local/share/jupyter`).
-        ("JUPYTER_DATA_DIR", &runtime.join("data").display().to_string()),
-        ("IPYTHONDIR", &runtime.join("ipython").display().to_string()),
-        ("PYSPARK_PYTHON", python_exe.as_str()),
-        ("PYSPARK_DRIVER_PYTHON", python_exe.as_str()),
-        ("SPARK_LOCAL_IP", "127.0.0.1"),
-    ]
-    .map(|(k, v)| (k, v.to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    // JupyterLab asks PyPI for its updates and extensions unless told not to.
-    let mut jupyter_args = args(&[
-        "lab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        "--ServerApp.port=0",
-        "--LabApp.extension_manager=readonly",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ("JUPYTER_DATA_DIR", runtime.join("data").display().to_string()),
+        ("IPYTHONDIR", runtime.join("ipython").display().to_string()),
     ]);
-    jupyter_args.push(format!("--ServerApp.root_dir={}", root.display()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        jupyter_args.push("--allow-root".into());
-    }
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let jupyter_args = serve::jupyter(0, &root.display().to_string(), as_root);
     let (server, log) = spawn(&mut record, "jupyter", "jupyter", &jupyter_args, &env)?;
     let url = process::wait_for(&log, "ServerApp] http://", &server, JUPYTER_START)
         .map_err(|e| fail(&record, e))?;

@@ -170,13 +170,14 @@ async fn notebook(
     let (jupyter, log_dir) = (nb.attr("jupyter")?.to_owned(), nb.attr("log_dir")?.to_owned());
     let token = student.get("credential")?.attr("token")?.to_owned();
     let dataset = dataset.ok_or("no text dataset")?;
-    let dataset = PathBuf::from(student.get(&format!("dataset[\"{dataset}\"]"))?.attr("path")?);
+    let dataset = student.get(&format!("dataset[\"{dataset}\"]"))?.attr("path")?.to_owned();
     let dask_workers = nb.config.get("dask_workers").and_then(Value::as_u64).unwrap_or(1) as u32;
     let spark = nb.config.get("spark").and_then(Value::as_bool).unwrap_or(false);
     let deadline = std::time::Instant::now() + timeout;
     let checked = tokio::task::spawn_blocking(move || {
+        let expected = labctl_datasets::check::count(Path::new(&dataset))?;
         let target = Target { jupyter: &jupyter, token: &token, dataset: &dataset, dask_workers, spark };
-        labctl_notebook::check::run(&target, deadline)
+        labctl_notebook::check::run(&target, &expected, deadline)
     });
     match tokio::time::timeout(timeout, checked).await {
         Ok(Ok(result)) => result.map_err(|e| format!("{e} (logs: {log_dir})")),

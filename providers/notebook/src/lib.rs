@@ -1,9 +1,11 @@
 //! What students' notebook environments share on every provider: the lab's Python stack
-//! (JupyterLab, Dask, PySpark and the lab's packages, pinned), a client of a Jupyter
-//! server's kernels, and the `notebook` smoke check run through it.
+//! (JupyterLab, Dask, PySpark and the lab's packages, pinned; packed as a wheelhouse for
+//! VMs), how its services run, a client of a Jupyter server's kernels, and the `notebook`
+//! smoke check run through it.
 
 pub mod check;
 pub mod jupyter;
+pub mod serve;
 pub mod stack;
 
 use std::time::Duration;

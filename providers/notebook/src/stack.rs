@@ -120,13 +120,74 @@ impl PythonEnv {
     }
 }
 
-/// Checks that this machine can build and run the environment: Python 3 with `venv` and
-/// `pip`, and Java 17 or later for PySpark.
-pub fn preflight(spec: &NotebookSpec) -> Result<(), String> {
+/// The lab's environment packed for machines that install it with no index access (the
+/// students' VMs): a tar of `requirements.lock`, JupyterLab's settings and a wheel of every
+/// pinned package.
+#[derive(Debug, Clone)]
+pub struct Wheelhouse {
+    pub path: PathBuf,
+    pub sha256: String,
+    /// `Python 3.11.2`: the wheels with compiled code are for this Python only.
+    pub python: String,
+}
+
+/// What installs an unpacked wheelhouse on a VM (in its directory, after `python3 -m venv`).
+/// The VM's Python has the same minor version as the one the pins were resolved with, but
+/// perhaps another patch release: a package asking for a later one (`>=3.11.5`) installs
+/// anyway, as patch releases keep the language and its ABI.
+pub const WHEELHOUSE_INSTALL: &str =
+    "pip install --no-index --find-links wheels --ignore-requires-python --progress-bar off -q -r requirements.lock";
+
+impl PythonEnv {
+    /// Packs the built environment's pins as a wheelhouse (`wheelhouse.tar` beside it), with
+    /// pip's wheels for them (from pip's cache when it has them); the same pins make the same
+    /// tar, byte for byte.
+    pub fn wheelhouse(&self) -> Result<Wheelhouse, String> {
+        let (header, _) = self.lock().ok_or("the Python environment is not built")?;
+        let stage = self.dir.join("wheelhouse");
+        let _ = std::fs::remove_dir_all(&stage);
+        std::fs::create_dir_all(&stage).map_err(|e| format!("{}: {e}", stage.display()))?;
+        let python = self.bin().join("python");
+        let lock = self.lock_path().display().to_string();
+        let wheels = stage.join("wheels").display().to_string();
+        run(
+            Command::new(&python)
+                .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "wheel", "--no-deps"])
+                .args(["--progress-bar", "off", "-q", "-w", &wheels, "-r", &lock]),
+            "pip wheel",
+        )?;
+        std::fs::copy(self.lock_path(), stage.join("requirements.lock"))
+            .map_err(|e| format!("{}: {e}", stage.display()))?;
+        write(&stage.join("overrides.json"), LAB_SETTINGS)?;
+        let path = self.dir.join("wheelhouse.tar");
+        // GNU tar: names sorted, owners and times fixed, so equal pins make an equal tar.
+        let mut tar = Command::new("tar");
+        tar.args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf"])
+            .arg(&path)
+            .arg("-C")
+            .arg(&stage)
+            .args(["requirements.lock", "overrides.json", "wheels"]);
+        run(&mut tar, "tar")?;
+        let _ = std::fs::remove_dir_all(&stage);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let python = header.rsplit(" on ").next().unwrap_or_default().to_owned();
+        Ok(Wheelhouse { path, sha256: labctl_provider_api::sha256(&bytes), python })
+    }
+}
+
+/// Checks that this machine can build the environment: Python 3 with `venv` and `pip`.
+pub fn preflight_python() -> Result<(), String> {
     let python = Command::new("python3").args(["-c", "import venv, ensurepip"]).output();
     if !python.is_ok_and(|o| o.status.success()) {
         return Err("students' notebooks need python3 with venv and pip here: install python3-venv".into());
     }
+    Ok(())
+}
+
+/// Checks that this machine can build and run the environment: Python 3 with `venv` and
+/// `pip`, and Java 17 or later for PySpark.
+pub fn preflight(spec: &NotebookSpec) -> Result<(), String> {
+    preflight_python()?;
     if spec.spark() {
         let java = Command::new("java").arg("-version").output().map_err(|_| NO_JAVA.to_owned())?;
         // `openjdk version "17.0.15"`, `java version "1.8.0_…"`: on stderr.

@@ -56,6 +56,76 @@ pub struct KeyFile {
     pub content: String,
 }
 
+/// A file fetched into the student's home at first boot, unless there.
+#[derive(Debug, Serialize)]
+pub struct Fetch {
+    /// A signed GET, like the binaries'.
+    pub url: String,
+    /// Relative to their home directory.
+    pub path: String,
+}
+
+/// Where the lab's Python environment is installed on a VM.
+pub const PYTHON_ENV: &str = "/opt/labctl/python";
+
+/// A student's notebook service on their VM: the lab's Python environment installed from its
+/// wheelhouse with no package index, their datasets and starter notebooks in their home, and
+/// systemd units running the Dask scheduler, its workers and JupyterLab as the student.
+#[derive(Debug, Serialize)]
+pub struct Notebook {
+    pub wheelhouse: Binary,
+    /// `3.11`: the Python the wheelhouse was built for, which the VM's must be.
+    pub python: String,
+    pub spark: bool,
+    pub dask_workers: u32,
+    pub files: Vec<Fetch>,
+    /// The units' command lines.
+    pub scheduler: String,
+    pub worker: String,
+    pub jupyter: String,
+    /// What the kernels inherit.
+    pub environment: BTreeMap<String, String>,
+    /// How the wheelhouse installs once unpacked, and where.
+    pub install: &'static str,
+    pub python_env: &'static str,
+}
+
+impl Notebook {
+    /// The notebook service of `student`, whose home is `/home/<student>`.
+    pub fn new(
+        student: &str,
+        wheelhouse: Binary,
+        python: &str,
+        spark: bool,
+        dask_workers: u32,
+        files: Vec<Fetch>,
+    ) -> Self {
+        use labctl_notebook::serve;
+        let home = format!("/home/{student}");
+        let program = |name: &str, args: Vec<String>| format!("{PYTHON_ENV}/bin/{name} {}", args.join(" "));
+        let address = format!("tcp://127.0.0.1:{}", ports::DASK_SCHEDULER);
+        let scratch = format!("{home}/.dask-worker-%i");
+        let python_exe = format!("{PYTHON_ENV}/bin/python");
+        Self {
+            wheelhouse,
+            // `Python 3.11.2` → `3.11`.
+            python: python.trim_start_matches("Python ").splitn(3, '.').take(2).collect::<Vec<_>>().join("."),
+            spark,
+            dask_workers,
+            files,
+            scheduler: program("dask", serve::scheduler(ports::DASK_SCHEDULER, ports::DASK_DASHBOARD)),
+            worker: program("dask", serve::worker(&address, &format!("{student}-dask-%i"), &scratch)),
+            jupyter: program("jupyter", serve::jupyter(ports::JUPYTER, &home, false)),
+            environment: serve::kernel_environment(&address, &python_exe)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            install: labctl_notebook::stack::WHEELHOUSE_INSTALL,
+            python_env: PYTHON_ENV,
+        }
+    }
+}
+
 /// What the user data needs to know.
 #[derive(Debug, Serialize)]
 pub struct UserData<'a> {
@@ -75,6 +145,7 @@ pub struct UserData<'a> {
     pub rekey: &'a str,
     pub mapreduce: Option<MapReduce>,
     pub scheduler: Option<Scheduler>,
+    pub notebook: Option<Notebook>,
     pub ports: Ports,
     /// Public keys allowed to log in as the image's default user (the instructors').
     pub ssh_keys: Vec<String>,
@@ -96,6 +167,15 @@ mod tests {
     use super::*;
 
     fn sample(mapreduce: Option<MapReduce>, scheduler: Option<Scheduler>, files: Vec<KeyFile>) -> String {
+        sample_with(mapreduce, scheduler, files, None)
+    }
+
+    fn sample_with(
+        mapreduce: Option<MapReduce>,
+        scheduler: Option<Scheduler>,
+        files: Vec<KeyFile>,
+        notebook: Option<Notebook>,
+    ) -> String {
         let binaries = [("lab-mapreduce", "aa11"), ("lab-scheduler", "bb22")]
             .map(|(name, sha256)| {
                 let url = format!("https://storage.example/bigdata-artifacts/bin/{name}?Signature=5ig");
@@ -115,6 +195,7 @@ mod tests {
             rekey: "set -eu\nread -r key\necho \"CLOUD_KEY=$key\" > /etc/labctl/workers.env\n",
             mapreduce,
             scheduler,
+            notebook,
             ports: PORTS,
             ssh_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKey instructor@example.edu".into()],
             student_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStudentKey bigdata-ada",
@@ -129,6 +210,17 @@ mod tests {
             Some(Scheduler { workers: 2, slots: 4 }),
             vec![]
         ));
+    }
+
+    #[test]
+    fn user_data_with_a_notebook_installed_from_the_wheelhouse() {
+        let signed = |key: &str| format!("https://storage.example/bigdata-artifacts/{key}?Signature=5ig");
+        let wheelhouse = Binary { url: signed("notebook/wheelhouse.tar"), sha256: "cc33".into() };
+        let files = ["datasets/corpus/part-00000.txt", "notebooks/evaluation.ipynb"]
+            .map(|path| Fetch { url: signed(path), path: path.into() })
+            .into();
+        let notebook = Notebook::new("ada", wheelhouse, "Python 3.11.2", true, 2, files);
+        insta::assert_snapshot!(sample_with(None, None, vec![], Some(notebook)));
     }
 
     #[test]

@@ -14,13 +14,15 @@ use std::path::Path;
 
 use cloud_init::{MapReduce, Scheduler};
 use labctl_provider_api::lab::{Lab, StudentSection};
-use labctl_provider_api::{sha256, Attributes, Endpoints, Findings, ProviderError, StudentResources};
+use labctl_provider_api::{ports, sha256, Attributes, Endpoints, Findings, ProviderError, StudentResources};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Whether students get VMs: asked for, or to run their workers when they are not on one
-/// of the lab's clusters.
+/// Whether students get VMs: asked for, or to run their workers or notebooks when they are
+/// not on one of the lab's clusters.
 pub fn has_vms(student: &StudentSection) -> bool {
-    student.compute.is_some() || (student.workers.is_some() && student.kubernetes.is_none())
+    let services = student.workers.is_some() || student.notebook.is_some();
+    student.compute.is_some() || (services && student.kubernetes.is_none())
 }
 
 /// Where SSH to the VMs may come from unless the lab says: anywhere.
@@ -52,6 +54,18 @@ pub fn services(lab: &Lab) -> (Option<MapReduce>, Option<Scheduler>) {
         lab.mapreduce().map(|m| MapReduce { workers: *m.workers.get_ref() }),
         lab.scheduler().map(|s| Scheduler { workers: *s.workers.get_ref(), slots: s.slots.unwrap_or(1) }),
     )
+}
+
+/// A VM's notebook service, as its config records it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct NotebookService {
+    pub dask_workers: u32,
+    pub spark: bool,
+}
+
+/// The students' notebook service on their VMs, if the lab gives them one.
+pub fn notebook_service(lab: &Lab) -> Option<NotebookService> {
+    lab.student.notebook.as_ref().map(|n| NotebookService { dask_workers: n.workers(), spark: n.spark() })
 }
 
 /// The worker binaries a VM runs, uploaded to `bin/` of the lab's artifacts bucket.
@@ -94,9 +108,25 @@ pub fn endpoints(student: &StudentResources) -> Endpoints {
         scheduler: port("scheduler"),
         status_url: port("scheduler_http").map(|a| format!("http://{a}/status")),
         token: attr("credential", "token"),
-        access: access.into_iter().collect(),
+        access: access.into_iter().chain(notebook_access(student)).collect(),
         ..Endpoints::default()
     }
+}
+
+/// The handout's `notebook` section for a VM's notebook service: the addresses its SSH
+/// tunnel (`tunnel`: the ports it forwards) gives.
+fn notebook_access(student: &StudentResources) -> Option<(String, Value)> {
+    let notebook = student.resources.get("vm")?.config.get("notebook").filter(|n| !n.is_null())?;
+    let access = json!({
+        "url": format!("http://127.0.0.1:{}/lab", ports::JUPYTER),
+        "dask_scheduler": format!("tcp://127.0.0.1:{}", ports::DASK_SCHEDULER),
+        "dask_dashboard": format!("http://127.0.0.1:{}", ports::DASK_DASHBOARD),
+        "dask_workers": notebook["dask_workers"],
+        "spark": notebook["spark"],
+        "tunnel": [ports::JUPYTER, ports::DASK_DASHBOARD],
+        "saved": format!("on your VM, in /home/{}", student.student),
+    });
+    Some(("notebook".to_owned(), access))
 }
 
 /// A student's VM as `labctl status` shows it: its id, address and state as last seen.

@@ -70,14 +70,7 @@ impl SshClient {
         if let Some(dir) = self.known_hosts.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        let key_file =
-            tempfile::Builder::new().prefix("labctl-key-").tempfile().map_err(|e| e.to_string())?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .mode(0o600)
-            .open(key_file.path())
-            .and_then(|mut f| f.write_all(login.key.as_bytes()))
-            .map_err(|e| format!("writing the student's key: {e}"))?;
+        let key_file = key_file(login)?;
         // The script goes to ssh's stdin from a file: writing it into a pipe that ssh may
         // have closed (it could not connect) would end labctl with SIGPIPE.
         let script_file = tempfile::tempfile().map_err(|e| e.to_string())?;
@@ -86,21 +79,8 @@ impl SshClient {
         loop {
             let mut stdin = script_file.try_clone().map_err(|e| e.to_string())?;
             std::io::Seek::rewind(&mut stdin).map_err(|e| e.to_string())?;
-            let mut cmd = Command::new("ssh");
-            if let Some(config) = &self.config {
-                cmd.arg("-F").arg(config);
-            }
-            cmd.arg("-i")
-                .arg(key_file.path())
-                .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
-                .args(["-o", "StrictHostKeyChecking=accept-new", "-o"])
-                .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-                .arg(format!("{}@{host}", login.user))
-                .args(["sh", "-s"])
-                .stdin(Stdio::from(stdin))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
+            let mut cmd = self.command(login, key_file.path());
+            cmd.args(["sh", "-s"]).stdin(Stdio::from(stdin)).stdout(Stdio::piped()).stderr(Stdio::piped());
             let child = cmd.spawn().map_err(|e| format!("cannot run ssh: {e}"))?;
             let out = tokio::time::timeout_at(deadline, child.wait_with_output())
                 .await
@@ -123,6 +103,80 @@ impl SshClient {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
+
+    /// ssh to `login` with the key in `key`, before the remote command.
+    fn command(&self, login: &Login<'_>, key: &std::path::Path) -> Command {
+        let mut cmd = Command::new("ssh");
+        if let Some(config) = &self.config {
+            cmd.arg("-F").arg(config);
+        }
+        cmd.arg("-i")
+            .arg(key)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+            .args(["-o", "StrictHostKeyChecking=accept-new", "-o"])
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .arg(format!("{}@{}", login.user, login.host))
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Forwards a port of this machine's loopback to `remote_port` on the VM's, as the
+    /// handout's tunnel does, until the tunnel is dropped.
+    pub async fn tunnel(&self, login: &Login<'_>, remote_port: u16) -> Result<Tunnel, String> {
+        let key = key_file(login)?;
+        let local = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free local port: {e}"))?
+            .port();
+        let mut stderr = tempfile::tempfile().map_err(|e| e.to_string())?;
+        let mut child = self
+            .command(login, key.path())
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+            .arg(format!("127.0.0.1:{local}:127.0.0.1:{remote_port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr.try_clone().map_err(|e| e.to_string())?))
+            .spawn()
+            .map_err(|e| format!("cannot run ssh: {e}"))?;
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], local));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+                return Ok(Tunnel { local: address.to_string(), _ssh: child, _key: key });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                std::io::Seek::rewind(&mut stderr).map_err(|e| e.to_string())?;
+                std::io::Read::read_to_string(&mut stderr, &mut err).map_err(|e| e.to_string())?;
+                let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no message");
+                return Err(format!("the SSH tunnel to {} ended ({status}): {}", login.host, last.trim()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("the SSH tunnel to {} did not open within 30 s", login.host));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A port of a VM forwarded to this machine's loopback; closed on drop.
+pub struct Tunnel {
+    /// `127.0.0.1:PORT`, here.
+    pub local: String,
+    _ssh: tokio::process::Child,
+    _key: tempfile::NamedTempFile,
+}
+
+/// The student's private key in a file only this user reads, removed on drop.
+fn key_file(login: &Login<'_>) -> Result<tempfile::NamedTempFile, String> {
+    let file = tempfile::Builder::new().prefix("labctl-key-").tempfile().map_err(|e| e.to_string())?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .open(file.path())
+        .and_then(|mut f| f.write_all(login.key.as_bytes()))
+        .map_err(|e| format!("writing the student's key: {e}"))?;
+    Ok(file)
 }
 
 /// A fresh ed25519 key pair in OpenSSH's formats: `(public, private)`.
