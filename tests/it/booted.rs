@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use labctl_vm_runner::Runner;
 
+use crate::notebook::{get, tasks_done};
 use crate::support::{without_notebooks, Env, Run};
 
 /// Each course lab of `labs/` (its name and a scratch directory holding it as `lab.toml`,
@@ -98,6 +99,84 @@ pub fn assert_workers_run(runner: &Runner, count: usize) {
             })
             .unwrap();
     }
+}
+
+/// Students' notebooks on their booted VMs, from a cloud example (`lab`, five students, on
+/// `env`, run by `run`) cut to two students (`ada`, `other`) with a notebook and its check. labctl builds
+/// the lab's Python environment here once, packs it as a wheelhouse in the artifacts bucket,
+/// and each VM installs it from there with no package index (the runner's VMs reach only the
+/// emulator): each VM's `pip freeze` is the pins. The notebook check runs through an SSH
+/// tunnel to each student's own Jupyter server, on their Dask cluster and PySpark; the
+/// tunnel the handout gives, as written, reaches her Jupyter (her token only) and her Dask
+/// scheduler, which ran the check's tasks. Re-plan is empty; the caller destroys.
+pub fn notebooks_on_booted_vms(
+    env: &Env,
+    runner: &Runner,
+    (lab, ada, other): (&str, &str, &str),
+    run: fn(&Env, &[&str]) -> Run,
+) {
+    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| {
+            !l.contains("{ id = \"") || [ada, other].iter().any(|s| l.contains(&format!("id = \"{s}\"")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let smoke = "smoke = [\"wordcount\", \"hpsearch\"]";
+    assert!(text.contains(smoke));
+    env.write(
+        "lab.toml",
+        &text.replace(smoke, "smoke = [\"wordcount\", \"notebook\"]\nnotebook = { dask_workers = 2 }"),
+    );
+    let applied = run(env, &["apply", "lab.toml", "--yes"]);
+    let logs = || {
+        let script = "tail -30 /var/log/cloud-init-output.log; journalctl --no-pager -n 30 -u 'lab-dask*' -u lab-jupyter";
+        let vms = runner.vms().into_iter().map(|vm| vm.instance_id);
+        let logs = vms.filter_map(|vm| runner.with_vm(&vm, |v| v.exec(&["sh", "-c", script]).unwrap()));
+        logs.map(|out| String::from_utf8_lossy(&out.stdout).into_owned()).collect::<Vec<_>>().join("\n")
+    };
+    assert!(applied.stdout.contains("2 students, 4 of 4 checks passed"), "{}\n{}", applied.all(), logs());
+
+    let state = env.state(lab);
+    let stack = &state["resources"]["notebook_stack"]["attributes"];
+    let pinned: Vec<&str> = stack["pinned"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    for package in ["dask==", "distributed==", "jupyterlab==", "pyspark=="] {
+        assert!(pinned.iter().any(|p| p.starts_with(package)), "{package} in {pinned:?}");
+    }
+    let vms = runner.vms();
+    assert_eq!(vms.len(), 2, "{vms:?}");
+    for vm in vms {
+        let (frozen, index) = runner
+            .with_vm(&vm.instance_id, |v| {
+                let freeze = v.exec(&["/opt/labctl/python/bin/python", "-m", "pip", "freeze"]).unwrap();
+                let index = v.exec(&["curl", "-sS", "-m", "5", "https://pypi.org/simple/"]).unwrap();
+                (String::from_utf8_lossy(&freeze.stdout).into_owned(), index.status.success())
+            })
+            .unwrap();
+        assert_eq!(frozen.lines().collect::<Vec<_>>(), pinned, "{}", vm.instance_id);
+        assert!(!index, "{} reaches no package index", vm.instance_id);
+    }
+
+    let handout = Handout::read(env, ada);
+    let tunnel = handout.open_notebook_tunnel(env, ada, lab);
+    let start = Instant::now();
+    while std::net::TcpStream::connect("127.0.0.1:8888").is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the handout's tunnel opens");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let handout = std::fs::read_to_string(env.path(&format!("handouts/{ada}.md"))).unwrap();
+    let token = handout.split("**Token:** `").nth(1).unwrap().split('`').next().unwrap();
+    assert!(handout.contains(&format!("<http://127.0.0.1:8888/lab?token={token}>")), "{handout}");
+    assert_eq!(get("http://127.0.0.1:8888/api/status", None).0, 403);
+    assert_eq!(get("http://127.0.0.1:8888/api/status", Some(token)).0, 200);
+    let files = stack["files"].as_array().unwrap();
+    let parts = files.iter().filter(|f| f["path"].as_str().unwrap().starts_with("datasets/corpus/")).count();
+    assert!(parts > 0, "{files:?}");
+    assert_eq!(tasks_done("http://127.0.0.1:8787", "labctl-wordcount"), parts as f64);
+    drop(tunnel);
+
+    assert!(run(env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
 }
 
 /// The VMs `runner` still runs once a destroy is done (it powers a VM off within moments of

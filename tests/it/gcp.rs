@@ -495,6 +495,19 @@ fn every_vm_of_the_gcp_example_boots_runs_its_workers_and_verifies() {
     assert_eq!(emulator.inventory("bigdata-gcp"), Vec::<String>::new());
 }
 
+/// Students' notebooks on their GCE VMs (`booted::notebooks_on_booted_vms`); destroy
+/// leaves nothing.
+#[test]
+fn notebooks_on_gce_vms_install_from_the_wheelhouse_and_pass_the_notebook_check() {
+    let emulator = Emulator::start();
+    let runner = emulator.runner();
+    let env = gcp_example(&emulator, &runner);
+    crate::booted::notebooks_on_booted_vms(&env, &runner, ("bigdata-gcp", "ada", "edsger"), run);
+    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+    crate::booted::assert_powered_off(runner);
+    assert_eq!(emulator.inventory("bigdata-gcp"), Vec::<String>::new());
+}
+
 /// A student's key file, as `output --show-sensitive` gives it.
 fn key_of(env: &Env, student: &str) -> String {
     let outputs = run(env, &["output", "lab.toml", "--show-sensitive", "--json"]).ok();

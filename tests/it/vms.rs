@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::aws::{booted, booted_example, run, REGION};
-use crate::booted::{assert_powered_off, assert_workers_run, course_labs, Handout, UNITS};
-use crate::notebook::{get, tasks_done};
+use crate::booted::{
+    assert_powered_off, assert_workers_run, course_labs, notebooks_on_booted_vms, Handout, UNITS,
+};
 use crate::support::{block_on, Env};
 
 #[test]
@@ -200,78 +201,13 @@ fn on_their_vms_students_work_as_the_handout_says_and_verify_finds_what_broke() 
     assert_eq!(moto.tagged("bigdata-aws"), Vec::<String>::new());
 }
 
-/// Students' notebooks on their AWS VMs. labctl builds the lab's Python environment here
-/// once, packs it as a wheelhouse in the artifacts bucket, and each VM installs it from there
-/// with no package index (the runner's VMs reach only the emulator); the notebook check runs
-/// through an SSH tunnel to each student's own Jupyter server, on their Dask cluster and
-/// PySpark, and so does the tunnel the handout gives.
+/// Students' notebooks on their AWS VMs (`booted::notebooks_on_booted_vms`); destroy leaves
+/// nothing.
 #[test]
 fn notebooks_on_aws_vms_install_from_the_wheelhouse_and_pass_the_notebook_check() {
     let (moto, runner) = booted();
     let env = booted_example(&moto, &runner);
-    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
-    let text: String = text
-        .lines()
-        .filter(|l| !["grace", "edsger", "barbara"].iter().any(|s| l.contains(&format!("id = \"{s}\""))))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let smoke = "smoke = [\"wordcount\", \"hpsearch\"]";
-    assert!(text.contains(smoke));
-    env.write(
-        "lab.toml",
-        &text.replace(smoke, "smoke = [\"wordcount\", \"notebook\"]\nnotebook = { dask_workers = 2 }"),
-    );
-    let applied = run(&env, &["apply", "lab.toml", "--yes"]);
-    let logs = || {
-        let script = "tail -30 /var/log/cloud-init-output.log; journalctl --no-pager -n 30 -u 'lab-dask*' -u lab-jupyter";
-        let vms = runner.vms().into_iter().map(|vm| vm.instance_id);
-        let logs = vms.filter_map(|vm| runner.with_vm(&vm, |v| v.exec(&["sh", "-c", script]).unwrap()));
-        logs.map(|out| String::from_utf8_lossy(&out.stdout).into_owned()).collect::<Vec<_>>().join("\n")
-    };
-    assert!(applied.stdout.contains("2 students, 4 of 4 checks passed"), "{}\n{}", applied.all(), logs());
-
-    // Each VM installed exactly the versions pinned here, from the wheelhouse: it cannot
-    // reach a package index.
-    let state = env.state("bigdata-aws");
-    let stack = &state["resources"]["notebook_stack"]["attributes"];
-    let pinned: Vec<&str> = stack["pinned"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
-    for package in ["dask==", "distributed==", "jupyterlab==", "pyspark=="] {
-        assert!(pinned.iter().any(|p| p.starts_with(package)), "{package} in {pinned:?}");
-    }
-    for student in ["ada", "alan"] {
-        let vm = instance_at(&runner, &Handout::read(&env, student).vm_ip);
-        let (frozen, index) = runner
-            .with_vm(&vm, |v| {
-                let freeze = v.exec(&["/opt/labctl/python/bin/python", "-m", "pip", "freeze"]).unwrap();
-                let index = v.exec(&["curl", "-sS", "-m", "5", "https://pypi.org/simple/"]).unwrap();
-                (String::from_utf8_lossy(&freeze.stdout).into_owned(), index.status.success())
-            })
-            .unwrap();
-        assert_eq!(frozen.lines().collect::<Vec<_>>(), pinned, "{student}'s VM");
-        assert!(!index, "{student}'s VM reaches no package index");
-    }
-
-    // Ada's tunnel, as her handout writes it: her Jupyter answers her token only, and her
-    // Dask scheduler ran the check's tasks (one per file of her corpus).
-    let ada = Handout::read(&env, "ada");
-    let tunnel = ada.open_notebook_tunnel(&env, "ada", "bigdata-aws");
-    let start = Instant::now();
-    while std::net::TcpStream::connect("127.0.0.1:8888").is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the handout's tunnel opens");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let handout = std::fs::read_to_string(env.path("handouts/ada.md")).unwrap();
-    let token = handout.split("**Token:** `").nth(1).unwrap().split('`').next().unwrap();
-    assert!(handout.contains(&format!("<http://127.0.0.1:8888/lab?token={token}>")), "{handout}");
-    assert_eq!(get("http://127.0.0.1:8888/api/status", None).0, 403);
-    assert_eq!(get("http://127.0.0.1:8888/api/status", Some(token)).0, 200);
-    let files = stack["files"].as_array().unwrap();
-    let parts = files.iter().filter(|f| f["path"].as_str().unwrap().starts_with("datasets/corpus/")).count();
-    assert!(parts > 0, "{files:?}");
-    assert_eq!(tasks_done("http://127.0.0.1:8787", "labctl-wordcount"), parts as f64);
-    drop(tunnel);
-
-    assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+    notebooks_on_booted_vms(&env, &runner, ("bigdata-aws", "ada", "alan"), run);
     run(&env, &["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(moto.tagged("bigdata-aws"), Vec::<String>::new());
     assert_powered_off(runner);

@@ -13,7 +13,8 @@ use base64::Engine;
 use labctl_provider_api::configs::config;
 use labctl_provider_api::dep_attr;
 use labctl_provider_api::{attrs, sha256, Deps, ErrorKind, Observed, ProviderError, ResourceSpec};
-use labctl_provider_vm::cloud_init::{self, Binary, Fetch, Notebook, UserData, BINARY_URL_LIFETIME, PORTS};
+use labctl_provider_vm::cloud_init::{self, Binary, UserData, BINARY_URL_LIFETIME, PORTS};
+use labctl_provider_vm::notebook::SignedUrls;
 use labctl_provider_vm::rekey::{self, Key, USER_DATA_SHA256};
 use labctl_provider_vm::ssh::{SshClient, VmStates};
 use serde_json::{json, Value};
@@ -206,28 +207,12 @@ async fn render_user_data(
     let hashes = deps.values().find_map(|d| d.attributes.get("binaries").and_then(Value::as_object));
     let mut binaries = BTreeMap::new();
     for (name, sha256) in hashes.into_iter().flatten() {
-        let url = presign(c, artifacts, &format!("bin/{name}")).await?;
+        let url = c.signed_url(artifacts, &format!("bin/{name}")).await?;
         let sha256 = sha256.as_str().unwrap_or_default().to_owned();
         binaries.insert(name.clone(), Binary { url, sha256 });
     }
     let notebook = match vm.notebook {
-        Some(service) => {
-            let wheelhouse = Binary {
-                url: presign(c, artifacts, dep_attr(deps, "wheelhouse")?).await?,
-                sha256: dep_attr(deps, "wheelhouse_sha256")?.to_owned(),
-            };
-            let listed = deps.values().find_map(|d| d.attributes.get("files").and_then(Value::as_array));
-            let mut files = vec![];
-            for file in listed.into_iter().flatten() {
-                let (key, path) = (file["key"].as_str().unwrap_or_default(), file["path"].as_str());
-                files.push(Fetch {
-                    url: presign(c, artifacts, key).await?,
-                    path: path.unwrap_or(key).to_owned(),
-                });
-            }
-            let python = dep_attr(deps, "python")?;
-            Some(Notebook::new(&vm.student, wheelhouse, python, service.spark, service.dask_workers, files))
-        }
+        Some(service) => Some(labctl_provider_vm::notebook::user_data(&vm.student, service, deps, c).await?),
         None => None,
     };
     // The workers read and write the student's bucket with the student's own key.
@@ -259,12 +244,15 @@ async fn render_user_data(
     })
 }
 
-/// A signed GET of `key` in `bucket`: the VM fetches it with no cloud CLI or key.
-async fn presign(c: &Aws, bucket: &str, key: &str) -> Result<String, ProviderError> {
-    let fail = |e: String| ProviderError::fatal(format!("presigning s3://{bucket}/{key}: {e}"));
-    let lifetime = PresigningConfig::expires_in(BINARY_URL_LIFETIME).map_err(|e| fail(e.to_string()))?;
-    let request = c.s3.get_object().bucket(bucket).key(key).presigned(lifetime).await;
-    Ok(request.map_err(|e| fail(e.to_string()))?.uri().to_owned())
+#[async_trait::async_trait]
+impl SignedUrls for Aws {
+    /// A presigned GET.
+    async fn signed_url(&self, bucket: &str, key: &str) -> Result<String, ProviderError> {
+        let fail = |e: String| ProviderError::fatal(format!("presigning s3://{bucket}/{key}: {e}"));
+        let lifetime = PresigningConfig::expires_in(BINARY_URL_LIFETIME).map_err(|e| fail(e.to_string()))?;
+        let request = self.s3.get_object().bucket(bucket).key(key).presigned(lifetime).await;
+        Ok(request.map_err(|e| fail(e.to_string()))?.uri().to_owned())
+    }
 }
 
 /// `labctl-rekey` on AWS: installs the student's new access key (id, then secret, on stdin)

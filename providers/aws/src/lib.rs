@@ -57,7 +57,7 @@ pub use plugin::AwsPlugin;
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "network", replace_on: &["cidr", "zones"] },
     KindSchema { name: "artifacts", replace_on: &["name"] },
-    KindSchema { name: "notebook_stack", replace_on: &["artifacts", "requirements"] },
+    KindSchema { name: "notebook_stack", replace_on: labctl_provider_vm::notebook::REPLACE_ON },
     KindSchema { name: "instance_profile", replace_on: &["*"] },
     KindSchema { name: "cluster", replace_on: &["name"] },
     KindSchema { name: "node_pool", replace_on: &["cluster", "name", "instance_type", "gpu"] },

@@ -93,36 +93,6 @@ fn image_glibc(image: &str) -> Option<(u32, u32)> {
     KNOWN.iter().find(|(name, _)| image.contains(name)).map(|(_, v)| *v)
 }
 
-/// The `python3` (major.minor) that images named like this ship: the releases labctl knows.
-fn image_python(image: &str) -> Option<&'static str> {
-    const KNOWN: [(&str, &str); 7] = [
-        ("ubuntu-noble-24.04", "3.12"),
-        ("ubuntu-jammy-22.04", "3.10"),
-        ("ubuntu-focal-20.04", "3.8"),
-        ("debian-13-", "3.13"),
-        ("debian-12-", "3.11"),
-        ("al2023-ami-", "3.9"),
-        ("amzn2-ami-", "3.7"),
-    ];
-    KNOWN.iter().find(|(name, _)| image.contains(name)).map(|(_, v)| *v)
-}
-
-/// A warning when VMs booted from `image` have another Python than this machine, which
-/// builds the notebooks' wheelhouse: the VMs would refuse to install it.
-pub(crate) fn python_mismatch(image: &str) -> Option<String> {
-    let here = std::process::Command::new("python3")
-        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
-        .output()
-        .ok()?;
-    let here = String::from_utf8_lossy(&here.stdout).trim().to_owned();
-    let there = image_python(image)?;
-    (there != here).then(|| {
-        format!(
-            "the students' notebooks are built here for Python {here}, but image `{image}` has Python {there}: their VMs will refuse to install them; choose an image with Python {here} in [student.compute] image, or run labctl where python3 is {there}"
-        )
-    })
-}
-
 /// What a binary needs of the machine that runs it.
 #[derive(Debug, PartialEq)]
 struct Needs {

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use labctl_notebook::stack::requirements;
 use labctl_provider_api::configs::bucket_nodes;
 use labctl_provider_api::cost::{Billed, PriceTable};
 use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
@@ -18,6 +17,7 @@ use labctl_provider_api::{
 };
 use labctl_provider_kubernetes::{Addons, CloudSecret, HostedCluster, StorageClassConfig};
 use labctl_provider_vm::cloud_init::{MapReduce, Scheduler};
+use labctl_provider_vm::notebook::{self, NotebookStackConfig};
 use labctl_provider_vm::smoke::SshRunner;
 use labctl_provider_vm::ssh::{Ssh, SshClient};
 use labctl_provider_vm::{
@@ -60,8 +60,6 @@ const DEFAULT_IMAGE_OWNER: &str = "099720109477";
 /// Addresses of the lab-wide resources students depend on.
 const NETWORK: &str = "network";
 const ARTIFACTS: &str = "artifacts";
-/// The lab's notebook stack's address.
-const NOTEBOOK_STACK: &str = "notebook_stack";
 const INSTANCE_PROFILE: &str = "instance_profile";
 
 /// The AWS provider's plugin.
@@ -109,16 +107,7 @@ impl Plugin for AwsPlugin {
         }
         // The MapReduce pods read and write the student's bucket with their key.
         let hosted = HostedCluster::configure(lab, BUCKET_ACCESS, findings);
-        if let (Some(_), Some(hosted)) = (&lab.student.notebook, &hosted) {
-            findings.errors.push(lab.error(
-                lab.spans.notebook.clone().unwrap_or(0..0),
-                format!(
-                    "students on cluster `{}` get no notebook server yet: notebooks run on the students' VMs",
-                    hosted.cluster
-                ),
-                "allowed: [student.notebook] with students on VMs ([student] compute), not on a cluster",
-            ));
-        }
+        notebook::refuse_on_cluster(lab, hosted.as_ref().map(|h| h.cluster.as_str()), findings);
         let aws: AwsSettings = settings.parse_into(self.name(), findings)?;
         Some(Box::new(AwsSetup {
             hosted,
@@ -197,18 +186,6 @@ pub struct ArtifactsConfig {
     pub datasets: BTreeMap<String, labctl_provider_api::lab::Dataset>,
     /// The workers' version, when students get workers.
     pub workers: Option<String>,
-}
-
-/// The lab's notebook stack in the artifacts bucket: the wheelhouse of `requirements`
-/// (pinned when first built), the starter notebooks, and the datasets' parts the VMs fetch.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct NotebookStackConfig {
-    pub artifacts: String,
-    pub requirements: Vec<String>,
-    /// Starter notebooks: name → text.
-    pub starters: BTreeMap<String, String>,
-    /// The students' datasets: name → its parts' file names.
-    pub datasets: BTreeMap<String, Vec<String>>,
 }
 
 /// The VMs' IAM role and instance profile.
@@ -310,11 +287,7 @@ impl ProviderSetup for AwsSetup {
     /// The worker binaries must run on the VMs: their CPU, and the image's glibc.
     /// The wheelhouse is built here, for this machine's Python.
     fn preflight(&self, lab: &Lab, bin_dir: &Path) -> Result<Vec<String>, String> {
-        let mut warnings = vec![];
-        if lab.student.notebook.is_some() && has_vms(&lab.student) {
-            labctl_notebook::stack::preflight_python()?;
-            warnings.extend(platform::python_mismatch(&Self::image(lab)));
-        }
+        let mut warnings = notebook::preflight(lab, &Self::image(lab))?;
         if self.vm_workers(lab) {
             warnings.extend(platform::check(
                 bin_dir,
@@ -348,18 +321,9 @@ impl ProviderSetup for AwsSetup {
             let config = ArtifactsConfig { name: Self::artifacts_bucket(lab), datasets, workers };
             nodes.push(Node::new("aws", ARTIFACTS, "artifacts", &config, &tags, vec![]));
         }
-        if let Some(spec) = lab.student.notebook.as_ref().filter(|_| vms) {
-            let config = NotebookStackConfig {
-                artifacts: Self::artifacts_bucket(lab),
-                requirements: requirements(spec),
-                starters: lab.starters.clone(),
-                datasets: lab
-                    .seeded()
-                    .map(|d| (d.to_owned(), lab.datasets[d].parts().into_iter().map(|p| p.name).collect()))
-                    .collect(),
-            };
+        if let Some(config) = NotebookStackConfig::of(lab, &Self::artifacts_bucket(lab)) {
             let deps = vec![ARTIFACTS.to_owned()];
-            nodes.push(Node::new("aws", NOTEBOOK_STACK, "notebook_stack", &config, &tags, deps));
+            nodes.push(Node::new("aws", notebook::ADDRESS, "notebook_stack", &config, &tags, deps));
         }
         if vms {
             let config = InstanceProfileConfig {
@@ -472,7 +436,7 @@ impl ProviderSetup for AwsSetup {
                 credential.to_string(),
             ];
             if config.notebook.is_some() {
-                deps.push(NOTEBOOK_STACK.to_owned());
+                deps.extend(notebook::vm_deps(lab, &student.id));
             }
             nodes.push(Node::new("aws", base.child("vm"), "vm", &config, &tags, deps));
         }

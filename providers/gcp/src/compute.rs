@@ -23,8 +23,10 @@ use labctl_provider_api::{
 use labctl_provider_vm::cloud_init::{
     self, Binary, KeyFile, MapReduce, Scheduler, UserData, BINARY_URL_LIFETIME, PORTS,
 };
+use labctl_provider_vm::notebook::SignedUrls;
 use labctl_provider_vm::rekey::{self, Key, USER_DATA_SHA256};
 use labctl_provider_vm::ssh::{SshClient, VmStates};
+use labctl_provider_vm::NotebookService;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -64,6 +66,10 @@ pub struct VmConfig {
     pub ssh_keys: Option<Vec<String>>,
     pub mapreduce: Option<MapReduce>,
     pub scheduler: Option<Scheduler>,
+    /// The student's notebook service, installed from the lab's notebook stack (absent
+    /// without: a VM recorded before notebooks existed keeps its config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notebook: Option<NotebookService>,
     pub version: String,
 }
 
@@ -375,20 +381,14 @@ async fn render_user_data(
     let hashes = deps.values().find_map(|d| d.attributes.get("binaries").and_then(Value::as_object));
     let mut binaries = BTreeMap::new();
     for (name, sha256) in hashes.into_iter().flatten() {
-        let artifacts = dep_attr(deps, "artifacts_bucket")?;
-        let mut url = SignedUrlBuilder::for_object(resource(artifacts), format!("bin/{name}"))
-            .with_method(http::Method::GET)
-            .with_expiration(BINARY_URL_LIFETIME);
-        if let Some(endpoint) = &c.storage_endpoint {
-            url = url.with_endpoint(endpoint);
-        }
-        let url = url
-            .sign_with(c.signer().await?)
-            .await
-            .map_err(|e| ProviderError::fatal(format!("signing the link to {name}: {e}")))?;
+        let url = c.signed_url(dep_attr(deps, "artifacts_bucket")?, &format!("bin/{name}")).await?;
         let sha256 = sha256.as_str().unwrap_or_default().to_owned();
         binaries.insert(name.clone(), Binary { url, sha256 });
     }
+    let notebook = match vm.notebook {
+        Some(service) => Some(labctl_provider_vm::notebook::user_data(&vm.student, service, deps, c).await?),
+        None => None,
+    };
     // The workers (and the student's own tools) reach the bucket with the student's key.
     // Google's client libraries read the first; object_store (the workers'), the second.
     let bucket = dep_attr(deps, "bucket").ok();
@@ -405,7 +405,7 @@ async fn render_user_data(
         rekey: &rekey(),
         mapreduce: vm.mapreduce,
         scheduler: vm.scheduler,
-        notebook: None,
+        notebook,
         ports: PORTS,
         ssh_keys: vm.ssh_keys.clone().unwrap_or_default(),
         student_key: dep_attr(deps, "ssh_public_key").map_err(|_| {
@@ -415,6 +415,22 @@ async fn render_user_data(
             ))
         })?,
     })
+}
+
+#[async_trait::async_trait]
+impl SignedUrls for Gcp {
+    /// A V4 signed URL, signed with labctl's own credentials.
+    async fn signed_url(&self, bucket: &str, key: &str) -> Result<String, ProviderError> {
+        let mut url = SignedUrlBuilder::for_object(resource(bucket), key)
+            .with_method(http::Method::GET)
+            .with_expiration(BINARY_URL_LIFETIME);
+        if let Some(endpoint) = &self.storage_endpoint {
+            url = url.with_endpoint(endpoint);
+        }
+        url.sign_with(self.signer().await?)
+            .await
+            .map_err(|e| ProviderError::fatal(format!("signing the link to gs://{bucket}/{key}: {e}")))
+    }
 }
 
 /// Statuses of a VM that runs or is on its way to.

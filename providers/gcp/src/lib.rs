@@ -31,6 +31,7 @@ mod gke;
 mod gke_access;
 mod identity;
 mod labels;
+mod notebook;
 mod oauth;
 mod paging;
 mod plugin;
@@ -53,6 +54,7 @@ pub use plugin::GcpPlugin;
 const KINDS: &[KindSchema] = &[
     KindSchema { name: "network", replace_on: &["*"] },
     KindSchema { name: "artifacts", replace_on: &["name"] },
+    KindSchema { name: "notebook_stack", replace_on: labctl_provider_vm::notebook::REPLACE_ON },
     KindSchema { name: "bucket", replace_on: &["name"] },
     KindSchema { name: "dataset", replace_on: &["*"] },
     KindSchema { name: "credential", replace_on: &["*"] },
@@ -72,6 +74,8 @@ pub struct GcpProvider {
     bin_dir: std::path::PathBuf,
     /// Reaches the students' VMs (a rotated key is delivered over SSH).
     ssh: Arc<SshClient>,
+    /// Where the lab's Python environment is built, to pack the notebooks' wheelhouse.
+    python_dir: std::path::PathBuf,
 }
 
 #[async_trait]
@@ -89,6 +93,7 @@ impl Provider for GcpProvider {
         match kind {
             "network" => compute::read_network(c, prior).await,
             "artifacts" => storage::read_artifacts(c, prior).await,
+            "notebook_stack" => notebook::read(c, prior).await,
             "bucket" => storage::read_bucket(c, prior).await,
             "dataset" => storage::read_dataset(c, prior).await,
             "credential" => identity::read_credential(c, prior).await,
@@ -112,6 +117,7 @@ impl Provider for GcpProvider {
         match spec.kind.as_str() {
             "network" => compute::create_network(c, spec).await,
             "artifacts" => storage::create_artifacts(c, spec, &self.bin_dir).await,
+            "notebook_stack" => notebook::create(c, spec, &self.python_dir).await,
             "bucket" => storage::create_bucket(c, spec).await,
             "dataset" => storage::create_dataset(c, spec).await,
             "credential" => identity::create_credential(c, spec, None).await,
@@ -136,7 +142,7 @@ impl Provider for GcpProvider {
             "vm" => compute::update_vm(self.clients.get().await?, &self.ssh, spec, prior, deps).await,
             // The artifacts converge by creating again (a changed binary is uploaded), a
             // cluster by upgrading its control plane.
-            "artifacts" | "cluster" => self.create(spec, deps).await,
+            "artifacts" | "cluster" | "notebook_stack" => self.create(spec, deps).await,
             // Autoscaling bounds, size and labels.
             "node_pool" => gke::create_node_pool(self.clients.get().await?, spec, deps, Some(prior)).await,
             // Buckets and datasets are replaced on any change of config (see KINDS), and
@@ -157,6 +163,7 @@ impl Provider for GcpProvider {
             "cluster" => gke::delete_cluster(c, &prior.id).await,
             "node_pool" => gke::delete_node_pool(c, &prior.id).await,
             "artifacts" | "bucket" => storage::delete_bucket(c, &prior.id).await,
+            "notebook_stack" => notebook::delete(c, prior).await,
             "dataset" => storage::delete_dataset(c, &prior.id).await,
             "credential" => identity::delete_credential(c, prior).await,
             "service_account" => identity::delete_account(c, &prior.id).await,

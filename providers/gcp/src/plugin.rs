@@ -16,9 +16,10 @@ use labctl_provider_api::{
     StudentResources,
 };
 use labctl_provider_kubernetes::{Addons, CloudSecret, HostedCluster, StorageClassConfig};
+use labctl_provider_vm::notebook::{self, NotebookStackConfig};
 use labctl_provider_vm::smoke::SshRunner;
 use labctl_provider_vm::ssh::{Ssh, SshClient};
-use labctl_provider_vm::{has_vms, services, ssh_cidrs, warn_open_ssh};
+use labctl_provider_vm::{has_vms, notebook_service, services, ssh_cidrs, warn_open_ssh};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -81,7 +82,7 @@ impl Plugin for GcpPlugin {
             smoke_data_generated: true,
             archive: true,
             hosts_kubernetes: true,
-            ..Capabilities::default()
+            notebooks: true,
         }
     }
 
@@ -112,6 +113,7 @@ impl Plugin for GcpPlugin {
         }
         // The MapReduce pods read and write the student's bucket with their key.
         let hosted = HostedCluster::configure(lab, BUCKET_ACCESS, findings);
+        notebook::refuse_on_cluster(lab, hosted.as_ref().map(|h| h.cluster.as_str()), findings);
         if lab.student.compute.as_ref().is_some_and(|c| c.image_owner.is_some()) {
             findings.errors.push(lab.error(
                 lab.spans.compute.clone().unwrap_or(0..0),
@@ -195,6 +197,11 @@ impl ProviderSetup for GcpSetup {
         self.rate_limit
     }
 
+    /// The notebooks' wheelhouse is built here, for this machine's Python.
+    fn preflight(&self, lab: &Lab, _bin_dir: &Path) -> Result<Vec<String>, String> {
+        notebook::preflight(lab, &image(lab))
+    }
+
     /// The network when students get VMs or the lab has clusters, the artifacts bucket (the
     /// worker binaries) when VMs run the workers, and the clusters with their node pools.
     fn expand_shared(&self, lab: &Lab) -> Vec<Node> {
@@ -207,10 +214,15 @@ impl ProviderSetup for GcpSetup {
         let network =
             NetworkConfig { name: lab.name.clone(), cidr: cidr.unwrap_or_else(|| "10.0.0.0/16".into()) };
         let mut nodes = vec![Node::new("gcp", NETWORK, "network", &network, &tags, vec![])];
-        if vms && self.vm_workers(lab) {
+        let stack = NotebookStackConfig::of(lab, &artifacts_bucket(lab));
+        if vms && (self.vm_workers(lab) || stack.is_some()) {
             let artifacts =
                 ArtifactsConfig { name: artifacts_bucket(lab), workers: env!("CARGO_PKG_VERSION").into() };
             nodes.push(Node::new("gcp", ARTIFACTS, "artifacts", &artifacts, &tags, vec![]));
+        }
+        if let Some(stack) = stack {
+            let deps = vec![ARTIFACTS.to_owned()];
+            nodes.push(Node::new("gcp", notebook::ADDRESS, "notebook_stack", &stack, &tags, deps));
         }
         for (name, cluster) in &lab.clusters {
             let address = Address::top("cluster", name);
@@ -319,17 +331,21 @@ impl ProviderSetup for GcpSetup {
                     .and_then(|c| c.instance_type.clone())
                     .unwrap_or_else(|| DEFAULT_MACHINE_TYPE.into()),
                 disk_gb: compute.and_then(|c| c.disk_gb).unwrap_or(30),
-                image: compute.and_then(|c| c.image.clone()).unwrap_or_else(|| DEFAULT_IMAGE.into()),
+                image: image(lab),
                 ssh_keys: compute
                     .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
                     .filter(|k| !k.is_empty()),
                 mapreduce: mapreduce.filter(|_| self.vm_workers(lab)),
                 scheduler: scheduler.filter(|_| self.vm_workers(lab)),
+                notebook: notebook_service(lab),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             let mut deps = vec![NETWORK.to_owned(), firewall.to_string(), credential.to_string()];
             if self.vm_workers(lab) {
                 deps.push(ARTIFACTS.to_owned());
+            }
+            if config.notebook.is_some() {
+                deps.extend(notebook::vm_deps(lab, &student.id));
             }
             nodes.push(Node::new("gcp", base.child("vm"), "vm", &config, &tags, deps));
         }
@@ -349,7 +365,13 @@ impl ProviderSetup for GcpSetup {
         let vms = || Arc::new(SshRunner::new(ssh.clone())) as _;
         let (hosted, smoke) = HostedCluster::connect(self.hosted.as_ref(), lab, access, vms);
         Connected {
-            provider: Arc::new(GcpProvider { clients, bin_dir: bin_dir.to_owned(), ssh }),
+            // Beside the lab's pinned host keys (`.labctl/` beside the lab file).
+            provider: Arc::new(GcpProvider {
+                clients,
+                bin_dir: bin_dir.to_owned(),
+                ssh,
+                python_dir: self.ssh.known_hosts_dir.join(format!("{lab}.python")),
+            }),
             hosted,
             smoke: Ok(smoke),
         }
@@ -393,6 +415,12 @@ impl GcpSetup {
 }
 
 /// A Compute Engine name (at most 63 characters) for `base` and `suffix`.
+/// The students' VMs' boot image: the lab's, or Ubuntu 24.04 LTS.
+fn image(lab: &Lab) -> String {
+    let compute = lab.student.compute.as_ref();
+    compute.and_then(|c| c.image.clone()).unwrap_or_else(|| DEFAULT_IMAGE.into())
+}
+
 fn compute_name(base: &str, suffix: &str) -> String {
     fitted_name(base, suffix, 63)
 }

@@ -194,7 +194,7 @@ async fn list(c: &Gcp, bucket: &str, prefix: &str) -> Result<Vec<String>, Provid
     .await
 }
 
-async fn delete_prefix(c: &Gcp, bucket: &str, prefix: &str) -> Result<(), ProviderError> {
+pub(crate) async fn delete_prefix(c: &Gcp, bucket: &str, prefix: &str) -> Result<(), ProviderError> {
     for object in list(c, bucket, prefix).await? {
         let gone = c.control.delete_object().set_bucket(resource(bucket)).set_object(&object).send().await;
         deleted(gone, format!("deleting gs://{bucket}/{object}"))?;
@@ -203,7 +203,7 @@ async fn delete_prefix(c: &Gcp, bucket: &str, prefix: &str) -> Result<(), Provid
 }
 
 /// Writes one object.
-async fn put(c: &Gcp, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), ProviderError> {
+pub(crate) async fn put(c: &Gcp, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), ProviderError> {
     c.objects
         .write_object(resource(bucket), key, bytes::Bytes::from(bytes))
         .send_buffered()
@@ -213,7 +213,7 @@ async fn put(c: &Gcp, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), Pro
 }
 
 /// Reads one object whole; `None` if it (or its bucket) is not there.
-async fn get(c: &Gcp, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, ProviderError> {
+pub(crate) async fn get(c: &Gcp, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, ProviderError> {
     let what = format!("reading gs://{bucket}/{key}");
     let Some(mut read) = found(c.objects.read_object(resource(bucket), key).send().await, &what)? else {
         return Ok(None);

@@ -6,6 +6,7 @@
 //! it cannot reach is running at all ([`ssh::VmStates`]).
 
 pub mod cloud_init;
+pub mod notebook;
 pub mod rekey;
 pub mod smoke;
 pub mod ssh;
