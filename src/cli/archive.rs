@@ -1,6 +1,7 @@
 //! `destroy --archive DIR`: before a student's bucket is deleted, what they wrote into it
-//! is copied into `DIR/<student>/` (the seeded datasets left out). A student whose copy
-//! fails keeps their bucket: work is never lost silently.
+//! is copied into `DIR/<student>/` (the seeded datasets left out), with what the provider
+//! keeps elsewhere (a VM's notebooks). A student whose copy fails keeps their whole
+//! environment: work is never lost silently.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,12 +16,12 @@ use crate::plan::{ActionKind, Plan};
 use crate::registry::{self, Registry};
 use crate::state::State;
 
-/// A bucket left in place because its work could not be archived.
+/// A student's environment left in place because their work could not be archived.
 #[derive(Debug)]
 pub struct Kept {
     pub student: String,
-    /// The bucket's address, which the destroy leaves out.
-    pub address: String,
+    /// Their resources' addresses, which the destroy leaves out.
+    pub addresses: Vec<String>,
     pub error: String,
 }
 
@@ -33,8 +34,9 @@ pub fn check_supported(provider: &str) -> Result<(), CliError> {
         .with_hint("destroy without --archive after copying what the students need to keep"))
 }
 
-/// Copies the bucket of every student whose bucket `plan` deletes into `dir/<student>/`,
-/// `parallelism` at a time, saying so for each (unless `json`); the buckets that must stay.
+/// Copies the work of every student whose bucket `plan` deletes into `dir/<student>/`,
+/// `parallelism` at a time, saying so for each (unless `json`); the students whose
+/// environments must stay.
 pub async fn archive_buckets(
     plan: &Plan,
     state: &State,
@@ -53,22 +55,28 @@ pub async fn archive_buckets(
         else {
             continue;
         };
-        let (address, into, limit) = (action.address.clone(), dir.join(student), limit.clone());
+        let addresses: Vec<String> = state
+            .resources
+            .keys()
+            .filter(|a| Address::split_student(a).is_some_and(|(s, _)| s == student))
+            .cloned()
+            .collect();
+        let (into, limit) = (dir.join(student), limit.clone());
         copies.spawn(async move {
             let _slot = limit.acquire_owned().await.expect("the semaphore is never closed");
             let copied = provider.archive(&resources, &into).await;
-            (resources.student, address, into, copied)
+            (resources.student, addresses, into, copied)
         });
     }
     let mut kept = vec![];
     let mut out = anstream::stdout();
-    for (student, address, into, copied) in copies.join_all().await {
+    for (student, addresses, into, copied) in copies.join_all().await {
         match copied {
             Ok(_) if json => {}
             Ok(files) => {
-                let _ = writeln!(out, "Archived {student}'s bucket: {files} files in {}.", into.display());
+                let _ = writeln!(out, "Archived {student}'s work: {files} files in {}.", into.display());
             }
-            Err(e) => kept.push(Kept { student, address, error: e.to_string() }),
+            Err(e) => kept.push(Kept { student, addresses, error: e.to_string() }),
         }
     }
     kept.sort_by(|a, b| a.student.cmp(&b.student));
@@ -79,7 +87,7 @@ pub async fn archive_buckets(
 pub fn kept_error(kept: &[Kept], dir: &Path) -> CliError {
     let lines: Vec<String> = kept.iter().map(|k| format!("{}: {}", k.student, k.error)).collect();
     CliError::failed(format!(
-        "kept the bucket of {} student(s): their work could not be archived into {}:\n  {}",
+        "kept the environment of {} student(s): their work could not be archived into {}:\n  {}",
         kept.len(),
         dir.display(),
         lines.join("\n  ")

@@ -372,7 +372,7 @@ pub(super) async fn destroy(
                 run.json,
             )
             .await;
-            let addresses: Vec<String> = kept.iter().map(|k| k.address.clone()).collect();
+            let addresses: Vec<String> = kept.iter().flat_map(|k| k.addresses.clone()).collect();
             plan.actions = plan::keep(std::mem::take(&mut plan.actions), &state, &addresses);
         }
         let Executed { code, summary } =

@@ -179,7 +179,7 @@ async fn destroy(
         if !kept.is_empty() {
             let _ = writeln!(anstream::stderr(), "error: {}", kept_error(&kept, &dir).render());
         }
-        let addresses: Vec<String> = kept.into_iter().map(|k| k.address).collect();
+        let addresses: Vec<String> = kept.into_iter().flat_map(|k| k.addresses).collect();
         plan.actions = plan::keep(std::mem::take(&mut plan.actions), &state, &addresses);
     }
     let executed = execute(&plan, &mut state, &store, &registry, &options, "Reap", run.json).await?;

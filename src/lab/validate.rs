@@ -533,8 +533,10 @@ impl Validator<'_> {
         }
         if s.notebook.is_some() && s.bucket.is_none() {
             let span = self.spans.sections.notebook.clone().unwrap_or(0..0);
-            let d =
-                self.source.error(span, "students' notebooks need a bucket: it is where their work is saved");
+            let d = self.source.error(
+                span,
+                "students' notebooks need a bucket: it holds their datasets, and their work when it is archived",
+            );
             self.errors.push(d.note("allowed: add `bucket = { datasets = [...] }` to [student]"));
         }
         for package in s.notebook.iter().flat_map(|n| &n.packages) {

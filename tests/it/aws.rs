@@ -552,8 +552,8 @@ fn a_students_key_opens_their_own_bucket_only_and_her_work_is_archived() {
     // What she wrote outlives the lab in the archive; the seeded dataset does not.
     moto.relax_iam();
     let destroyed = run(&env, &["destroy", "lab.toml", "--yes", "--archive", "kept"]).ok();
-    assert!(destroyed.stdout.contains("Archived ann's bucket: 1 files in kept/ann."), "{}", destroyed.stdout);
-    assert!(destroyed.stdout.contains("Archived bob's bucket: 0 files in kept/bob."), "{}", destroyed.stdout);
+    assert!(destroyed.stdout.contains("Archived ann's work: 1 files in kept/ann."), "{}", destroyed.stdout);
+    assert!(destroyed.stdout.contains("Archived bob's work: 0 files in kept/bob."), "{}", destroyed.stdout);
     assert_eq!(files_under(&env.path("kept")), ["ann/notes.txt"]);
     assert_eq!(std::fs::read(env.path("kept/ann/notes.txt")).unwrap(), b"mine");
     assert_eq!(moto.tagged("iamlab"), Vec::<String>::new());

@@ -108,7 +108,8 @@ pub fn assert_workers_run(runner: &Runner, count: usize) {
 /// emulator): each VM's `pip freeze` is the pins. The notebook check runs through an SSH
 /// tunnel to each student's own Jupyter server, on their Dask cluster and PySpark; the
 /// tunnel the handout gives, as written, reaches her Jupyter (her token only) and her Dask
-/// scheduler, which ran the check's tasks. Re-plan is empty; the caller destroys.
+/// scheduler, which ran the check's tasks. Re-plan is empty; `destroy --archive` keeps the
+/// notebook she saved on her VM.
 pub fn notebooks_on_booted_vms(
     env: &Env,
     runner: &Runner,
@@ -165,9 +166,9 @@ pub fn notebooks_on_booted_vms(
         assert!(start.elapsed() < Duration::from_secs(30), "the handout's tunnel opens");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let handout = std::fs::read_to_string(env.path(&format!("handouts/{ada}.md"))).unwrap();
-    let token = handout.split("**Token:** `").nth(1).unwrap().split('`').next().unwrap();
-    assert!(handout.contains(&format!("<http://127.0.0.1:8888/lab?token={token}>")), "{handout}");
+    let text = std::fs::read_to_string(env.path(&format!("handouts/{ada}.md"))).unwrap();
+    let token = text.split("**Token:** `").nth(1).unwrap().split('`').next().unwrap();
+    assert!(text.contains(&format!("<http://127.0.0.1:8888/lab?token={token}>")), "{text}");
     assert_eq!(get("http://127.0.0.1:8888/api/status", None).0, 403);
     assert_eq!(get("http://127.0.0.1:8888/api/status", Some(token)).0, 200);
     let files = stack["files"].as_array().unwrap();
@@ -177,6 +178,15 @@ pub fn notebooks_on_booted_vms(
     drop(tunnel);
 
     assert!(run(env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
+
+    // What she saved on her VM is archived with her bucket; then everything goes.
+    let saved = handout.ssh(env, ada, "mkdir -p notebooks && echo '{\"cells\": []}' > notebooks/mine.ipynb");
+    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    let destroyed = run(env, &["destroy", "lab.toml", "--yes", "--archive", "kept"]).ok();
+    assert!(destroyed.stdout.contains(&format!("Archived {ada}'s work: ")), "{}", destroyed.stdout);
+    let mine = std::fs::read_to_string(env.path(&format!("kept/{ada}/vm-home/notebooks/mine.ipynb")));
+    assert_eq!(mine.unwrap(), "{\"cells\": []}\n");
+    assert!(!env.path(&format!("kept/{ada}/vm-home/datasets")).exists(), "not the datasets fetched");
 }
 
 /// The VMs `runner` still runs once a destroy is done (it powers a VM off within moments of

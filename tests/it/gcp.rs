@@ -503,7 +503,6 @@ fn notebooks_on_gce_vms_install_from_the_wheelhouse_and_pass_the_notebook_check(
     let runner = emulator.runner();
     let env = gcp_example(&emulator, &runner);
     crate::booted::notebooks_on_booted_vms(&env, &runner, ("bigdata-gcp", "ada", "edsger"), run);
-    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
     crate::booted::assert_powered_off(runner);
     assert_eq!(emulator.inventory("bigdata-gcp"), Vec::<String>::new());
 }

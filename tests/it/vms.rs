@@ -208,7 +208,6 @@ fn notebooks_on_aws_vms_install_from_the_wheelhouse_and_pass_the_notebook_check(
     let (moto, runner) = booted();
     let env = booted_example(&moto, &runner);
     notebooks_on_booted_vms(&env, &runner, ("bigdata-aws", "ada", "alan"), run);
-    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
     assert_eq!(moto.tagged("bigdata-aws"), Vec::<String>::new());
     assert_powered_off(runner);
 }

@@ -201,7 +201,9 @@ impl Provider for AwsProvider {
         let bucket = &student.get("bucket").map_err(ProviderError::fatal)?.id;
         let datasets = student.dataset_paths();
         let datasets: Vec<&str> = datasets.keys().map(String::as_str).collect();
-        storage::archive_bucket(self.clients.get().await?, bucket, &datasets, into).await
+        let copied = storage::archive_bucket(self.clients.get().await?, bucket, &datasets, into).await?;
+        // A notebook's work is on the student's VM.
+        Ok(copied + labctl_provider_vm::notebook::archive_home(&self.ssh, student, into).await?)
     }
 
     async fn sweep(&self, lab: &str) -> Result<Vec<Found>, ProviderError> {

@@ -7,14 +7,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use async_trait::async_trait;
+use base64::Engine;
 use labctl_notebook::stack::{requirements, PythonEnv, Wheelhouse};
 use labctl_provider_api::lab::{Lab, LabSections};
-use labctl_provider_api::{attrs, Address, Deps, Findings, Observed, ProviderError};
+use labctl_provider_api::{attrs, Address, Deps, Findings, Observed, ProviderError, StudentResources};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cloud_init::{Binary, Fetch, Notebook};
 use crate::smoke::DATASETS;
+use crate::ssh::{Login, SshClient};
 use crate::{has_vms, NotebookService};
 
 /// The lab-wide resource's address.
@@ -208,4 +210,44 @@ pub async fn user_data(
         });
     }
     Ok(Notebook::new(student, wheelhouse, attr("python"), service.spark, service.dask_workers, files))
+}
+
+/// How long archiving a student's home may take.
+const ARCHIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Copies what a student with a notebook made on their VM (their home but its dot files and
+/// the datasets fetched into it) into `into/vm-home/`, over SSH: that work is on the VM's
+/// disk, not in their bucket. The number of files; none without a notebook.
+pub async fn archive_home(
+    ssh: &SshClient,
+    student: &StudentResources,
+    into: &Path,
+) -> Result<usize, ProviderError> {
+    let Ok(vm) = student.get("vm") else { return Ok(0) };
+    if vm.config.get("notebook").is_none_or(Value::is_null) {
+        return Ok(0);
+    }
+    let fail = |e: String| ProviderError::fatal(format!("archiving {}'s VM: {e}", student.student));
+    let login = Login::of(student).map_err(fail)?;
+    let script = format!("cd ~ && tar --exclude='./.*' --exclude=./{DATASETS} -cf - . | base64 -w0\n");
+    let encoded = ssh.run(&login, &script, ARCHIVE_TIMEOUT).await.map_err(fail)?;
+    let tar =
+        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|e| fail(e.to_string()))?;
+    let dir = into.join("vm-home");
+    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    let mut file = tempfile::NamedTempFile::new().map_err(|e| fail(e.to_string()))?;
+    std::io::Write::write_all(&mut file, &tar).map_err(|e| fail(e.to_string()))?;
+    let out = tokio::process::Command::new("tar")
+        .args(["--no-same-owner", "-xvf"])
+        .arg(file.path())
+        .arg("-C")
+        .arg(&dir)
+        .output()
+        .await
+        .map_err(|e| fail(format!("cannot run tar: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(format!("tar: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    // `tar -v` names each member; directories end with `/`.
+    Ok(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.ends_with('/')).count())
 }

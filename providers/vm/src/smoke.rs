@@ -12,7 +12,6 @@ use labctl_provider_api::lab::SmokeWorkload;
 use labctl_provider_api::{ports, SmokeRunner, StudentResources};
 
 use crate::ssh::{Login, SshClient};
-use crate::vm_address;
 
 /// Runs the smoke workloads on the students' VMs over SSH.
 pub struct SshRunner {
@@ -84,7 +83,7 @@ impl SshRunner {
         timeout: Duration,
     ) -> Result<(), String> {
         let deadline = std::time::Instant::now() + timeout;
-        let (login, token) = (Self::login(student)?, student.get("credential")?.attr("token")?.to_owned());
+        let (login, token) = (Login::of(student)?, student.get("credential")?.attr("token")?.to_owned());
         let text =
             self.ssh.run(&login, &Self::script(SmokeWorkload::Notebook, &token, dataset)?, timeout).await?;
         let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -107,13 +106,6 @@ impl SshRunner {
         };
         drop(tunnel);
         result.map_err(|e| format!("{e} (logs: `journalctl -u 'lab-jupyter*' -u 'lab-dask*'` on the VM)"))
-    }
-
-    fn login<'a>(student: &'a StudentResources) -> Result<Login<'a>, String> {
-        let vm = student.get("vm")?;
-        let host = vm_address(&vm.attributes).ok_or("the VM has no address yet: run `labctl apply`")?;
-        let key = student.get("credential")?.attr("ssh_private_key")?;
-        Ok(Login { instance_id: &vm.id, host, user: &student.student, key })
     }
 }
 
@@ -145,12 +137,12 @@ impl SmokeRunner for SshRunner {
             return self.notebook(student, dataset, timeout).await;
         }
         let token = student.get("credential")?.attr("token")?;
-        self.ssh.run(&Self::login(student)?, &Self::script(workload, token, None)?, timeout).await.map(drop)
+        self.ssh.run(&Login::of(student)?, &Self::script(workload, token, None)?, timeout).await.map(drop)
     }
 
     /// Each labctl unit on the VM and its state, as systemd reports it.
     async fn health(&self, student: &StudentResources) -> Vec<(String, String)> {
-        let login = match Self::login(student) {
+        let login = match Login::of(student) {
             Ok(login) => login,
             Err(e) => return vec![("services".into(), e)],
         };

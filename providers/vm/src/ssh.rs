@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labctl_provider_api::ProviderError;
+use labctl_provider_api::{ProviderError, StudentResources};
+
+use crate::vm_address;
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
@@ -33,6 +35,16 @@ pub struct Login<'a> {
     pub user: &'a str,
     /// The private key, in OpenSSH format.
     pub key: &'a str,
+}
+
+impl<'a> Login<'a> {
+    /// The student on their VM, with the key of their credential.
+    pub fn of(student: &'a StudentResources) -> Result<Self, String> {
+        let vm = student.get("vm")?;
+        let host = vm_address(&vm.attributes).ok_or("the VM has no address yet: run `labctl apply`")?;
+        let key = student.get("credential")?.attr("ssh_private_key")?;
+        Ok(Login { instance_id: &vm.id, host, user: &student.student, key })
+    }
 }
 
 /// What the cloud says of a VM that SSH cannot reach.
