@@ -12,13 +12,22 @@
 # (labctl and the emulator), booting (after apply until cloud-init is done in every VM)
 # and verifying; labctl's own CPU time and peak memory per step. BOOTED=0 skips it.
 #
-#   bash bench/aws.sh                 # STUDENTS=100 PARALLELISM=32 CONCURRENCY=16 BOOTED=20
+# Then (issue #19, NOTEBOOKS students, default 4) the notebook run: booted VMs with a
+# notebook (JupyterLab, Dask scheduler + 2 workers, PySpark) and the `notebook` check: the
+# apply (building the lab's Python environment and its wheelhouse here, uploading it),
+# booting (each VM installing the wheelhouse from the emulator), verifying (the notebook
+# run through a tunnel to each student's Jupyter), the wheelhouse's size and a VM's
+# environment on disk. No peer: the VMs reach no package index to install from PyPI.
+# NOTEBOOKS=0 skips it.
+#
+#   bash bench/aws.sh                 # STUDENTS=100 PARALLELISM=32 CONCURRENCY=16 BOOTED=20 NOTEBOOKS=4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDENTS=${STUDENTS:-100}
 PARALLELISM=${PARALLELISM:-32}
 CONCURRENCY=${CONCURRENCY:-16}
 BOOTED=${BOOTED:-20}
+NOTEBOOKS=${NOTEBOOKS:-4}
 MOTO_PYTHON=$(bash testing/moto/install.sh)
 export MOTO_PYTHON
 cargo build --release --quiet --workspace
@@ -100,5 +109,36 @@ step verify verify "$WORK/lab.toml"
 tail -1 "$WORK/out"
 done_at=$(date +%s.%N)
 python3 -c "print(f'apply → all verified: {$done_at - $start:.1f}s')"
+step destroy destroy "$WORK/lab.toml" --yes --parallelism "$PARALLELISM"
+tail -1 "$WORK/out"
+
+[ "$NOTEBOOKS" -gt 0 ] || exit 0
+roster "$NOTEBOOKS" >"$WORK/roster.csv"
+sed -i 's/^name = "bench-booted"/name = "bench-notebooks"/; s/^bucket = {}/bucket = { datasets = ["corpus"] }/' "$WORK/lab.toml"
+sed -i 's/^smoke = .*/smoke = ["notebook"]\nnotebook = { dask_workers = 2 }/' "$WORK/lab.toml"
+printf '\n[datasets.corpus]\nkind = "text"\nsize_mb = 1\n' >>"$WORK/lab.toml"
+before=$(grep -c '^booted ' "$WORK/runner.log" || true)
+echo
+echo "notebook run: $NOTEBOOKS students x VM with JupyterLab + Dask scheduler and 2 workers + PySpark, installed from the lab's wheelhouse (pip cache warm here), the notebook check"
+start=$(date +%s.%N)
+step apply apply "$WORK/lab.toml" --yes --no-verify --parallelism "$PARALLELISM"
+grep 'notebook_stack' "$WORK/out" | sed 's/^ */  /'
+applied=$(date +%s.%N)
+until [ "$(grep -c '^booted ' "$WORK/runner.log" || true)" -ge $((before + NOTEBOOKS)) ]; do
+  grep '^error ' "$WORK/runner.log" && exit 1
+  sleep 0.1
+done
+booted=$(date +%s.%N)
+python3 - "$WORK/runner.log" "$applied" "$booted" "$before" <<'PY'
+import sys
+lines = [l for l in open(sys.argv[1]) if l.startswith("booted ")][int(sys.argv[4]):]
+times = sorted(float(l.split()[2]) for l in lines)
+print(f"booting    {float(sys.argv[3]) - float(sys.argv[2]):6.2f}s after apply; each VM to cloud-init done (wheelhouse installed): median {times[len(times)//2]:.1f}s, max {times[-1]:.1f}s")
+PY
+step verify verify "$WORK/lab.toml"
+tail -1 "$WORK/out"
+done_at=$(date +%s.%N)
+python3 -c "print(f'apply → all verified: {$done_at - $start:.1f}s')"
+echo "wheelhouse $(du -m "$WORK/.labctl/bench-notebooks.python/wheelhouse.tar" | cut -f1) MB (built once per lab); environment on each VM $(du -sm "$(ls -d /tmp/labctl-vm-runner-*/*/upper/opt/labctl/python 2>/dev/null | head -1)" 2>/dev/null | cut -f1) MB"
 step destroy destroy "$WORK/lab.toml" --yes --parallelism "$PARALLELISM"
 tail -1 "$WORK/out"

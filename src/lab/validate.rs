@@ -183,6 +183,10 @@ impl Validator<'_> {
             let problem = match std::fs::read_to_string(&path) {
                 Err(e) => Some(format!("cannot read starter notebook `{}`: {e}", path.display())),
                 Ok(_) if !name.ends_with(".ipynb") => Some(format!("starter `{name}` is not a .ipynb file")),
+                // It becomes a file name on every student's machine, and in their VM's scripts.
+                Ok(_) if !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) => Some(
+                    format!("starter `{name}`: its name may hold only letters, digits, `.`, `_` and `-`"),
+                ),
                 Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
                     Ok(nb) if nb["cells"].is_array() && nb["nbformat"].as_u64() == Some(4) => {
                         if starters.insert(name.clone(), text).is_some() {
@@ -195,7 +199,11 @@ impl Validator<'_> {
                 },
             };
             if let Some(problem) = problem {
-                self.error(starter, problem, "allowed: .ipynb files (nbformat 4) with different names");
+                self.error(
+                    starter,
+                    problem,
+                    "allowed: .ipynb files (nbformat 4) with different names of letters, digits, `.`, `_`, `-`",
+                );
             }
         }
         starters

@@ -247,7 +247,7 @@ impl Handout {
         };
         let key = between("Your SSH key (keep it secret):\n\n```text\n", "```");
         let wordcount = between("Run a word count over your corpus:\n\n```sh\n", "```");
-        let tunnel = "For your notebook, forward its ports too:\n\n```sh\n";
+        let tunnel = "For your notebook (JupyterLab, your Dask scheduler and its dashboard), open this tunnel:\n\n```sh\n";
         let notebook_tunnel = text.contains(tunnel).then(|| between(tunnel, "```").trim().to_owned());
         Self { vm_ip: between("Your VM is `", "`"), key, wordcount, notebook_tunnel }
     }

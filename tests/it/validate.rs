@@ -289,4 +289,9 @@ fn notebooks_need_a_provider_that_gives_them_dask_workers_and_plain_requirements
         "notebook = { starters = [\"missing.ipynb\"] }\n",
     );
     insta::assert_snapshot!("notebook_without_a_bucket_or_its_starter", invalid(&env, &bucketless));
+    // A starter's name becomes a file name in students' homes and their VMs' scripts.
+    env.write("ada's lab.ipynb", r#"{"cells": [], "nbformat": 4, "nbformat_minor": 5, "metadata": {}}"#);
+    let quoted =
+        good().replace("[student]\n", "[student]\nnotebook = { starters = [\"ada's lab.ipynb\"] }\n");
+    insta::assert_snapshot!("notebook_starter_named_with_a_quote", invalid(&env, &quoted));
 }

@@ -36,6 +36,14 @@ impl Arch {
         }
     }
 
+    /// Its name as Rust (`std::env::consts::ARCH`) and Linux call it.
+    pub fn rust_name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Arm64 => "aarch64",
+        }
+    }
+
     fn rust_target(self) -> &'static str {
         match self {
             Self::X86_64 => "x86_64-unknown-linux-gnu",

@@ -287,7 +287,8 @@ impl ProviderSetup for AwsSetup {
     /// The worker binaries must run on the VMs: their CPU, and the image's glibc.
     /// The wheelhouse is built here, for this machine's Python.
     fn preflight(&self, lab: &Lab, bin_dir: &Path) -> Result<Vec<String>, String> {
-        let mut warnings = notebook::preflight(lab, &Self::image(lab))?;
+        let arch = Arch::of_instance_type(&Self::instance_type(lab));
+        let mut warnings = notebook::preflight(lab, arch.rust_name(), &Self::image(lab))?;
         if self.vm_workers(lab) {
             warnings.extend(platform::check(
                 bin_dir,

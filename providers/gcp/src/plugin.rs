@@ -199,7 +199,12 @@ impl ProviderSetup for GcpSetup {
 
     /// The notebooks' wheelhouse is built here, for this machine's Python.
     fn preflight(&self, lab: &Lab, _bin_dir: &Path) -> Result<Vec<String>, String> {
-        notebook::preflight(lab, &image(lab))
+        let machine_type = lab.student.compute.as_ref().and_then(|c| c.instance_type.as_deref());
+        // Arm machines: Tau T2A and the Axion families.
+        let arm = ["t2a-", "c4a-", "n4a-"]
+            .iter()
+            .any(|f| machine_type.unwrap_or(DEFAULT_MACHINE_TYPE).starts_with(f));
+        notebook::preflight(lab, if arm { "aarch64" } else { "x86_64" }, &image(lab))
     }
 
     /// The network when students get VMs or the lab has clusters, the artifacts bucket (the
@@ -216,8 +221,10 @@ impl ProviderSetup for GcpSetup {
         let mut nodes = vec![Node::new("gcp", NETWORK, "network", &network, &tags, vec![])];
         let stack = NotebookStackConfig::of(lab, &artifacts_bucket(lab));
         if vms && (self.vm_workers(lab) || stack.is_some()) {
-            let artifacts =
-                ArtifactsConfig { name: artifacts_bucket(lab), workers: env!("CARGO_PKG_VERSION").into() };
+            let artifacts = ArtifactsConfig {
+                name: artifacts_bucket(lab),
+                workers: self.vm_workers(lab).then(|| env!("CARGO_PKG_VERSION").into()),
+            };
             nodes.push(Node::new("gcp", ARTIFACTS, "artifacts", &artifacts, &tags, vec![]));
         }
         if let Some(stack) = stack {
@@ -414,13 +421,13 @@ impl GcpSetup {
     }
 }
 
-/// A Compute Engine name (at most 63 characters) for `base` and `suffix`.
 /// The students' VMs' boot image: the lab's, or Ubuntu 24.04 LTS.
 fn image(lab: &Lab) -> String {
     let compute = lab.student.compute.as_ref();
     compute.and_then(|c| c.image.clone()).unwrap_or_else(|| DEFAULT_IMAGE.into())
 }
 
+/// A Compute Engine name (at most 63 characters) for `base` and `suffix`.
 fn compute_name(base: &str, suffix: &str) -> String {
     fitted_name(base, suffix, 63)
 }

@@ -45,8 +45,9 @@ pub async fn create_bucket(c: &Gcp, spec: &ResourceSpec) -> Result<Observed, Pro
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ArtifactsConfig {
     pub name: String,
-    /// The workers' version.
-    pub workers: String,
+    /// The workers' version, when the VMs run them (the bucket may hold only notebooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<String>,
 }
 
 /// Makes (or adopts) the artifacts bucket and uploads the worker binaries that are not
@@ -56,10 +57,10 @@ pub async fn create_artifacts(
     spec: &ResourceSpec,
     bin_dir: &Path,
 ) -> Result<Observed, ProviderError> {
-    let ArtifactsConfig { name, .. } = config(spec)?;
+    let ArtifactsConfig { name, workers } = config(spec)?;
     ensure_bucket(c, &name, spec).await?;
     let mut binaries = serde_json::Map::new();
-    for binary in WORKER_BINARIES {
+    for binary in WORKER_BINARIES.into_iter().filter(|_| workers.is_some()) {
         let (bytes, hash) = worker_binary(bin_dir, binary).await?;
         if binary_hash(c, &name, binary).await?.as_deref() != Some(hash.as_str()) {
             put(c, &name, &format!("bin/{binary}"), bytes).await?;

@@ -124,7 +124,7 @@ fn notebook_access(student: &StudentResources) -> Option<(String, Value)> {
         "dask_dashboard": format!("http://127.0.0.1:{}", ports::DASK_DASHBOARD),
         "dask_workers": notebook["dask_workers"],
         "spark": notebook["spark"],
-        "tunnel": [ports::JUPYTER, ports::DASK_DASHBOARD],
+        "tunnel": [ports::JUPYTER, ports::DASK_SCHEDULER, ports::DASK_DASHBOARD],
         "saved": format!("on your VM, in /home/{}", student.student),
     });
     Some(("notebook".to_owned(), access))

@@ -37,8 +37,8 @@ pub struct NotebookStackConfig {
     pub datasets: BTreeMap<String, Vec<String>>,
 }
 
-/// What a changed stack replaces: another environment. New starters or datasets are
-/// uploaded in place (VMs booted before keep what they fetched).
+/// What a changed stack replaces: another environment. New starters are uploaded in place,
+/// new datasets listed (VMs booted before keep what they fetched).
 pub const REPLACE_ON: &[&str] = &["artifacts", "requirements"];
 
 impl NotebookStackConfig {
@@ -74,11 +74,18 @@ pub fn refuse_on_cluster(lab: &LabSections<'_>, cluster: Option<&str>, findings:
     }
 }
 
-/// Checks that this machine can build the wheelhouse; warns when VMs booted from `image`
-/// have another Python than this machine's (the VMs would refuse the wheelhouse).
-pub fn preflight(lab: &Lab, image: &str) -> Result<Vec<String>, String> {
+/// Checks that this machine can build the wheelhouse for VMs of CPU `vm_arch` (`x86_64`,
+/// `aarch64`): pip takes the wheels of this machine's system and CPU. Warns when VMs booted
+/// from `image` have another Python than this machine's (the VMs would refuse the wheelhouse).
+pub fn preflight(lab: &Lab, vm_arch: &str, image: &str) -> Result<Vec<String>, String> {
     if lab.student.notebook.is_none() || !has_vms(&lab.student) {
         return Ok(vec![]);
+    }
+    let (os, arch) = (std::env::consts::OS, std::env::consts::ARCH);
+    if (os, arch) != ("linux", vm_arch) {
+        return Err(format!(
+            "the students' notebooks are built here for the VMs ({vm_arch} Linux), but this machine is {arch} {os}: run labctl on {vm_arch} Linux, or choose VMs of this machine's CPU"
+        ));
     }
     labctl_notebook::stack::preflight_python()?;
     let here = std::process::Command::new("python3")
@@ -229,7 +236,10 @@ pub async fn archive_home(
     }
     let fail = |e: String| ProviderError::fatal(format!("archiving {}'s VM: {e}", student.student));
     let login = Login::of(student).map_err(fail)?;
-    let script = format!("cd ~ && tar --exclude='./.*' --exclude=./{DATASETS} -cf - . | base64 -w0\n");
+    // Through a file, so that tar's failure is the script's (a pipe would hide it).
+    let script = format!(
+        "set -e\nt=$(mktemp)\ntrap 'rm -f \"$t\"' EXIT\ncd ~\ntar --exclude='./.*' --exclude=./{DATASETS} -cf \"$t\" .\nbase64 -w0 \"$t\"\n"
+    );
     let encoded = ssh.run(&login, &script, ARCHIVE_TIMEOUT).await.map_err(fail)?;
     let tar =
         base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|e| fail(e.to_string()))?;
