@@ -5,7 +5,7 @@ use std::path::Path;
 
 use labctl_provider_api::configs::config;
 use labctl_provider_api::{sha256, Observed, ProviderError, ResourceSpec};
-use labctl_provider_vm::notebook::{self, NotebookStackConfig, PREFIX, WHEELHOUSE_KEY};
+use labctl_provider_vm::notebook::{self, stack_bucket, NotebookStackConfig, PREFIX, WHEELHOUSE_KEY};
 
 use crate::clients::Aws;
 use crate::storage::{delete_prefix, object_hash, put};
@@ -31,13 +31,9 @@ pub(crate) async fn create(c: &Aws, spec: &ResourceSpec, dir: &Path) -> Result<O
 
 /// The stack as recorded while its wheelhouse is in the bucket.
 pub(crate) async fn read(c: &Aws, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
-    Ok(object_hash(c, bucket(prior), WHEELHOUSE_KEY).await?.is_some().then(|| prior.clone()))
+    Ok(object_hash(c, stack_bucket(prior), WHEELHOUSE_KEY).await?.is_some().then(|| prior.clone()))
 }
 
 pub(crate) async fn delete(c: &Aws, prior: &Observed) -> Result<(), ProviderError> {
-    delete_prefix(c, bucket(prior), Some(PREFIX)).await
-}
-
-fn bucket(prior: &Observed) -> &str {
-    prior.attributes.get("bucket").and_then(|v| v.as_str()).unwrap_or_default()
+    delete_prefix(c, stack_bucket(prior), Some(PREFIX)).await
 }

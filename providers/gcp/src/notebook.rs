@@ -6,7 +6,7 @@ use std::path::Path;
 
 use labctl_provider_api::configs::config;
 use labctl_provider_api::{sha256, Observed, ProviderError, ResourceSpec};
-use labctl_provider_vm::notebook::{self, NotebookStackConfig, PREFIX, WHEELHOUSE_KEY};
+use labctl_provider_vm::notebook::{self, stack_bucket, NotebookStackConfig, PREFIX, WHEELHOUSE_KEY};
 
 use crate::clients::Gcp;
 use crate::storage::{delete_prefix, get, put};
@@ -38,14 +38,10 @@ async fn upload(c: &Gcp, bucket: &str, key: &str, hash: &str, bytes: Vec<u8>) ->
 
 /// The stack as recorded while its wheelhouse is in the bucket.
 pub(crate) async fn read(c: &Gcp, prior: &Observed) -> Result<Option<Observed>, ProviderError> {
-    let recorded = get(c, bucket(prior), &format!("{WHEELHOUSE_KEY}.sha256")).await?;
+    let recorded = get(c, stack_bucket(prior), &format!("{WHEELHOUSE_KEY}.sha256")).await?;
     Ok(recorded.is_some().then(|| prior.clone()))
 }
 
 pub(crate) async fn delete(c: &Gcp, prior: &Observed) -> Result<(), ProviderError> {
-    delete_prefix(c, bucket(prior), PREFIX).await
-}
-
-fn bucket(prior: &Observed) -> &str {
-    prior.attributes.get("bucket").and_then(|v| v.as_str()).unwrap_or_default()
+    delete_prefix(c, stack_bucket(prior), PREFIX).await
 }

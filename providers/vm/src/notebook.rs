@@ -58,8 +58,18 @@ impl NotebookStackConfig {
 
     /// Each starter's key in the artifacts bucket, and its text.
     pub fn starter_objects(&self) -> impl Iterator<Item = (String, &str)> {
-        self.starters.iter().map(|(name, text)| (format!("{PREFIX}starters/{name}"), text.as_str()))
+        self.starters.iter().map(|(name, text)| (starter_key(name), text.as_str()))
     }
+}
+
+/// A starter notebook's key in the artifacts bucket.
+fn starter_key(name: &str) -> String {
+    format!("{PREFIX}starters/{name}")
+}
+
+/// The artifacts bucket a recorded stack is in.
+pub fn stack_bucket(stack: &Observed) -> &str {
+    stack.attributes.get("bucket").and_then(Value::as_str).unwrap_or_default()
 }
 
 /// What a cloud refuses of a lab's notebooks: students on one of the lab's clusters
@@ -143,10 +153,9 @@ pub fn observed(
     wheelhouse: &Wheelhouse,
     pins: Vec<String>,
 ) -> Observed {
-    let starters = stack.starter_objects().map(|(key, _)| {
-        let name = key.rsplit('/').next().unwrap_or_default().to_owned();
-        json!({ "from": "artifacts", "key": key, "path": format!("notebooks/{name}") })
-    });
+    let starters = stack.starters.keys().map(
+        |name| json!({ "from": "artifacts", "key": starter_key(name), "path": format!("notebooks/{name}") }),
+    );
     let datasets = stack.datasets.iter().flat_map(|(name, parts)| {
         parts.iter().map(move |part| {
             let key = format!("{}{part}", labctl_provider_api::configs::dataset_prefix(name));

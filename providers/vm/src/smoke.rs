@@ -36,8 +36,8 @@ impl SshRunner {
     }
 
     /// The shell script a workload is on the VM, read by `sh -s` from stdin (so the token
-    /// is on no command line). The notebook check's prints the dataset it counts.
-    fn script(workload: SmokeWorkload, token: &str, dataset: Option<&str>) -> Result<String, String> {
+    /// is on no command line).
+    fn script(workload: SmokeWorkload, token: &str) -> Result<String, String> {
         let (units, run) = match workload {
             SmokeWorkload::Wordcount => (
                 "lab-mapreduce",
@@ -56,22 +56,26 @@ impl SshRunner {
                 ),
             ),
             SmokeWorkload::Notebook => {
-                let dataset = dataset.ok_or("the notebook check needs a text dataset")?;
-                let units = format!("{}{}", units_active("lab-dask"), units_active("lab-jupyter"));
-                // Active is started, not yet answering: JupyterLab takes seconds to load.
-                let jupyter = format!(
-                    "i=0; until curl -fsS -o /dev/null http://127.0.0.1:{port}/api 2>/dev/null; do\n\
-                     i=$((i+1)); [ $i -lt {JUPYTER_START} ] || {{ echo 'JupyterLab does not answer on 127.0.0.1:{port} after {JUPYTER_START} s: see `journalctl -u lab-jupyter`' >&2; exit 3; }}; sleep 1\n\
-                     done\n",
-                    port = ports::JUPYTER
-                );
-                // Every file once, a line break after each (word boundaries stay).
-                let print =
-                    format!("cd ~/{DATASETS}/{dataset} && for f in [!._]*; do cat \"$f\"; echo; done\n");
-                return Ok(format!("{WAIT_FOR_CLOUD_INIT}{units}{jupyter}{print}"));
+                return Err("the notebook check runs from here, through a tunnel".into())
             }
         };
         Ok(format!("{WAIT_FOR_CLOUD_INIT}{}{run}", units_active(units)))
+    }
+
+    /// The notebook check's script on the VM: once the notebook service is up and JupyterLab
+    /// answers, it prints `dataset`, for labctl to count.
+    fn notebook_script(dataset: &str) -> String {
+        let units = format!("{}{}", units_active("lab-dask"), units_active("lab-jupyter"));
+        // Active is started, not yet answering: JupyterLab takes seconds to load.
+        let jupyter = format!(
+            "i=0; until curl -fsS -o /dev/null http://127.0.0.1:{port}/api 2>/dev/null; do\n\
+             i=$((i+1)); [ $i -lt {JUPYTER_START} ] || {{ echo 'JupyterLab does not answer on 127.0.0.1:{port} after {JUPYTER_START} s: see `journalctl -u lab-jupyter`' >&2; exit 3; }}; sleep 1\n\
+             done\n",
+            port = ports::JUPYTER
+        );
+        // Every file once, a line break after each (word boundaries stay).
+        let print = format!("cd ~/{DATASETS}/{dataset} && for f in [!._]*; do cat \"$f\"; echo; done\n");
+        format!("{WAIT_FOR_CLOUD_INIT}{units}{jupyter}{print}")
     }
 
     /// The notebook check: the dataset read over SSH and counted here, then the check
@@ -83,16 +87,16 @@ impl SshRunner {
         timeout: Duration,
     ) -> Result<(), String> {
         let deadline = std::time::Instant::now() + timeout;
+        let dataset = dataset.ok_or("the notebook check needs a text dataset")?;
         let (login, token) = (Login::of(student)?, student.get("credential")?.attr("token")?.to_owned());
-        let text =
-            self.ssh.run(&login, &Self::script(SmokeWorkload::Notebook, &token, dataset)?, timeout).await?;
+        let text = self.ssh.run(&login, &Self::notebook_script(dataset), timeout).await?;
         let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
         std::fs::write(scratch.path().join("dataset"), text).map_err(|e| e.to_string())?;
         let expected = labctl_datasets::check::count(scratch.path())?;
         let notebook = &student.get("vm")?.config["notebook"];
         let dask_workers = notebook["dask_workers"].as_u64().unwrap_or(1) as u32;
         let spark = notebook["spark"].as_bool().unwrap_or(false);
-        let dataset = format!("/home/{}/{DATASETS}/{}", student.student, dataset.unwrap_or_default());
+        let dataset = format!("/home/{}/{DATASETS}/{dataset}", student.student);
         let tunnel = self.ssh.tunnel(&login, ports::JUPYTER).await?;
         let jupyter = tunnel.local.clone();
         let checked = tokio::task::spawn_blocking(move || {
@@ -137,7 +141,7 @@ impl SmokeRunner for SshRunner {
             return self.notebook(student, dataset, timeout).await;
         }
         let token = student.get("credential")?.attr("token")?;
-        self.ssh.run(&Login::of(student)?, &Self::script(workload, token, None)?, timeout).await.map(drop)
+        self.ssh.run(&Login::of(student)?, &Self::script(workload, token)?, timeout).await.map(drop)
     }
 
     /// Each labctl unit on the VM and its state, as systemd reports it.
