@@ -46,6 +46,7 @@ pub fn setups(path: &Path, cx: &Context) -> Result<Vec<Box<dyn ProviderSetup>>, 
             network: None,
             spans: &sections,
             gpus: vec![],
+            cohorts: vec![],
         };
         setups.extend(plugin.configure(&settings, &lab, &mut findings));
     }

@@ -1,16 +1,16 @@
 //! Checks everything a cloud would reject later, up front, with a location for each. What
 //! only one provider can judge, its plugin judges, in the same pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use labctl_datasets::{Dataset, DatasetKind};
-use labctl_provider_api::lab::{GpuSpec, LabSections, SmokeWorkload};
+use labctl_provider_api::lab::{GpuSpec, HostedKubernetesSpec, LabSections, SmokeWorkload};
 use labctl_provider_api::{Findings, Plugin, ProviderSetup, Settings};
 use toml::Spanned;
 
-use super::file::{DatasetGenerator, DatasetSection, LabFile};
+use super::file::{CohortSection, DatasetGenerator, DatasetSection, LabFile};
 use super::spans::TableSpans;
 use super::{roster, Cohort, Diagnostic, Lab, Loaded, Source, Student};
 
@@ -261,6 +261,31 @@ impl Validator<'_> {
         let d = self.source.error(at..at + "[provider".len(), message);
         self.errors.push(d.note(format!("allowed: exactly one of {}", tables.join(", "))));
         None
+    }
+
+    /// The cohorts `[student] kubernetes` puts on the cluster: each one of the lab's, once;
+    /// a warning when `[student] compute` then gives no one a VM.
+    fn placed_cohorts(&mut self, file: &LabFile, hosted: &HostedKubernetesSpec) {
+        let known: Vec<&str> = file.cohort.iter().map(|c| c.name.get_ref().as_str()).collect();
+        let mut seen = HashSet::new();
+        for listed in hosted.cohorts.iter().flatten() {
+            let name = listed.get_ref();
+            if !known.contains(&name.as_str()) {
+                let mut d = self.source.error(listed.span(), format!("there is no cohort `{name}`"));
+                if let Some(s) = super::did_you_mean(name, known.iter().copied()) {
+                    d = d.note(format!("help: did you mean `{s}`?"));
+                }
+                self.errors.push(d.note(format!("allowed: {}", known.join(", "))));
+            } else if !seen.insert(name) {
+                self.error(listed, format!("cohort `{name}` is listed twice"), "allowed: each cohort once");
+            }
+        }
+        if file.student.compute.is_some() && known.iter().all(|c| file.student.on_cluster(c)) {
+            self.warnings.push(format!(
+                "[student.compute] gives no one a VM: every cohort is on cluster `{}`; list the cohorts that go there in [student] kubernetes cohorts, or drop compute",
+                hosted.cluster.get_ref()
+            ));
+        }
     }
 
     fn cohorts(&mut self, file: &LabFile, lab_path: &Path) -> Vec<Cohort> {
@@ -563,6 +588,9 @@ impl Validator<'_> {
             for gpu in gpu_requests(file) {
                 self.gpu(gpu, file, plugin, cx.plugins);
             }
+            if plugin.capabilities().hosts_kubernetes {
+                self.gpus_off_cluster(file);
+            }
             if file.student.notebook.is_some() && !plugin.capabilities().notebooks {
                 let with: Vec<&str> =
                     cx.plugins.iter().filter(|p| p.capabilities().notebooks).map(|p| p.name()).collect();
@@ -590,6 +618,7 @@ impl Validator<'_> {
                         ),
                     );
                 }
+                self.placed_cohorts(file, hosted);
             }
             let settings =
                 Settings { source: self.source, span, lab_path: path, data_dir: cx.data_dir.clone() };
@@ -601,6 +630,7 @@ impl Validator<'_> {
                 network: file.network.as_ref(),
                 spans: &self.spans.sections,
                 gpus: gpu_requests(file),
+                cohorts: file.cohort.iter().map(|c| c.name.get_ref().as_str()).collect(),
             };
             let mut findings = Findings::default();
             let setup = plugin.configure(&settings, &sections, &mut findings);
@@ -671,6 +701,37 @@ impl Validator<'_> {
                 gpu,
                 "GPUs requested but no cluster has a GPU node pool".into(),
                 "allowed: add a [cluster.<name>.node_pool.<pool>] with gpu > 0",
+            );
+        }
+    }
+
+    /// GPUs go to students' workers on a cluster: on a cloud, a cohort whose students are not
+    /// on the lab's cluster (they get VMs) cannot have them.
+    fn gpus_off_cluster(&mut self, file: &LabFile) {
+        let off = |c: &&CohortSection| !file.student.on_cluster(c.name.get_ref());
+        for cohort in file.cohort.iter().filter(off) {
+            if let Some(gpu) = &cohort.gpu {
+                let name = cohort.name.get_ref();
+                self.error(
+                    gpu,
+                    format!("cohort `{name}` gets GPUs, but its students are not on a cluster: GPUs go to workers on a cluster's GPU pool"),
+                    &format!("allowed: put `{name}` on the cluster ([student] kubernetes = {{ cluster = …, cohorts = [\"{name}\"] }}), or remove its gpu"),
+                );
+            }
+        }
+        let Some(gpu) = &file.student.gpu else { return };
+        let off: Vec<&str> = file
+            .cohort
+            .iter()
+            .filter(off)
+            .filter(|c| c.gpu.is_none())
+            .map(|c| c.name.get_ref().as_str())
+            .collect();
+        if !off.is_empty() {
+            self.error(
+                gpu,
+                format!("[student.gpu] gives GPUs to cohorts not on a cluster: {}", off.join(", ")),
+                "allowed: GPUs for students on the lab's cluster ([student] kubernetes); or a gpu of their own for the cohorts it lists",
             );
         }
     }

@@ -18,6 +18,7 @@ use google_cloud_storage::client::{Storage, StorageControl};
 use labctl_vm_runner::{Gce, Runner};
 
 use crate::conformance::{conformance, Drift, World};
+use crate::kubernetes::Cluster;
 use crate::support::*;
 
 pub(crate) const PROJECT: &str = "labctl-test";
@@ -390,6 +391,17 @@ fn gcp_example(emulator: &Emulator, runner: &Runner) -> Env {
     env
 }
 
+/// [`gcp_example`] with every cohort on VMs: its GKE cluster stays, with no one on it.
+fn gcp_example_on_vms(emulator: &Emulator, runner: &Runner) -> Env {
+    let env = gcp_example(emulator, runner);
+    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    let on_cluster = ["kubernetes = ", "quota = ", "limits = ", "gpu = { count = 1 }"];
+    let kept: Vec<&str> = text.lines().filter(|l| !on_cluster.iter().any(|c| l.starts_with(c))).collect();
+    assert_eq!(text.lines().count() - kept.len(), on_cluster.len(), "{text}");
+    env.write("lab.toml", &kept.join("\n"));
+    env
+}
+
 /// Every course lab in `labs/` applies and verifies on GCP by switching its provider block
 /// and its machine types to GCE's (datasets shrunk): its clusters become GKE clusters, its
 /// students' smoke workloads run on their booted VMs. It destroys to nothing.
@@ -412,20 +424,27 @@ fn every_course_lab_applies_on_gcp_by_switching_the_provider_block() {
     crate::booted::assert_powered_off(runner);
 }
 
-/// The GCP example on the emulator: every VM boots in the VM runner from its metadata, its
-/// cloud-init fetches the workers by signed URLs and runs them, and the smoke workloads
-/// pass over SSH. A student logs in as her handout says, without sudo, and runs its word
-/// count: her workers read and write her bucket with her key, and are refused another's.
-/// `--rotate-keys` gives her VM the new key (the old one is refused). Re-plan is empty;
-/// destroy leaves nothing and powers every VM off.
+/// The GCP example on the emulator, its GKE cluster's API on the test cluster: one apply
+/// makes the Monday cohort's VMs, which boot in the VM runner from their metadata (their
+/// cloud-init fetches the workers by signed URLs and runs them), and the deep-learning
+/// cohort's namespaces on the cluster, their scheduler workers on its GPU node; every
+/// student's smoke workloads pass, over SSH or as Jobs. A student logs in as her handout
+/// says, without sudo, and runs its word count: her workers read and write her bucket with
+/// her key, and are refused another's. `--rotate-keys` gives her VM the new key (the old one
+/// is refused). Re-plan is empty; destroy leaves nothing and powers every VM off.
 #[test]
-fn every_vm_of_the_gcp_example_boots_runs_its_workers_and_verifies() {
+fn the_gcp_example_boots_its_vms_and_runs_its_gpu_cohort_on_gke() {
     let emulator = Emulator::start();
     let runner = emulator.runner();
+    let cluster = Cluster::start();
     let env = gcp_example(&emulator, &runner);
-    let applied = run(&env, &["apply", "lab.toml", "--yes", "--no-verify"]).ok();
-    crate::booted::assert_workers_run(&runner, 5);
-    let verified = run(&env, &["verify", "lab.toml"]).ok();
+    let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
+    env.write("lab.toml", &crate::gke::on_test_cluster(&env, &text, &cluster));
+    let labctl = |args: &[&str]| crate::gke::run_on_gke(&env, "bigdata-gcp-shared", args).ok();
+
+    let applied = labctl(&["apply", "lab.toml", "--yes", "--no-verify"]);
+    crate::booted::assert_workers_run(&runner, 3);
+    let verified = labctl(&["verify", "lab.toml"]);
     assert!(
         verified.stdout.contains("5 students, 10 of 10 checks passed"),
         "{}{}",
@@ -433,11 +452,33 @@ fn every_vm_of_the_gcp_example_boots_runs_its_workers_and_verifies() {
         verified.all()
     );
 
+    // VMs for the Monday cohort, namespaces for the deep-learning one; buckets for all.
     let made = emulator.inventory("bigdata-gcp");
     for line in ["network bigdata-gcp", "subnetwork bigdata-gcp", "firewall bigdata-gcp-ada-ssh"] {
         assert!(made.contains(&line.to_owned()), "{line} in {made:#?}");
     }
-    assert!(made.contains(&"vm bigdata-gcp-ada Some(Running)".to_owned()), "{made:#?}");
+    for student in ["ada", "alan", "grace"] {
+        assert!(made.contains(&format!("vm bigdata-gcp-{student} Some(Running)")), "{made:#?}");
+    }
+    for student in ["edsger", "barbara"] {
+        assert!(!made.iter().any(|l| l.starts_with(&format!("vm bigdata-gcp-{student}"))), "{made:#?}");
+        let bucket = format!("bucket bigdata-gcp-{student} ");
+        assert!(made.iter().any(|l| l.starts_with(&bucket)), "{made:#?}");
+    }
+    let labelled = cluster.labelled("bigdata-gcp");
+    let namespaces: Vec<&String> = labelled.iter().filter(|l| l.starts_with("Namespace ")).collect();
+    assert_eq!(
+        namespaces,
+        ["Namespace bigdata-gcp-barbara", "Namespace bigdata-gcp-edsger"],
+        "{labelled:#?}"
+    );
+    for student in ["edsger", "barbara"] {
+        let nodes = cluster.pod_nodes(&format!("bigdata-gcp-{student}"), "scheduler-workers");
+        assert_eq!(nodes, ["labctl-gpu", "labctl-gpu"], "{student}'s GPU workers");
+    }
+    labctl(&["output", "lab.toml", "--handout", "handouts"]);
+    let barbara = std::fs::read_to_string(env.path("handouts/barbara.md")).unwrap();
+    assert!(barbara.contains("namespace `bigdata-gcp-barbara`") && !barbara.contains("ssh "), "{barbara}");
 
     // Ada logs in with the key from her handout, as herself, without sudo but for the rekey.
     let ada = crate::booted::Handout::read(&env, "ada");
@@ -472,7 +513,7 @@ fn every_vm_of_the_gcp_example_boots_runs_its_workers_and_verifies() {
 
     // A rotated key reaches her VM over SSH; the old one opens nothing any more.
     let old = key_of(&env, "ada");
-    let rotated = run(&env, &["apply", "lab.toml", "--yes", "--rotate-keys"]).ok();
+    let rotated = labctl(&["apply", "lab.toml", "--yes", "--rotate-keys"]);
     assert!(rotated.stdout.contains("5 students, 10 of 10 checks passed"), "{}", rotated.all());
     let new = key_of(&env, "ada");
     assert_ne!(old, new);
@@ -489,10 +530,11 @@ fn every_vm_of_the_gcp_example_boots_runs_its_workers_and_verifies() {
     });
     assert_eq!(refused.unwrap_err().http_status_code(), Some(401), "the rotated-out key");
 
-    assert!(run(&env, &["plan", "lab.toml"]).ok().stdout.contains("No changes"));
-    run(&env, &["destroy", "lab.toml", "--yes"]).ok();
+    assert!(labctl(&["plan", "lab.toml"]).stdout.contains("No changes"));
+    labctl(&["destroy", "lab.toml", "--yes"]);
     crate::booted::assert_powered_off(runner);
     assert_eq!(emulator.inventory("bigdata-gcp"), Vec::<String>::new());
+    assert_eq!(cluster.labelled("bigdata-gcp"), Vec::<String>::new());
 }
 
 /// Students' notebooks on their GCE VMs (`booted::notebooks_on_booted_vms`); destroy
@@ -501,7 +543,7 @@ fn every_vm_of_the_gcp_example_boots_runs_its_workers_and_verifies() {
 fn notebooks_on_gce_vms_install_from_the_wheelhouse_and_pass_the_notebook_check() {
     let emulator = Emulator::start();
     let runner = emulator.runner();
-    let env = gcp_example(&emulator, &runner);
+    let env = gcp_example_on_vms(&emulator, &runner);
     crate::booted::notebooks_on_booted_vms(&env, &runner, ("bigdata-gcp", "ada", "edsger"), run);
     crate::booted::assert_powered_off(runner);
     assert_eq!(emulator.inventory("bigdata-gcp"), Vec::<String>::new());
@@ -518,30 +560,16 @@ fn key_of(env: &Env, student: &str) -> String {
 /// every VM booted by the runner, and a GKE cluster with a CPU and a GPU pool beside them.
 struct Gcp(Emulator, Runner);
 
-/// A GKE cluster for the conformance suite's lab: kills land in its operations too.
-const CLUSTER: &str = "
-[cluster.shared.node_pool.cpu]
-instance_type = \"e2-standard-4\"
-min = 1
-max = 3
-
-[cluster.shared.node_pool.gpu]
-instance_type = \"n1-standard-4\"
-max = 2
-gpu = 1
-";
-
 impl World for Gcp {
     const LAB: &'static str = "bigdata-gcp";
     const KILLS: usize = 6;
     const REPAIR_VERIFIES: bool = true;
     const LEFT_BEHIND: &'static str = "gcp bucket `bigdata-gcp-ada`";
 
+    /// The example's students on VMs; its GKE cluster stays, so kills land in its
+    /// operations too.
     fn env(&self) -> Env {
-        let env = gcp_example(&self.0, &self.1);
-        let text = std::fs::read_to_string(env.path("lab.toml")).unwrap();
-        env.write("lab.toml", &format!("{text}{CLUSTER}"));
-        env
+        gcp_example_on_vms(&self.0, &self.1)
     }
 
     fn running(&self) -> Vec<String> {

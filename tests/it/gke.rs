@@ -17,32 +17,44 @@ use crate::support::*;
 const LAB: &str = "bigdata-gke";
 const GKE_CLUSTER: &str = "bigdata-gke-shared";
 
-/// `examples/gcp-gke.toml` pointed at the emulator, its workers' image the test cluster's,
-/// small enough for one CI node; the cluster's kubeconfig beside it.
+/// `examples/gcp-gke.toml` pointed at the emulator, on the test cluster.
 fn gke_example(emulator: &Emulator, cluster: &Cluster) -> Env {
     let env = Env::new();
-    env.write("kubeconfig.yaml", &cluster.kubeconfig);
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gcp-gke.toml")).unwrap();
     let start = text.find("[provider.gcp]").unwrap();
     let end = start + text[start..].find("\n\n").unwrap();
     let text = format!("{}{}{}", &text[..start], emulator.provider_block().trim_end(), &text[end..]);
+    assert!(text.contains(&emulator.http), "the example has the provider block replaced");
+    env.write("lab.toml", &on_test_cluster(&env, &text, cluster));
+    env
+}
+
+/// A GCP lab file whose students' namespaces go on the test cluster: its workers' image the
+/// test cluster's, their CPU requests small enough for one CI node; the cluster's kubeconfig
+/// beside it, for [`run_on_gke`].
+pub(crate) fn on_test_cluster(env: &Env, text: &str, cluster: &Cluster) -> String {
+    env.write("kubeconfig.yaml", &cluster.kubeconfig);
     let image = cluster.image.as_deref().expect("the test cluster's workers' image");
     let text = text
         .replace("image = \"ghcr.io/labctl/workers:0.1.0\"", &format!("image = \"{image}\""))
         .replace(" cpu = \"250m\"", " cpu = \"20m\"")
         .replace("default_cpu = \"250m\"", "default_cpu = \"20m\"");
-    assert!(text.contains(&emulator.http) && text.contains(image), "the example has the lines replaced");
-    env.write("lab.toml", &text);
-    env
+    assert!(text.contains(image) && text.contains("\"20m\""), "the lab has the lines replaced");
+    text
 }
 
-/// `labctl` as the project's owner, the test cluster standing in for the GKE cluster's API.
-fn run(env: &Env, args: &[&str]) -> Run {
+/// `labctl` as the project's owner, the test cluster standing in for the API of the GKE
+/// cluster `gke` (the kubeconfig [`on_test_cluster`] wrote).
+pub(crate) fn run_on_gke(env: &Env, gke: &str, args: &[&str]) -> Run {
     let mut cmd = command(env, args);
     let kubeconfig = env.path("kubeconfig.yaml");
-    cmd.env("LABCTL_TEST_KUBECONFIGS", format!("{GKE_CLUSTER}={}", kubeconfig.display()));
+    cmd.env("LABCTL_TEST_KUBECONFIGS", format!("{gke}={}", kubeconfig.display()));
     Run::from(cmd.output().unwrap())
+}
+
+fn run(env: &Env, args: &[&str]) -> Run {
+    run_on_gke(env, GKE_CLUSTER, args)
 }
 
 /// Where a line naming `what` is in `text` (for the order of a plan or a walk).

@@ -238,6 +238,31 @@ fn students_on_a_cluster_need_one_the_lab_makes_and_an_image() {
     insta::assert_snapshot!("eks_on_local", invalid(&env, &local));
 }
 
+/// The cohorts put on the cluster are the lab's, each once; GPUs go only to cohorts there
+/// (not to VMs); a `compute` that gives no one a VM is warned about.
+#[test]
+fn cohorts_on_the_cluster_are_the_labs_and_gpus_go_only_there() {
+    let env = Env::new();
+    let _s = stable(&env);
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gcp.toml")).unwrap();
+    let listed = "cohorts = [\"deep-learning\"]";
+    assert!(example.contains(listed));
+    let unknown = example.replace(listed, "cohorts = [\"deep-learnin\", \"mon\", \"mon\"]");
+    insta::assert_snapshot!("cohorts_on_cluster_unknown", invalid(&env, &unknown));
+    let gpus_on_vms = example.replace(listed, "cohorts = []");
+    insta::assert_snapshot!("cohorts_on_cluster_gpus_on_vms", invalid(&env, &gpus_on_vms));
+    env.write("lab.toml", &example.replace(&format!(", {listed}"), ""));
+    let planned = env.run(&["plan", "lab.toml"]).ok();
+    assert!(
+        planned
+            .stderr
+            .contains("warning: [student.compute] gives no one a VM: every cohort is on cluster `shared`"),
+        "{}",
+        planned.all()
+    );
+    assert!(!planned.stdout.contains("].vm (vm)"), "{}", planned.stdout);
+}
+
 #[test]
 fn gpus_on_machines_gke_gives_none_and_aws_images_on_gcp_are_refused() {
     let env = Env::new();

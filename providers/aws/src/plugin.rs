@@ -21,7 +21,7 @@ use labctl_provider_vm::notebook::{self, NotebookStackConfig};
 use labctl_provider_vm::smoke::SshRunner;
 use labctl_provider_vm::ssh::{Ssh, SshClient};
 use labctl_provider_vm::{
-    has_vms, notebook_service, services, ssh_cidrs, warn_open_ssh, NotebookService, WORKER_BINARIES,
+    notebook_service, services, ssh_cidrs, vm_workers, warn_open_ssh, NotebookService, WORKER_BINARIES,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -96,7 +96,7 @@ impl Plugin for AwsPlugin {
         lab: &LabSections<'_>,
         findings: &mut Findings,
     ) -> Option<Box<dyn ProviderSetup>> {
-        warn_open_ssh(lab.student, findings);
+        warn_open_ssh(lab, findings);
         if let Some(compute) = &lab.student.compute {
             let pattern = compute.image.as_ref().filter(|i| !i.starts_with("ami-"));
             if let (Some(pattern), None) = (pattern, &compute.image_owner) {
@@ -254,11 +254,6 @@ pub struct VmConfig {
 }
 
 impl AwsSetup {
-    /// Whether the students' workers run on their VMs (not on the lab's cluster).
-    fn vm_workers(&self, lab: &Lab) -> bool {
-        lab.student.workers.is_some() && self.hosted.is_none()
-    }
-
     fn instance_type(lab: &Lab) -> String {
         let compute = lab.student.compute.as_ref();
         compute.and_then(|c| c.instance_type.clone()).unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into())
@@ -289,7 +284,7 @@ impl ProviderSetup for AwsSetup {
     fn preflight(&self, lab: &Lab, bin_dir: &Path) -> Result<Vec<String>, String> {
         let arch = Arch::of_instance_type(&Self::instance_type(lab));
         let mut warnings = notebook::preflight(lab, arch.rust_name(), &Self::image(lab))?;
-        if self.vm_workers(lab) {
+        if vm_workers(lab) {
             warnings.extend(platform::check(
                 bin_dir,
                 &WORKER_BINARIES,
@@ -305,7 +300,7 @@ impl ProviderSetup for AwsSetup {
         let mut nodes = vec![];
         let tags = lab.lab_tags();
         let network = lab.network.as_ref();
-        let vms = has_vms(&lab.student);
+        let vms = lab.any_vms();
         if vms || !lab.clusters.is_empty() {
             let config = NetworkConfig {
                 name: lab.name.clone(),
@@ -318,7 +313,7 @@ impl ProviderSetup for AwsSetup {
             lab.seeded().map(|d| (d.to_owned(), lab.datasets[d].clone())).collect();
         if vms || !datasets.is_empty() {
             // The VMs install the workers from it.
-            let workers = self.vm_workers(lab).then(|| env!("CARGO_PKG_VERSION").to_owned());
+            let workers = vm_workers(lab).then(|| env!("CARGO_PKG_VERSION").to_owned());
             let config = ArtifactsConfig { name: Self::artifacts_bucket(lab), datasets, workers };
             nodes.push(Node::new("aws", ARTIFACTS, "artifacts", &config, &tags, vec![]));
         }
@@ -395,10 +390,10 @@ impl ProviderSetup for AwsSetup {
             nodes.push(Node::new("aws", credential.clone(), "credential", &config, &tags, vec![]));
         }
         nodes.extend(bucket_nodes("aws", lab, cohort, student, &[ARTIFACTS]));
-        if let Some(hosted) = &self.hosted {
+        if let Some(hosted) = self.hosted.as_ref().filter(|_| lab.on_cluster(cohort)) {
             nodes.extend(hosted.expand_student(lab, cohort, student, Some(self.bucket_access(&name))));
         }
-        if has_vms(&lab.student) {
+        if lab.on_vms(cohort) {
             // The workers run on the student's VM, installed by its cloud-init.
             let firewall = base.child("firewall");
             nodes.push(Node::new(
@@ -424,8 +419,8 @@ impl ProviderSetup for AwsSetup {
                 ssh_keys: compute
                     .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
                     .filter(|k| !k.is_empty()),
-                mapreduce: mapreduce.filter(|_| self.vm_workers(lab)),
-                scheduler: scheduler.filter(|_| self.vm_workers(lab)),
+                mapreduce,
+                scheduler,
                 notebook: notebook_service(lab),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };

@@ -19,7 +19,7 @@ use labctl_provider_kubernetes::{Addons, CloudSecret, HostedCluster, StorageClas
 use labctl_provider_vm::notebook::{self, NotebookStackConfig};
 use labctl_provider_vm::smoke::SshRunner;
 use labctl_provider_vm::ssh::{Ssh, SshClient};
-use labctl_provider_vm::{has_vms, notebook_service, services, ssh_cidrs, warn_open_ssh};
+use labctl_provider_vm::{notebook_service, services, ssh_cidrs, vm_workers, warn_open_ssh};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -121,7 +121,7 @@ impl Plugin for GcpPlugin {
                 "on gcp: image = \"projects/<project>/global/images/family/<family>\" (or an image's own path)",
             ));
         }
-        warn_open_ssh(lab.student, findings);
+        warn_open_ssh(lab, findings);
         let gcp: GcpSettings = settings.parse_into(self.name(), findings)?;
         if !valid_project(&gcp.project) {
             findings.errors.push(lab.error(
@@ -210,7 +210,7 @@ impl ProviderSetup for GcpSetup {
     /// The network when students get VMs or the lab has clusters, the artifacts bucket (the
     /// worker binaries) when VMs run the workers, and the clusters with their node pools.
     fn expand_shared(&self, lab: &Lab) -> Vec<Node> {
-        let vms = has_vms(&lab.student);
+        let vms = lab.any_vms();
         if !vms && lab.clusters.is_empty() {
             return vec![];
         }
@@ -220,10 +220,10 @@ impl ProviderSetup for GcpSetup {
             NetworkConfig { name: lab.name.clone(), cidr: cidr.unwrap_or_else(|| "10.0.0.0/16".into()) };
         let mut nodes = vec![Node::new("gcp", NETWORK, "network", &network, &tags, vec![])];
         let stack = NotebookStackConfig::of(lab, &artifacts_bucket(lab));
-        if vms && (self.vm_workers(lab) || stack.is_some()) {
+        if vms && (vm_workers(lab) || stack.is_some()) {
             let artifacts = ArtifactsConfig {
                 name: artifacts_bucket(lab),
-                workers: self.vm_workers(lab).then(|| env!("CARGO_PKG_VERSION").into()),
+                workers: vm_workers(lab).then(|| env!("CARGO_PKG_VERSION").into()),
             };
             nodes.push(Node::new("gcp", ARTIFACTS, "artifacts", &artifacts, &tags, vec![]));
         }
@@ -296,7 +296,7 @@ impl ProviderSetup for GcpSetup {
         let name = lab.resource_name(student);
         let bucket = lab.student.bucket.is_some().then(|| base.child("bucket").to_string());
         let credential = base.child("credential");
-        if lab.credentials() && (bucket.is_some() || has_vms(&lab.student)) {
+        if lab.credentials() && (bucket.is_some() || lab.on_vms(cohort)) {
             // Its grant is on the bucket.
             let config = CredentialConfig {
                 student: student.id.clone(),
@@ -306,7 +306,7 @@ impl ProviderSetup for GcpSetup {
             let deps = bucket.iter().cloned().collect();
             nodes.push(Node::new("gcp", credential.clone(), "credential", &config, &tags, deps));
         }
-        if let Some(hosted) = &self.hosted {
+        if let Some(hosted) = self.hosted.as_ref().filter(|_| lab.on_cluster(cohort)) {
             let bucket = lab.student.bucket.is_some().then_some(name.as_str());
             let secret = CloudSecret {
                 values: workload_environment(
@@ -319,9 +319,8 @@ impl ProviderSetup for GcpSetup {
             };
             nodes.extend(hosted.expand_student(lab, cohort, student, Some(secret)));
         }
-        if has_vms(&lab.student) {
-            // The student's VM; its cloud-init installs and runs their workers, unless they run
-            // on the lab's cluster.
+        if lab.on_vms(cohort) {
+            // The student's VM; its cloud-init installs and runs their workers.
             let firewall = base.child("firewall");
             let config = FirewallConfig {
                 name: compute_name(&name, "-ssh"),
@@ -342,13 +341,13 @@ impl ProviderSetup for GcpSetup {
                 ssh_keys: compute
                     .map(|c| c.ssh_keys.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>())
                     .filter(|k| !k.is_empty()),
-                mapreduce: mapreduce.filter(|_| self.vm_workers(lab)),
-                scheduler: scheduler.filter(|_| self.vm_workers(lab)),
+                mapreduce,
+                scheduler,
                 notebook: notebook_service(lab),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             let mut deps = vec![NETWORK.to_owned(), firewall.to_string(), credential.to_string()];
-            if self.vm_workers(lab) {
+            if lab.student.workers.is_some() {
                 deps.push(ARTIFACTS.to_owned());
             }
             if config.notebook.is_some() {
@@ -398,11 +397,6 @@ impl ProviderSetup for GcpSetup {
 }
 
 impl GcpSetup {
-    /// Whether the students' workers run on their VMs (not on the lab's cluster).
-    fn vm_workers(&self, lab: &Lab) -> bool {
-        lab.student.workers.is_some() && self.hosted.is_none()
-    }
-
     /// A student's bucket, datasets, key and VM.
     fn own_endpoints(&self, student: &StudentResources) -> Endpoints {
         let attr = |what: &str, key: &str| student.attr(what, key).map(str::to_owned);

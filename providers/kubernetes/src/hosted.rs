@@ -5,8 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use labctl_provider_api::lab::{Cohort, Lab, LabSections, Student};
+use async_trait::async_trait;
+
+use labctl_provider_api::lab::{Cohort, Lab, LabSections, SmokeWorkload, Student};
 use labctl_provider_api::{
     Address, Endpoints, Findings, Node, Provider, ProviderSetup, SmokeRunner, StudentResources, Tags,
 };
@@ -121,8 +124,9 @@ impl HostedCluster {
         nodes
     }
 
-    /// Where a lab's students' smoke workloads run: as Jobs on `hosted`, the cluster `access`
-    /// reaches (with the Kubernetes provider working there), else through `own` (their VMs).
+    /// Where a lab's students' smoke workloads run: as Jobs for those on `hosted`, the
+    /// cluster `access` reaches (with the Kubernetes provider working there), else through
+    /// `own` (their VMs).
     pub fn connect(
         hosted: Option<&Self>,
         lab: &str,
@@ -132,16 +136,16 @@ impl HostedCluster {
         match hosted {
             Some(h) => {
                 let (kubernetes, jobs) = h.kubernetes.connect_hosted(lab, access(h));
-                (vec![kubernetes], jobs)
+                (vec![kubernetes], Arc::new(Placed { jobs, own: own() }))
             }
             None => (vec![], own()),
         }
     }
 
-    /// A student's endpoints: their namespace and services on `hosted`, if there, with the
-    /// cloud's own (`own`: their bucket, datasets and keys, and their VM).
+    /// A student's endpoints: their namespace and services on `hosted`, if they are there,
+    /// with the cloud's own (`own`: their bucket, datasets and keys, or their VM).
     pub fn endpoints(hosted: Option<&Self>, student: &StudentResources, own: Endpoints) -> Endpoints {
-        let Some(hosted) = hosted else { return own };
+        let Some(hosted) = hosted.filter(|_| on_cluster(student)) else { return own };
         let mut endpoints = hosted.kubernetes.endpoints(student);
         endpoints.bucket = own.bucket;
         endpoints.datasets = own.datasets;
@@ -156,6 +160,7 @@ impl HostedCluster {
         student: &StudentResources,
         own: Vec<(String, String)>,
     ) -> Vec<(String, String)> {
+        let hosted = hosted.filter(|_| on_cluster(student));
         let mut lines = hosted.map(|h| h.kubernetes.describe(student)).unwrap_or_default();
         lines.extend(own);
         lines
@@ -166,6 +171,49 @@ impl HostedCluster {
         let cluster = self.address();
         let pools = lab.clusters.get(&self.cluster).into_iter().flat_map(|c| c.node_pool.keys());
         pools.map(|pool| cluster.keyed("node_pool", pool).to_string()).collect()
+    }
+}
+
+/// Whether the student is on the lab's cluster: they have a namespace there.
+fn on_cluster(student: &StudentResources) -> bool {
+    student.resources.contains_key("namespace")
+}
+
+/// The smoke runner of a lab whose students are on its cluster and elsewhere (their VMs):
+/// each student's workloads run where they are.
+struct Placed {
+    jobs: Arc<dyn SmokeRunner>,
+    own: Arc<dyn SmokeRunner>,
+}
+
+impl Placed {
+    fn of(&self, student: &StudentResources) -> &dyn SmokeRunner {
+        if on_cluster(student) {
+            self.jobs.as_ref()
+        } else {
+            self.own.as_ref()
+        }
+    }
+}
+
+#[async_trait]
+impl SmokeRunner for Placed {
+    fn parallel(&self) -> usize {
+        self.jobs.parallel().min(self.own.parallel())
+    }
+
+    async fn run(
+        &self,
+        workload: SmokeWorkload,
+        student: &StudentResources,
+        dataset: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        self.of(student).run(workload, student, dataset, timeout).await
+    }
+
+    async fn health(&self, student: &StudentResources) -> Vec<(String, String)> {
+        self.of(student).health(student).await
     }
 }
 

@@ -14,16 +14,14 @@ pub mod ssh;
 use std::path::Path;
 
 use cloud_init::{MapReduce, Scheduler};
-use labctl_provider_api::lab::{Lab, StudentSection};
+use labctl_provider_api::lab::{Lab, LabSections, StudentSection};
 use labctl_provider_api::{ports, sha256, Attributes, Endpoints, Findings, ProviderError, StudentResources};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Whether students get VMs: asked for, or to run their workers or notebooks when they are
-/// not on one of the lab's clusters.
-pub fn has_vms(student: &StudentSection) -> bool {
-    let services = student.workers.is_some() || student.notebook.is_some();
-    student.compute.is_some() || (services && student.kubernetes.is_none())
+/// Whether workers run on students' VMs: the lab gives workers, and some students VMs.
+pub fn vm_workers(lab: &Lab) -> bool {
+    lab.student.workers.is_some() && lab.any_vms()
 }
 
 /// Where SSH to the VMs may come from unless the lab says: anywhere.
@@ -41,8 +39,8 @@ pub fn ssh_cidrs(student: &StudentSection) -> Vec<String> {
 }
 
 /// Warns when the students' VMs take SSH from the whole internet.
-pub fn warn_open_ssh(student: &StudentSection, findings: &mut Findings) {
-    if has_vms(student) && ssh_cidrs(student).iter().any(|c| c == ANYWHERE) {
+pub fn warn_open_ssh(lab: &LabSections<'_>, findings: &mut Findings) {
+    if lab.any_vms() && ssh_cidrs(lab.student).iter().any(|c| c == ANYWHERE) {
         findings.warnings.push(format!(
             "SSH to the students' VMs is open to the whole internet ({ANYWHERE}): set [student.compute] ssh_cidrs to where students and labctl connect from, e.g. [\"203.0.113.0/24\"]"
         ));

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::cloud_init::{Binary, Fetch, Notebook};
 use crate::smoke::DATASETS;
 use crate::ssh::{Login, SshClient};
-use crate::{has_vms, NotebookService};
+use crate::NotebookService;
 
 /// The lab-wide resource's address.
 pub const ADDRESS: &str = "notebook_stack";
@@ -44,7 +44,7 @@ pub const REPLACE_ON: &[&str] = &["artifacts", "requirements"];
 impl NotebookStackConfig {
     /// The lab's stack in bucket `artifacts`, when its students get notebooks on VMs.
     pub fn of(lab: &Lab, artifacts: &str) -> Option<Self> {
-        let spec = lab.student.notebook.as_ref().filter(|_| has_vms(&lab.student))?;
+        let spec = lab.student.notebook.as_ref().filter(|_| lab.any_vms())?;
         Some(Self {
             artifacts: artifacts.to_owned(),
             requirements: requirements(spec),
@@ -88,7 +88,7 @@ pub fn refuse_on_cluster(lab: &LabSections<'_>, cluster: Option<&str>, findings:
 /// `aarch64`): pip takes the wheels of this machine's system and CPU. Warns when VMs booted
 /// from `image` have another Python than this machine's (the VMs would refuse the wheelhouse).
 pub fn preflight(lab: &Lab, vm_arch: &str, image: &str) -> Result<Vec<String>, String> {
-    if lab.student.notebook.is_none() || !has_vms(&lab.student) {
+    if lab.student.notebook.is_none() || !lab.any_vms() {
         return Ok(vec![]);
     }
     let (os, arch) = (std::env::consts::OS, std::env::consts::ARCH);

@@ -70,6 +70,21 @@ impl Lab {
         cohort.gpu.or_else(|| self.student.gpu.as_ref().map(|g| g.get_ref().count)).unwrap_or(0)
     }
 
+    /// Whether the students of `cohort` go on the lab's cluster (`[student] kubernetes`).
+    pub fn on_cluster(&self, cohort: &Cohort) -> bool {
+        self.student.on_cluster(&cohort.name)
+    }
+
+    /// Whether the students of `cohort` get VMs (on a cloud that makes them).
+    pub fn on_vms(&self, cohort: &Cohort) -> bool {
+        self.student.on_vms(&cohort.name)
+    }
+
+    /// Whether any student gets a VM.
+    pub fn any_vms(&self) -> bool {
+        self.cohorts.iter().any(|c| self.on_vms(c))
+    }
+
     /// Every student with their cohort, in file order.
     pub fn students(&self) -> impl Iterator<Item = (&Cohort, &Student)> {
         self.cohorts.iter().flat_map(|c| c.students.iter().map(move |s| (c, s)))
@@ -129,9 +144,16 @@ pub struct LabSections<'a> {
     pub spans: &'a SectionSpans,
     /// Every GPU request: `[student.gpu]` and the cohorts' own.
     pub gpus: Vec<&'a Spanned<GpuSpec>>,
+    /// The cohorts' names, in file order.
+    pub cohorts: Vec<&'a str>,
 }
 
 impl LabSections<'_> {
+    /// Whether any student gets a VM.
+    pub fn any_vms(&self) -> bool {
+        self.cohorts.iter().any(|c| self.student.on_vms(c))
+    }
+
     /// A diagnostic at `span` with an `allowed` note.
     pub fn error(
         &self,

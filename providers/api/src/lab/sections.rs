@@ -82,6 +82,26 @@ pub struct HostedKubernetesSpec {
     /// The workers' image, pullable by the cluster (the repository's Dockerfile builds it).
     /// Required when students get workers.
     pub image: Option<String>,
+    /// The cohorts whose students go on the cluster (default: every cohort); the others get
+    /// what `[student]` gives them elsewhere (on a cloud, VMs).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub cohorts: Option<Vec<Spanned<String>>>,
+}
+
+impl StudentSection {
+    /// Whether the students of cohort `cohort` go on the lab's cluster.
+    pub fn on_cluster(&self, cohort: &str) -> bool {
+        self.kubernetes.as_ref().is_some_and(|k| {
+            k.cohorts.as_ref().is_none_or(|listed| listed.iter().any(|c| c.get_ref() == cohort))
+        })
+    }
+
+    /// Whether the students of cohort `cohort` get VMs (on a cloud that makes them): asked
+    /// for, or to run their workers or notebooks, unless they are on the lab's cluster.
+    pub fn on_vms(&self, cohort: &str) -> bool {
+        let services = self.workers.is_some() || self.notebook.is_some();
+        !self.on_cluster(cohort) && (self.compute.is_some() || services)
+    }
 }
 
 /// Kubernetes quantities are strings like `"500m"`, `"2"`, `"512Mi"`, `"8Gi"`.
