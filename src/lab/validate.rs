@@ -263,8 +263,8 @@ impl Validator<'_> {
         None
     }
 
-    /// The cohorts `[student] kubernetes` puts on the cluster: each one of the lab's, once;
-    /// a warning when `[student] compute` then gives no one a VM.
+    /// The cohorts `[student] kubernetes` puts on the cluster: one or more of the lab's, each
+    /// once, not all of them when `[student] compute` asks for VMs.
     fn placed_cohorts(&mut self, file: &LabFile, hosted: &HostedKubernetesSpec) {
         let known: Vec<&str> = file.cohort.iter().map(|c| c.name.get_ref().as_str()).collect();
         let mut seen = HashSet::new();
@@ -280,10 +280,23 @@ impl Validator<'_> {
                 self.error(listed, format!("cohort `{name}` is listed twice"), "allowed: each cohort once");
             }
         }
-        if file.student.compute.is_some() && known.iter().all(|c| file.student.on_cluster(c)) {
-            self.warnings.push(format!(
-                "[student.compute] gives no one a VM: every cohort is on cluster `{}`; list the cohorts that go there in [student] kubernetes cohorts, or drop compute",
-                hosted.cluster.get_ref()
+        let cluster = hosted.cluster.get_ref();
+        if hosted.cohorts.as_ref().is_some_and(Vec::is_empty) {
+            self.error(
+                &hosted.cluster,
+                format!("`cohorts` lists no cohort: no one goes on cluster `{cluster}`"),
+                &format!("allowed: one or more of {}; or drop `kubernetes`", known.join(", ")),
+            );
+        } else if file.student.compute.is_some() && known.iter().all(|c| file.student.on_cluster(c)) {
+            // Students on the cluster get no VM: refused rather than leaving `compute` unused
+            // (a lab applied when such students also had VMs would lose them).
+            let span = self.spans.sections.compute.clone().unwrap_or(0..0);
+            let d = self.source.error(
+                span,
+                format!("[student.compute] gives no one a VM: every cohort is on cluster `{cluster}`"),
+            );
+            self.errors.push(d.note(
+                "allowed: list the cohorts that go on the cluster in [student] kubernetes cohorts (the others get VMs); or drop compute",
             ));
         }
     }
@@ -712,10 +725,15 @@ impl Validator<'_> {
         for cohort in file.cohort.iter().filter(off) {
             if let Some(gpu) = &cohort.gpu {
                 let name = cohort.name.get_ref();
+                let allowed = if file.student.kubernetes.is_some() {
+                    format!("allowed: add `{name}` to [student] kubernetes cohorts; or remove its gpu")
+                } else {
+                    format!("allowed: put `{name}` on one of the lab's clusters ([student] kubernetes = {{ cluster = …, cohorts = [\"{name}\"] }}); or remove its gpu")
+                };
                 self.error(
                     gpu,
                     format!("cohort `{name}` gets GPUs, but its students are not on a cluster: GPUs go to workers on a cluster's GPU pool"),
-                    &format!("allowed: put `{name}` on the cluster ([student] kubernetes = {{ cluster = …, cohorts = [\"{name}\"] }}), or remove its gpu"),
+                    &allowed,
                 );
             }
         }
@@ -731,7 +749,7 @@ impl Validator<'_> {
             self.error(
                 gpu,
                 format!("[student.gpu] gives GPUs to cohorts not on a cluster: {}", off.join(", ")),
-                "allowed: GPUs for students on the lab's cluster ([student] kubernetes); or a gpu of their own for the cohorts it lists",
+                "allowed: students on one of the lab's clusters ([student] kubernetes); or a gpu in the [[cohort]] tables of the cohorts on it",
             );
         }
     }

@@ -238,8 +238,9 @@ fn students_on_a_cluster_need_one_the_lab_makes_and_an_image() {
     insta::assert_snapshot!("eks_on_local", invalid(&env, &local));
 }
 
-/// The cohorts put on the cluster are the lab's, each once; GPUs go only to cohorts there
-/// (not to VMs); a `compute` that gives no one a VM is warned about.
+/// The cohorts put on the cluster are the lab's, each once, at least one, not all of them
+/// when `compute` asks for VMs; GPUs go only to cohorts there (not to VMs). On AWS as on
+/// GCP, the cohorts listed get namespaces and no VM, the others VMs and no namespace.
 #[test]
 fn cohorts_on_the_cluster_are_the_labs_and_gpus_go_only_there() {
     let env = Env::new();
@@ -249,18 +250,31 @@ fn cohorts_on_the_cluster_are_the_labs_and_gpus_go_only_there() {
     assert!(example.contains(listed));
     let unknown = example.replace(listed, "cohorts = [\"deep-learnin\", \"mon\", \"mon\"]");
     insta::assert_snapshot!("cohorts_on_cluster_unknown", invalid(&env, &unknown));
-    let gpus_on_vms = example.replace(listed, "cohorts = []");
+    let gpus_on_vms = example.replace(listed, "cohorts = [\"mon\"]");
     insta::assert_snapshot!("cohorts_on_cluster_gpus_on_vms", invalid(&env, &gpus_on_vms));
-    env.write("lab.toml", &example.replace(&format!(", {listed}"), ""));
-    let planned = env.run(&["plan", "lab.toml"]).ok();
-    assert!(
-        planned
-            .stderr
-            .contains("warning: [student.compute] gives no one a VM: every cohort is on cluster `shared`"),
-        "{}",
-        planned.all()
-    );
-    assert!(!planned.stdout.contains("].vm (vm)"), "{}", planned.stdout);
+    let none = example.replace(listed, "cohorts = []");
+    insta::assert_snapshot!("cohorts_on_cluster_none", invalid(&env, &none));
+    let all = example.replace(&format!(", {listed}"), "");
+    insta::assert_snapshot!("cohorts_on_cluster_all_with_compute", invalid(&env, &all));
+
+    let aws = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws.toml")).unwrap();
+    let workers = "workers = { mapreduce = { workers = 2 }";
+    assert!(aws.contains(workers));
+    let mixed = aws
+        .replace(
+            "[student]\n",
+            "[[cohort]]\nname = \"deep-learning\"\nstudents = [{ id = \"kay\" }]\ngpu = { count = 1 }\n\n[student]\n",
+        )
+        .replace(
+            workers,
+            &format!("kubernetes = {{ cluster = \"shared\", image = \"ghcr.io/labctl/workers:0.1.0\", {listed} }}\n{workers}"),
+        );
+    env.write("lab.toml", &mixed);
+    let plan = env.run(&["plan", "lab.toml"]).ok().stdout;
+    for (student, has, lacks) in [("ada", "vm", "namespace"), ("kay", "namespace", "vm")] {
+        assert!(plan.contains(&format!("+ student[\"{student}\"].{has} ")), "{student}: {plan}");
+        assert!(!plan.contains(&format!("+ student[\"{student}\"].{lacks} ")), "{student}: {plan}");
+    }
 }
 
 #[test]

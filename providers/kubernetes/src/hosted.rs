@@ -24,6 +24,9 @@ pub struct HostedCluster {
     /// The cluster's name in the lab file (`[cluster.<name>]`).
     pub cluster: String,
     pub kubernetes: KubernetesSetup,
+    /// The cohorts on it (`None`: every cohort); the others are elsewhere (on VMs).
+    #[serde(default)]
+    pub cohorts: Option<Vec<String>>,
 }
 
 /// What a student's cloud Secret holds: variables as the lab says them, and variables taken
@@ -62,7 +65,8 @@ impl HostedCluster {
         let mut kubernetes = KubernetesSetup::hosted(spec, lab, findings);
         let credentials = lab.student.credentials.as_ref().is_none_or(|c| *c.get_ref());
         kubernetes.cloud_secret = (credentials && lab.student.bucket.is_some()).then(|| secret.to_owned());
-        Some(Self { cluster: cluster.clone(), kubernetes })
+        let cohorts = spec.cohorts.as_ref().map(|c| c.iter().map(|c| c.get_ref().clone()).collect());
+        Some(Self { cluster: cluster.clone(), kubernetes, cohorts })
     }
 
     /// The cluster's address in the plan.
@@ -136,7 +140,7 @@ impl HostedCluster {
         match hosted {
             Some(h) => {
                 let (kubernetes, jobs) = h.kubernetes.connect_hosted(lab, access(h));
-                (vec![kubernetes], Arc::new(Placed { jobs, own: own() }))
+                (vec![kubernetes], Arc::new(Placed { hosted: h.clone(), jobs, own: own() }))
             }
             None => (vec![], own()),
         }
@@ -145,7 +149,7 @@ impl HostedCluster {
     /// A student's endpoints: their namespace and services on `hosted`, if they are there,
     /// with the cloud's own (`own`: their bucket, datasets and keys, or their VM).
     pub fn endpoints(hosted: Option<&Self>, student: &StudentResources, own: Endpoints) -> Endpoints {
-        let Some(hosted) = hosted.filter(|_| on_cluster(student)) else { return own };
+        let Some(hosted) = hosted.filter(|h| h.hosts(student)) else { return own };
         let mut endpoints = hosted.kubernetes.endpoints(student);
         endpoints.bucket = own.bucket;
         endpoints.datasets = own.datasets;
@@ -160,10 +164,16 @@ impl HostedCluster {
         student: &StudentResources,
         own: Vec<(String, String)>,
     ) -> Vec<(String, String)> {
-        let hosted = hosted.filter(|_| on_cluster(student));
+        let hosted = hosted.filter(|h| h.hosts(student));
         let mut lines = hosted.map(|h| h.kubernetes.describe(student)).unwrap_or_default();
         lines.extend(own);
         lines
+    }
+
+    /// Whether `student` is on the cluster: their cohort (as their resources are tagged) is.
+    fn hosts(&self, student: &StudentResources) -> bool {
+        let cohort = student.resources.values().find_map(|r| r.tags.cohort.as_deref());
+        self.cohorts.as_ref().is_none_or(|listed| cohort.is_some_and(|c| listed.iter().any(|l| l == c)))
     }
 
     /// The cluster's node pools: the addons and the students' namespaces go after them.
@@ -174,21 +184,17 @@ impl HostedCluster {
     }
 }
 
-/// Whether the student is on the lab's cluster: they have a namespace there.
-fn on_cluster(student: &StudentResources) -> bool {
-    student.resources.contains_key("namespace")
-}
-
 /// The smoke runner of a lab whose students are on its cluster and elsewhere (their VMs):
 /// each student's workloads run where they are.
 struct Placed {
+    hosted: HostedCluster,
     jobs: Arc<dyn SmokeRunner>,
     own: Arc<dyn SmokeRunner>,
 }
 
 impl Placed {
     fn of(&self, student: &StudentResources) -> &dyn SmokeRunner {
-        if on_cluster(student) {
+        if self.hosted.hosts(student) {
             self.jobs.as_ref()
         } else {
             self.own.as_ref()
