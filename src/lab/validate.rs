@@ -223,6 +223,16 @@ impl Validator<'_> {
         None
     }
 
+    /// An error at `span` about `name`, which is none of `known`: the closest one as a hint,
+    /// then what is `allowed`.
+    fn unknown(&mut self, span: Range<usize>, message: String, name: &str, known: &[&str], allowed: String) {
+        let mut d = self.source.error(span, message);
+        if let Some(s) = super::did_you_mean(name, known.iter().copied()) {
+            d = d.note(format!("help: did you mean `{s}`?"));
+        }
+        self.errors.push(d.note(format!("allowed: {allowed}")));
+    }
+
     /// The one `[provider.<name>]` table's plugin, and where the table is.
     fn provider<'p>(
         &mut self,
@@ -235,11 +245,7 @@ impl Validator<'_> {
             let spans = self.spans.providers.get(name);
             let (key, table) = spans.map_or((0..0, 0..0), |s| (s.key.clone(), s.table.clone()));
             let Some(plugin) = plugins.iter().find(|p| p.name() == name) else {
-                let mut d = self.source.error(key, format!("unknown key `{name}`"));
-                if let Some(suggestion) = super::did_you_mean(name, known.iter().copied()) {
-                    d = d.note(format!("help: did you mean `{suggestion}`?"));
-                }
-                self.errors.push(d.note(format!("allowed: {}", known.join(", "))));
+                self.unknown(key, format!("unknown key `{name}`"), name, &known, known.join(", "));
                 return None;
             };
             chosen.push((*plugin, table.start, table));
@@ -271,11 +277,8 @@ impl Validator<'_> {
         for listed in hosted.cohorts.iter().flatten() {
             let name = listed.get_ref();
             if !known.contains(&name.as_str()) {
-                let mut d = self.source.error(listed.span(), format!("there is no cohort `{name}`"));
-                if let Some(s) = super::did_you_mean(name, known.iter().copied()) {
-                    d = d.note(format!("help: did you mean `{s}`?"));
-                }
-                self.errors.push(d.note(format!("allowed: {}", known.join(", "))));
+                let message = format!("there is no cohort `{name}`");
+                self.unknown(listed.span(), message, name, &known, known.join(", "));
             } else if !seen.insert(name) {
                 self.error(listed, format!("cohort `{name}` is listed twice"), "allowed: each cohort once");
             }
@@ -516,16 +519,13 @@ impl Validator<'_> {
         for name in seeded {
             if !datasets.contains_key(name.get_ref()) && !file.datasets.contains_key(name.get_ref()) {
                 let known: Vec<&str> = file.datasets.keys().map(String::as_str).collect();
-                let mut d = self.source.error(name.span(), format!("unknown dataset `{}`", name.get_ref()));
-                if let Some(s) = super::did_you_mean(name.get_ref(), known.iter().copied()) {
-                    d = d.note(format!("help: did you mean `{s}`?"));
-                }
                 let allowed = if known.is_empty() {
                     "none: define one under [datasets.<name>]".into()
                 } else {
                     known.join(", ")
                 };
-                self.errors.push(d.note(format!("allowed: {allowed}")));
+                let message = format!("unknown dataset `{}`", name.get_ref());
+                self.unknown(name.span(), message, name.get_ref(), &known, allowed);
             }
         }
         let has = |kind: DatasetGenerator| {

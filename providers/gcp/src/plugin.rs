@@ -347,7 +347,7 @@ impl ProviderSetup for GcpSetup {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             let mut deps = vec![NETWORK.to_owned(), firewall.to_string(), credential.to_string()];
-            if lab.student.workers.is_some() {
+            if vm_workers(lab) {
                 deps.push(ARTIFACTS.to_owned());
             }
             if config.notebook.is_some() {
